@@ -1,0 +1,132 @@
+"""Admin for the call engine. Every state change goes through calls.services."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from . import services
+from .capabilities import SERVER
+from .errors import CallsError
+from .models import Call, CallEvent, CallMember, CallType, CallUser, CallUserTeam
+
+
+class CallUserTeamInline(admin.TabularInline):
+    model = CallUserTeam
+    extra = 0
+
+
+@admin.register(CallUser)
+class CallUserAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["id", "name"]
+    inlines = [CallUserTeamInline]
+
+
+@admin.register(CallType)
+class CallTypeAdmin(admin.ModelAdmin):
+    list_display = ["name", "updated_at"]
+    search_fields = ["name"]
+
+
+class CallMemberInline(admin.TabularInline):
+    model = CallMember
+    extra = 0
+    fields = ["user", "role", "custom", "created_at", "updated_at"]
+    readonly_fields = fields
+
+
+class CallEventInline(admin.TabularInline):
+    model = CallEvent
+    extra = 0
+    can_delete = False
+    fields = ["id", "type", "created_at"]
+    readonly_fields = fields
+    ordering = ["id"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class EndedFilter(admin.SimpleListFilter):
+    title = "ended"
+    parameter_name = "ended"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("yes", "Ended"), ("no", "Not ended")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(ended_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(ended_at__isnull=True)
+        return queryset
+
+
+def _run(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, service, verb):
+    done = 0
+    for call in queryset:
+        try:
+            service(actor=SERVER, type_name=call.type_id, call_id=call.call_id)
+            done += 1
+        except CallsError as exc:
+            modeladmin.message_user(request, f"{call.cid}: {exc.message}", messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} call(s).", messages.SUCCESS)
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    list_display = ["cid", "team", "starts_at", "backstage", "ended_at", "created_at"]
+    list_filter = ["type", "team", "backstage", EndedFilter, "starts_at"]
+    search_fields = ["call_id", "cid"]
+    date_hierarchy = "starts_at"
+    list_select_related = ["type"]
+    inlines = [CallMemberInline, CallEventInline]
+    readonly_fields = [
+        "cid", "created_at", "updated_at", "live_started_at", "live_ended_at", "ended_at",
+        "deleted_at", "current_session_id",
+    ]
+    autocomplete_fields = ["created_by"]
+    actions = ["go_live", "stop_live", "end_call"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
+
+    # Calls change only through services: the API, the appointments layer and these actions.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Go live (leave backstage)")
+    def go_live(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run(self, request, queryset, services.call_go_live, "Went live with")
+
+    @admin.action(description="Stop live (back to backstage)")
+    def stop_live(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run(self, request, queryset, services.call_stop_live, "Stopped live for")
+
+    @admin.action(description="End call for everyone")
+    def end_call(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run(self, request, queryset, services.call_end, "Ended")
+
+
+@admin.register(CallEvent)
+class CallEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "call_cid", "created_at"]
+    list_filter = ["type"]
+    search_fields = ["call_cid"]
+    readonly_fields = ["call", "call_cid", "type", "payload", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -1,0 +1,110 @@
+"""The thin Stream-compatible view base: auth, error envelope, `duration` on every body."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar
+
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from calls.capabilities import Actor
+from calls.errors import CallsError, InputError, NotAllowed, NotFound
+
+from .auth import authenticate
+
+logger = logging.getLogger("calls.api")
+
+MORE_INFO = "https://getstream.io/chat/docs/api_errors_response"
+
+
+def duration_since(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.2f}ms"
+
+
+def error_body(
+    *,
+    operation: str,
+    code: int,
+    status: int,
+    message: str,
+    started: float,
+    fields: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The one builder of Stream's error envelope (§1.6): all six required keys, always."""
+    return {
+        "code": code,
+        "message": f'{operation} failed with error: "{message}"',
+        "StatusCode": status,
+        "duration": duration_since(started),
+        "more_info": MORE_INFO,
+        "details": [],
+        "exception_fields": fields or {},
+        "unrecoverable": False,
+    }
+
+
+def error_response(
+    request: HttpRequest, *, code: int, status: int, message: str, operation: str = "Request"
+) -> JsonResponse:
+    started = getattr(request, "_calls_started", time.perf_counter())
+    return JsonResponse(
+        error_body(operation=operation, code=code, status=status, message=message, started=started),
+        status=status,
+    )
+
+
+class StreamView(APIView):
+    """Stream wire rules: no DRF auth/parsers (we parse leniently), our own errors."""
+
+    authentication_classes: ClassVar[list] = []
+    permission_classes: ClassVar[list] = []
+    renderer_classes: ClassVar[list] = [JSONRenderer]
+    parser_classes: ClassVar[list] = []
+    # HTTP method -> Stream operation id, used in error messages.
+    operations: ClassVar[dict[str, str]] = {}
+
+    actor: Actor
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        request._calls_started = time.perf_counter()  # type: ignore[attr-defined]
+        return super().initialize_request(request, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.actor = authenticate(request._request)
+
+    def operation(self) -> str:
+        return self.operations.get(self.request.method or "", "Request")
+
+    def respond(self, body: dict[str, Any], status: int = 200) -> Response:
+        body["duration"] = duration_since(self.request._request._calls_started)
+        return Response(body, status=status)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, drf_exceptions.MethodNotAllowed):
+            exc = CallsError(f"method {self.request.method} is not allowed here")
+            exc.code, exc.status = 4, 405  # type: ignore[misc]
+        elif isinstance(exc, Http404 | drf_exceptions.NotFound):
+            exc = NotFound(str(exc) or "not found")
+        elif isinstance(exc, drf_exceptions.PermissionDenied):
+            exc = NotAllowed(str(exc.detail))
+        elif isinstance(exc, drf_exceptions.APIException):
+            exc = InputError(str(exc.detail))
+        if not isinstance(exc, CallsError):
+            logger.exception("unhandled error in %s", self.operation())
+            exc = CallsError("internal error")
+        body = error_body(
+            operation=self.operation(),
+            code=exc.code,
+            status=exc.status,
+            message=exc.message,
+            started=self.request._request._calls_started,
+            fields=exc.fields,
+        )
+        return Response(body, status=exc.status)

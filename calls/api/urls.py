@@ -1,0 +1,24 @@
+"""Routes of the Stream-compatible API: no trailing slashes, never a redirect (§1.8)."""
+
+from django.urls import path, re_path
+
+from . import views
+
+CALL = "api/v2/video/call/<str:type>/<str:id>"
+
+urlpatterns = [
+    path("api/v2/video/call/members", views.QueryCallMembersView.as_view()),
+    path(CALL, views.CallView.as_view()),
+    path(f"{CALL}/members", views.CallMembersView.as_view()),
+    path(f"{CALL}/go_live", views.GoLiveView.as_view()),
+    path(f"{CALL}/stop_live", views.StopLiveView.as_view()),
+    path(f"{CALL}/mark_ended", views.EndCallView.as_view()),
+    path(f"{CALL}/delete", views.DeleteCallView.as_view()),
+    path(f"{CALL}/<path:rest>", views.UnsupportedView.as_view()),
+    path("api/v2/video/calls", views.QueryCallsView.as_view()),
+    path("api/v2/video/calltypes", views.CallTypesView.as_view()),
+    path("api/v2/video/calltypes/<str:name>", views.CallTypeView.as_view()),
+    path("api/v2/users", views.UsersView.as_view()),
+    path("api/v2/tasks/<str:id>", views.TaskView.as_view()),
+    re_path(r"^api/.*$", views.NotFoundView.as_view()),
+]

@@ -1,0 +1,352 @@
+"""Stream Video server-side API (§3): validate input, call one service or selector, render."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from calls import query, selectors, services, wire
+from calls.capabilities import capabilities_for
+from calls.errors import InputError, NotAllowed, NotFound
+from calls.models import ID_REGEX, Task
+
+from . import serializers as s
+from .base import StreamView
+from .wire_input import drop_none, parse_body, validated
+
+_ID = re.compile(ID_REGEX)
+
+
+def _check_ids(type_name: str, call_id: str) -> None:
+    bad = {
+        k: "must match ^[A-Za-z0-9_-]{1,64}$"
+        for k, v in (("type", type_name), ("id", call_id))
+        if not _ID.match(v)
+    }
+    if bad:
+        raise InputError("invalid call type or id", fields=bad)
+
+
+def _members(data: list[dict[str, Any]] | None) -> list[services.MemberSpec]:
+    return [
+        services.MemberSpec(user_id=m["user_id"], role=m.get("role"), custom=m.get("custom"))
+        for m in data or []
+    ]
+
+
+def _user_spec(data: dict[str, Any]) -> services.UserSpec:
+    return services.UserSpec(
+        **{k: v for k, v in data.items() if k in services.UserSpec.__dataclass_fields__}
+    )
+
+
+def _call_view_body(view: services.CallView) -> dict[str, Any]:
+    return {
+        "call": wire.call_response(view.call),
+        "members": [wire.member_response(m) for m in view.members],
+        "own_capabilities": view.own_capabilities,
+        "blocked_users": [],
+    }
+
+
+class CallView(StreamView):
+    operations = {"GET": "GetCall", "POST": "GetOrCreateCall", "PATCH": "UpdateCall"}
+
+    def get(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        params = validated(s.GetCallQuery, drop_none(request.query_params.dict()))
+        view = services.call_read(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            ring=params.get("ring", False),
+            notify=params.get("notify", False),
+            video=params.get("video"),
+            members_limit=params.get("members_limit"),
+        )
+        return self.respond(_call_view_body(view))
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.GetOrCreateCallRequest, drop_none(parse_body(request._request)))
+        data = body.get("data", {})
+        created_by = data.get("created_by")
+        view = services.call_get_or_create(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            created_by_id=data.get("created_by_id"),
+            created_by=_user_spec(created_by) if created_by else None,
+            members=_members(data.get("members")),
+            custom=data.get("custom"),
+            settings_override=data.get("settings_override"),
+            starts_at=data.get("starts_at"),
+            team=data.get("team"),
+            ring=body.get("ring", False),
+            notify=body.get("notify", False),
+            video=body.get("video", data.get("video")),
+            members_limit=body.get("members_limit"),
+        )
+        return self.respond({**_call_view_body(view), "created": view.created}, status=201)
+
+    def patch(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.UpdateCallRequest, drop_none(parse_body(request._request)))
+        view = services.call_update(actor=self.actor, type_name=type, call_id=id, **body)
+        return self.respond(_call_view_body(view))
+
+
+class CallMembersView(StreamView):
+    operations = {"POST": "UpdateCallMembers"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.UpdateCallMembersRequest, drop_none(parse_body(request._request)))
+        members = services.call_members_update(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            update_members=_members(body.get("update_members")),
+            remove_members=body.get("remove_members"),
+        )
+        return self.respond({"members": [wire.member_response(m) for m in members]}, status=201)
+
+
+class GoLiveView(StreamView):
+    operations = {"POST": "GoLive"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        parse_body(request._request)  # media flags are accepted and ignored (no egress here)
+        call = services.call_go_live(actor=self.actor, type_name=type, call_id=id)
+        return self.respond({"call": wire.call_response(call)}, status=201)
+
+
+class StopLiveView(StreamView):
+    operations = {"POST": "StopLive"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        parse_body(request._request)
+        call = services.call_stop_live(actor=self.actor, type_name=type, call_id=id)
+        return self.respond({"call": wire.call_response(call)}, status=201)
+
+
+class EndCallView(StreamView):
+    operations = {"POST": "EndCall"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        services.call_end(actor=self.actor, type_name=type, call_id=id)
+        return self.respond({}, status=201)
+
+
+class DeleteCallView(StreamView):
+    operations = {"POST": "DeleteCall"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.DeleteCallRequest, drop_none(parse_body(request._request)))
+        call, task = services.call_delete(
+            actor=self.actor, type_name=type, call_id=id, hard=body.get("hard", False)
+        )
+        out: dict[str, Any] = {"call": wire.call_response(call)}
+        if task is not None:
+            out["task_id"] = task.id
+        return self.respond(out, status=201)
+
+
+class QueryCallsView(StreamView):
+    operations = {"POST": "QueryCalls"}
+
+    def post(self, request: Request) -> Response:
+        body = validated(s.QueryRequest, drop_none(parse_body(request._request)))
+        calls, next_cursor, prev_cursor = query.calls_query(
+            actor=self.actor,
+            filter_conditions=body.get("filter_conditions"),
+            sort=body.get("sort"),
+            limit=body.get("limit") or 25,
+            next=body.get("next") or None,
+            prev=body.get("prev") or None,
+        )
+        by_call = selectors.members_by_call(calls=calls)
+        items = []
+        for call in calls:
+            members = by_call.get(call.pk, [])
+            mine = next((m for m in members if m.user_id == self.actor.user_id), None)
+            items.append(
+                {
+                    "call": wire.call_response(call),
+                    "members": [wire.member_response(m) for m in members],
+                    "own_capabilities": capabilities_for(self.actor, call, mine),
+                }
+            )
+        out: dict[str, Any] = {"calls": items}
+        if next_cursor:
+            out["next"] = next_cursor
+        if prev_cursor:
+            out["prev"] = prev_cursor
+        return self.respond(out, status=201)
+
+
+class QueryCallMembersView(StreamView):
+    operations = {"POST": "QueryCallMembers"}
+
+    def post(self, request: Request) -> Response:
+        body = validated(s.QueryCallMembersRequest, drop_none(parse_body(request._request)))
+        _check_ids(body["type"], body["id"])
+        view = services.call_read(
+            actor=self.actor, type_name=body["type"], call_id=body["id"], members_limit=0
+        )
+        members, next_cursor, prev_cursor = query.members_query(
+            call=view.call,
+            filter_conditions=body.get("filter_conditions"),
+            sort=body.get("sort"),
+            limit=body.get("limit") or 25,
+            next=body.get("next") or None,
+            prev=body.get("prev") or None,
+        )
+        out: dict[str, Any] = {"members": [wire.member_response(m) for m in members]}
+        if next_cursor:
+            out["next"] = next_cursor
+        if prev_cursor:
+            out["prev"] = prev_cursor
+        return self.respond(out, status=201)
+
+
+def _require_server(view: StreamView) -> None:
+    if not view.actor.is_server:
+        raise NotAllowed("this endpoint requires server-side auth")
+
+
+class CallTypesView(StreamView):
+    operations = {"GET": "ListCallTypes", "POST": "CreateCallType"}
+
+    def get(self, request: Request) -> Response:
+        _require_server(self)
+        types = selectors.call_types_all()
+        return self.respond({"call_types": {t.name: wire.call_type_response(t) for t in types}})
+
+    def post(self, request: Request) -> Response:
+        _require_server(self)
+        body = validated(s.CreateCallTypeRequest, drop_none(parse_body(request._request)))
+        call_type = services.call_type_create(**body)
+        return self.respond(wire.call_type_response(call_type), status=201)
+
+
+class CallTypeView(StreamView):
+    operations = {"GET": "GetCallType", "PUT": "UpdateCallType", "DELETE": "DeleteCallType"}
+
+    def get(self, request: Request, name: str) -> Response:
+        _require_server(self)
+        return self.respond(wire.call_type_response(selectors.call_type_get(name=name)))
+
+    def put(self, request: Request, name: str) -> Response:
+        _require_server(self)
+        body = validated(s.CallTypeRequest, drop_none(parse_body(request._request)))
+        call_type = services.call_type_update(name=name, **body)
+        return self.respond(wire.call_type_response(call_type), status=201)
+
+    def delete(self, request: Request, name: str) -> Response:
+        _require_server(self)
+        services.call_type_delete(name=name)
+        return self.respond({})
+
+
+class UsersView(StreamView):
+    operations = {"POST": "UpdateUsers", "PATCH": "UpdateUsersPartial", "GET": "QueryUsers"}
+
+    def post(self, request: Request) -> Response:
+        body = validated(s.UpsertUsersRequest, parse_body(request._request))
+        specs = []
+        for key, data in body["users"].items():
+            if data["id"] != key:
+                raise InputError(
+                    f"users.{key}.id must equal its key",
+                    fields={f"users.{key}.id": "must equal its key"},
+                )
+            specs.append(_user_spec(data))
+        users = services.users_upsert(actor=self.actor, users=specs)
+        return self.respond(
+            {
+                "users": {u.id: wire.full_user_response(u) for u in users},
+                "membership_deletion_task_id": "",
+            },
+            status=201,
+        )
+
+    def patch(self, request: Request) -> Response:
+        body = validated(s.UpdateUsersPartialRequest, parse_body(request._request))
+        users = services.users_partial_update(
+            actor=self.actor,
+            updates=[(u["id"], u.get("set", {}), u.get("unset", [])) for u in body["users"]],
+        )
+        return self.respond(
+            {
+                "users": {u.id: wire.full_user_response(u) for u in users},
+                "membership_deletion_task_id": "",
+            }
+        )
+
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("payload")
+        if not raw:
+            raise InputError("payload is required", fields={"payload": "required"})
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise InputError("payload must be JSON", fields={"payload": "invalid JSON"}) from None
+        if not isinstance(payload, dict):
+            raise InputError("payload must be a JSON object", fields={"payload": "not an object"})
+        body = validated(s.QueryUsersPayload, drop_none(payload))
+        users = selectors.users_query(
+            actor=self.actor,
+            filter_conditions=body["filter_conditions"],
+            sort=body.get("sort"),
+            limit=body.get("limit") or 25,
+            offset=body.get("offset", 0),
+        )
+        return self.respond({"users": [wire.full_user_response(u) for u in users]})
+
+
+class TaskView(StreamView):
+    operations = {"GET": "GetTask"}
+
+    def get(self, request: Request, id: str) -> Response:
+        _require_server(self)
+        task = Task.objects.filter(id=id).first()
+        if task is None:
+            raise NotFound(f"task {id} does not exist")
+        out: dict[str, Any] = {
+            "task_id": task.id,
+            "status": task.status,
+            "created_at": wire.to_ns(task.created_at),
+            "updated_at": wire.to_ns(task.updated_at),
+        }
+        if task.result:
+            out["result"] = task.result
+        if task.error:
+            out["error"] = task.error
+        return self.respond(out)
+
+
+class UnsupportedView(StreamView):
+    """Pin, recording, HLS, RTMP, transcription, SIP, stats...: a well-formed 400/4 (§3.1)."""
+
+    def dispatch_any(self, request: Request, **kwargs: Any) -> Response:
+        raise InputError(f"{request.path} is not supported by this server")
+
+    get = post = put = patch = delete = dispatch_any
+
+
+class NotFoundView(StreamView):
+    """Any unknown API path: a Stream 404 body, never a redirect or an HTML page."""
+
+    def dispatch_any(self, request: Request, **kwargs: Any) -> Response:
+        raise NotFound(f"{request.method} {request.path} is not an API endpoint")
+
+    get = post = put = patch = delete = dispatch_any

@@ -1,0 +1,26 @@
+"""The outbox: every state change writes its Stream event here, in the change's transaction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from .models import CallEvent
+from .wire import to_ns
+
+if TYPE_CHECKING:
+    from .models import Call
+
+
+def event_emit(*, type: str, for_call: Call | None, call_cid: str = "", **fields: Any) -> CallEvent:
+    """Write one event row. Must run inside the transaction of the change it records."""
+    now = timezone.now()
+    cid = for_call.cid if for_call is not None else call_cid
+    payload: dict[str, Any] = {"type": type, "created_at": to_ns(now)}
+    if cid:
+        payload["call_cid"] = cid
+    payload.update(fields)
+    return CallEvent.objects.create(
+        call=for_call, call_cid=cid, type=type, payload=payload, created_at=now
+    )

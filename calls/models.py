@@ -1,0 +1,209 @@
+"""The call engine's tables. Invariants live in the database (constraints), logic in services."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+# Stream's id rule (§1.8): also keeps '%2F' and friends out of our routes.
+ID_REGEX = r"^[A-Za-z0-9_-]{1,64}$"
+USER_ID_REGEX = r"^[A-Za-z0-9@_.-]{1,255}$"
+
+
+class CallUser(models.Model):
+    """A user of the calls API (Stream's user): a string id chosen by the integrator."""
+
+    id = models.CharField(primary_key=True, max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="")
+    image = models.URLField(max_length=1000, blank=True, default="")
+    role = models.CharField(max_length=64, default="user")
+    custom = models.JSONField(default=dict, blank=True)
+    language = models.CharField(max_length=16, blank=True, default="")
+    invisible = models.BooleanField(default=False)
+    revoke_tokens_issued_before = models.DateTimeField(null=True, blank=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(id__regex=USER_ID_REGEX), name="%(app_label)s_%(class)s_id_format"
+            ),
+            models.CheckConstraint(condition=~Q(role=""), name="%(app_label)s_%(class)s_role_set"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.id
+
+    @property
+    def team_ids(self) -> list[str]:
+        """Team ids, from the prefetched memberships when available (selectors prefetch them)."""
+        return sorted(m.team for m in self.team_memberships.all())
+
+
+class CallUserTeam(models.Model):
+    """A user's membership of a team (tenant = clinic), with an optional per-team role."""
+
+    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="team_memberships")
+    team = models.CharField(max_length=100)
+    role = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["team"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "team"], name="%(app_label)s_%(class)s_unique"),
+            models.CheckConstraint(condition=~Q(team=""), name="%(app_label)s_%(class)s_team_set"),
+        ]
+        indexes = [models.Index(fields=["team"], name="calls_userteam_team_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.team}"
+
+
+class CallType(models.Model):
+    """Settings defaults and per-role grants shared by calls of this type."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    settings = models.JSONField(default=dict)
+    grants = models.JSONField(default=dict)
+    notification_settings = models.JSONField(default=dict)
+    external_storage = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(name__regex=ID_REGEX), name="%(app_label)s_%(class)s_name_format"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Call(models.Model):
+    """A call: `type:id` is its cid. The id is chosen by the caller (an appointment id)."""
+
+    type = models.ForeignKey(CallType, on_delete=models.PROTECT, related_name="calls")
+    call_id = models.CharField("id", max_length=64)
+    cid = models.CharField(max_length=129)
+    created_by = models.ForeignKey(CallUser, on_delete=models.PROTECT, related_name="+")
+    team = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 - null = teamless
+    custom = models.JSONField(default=dict, blank=True)
+    settings_override = models.JSONField(default=dict, blank=True)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    backstage = models.BooleanField(default=False)
+    live_started_at = models.DateTimeField(null=True, blank=True)
+    live_ended_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    current_session_id = models.CharField(max_length=64, blank=True, default="")
+    blocked_user_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One live (not deleted) call per cid; a soft-deleted id may be created again.
+            models.UniqueConstraint(
+                fields=["type", "call_id"],
+                condition=Q(deleted_at__isnull=True),
+                name="%(app_label)s_%(class)s_unique_cid",
+            ),
+            models.CheckConstraint(
+                condition=Q(call_id__regex=ID_REGEX), name="%(app_label)s_%(class)s_id_format"
+            ),
+            models.CheckConstraint(
+                condition=~Q(team=""), name="%(app_label)s_%(class)s_team_null_not_empty"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["cid"], name="calls_call_cid_idx"),
+            models.Index(fields=["team", "starts_at"], name="calls_call_team_starts_idx"),
+            models.Index(fields=["starts_at"], name="calls_call_starts_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.cid
+
+    @property
+    def is_ended(self) -> bool:
+        return self.ended_at is not None
+
+
+class CallMember(models.Model):
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="call_memberships")
+    role = models.CharField(max_length=64, default="call_member")
+    custom = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "user"], name="%(app_label)s_%(class)s_unique"),
+            models.CheckConstraint(condition=~Q(role=""), name="%(app_label)s_%(class)s_role_set"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ({self.role}) in {self.call_id}"
+
+
+class CallEvent(models.Model):
+    """The outbox: one row per state change, written in the change's transaction.
+
+    `payload` is the Stream wire event (int-ns timestamps), ready for WebSockets and webhooks.
+    Consumers read rows in id order; per call the order is the order of the changes, because
+    every service locks the call row before it writes.
+    """
+
+    call = models.ForeignKey(
+        Call, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    call_cid = models.CharField(max_length=129, blank=True, default="")
+    type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["call", "id"], name="calls_event_call_id_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.call_cid}"
+
+
+class Task(models.Model):
+    """An asynchronous job the API exposes (`GET /api/v2/tasks/{id}`): hard deletes."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=64)
+    kind = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    params = models.JSONField(default=dict)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running", "completed", "failed"]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"

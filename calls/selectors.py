@@ -1,0 +1,139 @@
+"""Reads shared by the API, the admin and other apps; always filtered by what the actor may see."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+
+from .capabilities import Actor, capabilities_for, team_allows
+from .errors import InputError, NotAllowed, NotFound
+from .models import Call, CallMember, CallType, CallUser, CallUserTeam
+
+
+def users_with_teams() -> QuerySet[CallUser]:
+    return CallUser.objects.prefetch_related(
+        Prefetch("team_memberships", queryset=CallUserTeam.objects.order_by("team"))
+    )
+
+
+def calls_base() -> QuerySet[Call]:
+    """Live (not deleted) calls with what their wire representation reads."""
+    return (
+        Call.objects.filter(deleted_at__isnull=True)
+        .select_related("type", "created_by")
+        .prefetch_related("created_by__team_memberships")
+    )
+
+
+def members_base() -> QuerySet[CallMember]:
+    return CallMember.objects.select_related("user").prefetch_related("user__team_memberships")
+
+
+def call_type_get(*, name: str) -> CallType:
+    try:
+        return CallType.objects.get(name=name)
+    except CallType.DoesNotExist:
+        raise NotFound(f"call type {name} does not exist") from None
+
+
+def call_get(*, actor: Actor, type_name: str, call_id: str, for_update: bool = False) -> Call:
+    """The call the actor asks for, or NotFound / NotAllowed (team) errors."""
+    qs = calls_base()
+    if for_update:
+        # Lock only the call row (the joined rows need no lock).
+        qs = qs.select_for_update(of=("self",))
+    call = qs.filter(type_id=type_name, call_id=call_id).first()
+    if call is None:
+        raise NotFound(f"call {type_name}:{call_id} does not exist")
+    if not team_allows(actor, call.team):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
+    return call
+
+
+def call_members(*, call: Call, limit: int | None = None) -> list[CallMember]:
+    qs = members_base().filter(call=call).order_by("created_at", "pk")
+    if limit is not None:
+        qs = qs[:limit]
+    return list(qs)
+
+
+def member_of(*, actor: Actor, call: Call) -> CallMember | None:
+    if actor.is_server:
+        return None
+    return CallMember.objects.filter(call=call, user_id=actor.user_id).first()
+
+
+def own_capabilities(*, actor: Actor, call: Call, member: CallMember | None = None) -> list[str]:
+    if member is None and not actor.is_server:
+        member = member_of(actor=actor, call=call)
+    return capabilities_for(actor, call, member)
+
+
+def call_types_all() -> QuerySet[CallType]:
+    return CallType.objects.order_by("name")
+
+
+def members_by_call(*, calls: list[Call]) -> dict[int, list[CallMember]]:
+    """Members of many calls in one query (QueryCalls), grouped by call pk."""
+    grouped: dict[int, list[CallMember]] = {c.pk: [] for c in calls}
+    for member in members_base().filter(call__in=calls).order_by("created_at", "pk"):
+        grouped[member.call_id].append(member)
+    return grouped
+
+
+_USER_FIELDS = {"id": "id", "role": "role", "name": "name", "language": "language"}
+_USER_SORT = {
+    "id": "id",
+    "name": "name",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "role": "role",
+}
+
+
+def users_query(
+    *, actor: Actor, filter_conditions: dict, sort: list[dict] | None, limit: int, offset: int
+) -> list[CallUser]:
+    """QueryUsers: `id`, `role`, `name`, `language` ($eq/$in/$autocomplete) and `teams` ($in /
+    $eq / null). A user-side request is limited to the actor's teams (§6.1)."""
+    qs = users_with_teams()
+    for field_name, cond in filter_conditions.items():
+        ops = cond if isinstance(cond, dict) else {"$eq": cond}
+        for op, value in ops.items():
+            path = f"filter_conditions.{field_name}"
+            if field_name == "teams":
+                if value is None:
+                    qs = qs.filter(team_memberships__isnull=True)
+                    continue
+                teams = value if isinstance(value, list) else [value]
+                if op not in ("$eq", "$in", "$contains") or not all(
+                    isinstance(t, str) for t in teams
+                ):
+                    raise InputError(f"unsupported teams filter {op}", fields={path: op})
+                qs = qs.filter(team_memberships__team__in=teams)
+                continue
+            column = _USER_FIELDS.get(field_name)
+            if column is None:
+                raise InputError(
+                    f"cannot filter users on {field_name}", fields={path: "unknown field"}
+                )
+            if op == "$eq":
+                qs = qs.filter(**{column: value})
+            elif op == "$in" and isinstance(value, list):
+                qs = qs.filter(**{f"{column}__in": value})
+            elif op in ("$autocomplete", "$q") and isinstance(value, str):
+                qs = qs.filter(**{f"{column}__icontains": value})
+            else:
+                raise InputError(f"unsupported operator {op}", fields={path: op})
+    if not actor.is_server:
+        qs = (
+            qs.filter(team_memberships__team__in=actor.teams)
+            if actor.teams
+            else qs.filter(team_memberships__isnull=True)
+        )
+    order = []
+    for item in sort or []:
+        column = _USER_SORT.get(str(item.get("field")))
+        if column is None:
+            raise InputError("unsupported sort field", fields={"sort": str(item.get("field"))})
+        order.append(column if item.get("direction", 1) >= 0 else f"-{column}")
+    return list(qs.distinct().order_by(*order, "id")[offset : offset + limit])

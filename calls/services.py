@@ -1,0 +1,730 @@
+"""Every change of call state. Each runs in one transaction, locks what it changes and writes
+its outbox event (calls.events) in that same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import selectors, wire
+from .call_settings import BUILTIN_CALL_TYPE_SETTINGS, SettingsError, deep_merge
+from .call_settings import validate_settings_request as _validate_settings
+from .capabilities import ALL_CAPABILITIES, Actor, can_create, capabilities_for, team_allows
+from .errors import InputError, NotAllowed, NotFound
+from .events import event_emit
+from .models import Call, CallEvent, CallMember, CallType, CallUser, CallUserTeam, Task
+
+MAX_MEMBERS_PER_REQUEST = 100
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    user_id: str
+    role: str | None = None
+    custom: dict[str, Any] | None = None
+
+
+@dataclass
+class CallView:
+    """A call with the members and capabilities an API answer shows."""
+
+    call: Call
+    members: list[CallMember]
+    own_capabilities: list[str]
+    created: bool = False
+
+
+def _settings_or_error(data: dict[str, Any] | None, path: str) -> dict[str, Any]:
+    if not data:
+        return {}
+    try:
+        return _validate_settings(data, path=path)
+    except SettingsError as exc:
+        raise InputError(str(exc), fields=exc.errors) from None
+
+
+def _require(actor: Actor, call: Call, member: CallMember | None, capability: str) -> None:
+    if capability not in capabilities_for(actor, call, member):
+        raise NotAllowed(
+            f"user {actor.user_id} is not allowed to perform action {capability} on {call.cid}"
+        )
+
+
+def _capabilities_by_role(call: Call) -> dict[str, list[str]]:
+    return {role: list(caps) for role, caps in call.type.grants.items()}
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    id: str
+    name: str | None = None
+    image: str | None = None
+    role: str | None = None
+    custom: dict[str, Any] | None = None
+    language: str | None = None
+    invisible: bool | None = None
+    teams: list[str] | None = None
+    teams_role: dict[str, str] | None = None
+
+
+def users_upsert(*, actor: Actor, users: list[UserSpec]) -> list[CallUser]:
+    """Full-replace upsert (Stream's POST /users): absent fields go back to their defaults."""
+    if not actor.is_server:
+        raise NotAllowed("only server-side requests may upsert users")
+    with transaction.atomic():
+        ids = [u.id for u in users]
+        existing = {u.id: u for u in CallUser.objects.select_for_update().filter(id__in=ids)}
+        saved: list[CallUser] = []
+        for spec in users:
+            user = existing.get(spec.id) or CallUser(id=spec.id)
+            user.name = spec.name or ""
+            user.image = spec.image or ""
+            user.role = spec.role or "user"
+            user.custom = spec.custom or {}
+            user.language = spec.language or ""
+            user.invisible = bool(spec.invisible)
+            user.save()
+            teams_role = spec.teams_role or {}
+            teams = list(dict.fromkeys([*(spec.teams or []), *teams_role]))
+            CallUserTeam.objects.filter(user=user).exclude(team__in=teams).delete()
+            for team in teams:
+                CallUserTeam.objects.update_or_create(
+                    user=user, team=team, defaults={"role": teams_role.get(team, "")}
+                )
+            saved.append(user)
+        result = list(selectors.users_with_teams().filter(id__in=ids))
+        for user in result:
+            event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
+        return result
+
+
+def users_partial_update(
+    *, actor: Actor, updates: list[tuple[str, dict[str, Any], list[str]]]
+) -> list[CallUser]:
+    """Stream's PATCH /users: `set` these fields, `unset` those, leave the rest."""
+    if not actor.is_server:
+        raise NotAllowed("only server-side requests may update users")
+    defaults = {
+        "name": "",
+        "image": "",
+        "role": "user",
+        "custom": {},
+        "language": "",
+        "invisible": False,
+    }
+    with transaction.atomic():
+        ids = [u[0] for u in updates]
+        found = {
+            u.id: u for u in selectors.users_with_teams().select_for_update().filter(id__in=ids)
+        }
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFound(f"users {', '.join(missing)} do not exist")
+        for user_id, set_fields, unset in updates:
+            user = found[user_id]
+            for name in unset:
+                if name in defaults:
+                    setattr(user, name, defaults[name])
+                elif name in user.custom:
+                    user.custom = {k: v for k, v in user.custom.items() if k != name}
+            for name, value in set_fields.items():
+                if name in defaults:
+                    setattr(user, name, value)
+                elif name != "teams":
+                    user.custom = {**user.custom, name: value}
+            if "teams" in set_fields:
+                teams = list(set_fields["teams"] or [])
+                CallUserTeam.objects.filter(user=user).exclude(team__in=teams).delete()
+                for team in teams:
+                    CallUserTeam.objects.get_or_create(user=user, team=team)
+            user.save()
+        result = list(selectors.users_with_teams().filter(id__in=ids))
+        for user in result:
+            event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
+        return result
+
+
+# --- call types ------------------------------------------------------------------------------
+
+
+def _validate_grants(grants: dict[str, Any] | None) -> dict[str, list[str]]:
+    if grants is None:
+        return {}
+    if not isinstance(grants, dict):
+        raise InputError("grants must be an object", fields={"grants": "must be an object"})
+    errors: dict[str, str] = {}
+    for role, caps in grants.items():
+        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+            errors[f"grants.{role}"] = "must be a list of capabilities"
+            continue
+        unknown = sorted(set(caps) - set(ALL_CAPABILITIES))
+        if unknown:
+            errors[f"grants.{role}"] = f"unknown capabilities: {', '.join(unknown)}"
+    if errors:
+        raise InputError("invalid grants", fields=errors)
+    return {role: sorted(set(caps)) for role, caps in grants.items()}
+
+
+def call_type_create(
+    *,
+    name: str,
+    settings: dict[str, Any] | None = None,
+    grants: dict[str, list[str]] | None = None,
+    notification_settings: dict[str, Any] | None = None,
+    external_storage: str = "",
+) -> CallType:
+    from .call_settings import default_notification_settings
+
+    clean = _settings_or_error(settings, "settings")
+    clean_grants = _validate_grants(grants)
+    with transaction.atomic():
+        if CallType.objects.filter(name=name).exists():
+            raise InputError(f"call type {name} already exists", fields={"name": "already exists"})
+        return CallType.objects.create(
+            name=name,
+            settings=deep_merge(BUILTIN_CALL_TYPE_SETTINGS["default"], clean),
+            grants=clean_grants,
+            notification_settings=deep_merge(
+                default_notification_settings(), notification_settings or {}
+            ),
+            external_storage=external_storage or "",
+        )
+
+
+def call_type_update(
+    *,
+    name: str,
+    settings: dict[str, Any] | None = None,
+    grants: dict[str, list[str]] | None = None,
+    notification_settings: dict[str, Any] | None = None,
+    external_storage: str | None = None,
+) -> CallType:
+    """PUT merges settings and replaces only the roles named in `grants` (our choice, §3.14)."""
+    clean = _settings_or_error(settings, "settings")
+    clean_grants = _validate_grants(grants)
+    with transaction.atomic():
+        call_type = CallType.objects.select_for_update().filter(name=name).first()
+        if call_type is None:
+            raise NotFound(f"call type {name} does not exist")
+        call_type.settings = deep_merge(call_type.settings, clean)
+        call_type.grants = {**call_type.grants, **clean_grants}
+        if notification_settings:
+            call_type.notification_settings = deep_merge(
+                call_type.notification_settings, notification_settings
+            )
+        if external_storage is not None:
+            call_type.external_storage = external_storage
+        call_type.save()
+        return call_type
+
+
+def call_type_delete(*, name: str) -> None:
+    with transaction.atomic():
+        call_type = CallType.objects.select_for_update().filter(name=name).first()
+        if call_type is None:
+            raise NotFound(f"call type {name} does not exist")
+        if Call.objects.filter(type=call_type).exists():
+            raise InputError(f"call type {name} still has calls and cannot be deleted")
+        call_type.delete()
+
+
+# --- calls -----------------------------------------------------------------------------------
+
+
+def _members_check(members: list[MemberSpec]) -> None:
+    if len(members) > MAX_MEMBERS_PER_REQUEST:
+        raise InputError(
+            f"at most {MAX_MEMBERS_PER_REQUEST} members per request",
+            fields={"members": f"at most {MAX_MEMBERS_PER_REQUEST}"},
+        )
+    ids = [m.user_id for m in members]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise InputError(f"duplicate members: {', '.join(dupes)}", fields={"members": "duplicate"})
+    found = set(CallUser.objects.filter(id__in=ids).values_list("id", flat=True))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise InputError(
+            f"members must be existing users; unknown: {', '.join(missing)}",
+            fields={"members": f"unknown users: {', '.join(missing)}"},
+        )
+
+
+def _ring_and_notify(
+    *,
+    call: Call,
+    members: list[CallMember],
+    caller: CallUser,
+    ring: bool,
+    notify: bool,
+    video: bool | None,
+) -> None:
+    """Record ring / notify requests as events (delivery belongs to the push pipeline)."""
+    if not (ring or notify):
+        return
+    call_data = wire.call_response(call)
+    others = [m for m in members if m.user_id != caller.id]
+    member_data = [wire.member_response(m) for m in others]
+    caller_data = wire.user_response(caller)
+    if ring:
+        if not others:
+            raise InputError("no users to ring")
+        event_emit(
+            type="call.ring",
+            for_call=call,
+            call=call_data,
+            members=member_data,
+            user=caller_data,
+            session_id=call.current_session_id,
+            video=bool(video),
+        )
+    if notify:
+        event_emit(
+            type="call.notification",
+            for_call=call,
+            call=call_data,
+            members=member_data,
+            user=caller_data,
+            session_id=call.current_session_id,
+        )
+
+
+def call_get_or_create(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    created_by_id: str | None = None,
+    created_by: UserSpec | None = None,
+    members: list[MemberSpec] | None = None,
+    custom: dict[str, Any] | None = None,
+    settings_override: dict[str, Any] | None = None,
+    starts_at: datetime | None = None,
+    team: str | None = None,
+    ring: bool = False,
+    notify: bool = False,
+    video: bool | None = None,
+    members_limit: int | None = None,
+) -> CallView:
+    """Stream's GetOrCreateCall. `data` is only used when the call is created (§3.3)."""
+    call_type = selectors.call_type_get(name=type_name)
+    existing = selectors.calls_base().filter(type=call_type, call_id=call_id).first()
+    if existing is not None:
+        return _existing_call_view(
+            actor=actor,
+            call=existing,
+            ring=ring,
+            notify=notify,
+            video=video,
+            members_limit=members_limit,
+        )
+    members = members or []
+    override = _settings_or_error(settings_override, "data.settings_override")
+    if actor.is_server:
+        if created_by is not None:
+            users_upsert(actor=actor, users=[created_by])
+            created_by_id = created_by.id
+        if not created_by_id:
+            raise InputError(
+                "either data.created_by or data.created_by_id must be provided when using "
+                "server side auth",
+                fields={"data.created_by_id": "required with server-side auth"},
+            )
+        creator = CallUser.objects.filter(id=created_by_id).first()
+        if creator is None:
+            raise InputError(
+                f"user {created_by_id} does not exist",
+                fields={"data.created_by_id": "unknown user"},
+            )
+    else:
+        assert actor.user is not None  # noqa: S101
+        creator = actor.user
+        if not can_create(actor, call_type.grants):
+            raise NotAllowed(f"user {creator.id} is not allowed to create {type_name} calls")
+        if actor.teams and team not in actor.teams:
+            raise NotAllowed(
+                "a user who belongs to teams must create calls in one of their teams",
+                fields={"data.team": "must be one of your teams"},
+            )
+        if not actor.teams and team:
+            raise NotAllowed(
+                f"user {creator.id} does not belong to team {team}",
+                fields={"data.team": "not your team"},
+            )
+    _members_check(members)
+    effective = deep_merge(call_type.settings, override)
+    try:
+        with transaction.atomic():
+            with transaction.atomic():  # savepoint: a lost race leaves the outer block usable
+                call = Call.objects.create(
+                    type=call_type,
+                    call_id=call_id,
+                    cid=f"{type_name}:{call_id}",
+                    created_by=creator,
+                    team=team or None,
+                    custom=custom or {},
+                    settings_override=override,
+                    starts_at=starts_at,
+                    backstage=bool(effective["backstage"].get("enabled")),
+                )
+            CallMember.objects.bulk_create(
+                [
+                    CallMember(
+                        call=call,
+                        user_id=m.user_id,
+                        role=m.role or "call_member",
+                        custom=m.custom or {},
+                    )
+                    for m in members
+                ]
+            )
+            call = selectors.calls_base().get(pk=call.pk)
+            all_members = selectors.call_members(call=call)
+            call_data = wire.call_response(call)
+            event_emit(
+                type="call.created",
+                for_call=call,
+                call=call_data,
+                members=[wire.member_response(m) for m in all_members],
+            )
+            _ring_and_notify(
+                call=call,
+                members=all_members,
+                caller=creator,
+                ring=ring,
+                notify=notify,
+                video=video,
+            )
+    except IntegrityError:
+        # Somebody else created it between our read and our insert: theirs wins.
+        existing = selectors.calls_base().filter(type=call_type, call_id=call_id).first()
+        if existing is None:
+            raise
+        return _existing_call_view(
+            actor=actor,
+            call=existing,
+            ring=ring,
+            notify=notify,
+            video=video,
+            members_limit=members_limit,
+        )
+    shown = all_members if members_limit is None else all_members[:members_limit]
+    return CallView(
+        call=call,
+        members=shown,
+        own_capabilities=selectors.own_capabilities(
+            actor=actor,
+            call=call,
+            member=next((m for m in all_members if m.user_id == actor.user_id), None),
+        ),
+        created=True,
+    )
+
+
+def _existing_call_view(
+    *,
+    actor: Actor,
+    call: Call,
+    ring: bool,
+    notify: bool,
+    video: bool | None,
+    members_limit: int | None,
+) -> CallView:
+    return call_read(
+        actor=actor,
+        type_name=call.type_id,
+        call_id=call.call_id,
+        ring=ring,
+        notify=notify,
+        video=video,
+        members_limit=members_limit,
+        call=call,
+    )
+
+
+def call_read(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    ring: bool = False,
+    notify: bool = False,
+    video: bool | None = None,
+    members_limit: int | None = None,
+    call: Call | None = None,
+) -> CallView:
+    """GetCall: a read, which may also ring or notify the members of the existing call."""
+    if call is None:
+        call = selectors.call_get(actor=actor, type_name=type_name, call_id=call_id)
+    elif not team_allows(actor, call.team):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
+    member = selectors.member_of(actor=actor, call=call)
+    caps = capabilities_for(actor, call, member)
+    if not actor.is_server and "read-call" not in caps:
+        raise NotAllowed(f"user {actor.user_id} is not allowed to read call {call.cid}")
+    if ring or notify:
+        with transaction.atomic():
+            locked = selectors.call_get(
+                actor=actor, type_name=call.type_id, call_id=call.call_id, for_update=True
+            )
+            caller = actor.user or locked.created_by
+            _ring_and_notify(
+                call=locked,
+                members=selectors.call_members(call=locked),
+                caller=caller,
+                ring=ring,
+                notify=notify,
+                video=video,
+            )
+    return CallView(
+        call=call,
+        members=selectors.call_members(call=call, limit=members_limit),
+        own_capabilities=caps,
+    )
+
+
+def call_update(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    starts_at: datetime | None = None,
+    custom: dict[str, Any] | None = None,
+    settings_override: dict[str, Any] | None = None,
+) -> CallView:
+    """PATCH: replace `custom` when given, deep-merge `settings_override`, move `starts_at`."""
+    override = _settings_or_error(settings_override, "settings_override")
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        member = selectors.member_of(actor=actor, call=call)
+        _require(actor, call, member, "update-call")
+        if override:
+            _require(actor, call, member, "update-call-settings")
+            call.settings_override = deep_merge(call.settings_override, override)
+        if custom is not None:
+            call.custom = custom
+        if starts_at is not None:
+            call.starts_at = starts_at
+        call.save()
+        event_emit(
+            type="call.updated",
+            for_call=call,
+            call=wire.call_response(call),
+            capabilities_by_role=_capabilities_by_role(call),
+        )
+        return CallView(
+            call=call,
+            members=selectors.call_members(call=call),
+            own_capabilities=capabilities_for(actor, call, member),
+        )
+
+
+def call_members_update(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    update_members: list[MemberSpec] | None = None,
+    remove_members: list[str] | None = None,
+) -> list[CallMember]:
+    update_members = update_members or []
+    remove_members = remove_members or []
+    if len(remove_members) > MAX_MEMBERS_PER_REQUEST:
+        raise InputError(
+            f"at most {MAX_MEMBERS_PER_REQUEST} members may be removed at once",
+            fields={"remove_members": f"at most {MAX_MEMBERS_PER_REQUEST}"},
+        )
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        member = selectors.member_of(actor=actor, call=call)
+        if update_members:
+            _require(actor, call, member, "update-call-member")
+        if remove_members:
+            _require(actor, call, member, "remove-call-member")
+        _members_check(update_members)
+        current = {
+            m.user_id: m
+            for m in CallMember.objects.filter(
+                call=call, user_id__in=[m.user_id for m in update_members]
+            )
+        }
+        added: list[str] = []
+        updated: list[str] = []
+        role_changed = False
+        for spec in update_members:
+            row = current.get(spec.user_id)
+            if row is None:
+                CallMember.objects.create(
+                    call=call,
+                    user_id=spec.user_id,
+                    role=spec.role or "call_member",
+                    custom=spec.custom or {},
+                )
+                added.append(spec.user_id)
+                continue
+            new_role = spec.role or row.role
+            new_custom = row.custom if spec.custom is None else spec.custom
+            if (new_role, new_custom) != (row.role, row.custom):
+                role_changed |= new_role != row.role
+                row.role, row.custom = new_role, new_custom
+                row.save(update_fields=["role", "custom", "updated_at"])
+                updated.append(spec.user_id)
+        removed = list(
+            CallMember.objects.filter(call=call, user_id__in=remove_members).values_list(
+                "user_id", flat=True
+            )
+        )
+        CallMember.objects.filter(call=call, user_id__in=removed).delete()
+        upserted = list(
+            selectors.members_base()
+            .filter(call=call, user_id__in=[m.user_id for m in update_members])
+            .order_by("created_at", "pk")
+        )
+        if added or updated or removed:
+            call.save(update_fields=["updated_at"])
+        call_data = wire.call_response(call)
+        by_id = {m.user_id: wire.member_response(m) for m in upserted}
+        if added:
+            event_emit(
+                type="call.member_added",
+                for_call=call,
+                call=call_data,
+                members=[by_id[i] for i in added],
+            )
+        if updated:
+            event_emit(
+                type="call.member_updated",
+                for_call=call,
+                call=call_data,
+                members=[by_id[i] for i in updated],
+            )
+            if role_changed:
+                event_emit(
+                    type="call.member_updated_permission",
+                    for_call=call,
+                    call=call_data,
+                    members=[by_id[i] for i in updated],
+                    capabilities_by_role=_capabilities_by_role(call),
+                )
+        if removed:
+            event_emit(type="call.member_removed", for_call=call, call=call_data, members=removed)
+        return upserted
+
+
+def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
+    """Leave backstage: ordinary members may now join. Clears `ended_at` (§6.2)."""
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        _require(actor, call, selectors.member_of(actor=actor, call=call), "update-call")
+        now = timezone.now()
+        call.backstage = False
+        call.live_started_at = now
+        call.ended_at = None
+        call.save()
+        event_emit(type="call.live_started", for_call=call, call=wire.call_response(call))
+        return call
+
+
+def call_stop_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        _require(actor, call, selectors.member_of(actor=actor, call=call), "update-call")
+        call.backstage = True
+        call.live_ended_at = timezone.now()
+        call.save()
+        event_emit(
+            type="call.updated",
+            for_call=call,
+            call=wire.call_response(call),
+            capabilities_by_role=_capabilities_by_role(call),
+        )
+        return call
+
+
+def call_end(*, actor: Actor, type_name: str, call_id: str, reason: str = "") -> Call:
+    """End for everyone. Ending an ended call changes nothing and emits nothing."""
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        _require(actor, call, selectors.member_of(actor=actor, call=call), "end-call")
+        if call.ended_at is not None:
+            return call
+        now = timezone.now()
+        call.ended_at = now
+        if not call.backstage or wire.call_settings(call)["backstage"].get("enabled"):
+            call.live_ended_at = now
+        call.current_session_id = ""
+        call.save()
+        fields: dict[str, Any] = {"call": wire.call_response(call)}
+        if actor.user is not None:
+            fields["user"] = wire.user_response(actor.user)
+        if reason:
+            fields["reason"] = reason
+        event_emit(type="call.ended", for_call=call, **fields)
+        return call
+
+
+def call_delete(
+    *, actor: Actor, type_name: str, call_id: str, hard: bool = False
+) -> tuple[Call, Task | None]:
+    """Soft delete hides the call from the API; hard delete (server only) also wipes it."""
+    if hard and not actor.is_server:
+        raise NotAllowed("hard delete is only allowed with server-side auth")
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        _require(actor, call, selectors.member_of(actor=actor, call=call), "end-call")
+        call.deleted_at = timezone.now()
+        if call.ended_at is None:
+            call.ended_at = call.deleted_at
+        call.save()
+        call_data = wire.call_response(call)
+        task = None
+        if hard:
+            task = Task.objects.create(
+                id=str(uuid.uuid4()), kind="call_hard_delete", params={"call_pk": call.pk}
+            )
+            event_emit(type="call.deleted", for_call=None, call_cid=call.cid, call=call_data)
+            transaction.on_commit(lambda: _enqueue_hard_delete(task.id))
+        else:
+            event_emit(type="call.deleted", for_call=call, call=call_data)
+        return call, task
+
+
+def _enqueue_hard_delete(task_id: str) -> None:
+    from .tasks import run_task
+
+    run_task.delay(task_id)
+
+
+def call_hard_delete_run(*, task_id: str) -> Task | None:
+    """Wipe a soft-deleted call with its members and history (the GDPR delete)."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(id=task_id).first()
+        if task is None or task.status == Task.Status.COMPLETED:
+            return task
+        call_pk = task.params["call_pk"]
+        CallEvent.objects.filter(call_id=call_pk).delete()
+        Call.objects.filter(pk=call_pk, deleted_at__isnull=False).delete()
+        task.status = Task.Status.COMPLETED
+        task.result = {"deleted_call": True}
+        task.save()
+        return task

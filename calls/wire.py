@@ -1,0 +1,116 @@
+"""Stream's wire representations (§4), shared by API responses and outbox events.
+
+Every datetime is an integer of Unix nanoseconds (§1.5); never RFC 3339 in a response.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .call_settings import effective_settings
+
+if TYPE_CHECKING:
+    from .models import Call, CallMember, CallType, CallUser
+
+
+def to_ns(dt: datetime | None) -> int | None:
+    if dt is None:
+        return None
+    return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+
+
+def user_response(user: CallUser) -> dict[str, Any]:
+    teams = list(user.team_memberships.all())
+    data: dict[str, Any] = {
+        "id": user.id,
+        "name": user.name,
+        "image": user.image,
+        "role": user.role,
+        "teams": sorted(m.team for m in teams),
+        "custom": user.custom,
+        "language": user.language,
+        "banned": False,
+        "online": False,
+        "invisible": user.invisible,
+        "shadow_banned": False,
+        "blocked_user_ids": [],
+        "created_at": to_ns(user.created_at),
+        "updated_at": to_ns(user.updated_at),
+    }
+    teams_role = {m.team: m.role for m in teams if m.role}
+    if teams_role:
+        data["teams_role"] = teams_role
+    if user.deactivated_at:
+        data["deactivated_at"] = to_ns(user.deactivated_at)
+    if user.revoke_tokens_issued_before:
+        data["revoke_tokens_issued_before"] = to_ns(user.revoke_tokens_issued_before)
+    return data
+
+
+def full_user_response(user: CallUser) -> dict[str, Any]:
+    return {
+        **user_response(user),
+        "channel_mutes": [],
+        "mutes": [],
+        "devices": [],
+        "total_unread_count": 0,
+        "unread_channels": 0,
+        "unread_count": 0,
+        "unread_threads": 0,
+    }
+
+
+def member_response(member: CallMember) -> dict[str, Any]:
+    return {
+        "user_id": member.user_id,
+        "user": user_response(member.user),
+        "role": member.role,
+        "custom": member.custom,
+        "created_at": to_ns(member.created_at),
+        "updated_at": to_ns(member.updated_at),
+    }
+
+
+def call_settings(call: Call) -> dict[str, Any]:
+    return effective_settings(call.type.settings, call.settings_override)
+
+
+def call_response(call: Call) -> dict[str, Any]:
+    settings = call_settings(call)
+    return {
+        "type": call.type_id,
+        "id": call.call_id,
+        "cid": call.cid,
+        "created_by": user_response(call.created_by),
+        "custom": call.custom,
+        "settings": settings,
+        "created_at": to_ns(call.created_at),
+        "updated_at": to_ns(call.updated_at),
+        "starts_at": to_ns(call.starts_at),
+        "ended_at": to_ns(call.ended_at),
+        "backstage": call.backstage,
+        "join_ahead_time_seconds": settings["backstage"].get("join_ahead_time_seconds", 0),
+        "team": call.team,
+        "current_session_id": call.current_session_id,
+        "session": None,
+        "blocked_user_ids": list(call.blocked_user_ids or []),
+        "recording": False,
+        "transcribing": False,
+        "translating": False,
+        "captioning": False,
+        "egress": {"broadcasting": False, "rtmps": []},
+        "ingress": {"rtmp": {"address": ""}, "srt": {"address": ""}, "whip": {"address": ""}},
+    }
+
+
+def call_type_response(call_type: CallType) -> dict[str, Any]:
+    return {
+        "name": call_type.name,
+        "settings": call_type.settings,
+        "grants": call_type.grants,
+        "notification_settings": call_type.notification_settings,
+        "external_storage": call_type.external_storage or None,
+        "created_at": to_ns(call_type.created_at),
+        "updated_at": to_ns(call_type.updated_at),
+    }
