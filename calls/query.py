@@ -347,7 +347,7 @@ def _parse_custom(name: str, value: Any) -> Q:
                 raise _bad(name, f"{op} needs a list")
             values = [_json_scalar(name, v) for v in operand]
             q_in = Q(**{f"{path}__in": values})
-            q &= q_in if op == "$in" else ~q_in
+            q &= q_in if op == "$in" else ~q_in | ~Q(custom__has_key=key)
         elif op in _RANGE_LOOKUPS:
             operand = _json_scalar(name, operand)
             if operand is None or isinstance(operand, bool):
@@ -356,7 +356,8 @@ def _parse_custom(name: str, value: Any) -> Q:
         else:
             # An explicit `__exact` keeps a key named like a lookup ("contains") a key.
             q_eq = Q(**{f"{path}__exact": _json_scalar(name, operand)})
-            q &= q_eq if op == "$eq" else ~q_eq
+            # Like NULL columns, a missing key is "not equal" ($ne / $nin include it).
+            q &= q_eq if op == "$eq" else ~q_eq | ~Q(custom__has_key=key)
     return q
 
 

@@ -226,7 +226,30 @@ def call_type_update(
         return call_type
 
 
+def call_types_ensure_builtin() -> None:
+    """Create any missing built-in call type (the migration does it once; tests after a flush)."""
+    from .call_settings import default_notification_settings
+    from .capabilities import BUILTIN_GRANTS
+
+    missing = set(BUILTIN_CALL_TYPE_SETTINGS) - set(
+        CallType.objects.filter(name__in=list(BUILTIN_CALL_TYPE_SETTINGS)).values_list(
+            "name", flat=True
+        )
+    )
+    for name in sorted(missing):
+        CallType.objects.get_or_create(
+            name=name,
+            defaults={
+                "settings": BUILTIN_CALL_TYPE_SETTINGS[name],
+                "grants": BUILTIN_GRANTS[name],
+                "notification_settings": default_notification_settings(),
+            },
+        )
+
+
 def call_type_delete(*, name: str) -> None:
+    if name in BUILTIN_CALL_TYPE_SETTINGS:
+        raise InputError(f"call type {name} is built in and cannot be deleted")
     with transaction.atomic():
         call_type = CallType.objects.select_for_update().filter(name=name).first()
         if call_type is None:

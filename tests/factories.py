@@ -11,6 +11,7 @@ class CallUserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CallUser
         django_get_or_create = ("id",)
+        skip_postgeneration_save = True
 
     id = factory.Sequence(lambda n: f"user-{n}")
     name = factory.LazyAttribute(lambda o: o.id.replace("-", " ").title())

@@ -108,7 +108,11 @@ def calls() -> dict[str, Call]:
         ({"members": {"$in": []}}, set()),
         ({"custom.room": "blue"}, {"c2"}),
         ({"custom.room": {"$in": ["blue", "red"]}}, {"c2", "c3"}),
+        ({"custom.room": {"$ne": "blue"}}, {"c1", "c3"}),  # a missing key is "not equal"
+        ({"custom.room": {"$nin": ["red"]}}, {"c1", "c2"}),
+        ({"custom.room": {"$gt": "c"}}, {"c3"}),
         ({"custom.floor": {"$gte": 2}}, {"c2"}),
+        ({"custom.floor": {"$lt": 2}}, set()),
         ({"custom.floor": {"$exists": True}}, {"c2"}),
         ({"custom.floor": {"$exists": False}}, {"c1", "c3"}),
         ({"custom.contains": {"$exists": False}}, {"c1", "c2", "c3"}),  # a key, not a lookup

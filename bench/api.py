@@ -1,0 +1,324 @@
+"""Latency benchmark of the calls API against a minimal DRF endpoint, in-process.
+
+Run from the repo root:  .venv/bin/python bench/api.py
+
+Uses DATABASE_URL (default: a local PostgreSQL database `appointment_calls_bench`, created
+if missing), migrates it, seeds 101 users and three calls with 1, 10 and 100 members, then
+times requests through django.test.Client: median, p95, ratio to the baseline's median and
+queries per request. Timings never fail the run; an error status from any request does.
+Everything it writes has an id starting with `bench-` and is deleted before and after a run.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/appointment_calls_bench"
+PREFIX = "bench-"
+NEW_PREFIX = "bench-new-"
+CALL_TYPE = "default"
+MEMBER_COUNTS = (1, 10, 100)
+USER_COUNT = 101  # one creator + up to 100 members
+CREATOR = "bench-u000"
+TARGET_RATIO = 1.5
+
+# (iterations, warm-up, time budget in seconds) per case; the budget stops a slow case early
+# (never below MIN_ITERATIONS) so the whole run stays around a minute.
+SMALL = (300, 30, 5.0)
+LARGE = (150, 15, 5.0)
+MIN_ITERATIONS = 30
+
+
+class BenchFailure(Exception):
+    """A request answered with an error status (or an unexpected body)."""
+
+
+@dataclass
+class Result:
+    endpoint: str
+    members: int | None
+    samples_ms: list[float]
+    queries: int
+
+    @property
+    def median_ms(self) -> float:
+        return _percentile(self.samples_ms, 50)
+
+    @property
+    def p95_ms(self) -> float:
+        return _percentile(self.samples_ms, 95)
+
+
+def _percentile(samples: list[float], pct: float) -> float:
+    """Nearest-rank percentile (the median of an even count is the mean of the middle two)."""
+    ordered = sorted(samples)
+    if pct == 50:
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+def _bootstrap() -> None:
+    """Import the project from the repo root (not bench/) and configure Django."""
+    script_dir = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != script_dir]
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+
+    import django
+
+    django.setup()
+
+
+def _ensure_database() -> None:
+    """CREATE DATABASE when a PostgreSQL target does not exist yet."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if "postgresql" not in db["ENGINE"]:
+        return
+    import psycopg
+    from psycopg import sql
+
+    params = {
+        "dbname": "postgres",
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+    }
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
+        if exists.fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+            print(f"created database {db['NAME']}")
+
+
+def _cleanup(*, users: bool) -> None:
+    from calls.models import Call, CallEvent, CallUser
+
+    CallEvent.objects.filter(call_cid__startswith=f"{CALL_TYPE}:{PREFIX}").delete()
+    CallEvent.objects.filter(call__call_id__startswith=PREFIX).delete()
+    Call.objects.filter(call_id__startswith=PREFIX).delete()
+    if users:
+        CallEvent.objects.filter(
+            type="user.updated", payload__user__id__startswith=PREFIX
+        ).delete()
+        CallUser.objects.filter(id__startswith=PREFIX).delete()
+
+
+def _cleanup_created() -> None:
+    from calls.models import Call, CallEvent
+
+    CallEvent.objects.filter(call_cid__startswith=f"{CALL_TYPE}:{NEW_PREFIX}").delete()
+    Call.objects.filter(call_id__startswith=NEW_PREFIX).delete()
+
+
+def _member_ids(count: int) -> list[str]:
+    return [f"bench-u{i:03d}" for i in range(1, count + 1)]
+
+
+def _seed() -> None:
+    from calls import services
+    from calls.capabilities import SERVER
+
+    services.users_upsert(
+        actor=SERVER,
+        users=[
+            services.UserSpec(id=f"bench-u{i:03d}", name=f"Bench user {i}")
+            for i in range(USER_COUNT)
+        ],
+    )
+    for count in MEMBER_COUNTS:
+        services.call_get_or_create(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=f"bench-m{count}",
+            created_by_id=CREATOR,
+            members=[services.MemberSpec(user_id=u) for u in _member_ids(count)],
+        )
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def _check(response: Any, expected: int, label: str) -> dict[str, Any]:
+    if response.status_code != expected:
+        body = response.content[:600].decode(errors="replace")
+        raise BenchFailure(f"{label}: HTTP {response.status_code} (expected {expected}): {body}")
+    return json.loads(response.content)
+
+
+def _measure(
+    send: Callable[[int], None], *, plan: tuple[int, int, float]
+) -> tuple[list[float], int]:
+    """Warm up, time `send(i)` per iteration, then count the queries of one more request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    iterations, warmup, budget = plan
+    for i in range(warmup):
+        send(-1 - i)
+    gc.collect()
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget
+    for i in range(iterations):
+        started = time.perf_counter_ns()
+        send(i)
+        samples.append((time.perf_counter_ns() - started) / 1e6)
+        if len(samples) >= MIN_ITERATIONS and time.perf_counter() > deadline:
+            break
+    with CaptureQueriesContext(connection) as captured:
+        send(iterations)
+    return samples, len(captured.captured_queries)
+
+
+def _run(client: Any, api_key: str) -> list[Result]:
+    results: list[Result] = []
+
+    def case(endpoint: str, members: int | None, send: Callable[[int], None]) -> None:
+        plan = LARGE if members == 100 else SMALL
+        samples, queries = _measure(send, plan=plan)
+        results.append(Result(endpoint, members, samples, queries))
+        r = results[-1]
+        print(
+            f"  {endpoint:<24} {'' if members is None else members:>4}  "
+            f"n={len(samples):<4} median={r.median_ms:7.2f} ms  queries={queries}",
+            flush=True,
+        )
+
+    def baseline(_: int) -> None:
+        _check(client.get("/bench/minimal/bench-m1"), 200, "baseline")
+
+    case("baseline GET (1 row)", None, baseline)
+
+    for count in MEMBER_COUNTS:
+        path = f"/api/v2/video/call/{CALL_TYPE}/bench-m{count}?api_key={api_key}"
+
+        def get_call(_: int, path: str = path, count: int = count) -> None:
+            body = _check(client.get(path), 200, f"GET bench-m{count}")
+            if len(body["members"]) != count:
+                raise BenchFailure(f"GET bench-m{count}: {len(body['members'])} members")
+
+        case("GET call", count, get_call)
+
+    existing_body = json.dumps({"data": {"created_by_id": CREATOR}})
+    for count in MEMBER_COUNTS:
+        path = f"/api/v2/video/call/{CALL_TYPE}/bench-m{count}?api_key={api_key}"
+
+        def get_existing(_: int, path: str = path, count: int = count) -> None:
+            response = client.post(path, existing_body, content_type="application/json")
+            body = _check(response, 201, f"POST bench-m{count}")
+            if body["created"] or len(body["members"]) != count:
+                raise BenchFailure(f"POST bench-m{count}: unexpected body")
+
+        case("POST get-or-create (get)", count, get_existing)
+
+    run_id = uuid.uuid4().hex[:8]
+    for count in MEMBER_COUNTS:
+        members = [{"user_id": u} for u in _member_ids(count)]
+        payload = json.dumps({"data": {"created_by_id": CREATOR, "members": members}})
+
+        def create(i: int, count: int = count, payload: str = payload) -> None:
+            call_id = f"{NEW_PREFIX}{run_id}-{count}-{i + 1000}"
+            path = f"/api/v2/video/call/{CALL_TYPE}/{call_id}?api_key={api_key}"
+            response = client.post(path, payload, content_type="application/json")
+            body = _check(response, 201, f"POST create {call_id}")
+            if not body["created"] or len(body["members"]) != count:
+                raise BenchFailure(f"POST create {call_id}: unexpected body")
+
+        try:
+            case("POST get-or-create (new)", count, create)
+        finally:
+            _cleanup_created()
+    return results
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _report(results: list[Result]) -> None:
+    base = results[0]
+    print()
+    header = (
+        f"{'endpoint':<26} {'members':>7} {'n':>5} {'median ms':>10} {'p95 ms':>9} "
+        f"{'x baseline':>11} {'queries':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        members = "-" if r.members is None else str(r.members)
+        print(
+            f"{r.endpoint:<26} {members:>7} {len(r.samples_ms):>5} {r.median_ms:>10.2f} "
+            f"{r.p95_ms:>9.2f} {r.median_ms / base.median_ms:>10.2f}x {r.queries:>8}"
+        )
+    print()
+    print(f"Targets: median <= {TARGET_RATIO}x baseline; constant queries across 1/10/100 members")
+    endpoints = dict.fromkeys(r.endpoint for r in results[1:])
+    for endpoint in endpoints:
+        rows = [r for r in results if r.endpoint == endpoint]
+        ratios = [r.median_ms / base.median_ms for r in rows]
+        queries = [r.queries for r in rows]
+        worst = max(ratios)
+        ratio_ok = "MEETS" if worst <= TARGET_RATIO else "MISSES"
+        const_ok = "MEETS" if len(set(queries)) == 1 else "MISSES"
+        print(
+            f"  {endpoint:<26} ratio {'/'.join(f'{x:.2f}' for x in ratios)} "
+            f"(worst {worst:.2f}x): {ratio_ok} <= {TARGET_RATIO}x;  "
+            f"queries {'/'.join(map(str, queries))}: {const_ok} constant"
+        )
+
+
+def main() -> int:
+    _bootstrap()
+    _ensure_database()
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    from calls.api.auth import create_server_token
+
+    call_command("migrate", verbosity=0, interactive=False)
+    db = settings.DATABASES["default"]
+    print(f"database: {connection.vendor} {db['NAME']}  (DEBUG off during the run)")
+    _cleanup(users=True)
+    started = time.perf_counter()
+    try:
+        _seed()
+        client = Client(headers={"authorization": create_server_token(), "stream-auth-type": "jwt"})
+        # DEBUG off as in production: with DEBUG on Django logs every query, which taxes the
+        # endpoints that run more queries than the baseline.
+        with override_settings(ROOT_URLCONF="bench.urls", DEBUG=False):
+            results = _run(client, settings.CALLS_API_KEY)
+    except BenchFailure as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _cleanup(users=True)
+    _report(results)
+    print(f"\ntotal {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
