@@ -86,8 +86,14 @@ class CallAdmin(admin.ModelAdmin):
     list_select_related = ["type"]
     inlines = [CallMemberInline, CallEventInline]
     readonly_fields = [
-        "cid", "created_at", "updated_at", "live_started_at", "live_ended_at", "ended_at",
-        "deleted_at", "current_session_id",
+        "cid",
+        "created_at",
+        "updated_at",
+        "live_started_at",
+        "live_ended_at",
+        "ended_at",
+        "deleted_at",
+        "current_session_id",
     ]
     autocomplete_fields = ["created_by"]
     actions = ["go_live", "stop_live", "end_call"]

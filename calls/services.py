@@ -14,7 +14,14 @@ from django.utils import timezone
 from . import selectors, wire
 from .call_settings import BUILTIN_CALL_TYPE_SETTINGS, SettingsError, deep_merge
 from .call_settings import validate_settings_request as _validate_settings
-from .capabilities import ALL_CAPABILITIES, Actor, can_create, capabilities_for, team_allows
+from .capabilities import (
+    ALL_CAPABILITIES,
+    Actor,
+    can_create,
+    capabilities_for,
+    join_denial,
+    team_allows,
+)
 from .errors import InputError, NotAllowed, NotFound
 from .events import event_emit
 from .models import Call, CallEvent, CallMember, CallType, CallUser, CallUserTeam, Task
@@ -512,6 +519,47 @@ def call_read(
         members=selectors.call_members(call=call, limit=members_limit),
         own_capabilities=caps,
     )
+
+
+def call_join(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    create: bool = False,
+    create_kwargs: dict[str, Any] | None = None,
+    ring: bool = False,
+    notify: bool = False,
+    video: bool | None = None,
+) -> CallView:
+    """May this user enter the call now? Enforces the ended, capability, backstage and
+    join-ahead rules (capabilities.join_denial) on the server, whatever the page says."""
+    if actor.is_server:
+        raise InputError("join is a client-side operation: use a user token")
+    if create:
+        view = call_get_or_create(
+            actor=actor,
+            type_name=type_name,
+            call_id=call_id,
+            ring=ring,
+            notify=notify,
+            video=video,
+            **(create_kwargs or {}),
+        )
+    else:
+        view = call_read(
+            actor=actor, type_name=type_name, call_id=call_id, ring=ring, notify=notify, video=video
+        )
+    join_ahead = wire.call_settings(view.call)["backstage"].get("join_ahead_time_seconds", 0)
+    denial = join_denial(
+        caps=view.own_capabilities,
+        call=view.call,
+        join_ahead_seconds=join_ahead,
+        now=timezone.now(),
+    )
+    if denial is not None:
+        raise NotAllowed(denial)
+    return view
 
 
 def call_update(

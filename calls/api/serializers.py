@@ -48,6 +48,15 @@ class GetOrCreateCallRequest(serializers.Serializer):
     data = CallRequest(**NULLABLE)
 
 
+class JoinCallRequest(serializers.Serializer):
+    create = serializers.BooleanField(**NULLABLE)
+    ring = serializers.BooleanField(**NULLABLE)
+    notify = serializers.BooleanField(**NULLABLE)
+    video = serializers.BooleanField(**NULLABLE)
+    location = serializers.CharField(max_length=64, allow_blank=True, **NULLABLE)
+    data = CallRequest(**NULLABLE)
+
+
 class GetCallQuery(serializers.Serializer):
     ring = serializers.BooleanField(**NULLABLE)
     notify = serializers.BooleanField(**NULLABLE)

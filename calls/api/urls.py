@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v2/video/call/members", views.QueryCallMembersView.as_view()),
     path(CALL, views.CallView.as_view()),
     path(f"{CALL}/members", views.CallMembersView.as_view()),
+    path(f"{CALL}/join", views.JoinCallView.as_view()),
     path(f"{CALL}/go_live", views.GoLiveView.as_view()),
     path(f"{CALL}/stop_live", views.StopLiveView.as_view()),
     path(f"{CALL}/mark_ended", views.EndCallView.as_view()),

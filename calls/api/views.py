@@ -15,6 +15,7 @@ from calls.errors import InputError, NotAllowed, NotFound
 from calls.models import ID_REGEX, Task
 
 from . import serializers as s
+from .auth import create_user_token
 from .base import StreamView
 from .wire_input import drop_none, parse_body, validated
 
@@ -98,6 +99,53 @@ class CallView(StreamView):
         body = validated(s.UpdateCallRequest, drop_none(parse_body(request._request)))
         view = services.call_update(actor=self.actor, type_name=type, call_id=id, **body)
         return self.respond(_call_view_body(view))
+
+
+class JoinCallView(StreamView):
+    """Client-side join (§3.1): the server decides whether the user may enter now."""
+
+    operations = {"POST": "JoinCall"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.JoinCallRequest, drop_none(parse_body(request._request)))
+        data = body.get("data", {})
+        view = services.call_join(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            create=body.get("create", False),
+            create_kwargs={
+                "members": _members(data.get("members")),
+                "custom": data.get("custom"),
+                "settings_override": data.get("settings_override"),
+                "starts_at": data.get("starts_at"),
+                "team": data.get("team"),
+            },
+            ring=body.get("ring", False),
+            notify=body.get("notify", False),
+            video=body.get("video"),
+        )
+        token = create_user_token(
+            self.actor.user_id or "", expires_in=3600, call_cids=[view.call.cid]
+        )
+        return self.respond(
+            {
+                **_call_view_body(view),
+                "created": view.created,
+                "credentials": {
+                    "server": {
+                        "url": request.build_absolute_uri("/"),
+                        "ws_endpoint": "",
+                        "edge_name": "local",
+                    },
+                    "token": token,
+                    "ice_servers": [],
+                },
+                "stats_options": {"reporting_interval_ms": 0, "enable_rtc_stats": False},
+            },
+            status=201,
+        )
 
 
 class CallMembersView(StreamView):

@@ -50,7 +50,11 @@ class Command(BaseCommand):
                 ],
                 starts_at=timezone.now() + timedelta(minutes=5),
             )
-        self.stdout.write(f"  admin:       /admin/  user {ADMIN_USERNAME!r} password {ADMIN_PASSWORD!r}")
-        self.stdout.write(f"  calls API:   api_key {settings.CALLS_API_KEY!r}, "
-                          f"secret {settings.CALLS_API_SECRET!r}")
+        self.stdout.write(
+            f"  admin:       /admin/  user {ADMIN_USERNAME!r} password {ADMIN_PASSWORD!r}"
+        )
+        self.stdout.write(
+            f"  calls API:   api_key {settings.CALLS_API_KEY!r}, "
+            f"secret {settings.CALLS_API_SECRET!r}"
+        )
         self.stdout.write(f"  demo call:   appointment:{call_id}")

@@ -1,0 +1,56 @@
+"""Races that only a real multi-connection database shows (PostgreSQL in CI)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection, connections
+
+from calls import services
+from calls.capabilities import SERVER
+from calls.models import Call, CallEvent, CallMember
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs several real connections; CI runs it on PostgreSQL",
+    ),
+]
+
+PARALLEL = 50
+
+
+def test_parallel_get_or_create_creates_exactly_one_call():
+    services.users_upsert(
+        actor=SERVER, users=[services.UserSpec(id="doc"), services.UserSpec(id="pat")]
+    )
+    barrier = threading.Barrier(PARALLEL)
+
+    def attempt(_: int) -> bool:
+        try:
+            barrier.wait(timeout=30)
+            view = services.call_get_or_create(
+                actor=SERVER,
+                type_name="default",
+                call_id="race-1",
+                created_by_id="doc",
+                members=[
+                    services.MemberSpec(user_id="doc", role="host"),
+                    services.MemberSpec(user_id="pat"),
+                ],
+            )
+            return view.created
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        results = list(pool.map(attempt, range(PARALLEL)))
+
+    assert results.count(True) == 1
+    assert results.count(False) == PARALLEL - 1
+    assert Call.objects.filter(call_id="race-1").count() == 1
+    assert CallMember.objects.filter(call__call_id="race-1").count() == 2
+    assert CallEvent.objects.filter(call_cid="default:race-1", type="call.created").count() == 1
