@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,6 +106,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves static files from the web process; in development straight from the apps.
+WHITENOISE_USE_FINDERS = DEBUG
 
 # The calls API is wire-compatible with Stream: no trailing slashes, no redirects (§1.8).
 APPEND_SLASH = True  # API paths always resolve (catch-all answers 404 JSON), so no redirect
