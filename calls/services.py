@@ -694,6 +694,77 @@ def call_members_update(
         return upserted
 
 
+MAX_RING_MEMBERS = 25
+
+
+def call_ring(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    members_ids: list[str] | None = None,
+    video: bool | None = None,
+) -> list[str]:
+    """RingCall: ring the listed members (all members when none are listed) other than the
+    caller. Returns who was rung; nobody eligible is 400 "no users to ring" (§3.10)."""
+    members_ids = members_ids or []
+    if len(members_ids) > MAX_RING_MEMBERS:
+        raise InputError(
+            f"at most {MAX_RING_MEMBERS} members can be rung at once",
+            fields={"members_ids": f"at most {MAX_RING_MEMBERS}"},
+        )
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        members = selectors.call_members(call=call)
+        member = next((m for m in members if m.user_id == actor.user_id), None)
+        _require(actor, call, member, "read-call")
+        if call.ended_at is not None:
+            raise InputError(f"call {call.cid} has ended and cannot ring")
+        known = {m.user_id for m in members}
+        strangers = [i for i in members_ids if i not in known]
+        if strangers:
+            raise InputError(
+                f"only members can be rung; not members: {', '.join(strangers)}",
+                fields={"members_ids": f"not members: {', '.join(strangers)}"},
+            )
+        caller = actor.user or call.created_by
+        wanted = set(members_ids) or known
+        targets = [m for m in members if m.user_id in wanted]
+        _ring_and_notify(
+            call=call, members=targets, caller=caller, ring=True, notify=False, video=video
+        )
+        return [m.user_id for m in targets if m.user_id != caller.id]
+
+
+def call_send_event(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    custom: dict[str, Any],
+    user_id: str | None = None,
+) -> None:
+    """SendCallEvent: a `custom` event to the call's members (e.g. "running late")."""
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        if actor.is_server:
+            sender = CallUser.objects.filter(id=user_id).first() if user_id else None
+            if sender is None:
+                raise InputError(
+                    "server-side events must name an existing sender user_id",
+                    fields={"user_id": "required with server-side auth"},
+                )
+        else:
+            assert actor.user is not None  # noqa: S101
+            _require(actor, call, selectors.member_of(actor=actor, call=call), "read-call")
+            sender = actor.user
+        event_emit(type="custom", for_call=call, custom=custom, user=wire.user_response(sender))
+
+
 def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
     """Leave backstage: ordinary members may now join. Clears `ended_at` (§6.2)."""
     with transaction.atomic():

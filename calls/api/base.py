@@ -59,6 +59,14 @@ def error_response(
     )
 
 
+def raw_path(request: HttpRequest) -> str:
+    """The path as the client sent it, before percent-decoding, where the server tells us."""
+    scope = getattr(request, "scope", None)
+    if scope and scope.get("raw_path"):
+        return scope["raw_path"].decode("latin-1")
+    return request.META.get("RAW_URI") or request.META.get("REQUEST_URI") or request.path
+
+
 class StreamView(APIView):
     """Stream wire rules: no DRF auth/parsers (we parse leniently), our own errors."""
 
@@ -77,6 +85,10 @@ class StreamView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if "%2f" in raw_path(request._request).lower():
+            # The server unquoted `a%2Fdelete` into `a/delete` before routing (§1.8): refuse
+            # rather than act on another endpoint.
+            raise InputError("call type and id may not contain '/'", fields={"id": "invalid"})
         self.actor = authenticate(request._request)
 
     def operation(self) -> str:

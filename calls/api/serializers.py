@@ -77,6 +77,19 @@ class UpdateCallMembersRequest(serializers.Serializer):
     )
 
 
+class RingCallRequest(serializers.Serializer):
+    members_ids = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=25, **NULLABLE
+    )
+    video = serializers.BooleanField(**NULLABLE)
+
+
+class SendCallEventRequest(serializers.Serializer):
+    custom = ObjectField(**NULLABLE)
+    user_id = serializers.CharField(max_length=255, **NULLABLE)
+    user = UserRequest(**NULLABLE)
+
+
 class DeleteCallRequest(serializers.Serializer):
     hard = serializers.BooleanField(**NULLABLE)
 

@@ -11,6 +11,8 @@ urlpatterns = [
     path(CALL, views.CallView.as_view()),
     path(f"{CALL}/members", views.CallMembersView.as_view()),
     path(f"{CALL}/join", views.JoinCallView.as_view()),
+    path(f"{CALL}/ring", views.RingCallView.as_view()),
+    path(f"{CALL}/event", views.SendCallEventView.as_view()),
     path(f"{CALL}/go_live", views.GoLiveView.as_view()),
     path(f"{CALL}/stop_live", views.StopLiveView.as_view()),
     path(f"{CALL}/mark_ended", views.EndCallView.as_view()),

@@ -164,6 +164,39 @@ class CallMembersView(StreamView):
         return self.respond({"members": [wire.member_response(m) for m in members]}, status=201)
 
 
+class RingCallView(StreamView):
+    operations = {"POST": "RingCall"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.RingCallRequest, drop_none(parse_body(request._request)))
+        rung = services.call_ring(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            members_ids=body.get("members_ids"),
+            video=body.get("video"),
+        )
+        return self.respond({"members_ids": rung}, status=201)
+
+
+class SendCallEventView(StreamView):
+    operations = {"POST": "SendCallEvent"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.SendCallEventRequest, drop_none(parse_body(request._request)))
+        user = body.get("user") or {}
+        services.call_send_event(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            custom=body.get("custom", {}),
+            user_id=body.get("user_id") or user.get("id"),
+        )
+        return self.respond({}, status=201)
+
+
 class GoLiveView(StreamView):
     operations = {"POST": "GoLive"}
 
