@@ -4,22 +4,25 @@ Run from the repo root:  .venv/bin/python bench/api.py
 
 Uses DATABASE_URL (default: a local PostgreSQL database `appointment_calls_bench`, created
 if missing), migrates it, seeds 101 users and three calls with 1, 10 and 100 members, then
-times requests through django.test.Client: median, p95, ratio to the baseline's median and
-queries per request. Timings never fail the run; an error status from any request does.
+times requests through django.test.Client (cases interleaved round by round, so background
+load hits every case alike): median, p95, ratio to the baseline's median and queries per
+request. Timings never fail the run; an error status from any request does.
 Everything it writes has an id starting with `bench-` and is deleted before and after a run.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,31 +36,21 @@ USER_COUNT = 101  # one creator + up to 100 members
 CREATOR = "bench-u000"
 TARGET_RATIO = 1.5
 
-# (iterations, warm-up, time budget in seconds) per case; the budget stops a slow case early
-# (never below MIN_ITERATIONS) so the whole run stays around a minute.
-SMALL = (300, 30, 5.0)
-LARGE = (150, 15, 5.0)
-MIN_ITERATIONS = 30
+# Timed iterations per case, spread over ROUNDS interleaved rounds. If the measuring takes
+# longer than TIME_BUDGET_S (a loaded machine), it stops after the current round (at least
+# MIN_ROUNDS), so a run stays around a minute.
+SMALL = 300
+LARGE = 150  # 100-member reads
+CREATE_SMALL = 200
+CREATE_LARGE = 80  # 100-member creates
+WARMUP = 10
+ROUNDS = 10
+MIN_ROUNDS = 3
+TIME_BUDGET_S = 40.0
 
 
 class BenchFailure(Exception):
     """A request answered with an error status (or an unexpected body)."""
-
-
-@dataclass
-class Result:
-    endpoint: str
-    members: int | None
-    samples_ms: list[float]
-    queries: int
-
-    @property
-    def median_ms(self) -> float:
-        return _percentile(self.samples_ms, 50)
-
-    @property
-    def p95_ms(self) -> float:
-        return _percentile(self.samples_ms, 95)
 
 
 def _percentile(samples: list[float], pct: float) -> float:
@@ -81,6 +74,8 @@ def _bootstrap() -> None:
     os.chdir(ROOT)
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    # WhiteNoise warns when collectstatic has not run; irrelevant to API timings.
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
     import django
 
@@ -118,9 +113,7 @@ def _cleanup(*, users: bool) -> None:
     CallEvent.objects.filter(call__call_id__startswith=PREFIX).delete()
     Call.objects.filter(call_id__startswith=PREFIX).delete()
     if users:
-        CallEvent.objects.filter(
-            type="user.updated", payload__user__id__startswith=PREFIX
-        ).delete()
+        CallEvent.objects.filter(type="user.updated", payload__user__id__startswith=PREFIX).delete()
         CallUser.objects.filter(id__startswith=PREFIX).delete()
 
 
@@ -166,95 +159,117 @@ def _check(response: Any, expected: int, label: str) -> dict[str, Any]:
     return json.loads(response.content)
 
 
-def _measure(
-    send: Callable[[int], None], *, plan: tuple[int, int, float]
-) -> tuple[list[float], int]:
-    """Warm up, time `send(i)` per iteration, then count the queries of one more request."""
+@dataclass
+class Case:
+    endpoint: str
+    members: int | None
+    send: Callable[[], None]
+    iterations: int
+    samples_ms: list[float] = field(default_factory=list)
+    queries: int = 0
+
+    @property
+    def median_ms(self) -> float:
+        return _percentile(self.samples_ms, 50)
+
+    @property
+    def p95_ms(self) -> float:
+        return _percentile(self.samples_ms, 95)
+
+
+def _measure(cases: list[Case]) -> None:
+    """Warm up every case, then time them interleaved, round by round, so that load from
+    anything else on the machine spreads evenly over all cases (the baseline included).
+    Finally count the queries of one more request per case."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    iterations, warmup, budget = plan
-    for i in range(warmup):
-        send(-1 - i)
-    gc.collect()
-    samples: list[float] = []
-    deadline = time.perf_counter() + budget
-    for i in range(iterations):
-        started = time.perf_counter_ns()
-        send(i)
-        samples.append((time.perf_counter_ns() - started) / 1e6)
-        if len(samples) >= MIN_ITERATIONS and time.perf_counter() > deadline:
+    for case in cases:
+        for _ in range(WARMUP):
+            case.send()
+    _cleanup_created()
+    started = time.perf_counter()
+    for round_no in range(1, ROUNDS + 1):
+        gc.collect()
+        for case in cases:
+            for _ in range(math.ceil(case.iterations / ROUNDS)):
+                t0 = time.perf_counter_ns()
+                case.send()
+                case.samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+        _cleanup_created()
+        elapsed = time.perf_counter() - started
+        print(f"  round {round_no}/{ROUNDS} done ({elapsed:.1f} s)", flush=True)
+        if elapsed > TIME_BUDGET_S and MIN_ROUNDS <= round_no < ROUNDS:
+            print(f"  time budget of {TIME_BUDGET_S:.0f} s reached, stopping early")
             break
-    with CaptureQueriesContext(connection) as captured:
-        send(iterations)
-    return samples, len(captured.captured_queries)
+    for case in cases:
+        with CaptureQueriesContext(connection) as captured:
+            case.send()
+        case.queries = len(captured.captured_queries)
+    _cleanup_created()
 
 
-def _run(client: Any, api_key: str) -> list[Result]:
-    results: list[Result] = []
+def _cases(client: Any, api_key: str) -> list[Case]:
+    cases = []
 
-    def case(endpoint: str, members: int | None, send: Callable[[int], None]) -> None:
-        plan = LARGE if members == 100 else SMALL
-        samples, queries = _measure(send, plan=plan)
-        results.append(Result(endpoint, members, samples, queries))
-        r = results[-1]
-        print(
-            f"  {endpoint:<24} {'' if members is None else members:>4}  "
-            f"n={len(samples):<4} median={r.median_ms:7.2f} ms  queries={queries}",
-            flush=True,
-        )
-
-    def baseline(_: int) -> None:
+    def baseline() -> None:
         _check(client.get("/bench/minimal/bench-m1"), 200, "baseline")
 
-    case("baseline GET (1 row)", None, baseline)
+    cases.append(Case("baseline GET (1 row)", None, baseline, SMALL))
 
     for count in MEMBER_COUNTS:
         path = f"/api/v2/video/call/{CALL_TYPE}/bench-m{count}?api_key={api_key}"
 
-        def get_call(_: int, path: str = path, count: int = count) -> None:
+        def get_call(path: str = path, count: int = count) -> None:
             body = _check(client.get(path), 200, f"GET bench-m{count}")
             if len(body["members"]) != count:
                 raise BenchFailure(f"GET bench-m{count}: {len(body['members'])} members")
 
-        case("GET call", count, get_call)
+        cases.append(Case("GET call", count, get_call, LARGE if count == 100 else SMALL))
 
     existing_body = json.dumps({"data": {"created_by_id": CREATOR}})
     for count in MEMBER_COUNTS:
         path = f"/api/v2/video/call/{CALL_TYPE}/bench-m{count}?api_key={api_key}"
 
-        def get_existing(_: int, path: str = path, count: int = count) -> None:
+        def get_existing(path: str = path, count: int = count) -> None:
             response = client.post(path, existing_body, content_type="application/json")
             body = _check(response, 201, f"POST bench-m{count}")
             if body["created"] or len(body["members"]) != count:
                 raise BenchFailure(f"POST bench-m{count}: unexpected body")
 
-        case("POST get-or-create (get)", count, get_existing)
+        cases.append(
+            Case("POST get-or-create (get)", count, get_existing, LARGE if count == 100 else SMALL)
+        )
 
     run_id = uuid.uuid4().hex[:8]
     for count in MEMBER_COUNTS:
         members = [{"user_id": u} for u in _member_ids(count)]
         payload = json.dumps({"data": {"created_by_id": CREATOR, "members": members}})
+        numbers = itertools.count()
 
-        def create(i: int, count: int = count, payload: str = payload) -> None:
-            call_id = f"{NEW_PREFIX}{run_id}-{count}-{i + 1000}"
+        def create(count: int = count, payload: str = payload, numbers: Any = numbers) -> None:
+            call_id = f"{NEW_PREFIX}{run_id}-{count}-{next(numbers)}"
             path = f"/api/v2/video/call/{CALL_TYPE}/{call_id}?api_key={api_key}"
             response = client.post(path, payload, content_type="application/json")
             body = _check(response, 201, f"POST create {call_id}")
             if not body["created"] or len(body["members"]) != count:
                 raise BenchFailure(f"POST create {call_id}: unexpected body")
 
-        try:
-            case("POST get-or-create (new)", count, create)
-        finally:
-            _cleanup_created()
-    return results
+        cases.append(
+            Case(
+                "POST get-or-create (new)",
+                count,
+                create,
+                CREATE_LARGE if count == 100 else CREATE_SMALL,
+            )
+        )
+    return cases
 
 
 # --- report ------------------------------------------------------------------------------------
 
 
-def _report(results: list[Result]) -> None:
+def _report(results: list[Case]) -> None:
     base = results[0]
     print()
     header = (
@@ -309,7 +324,8 @@ def main() -> int:
         # DEBUG off as in production: with DEBUG on Django logs every query, which taxes the
         # endpoints that run more queries than the baseline.
         with override_settings(ROOT_URLCONF="bench.urls", DEBUG=False):
-            results = _run(client, settings.CALLS_API_KEY)
+            results = _cases(client, settings.CALLS_API_KEY)
+            _measure(results)
     except BenchFailure as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

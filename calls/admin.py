@@ -9,12 +9,7 @@ from django.http import HttpRequest
 from . import services
 from .capabilities import SERVER
 from .errors import CallsError
-from .models import Call, CallEvent, CallMember, CallType, CallUser, CallUserTeam
-
-
-class CallUserTeamInline(admin.TabularInline):
-    model = CallUserTeam
-    extra = 0
+from .models import Call, CallEvent, CallMember, CallType, CallUser
 
 
 @admin.register(CallUser)
@@ -22,7 +17,6 @@ class CallUserAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["id", "name"]
-    inlines = [CallUserTeamInline]
 
 
 @admin.register(CallType)

@@ -152,6 +152,24 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def overlay(base: Mapping[str, Any], override: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``override`` merged over ``base`` like :func:`deep_merge`, without copying: unchanged
+    subtrees are shared with ``base``. For the read-only hot path (rendering a call); never
+    mutate the result."""
+    if not override:
+        return base
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            current = base.get(key)
+            merged[key] = overlay(current if isinstance(current, Mapping) else {}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def effective_settings(
     type_settings: Mapping[str, Any], override: Mapping[str, Any] | None
 ) -> dict[str, Any]:

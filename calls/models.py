@@ -18,6 +18,10 @@ class CallUser(models.Model):
     image = models.URLField(max_length=1000, blank=True, default="")
     role = models.CharField(max_length=64, default="user")
     custom = models.JSONField(default=dict, blank=True)
+    # Tenancy (§6.1): sorted team ids, and an optional role per team. Read on every request
+    # with the user row itself, so no join or prefetch is needed to check teams.
+    teams = models.JSONField(default=list, blank=True)
+    teams_role = models.JSONField(default=dict, blank=True)
     language = models.CharField(max_length=16, blank=True, default="")
     invisible = models.BooleanField(default=False)
     revoke_tokens_issued_before = models.DateTimeField(null=True, blank=True)
@@ -39,27 +43,7 @@ class CallUser(models.Model):
 
     @property
     def team_ids(self) -> list[str]:
-        """Team ids, from the prefetched memberships when available (selectors prefetch them)."""
-        return sorted(m.team for m in self.team_memberships.all())
-
-
-class CallUserTeam(models.Model):
-    """A user's membership of a team (tenant = clinic), with an optional per-team role."""
-
-    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="team_memberships")
-    team = models.CharField(max_length=100)
-    role = models.CharField(max_length=64, blank=True, default="")
-
-    class Meta:
-        ordering = ["team"]
-        constraints = [
-            models.UniqueConstraint(fields=["user", "team"], name="%(app_label)s_%(class)s_unique"),
-            models.CheckConstraint(condition=~Q(team=""), name="%(app_label)s_%(class)s_team_set"),
-        ]
-        indexes = [models.Index(fields=["team"], name="calls_userteam_team_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.user_id} in {self.team}"
+        return list(self.teams)
 
 
 class CallType(models.Model):

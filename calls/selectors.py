@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from .capabilities import Actor, capabilities_for, team_allows
 from .errors import InputError, NotAllowed, NotFound
-from .models import Call, CallMember, CallType, CallUser, CallUserTeam
-
-
-def users_with_teams() -> QuerySet[CallUser]:
-    return CallUser.objects.prefetch_related(
-        Prefetch("team_memberships", queryset=CallUserTeam.objects.order_by("team"))
-    )
+from .models import Call, CallMember, CallType, CallUser
 
 
 def calls_base() -> QuerySet[Call]:
-    """Live (not deleted) calls with what their wire representation reads."""
-    return (
-        Call.objects.filter(deleted_at__isnull=True)
-        .select_related("type", "created_by")
-        .prefetch_related("created_by__team_memberships")
-    )
+    """Live (not deleted) calls with what their wire representation reads, in one query."""
+    return Call.objects.filter(deleted_at__isnull=True).select_related("type", "created_by")
 
 
 def members_base() -> QuerySet[CallMember]:
-    return CallMember.objects.select_related("user").prefetch_related("user__team_memberships")
+    return CallMember.objects.select_related("user")
+
+
+def users_in_teams(teams: list[str]) -> Q:
+    """Users whose `teams` list contains any of these teams, on PostgreSQL (jsonb `?|`, which
+    matches string elements of an array) and on SQLite (json_each)."""
+    if connection.vendor == "postgresql":
+        return Q(teams__has_any_keys=teams)
+    placeholders = ", ".join(["%s"] * len(teams))
+    ids = CallUser.objects.filter(
+        pk__in=RawSQL(  # noqa: S611 - only placeholders are formatted in; values are params
+            "SELECT u.id FROM calls_calluser u, json_each(u.teams) t "  # noqa: S608
+            f"WHERE t.value IN ({placeholders})",
+            teams,
+        )
+    ).values("pk")
+    return Q(pk__in=ids)
 
 
 def call_type_get(*, name: str) -> CallType:
@@ -95,21 +103,21 @@ def users_query(
 ) -> list[CallUser]:
     """QueryUsers: `id`, `role`, `name`, `language` ($eq/$in/$autocomplete) and `teams` ($in /
     $eq / null). A user-side request is limited to the actor's teams (§6.1)."""
-    qs = users_with_teams()
+    qs = CallUser.objects.all()
     for field_name, cond in filter_conditions.items():
         ops = cond if isinstance(cond, dict) else {"$eq": cond}
         for op, value in ops.items():
             path = f"filter_conditions.{field_name}"
             if field_name == "teams":
                 if value is None:
-                    qs = qs.filter(team_memberships__isnull=True)
+                    qs = qs.filter(teams=[])
                     continue
                 teams = value if isinstance(value, list) else [value]
                 if op not in ("$eq", "$in", "$contains") or not all(
                     isinstance(t, str) for t in teams
                 ):
                     raise InputError(f"unsupported teams filter {op}", fields={path: op})
-                qs = qs.filter(team_memberships__team__in=teams)
+                qs = qs.filter(users_in_teams(teams))
                 continue
             column = _USER_FIELDS.get(field_name)
             if column is None:
@@ -125,15 +133,11 @@ def users_query(
             else:
                 raise InputError(f"unsupported operator {op}", fields={path: op})
     if not actor.is_server:
-        qs = (
-            qs.filter(team_memberships__team__in=actor.teams)
-            if actor.teams
-            else qs.filter(team_memberships__isnull=True)
-        )
+        qs = qs.filter(users_in_teams(sorted(actor.teams))) if actor.teams else qs.filter(teams=[])
     order = []
     for item in sort or []:
         column = _USER_SORT.get(str(item.get("field")))
         if column is None:
             raise InputError("unsupported sort field", fields={"sort": str(item.get("field"))})
         order.append(column if item.get("direction", 1) >= 0 else f"-{column}")
-    return list(qs.distinct().order_by(*order, "id")[offset : offset + limit])
+    return list(qs.order_by(*order, "id")[offset : offset + limit])

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import selectors, wire
-from .call_settings import BUILTIN_CALL_TYPE_SETTINGS, SettingsError, deep_merge
+from .call_settings import BUILTIN_CALL_TYPE_SETTINGS, SettingsError, deep_merge, overlay
 from .call_settings import validate_settings_request as _validate_settings
 from .capabilities import (
     ALL_CAPABILITIES,
@@ -24,9 +24,11 @@ from .capabilities import (
 )
 from .errors import InputError, NotAllowed, NotFound
 from .events import event_emit
-from .models import Call, CallEvent, CallMember, CallType, CallUser, CallUserTeam, Task
+from .models import Call, CallEvent, CallMember, CallType, CallUser, Task
 
 MAX_MEMBERS_PER_REQUEST = 100
+MAX_TEAMS = 250  # Stream's limits (§3.15)
+MAX_TEAM_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,21 @@ class UserSpec:
     teams_role: dict[str, str] | None = None
 
 
+def _clean_teams(
+    teams: list[str] | None, teams_role: dict[str, str] | None, path: str
+) -> tuple[list[str], dict[str, str]]:
+    teams_role = teams_role or {}
+    merged = sorted({*(teams or []), *teams_role})
+    bad = [t for t in merged if not isinstance(t, str) or not t or len(t) > MAX_TEAM_LENGTH]
+    if bad or len(merged) > MAX_TEAMS:
+        raise InputError(
+            f"teams must be at most {MAX_TEAMS} non-empty names of up to {MAX_TEAM_LENGTH} "
+            "characters",
+            fields={path: "invalid teams"},
+        )
+    return merged, dict(sorted(teams_role.items()))
+
+
 def users_upsert(*, actor: Actor, users: list[UserSpec]) -> list[CallUser]:
     """Full-replace upsert (Stream's POST /users): absent fields go back to their defaults."""
     if not actor.is_server:
@@ -98,65 +115,66 @@ def users_upsert(*, actor: Actor, users: list[UserSpec]) -> list[CallUser]:
             user.custom = spec.custom or {}
             user.language = spec.language or ""
             user.invisible = bool(spec.invisible)
+            user.teams, user.teams_role = _clean_teams(
+                spec.teams, spec.teams_role, f"users.{spec.id}.teams"
+            )
             user.save()
-            teams_role = spec.teams_role or {}
-            teams = list(dict.fromkeys([*(spec.teams or []), *teams_role]))
-            CallUserTeam.objects.filter(user=user).exclude(team__in=teams).delete()
-            for team in teams:
-                CallUserTeam.objects.update_or_create(
-                    user=user, team=team, defaults={"role": teams_role.get(team, "")}
-                )
             saved.append(user)
-        result = list(selectors.users_with_teams().filter(id__in=ids))
-        for user in result:
             event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
-        return result
+        return saved
+
+
+_USER_FIELD_TYPES: dict[str, tuple[type, Any]] = {
+    "name": (str, ""),
+    "image": (str, ""),
+    "role": (str, "user"),
+    "custom": (dict, {}),
+    "language": (str, ""),
+    "invisible": (bool, False),
+    "teams": (list, []),
+    "teams_role": (dict, {}),
+}
 
 
 def users_partial_update(
     *, actor: Actor, updates: list[tuple[str, dict[str, Any], list[str]]]
 ) -> list[CallUser]:
-    """Stream's PATCH /users: `set` these fields, `unset` those, leave the rest."""
+    """Stream's PATCH /users: `set` these fields, `unset` those, leave the rest. Names that
+    are not user fields are custom data (Stream's convention)."""
     if not actor.is_server:
         raise NotAllowed("only server-side requests may update users")
-    defaults = {
-        "name": "",
-        "image": "",
-        "role": "user",
-        "custom": {},
-        "language": "",
-        "invisible": False,
-    }
     with transaction.atomic():
         ids = [u[0] for u in updates]
-        found = {
-            u.id: u for u in selectors.users_with_teams().select_for_update().filter(id__in=ids)
-        }
+        found = {u.id: u for u in CallUser.objects.select_for_update().filter(id__in=ids)}
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(f"users {', '.join(missing)} do not exist")
         for user_id, set_fields, unset in updates:
             user = found[user_id]
             for name in unset:
-                if name in defaults:
-                    setattr(user, name, defaults[name])
-                elif name in user.custom:
+                if name in _USER_FIELD_TYPES:
+                    setattr(user, name, _USER_FIELD_TYPES[name][1])
+                else:
                     user.custom = {k: v for k, v in user.custom.items() if k != name}
             for name, value in set_fields.items():
-                if name in defaults:
-                    setattr(user, name, value)
-                elif name != "teams":
+                if name not in _USER_FIELD_TYPES:
                     user.custom = {**user.custom, name: value}
-            if "teams" in set_fields:
-                teams = list(set_fields["teams"] or [])
-                CallUserTeam.objects.filter(user=user).exclude(team__in=teams).delete()
-                for team in teams:
-                    CallUserTeam.objects.get_or_create(user=user, team=team)
+                    continue
+                expected = _USER_FIELD_TYPES[name][0]
+                if not isinstance(value, expected) or (
+                    expected is str and name == "role" and not value
+                ):
+                    raise InputError(
+                        f"{name} must be a {expected.__name__}",
+                        fields={f"users.{user_id}.set.{name}": f"must be {expected.__name__}"},
+                    )
+                setattr(user, name, value)
+            user.teams, user.teams_role = _clean_teams(
+                user.teams, user.teams_role, f"users.{user_id}.set.teams"
+            )
             user.save()
-        result = list(selectors.users_with_teams().filter(id__in=ids))
-        for user in result:
             event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
-        return result
+        return [found[i] for i in dict.fromkeys(ids)]
 
 
 # --- call types ------------------------------------------------------------------------------
@@ -269,23 +287,12 @@ def call_type_delete(*, name: str) -> None:
 # --- calls -----------------------------------------------------------------------------------
 
 
-def _members_check(members: list[MemberSpec]) -> None:
-    if len(members) > MAX_MEMBERS_PER_REQUEST:
-        raise InputError(
-            f"at most {MAX_MEMBERS_PER_REQUEST} members per request",
-            fields={"members": f"at most {MAX_MEMBERS_PER_REQUEST}"},
-        )
-    ids = [m.user_id for m in members]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise InputError(f"duplicate members: {', '.join(dupes)}", fields={"members": "duplicate"})
-    found = set(CallUser.objects.filter(id__in=ids).values_list("id", flat=True))
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise InputError(
-            f"members must be existing users; unknown: {', '.join(missing)}",
-            fields={"members": f"unknown users: {', '.join(missing)}"},
-        )
+def _members_check(members: list[MemberSpec]) -> dict[str, CallUser]:
+    """Shape and existence of a members list; returns the users by id (one query)."""
+    _members_shape_check(members)
+    users = CallUser.objects.in_bulk([m.user_id for m in members]) if members else {}
+    _members_missing(members, users)
+    return users
 
 
 def _ring_and_notify(
@@ -327,6 +334,69 @@ def _ring_and_notify(
         )
 
 
+def _creator(
+    *,
+    actor: Actor,
+    call_type: CallType,
+    created_by_id: str | None,
+    created_by: UserSpec | None,
+    team: str | None,
+    users: dict[str, CallUser],
+) -> CallUser:
+    """Who creates the call, with the team rules for user-side creation (§3.3, §6.1)."""
+    if not actor.is_server:
+        assert actor.user is not None  # noqa: S101
+        if not can_create(actor, call_type.grants):
+            raise NotAllowed(
+                f"user {actor.user.id} is not allowed to create {call_type.name} calls"
+            )
+        if actor.teams and team not in actor.teams:
+            raise NotAllowed(
+                "a user who belongs to teams must create calls in one of their teams",
+                fields={"data.team": "must be one of your teams"},
+            )
+        if not actor.teams and team:
+            raise NotAllowed(
+                f"user {actor.user.id} does not belong to team {team}",
+                fields={"data.team": "not your team"},
+            )
+        return actor.user
+    if created_by is not None:
+        return users_upsert(actor=actor, users=[created_by])[0]
+    if not created_by_id:
+        raise InputError(
+            "either data.created_by or data.created_by_id must be provided when using "
+            "server side auth",
+            fields={"data.created_by_id": "required with server-side auth"},
+        )
+    if created_by_id not in users:
+        raise InputError(
+            f"user {created_by_id} does not exist", fields={"data.created_by_id": "unknown user"}
+        )
+    return users[created_by_id]
+
+
+def _members_shape_check(members: list[MemberSpec]) -> None:
+    if len(members) > MAX_MEMBERS_PER_REQUEST:
+        raise InputError(
+            f"at most {MAX_MEMBERS_PER_REQUEST} members per request",
+            fields={"members": f"at most {MAX_MEMBERS_PER_REQUEST}"},
+        )
+    seen: set[str] = set()
+    dupes = sorted({m.user_id for m in members if m.user_id in seen or seen.add(m.user_id)})
+    if dupes:
+        raise InputError(f"duplicate members: {', '.join(dupes)}", fields={"members": "duplicate"})
+
+
+def _members_missing(members: list[MemberSpec], users: dict[str, CallUser]) -> None:
+    missing = [m.user_id for m in members if m.user_id not in users]
+    if missing:
+        raise InputError(
+            f"members must be existing users; unknown: {', '.join(missing)}",
+            fields={"members": f"unknown users: {', '.join(missing)}"},
+        )
+
+
 def call_get_or_create(
     *,
     actor: Actor,
@@ -344,9 +414,12 @@ def call_get_or_create(
     video: bool | None = None,
     members_limit: int | None = None,
 ) -> CallView:
-    """Stream's GetOrCreateCall. `data` is only used when the call is created (§3.3)."""
-    call_type = selectors.call_type_get(name=type_name)
-    existing = selectors.calls_base().filter(type=call_type, call_id=call_id).first()
+    """Stream's GetOrCreateCall. `data` is only used when the call is created (§3.3).
+
+    Creation is one transaction (an inline `created_by` upsert included). Two requests racing
+    for the same id meet at the unique constraint: the loser reads the winner's call.
+    """
+    existing = selectors.calls_base().filter(type_id=type_name, call_id=call_id).first()
     if existing is not None:
         return _existing_call_view(
             actor=actor,
@@ -356,43 +429,26 @@ def call_get_or_create(
             video=video,
             members_limit=members_limit,
         )
+    call_type = selectors.call_type_get(name=type_name)
     members = members or []
     override = _settings_or_error(settings_override, "data.settings_override")
-    if actor.is_server:
-        if created_by is not None:
-            users_upsert(actor=actor, users=[created_by])
-            created_by_id = created_by.id
-        if not created_by_id:
-            raise InputError(
-                "either data.created_by or data.created_by_id must be provided when using "
-                "server side auth",
-                fields={"data.created_by_id": "required with server-side auth"},
-            )
-        creator = CallUser.objects.filter(id=created_by_id).first()
-        if creator is None:
-            raise InputError(
-                f"user {created_by_id} does not exist",
-                fields={"data.created_by_id": "unknown user"},
-            )
-    else:
-        assert actor.user is not None  # noqa: S101
-        creator = actor.user
-        if not can_create(actor, call_type.grants):
-            raise NotAllowed(f"user {creator.id} is not allowed to create {type_name} calls")
-        if actor.teams and team not in actor.teams:
-            raise NotAllowed(
-                "a user who belongs to teams must create calls in one of their teams",
-                fields={"data.team": "must be one of your teams"},
-            )
-        if not actor.teams and team:
-            raise NotAllowed(
-                f"user {creator.id} does not belong to team {team}",
-                fields={"data.team": "not your team"},
-            )
-    _members_check(members)
-    effective = deep_merge(call_type.settings, override)
+    _members_shape_check(members)
     try:
         with transaction.atomic():
+            wanted = [m.user_id for m in members]
+            if actor.is_server and created_by is None and created_by_id:
+                wanted.append(created_by_id)
+            users = CallUser.objects.in_bulk(wanted) if wanted else {}
+            creator = _creator(
+                actor=actor,
+                call_type=call_type,
+                created_by_id=created_by_id,
+                created_by=created_by,
+                team=team,
+                users=users,
+            )
+            users[creator.id] = creator
+            _members_missing(members, users)
             with transaction.atomic():  # savepoint: a lost race leaves the outer block usable
                 call = Call.objects.create(
                     type=call_type,
@@ -403,39 +459,32 @@ def call_get_or_create(
                     custom=custom or {},
                     settings_override=override,
                     starts_at=starts_at,
-                    backstage=bool(effective["backstage"].get("enabled")),
+                    backstage=bool(
+                        overlay(call_type.settings, override)["backstage"].get("enabled")
+                    ),
                 )
-            CallMember.objects.bulk_create(
+            rows = CallMember.objects.bulk_create(
                 [
                     CallMember(
                         call=call,
-                        user_id=m.user_id,
+                        user=users[m.user_id],
                         role=m.role or "call_member",
                         custom=m.custom or {},
                     )
                     for m in members
                 ]
             )
-            call = selectors.calls_base().get(pk=call.pk)
-            all_members = selectors.call_members(call=call)
-            call_data = wire.call_response(call)
             event_emit(
                 type="call.created",
                 for_call=call,
-                call=call_data,
-                members=[wire.member_response(m) for m in all_members],
+                call=wire.call_response(call),
+                members=[wire.member_response(m) for m in rows],
             )
             _ring_and_notify(
-                call=call,
-                members=all_members,
-                caller=creator,
-                ring=ring,
-                notify=notify,
-                video=video,
+                call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
             )
     except IntegrityError:
-        # Somebody else created it between our read and our insert: theirs wins.
-        existing = selectors.calls_base().filter(type=call_type, call_id=call_id).first()
+        existing = selectors.calls_base().filter(type_id=type_name, call_id=call_id).first()
         if existing is None:
             raise
         return _existing_call_view(
@@ -446,15 +495,11 @@ def call_get_or_create(
             video=video,
             members_limit=members_limit,
         )
-    shown = all_members if members_limit is None else all_members[:members_limit]
+    mine = next((m for m in rows if m.user_id == actor.user_id), None)
     return CallView(
         call=call,
-        members=shown,
-        own_capabilities=selectors.own_capabilities(
-            actor=actor,
-            call=call,
-            member=next((m for m in all_members if m.user_id == actor.user_id), None),
-        ),
+        members=rows if members_limit is None else rows[:members_limit],
+        own_capabilities=capabilities_for(actor, call, mine),
         created=True,
     )
 

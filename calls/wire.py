@@ -5,10 +5,11 @@ Every datetime is an integer of Unix nanoseconds (§1.5); never RFC 3339 in a re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .call_settings import effective_settings
+from .call_settings import overlay
 
 if TYPE_CHECKING:
     from .models import Call, CallMember, CallType, CallUser
@@ -21,13 +22,12 @@ def to_ns(dt: datetime | None) -> int | None:
 
 
 def user_response(user: CallUser) -> dict[str, Any]:
-    teams = list(user.team_memberships.all())
     data: dict[str, Any] = {
         "id": user.id,
         "name": user.name,
         "image": user.image,
         "role": user.role,
-        "teams": sorted(m.team for m in teams),
+        "teams": user.teams,
         "custom": user.custom,
         "language": user.language,
         "banned": False,
@@ -38,9 +38,8 @@ def user_response(user: CallUser) -> dict[str, Any]:
         "created_at": to_ns(user.created_at),
         "updated_at": to_ns(user.updated_at),
     }
-    teams_role = {m.team: m.role for m in teams if m.role}
-    if teams_role:
-        data["teams_role"] = teams_role
+    if user.teams_role:
+        data["teams_role"] = user.teams_role
     if user.deactivated_at:
         data["deactivated_at"] = to_ns(user.deactivated_at)
     if user.revoke_tokens_issued_before:
@@ -72,8 +71,15 @@ def member_response(member: CallMember) -> dict[str, Any]:
     }
 
 
-def call_settings(call: Call) -> dict[str, Any]:
-    return effective_settings(call.type.settings, call.settings_override)
+def call_settings(call: Call) -> Mapping[str, Any]:
+    """The call's effective settings (read-only), computed once per settings objects."""
+    base, override = call.type.settings, call.settings_override
+    memo = call.__dict__.get("_effective_settings")
+    if memo is not None and memo[0] is base and memo[1] is override:
+        return memo[2]
+    merged = overlay(base, override)
+    call.__dict__["_effective_settings"] = (base, override, merged)
+    return merged
 
 
 def call_response(call: Call) -> dict[str, Any]:

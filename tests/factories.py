@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import factory
 
-from calls.models import Call, CallMember, CallType, CallUser, CallUserTeam
+from calls.models import Call, CallMember, CallType, CallUser
 
 
 class CallUserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CallUser
         django_get_or_create = ("id",)
-        skip_postgeneration_save = True
 
     id = factory.Sequence(lambda n: f"user-{n}")
     name = factory.LazyAttribute(lambda o: o.id.replace("-", " ").title())
     role = "user"
 
-    @factory.post_generation
-    def teams(self, create, extracted, **kwargs):
-        if create and extracted:
-            for team in extracted:
-                CallUserTeam.objects.get_or_create(user=self, team=team)
+    teams = factory.LazyFunction(list)
 
 
 class CallFactory(factory.django.DjangoModelFactory):

@@ -10,7 +10,6 @@ import jwt
 from django.conf import settings
 from django.http import HttpRequest
 
-from calls import selectors
 from calls.capabilities import SERVER, Actor
 from calls.errors import (
     AuthError,
@@ -20,6 +19,7 @@ from calls.errors import (
     TokenSignatureInvalid,
     UnknownApiKey,
 )
+from calls.models import CallUser
 
 
 def _decode(token: str) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def authenticate(request: HttpRequest) -> Actor:
         return SERVER
     if not isinstance(user_id, str) or not user_id:
         raise AuthError("JWTAuth error: user_id must be a non-empty string")
-    user = selectors.users_with_teams().filter(id=user_id).first()
+    user = CallUser.objects.filter(id=user_id).first()
     if user is None:
         raise AuthError(f"JWTAuth error: user {user_id} does not exist")
     revoked = user.revoke_tokens_issued_before

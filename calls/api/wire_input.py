@@ -62,13 +62,21 @@ class StreamDateTimeField(serializers.Field):
         return int(value.timestamp() * 1e9)
 
 
+class Opaque(dict):
+    """A JSON object from the client kept exactly as sent (its nulls included)."""
+
+
+class OpaqueList(list):
+    """A JSON list from the client kept exactly as sent."""
+
+
 class ObjectField(serializers.Field):
-    """Any JSON object, passed through untouched (`custom`, `settings_override`)."""
+    """Any JSON object, passed through untouched (`custom`, `filter_conditions`)."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise serializers.ValidationError("must be an object")
-        return data
+        return Opaque(data)
 
     def to_representation(self, value: Any) -> Any:  # pragma: no cover - input only
         return value
@@ -78,7 +86,7 @@ class ListOfObjectsField(serializers.Field):
     def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
         if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
             raise serializers.ValidationError("must be a list of objects")
-        return data
+        return OpaqueList(data)
 
     def to_representation(self, value: Any) -> Any:  # pragma: no cover - input only
         return value
@@ -112,6 +120,9 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
 
 
 def _strip_absent(data: Any) -> Any:
+    """Drop the nulls the serializers let through as "not set"; client objects stay as sent."""
+    if isinstance(data, Opaque | OpaqueList):
+        return data
     if isinstance(data, dict):
         return {k: _strip_absent(v) for k, v in data.items() if v is not None}
     if isinstance(data, list):

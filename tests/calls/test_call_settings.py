@@ -17,6 +17,7 @@ from calls.call_settings import (
     deep_merge,
     default_notification_settings,
     effective_settings,
+    overlay,
     validate_call_type_settings,
     validate_notification_settings,
     validate_settings_request,
@@ -105,6 +106,20 @@ def test_deep_merge_lets_a_dict_replace_a_scalar_and_strips_its_nones():
 
 def test_deep_merge_lets_a_scalar_replace_a_dict():
     assert deep_merge({"a": {"b": 1}}, {"a": False}) == {"a": False}
+
+
+def test_overlay_equals_deep_merge_and_leaves_inputs_alone():
+    base = builtin_call_type_settings("default")
+    override = {"ring": {"auto_cancel_timeout_ms": 30_000, "missed_call_timeout_ms": None},
+                "backstage": {"enabled": True}, "geofencing": {"names": ["india"]}}
+    before = copy.deepcopy(base)
+
+    result = overlay(base, override)
+
+    assert result == deep_merge(base, override)
+    assert base == before
+    assert result["audio"] is base["audio"]  # unchanged subtrees are shared, not copied
+    assert overlay(base, {}) is base
 
 
 def test_effective_settings_without_override_is_an_equal_copy():
