@@ -43,15 +43,25 @@ def call_type_get(*, name: str) -> CallType:
         raise NotFound(f"call type {name} does not exist") from None
 
 
+def call_find(*, type_name: str, call_id: str) -> Call | None:
+    """The live call with this cid, unfiltered (callers check access), or None."""
+    try:
+        return calls_base().get(type_id=type_name, call_id=call_id)
+    except Call.DoesNotExist:
+        return None
+
+
 def call_get(*, actor: Actor, type_name: str, call_id: str, for_update: bool = False) -> Call:
     """The call the actor asks for, or NotFound / NotAllowed (team) errors."""
     qs = calls_base()
     if for_update:
         # Lock only the call row (the joined rows need no lock).
         qs = qs.select_for_update(of=("self",))
-    call = qs.filter(type_id=type_name, call_id=call_id).first()
-    if call is None:
-        raise NotFound(f"call {type_name}:{call_id} does not exist")
+    try:
+        # get(), not first(): no ORDER BY to build or run for a unique row.
+        call = qs.get(type_id=type_name, call_id=call_id)
+    except Call.DoesNotExist:
+        raise NotFound(f"call {type_name}:{call_id} does not exist") from None
     if not team_allows(actor, call.team):
         raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
     return call

@@ -419,7 +419,7 @@ def call_get_or_create(
     Creation is one transaction (an inline `created_by` upsert included). Two requests racing
     for the same id meet at the unique constraint: the loser reads the winner's call.
     """
-    existing = selectors.calls_base().filter(type_id=type_name, call_id=call_id).first()
+    existing = selectors.call_find(type_name=type_name, call_id=call_id)
     if existing is not None:
         return _existing_call_view(
             actor=actor,
@@ -484,7 +484,7 @@ def call_get_or_create(
                 call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
             )
     except IntegrityError:
-        existing = selectors.calls_base().filter(type_id=type_name, call_id=call_id).first()
+        existing = selectors.call_find(type_name=type_name, call_id=call_id)
         if existing is None:
             raise
         return _existing_call_view(
