@@ -541,7 +541,10 @@ def call_read(
         call = selectors.call_get(actor=actor, type_name=type_name, call_id=call_id)
     elif not team_allows(actor, call.team):
         raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
-    member = selectors.member_of(actor=actor, call=call)
+    members = selectors.call_members(call=call, limit=members_limit)
+    member = next((m for m in members if m.user_id == actor.user_id), None)
+    if member is None and members_limit is not None and len(members) == members_limit:
+        member = selectors.member_of(actor=actor, call=call)  # the page may have cut them off
     caps = capabilities_for(actor, call, member)
     if not actor.is_server and "read-call" not in caps:
         raise NotAllowed(f"user {actor.user_id} is not allowed to read call {call.cid}")
@@ -559,11 +562,7 @@ def call_read(
                 notify=notify,
                 video=video,
             )
-    return CallView(
-        call=call,
-        members=selectors.call_members(call=call, limit=members_limit),
-        own_capabilities=caps,
-    )
+    return CallView(call=call, members=members, own_capabilities=caps)
 
 
 def call_join(

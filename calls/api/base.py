@@ -63,8 +63,9 @@ def raw_path(request: HttpRequest) -> str:
     """The path as the client sent it, before percent-decoding, where the server tells us."""
     scope = getattr(request, "scope", None)
     if scope and scope.get("raw_path"):
-        return scope["raw_path"].decode("latin-1")
-    return request.META.get("RAW_URI") or request.META.get("REQUEST_URI") or request.path
+        return scope["raw_path"].decode("latin-1").partition("?")[0]
+    uri = request.META.get("RAW_URI") or request.META.get("REQUEST_URI") or request.path
+    return uri.partition("?")[0]  # RAW_URI and REQUEST_URI carry the query string too
 
 
 class StreamView(APIView):
