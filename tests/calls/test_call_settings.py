@@ -110,8 +110,11 @@ def test_deep_merge_lets_a_scalar_replace_a_dict():
 
 def test_overlay_equals_deep_merge_and_leaves_inputs_alone():
     base = builtin_call_type_settings("default")
-    override = {"ring": {"auto_cancel_timeout_ms": 30_000, "missed_call_timeout_ms": None},
-                "backstage": {"enabled": True}, "geofencing": {"names": ["india"]}}
+    override = {
+        "ring": {"auto_cancel_timeout_ms": 30_000, "missed_call_timeout_ms": None},
+        "backstage": {"enabled": True},
+        "geofencing": {"names": ["india"]},
+    }
     before = copy.deepcopy(base)
 
     result = overlay(base, override)
