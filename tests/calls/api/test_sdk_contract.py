@@ -28,11 +28,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def client(live_server):
-    return Stream(
+    stream = Stream(
         api_key=settings.CALLS_API_KEY,
         api_secret=settings.CALLS_API_SECRET,
         base_url=live_server.url,
     )
+    yield stream
+    stream.close()  # no keep-alive connection left for the server thread at teardown
 
 
 def test_full_lifecycle_with_the_real_sdk(client, eager_tasks):
