@@ -224,3 +224,23 @@ def join_denial(
         if now < opens:
             return f"the call is in backstage; joinable from {opens.isoformat()}"
     return None
+
+
+def join_state(
+    *, caps: list[str], call: Call, join_ahead_seconds: int, now: datetime
+) -> tuple[str, datetime | None]:
+    """Where a person stands, for lobby pages and patient apps, and when the lobby opens:
+    `ended`, `live`, `backstage` (may enter before go-live: staff), `lobby` (may wait inside
+    for go-live), `too_early`, or `not_allowed`. Agrees with `join_denial`."""
+    opens = join_opens_at(call, join_ahead_seconds)
+    if call.is_ended:
+        return ("ended" if "join-ended-call" not in caps else "live"), opens
+    if "join-call" not in caps:
+        return "not_allowed", opens
+    if not call.backstage:
+        return "live", opens
+    if "join-backstage" in caps:
+        return "backstage", opens
+    if opens is not None and now >= opens:
+        return "lobby", opens
+    return "too_early", opens

@@ -191,3 +191,42 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.status})"
+
+
+class PushDevice(models.Model):
+    """A device that receives pushes for a calls-API user: a Web Push subscription, an APNs
+    token (alert or VoIP) or an FCM registration token."""
+
+    class Kind(models.TextChoices):
+        WEBPUSH = "webpush", "Web Push"
+        APNS = "apns", "APNs"
+        APNS_VOIP = "apns_voip", "APNs VoIP"
+        FCM = "fcm", "FCM"
+
+    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="devices")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # The APNs/FCM token, or the Web Push subscription endpoint URL.
+    token = models.TextField()
+    token_hash = models.CharField(max_length=64, editable=False)
+    # Web Push subscription keys: {"p256dh": ..., "auth": ...}.
+    keys = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=True)
+    deactivated_reason = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "token_hash"], name="%(app_label)s_%(class)s_unique_token"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["webpush", "apns", "apns_voip", "fcm"]),
+                name="%(app_label)s_%(class)s_kind_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "active"], name="calls_device_user_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} device of {self.user_id}"

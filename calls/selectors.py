@@ -151,3 +151,20 @@ def users_query(
             raise InputError("unsupported sort field", fields={"sort": str(item.get("field"))})
         order.append(column if item.get("direction", 1) >= 0 else f"-{column}")
     return list(qs.order_by(*order, "id")[offset : offset + limit])
+
+
+def calls_by_id(*, type_name: str, call_ids: list[str]) -> dict[str, Call]:
+    """Live calls of one type by id, in one query (for pages listing many appointments)."""
+    qs = Call.objects.filter(type_id=type_name, call_id__in=call_ids, deleted_at__isnull=True)
+    return {c.call_id: c for c in qs}
+
+
+def call_phase(call: Call | None) -> str:
+    """What a person should be told: scheduled, backstage (staff inside), live or ended."""
+    if call is None:
+        return "unknown"
+    if call.ended_at is not None:
+        return "ended"
+    if not call.backstage:
+        return "live"
+    return "backstage" if call.current_session_id else "scheduled"

@@ -3,6 +3,7 @@ its outbox event (calls.events) in that same transaction."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ from .capabilities import (
 )
 from .errors import InputError, NotAllowed, NotFound
 from .events import event_emit
-from .models import Call, CallEvent, CallMember, CallType, CallUser, Task
+from .models import Call, CallEvent, CallMember, CallType, CallUser, PushDevice, Task
 
 MAX_MEMBERS_PER_REQUEST = 100
 MAX_TEAMS = 250  # Stream's limits (§3.15)
@@ -175,6 +176,51 @@ def users_partial_update(
             user.save()
             event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
         return [found[i] for i in dict.fromkeys(ids)]
+
+
+# --- push devices ----------------------------------------------------------------------------
+
+
+def device_register(
+    *, user_id: str, kind: str, token: str, keys: dict[str, str] | None = None
+) -> PushDevice:
+    """Register (or re-activate and re-own) a push device. A token belongs to one user: a
+    phone that changes hands moves to its new owner."""
+    if kind not in PushDevice.Kind.values:
+        raise InputError(f"unknown device kind {kind}", fields={"kind": "unknown"})
+    if not token or len(token) > 4096:
+        raise InputError("token is required", fields={"token": "required, at most 4096 chars"})
+    keys = keys or {}
+    if kind == PushDevice.Kind.WEBPUSH:
+        if not token.startswith("https://"):
+            raise InputError(
+                "a Web Push endpoint must be an https URL", fields={"token": "https URL required"}
+            )
+        if not (isinstance(keys.get("p256dh"), str) and isinstance(keys.get("auth"), str)):
+            raise InputError(
+                "a Web Push subscription needs keys p256dh and auth",
+                fields={"keys": "p256dh and auth required"},
+            )
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    with transaction.atomic():
+        device, _ = PushDevice.objects.select_for_update().update_or_create(
+            kind=kind,
+            token_hash=token_hash,
+            defaults={
+                "user_id": user_id,
+                "token": token,
+                "keys": keys,
+                "active": True,
+                "deactivated_reason": "",
+            },
+        )
+        return device
+
+
+def device_remove(*, user_id: str, device_id: int) -> None:
+    deleted, _ = PushDevice.objects.filter(user_id=user_id, pk=device_id).delete()
+    if not deleted:
+        raise NotFound(f"device {device_id} does not exist")
 
 
 # --- call types ------------------------------------------------------------------------------

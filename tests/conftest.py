@@ -30,3 +30,8 @@ def _builtin_call_types(request):
     from calls.services import call_types_ensure_builtin
 
     call_types_ensure_builtin()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

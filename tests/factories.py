@@ -41,3 +41,53 @@ class CallMemberFactory(factory.django.DjangoModelFactory):
     call = factory.SubFactory(CallFactory)
     user = factory.SubFactory(CallUserFactory)
     role = "call_member"
+
+
+# --- appointments ----------------------------------------------------------------------------
+
+
+class ClinicFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "appointments.Clinic"
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"clinic-{n}")
+    name = factory.LazyAttribute(lambda o: o.slug.replace("-", " ").title())
+    time_zone = "Europe/Paris"
+
+
+def make_staff(clinic, username=None, role="clinician", display_name=None, password="pw-test-1"):
+    """A staff member of `clinic` (through the service, so their calls user exists)."""
+    from appointments import services
+
+    username = username or f"staff{factory.random.randgen.randint(0, 10**9)}"
+    return services.staff_create(
+        username=username,
+        password=password,
+        display_name=display_name or username.title(),
+        memberships={clinic: role},
+    )
+
+
+def make_patient(clinic, name="Pat Example", **kwargs):
+    from appointments import services
+
+    return services.patient_create(clinic=clinic, name=name, **kwargs)
+
+
+def make_appointment(clinic=None, *, host=None, patient=None, starts_at=None, **kwargs):
+    """A booked appointment (and its call) through the service."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from appointments import services
+
+    clinic = clinic or ClinicFactory()
+    host = host or make_staff(clinic)
+    patient = patient or make_patient(clinic)
+    starts_at = starts_at or timezone.now() + timedelta(hours=1)
+    booking = services.Booking(
+        clinic=clinic, patient=patient, starts_at=starts_at, host=host, **kwargs
+    )
+    return services.appointment_book(booking=booking, by=host)

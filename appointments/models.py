@@ -1,0 +1,265 @@
+"""Clinics, staff, patients and appointments. An appointment owns exactly one call, whose id
+is the appointment's id (call cid `appointment:<id>`); the call engine knows the clinic only as
+the call's team (the clinic slug)."""
+
+from __future__ import annotations
+
+import secrets
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from calls.models import CallUser
+
+CALL_TYPE = "appointment"
+ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: read aloud on the phone
+SLUG_REGEX = r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$"
+
+
+def new_appointment_id() -> str:
+    """Short, URL-safe and unguessable: 12 characters of a 32-letter alphabet (60 bits)."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(12))
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not a known IANA time zone") from None
+
+
+class Clinic(models.Model):
+    """A tenant. Its slug is the call team id."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(slug__regex=SLUG_REGEX), name="%(app_label)s_%(class)s_slug_format"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StaffMember(models.Model):
+    """A Django user who works for one or more clinics, linked to a calls-API user."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff"
+    )
+    call_user = models.OneToOneField(CallUser, on_delete=models.PROTECT, related_name="staff")
+    display_name = models.CharField(max_length=200)
+    clinics = models.ManyToManyField(Clinic, through="ClinicMembership", related_name="staff")
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class ClinicMembership(models.Model):
+    class Role(models.TextChoices):
+        CLINICIAN = "clinician", "Clinician"
+        COORDINATOR = "coordinator", "Coordinator / front desk"
+        ADMIN = "admin", "Clinic admin"
+
+    staff = models.ForeignKey(StaffMember, on_delete=models.CASCADE, related_name="memberships")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+
+    class Meta:
+        ordering = ["clinic__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["staff", "clinic"], name="%(app_label)s_%(class)s_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=["clinician", "coordinator", "admin"]),
+                name="%(app_label)s_%(class)s_role_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.staff} ({self.role}) at {self.clinic}"
+
+
+class Patient(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
+    call_user = models.OneToOneField(CallUser, on_delete=models.PROTECT, related_name="patient")
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True, default="")
+    phone = models.CharField(max_length=32, blank=True, default="")
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    preferred_language = models.CharField(max_length=16, blank=True, default="en")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        indexes = [models.Index(fields=["clinic", "name"], name="appt_patient_clinic_name_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "email"],
+                condition=~Q(email=""),
+                name="%(app_label)s_%(class)s_unique_email_per_clinic",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Appointment(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        WAITING = "waiting", "Patient waiting"
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        NO_SHOW = "no_show", "No-show"
+
+    class Mode(models.TextChoices):
+        VIDEO = "video", "Video"
+        AUDIO = "audio", "Audio only"
+
+    OPEN_STATUSES = (Status.SCHEDULED, Status.WAITING, Status.IN_PROGRESS)
+    MIN_DURATION, MAX_DURATION = 5, 240  # minutes
+
+    id = models.CharField(primary_key=True, max_length=12, default=new_appointment_id)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="appointments")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
+    starts_at = models.DateTimeField()
+    duration_minutes = models.PositiveSmallIntegerField(default=20)
+    # starts_at + duration, kept by the services: the double-booking check and the schedule
+    # query compare ranges on it.
+    ends_at = models.DateTimeField()
+    # PHI: shown to staff only; never in pushes, logs, call custom data or events.
+    reason = models.TextField(blank=True, default="")
+    notes = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.VIDEO)
+    backstage_enabled = models.BooleanField(default=True)
+    staff_join_ahead_minutes = models.PositiveSmallIntegerField(default=15)
+    lobby_opens_minutes = models.PositiveSmallIntegerField(default=10)
+    ring_at_start = models.BooleanField(default=True)
+    checked_in_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        StaffMember, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["starts_at", "pk"]
+        indexes = [
+            models.Index(fields=["clinic", "starts_at"], name="appt_clinic_starts_idx"),
+            models.Index(fields=["patient", "starts_at"], name="appt_patient_starts_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=[
+                        "scheduled",
+                        "waiting",
+                        "in_progress",
+                        "completed",
+                        "cancelled",
+                        "no_show",
+                    ]
+                ),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(mode__in=["video", "audio"]), name="%(app_label)s_%(class)s_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")),
+                name="%(app_label)s_%(class)s_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gte=5, duration_minutes__lte=240),
+                name="%(app_label)s_%(class)s_duration_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(staff_join_ahead_minutes__lte=240, lobby_opens_minutes__lte=120),
+                name="%(app_label)s_%(class)s_join_ahead_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="cancelled") | Q(cancelled_at__isnull=False),
+                name="%(app_label)s_%(class)s_cancelled_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} at {self.starts_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def call_cid(self) -> str:
+        return f"{CALL_TYPE}:{self.id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class AppointmentMember(models.Model):
+    """Who besides the patient takes part: clinicians (one of them the host), an
+    interpreter, family or other guests. Each is a calls-API user."""
+
+    class Kind(models.TextChoices):
+        HOST = "host", "Clinician (host)"
+        CLINICIAN = "clinician", "Clinician"
+        INTERPRETER = "interpreter", "Interpreter"
+        GUEST = "guest", "Guest / family"
+
+    # The call role each kind gets on the appointment's call.
+    CALL_ROLES = {
+        "host": "host",
+        "clinician": "moderator",
+        "interpreter": "call_member",
+        "guest": "call_member",
+    }
+
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="members")
+    call_user = models.ForeignKey(CallUser, on_delete=models.PROTECT, related_name="+")
+    staff = models.ForeignKey(
+        StaffMember, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appointment", "call_user"], name="%(app_label)s_%(class)s_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["appointment"],
+                condition=Q(kind="host"),
+                name="%(app_label)s_%(class)s_one_host",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["host", "clinician", "interpreter", "guest"]),
+                name="%(app_label)s_%(class)s_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=["host", "clinician"]) | Q(staff__isnull=False),
+                name="%(app_label)s_%(class)s_clinicians_are_staff",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.call_user_id} ({self.kind})"

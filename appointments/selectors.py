@@ -1,0 +1,118 @@
+"""Reads for the portal, the admin and the patient API, always limited to what the caller may
+see: a staff member their clinics, a patient their own appointments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+
+from calls import selectors as call_selectors
+from calls.models import Call
+
+from .models import CALL_TYPE, Appointment, AppointmentMember, Clinic, Patient, StaffMember
+
+
+def staff_clinics(staff: StaffMember) -> QuerySet[Clinic]:
+    return Clinic.objects.filter(memberships__staff=staff).order_by("name")
+
+
+def staff_clinic(staff: StaffMember, slug: str) -> Clinic:
+    clinic = staff_clinics(staff).filter(slug=slug).first()
+    if clinic is None:
+        raise Http404("No such clinic.")
+    return clinic
+
+
+def _appointments() -> QuerySet[Appointment]:
+    return Appointment.objects.select_related("clinic", "patient").prefetch_related(
+        Prefetch(
+            "members",
+            queryset=AppointmentMember.objects.select_related("staff", "call_user").order_by("pk"),
+        )
+    )
+
+
+@dataclass
+class AppointmentRow:
+    appointment: Appointment
+    call: Call | None
+
+    @property
+    def phase(self) -> str:
+        return call_selectors.call_phase(self.call)
+
+
+def with_calls(appointments: list[Appointment]) -> list[AppointmentRow]:
+    """Pair appointments with their calls: one query for all of them."""
+    calls = call_selectors.calls_by_id(type_name=CALL_TYPE, call_ids=[a.id for a in appointments])
+    return [AppointmentRow(appointment=a, call=calls.get(a.id)) for a in appointments]
+
+
+def clinic_schedule(*, clinic: Clinic, start: datetime, end: datetime) -> list[AppointmentRow]:
+    """A clinic's appointments starting in [start, end), with their calls. 3 queries."""
+    appointments = list(
+        _appointments().filter(clinic=clinic, starts_at__gte=start, starts_at__lt=end)
+    )
+    return with_calls(appointments)
+
+
+def appointment_for_staff(*, staff: StaffMember, appointment_id: str) -> Appointment:
+    appointment = (
+        _appointments().filter(pk=appointment_id, clinic__memberships__staff=staff).first()
+    )
+    if appointment is None:
+        raise Http404("No such appointment.")
+    return appointment
+
+
+def clinic_patients(*, clinic: Clinic, search: str = "") -> QuerySet[Patient]:
+    qs = Patient.objects.filter(clinic=clinic)
+    if search:
+        qs = qs.filter(name__icontains=search) | qs.filter(email__icontains=search)
+    return qs.order_by("name", "pk")
+
+
+def patient_for_staff(*, staff: StaffMember, patient_id: int) -> Patient:
+    patient = (
+        Patient.objects.filter(pk=patient_id, clinic__memberships__staff=staff)
+        .select_related("clinic")
+        .first()
+    )
+    if patient is None:
+        raise Http404("No such patient.")
+    return patient
+
+
+def clinic_staff(*, clinic: Clinic) -> QuerySet[StaffMember]:
+    return StaffMember.objects.filter(memberships__clinic=clinic).order_by("display_name")
+
+
+def patient_appointments(
+    *, patient: Patient, upcoming: bool, now: datetime
+) -> QuerySet[Appointment]:
+    qs = _appointments().filter(patient=patient)
+    if upcoming:
+        return (
+            qs.filter(ends_at__gte=now)
+            .exclude(
+                status__in=[
+                    Appointment.Status.CANCELLED,
+                    Appointment.Status.COMPLETED,
+                    Appointment.Status.NO_SHOW,
+                ]
+            )
+            .order_by("starts_at", "pk")
+        )
+    return qs.exclude(
+        pk__in=patient_appointments(patient=patient, upcoming=True, now=now).values("pk")
+    ).order_by("-starts_at", "-pk")
+
+
+def appointment_for_patient(*, patient: Patient, appointment_id: str) -> Appointment:
+    appointment = _appointments().filter(pk=appointment_id, patient=patient).first()
+    if appointment is None:
+        raise Http404("No such appointment.")
+    return appointment

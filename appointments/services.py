@@ -1,0 +1,497 @@
+"""Every change to clinics, staff, patients and appointments.
+
+An appointment and its call never disagree: booking, rescheduling, changing members and
+cancelling change the call through `calls.services` inside the same transaction, so a failure
+rolls back both. Errors are `django.core.exceptions.ValidationError` keyed by form field.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from calls import services as call_services
+from calls.capabilities import SERVER, Actor
+from calls.errors import CallsError
+from calls.models import CallUser
+
+from .models import (
+    CALL_TYPE,
+    Appointment,
+    AppointmentMember,
+    Clinic,
+    ClinicMembership,
+    Patient,
+    StaffMember,
+    new_appointment_id,
+)
+
+# A call may run this long past its slot before the scheduler ends it.
+OVERRUN_GRACE_MINUTES = 15
+# Booking slightly in the past is allowed (a form submitted at 10:00:30 for 10:00).
+PAST_SLACK = timedelta(minutes=5)
+
+
+def staff_actor(staff: StaffMember) -> Actor:
+    """The calls-API identity of a staff member: their calls user and clinics (teams)."""
+    user = staff.call_user
+    return Actor(user=user, teams=frozenset(user.teams))
+
+
+def _call_user_id(prefix: str, text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "user"
+    return f"{prefix}-{slug}"
+
+
+def _sync_call_user(*, user_id: str, name: str, teams: list[str], role: str = "user") -> None:
+    call_services.users_upsert(
+        actor=SERVER,
+        users=[call_services.UserSpec(id=user_id, name=name, role=role, teams=sorted(teams))],
+    )
+
+
+# --- clinics and staff -----------------------------------------------------------------------
+
+
+def clinic_create(*, slug: str, name: str, time_zone: str = "UTC") -> Clinic:
+    clinic = Clinic(slug=slug, name=name, time_zone=time_zone)
+    clinic.full_clean()
+    clinic.save()
+    return clinic
+
+
+def staff_create(
+    *,
+    username: str,
+    password: str,
+    display_name: str,
+    memberships: dict[Clinic, str],
+    email: str = "",
+) -> StaffMember:
+    """A staff login with its calls user (teams = its clinics)."""
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(username, email, password)
+        call_user_id = _call_user_id("staff", username)
+        _sync_call_user(
+            user_id=call_user_id, name=display_name, teams=[c.slug for c in memberships]
+        )
+        staff = StaffMember.objects.create(
+            user=user, call_user_id=call_user_id, display_name=display_name
+        )
+        for clinic, role in memberships.items():
+            ClinicMembership.objects.create(staff=staff, clinic=clinic, role=role)
+        return staff
+
+
+def staff_set_membership(*, staff: StaffMember, clinic: Clinic, role: str | None) -> None:
+    """Add, change (role) or remove (role None) a staff member's clinic; teams follow."""
+    with transaction.atomic():
+        if role is None:
+            ClinicMembership.objects.filter(staff=staff, clinic=clinic).delete()
+        else:
+            ClinicMembership.objects.update_or_create(
+                staff=staff, clinic=clinic, defaults={"role": role}
+            )
+        slugs = list(staff.memberships.values_list("clinic__slug", flat=True))
+        _sync_call_user(user_id=staff.call_user_id, name=staff.display_name, teams=slugs)
+
+
+# --- patients --------------------------------------------------------------------------------
+
+
+def patient_create(
+    *,
+    clinic: Clinic,
+    name: str,
+    email: str = "",
+    phone: str = "",
+    time_zone: str = "UTC",
+    preferred_language: str = "en",
+) -> Patient:
+    """A patient and their calls user. The calls user id carries no personal data."""
+    with transaction.atomic():
+        call_user_id = f"patient-{new_appointment_id()}"
+        _sync_call_user(user_id=call_user_id, name=name, teams=[clinic.slug])
+        patient = Patient(
+            clinic=clinic,
+            call_user_id=call_user_id,
+            name=name,
+            email=email.strip().lower(),
+            phone=phone,
+            time_zone=time_zone,
+            preferred_language=preferred_language,
+        )
+        patient.full_clean()
+        patient.save()
+        return patient
+
+
+def patient_update(*, patient: Patient, **fields: Any) -> Patient:
+    allowed = {"name", "email", "phone", "time_zone", "preferred_language"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown patient fields: {sorted(unknown)}")
+    with transaction.atomic():
+        for name, value in fields.items():
+            setattr(patient, name, value.strip().lower() if name == "email" else value)
+        patient.full_clean()
+        patient.save()
+        _sync_call_user(
+            user_id=patient.call_user_id, name=patient.name, teams=[patient.clinic.slug]
+        )
+        return patient
+
+
+# --- appointments ----------------------------------------------------------------------------
+
+
+@dataclass
+class Booking:
+    """What staff enter on the schedule form (and the admin)."""
+
+    clinic: Clinic
+    patient: Patient
+    starts_at: datetime
+    host: StaffMember
+    duration_minutes: int = 20
+    clinicians: list[StaffMember] = field(default_factory=list)
+    interpreter: StaffMember | None = None
+    guests: list[CallUser] = field(default_factory=list)
+    reason: str = ""
+    notes: str = ""
+    mode: str = Appointment.Mode.VIDEO
+    backstage_enabled: bool = True
+    staff_join_ahead_minutes: int = 15
+    lobby_opens_minutes: int = 10
+    ring_at_start: bool = True
+
+
+def _validate(booking: Booking, *, now: datetime, exclude: str | None = None) -> None:
+    errors: dict[str, str] = {}
+    if booking.starts_at < now - PAST_SLACK:
+        errors["starts_at"] = "The start time is in the past."
+    if not Appointment.MIN_DURATION <= booking.duration_minutes <= Appointment.MAX_DURATION:
+        errors["duration_minutes"] = (
+            f"The duration must be between {Appointment.MIN_DURATION} and "
+            f"{Appointment.MAX_DURATION} minutes."
+        )
+    if booking.patient.clinic_id != booking.clinic.pk:
+        errors["patient"] = "This patient belongs to another clinic."
+    if booking.lobby_opens_minutes > 120:
+        errors["lobby_opens_minutes"] = "The lobby can open at most 120 minutes early."
+    if booking.staff_join_ahead_minutes > 240:
+        errors["staff_join_ahead_minutes"] = "Staff can enter at most 240 minutes early."
+    if booking.mode not in Appointment.Mode.values:
+        errors["mode"] = "Choose video or audio only."
+    staff = [booking.host, *booking.clinicians]
+    if booking.interpreter is not None:
+        staff.append(booking.interpreter)
+    member_clinics = set(
+        ClinicMembership.objects.filter(
+            clinic=booking.clinic, staff__in=[s.pk for s in staff]
+        ).values_list("staff_id", flat=True)
+    )
+    strangers = [s.display_name for s in staff if s.pk not in member_clinics]
+    if strangers:
+        errors["clinicians"] = f"Not staff of {booking.clinic.name}: {', '.join(strangers)}."
+    ids = [s.call_user_id for s in staff] + [g.id for g in booking.guests]
+    if len(ids) != len(set(ids)) or booking.patient.call_user_id in ids:
+        errors["clinicians"] = "A person can take part only once."
+    if errors:
+        raise ValidationError(errors)
+    # Double booking: lock the clinicians' rows so two bookings for one clinician serialize
+    # (PostgreSQL row locks; SQLite serializes all writers), then look for an overlap.
+    clinicians = [booking.host, *booking.clinicians]
+    list(StaffMember.objects.select_for_update().filter(pk__in=[s.pk for s in clinicians]))
+    ends_at = booking.starts_at + timedelta(minutes=booking.duration_minutes)
+    clash = (
+        Appointment.objects.filter(
+            status__in=Appointment.OPEN_STATUSES,
+            starts_at__lt=ends_at,
+            ends_at__gt=booking.starts_at,
+            members__staff__in=[s.pk for s in clinicians],
+            members__kind__in=[AppointmentMember.Kind.HOST, AppointmentMember.Kind.CLINICIAN],
+        )
+        .exclude(pk=exclude)
+        .select_related("clinic")
+        .first()
+    )
+    if clash is not None:
+        local = timezone.localtime(clash.starts_at, zoneinfo.ZoneInfo(clash.clinic.time_zone))
+        raise ValidationError(
+            {"starts_at": f"A clinician is already booked at {local:%H:%M} ({clash.clinic.name})."}
+        )
+
+
+def _call_members(booking: Booking) -> list[call_services.MemberSpec]:
+    roles = AppointmentMember.CALL_ROLES
+    members = [call_services.MemberSpec(user_id=booking.host.call_user_id, role=roles["host"])]
+    members += [
+        call_services.MemberSpec(user_id=s.call_user_id, role=roles["clinician"])
+        for s in booking.clinicians
+    ]
+    if booking.interpreter is not None:
+        members.append(
+            call_services.MemberSpec(
+                user_id=booking.interpreter.call_user_id, role=roles["interpreter"]
+            )
+        )
+    members += [call_services.MemberSpec(user_id=g.id, role=roles["guest"]) for g in booking.guests]
+    members.append(call_services.MemberSpec(user_id=booking.patient.call_user_id))
+    return members
+
+
+def _member_rows(appointment: Appointment, booking: Booking) -> list[AppointmentMember]:
+    rows = [
+        AppointmentMember(
+            appointment=appointment,
+            call_user_id=booking.host.call_user_id,
+            staff=booking.host,
+            kind=AppointmentMember.Kind.HOST,
+        )
+    ]
+    rows += [
+        AppointmentMember(
+            appointment=appointment,
+            call_user_id=s.call_user_id,
+            staff=s,
+            kind=AppointmentMember.Kind.CLINICIAN,
+        )
+        for s in booking.clinicians
+    ]
+    if booking.interpreter is not None:
+        rows.append(
+            AppointmentMember(
+                appointment=appointment,
+                call_user_id=booking.interpreter.call_user_id,
+                staff=booking.interpreter,
+                kind=AppointmentMember.Kind.INTERPRETER,
+            )
+        )
+    rows += [
+        AppointmentMember(appointment=appointment, call_user=g, kind=AppointmentMember.Kind.GUEST)
+        for g in booking.guests
+    ]
+    return rows
+
+
+def _call_custom(appointment: Appointment) -> dict[str, Any]:
+    """What the call may know of its appointment: nothing personal (no names, no reason)."""
+    return {
+        "appointment_id": appointment.id,
+        "clinic": appointment.clinic.slug,
+        "mode": appointment.mode,
+        "duration_minutes": appointment.duration_minutes,
+        "ring_at_start": appointment.ring_at_start,
+        "staff_join_ahead_seconds": appointment.staff_join_ahead_minutes * 60,
+    }
+
+
+def _call_settings(appointment: Appointment) -> dict[str, Any]:
+    video = appointment.mode == Appointment.Mode.VIDEO
+    return {
+        "backstage": {
+            "enabled": appointment.backstage_enabled,
+            "join_ahead_time_seconds": appointment.lobby_opens_minutes * 60,
+        },
+        "limits": {
+            "max_duration_seconds": (appointment.duration_minutes + OVERRUN_GRACE_MINUTES) * 60
+        },
+        "video": {"enabled": video, "camera_default_on": video},
+    }
+
+
+def _apply(appointment: Appointment, booking: Booking) -> None:
+    appointment.clinic = booking.clinic
+    appointment.patient = booking.patient
+    appointment.starts_at = booking.starts_at
+    appointment.duration_minutes = booking.duration_minutes
+    appointment.ends_at = booking.starts_at + timedelta(minutes=booking.duration_minutes)
+    appointment.reason = booking.reason
+    appointment.notes = booking.notes
+    appointment.mode = booking.mode
+    appointment.backstage_enabled = booking.backstage_enabled
+    appointment.staff_join_ahead_minutes = booking.staff_join_ahead_minutes
+    appointment.lobby_opens_minutes = booking.lobby_opens_minutes
+    appointment.ring_at_start = booking.ring_at_start
+
+
+def appointment_book(
+    *, booking: Booking, by: StaffMember | None = None, now: datetime | None = None
+) -> Appointment:
+    """Book an appointment and create its call (same id, team = clinic) in one transaction."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _validate(booking, now=now)
+        appointment = Appointment(created_by=by)
+        _apply(appointment, booking)
+        appointment.save(force_insert=True)
+        AppointmentMember.objects.bulk_create(_member_rows(appointment, booking))
+        call_services.call_get_or_create(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=appointment.id,
+            created_by_id=booking.host.call_user_id,
+            team=booking.clinic.slug,
+            members=_call_members(booking),
+            custom=_call_custom(appointment),
+            settings_override=_call_settings(appointment),
+            starts_at=appointment.starts_at,
+        )
+        return appointment
+
+
+def booking_of(appointment: Appointment) -> Booking:
+    """The booking an appointment was made from (to edit it)."""
+    members = list(appointment.members.select_related("staff", "call_user"))
+    by_kind = {kind: [m for m in members if m.kind == kind] for kind in AppointmentMember.Kind}
+    host = by_kind[AppointmentMember.Kind.HOST][0].staff
+    assert host is not None  # noqa: S101 - a database constraint guarantees it
+    interpreter = by_kind[AppointmentMember.Kind.INTERPRETER]
+    return Booking(
+        clinic=appointment.clinic,
+        patient=appointment.patient,
+        starts_at=appointment.starts_at,
+        host=host,
+        duration_minutes=appointment.duration_minutes,
+        clinicians=[m.staff for m in by_kind[AppointmentMember.Kind.CLINICIAN] if m.staff],
+        interpreter=interpreter[0].staff if interpreter else None,
+        guests=[m.call_user for m in by_kind[AppointmentMember.Kind.GUEST]],
+        reason=appointment.reason,
+        notes=appointment.notes,
+        mode=appointment.mode,
+        backstage_enabled=appointment.backstage_enabled,
+        staff_join_ahead_minutes=appointment.staff_join_ahead_minutes,
+        lobby_opens_minutes=appointment.lobby_opens_minutes,
+        ring_at_start=appointment.ring_at_start,
+    )
+
+
+def _locked(appointment: Appointment) -> Appointment:
+    return (
+        Appointment.objects.select_for_update()
+        .select_related("clinic", "patient")
+        .get(pk=appointment.pk)
+    )
+
+
+def appointment_update(
+    *, appointment: Appointment, booking: Booking, now: datetime | None = None
+) -> Appointment:
+    """Edit or reschedule: the call's start, members, custom data and settings follow."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        appointment = _locked(appointment)
+        if not appointment.is_open:
+            raise ValidationError(
+                f"A {appointment.get_status_display().lower()} appointment cannot be changed."
+            )
+        if booking.patient.pk != appointment.patient_id:
+            raise ValidationError({"patient": "The patient of an appointment cannot change."})
+        moved = booking.starts_at != appointment.starts_at
+        # An unmoved appointment may be edited after its start (notes during the visit).
+        _validate(booking, now=now if moved else booking.starts_at, exclude=appointment.pk)
+        old_members = set(appointment.members.values_list("call_user_id", flat=True))
+        _apply(appointment, booking)
+        appointment.save()
+        appointment.members.all().delete()
+        AppointmentMember.objects.bulk_create(_member_rows(appointment, booking))
+        new_members = _call_members(booking)
+        call_services.call_members_update(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=appointment.id,
+            update_members=new_members,
+            remove_members=sorted(
+                old_members - {m.user_id for m in new_members} - {appointment.patient.call_user_id}
+            ),
+        )
+        call_services.call_update(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=appointment.id,
+            starts_at=appointment.starts_at,
+            custom=_call_custom(appointment),
+            settings_override=_call_settings(appointment),
+        )
+        return appointment
+
+
+def appointment_cancel(*, appointment: Appointment, by: StaffMember | None = None) -> Appointment:
+    """Cancel and end the call for everyone. Cancelling twice changes nothing."""
+    with transaction.atomic():
+        appointment = _locked(appointment)
+        if appointment.status == Appointment.Status.CANCELLED:
+            return appointment
+        if appointment.status in (Appointment.Status.COMPLETED, Appointment.Status.NO_SHOW):
+            raise ValidationError("A finished appointment cannot be cancelled.")
+        appointment.status = Appointment.Status.CANCELLED
+        appointment.cancelled_at = timezone.now()
+        appointment.save()
+        call_services.call_end(
+            actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, reason="cancelled"
+        )
+        return appointment
+
+
+def appointment_check_in(*, appointment: Appointment) -> Appointment:
+    """The patient says they are here (from their app): scheduled becomes waiting."""
+    with transaction.atomic():
+        appointment = _locked(appointment)
+        if not appointment.is_open:
+            raise ValidationError("This appointment is no longer open.")
+        appointment.checked_in_at = appointment.checked_in_at or timezone.now()
+        if appointment.status == Appointment.Status.SCHEDULED:
+            appointment.status = Appointment.Status.WAITING
+        appointment.save()
+        return appointment
+
+
+def appointment_request_cancel(*, appointment: Appointment) -> Appointment:
+    """The patient asks to cancel; staff decide (and cancel from the portal)."""
+    with transaction.atomic():
+        appointment = _locked(appointment)
+        if not appointment.is_open:
+            raise ValidationError("This appointment is no longer open.")
+        appointment.cancel_requested_at = appointment.cancel_requested_at or timezone.now()
+        appointment.save()
+        return appointment
+
+
+CALL_ACTIONS = ("go_live", "stop_live", "end", "ring")
+
+
+def appointment_call_action(*, appointment: Appointment, staff: StaffMember, action: str) -> None:
+    """A portal button: run the call service as the staff member, so the call's capabilities
+    decide (a coordinator who is not a member of the call cannot end it)."""
+    actor = staff_actor(staff)
+    kwargs = {"actor": actor, "type_name": CALL_TYPE, "call_id": appointment.id}
+    try:
+        with transaction.atomic():
+            if action == "go_live":
+                call_services.call_go_live(**kwargs)
+                Appointment.objects.filter(
+                    pk=appointment.pk,
+                    status__in=[Appointment.Status.SCHEDULED, Appointment.Status.WAITING],
+                ).update(status=Appointment.Status.IN_PROGRESS, updated_at=timezone.now())
+            elif action == "stop_live":
+                call_services.call_stop_live(**kwargs)
+            elif action == "end":
+                call_services.call_end(**kwargs)
+                Appointment.objects.filter(
+                    pk=appointment.pk, status=Appointment.Status.IN_PROGRESS
+                ).update(status=Appointment.Status.COMPLETED, updated_at=timezone.now())
+            elif action == "ring":
+                call_services.call_ring(**kwargs)
+            else:
+                raise ValidationError(f"Unknown call action {action!r}.")
+    except CallsError as exc:
+        raise ValidationError(exc.message) from None
