@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # The patient API comes before the calls API, whose catch-all answers unknown /api/ paths.
+    path("api/patient/", include("appointments.api.urls")),
     path("", include("calls.api.urls")),
+    path("", include("appointments.urls")),
 ]

@@ -1,0 +1,3 @@
+"""Patient API routes (filled in by the patient API work)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Staff portal routes (filled in by the portal work)."""
+
+urlpatterns: list = []
