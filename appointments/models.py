@@ -204,7 +204,7 @@ class Appointment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.id} at {self.starts_at:%Y-%m-%d %H:%M}"
+        return f"{self.id} at {self.starts_at:%Y-%m-%d %H:%M}" if self.starts_at else self.id
 
     @property
     def call_cid(self) -> str:

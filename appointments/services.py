@@ -231,6 +231,20 @@ def _validate(booking: Booking, *, now: datetime, exclude: str | None = None) ->
         )
 
 
+def booking_validate(
+    *, booking: Booking, appointment: Appointment | None = None, now: datetime | None = None
+) -> None:
+    """The checks `appointment_book` / `appointment_update` make, for forms that want to show
+    errors before saving. Must run in a transaction (it takes the double-booking locks)."""
+    now = now or timezone.now()
+    if appointment is None:
+        _validate(booking, now=now)
+        return
+    moved = booking.starts_at != appointment.starts_at
+    # An unmoved appointment may be edited after its start (notes during the visit).
+    _validate(booking, now=now if moved else booking.starts_at, exclude=appointment.pk)
+
+
 def _call_members(booking: Booking) -> list[call_services.MemberSpec]:
     roles = AppointmentMember.CALL_ROLES
     members = [call_services.MemberSpec(user_id=booking.host.call_user_id, role=roles["host"])]
@@ -396,9 +410,7 @@ def appointment_update(
             )
         if booking.patient.pk != appointment.patient_id:
             raise ValidationError({"patient": "The patient of an appointment cannot change."})
-        moved = booking.starts_at != appointment.starts_at
-        # An unmoved appointment may be edited after its start (notes during the visit).
-        _validate(booking, now=now if moved else booking.starts_at, exclude=appointment.pk)
+        booking_validate(booking=booking, appointment=appointment, now=now)
         old_members = set(appointment.members.values_list("call_user_id", flat=True))
         _apply(appointment, booking)
         appointment.save()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import factory
 
 from calls.models import Call, CallMember, CallType, CallUser
@@ -56,11 +58,14 @@ class ClinicFactory(factory.django.DjangoModelFactory):
     time_zone = "Europe/Paris"
 
 
+_staff_numbers = itertools.count(1)
+
+
 def make_staff(clinic, username=None, role="clinician", display_name=None, password="pw-test-1"):
     """A staff member of `clinic` (through the service, so their calls user exists)."""
     from appointments import services
 
-    username = username or f"staff{factory.random.randgen.randint(0, 10**9)}"
+    username = username or f"staff{next(_staff_numbers)}"
     return services.staff_create(
         username=username,
         password=password,

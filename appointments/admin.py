@@ -1,0 +1,261 @@
+"""Admin for clinics, staff, patients and appointments. Writes go through the services, so an
+appointment and its call never disagree, whichever screen changed them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.forms.models import construct_instance
+from django.http import HttpRequest
+
+from . import services
+from .models import Appointment, AppointmentMember, Clinic, ClinicMembership, Patient, StaffMember
+
+
+@admin.register(Clinic)
+class ClinicAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "time_zone", "created_at"]
+    search_fields = ["name", "slug"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The slug is the calls team id of every appointment of the clinic: fixed once made.
+        return ["slug"] if obj else []
+
+
+class ClinicMembershipInline(admin.TabularInline):
+    model = ClinicMembership
+    extra = 0
+    fields = ["clinic", "role"]
+    readonly_fields = ["clinic", "role"]
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StaffCreationForm(forms.ModelForm):
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(widget=forms.PasswordInput, min_length=8)
+    clinic = forms.ModelChoiceField(queryset=Clinic.objects.all())
+    role = forms.ChoiceField(choices=ClinicMembership.Role.choices)
+
+    class Meta:
+        model = StaffMember
+        fields = ["display_name"]
+
+
+@admin.register(StaffMember)
+class StaffMemberAdmin(admin.ModelAdmin):
+    list_display = ["display_name", "user", "call_user"]
+    search_fields = ["display_name", "user__username"]
+    list_filter = ["memberships__clinic", "memberships__role"]
+    readonly_fields = ["user", "call_user"]
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list:
+        return [ClinicMembershipInline] if obj else []
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = StaffCreationForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["display_name", "username", "password", "clinic", "role"]
+        return ["display_name", "user", "call_user"]
+
+    def save_model(self, request: HttpRequest, obj: StaffMember, form: Any, change: bool) -> None:
+        if change:
+            obj.save()
+            return
+        data = form.cleaned_data
+        staff = services.staff_create(
+            username=data["username"],
+            password=data["password"],
+            display_name=data["display_name"],
+            memberships={data["clinic"]: data["role"]},
+        )
+        obj.pk = staff.pk
+        obj.user_id = staff.user_id
+        obj.call_user_id = staff.call_user_id
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["name", "clinic", "email", "phone", "time_zone"]
+    list_filter = ["clinic"]
+    search_fields = ["name", "email", "phone"]
+    fields = ["clinic", "name", "email", "phone", "time_zone", "preferred_language"]
+    list_select_related = ["clinic"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["clinic"] if obj else []
+
+    def save_model(self, request: HttpRequest, obj: Patient, form: Any, change: bool) -> None:
+        fields = {
+            k: form.cleaned_data[k]
+            for k in ("name", "email", "phone", "time_zone", "preferred_language")
+        }
+        if change:
+            services.patient_update(patient=obj, **fields)
+        else:
+            created = services.patient_create(clinic=form.cleaned_data["clinic"], **fields)
+            obj.pk = created.pk
+            obj.call_user_id = created.call_user_id
+
+
+class AppointmentMemberInline(admin.TabularInline):
+    model = AppointmentMember
+    extra = 0
+    fields = ["kind", "staff", "call_user"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AppointmentForm(forms.ModelForm):
+    """The booking, as the admin edits it; saved by `appointment_book` / `appointment_update`."""
+
+    host = forms.ModelChoiceField(queryset=StaffMember.objects.all())
+    clinicians = forms.ModelMultipleChoiceField(queryset=StaffMember.objects.all(), required=False)
+    interpreter = forms.ModelChoiceField(queryset=StaffMember.objects.all(), required=False)
+
+    class Meta:
+        model = Appointment
+        fields = [
+            "clinic",
+            "patient",
+            "starts_at",
+            "duration_minutes",
+            "mode",
+            "backstage_enabled",
+            "staff_join_ahead_minutes",
+            "lobby_opens_minutes",
+            "ring_at_start",
+            "reason",
+            "notes",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            booking = services.booking_of(self.instance)
+            self.initial.update(
+                host=booking.host, clinicians=booking.clinicians, interpreter=booking.interpreter
+            )
+
+    def booking(self) -> services.Booking:
+        data = self.cleaned_data
+        return services.Booking(
+            clinic=data["clinic"],
+            patient=data["patient"],
+            starts_at=data["starts_at"],
+            host=data["host"],
+            duration_minutes=data["duration_minutes"],
+            clinicians=list(data["clinicians"]),
+            interpreter=data["interpreter"],
+            reason=data["reason"],
+            notes=data["notes"],
+            mode=data["mode"],
+            backstage_enabled=data["backstage_enabled"],
+            staff_join_ahead_minutes=data["staff_join_ahead_minutes"],
+            lobby_opens_minutes=data["lobby_opens_minutes"],
+            ring_at_start=data["ring_at_start"],
+        )
+
+    def _post_clean(self) -> None:
+        """Validate the booking as the service will (inside the admin's transaction, so the
+        double-booking locks hold until the save), instead of the model's own full_clean."""
+        self.instance = construct_instance(self, self.instance, self._meta.fields)
+        if self.errors:
+            return
+        try:
+            services.booking_validate(
+                booking=self.booking(),
+                appointment=None if self.instance._state.adding else self.instance,
+            )
+        except ValidationError as exc:
+            self.add_error(None, exc)
+
+
+def _run(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, action: str, verb: str
+) -> None:
+    staff = getattr(request.user, "staff", None)
+    done = 0
+    for appointment in queryset:
+        try:
+            if action == "cancel":
+                services.appointment_cancel(appointment=appointment, by=staff)
+            elif staff is None:
+                raise ValidationError("Only staff members can run call actions.")
+            else:
+                services.appointment_call_action(
+                    appointment=appointment, staff=staff, action=action
+                )
+            done += 1
+        except ValidationError as exc:
+            modeladmin.message_user(
+                request, f"{appointment.id}: {' '.join(exc.messages)}", messages.ERROR
+            )
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} appointment(s).", messages.SUCCESS)
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(admin.ModelAdmin):
+    form = AppointmentForm
+    list_display = ["id", "starts_at", "clinic", "patient", "status", "mode"]
+    list_filter = ["clinic", "status", "mode", "starts_at"]
+    date_hierarchy = "starts_at"
+    search_fields = ["id", "patient__name", "patient__email"]
+    list_select_related = ["clinic", "patient"]
+    actions = ["cancel", "go_live", "end_call"]
+    fieldsets = [
+        (None, {"fields": ["clinic", "patient", "starts_at", "duration_minutes", "mode"]}),
+        ("People", {"fields": ["host", "clinicians", "interpreter"]}),
+        (
+            "Call",
+            {
+                "fields": [
+                    "backstage_enabled",
+                    "staff_join_ahead_minutes",
+                    "lobby_opens_minutes",
+                    "ring_at_start",
+                ]
+            },
+        ),
+        ("Confidential", {"fields": ["reason", "notes"]}),
+    ]
+
+    def save_model(self, request: HttpRequest, obj: Appointment, form: Any, change: bool) -> None:
+        if change:
+            services.appointment_update(appointment=obj, booking=form.booking())
+        else:
+            saved = services.appointment_book(
+                booking=form.booking(), by=getattr(request.user, "staff", None)
+            )
+            obj.pk, obj.ends_at = saved.pk, saved.ends_at
+            obj._state.adding = False
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list:
+        # Members are written by the service from the People fields; the inline only shows them.
+        return [AppointmentMemberInline] if obj else []
+
+    @admin.action(description="Cancel (ends the call)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run(self, request, queryset, "cancel", "Cancelled")
+
+    @admin.action(description="Go live")
+    def go_live(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run(self, request, queryset, "go_live", "Went live with")
+
+    @admin.action(description="End call")
+    def end_call(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _run(self, request, queryset, "end", "Ended the call of")
