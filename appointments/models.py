@@ -50,6 +50,10 @@ class Clinic(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
 
 class StaffMember(models.Model):
     """A Django user who works for one or more clinics, linked to a calls-API user."""
