@@ -31,12 +31,18 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"{value!r} is not a known IANA time zone") from None
 
 
+def default_reminder_offsets() -> list[int]:
+    return [24 * 3600, 3600, 600]
+
+
 class Clinic(models.Model):
     """A tenant. Its slug is the call team id."""
 
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    # Seconds before an appointment when patients get a reminder (24 h, 1 h, 10 min).
+    reminder_offsets = models.JSONField(default=default_reminder_offsets, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

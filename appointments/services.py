@@ -323,6 +323,16 @@ def _call_settings(appointment: Appointment) -> dict[str, Any]:
     }
 
 
+def _call_schedule(appointment: Appointment) -> dict[str, Any]:
+    """What the scheduler does for the call: a backstage appointment goes live at its start,
+    rings when asked, and reminds at the clinic's offsets."""
+    return {
+        "go_live_at_start": appointment.backstage_enabled,
+        "ring_at_start": appointment.ring_at_start,
+        "reminder_offsets": list(appointment.clinic.reminder_offsets),
+    }
+
+
 def _apply(appointment: Appointment, booking: Booking) -> None:
     appointment.clinic = booking.clinic
     appointment.patient = booking.patient
@@ -359,6 +369,7 @@ def appointment_book(
             custom=_call_custom(appointment),
             settings_override=_call_settings(appointment),
             starts_at=appointment.starts_at,
+            **_call_schedule(appointment),
         )
         return appointment
 
@@ -433,6 +444,7 @@ def appointment_update(
             starts_at=appointment.starts_at,
             custom=_call_custom(appointment),
             settings_override=_call_settings(appointment),
+            **_call_schedule(appointment),
         )
         return appointment
 

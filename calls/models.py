@@ -86,6 +86,10 @@ class Call(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     current_session_id = models.CharField(max_length=64, blank=True, default="")
     blocked_user_ids = models.JSONField(default=list, blank=True)
+    # Our extensions to Stream's call: what the scheduler does at and before `starts_at`.
+    go_live_at_start = models.BooleanField(default=False)
+    ring_at_start = models.BooleanField(default=False)
+    reminder_offsets = models.JSONField(default=list, blank=True)  # seconds before the start
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -230,3 +234,61 @@ class PushDevice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} device of {self.user_id}"
+
+
+class DueAction(models.Model):
+    """Work due at a time: the scheduler's source of truth (never the broker).
+
+    Services keep these rows in step with the call in the same transaction (calls.due);
+    the scheduler claims due rows and applies them through the same services the API uses.
+    """
+
+    class Kind(models.TextChoices):
+        GO_LIVE = "go_live"
+        RING = "ring"
+        REMINDER = "reminder"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="due_actions")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # Tells apart actions of one kind on one call (a reminder's offset in seconds).
+    key = models.CharField(max_length=32, blank=True, default="")
+    due_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    done_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["call", "kind", "key"],
+                condition=Q(state="pending"),
+                name="%(app_label)s_%(class)s_one_pending",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "done", "failed"]),
+                name="%(app_label)s_%(class)s_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["go_live", "ring", "reminder"]),
+                name="%(app_label)s_%(class)s_kind_valid",
+            ),
+        ]
+        indexes = [
+            # The scheduler's "what is due next" query reads only pending rows by time.
+            models.Index(
+                fields=["due_at"],
+                condition=Q(state="pending"),
+                name="calls_due_pending_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} of call {self.call_id} at {self.due_at:%Y-%m-%d %H:%M:%S}"

@@ -23,6 +23,7 @@ from .capabilities import (
     join_denial,
     team_allows,
 )
+from .due import due_actions_sync
 from .errors import InputError, NotAllowed, NotFound
 from .events import event_emit
 from .models import Call, CallEvent, CallMember, CallType, CallUser, PushDevice, Task
@@ -380,6 +381,30 @@ def _ring_and_notify(
         )
 
 
+MAX_REMINDERS = 10
+MAX_REMINDER_OFFSET = 30 * 24 * 3600
+
+
+def _reminder_offsets_or_error(offsets: list[int] | None, path: str) -> list[int]:
+    """Reminder offsets: seconds before the start, positive, at most 30 days, at most 10."""
+    if offsets is None:
+        return []
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) > MAX_REMINDERS
+        or not all(
+            isinstance(o, int) and not isinstance(o, bool) and 0 < o <= MAX_REMINDER_OFFSET
+            for o in offsets
+        )
+    ):
+        raise InputError(
+            f"reminder offsets must be at most {MAX_REMINDERS} whole numbers of seconds "
+            f"between 1 and {MAX_REMINDER_OFFSET}",
+            fields={path: "invalid reminder offsets"},
+        )
+    return sorted(set(offsets), reverse=True)
+
+
 def _creator(
     *,
     actor: Actor,
@@ -459,6 +484,9 @@ def call_get_or_create(
     notify: bool = False,
     video: bool | None = None,
     members_limit: int | None = None,
+    go_live_at_start: bool = False,
+    ring_at_start: bool = False,
+    reminder_offsets: list[int] | None = None,
 ) -> CallView:
     """Stream's GetOrCreateCall. `data` is only used when the call is created (§3.3).
 
@@ -479,6 +507,7 @@ def call_get_or_create(
     members = members or []
     override = _settings_or_error(settings_override, "data.settings_override")
     _members_shape_check(members)
+    offsets = _reminder_offsets_or_error(reminder_offsets, "data.reminder_offsets")
     try:
         with transaction.atomic():
             wanted = [m.user_id for m in members]
@@ -508,6 +537,9 @@ def call_get_or_create(
                     backstage=bool(
                         overlay(call_type.settings, override)["backstage"].get("enabled")
                     ),
+                    go_live_at_start=go_live_at_start,
+                    ring_at_start=ring_at_start,
+                    reminder_offsets=offsets,
                 )
             rows = CallMember.objects.bulk_create(
                 [
@@ -529,6 +561,7 @@ def call_get_or_create(
             _ring_and_notify(
                 call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
             )
+            due_actions_sync(call, new=True)
     except IntegrityError:
         existing = selectors.call_find(type_name=type_name, call_id=call_id)
         if existing is None:
@@ -660,9 +693,18 @@ def call_update(
     starts_at: datetime | None = None,
     custom: dict[str, Any] | None = None,
     settings_override: dict[str, Any] | None = None,
+    go_live_at_start: bool | None = None,
+    ring_at_start: bool | None = None,
+    reminder_offsets: list[int] | None = None,
 ) -> CallView:
-    """PATCH: replace `custom` when given, deep-merge `settings_override`, move `starts_at`."""
+    """PATCH: replace `custom` when given, deep-merge `settings_override`, move `starts_at`;
+    the scheduled actions follow in the same transaction."""
     override = _settings_or_error(settings_override, "settings_override")
+    offsets = (
+        None
+        if reminder_offsets is None
+        else _reminder_offsets_or_error(reminder_offsets, "reminder_offsets")
+    )
     with transaction.atomic():
         call = selectors.call_get(
             actor=actor, type_name=type_name, call_id=call_id, for_update=True
@@ -676,7 +718,14 @@ def call_update(
             call.custom = custom
         if starts_at is not None:
             call.starts_at = starts_at
+        if go_live_at_start is not None:
+            call.go_live_at_start = go_live_at_start
+        if ring_at_start is not None:
+            call.ring_at_start = ring_at_start
+        if offsets is not None:
+            call.reminder_offsets = offsets
         call.save()
+        due_actions_sync(call)
         event_emit(
             type="call.updated",
             for_call=call,
@@ -867,6 +916,7 @@ def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
         call.live_started_at = now
         call.ended_at = None
         call.save()
+        due_actions_sync(call)
         event_emit(type="call.live_started", for_call=call, call=wire.call_response(call))
         return call
 
@@ -880,6 +930,7 @@ def call_stop_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
         call.backstage = True
         call.live_ended_at = timezone.now()
         call.save()
+        due_actions_sync(call)
         event_emit(
             type="call.updated",
             for_call=call,
@@ -904,6 +955,7 @@ def call_end(*, actor: Actor, type_name: str, call_id: str, reason: str = "") ->
             call.live_ended_at = now
         call.current_session_id = ""
         call.save()
+        due_actions_sync(call)
         fields: dict[str, Any] = {"call": wire.call_response(call)}
         if actor.user is not None:
             fields["user"] = wire.user_response(actor.user)
@@ -928,6 +980,7 @@ def call_delete(
         if call.ended_at is None:
             call.ended_at = call.deleted_at
         call.save()
+        due_actions_sync(call)
         call_data = wire.call_response(call)
         task = None
         if hard:

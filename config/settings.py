@@ -156,6 +156,9 @@ CELERY_TIMEZONE = "UTC"
 
 # Calls engine knobs.
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
+# The scheduler sleeps until the next due action, never longer than this (seconds); a new
+# nearer action wakes it at once (PostgreSQL NOTIFY, or in-process).
+CALLS_SCHEDULER_MAX_SLEEP = env.float("CALLS_SCHEDULER_MAX_SLEEP", default=1.0)
 
 LOGGING = {
     "version": 1,

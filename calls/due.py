@@ -1,0 +1,83 @@
+"""What must happen when, for one call: kept in step with the call by the services, in the
+transaction that changed the call. A reschedule moves the pending rows, an end or a delete
+drops them, and nothing is remembered anywhere else."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import DueAction
+
+if TYPE_CHECKING:
+    from .models import Call
+
+NOTIFY_CHANNEL = "calls_due_actions"
+# In-process wake-up for the embedded scheduler (one process, SQLite or not).
+wake_up = threading.Event()
+
+
+def _wanted(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
+    """The pending actions this call should have now: {(kind, key): due_at}."""
+    if call.starts_at is None or call.ended_at is not None or call.deleted_at is not None:
+        return {}
+    wanted: dict[tuple[str, str], datetime] = {}
+    if call.go_live_at_start and call.backstage:
+        wanted[(DueAction.Kind.GO_LIVE, "")] = call.starts_at
+    if call.ring_at_start:
+        wanted[(DueAction.Kind.RING, "")] = call.starts_at
+    for offset in call.reminder_offsets or []:
+        due = call.starts_at - timedelta(seconds=int(offset))
+        if due > now:  # a reminder whose moment has passed is not sent late
+            wanted[(DueAction.Kind.REMINDER, str(int(offset)))] = due
+    return wanted
+
+
+def due_actions_sync(call: Call, *, new: bool = False, now: datetime | None = None) -> None:
+    """Make the call's pending actions match its state. Run inside the service's transaction.
+    `new`: the call was just created, so it has no rows yet (saves the queries)."""
+    now = now or timezone.now()
+    wanted = _wanted(call, now)
+    if new and not wanted:
+        return
+    pending = (
+        {}
+        if new
+        else {(a.kind, a.key): a for a in DueAction.objects.filter(call=call, state="pending")}
+    )
+    stale = [a.pk for k, a in pending.items() if wanted.get(k) != a.due_at]
+    if stale:
+        DueAction.objects.filter(pk__in=stale).delete()
+    fresh = [(k, due) for k, due in wanted.items() if k not in pending or pending[k].pk in stale]
+    if not fresh:
+        return
+    # An action already done for the same moment is not done twice (e.g. a PATCH of custom
+    # data after the reminder went out); a moved call gets its actions again.
+    done = (
+        set()
+        if new
+        else set(
+            DueAction.objects.filter(call=call, state="done").values_list("kind", "key", "due_at")
+        )
+    )
+    rows = [
+        DueAction(call=call, kind=kind, key=key, due_at=due)
+        for (kind, key), due in fresh
+        if (kind, key, due) not in done
+    ]
+    if rows:
+        DueAction.objects.bulk_create(rows)
+        signal_scheduler()
+
+
+def signal_scheduler() -> None:
+    """Wake sleeping schedulers when this transaction commits: PostgreSQL NOTIFY is delivered
+    at commit (and dropped on rollback); the in-process event is set on commit."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    transaction.on_commit(wake_up.set)

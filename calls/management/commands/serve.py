@@ -1,0 +1,41 @@
+"""The embedded default: one process serving HTTP (ASGI) with the scheduler in a thread and
+Celery tasks run in-process. Production runs web, worker and scheduler as separate processes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from calls import scheduler
+
+
+class Command(BaseCommand):
+    help = "Serve the app with an in-process scheduler (development / embedded default)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        import uvicorn
+
+        stopping = threading.Event()
+        thread = threading.Thread(
+            target=scheduler.run_forever,
+            kwargs={"stop": stopping.is_set},
+            name="scheduler",
+            daemon=True,
+        )
+        thread.start()
+        try:
+            uvicorn.run(
+                "config.asgi:application",
+                host=options["host"],
+                port=options["port"],
+                lifespan="off",
+            )
+        finally:
+            stopping.set()

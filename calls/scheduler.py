@@ -1,0 +1,152 @@
+"""The scheduler: claims due actions and applies them through the call services.
+
+Claiming uses `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of schedulers
+share the work without doing anything twice; SQLite (one process) serializes writers anyway.
+An action's effect, its event and its `done` mark commit together, or not at all. A failing
+action is pushed forward with backoff and given up after a few attempts, so it cannot loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import services, wire
+from .capabilities import SERVER
+from .due import NOTIFY_CHANNEL, wake_up
+from .errors import CallsError
+from .events import event_emit
+from .models import DueAction
+
+logger = logging.getLogger("calls.scheduler")
+
+MAX_ATTEMPTS = 5
+BATCH_SIZE = 20
+
+
+def _apply(action: DueAction) -> None:
+    call = action.call
+    kwargs = {"actor": SERVER, "type_name": call.type_id, "call_id": call.call_id}
+    if action.kind == DueAction.Kind.GO_LIVE:
+        if call.backstage and call.ended_at is None:
+            services.call_go_live(**kwargs)
+    elif action.kind == DueAction.Kind.RING:
+        services.call_ring(**kwargs)
+    elif action.kind == DueAction.Kind.REMINDER:
+        event_emit(
+            type="call.reminder",
+            for_call=call,
+            call=wire.call_response(call),
+            starts_in_seconds=int(action.key),
+        )
+
+
+def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
+    """Claim and apply up to `limit` due actions in one transaction. Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        claimed = list(
+            DueAction.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("call", "call__type", "call__created_by")
+            .filter(state=DueAction.State.PENDING, due_at__lte=now)
+            .order_by("due_at", "pk")[:limit]
+        )
+        for action in claimed:
+            rows = DueAction.objects.filter(pk=action.pk)
+            try:
+                with transaction.atomic():
+                    # Marked done first, so the service's own re-sync sees it as done.
+                    rows.update(state=DueAction.State.DONE, done_at=now)
+                    _apply(action)
+            except CallsError as exc:
+                # The call no longer allows it (ended, nobody to ring...): final, not retried.
+                rows.update(state=DueAction.State.DONE, done_at=now, last_error=exc.message[:500])
+            except Exception as exc:
+                logger.exception("due action %s (%s) failed", action.pk, action.kind)
+                attempts = action.attempts + 1
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                if attempts >= MAX_ATTEMPTS:
+                    rows.update(
+                        state=DueAction.State.FAILED,
+                        done_at=now,
+                        attempts=attempts,
+                        last_error=error,
+                    )
+                else:
+                    rows.update(
+                        attempts=attempts,
+                        last_error=error,
+                        due_at=now + timedelta(seconds=2**attempts),
+                    )
+    return len(claimed)
+
+
+def seconds_until_next(*, now: datetime | None = None) -> float | None:
+    now = now or timezone.now()
+    next_due = (
+        DueAction.objects.filter(state=DueAction.State.PENDING)
+        .order_by("due_at")
+        .values_list("due_at", flat=True)
+        .first()
+    )
+    if next_due is None:
+        return None
+    return max(0.0, (next_due - now).total_seconds())
+
+
+class Listener:
+    """Waits for the next due time, waking early on a new or moved action: PostgreSQL
+    LISTEN/NOTIFY across processes, an in-process event otherwise."""
+
+    def __init__(self) -> None:
+        self._pg = None
+        if connection.vendor == "postgresql":
+            import psycopg
+
+            params = connection.get_connection_params()
+            params.pop("cursor_factory", None)
+            params.pop("context", None)
+            self._pg = psycopg.connect(**params, autocommit=True)
+            self._pg.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, timeout: float) -> None:
+        if timeout <= 0:
+            return
+        if self._pg is None:
+            wake_up.wait(timeout)
+            wake_up.clear()
+            return
+        ready, _, _ = select.select([self._pg.fileno()], [], [], timeout)
+        if ready:
+            list(self._pg.notifies(timeout=0))  # drain: one wake-up is enough
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+
+
+def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | None = None) -> None:
+    """The scheduler loop: apply what is due, then sleep until the next due time (at most
+    `max_sleep`), woken early when a nearer action is created."""
+    max_sleep = max_sleep if max_sleep is not None else settings.CALLS_SCHEDULER_MAX_SLEEP
+    listener = Listener()
+    try:
+        while not (stop and stop()):
+            try:
+                while run_due():
+                    pass
+                wait = seconds_until_next()
+            except Exception:
+                logger.exception("scheduler pass failed")
+                connection.close()
+                wait = max_sleep
+            listener.wait(max_sleep if wait is None else min(wait, max_sleep))
+            connection.close_if_unusable_or_obsolete()
+    finally:
+        listener.close()
