@@ -107,6 +107,10 @@ def call_response(call: Call) -> dict[str, Any]:
         "captioning": False,
         "egress": {"broadcasting": False, "rtmps": []},
         "ingress": {"rtmp": {"address": ""}, "srt": {"address": ""}, "whip": {"address": ""}},
+        # Extensions (SDKs ignore unknown keys): the scheduler's plan for this call.
+        "go_live_at_start": call.go_live_at_start,
+        "ring_at_start": call.ring_at_start,
+        "reminder_offsets": list(call.reminder_offsets or []),
     }
 
 

@@ -38,6 +38,10 @@ class CallRequest(serializers.Serializer):
     starts_at = StreamDateTimeField(**NULLABLE)
     team = serializers.CharField(max_length=100, **NULLABLE)
     video = serializers.BooleanField(**NULLABLE)
+    # Extensions (not in Stream's CallRequest): what our scheduler does around starts_at.
+    go_live_at_start = serializers.BooleanField(**NULLABLE)
+    ring_at_start = serializers.BooleanField(**NULLABLE)
+    reminder_offsets = serializers.ListField(child=serializers.IntegerField(), **NULLABLE)
 
 
 class GetOrCreateCallRequest(serializers.Serializer):
@@ -68,6 +72,9 @@ class UpdateCallRequest(serializers.Serializer):
     starts_at = StreamDateTimeField(**NULLABLE)
     custom = ObjectField(**NULLABLE)
     settings_override = ObjectField(**NULLABLE)
+    go_live_at_start = serializers.BooleanField(**NULLABLE)
+    ring_at_start = serializers.BooleanField(**NULLABLE)
+    reminder_offsets = serializers.ListField(child=serializers.IntegerField(), **NULLABLE)
 
 
 class UpdateCallMembersRequest(serializers.Serializer):

@@ -91,6 +91,9 @@ class CallView(StreamView):
             notify=body.get("notify", False),
             video=body.get("video", data.get("video")),
             members_limit=body.get("members_limit"),
+            go_live_at_start=data.get("go_live_at_start", False),
+            ring_at_start=data.get("ring_at_start", False),
+            reminder_offsets=data.get("reminder_offsets"),
         )
         return self.respond({**_call_view_body(view), "created": view.created}, status=201)
 

@@ -275,3 +275,42 @@ def test_two_schedulers_share_the_work_without_doubling():
     assert sum(counts) == 40
     assert CallEvent.objects.filter(type="call.live_started").count() == 40
     assert not Call.objects.filter(call_id__startswith="par-", backstage=True).exists()
+
+
+@pytest.mark.django_db
+def test_the_api_takes_the_scheduling_extensions(client, settings):
+    import json
+
+    from calls.api.auth import create_server_token
+
+    CallUserFactory(id="doc")
+    starts = datetime.now(UTC) + timedelta(days=1)
+    response = client.post(
+        f"/api/v2/video/call/default/ext-1?api_key={settings.CALLS_API_KEY}",
+        data=json.dumps(
+            {
+                "data": {
+                    "created_by_id": "doc",
+                    "starts_at": starts.isoformat(),
+                    "go_live_at_start": True,
+                    "reminder_offsets": [600],
+                }
+            }
+        ),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=create_server_token(),
+    )
+    assert response.status_code == 201
+    body = response.json()["call"]
+    assert body["go_live_at_start"] is True
+    assert body["reminder_offsets"] == [600]
+    call = Call.objects.get(call_id="ext-1")
+    assert [k for k, _, _ in pending(call)] == ["reminder"]  # default type: not backstage
+    bad = client.patch(
+        f"/api/v2/video/call/default/ext-1?api_key={settings.CALLS_API_KEY}",
+        data=json.dumps({"reminder_offsets": [-5]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=create_server_token(),
+    )
+    assert bad.status_code == 400
+    assert "reminder_offsets" in bad.json()["exception_fields"]
