@@ -21,9 +21,7 @@ def test_seed_demo_books_one_starting_soon_and_is_safe_to_rerun(settings):
     assert Clinic.objects.count() == 2
     assert StaffMember.objects.count() == 4
     now = timezone.now()
-    soon = Appointment.objects.filter(
-        starts_at__gt=now, starts_at__lte=now + timedelta(minutes=5)
-    )
+    soon = Appointment.objects.filter(starts_at__gt=now, starts_at__lte=now + timedelta(minutes=5))
     assert soon.count() == 1
     assert Call.objects.filter(call_id=soon.get().id, backstage=True).exists()
     assert Appointment.objects.count() == 4

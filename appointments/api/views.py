@@ -1,0 +1,344 @@
+"""The patient REST API (v1): thin views over `appointments.selectors` / `services` and the
+calls services. Every object is looked up through a selector filtered by the signed-in patient,
+so another patient's appointment or device is a 404, never a 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from django.utils import timezone
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from appointments import selectors, services
+from appointments.models import Appointment, Patient
+from calls import services as call_services
+
+from . import auth
+from .errors import ErrorSerializer, exception_handler
+from .join import join_info
+from .serializers import (
+    AcceptedSerializer,
+    AppointmentDetailSerializer,
+    AppointmentListQuerySerializer,
+    AppointmentSerializer,
+    CodeRequestSerializer,
+    DeviceCreateSerializer,
+    DeviceSerializer,
+    JoinInfoSerializer,
+    MeSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+)
+
+logger = logging.getLogger("appointments.api")
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+E400 = _error("`invalid`: the input is wrong; `fields` says where.")
+E401 = _error("`not_authenticated`: no, an invalid, an expired or a revoked access token.")
+E404 = _error("`not_found`: no such object among yours (another patient's looks the same).")
+E409 = _error("`conflict`: the appointment is no longer open (cancelled or finished).")
+E429 = _error("`throttled`: too many attempts for this address; see `Retry-After`.")
+
+APPOINTMENT_ID = OpenApiParameter(
+    "appointment_id", str, OpenApiParameter.PATH, description="The appointment id."
+)
+ERROR_EXAMPLE = OpenApiExample(
+    "Error shape",
+    value={
+        "error": {
+            "code": "invalid",
+            "message": "The request is invalid; see fields.",
+            "fields": {"email": ["Enter a valid email address."]},
+        }
+    },
+    response_only=True,
+    status_codes=["400"],
+)
+
+
+class PatientAPIView(APIView):
+    """Bearer access token, JSON in and out, and the patient API's error shape."""
+
+    authentication_classes: ClassVar[list] = [auth.PatientTokenAuthentication]
+    permission_classes: ClassVar[list] = [auth.IsPatient]
+    renderer_classes: ClassVar[list] = [JSONRenderer]
+    parser_classes: ClassVar[list] = [JSONParser]
+    throttle_classes: ClassVar[list] = []
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    @property
+    def patient(self) -> Patient:
+        return self.request.user  # type: ignore[return-value]  # set by the authentication
+
+    def _appointment(self, appointment_id: str) -> Appointment:
+        return selectors.appointment_for_patient(
+            patient=self.patient, appointment_id=appointment_id
+        )
+
+
+class PublicPatientAPIView(PatientAPIView):
+    authentication_classes: ClassVar[list] = []
+    permission_classes: ClassVar[list] = []
+
+
+# --- sign-in ---------------------------------------------------------------------------------
+
+
+class SignInCodeView(PublicPatientAPIView):
+    @extend_schema(
+        tags=["sign-in"],
+        operation_id="auth_code_request",
+        summary="Email me a sign-in code",
+        description=(
+            "Sends a 6-digit code (valid 10 to 20 minutes) to every patient registered with "
+            "this address (in `clinic` only, when given). Always 202, registered or not. At "
+            "most 5 requests per address per 10 minutes."
+        ),
+        request=CodeRequestSerializer,
+        responses={202: AcceptedSerializer, 400: E400, 429: E429},
+        examples=[ERROR_EXAMPLE],
+    )
+    def post(self, request: Request) -> Response:
+        data = CodeRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        email = data.validated_data["email"]
+        auth.rate_limit(auth.CODE_REQUESTS, email)
+        auth.send_sign_in_codes(auth.patients_by_email(email, data.validated_data.get("clinic")))
+        return Response(
+            {"detail": "If this address is registered, a code has been sent."},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class TokenView(PublicPatientAPIView):
+    @extend_schema(
+        tags=["sign-in"],
+        operation_id="auth_token_create",
+        summary="Exchange a code for an access token",
+        description=(
+            "Checks the code against every patient with this address (in `clinic` only, "
+            "when given). A wrong code, an expired code and an unknown address all answer 400 "
+            "with `fields.code`. After 5 failures for an address within 10 minutes, every "
+            "attempt answers 429 until the window ends. The token is sent as "
+            "`Authorization: Bearer <access_token>` and lives `expires_in` seconds; there is "
+            "no refresh token: sign in again."
+        ),
+        request=TokenRequestSerializer,
+        responses={200: TokenSerializer, 400: E400, 429: E429},
+        examples=[ERROR_EXAMPLE],
+    )
+    def post(self, request: Request) -> Response:
+        data = TokenRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        email, code = data.validated_data["email"], data.validated_data["code"]
+        auth.rate_limit(auth.CODE_ATTEMPTS, email)
+        candidates = auth.patients_by_email(email, data.validated_data.get("clinic"))
+        matches = [p for p in candidates if auth.code_matches(p, code)]
+        if not matches:
+            logger.info("sign-in code rejected")
+            raise ValidationError({"code": ["The code is wrong or has expired."]})
+        if len(matches) > 1:  # two clinics' codes coincide (one chance in a million)
+            raise ValidationError({"clinic": ["This address is registered with several clinics."]})
+        patient = matches[0]
+        auth.rate_reset(auth.CODE_ATTEMPTS, email)
+        logger.info("patient %s signed in", patient.pk)
+        return Response(
+            {
+                "access_token": auth.access_token_for(patient),
+                "token_type": "Bearer",
+                "expires_in": auth.token_ttl_seconds(),
+            }
+        )
+
+
+# --- profile ---------------------------------------------------------------------------------
+
+
+class MeView(PatientAPIView):
+    @extend_schema(
+        tags=["profile"],
+        operation_id="me_retrieve",
+        summary="My profile",
+        description="The signed-in patient and their clinic.",
+        responses={200: MeSerializer, 401: E401},
+    )
+    def get(self, request: Request) -> Response:
+        # The patient and their clinic come with the authentication (one query).
+        return Response(MeSerializer(self.patient).data)
+
+
+# --- appointments ----------------------------------------------------------------------------
+
+
+class AppointmentPagination(LimitOffsetPagination):
+    default_limit = 20
+    max_limit = 100
+
+
+class AppointmentListView(PatientAPIView, generics.GenericAPIView):
+    serializer_class = AppointmentSerializer
+    pagination_class = AppointmentPagination
+
+    @extend_schema(
+        tags=["appointments"],
+        operation_id="appointments_list",
+        summary="My appointments",
+        description=(
+            "Only the signed-in patient's appointments, without `reason` (see the detail). "
+            "Paginated with `limit` (default 20, at most 100) and `offset`; follow `next`."
+        ),
+        parameters=[AppointmentListQuerySerializer],
+        responses={200: AppointmentSerializer(many=True), 400: E400, 401: E401},
+    )
+    def get(self, request: Request) -> Response:
+        query = AppointmentListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        appointments = selectors.patient_appointments(
+            patient=self.patient,
+            upcoming=query.validated_data["scope"] == "upcoming",
+            now=timezone.now(),
+        )
+        page = self.paginate_queryset(appointments)
+        return self.get_paginated_response(AppointmentSerializer(page, many=True).data)
+
+
+class AppointmentDetailView(PatientAPIView):
+    @extend_schema(
+        tags=["appointments"],
+        operation_id="appointments_retrieve",
+        summary="One of my appointments",
+        description=(
+            "One of the signed-in patient's appointments, with its `reason`. Staff notes are "
+            "never shown. Another patient's appointment is 404."
+        ),
+        parameters=[APPOINTMENT_ID],
+        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404},
+    )
+    def get(self, request: Request, appointment_id: str) -> Response:
+        return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
+
+
+class JoinInfoView(PatientAPIView):
+    @extend_schema(
+        tags=["appointments"],
+        operation_id="appointments_join_info",
+        summary="How and when to join the video call",
+        description=(
+            "The call to join, a calls-API user token scoped to it, and the join state. Use "
+            "`api_key` and `token` with the calls API (Stream Video compatible): join with the "
+            "call type `call_type` and id `call_id`. There is a token only in the states "
+            "`too_early`, `lobby` and `live`; fetch again after `token_expires_at` or when "
+            "`lobby_opens_at` passes."
+        ),
+        parameters=[APPOINTMENT_ID],
+        responses={200: JoinInfoSerializer, 401: E401, 404: E404},
+    )
+    def get(self, request: Request, appointment_id: str) -> Response:
+        appointment = self._appointment(appointment_id)
+        info = join_info(patient=self.patient, appointment=appointment, now=timezone.now())
+        return Response(JoinInfoSerializer(info).data)
+
+
+class CheckInView(PatientAPIView):
+    @extend_schema(
+        tags=["appointments"],
+        operation_id="appointments_check_in",
+        summary="I am here",
+        description=(
+            "Tells the clinic the patient is ready (a scheduled appointment becomes `waiting`)."
+            " Checking in twice changes nothing."
+        ),
+        parameters=[APPOINTMENT_ID],
+        request=None,
+        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404, 409: E409},
+    )
+    def post(self, request: Request, appointment_id: str) -> Response:
+        appointment = self._appointment(appointment_id)
+        services.appointment_check_in(appointment=appointment)
+        return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
+
+
+class CancelRequestView(PatientAPIView):
+    @extend_schema(
+        tags=["appointments"],
+        operation_id="appointments_cancel_request",
+        summary="Ask the clinic to cancel",
+        description=(
+            "Records the request (`cancel_requested_at`); the clinic decides and cancels. "
+            "Asking twice changes nothing."
+        ),
+        parameters=[APPOINTMENT_ID],
+        request=None,
+        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404, 409: E409},
+    )
+    def post(self, request: Request, appointment_id: str) -> Response:
+        appointment = self._appointment(appointment_id)
+        services.appointment_request_cancel(appointment=appointment)
+        return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
+
+
+# --- push devices ----------------------------------------------------------------------------
+
+
+class DeviceListView(PatientAPIView):
+    @extend_schema(
+        tags=["devices"],
+        operation_id="devices_create",
+        summary="Register a push device",
+        description=(
+            "A Web Push subscription (`token` = its https endpoint, `keys` required), an APNs "
+            "token (`apns`, or `apns_voip` for PushKit) or an FCM token. Registering a token "
+            "again re-activates it and returns the same id; a token registered by someone else "
+            "moves to the signed-in patient (the phone changed hands)."
+        ),
+        request=DeviceCreateSerializer,
+        responses={201: DeviceSerializer, 400: E400, 401: E401},
+        examples=[ERROR_EXAMPLE],
+    )
+    def post(self, request: Request) -> Response:
+        data = DeviceCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        device = call_services.device_register(
+            user_id=self.patient.call_user_id,
+            kind=data.validated_data["kind"],
+            token=data.validated_data["token"],
+            keys=data.validated_data.get("keys"),
+        )
+        return Response(DeviceSerializer(device).data, status=status.HTTP_201_CREATED)
+
+
+class DeviceDetailView(PatientAPIView):
+    @extend_schema(
+        tags=["devices"],
+        operation_id="devices_destroy",
+        summary="Remove a push device",
+        description="Stops pushes to the device. Another patient's device is 404.",
+        parameters=[
+            OpenApiParameter("device_id", int, OpenApiParameter.PATH, description="Device id.")
+        ],
+        responses={204: None, 401: E401, 404: E404},
+    )
+    def delete(self, request: Request, device_id: int) -> Response:
+        call_services.device_remove(user_id=self.patient.call_user_id, device_id=device_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,94 @@
+"""Personas for the patient API (STYLE: permission tests are matrices over personas):
+
+- `patient` (X): a patient of North Clinic with an upcoming appointment `appointment`;
+- `other_patient` (Y): another North Clinic patient, with `other_appointment`;
+- `doctor`: the host of both appointments.
+
+`api(patient)` is an APIClient signed in as that patient (a real access token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from appointments.api import auth
+from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+
+BASE = "/api/patient/v1"
+# A fixed "now" for tests that move the clock: appointments are booked at NOW for START.
+NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+PATIENT_NAME = "Ana Lima"
+PATIENT_EMAIL = "ana.lima@example.org"
+REASON = "persistent cough"
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Rate limits live in the cache, which outlives a test."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def clinic():
+    return ClinicFactory(slug="north-clinic", name="North Clinic")
+
+
+@pytest.fixture
+def doctor(clinic):
+    return make_staff(clinic, "drito", display_name="Dr Ito")
+
+
+@pytest.fixture
+def patient(clinic):
+    return make_patient(clinic, name=PATIENT_NAME, email=PATIENT_EMAIL)
+
+
+@pytest.fixture
+def other_patient(clinic):
+    return make_patient(clinic, name="Bea Costa", email="bea@example.org")
+
+
+@pytest.fixture
+def appointment(clinic, doctor, patient):
+    return make_appointment(
+        clinic, host=doctor, patient=patient, reason=REASON, notes="staff only: check labs"
+    )
+
+
+@pytest.fixture
+def other_appointment(clinic, doctor, other_patient):
+    return make_appointment(
+        clinic,
+        host=doctor,
+        patient=other_patient,
+        starts_at=datetime.now(tz=UTC) + timedelta(hours=3),
+        reason="Y's reason",
+    )
+
+
+@pytest.fixture
+def api() -> Callable[..., APIClient]:
+    def make(patient=None) -> APIClient:
+        client = APIClient()
+        if patient is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {auth.access_token_for(patient)}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def frozen():
+    """The clock at NOW; `frozen.move_to(...)` moves it (ticking stopped)."""
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
