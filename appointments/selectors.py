@@ -10,9 +10,16 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
 from calls import selectors as call_selectors
-from calls.models import Call
+from calls.capabilities import Actor, capabilities_for
+from calls.models import Call, CallEvent
 
 from .models import CALL_TYPE, Appointment, AppointmentMember, Clinic, Patient, StaffMember
+
+
+def staff_actor(staff: StaffMember) -> Actor:
+    """The calls-API identity of a staff member: their calls user and clinics (teams)."""
+    user = staff.call_user
+    return Actor(user=user, teams=frozenset(user.teams))
 
 
 def staff_clinics(staff: StaffMember) -> QuerySet[Clinic]:
@@ -51,6 +58,35 @@ def with_calls(appointments: list[Appointment]) -> list[AppointmentRow]:
     return [AppointmentRow(appointment=a, call=calls.get(a.id)) for a in appointments]
 
 
+@dataclass
+class AppointmentCall:
+    """An appointment's call as one staff member sees it: the call, each member's call role,
+    the staff member's own capabilities and the event history (types and times)."""
+
+    call: Call | None
+    roles: dict[str, str]
+    capabilities: list[str]
+    events: list[CallEvent]
+
+    @property
+    def phase(self) -> str:
+        return call_selectors.call_phase(self.call)
+
+
+def appointment_call(*, staff: StaffMember, appointment: Appointment) -> AppointmentCall:
+    call = call_selectors.call_find(type_name=CALL_TYPE, call_id=appointment.id)
+    if call is None:
+        return AppointmentCall(call=None, roles={}, capabilities=[], events=[])
+    members = call_selectors.call_members(call=call)
+    own = next((m for m in members if m.user_id == staff.call_user_id), None)
+    return AppointmentCall(
+        call=call,
+        roles={m.user_id: m.role for m in members},
+        capabilities=capabilities_for(staff_actor(staff), call, own),
+        events=list(call_selectors.call_events(call=call)),
+    )
+
+
 def clinic_schedule(*, clinic: Clinic, start: datetime, end: datetime) -> list[AppointmentRow]:
     """A clinic's appointments starting in [start, end), with their calls. 3 queries."""
     appointments = list(
@@ -73,6 +109,13 @@ def clinic_patients(*, clinic: Clinic, search: str = "") -> QuerySet[Patient]:
     if search:
         qs = qs.filter(name__icontains=search) | qs.filter(email__icontains=search)
     return qs.order_by("name", "pk")
+
+
+def patient_email_taken(*, clinic: Clinic, email: str, exclude: int | None = None) -> bool:
+    """Another patient of the clinic has this address (unique per clinic)."""
+    return bool(email) and (
+        Patient.objects.filter(clinic=clinic, email=email).exclude(pk=exclude).exists()
+    )
 
 
 def patient_for_staff(*, staff: StaffMember, patient_id: int) -> Patient:

@@ -7,7 +7,9 @@ rolls back both. Errors are `django.core.exceptions.ValidationError` keyed by fo
 
 from __future__ import annotations
 
+import hmac
 import re
+import secrets
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,13 +18,16 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from calls import services as call_services
-from calls.capabilities import SERVER, Actor
+from calls.capabilities import SERVER
 from calls.errors import CallsError
 from calls.models import CallUser
 
+from . import selectors
 from .models import (
     CALL_TYPE,
     Appointment,
@@ -30,6 +35,7 @@ from .models import (
     Clinic,
     ClinicMembership,
     Patient,
+    PatientSignInCode,
     StaffMember,
     new_appointment_id,
 )
@@ -38,12 +44,6 @@ from .models import (
 OVERRUN_GRACE_MINUTES = 15
 # Booking slightly in the past is allowed (a form submitted at 10:00:30 for 10:00).
 PAST_SLACK = timedelta(minutes=5)
-
-
-def staff_actor(staff: StaffMember) -> Actor:
-    """The calls-API identity of a staff member: their calls user and clinics (teams)."""
-    user = staff.call_user
-    return Actor(user=user, teams=frozenset(user.teams))
 
 
 def _call_user_id(prefix: str, text: str) -> str:
@@ -107,6 +107,12 @@ def staff_set_membership(*, staff: StaffMember, clinic: Clinic, role: str | None
 # --- patients --------------------------------------------------------------------------------
 
 
+def _email_taken(*, clinic: Clinic, email: str, exclude: int | None = None) -> None:
+    """One patient per email and clinic (a database constraint): say so on the field."""
+    if selectors.patient_email_taken(clinic=clinic, email=email, exclude=exclude):
+        raise ValidationError({"email": "Another patient of this clinic has this email."})
+
+
 def patient_create(
     *,
     clinic: Clinic,
@@ -120,6 +126,7 @@ def patient_create(
     with transaction.atomic():
         call_user_id = f"patient-{new_appointment_id()}"
         _sync_call_user(user_id=call_user_id, name=name, teams=[clinic.slug])
+        _email_taken(clinic=clinic, email=email.strip().lower())
         patient = Patient(
             clinic=clinic,
             call_user_id=call_user_id,
@@ -142,6 +149,7 @@ def patient_update(*, patient: Patient, **fields: Any) -> Patient:
     with transaction.atomic():
         for name, value in fields.items():
             setattr(patient, name, value.strip().lower() if name == "email" else value)
+        _email_taken(clinic=patient.clinic, email=patient.email, exclude=patient.pk)
         patient.full_clean()
         patient.save()
         _sync_call_user(
@@ -496,7 +504,7 @@ CALL_ACTIONS = ("go_live", "stop_live", "end", "ring")
 def appointment_call_action(*, appointment: Appointment, staff: StaffMember, action: str) -> None:
     """A portal button: run the call service as the staff member, so the call's capabilities
     decide (a coordinator who is not a member of the call cannot end it)."""
-    actor = staff_actor(staff)
+    actor = selectors.staff_actor(staff)
     kwargs = {"actor": actor, "type_name": CALL_TYPE, "call_id": appointment.id}
     try:
         with transaction.atomic():
@@ -519,3 +527,60 @@ def appointment_call_action(*, appointment: Appointment, staff: StaffMember, act
                 raise ValidationError(f"Unknown call action {action!r}.")
     except CallsError as exc:
         raise ValidationError(exc.message) from None
+
+
+# --- patient sign-in codes -------------------------------------------------------------------
+
+SIGN_IN_CODE_DIGITS = 6
+SIGN_IN_CODE_LIFETIME = timedelta(minutes=10)
+# Used and expired codes stay this long, then go when the patient next asks for a code.
+SIGN_IN_CODE_KEEP = timedelta(days=1)
+_SIGN_IN_CODE_SALT = "appointments.patient-sign-in-code"
+
+
+def _sign_in_code_hash(patient: Patient, code: str) -> str:
+    """HMAC-SHA256 (keyed by SECRET_KEY) of the code, bound to the patient and their current
+    address, so a code dies when the address changes. 64 hex digits; the code is never stored."""
+    value = f"{patient.pk}:{patient.email}:{code}"
+    return salted_hmac(_SIGN_IN_CODE_SALT, value, algorithm="sha256").hexdigest()
+
+
+def patient_sign_in_code_issue(*, patient: Patient) -> str:
+    """A new 6-digit sign-in code for the patient, valid SIGN_IN_CODE_LIFETIME. The patient's
+    unused codes die with it (only the newest code works). Returns the plain code, for the
+    email only: the row holds its hash."""
+    now = timezone.now()
+    code = f"{secrets.randbelow(10**SIGN_IN_CODE_DIGITS):0{SIGN_IN_CODE_DIGITS}d}"
+    with transaction.atomic():
+        PatientSignInCode.objects.filter(patient=patient).filter(
+            Q(used_at__isnull=True) | Q(expires_at__lt=now - SIGN_IN_CODE_KEEP)
+        ).delete()
+        PatientSignInCode.objects.create(
+            patient=patient,
+            code_hash=_sign_in_code_hash(patient, code),
+            expires_at=now + SIGN_IN_CODE_LIFETIME,
+        )
+    return code
+
+
+def patient_sign_in_code_redeem(*, patient: Patient, code: str) -> bool:
+    """True once for the patient's newest unused, unexpired code; False for anything else (a
+    wrong, older, expired or used code, or none at all)."""
+    now = timezone.now()
+    row = (
+        PatientSignInCode.objects.filter(
+            patient=patient,
+            used_at__isnull=True,
+            expires_at__gt=now,
+            # A code from a process whose clock is ahead is not valid yet (used_at >= created_at).
+            created_at__lte=now,
+        )
+        .order_by("-created_at", "-pk")
+        .only("pk", "code_hash")
+        .first()
+    )
+    if row is None or not hmac.compare_digest(row.code_hash, _sign_in_code_hash(patient, code)):
+        return False
+    # The claim: of two concurrent exchanges of one code, only one changes the row.
+    claimed = PatientSignInCode.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now)
+    return claimed == 1

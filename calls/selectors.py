@@ -8,7 +8,7 @@ from django.db.models.expressions import RawSQL
 
 from .capabilities import Actor, capabilities_for, team_allows
 from .errors import InputError, NotAllowed, NotFound
-from .models import Call, CallMember, CallType, CallUser
+from .models import Call, CallEvent, CallMember, CallType, CallUser
 
 
 def calls_base() -> QuerySet[Call]:
@@ -168,3 +168,8 @@ def call_phase(call: Call | None) -> str:
     if not call.backstage:
         return "live"
     return "backstage" if call.current_session_id else "scheduled"
+
+
+def call_events(*, call: Call) -> QuerySet[CallEvent]:
+    """A call's event history, oldest first, without payloads (they carry names)."""
+    return CallEvent.objects.filter(call=call).only("type", "created_at").order_by("id")

@@ -1,0 +1,357 @@
+"""Staff portal forms. They check the shape of the input and build what the services take;
+the rules (past times, double booking, who may take part) stay in `services`, whose
+`ValidationError`s are attached back to the fields with `attach_errors`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.utils import timezone
+
+from . import selectors, services
+from .models import Appointment, Clinic, Patient, StaffMember
+
+TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
+
+
+def attach_errors(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's `ValidationError` next to the fields it names; errors about fields the
+    form does not have (and plain messages) go to the top of the form."""
+    if hasattr(error, "error_dict"):
+        for name, messages in error.message_dict.items():
+            target = name if name in form.fields else None
+            if name == NON_FIELD_ERRORS:
+                target = None
+            form.add_error(target, messages)
+    else:
+        form.add_error(None, error.messages)
+
+
+class DayForm(forms.Form):
+    """`?date=YYYY-MM-DD` of the schedule page (today in the clinic when absent or invalid)."""
+
+    date = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
+
+    def day(self, *, clinic: Clinic) -> dt.date:
+        if self.is_valid() and self.cleaned_data["date"]:
+            return self.cleaned_data["date"]
+        return timezone.localdate(timezone=zoneinfo.ZoneInfo(clinic.time_zone))
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100, strip=True)
+
+    def query(self) -> str:
+        return self.cleaned_data["q"] if self.is_valid() else ""
+
+
+# --- schedule --------------------------------------------------------------------------------
+
+
+class ClinicDateTimeField(forms.SplitDateTimeField):
+    """A date input and a time input, read as wall-clock time in the clinic's zone."""
+
+    widget = forms.SplitDateTimeWidget(
+        date_attrs={"type": "date"},
+        time_attrs={"type": "time", "step": "60"},
+        date_format="%Y-%m-%d",
+        time_format="%H:%M",
+    )
+
+    def __init__(self, *, time_zone: zoneinfo.ZoneInfo, **kwargs: Any) -> None:
+        self.time_zone = time_zone
+        kwargs.setdefault("input_date_formats", ["%Y-%m-%d"])
+        kwargs.setdefault("input_time_formats", ["%H:%M", "%H:%M:%S"])
+        super().__init__(**kwargs)
+
+    def compress(self, data_list: list[Any]) -> dt.datetime | None:
+        if not data_list:
+            return None
+        day, time = data_list
+        if day in self.empty_values:
+            raise ValidationError("Enter a date.", code="invalid_date")
+        if time in self.empty_values:
+            raise ValidationError("Enter a time.", code="invalid_time")
+        naive = dt.datetime.combine(day, time)
+        local = naive.replace(tzinfo=self.time_zone)
+        # A wall time skipped by a clock change does not survive the round trip through UTC.
+        back = local.astimezone(dt.UTC).astimezone(self.time_zone).replace(tzinfo=None)
+        if back != naive:
+            raise ValidationError(
+                "%(time)s does not exist in %(zone)s (the clocks change that day).",
+                code="nonexistent",
+                params={"time": f"{time:%H:%M}", "zone": self.time_zone.key},
+            )
+        return local
+
+
+class StaffChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: StaffMember) -> str:
+        return obj.display_name
+
+
+class StaffMultipleChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: StaffMember) -> str:
+        return obj.display_name
+
+
+class PatientChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Patient) -> str:
+        return f"{obj.name} ({obj.email})" if obj.email else obj.name
+
+
+# How many patients the schedule form lists before the search box narrows them down.
+PATIENT_OPTIONS = 100
+
+
+class AppointmentForm(forms.Form):
+    """Schedule (no `appointment`) or edit an appointment of `clinic`."""
+
+    patient = PatientChoiceField(queryset=Patient.objects.none(), empty_label="Choose a patient")
+    starts_at = forms.Field()  # replaced in __init__ (needs the clinic's time zone)
+    duration_minutes = forms.IntegerField(
+        label="Duration (minutes)",
+        min_value=Appointment.MIN_DURATION,
+        max_value=Appointment.MAX_DURATION,
+        initial=20,
+        widget=forms.NumberInput(attrs={"step": "5"}),
+    )
+    host = StaffChoiceField(
+        queryset=StaffMember.objects.none(),
+        label="Host clinician",
+        empty_label="Choose the host",
+    )
+    clinicians = StaffMultipleChoiceField(
+        queryset=StaffMember.objects.none(),
+        required=False,
+        label="Additional clinicians",
+        widget=forms.CheckboxSelectMultiple,
+    )
+    interpreter = StaffChoiceField(
+        queryset=StaffMember.objects.none(), required=False, empty_label="No interpreter"
+    )
+    mode = forms.ChoiceField(
+        choices=Appointment.Mode.choices,
+        initial=Appointment.Mode.VIDEO,
+        widget=forms.RadioSelect,
+    )
+    backstage_enabled = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Backstage",
+        help_text="Staff enter first; the patient joins when a clinician presses Go live.",
+    )
+    staff_join_ahead_minutes = forms.IntegerField(
+        label="Staff may join (minutes before)", min_value=0, max_value=240, initial=15
+    )
+    lobby_opens_minutes = forms.IntegerField(
+        label="Patient lobby opens (minutes before)", min_value=0, max_value=120, initial=10
+    )
+    ring_at_start = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Ring the patient at the start time",
+    )
+    reason = forms.CharField(
+        required=False,
+        label="Reason for the visit (confidential)",
+        help_text="Visible to clinic staff only.",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    notes = forms.CharField(
+        required=False,
+        label="Notes for staff",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        clinic: Clinic,
+        appointment: Appointment | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.patient_choices: list[Patient] = []
+        self.clinic = clinic
+        self.appointment = appointment
+        self.time_zone = zoneinfo.ZoneInfo(clinic.time_zone)
+        self.fields["starts_at"] = ClinicDateTimeField(
+            time_zone=self.time_zone, label="Start", initial=self.initial.get("starts_at")
+        )
+        staff = selectors.clinic_staff(clinic=clinic)
+        for name in ("host", "clinicians", "interpreter"):
+            self.fields[name].queryset = staff
+        if appointment is not None:
+            # The patient of an appointment cannot change (the call's members follow them).
+            del self.fields["patient"]
+        else:
+            patients = selectors.clinic_patients(clinic=clinic)
+            field = self.fields["patient"]
+            field.queryset = patients
+            # Validate against every patient of the clinic, but list only the first ones
+            # (and the chosen one); the search box fetches the others.
+            chosen = self._chosen_patient()
+            listed = list(patients[:PATIENT_OPTIONS])
+            if chosen and all(str(p.pk) != chosen for p in listed):
+                listed += list(patients.filter(pk=chosen))
+            self.patient_choices = listed
+
+    def _chosen_patient(self) -> str:
+        value = self["patient"].value()
+        return str(value) if value and str(value).isdigit() else ""
+
+    @property
+    def patient_options(self) -> list[dict[str, Any]]:
+        """The patient select's options, with each patient's time zone (shown beside the
+        start time, for information)."""
+        chosen = self._chosen_patient()
+        label = PatientChoiceField.label_from_instance
+        return [
+            {
+                "pk": p.pk,
+                "label": label(self.fields["patient"], p),
+                "time_zone": p.time_zone,
+                "selected": str(p.pk) == chosen,
+            }
+            for p in self.patient_choices
+        ]
+
+    def _start_value(self, index: int, fmt: str) -> str:
+        if self.is_bound:
+            return str(self.data.get(f"starts_at_{index}", ""))
+        value = self.initial.get("starts_at")
+        return value.strftime(fmt) if value else ""
+
+    @property
+    def start_date_value(self) -> str:
+        return self._start_value(0, "%Y-%m-%d")
+
+    @property
+    def start_time_value(self) -> str:
+        return self._start_value(1, "%H:%M")
+
+    @classmethod
+    def initial_for_new(
+        cls, *, clinic: Clinic, staff: StaffMember, patient_id: str | None, now: dt.datetime
+    ) -> dict[str, Any]:
+        """A sensible start: the next quarter hour at least 15 minutes away, the signed-in
+        clinician as host, the patient picked on the patients page."""
+        local = timezone.localtime(now, zoneinfo.ZoneInfo(clinic.time_zone))
+        start = (local + dt.timedelta(minutes=15 + (15 - local.minute % 15) % 15)).replace(
+            second=0, microsecond=0
+        )
+        initial: dict[str, Any] = {"starts_at": start.replace(tzinfo=None), "host": staff.pk}
+        if patient_id and patient_id.isdigit():
+            initial["patient"] = patient_id
+        return initial
+
+    @classmethod
+    def initial_for_edit(cls, *, booking: services.Booking) -> dict[str, Any]:
+        zone = zoneinfo.ZoneInfo(booking.clinic.time_zone)
+        return {
+            # Naive wall time in the clinic's zone: the split widget shows it as it is.
+            "starts_at": timezone.localtime(booking.starts_at, zone).replace(tzinfo=None),
+            "duration_minutes": booking.duration_minutes,
+            "host": booking.host.pk,
+            "clinicians": [s.pk for s in booking.clinicians],
+            "interpreter": booking.interpreter.pk if booking.interpreter else None,
+            "mode": booking.mode,
+            "backstage_enabled": booking.backstage_enabled,
+            "staff_join_ahead_minutes": booking.staff_join_ahead_minutes,
+            "lobby_opens_minutes": booking.lobby_opens_minutes,
+            "ring_at_start": booking.ring_at_start,
+            "reason": booking.reason,
+            "notes": booking.notes,
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        host = data.get("host")
+        clinicians = data.get("clinicians") or []
+        if host is not None and any(c.pk == host.pk for c in clinicians):
+            self.add_error("clinicians", "The host is already taking part; untick them here.")
+        return data
+
+    def booking(self, *, guests: list | None = None) -> services.Booking:
+        data = self.cleaned_data
+        patient = self.appointment.patient if self.appointment else data["patient"]
+        return services.Booking(
+            clinic=self.clinic,
+            patient=patient,
+            starts_at=data["starts_at"],
+            host=data["host"],
+            duration_minutes=data["duration_minutes"],
+            clinicians=list(data["clinicians"]),
+            interpreter=data["interpreter"],
+            guests=list(guests or []),
+            reason=data["reason"],
+            notes=data["notes"],
+            mode=data["mode"],
+            backstage_enabled=data["backstage_enabled"],
+            staff_join_ahead_minutes=data["staff_join_ahead_minutes"],
+            lobby_opens_minutes=data["lobby_opens_minutes"],
+            ring_at_start=data["ring_at_start"],
+        )
+
+
+# --- patients --------------------------------------------------------------------------------
+
+
+class PatientForm(forms.Form):
+    # autocomplete off: the browser would offer the staff member's own details.
+    name = forms.CharField(
+        max_length=200, label="Full name", widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+    email = forms.EmailField(
+        required=False, max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "off"})
+    )
+    phone = forms.CharField(
+        required=False,
+        max_length=32,
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off"}),
+    )
+    time_zone = forms.ChoiceField(
+        choices=[(z, z.replace("_", " ")) for z in TIME_ZONES], label="Time zone"
+    )
+    preferred_language = forms.CharField(
+        max_length=16,
+        required=False,
+        initial="en",
+        label="Preferred language",
+        help_text="A language code such as en, fr or es.",
+    )
+
+    def __init__(self, *args: Any, clinic: Clinic, patient: Patient | None = None, **kwargs):
+        if patient is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "name": patient.name,
+                "email": patient.email,
+                "phone": patient.phone,
+                "time_zone": patient.time_zone,
+                "preferred_language": patient.preferred_language,
+            }
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.clinic = clinic
+        self.patient = patient
+        self.fields["time_zone"].initial = clinic.time_zone
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip().lower()
+        # Checked here too (the service checks it again) so it shows with the other errors.
+        if selectors.patient_email_taken(
+            clinic=self.clinic, email=email, exclude=self.patient.pk if self.patient else None
+        ):
+            raise ValidationError("Another patient of this clinic has this email.")
+        return email
+
+    def patient_fields(self) -> dict[str, str]:
+        data = dict(self.cleaned_data)
+        data["preferred_language"] = data["preferred_language"] or "en"
+        return data

@@ -1,0 +1,568 @@
+"""The staff portal's pages: who may see what, what the schedule shows, the call buttons,
+cancelling, patients, and the schedule page's query count.
+
+Personas: `doctor` (clinician of clinic A, host of the appointment), `coordinator` (front desk
+of clinic A, not a member of the call), `outsider` (clinician of clinic B), `stranger` (a Django
+user with no StaffMember)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from appointments import services
+from appointments.models import Appointment, Patient
+from calls.models import Call
+from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+
+pytestmark = pytest.mark.django_db
+
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture
+def clinic_a():
+    return ClinicFactory(slug="clinic-a", name="Clinic A", time_zone="Europe/Paris")
+
+
+@pytest.fixture
+def clinic_b():
+    return ClinicFactory(slug="clinic-b", name="Clinic B", time_zone="America/New_York")
+
+
+@pytest.fixture
+def doctor(clinic_a):
+    return make_staff(clinic_a, "drhouse", display_name="Dr House")
+
+
+@pytest.fixture
+def coordinator(clinic_a):
+    return make_staff(clinic_a, "desk", role="coordinator", display_name="Front Desk")
+
+
+@pytest.fixture
+def outsider(clinic_b):
+    return make_staff(clinic_b, "drb", display_name="Dr Bee")
+
+
+@pytest.fixture
+def patient(clinic_a):
+    return make_patient(clinic_a, name="Ana Lima", email="ana@example.com")
+
+
+def _tomorrow_at(hour: int, minute: int = 0, zone: zoneinfo.ZoneInfo = PARIS) -> dt.datetime:
+    day = timezone.localdate(timezone=zone) + dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=zone)
+
+
+@pytest.fixture
+def appointment(clinic_a, doctor, patient):
+    return make_appointment(
+        clinic_a, host=doctor, patient=patient, starts_at=timezone.now() + dt.timedelta(hours=1)
+    )
+
+
+def client_for(staff) -> Client:
+    client = Client()
+    client.force_login(staff.user)
+    return client
+
+
+@pytest.fixture
+def stranger_client():
+    user = get_user_model().objects.create_user("nobody", "", "pw-test-1")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def call_of(appointment: Appointment) -> Call:
+    return Call.objects.get(type_id="appointment", call_id=appointment.id)
+
+
+# --- access ----------------------------------------------------------------------------------
+
+
+def _pages(appointment: Appointment, patient: Patient, slug: str) -> dict[str, tuple[str, str]]:
+    a = appointment.id
+    return {
+        "today": ("get", reverse("portal:today", args=[slug])),
+        "rows": ("get", reverse("portal:today_rows", args=[slug])),
+        "new": ("get", reverse("portal:appointment_new", args=[slug])),
+        "detail": ("get", reverse("portal:appointment", args=[slug, a])),
+        "edit": ("get", reverse("portal:appointment_edit", args=[slug, a])),
+        "cancel": ("get", reverse("portal:appointment_cancel", args=[slug, a])),
+        "call": ("post", reverse("portal:appointment_call", args=[slug, a, "ring"])),
+        "patients": ("get", reverse("portal:patients", args=[slug])),
+        "patient_search": ("get", reverse("portal:patient_search", args=[slug])),
+        "patient_edit": ("get", reverse("portal:patient_edit", args=[slug, patient.pk])),
+    }
+
+
+PAGES = [
+    "today",
+    "rows",
+    "new",
+    "detail",
+    "edit",
+    "cancel",
+    "call",
+    "patients",
+    "patient_search",
+    "patient_edit",
+]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_needs_a_signed_in_user(client, appointment, patient, page):
+    method, url = _pages(appointment, patient, "clinic-a")[page]
+    response = getattr(client, method)(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+    assert call_of(appointment).backstage is True
+
+
+EXPECTED = {
+    # persona: status for every page of clinic A (a call action redirects back to the detail)
+    "doctor": {"call": 302, "*": 200},
+    "outsider": {"*": 404},
+    "stranger": {"*": 403},
+}
+
+
+@pytest.mark.parametrize("persona", ["doctor", "outsider", "stranger"])
+@pytest.mark.parametrize("page", PAGES)
+def test_permission_matrix(request, persona, page, appointment, patient):
+    if persona == "stranger":
+        client = request.getfixturevalue("stranger_client")
+    else:
+        client = client_for(request.getfixturevalue(persona))
+    method, url = _pages(appointment, patient, "clinic-a")[page]
+    response = getattr(client, method)(url)
+    expected = EXPECTED[persona].get(page, EXPECTED[persona]["*"])
+    assert response.status_code == expected
+    if persona != "doctor":
+        assert b"Ana Lima" not in response.content
+
+
+@pytest.mark.parametrize(
+    "page", ["detail", "edit", "cancel", "call", "patient_edit", "rows", "patient_search"]
+)
+def test_other_clinics_objects_are_404_under_ones_own_clinic_too(
+    page, appointment, patient, outsider
+):
+    """Clinic B's staff asking for A's appointment or patient under B's own slug."""
+    client = client_for(outsider)
+    method, url = _pages(appointment, patient, "clinic-b")[page]
+    response = getattr(client, method)(url)
+    if page in ("rows", "patient_search"):  # B's own lists: allowed, but A's data is not there
+        assert response.status_code == 200
+        assert b"Ana Lima" not in response.content
+    else:
+        assert response.status_code == 404
+    call = call_of(appointment)
+    assert call.backstage is True
+    assert not call.events.filter(type="call.ring").exists()
+
+
+def test_a_staff_member_of_both_clinics_gets_404_for_an_appointment_under_the_wrong_slug(
+    appointment, clinic_b, doctor
+):
+    services.staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
+    client = client_for(doctor)
+    wrong = reverse("portal:appointment", args=["clinic-b", appointment.id])
+    right = reverse("portal:appointment", args=["clinic-a", appointment.id])
+    assert client.get(wrong).status_code == 404
+    assert client.get(right).status_code == 200
+
+
+def test_call_actions_are_post_only(appointment, doctor):
+    url = reverse("portal:appointment_call", args=["clinic-a", appointment.id, "go_live"])
+    assert client_for(doctor).get(url).status_code == 405
+    assert call_of(appointment).backstage is True
+
+
+def test_unknown_call_action_is_404(appointment, doctor):
+    url = reverse("portal:appointment_call", args=["clinic-a", appointment.id, "delete"])
+    assert client_for(doctor).post(url).status_code == 404
+
+
+# --- home and the clinic switcher ------------------------------------------------------------
+
+
+def test_home_goes_straight_to_the_only_clinic(doctor):
+    response = client_for(doctor).get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/c/clinic-a/today/"
+
+
+def test_home_lets_a_multi_clinic_member_choose_then_remembers(doctor, clinic_b):
+    services.staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
+    client = client_for(doctor)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"Choose a clinic" in response.content
+    assert b"/c/clinic-b/today/" in response.content
+
+    client.get("/c/clinic-b/today/")
+    assert client.get("/")["Location"] == "/c/clinic-b/today/"
+    # The header's switcher.
+    switched = client.get("/", {"clinic": "clinic-a"})
+    assert switched["Location"] == "/c/clinic-a/today/"
+    page = client.get("/c/clinic-a/today/")
+    assert b'id="clinic-switch"' in page.content
+    assert client.get("/")["Location"] == "/c/clinic-a/today/"
+
+
+def test_switching_to_a_clinic_one_does_not_work_for_is_404(doctor, clinic_b):
+    assert client_for(doctor).get("/", {"clinic": "clinic-b"}).status_code == 404
+
+
+def test_a_user_without_staff_gets_a_clear_403(stranger_client):
+    response = stranger_client.get("/")
+    assert response.status_code == 403
+    assert b"not set up as clinic staff" in response.content
+
+
+def test_login_and_logout(doctor):
+    client = Client()
+    page = client.get("/login/")
+    assert page.status_code == 200
+    assert b'<label for="id_username">Username</label>' in page.content
+    bad = client.post("/login/", {"username": "drhouse", "password": "wrong"})
+    assert bad.status_code == 200
+    assert b"Please enter a correct username and password" in bad.content
+    good = client.post("/login/", {"username": "drhouse", "password": "pw-test-1"})
+    assert good["Location"] == "/"
+    assert client.get("/c/clinic-a/today/").status_code == 200
+    assert client.get("/logout/").status_code == 405  # logging out is a POST
+    assert client.post("/logout/")["Location"] == "/login/"
+    assert client.get("/c/clinic-a/today/").status_code == 302
+
+
+# --- the schedule ----------------------------------------------------------------------------
+
+
+def test_today_shows_the_appointment_its_people_and_call_phase(appointment, doctor):
+    response = client_for(doctor).get("/c/clinic-a/today/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Ana Lima" in html
+    assert "Dr House" in html
+    local = timezone.localtime(appointment.starts_at, PARIS)
+    assert f"{local:%H:%M}" in html
+    assert 'data-phase="scheduled"' in html
+    assert ">Scheduled</span>" in html
+    assert f"/c/clinic-a/appointments/{appointment.id}/" in html
+    assert "<title>Schedule" in html
+    assert 'href="#main"' in html
+
+
+def test_today_shows_the_live_phase_after_go_live(appointment, doctor):
+    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    html = client_for(doctor).get("/c/clinic-a/today/").content.decode()
+    assert 'data-phase="live"' in html
+    assert ">Live</span>" in html
+    assert "In progress" in html
+
+
+def test_days_are_the_clinics_days(clinic_a, doctor, patient):
+    """00:30 in Paris is the previous evening in UTC: it belongs to the Paris day."""
+    starts = _tomorrow_at(0, 30)
+    make_appointment(clinic_a, host=doctor, patient=patient, starts_at=starts)
+    client = client_for(doctor)
+    day = starts.date().isoformat()
+    on_day = client.get("/c/clinic-a/today/", {"date": day}).content.decode()
+    assert "Ana Lima" in on_day
+    assert "00:30" in on_day
+    before = (starts.date() - dt.timedelta(days=1)).isoformat()
+    assert "Ana Lima" not in client.get("/c/clinic-a/today/", {"date": before}).content.decode()
+    # Previous/next links point at the neighbouring days.
+    assert f"?date={before}" in on_day
+
+
+def test_a_bad_date_falls_back_to_today(doctor):
+    response = client_for(doctor).get("/c/clinic-a/today/", {"date": "2024-13-45"})
+    assert response.status_code == 200
+    today = timezone.localdate(timezone=PARIS)
+    assert response.context["day"] == today
+
+
+def test_rows_partial_renders_only_the_rows(appointment, doctor):
+    response = client_for(doctor).get("/c/clinic-a/today/rows/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in html
+    assert "<table" in html
+    assert "Ana Lima" in html
+    assert 'data-phase="scheduled"' in html
+
+
+def test_rows_partial_follows_a_cancel(appointment, doctor):
+    services.appointment_cancel(appointment=appointment, by=doctor)
+    html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
+    assert ">Cancelled</span>" in html
+    assert 'data-phase="ended"' in html
+
+
+def test_empty_day_says_so(doctor):
+    html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
+    assert "No appointments today" in html
+
+
+def test_today_page_query_count_does_not_grow_with_appointments(
+    clinic_a, doctor, django_assert_max_num_queries
+):
+    client = client_for(doctor)
+    url = "/c/clinic-a/today/"
+    start = timezone.now() + dt.timedelta(minutes=30)
+    others = [make_staff(clinic_a, f"doc{i}") for i in range(4)]
+
+    def book(i: int) -> None:
+        make_appointment(
+            clinic_a,
+            host=others[i % 4],
+            patient=make_patient(clinic_a, name=f"Patient {i}"),
+            starts_at=start + dt.timedelta(minutes=30 * (i // 4)),
+            clinicians=[doctor] if i == 0 else [],
+        )
+
+    book(0)
+    client.get(url)  # the first visit stores the clinic in the session (one more write)
+    with CaptureQueriesContext(connection) as one:
+        response = client.get(url)
+    assert len(response.context["rows"]) == 1
+    # session, user, staff, clinic (by slug and membership), appointments (+ clinic, patient),
+    # their members (+ staff, call user), their calls, the header's clinics.
+    assert len(one) == 8, [q["sql"] for q in one.captured_queries]
+
+    for i in range(1, 20):
+        book(i)
+    with django_assert_max_num_queries(len(one)):
+        response = client.get(url)
+    html = response.content.decode()
+    assert len(response.context["rows"]) == 20
+    assert "Patient 19" in html
+    with django_assert_max_num_queries(len(one) - 1):  # the partial has no header
+        client.get("/c/clinic-a/today/rows/")
+
+
+# --- appointment detail and the call buttons -------------------------------------------------
+
+
+def test_detail_shows_patient_members_call_and_history(appointment, doctor):
+    response = client_for(doctor).get(f"/c/clinic-a/appointments/{appointment.id}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "ana@example.com" in html
+    assert "Dr House" in html
+    assert "<code>host</code>" in html  # the host's call role
+    assert "<code>call_member</code>" in html  # the patient's
+    assert f"appointment:{appointment.id}" in html
+    assert "call.created" in html  # event history
+    assert ">Go live</button>" in html
+    assert ">Stop live" not in html
+    assert ">End call</button>" in html
+    assert ">Ring now</button>" in html
+    assert 'data-phase="scheduled"' in html
+
+
+def test_coordinator_who_is_not_a_member_sees_no_buttons(appointment, coordinator):
+    html = client_for(coordinator).get(f"/c/clinic-a/appointments/{appointment.id}/").content
+    assert b"Ana Lima" in html  # same clinic: may see the appointment
+    assert b">Go live</button>" not in html
+    assert b">End call</button>" not in html
+    assert b">Ring now</button>" not in html
+    assert b"not a host of this call" in html
+
+
+def test_host_goes_live_and_the_page_says_live(appointment, doctor):
+    client = client_for(doctor)
+    url = f"/c/clinic-a/appointments/{appointment.id}/call/go_live/"
+    response = client.post(url, follow=True)
+    assert response.redirect_chain[0][0] == f"/c/clinic-a/appointments/{appointment.id}/"
+    call = call_of(appointment)
+    assert call.backstage is False
+    html = response.content.decode()
+    assert 'data-phase="live"' in html
+    assert "The call is live" in html
+    assert ">Stop live" in html
+    assert ">Go live</button>" not in html
+    assert "call.live_started" in html
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.IN_PROGRESS
+
+    stopped = client.post(f"/c/clinic-a/appointments/{appointment.id}/call/stop_live/", follow=True)
+    assert call_of(appointment).backstage is True
+    assert ">Go live</button>" in stopped.content.decode()
+
+
+def test_host_ends_the_call(appointment, doctor):
+    client = client_for(doctor)
+    client.post(f"/c/clinic-a/appointments/{appointment.id}/call/go_live/")
+    response = client.post(f"/c/clinic-a/appointments/{appointment.id}/call/end/", follow=True)
+    assert call_of(appointment).ended_at is not None
+    html = response.content.decode()
+    assert 'data-phase="ended"' in html
+    assert ">Ring now</button>" not in html
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.COMPLETED
+
+
+def test_coordinator_who_is_not_a_member_cannot_go_live(appointment, coordinator):
+    response = client_for(coordinator).post(
+        f"/c/clinic-a/appointments/{appointment.id}/call/go_live/", follow=True
+    )
+    assert response.status_code == 200
+    assert b"Not done:" in response.content
+    assert b'class="message message-error"' in response.content
+    assert call_of(appointment).backstage is True
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.SCHEDULED
+
+
+def test_ring_reports_success(appointment, doctor):
+    response = client_for(doctor).post(
+        f"/c/clinic-a/appointments/{appointment.id}/call/ring/", follow=True
+    )
+    assert b"Ringing the members" in response.content
+    assert call_of(appointment).events.filter(type="call.ring").exists()
+
+
+# --- cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_asks_first_then_cancels_and_ends_the_call(appointment, coordinator):
+    client = client_for(coordinator)
+    url = f"/c/clinic-a/appointments/{appointment.id}/cancel/"
+    page = client.get(url)
+    assert b"Cancel this appointment?" in page.content
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.SCHEDULED
+
+    response = client.post(url, follow=True)
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.CANCELLED
+    assert call_of(appointment).ended_at is not None
+    assert b"Appointment cancelled" in response.content
+    assert b"Edit or reschedule" not in response.content
+
+
+def test_cancelling_a_completed_appointment_is_refused_with_a_message(appointment, doctor):
+    client = client_for(doctor)
+    client.post(f"/c/clinic-a/appointments/{appointment.id}/call/go_live/")
+    client.post(f"/c/clinic-a/appointments/{appointment.id}/call/end/")
+    response = client.post(f"/c/clinic-a/appointments/{appointment.id}/cancel/", follow=True)
+    assert b"A finished appointment cannot be cancelled." in response.content
+    appointment.refresh_from_db()
+    assert appointment.status == Appointment.Status.COMPLETED
+
+
+# --- patients --------------------------------------------------------------------------------
+
+
+def test_patients_list_and_search(clinic_a, clinic_b, doctor, patient):
+    make_patient(clinic_a, name="Bruno Costa", email="bruno@example.com")
+    make_patient(clinic_b, name="Other Clinic Person")
+    client = client_for(doctor)
+    html = client.get("/c/clinic-a/patients/").content.decode()
+    assert "Ana Lima" in html
+    assert "Bruno Costa" in html
+    assert "Other Clinic Person" not in html
+    found = client.get("/c/clinic-a/patients/", {"q": "bruno"}).content.decode()
+    assert "Bruno Costa" in found
+    assert "Ana Lima" not in found
+
+
+def test_patient_search_json(clinic_a, clinic_b, doctor, patient):
+    make_patient(clinic_b, name="Ana Other", email="ana@other.example")
+    data = client_for(doctor).get("/c/clinic-a/patients/search.json", {"q": "ana"}).json()
+    assert data == {
+        "results": [
+            {
+                "id": patient.pk,
+                "name": "Ana Lima",
+                "email": "ana@example.com",
+                "time_zone": "UTC",
+            }
+        ]
+    }
+
+
+def test_create_patient(clinic_a, doctor):
+    client = client_for(doctor)
+    response = client.post(
+        "/c/clinic-a/patients/new/",
+        {
+            "name": "Carla Dias",
+            "email": "Carla@Example.com",
+            "phone": "+33 1 23",
+            "time_zone": "Europe/Lisbon",
+            "preferred_language": "pt",
+        },
+    )
+    assert response.status_code == 302
+    patient = Patient.objects.get(name="Carla Dias")
+    assert patient.clinic == clinic_a
+    assert patient.email == "carla@example.com"
+    assert patient.time_zone == "Europe/Lisbon"
+
+
+def test_create_patient_then_schedule(clinic_a, doctor):
+    response = client_for(doctor).post(
+        "/c/clinic-a/patients/new/?then=schedule",
+        {"name": "Dan", "time_zone": "UTC", "then": "schedule"},
+    )
+    patient = Patient.objects.get(name="Dan")
+    assert response["Location"] == f"/c/clinic-a/appointments/new/?patient={patient.pk}"
+
+
+def test_patient_form_errors_are_on_their_fields(clinic_a, doctor, patient):
+    response = client_for(doctor).post(
+        "/c/clinic-a/patients/new/",
+        {"name": "", "email": "ANA@example.com", "time_zone": "Mars/Olympus"},
+    )
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert set(errors) == {"name", "email", "time_zone"}
+    assert "Another patient of this clinic has this email." in errors["email"]
+    assert Patient.objects.filter(clinic=clinic_a).count() == 1
+
+
+def test_edit_patient(clinic_a, doctor, patient):
+    client = client_for(doctor)
+    url = f"/c/clinic-a/patients/{patient.pk}/edit/"
+    page = client.get(url)
+    assert b'value="Ana Lima"' in page.content
+    response = client.post(
+        url,
+        {
+            "name": "Ana Lima Souza",
+            "email": "ana@example.com",
+            "time_zone": "UTC",
+            "preferred_language": "",
+        },
+    )
+    assert response.status_code == 302
+    patient.refresh_from_db()
+    assert patient.name == "Ana Lima Souza"
+    assert patient.preferred_language == "en"
+
+
+def test_outsider_cannot_edit_a_patient(patient, outsider):
+    client = client_for(outsider)
+    for slug in ("clinic-a", "clinic-b"):
+        response = client.post(
+            f"/c/{slug}/patients/{patient.pk}/edit/", {"name": "Hacked", "time_zone": "UTC"}
+        )
+        assert response.status_code == 404
+    patient.refresh_from_db()
+    assert patient.name == "Ana Lima"
