@@ -273,3 +273,33 @@ class AppointmentMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.call_user_id} ({self.kind})"
+
+
+class PatientSignInCode(models.Model):
+    """A one-time code emailed to a patient for the patient API's sign-in (`POST auth/code`).
+
+    Only an HMAC of the code is stored, never the code itself. A code lives 10 minutes, works
+    once (`used_at`), and a new request replaces the patient's unused codes; the services
+    (`patient_sign_in_code_issue`, `patient_sign_in_code_redeem`) keep these rules."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="sign_in_codes")
+    code_hash = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            # patient_sign_in_code_redeem: a patient's newest unexpired code.
+            models.Index(fields=["patient", "expires_at"], name="appt_signin_patient_exp_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(used_at__isnull=True) | Q(used_at__gte=models.F("created_at")),
+                name="%(app_label)s_%(class)s_used_after_created",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"sign-in code {self.pk} of patient {self.patient_id}"

@@ -1,13 +1,17 @@
-"""Patient sign-in for apps, with no table of its own.
+"""Patient sign-in for apps.
 
-1. `POST auth/code {email}`: each patient with that address gets a 6-digit code by email. The
-   code is an HMAC (keyed by SECRET_KEY) of the patient id, their current email address and a
-   10-minute time window, so nothing is stored; a code is accepted in its own window and the
-   next (10 to 20 minutes of life), compared in constant time.
-2. `POST auth/token {email, code}`: the code becomes an access token, a `TimestampSigner`-signed
-   object {patient id, issued at, email tag}, valid PATIENT_TOKEN_TTL_SECONDS (default 1 hour).
-   A token dies early when the patient's email changes, when their calls user's tokens are
-   revoked (`revoke_tokens_issued_before`) or when that user is deactivated.
+1. `POST auth/code {email}`: for each active patient with that address, a Celery task
+   (`appointments.tasks.patient_send_sign_in_code`) issues a 6-digit code and emails it. Codes
+   are rows (`PatientSignInCode`) holding only an HMAC of the code, bound to the patient and
+   their address; a code lives 10 minutes, works once, and a new request replaces the
+   patient's unused code (`services.patient_sign_in_code_issue` / `_redeem`). The request
+   only enqueues (no mail server, no write), so a registered and an unknown address answer in
+   about the same time.
+2. `POST auth/token {email, code}`: the code is redeemed for one of the patients with that
+   address and becomes an access token, a `TimestampSigner`-signed object {patient id, issued
+   at, email tag}, valid PATIENT_TOKEN_TTL_SECONDS (default 1 hour). A token dies early when
+   the patient's email changes, when their calls user's tokens are revoked
+   (`revoke_tokens_issued_before`) or when that user is deactivated.
 
 Wrong codes are limited per email address (5 failures per 10 minutes, then 429), and so are
 code requests, both in Django's cache. Keys are derived from the address with an HMAC, so the
@@ -22,13 +26,11 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
-from django.core.mail import send_mail
 from django.db.models import QuerySet
 from django.utils.crypto import salted_hmac
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -41,14 +43,11 @@ from appointments.models import Patient
 
 logger = logging.getLogger("appointments.api.auth")
 
-CODE_DIGITS = 6
-CODE_WINDOW_SECONDS = 600
 MAX_CODE_FAILURES = 5  # per address and RATE_WINDOW_SECONDS, then 429
 MAX_CODE_REQUESTS = 5  # per address and RATE_WINDOW_SECONDS, then 429
 RATE_WINDOW_SECONDS = 600
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 
-_CODE_SALT = "appointments.api.sign-in-code"
 _TOKEN_SALT = "appointments.api.patient-token"  # noqa: S105 - a salt, not a secret
 _KEY_SALT = "appointments.api.rate-key"
 
@@ -72,58 +71,6 @@ def patients_by_email(email: str, clinic: str | None = None) -> QuerySet[Patient
     if clinic:
         qs = qs.filter(clinic__slug=clinic)
     return qs.select_related("clinic", "call_user").order_by("pk")
-
-
-# --- one-time codes --------------------------------------------------------------------------
-
-
-def _window(now: float) -> int:
-    return int(now // CODE_WINDOW_SECONDS)
-
-
-def sign_in_code(patient: Patient, *, window: int) -> str:
-    value = f"{patient.pk}:{normalize_email(patient.email)}:{window}"
-    digest = salted_hmac(_CODE_SALT, value, algorithm="sha256").digest()
-    # 64 bits modulo 10**6: the bias is below 1e-13.
-    return f"{int.from_bytes(digest[:8], 'big') % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
-
-
-def current_code(patient: Patient) -> str:
-    return sign_in_code(patient, window=_window(time.time()))
-
-
-def code_matches(patient: Patient, code: str) -> bool:
-    window = _window(time.time())
-    matched = False
-    for w in (window, window - 1):  # no short cut: both comparisons always run
-        matched |= hmac.compare_digest(sign_in_code(patient, window=w), code)
-    return matched
-
-
-def send_sign_in_codes(patients: Iterable[Patient]) -> None:
-    """One email per patient with just the code: no name, no clinic, no appointment."""
-    minutes = CODE_WINDOW_SECONDS // 60
-    for patient in patients:
-        code = current_code(patient)
-        try:
-            send_mail(
-                subject="Your sign-in code",
-                message=(
-                    f"Your sign-in code is {code}.\n\n"
-                    f"It is valid for {minutes} minutes. If you did not ask for it, you can "
-                    "ignore this email.\n"
-                ),
-                from_email=None,
-                recipient_list=[patient.email],
-            )
-        except Exception as exc:
-            # The answer stays 202 whatever happens (no account enumeration). No traceback:
-            # mail errors quote the recipient's address.
-            logger.error(
-                "sign-in code email failed for patient %s: %s", patient.pk, type(exc).__name__
-            )
-        else:
-            logger.info("sign-in code sent to patient %s", patient.pk)
 
 
 # --- rate limits -----------------------------------------------------------------------------

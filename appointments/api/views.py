@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from appointments import selectors, services
 from appointments.models import Appointment, Patient
+from appointments.tasks import patient_send_sign_in_code
 from calls import services as call_services
 
 from . import auth
@@ -111,9 +112,10 @@ class SignInCodeView(PublicPatientAPIView):
         operation_id="auth_code_request",
         summary="Email me a sign-in code",
         description=(
-            "Sends a 6-digit code (valid 10 to 20 minutes) to every patient registered with "
-            "this address (in `clinic` only, when given). Always 202, registered or not. At "
-            "most 5 requests per address per 10 minutes."
+            "Sends a 6-digit code to every patient registered with this address (in `clinic` "
+            "only, when given). A code is valid 10 minutes and works once; a new request "
+            "replaces the previous code. Always 202, registered or not. At most 5 requests "
+            "per address per 10 minutes."
         ),
         request=CodeRequestSerializer,
         responses={202: AcceptedSerializer, 400: E400, 429: E429},
@@ -124,7 +126,18 @@ class SignInCodeView(PublicPatientAPIView):
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"]
         auth.rate_limit(auth.CODE_REQUESTS, email)
-        auth.send_sign_in_codes(auth.patients_by_email(email, data.validated_data.get("clinic")))
+        for patient in auth.patients_by_email(email, data.validated_data.get("clinic")):
+            # Nothing was written, so no commit to wait for; the task issues and emails the code.
+            try:
+                patient_send_sign_in_code.delay(patient.pk)
+            except Exception as exc:
+                # The answer stays 202 whatever happens (no account enumeration), even with
+                # the broker down.
+                logger.error(
+                    "sign-in code task not queued for patient %s: %s",
+                    patient.pk,
+                    type(exc).__name__,
+                )
         return Response(
             {"detail": "If this address is registered, a code has been sent."},
             status=status.HTTP_202_ACCEPTED,
@@ -139,7 +152,8 @@ class TokenView(PublicPatientAPIView):
         description=(
             "Checks the code against every patient with this address (in `clinic` only, "
             "when given). A wrong code, an expired code and an unknown address all answer 400 "
-            "with `fields.code`. After 5 failures for an address within 10 minutes, every "
+            "with `fields.code`, and so do a code already exchanged and one replaced by a "
+            "newer request. After 5 failures for an address within 10 minutes, every "
             "attempt answers 429 until the window ends. The token is sent as "
             "`Authorization: Bearer <access_token>` and lives `expires_in` seconds; there is "
             "no refresh token: sign in again."
@@ -154,7 +168,11 @@ class TokenView(PublicPatientAPIView):
         email, code = data.validated_data["email"], data.validated_data["code"]
         auth.rate_limit(auth.CODE_ATTEMPTS, email)
         candidates = auth.patients_by_email(email, data.validated_data.get("clinic"))
-        matches = [p for p in candidates if auth.code_matches(p, code)]
+        # Every candidate's code is tried, and a match is used up: a code that happens to
+        # match two patients' codes signs in neither.
+        matches = [
+            p for p in candidates if services.patient_sign_in_code_redeem(patient=p, code=code)
+        ]
         if not matches:
             logger.info("sign-in code rejected")
             raise ValidationError({"code": ["The code is wrong or has expired."]})

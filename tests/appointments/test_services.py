@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import hmac
+import re
 from datetime import timedelta
+from unittest import mock
 
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from appointments import services
-from appointments.models import Appointment, AppointmentMember
+from appointments.models import Appointment, AppointmentMember, PatientSignInCode
 from calls.models import Call, CallEvent, CallMember
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
@@ -180,3 +185,82 @@ def test_check_in_and_cancel_request(clinic, doctor):
     assert appointment.status == "waiting"
     assert appointment.checked_in_at is not None
     assert appointment.cancel_requested_at is not None
+
+
+# --- patient sign-in codes -------------------------------------------------------------------
+
+
+@pytest.fixture
+def patient(clinic):
+    return make_patient(clinic, name="Ana Lima", email="ana@example.org")
+
+
+def test_a_sign_in_code_is_six_digits_and_works_once(patient):
+    code = services.patient_sign_in_code_issue(patient=patient)
+    assert re.fullmatch(r"\d{6}", code)
+    assert services.patient_sign_in_code_redeem(patient=patient, code=code) is True
+    assert services.patient_sign_in_code_redeem(patient=patient, code=code) is False
+
+
+def test_of_two_racing_exchanges_of_a_code_only_one_wins(patient):
+    """The second exchange reads the row before the first one marks it used: the conditional
+    update refuses it."""
+    code = services.patient_sign_in_code_issue(patient=patient)
+    compare_digest = hmac.compare_digest
+    results = []
+    raced = False
+
+    def the_other_exchange_wins_meanwhile(a, b):
+        nonlocal raced
+        if not raced:
+            raced = True
+            results.append(services.patient_sign_in_code_redeem(patient=patient, code=code))
+        return compare_digest(a, b)
+
+    with mock.patch.object(services.hmac, "compare_digest", the_other_exchange_wins_meanwhile):
+        results.append(services.patient_sign_in_code_redeem(patient=patient, code=code))
+    assert results == [True, False]
+
+
+def test_a_code_is_the_patients_own_and_a_wrong_one_does_not_use_it_up(clinic, patient):
+    other = make_patient(clinic, name="Bea Costa", email="bea@example.org")
+    code = services.patient_sign_in_code_issue(patient=patient)
+    services.patient_sign_in_code_issue(patient=other)
+    assert services.patient_sign_in_code_redeem(patient=other, code=code) is False
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    assert services.patient_sign_in_code_redeem(patient=patient, code=wrong) is False
+    assert services.patient_sign_in_code_redeem(patient=patient, code=code) is True
+
+
+def test_a_sign_in_code_expires_after_ten_minutes(patient):
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        first = services.patient_sign_in_code_issue(patient=patient)
+        clock.shift(timedelta(minutes=9, seconds=59))
+        assert services.patient_sign_in_code_redeem(patient=patient, code=first) is True
+        second = services.patient_sign_in_code_issue(patient=patient)
+        clock.shift(timedelta(minutes=10))
+        assert services.patient_sign_in_code_redeem(patient=patient, code=second) is False
+
+
+def test_issuing_replaces_unused_codes_and_clears_old_used_ones(patient):
+    codes = PatientSignInCode.objects.filter(patient=patient)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        used = services.patient_sign_in_code_issue(patient=patient)
+        assert services.patient_sign_in_code_redeem(patient=patient, code=used)
+        services.patient_sign_in_code_issue(patient=patient)
+        services.patient_sign_in_code_issue(patient=patient)
+        assert codes.count() == 2  # the used code (kept a day) and the newest
+        assert codes.filter(used_at__isnull=True).count() == 1
+        clock.shift(timedelta(days=1, minutes=11))  # the used code expired over a day ago
+        services.patient_sign_in_code_issue(patient=patient)
+        assert codes.count() == 1
+        assert codes.get().used_at is None
+
+
+def test_a_used_code_cannot_predate_its_creation(patient):
+    services.patient_sign_in_code_issue(patient=patient)
+    row = PatientSignInCode.objects.get(patient=patient)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PatientSignInCode.objects.filter(pk=row.pk).update(
+            used_at=row.created_at - timedelta(seconds=1)
+        )

@@ -4,16 +4,22 @@
 - `other_patient` (Y): another North Clinic patient, with `other_appointment`;
 - `doctor`: the host of both appointments.
 
-`api(patient)` is an APIClient signed in as that patient (a real access token).
+`api(patient)` is an APIClient signed in as that patient (a real access token);
+`request_code(client, email)` asks for a sign-in code and returns the one emailed.
+
+Celery tasks run in-process here (`eager_tasks`, autouse): the sign-in email is a task, and CI
+runs with a broker.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core import mail
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -28,6 +34,29 @@ START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 PATIENT_NAME = "Ana Lima"
 PATIENT_EMAIL = "ana.lima@example.org"
 REASON = "persistent cough"
+
+
+@pytest.fixture(autouse=True)
+def _eager_tasks(eager_tasks):
+    """The API's emails go through Celery; run them in the test, broker or not."""
+
+
+def code_from(message: mail.EmailMessage) -> str:
+    match = re.search(r"\b(\d{6})\b", message.body)
+    assert match, "the email carries a 6-digit code"
+    return match.group(1)
+
+
+def request_code(client: APIClient, email: str, clinic: str | None = None) -> str:
+    """Ask for a sign-in code for `email` (in `clinic`) and return the code from the last
+    email sent to that address."""
+    payload = {"email": email} | ({"clinic": clinic} if clinic else {})
+    response = client.post(f"{BASE}/auth/code", payload, format="json")
+    assert response.status_code == 202
+    address = email.strip().lower()
+    sent = [m for m in mail.outbox if address in (to.lower() for to in m.to)]
+    assert sent, "a code was emailed to this address"
+    return code_from(sent[-1])
 
 
 @pytest.fixture(autouse=True)

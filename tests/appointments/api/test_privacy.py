@@ -48,13 +48,26 @@ def test_a_whole_session_logs_and_emits_nothing_personal(api, appointment, caplo
 def test_a_failing_mail_server_still_answers_202_and_logs_no_address(api, patient, caplog):
     caplog.set_level(logging.DEBUG)
     with mock.patch(
-        "appointments.api.auth.send_mail", side_effect=OSError(f"refused for {PATIENT_EMAIL}")
+        "appointments.tasks.send_mail", side_effect=OSError(f"refused for {PATIENT_EMAIL}")
     ):
         response = api().post(f"{BASE}/auth/code", {"email": PATIENT_EMAIL}, format="json")
     assert response.status_code == 202
-    (record,) = [r for r in caplog.records if r.name == "appointments.api.auth"]
+    (record,) = [r for r in caplog.records if r.name == "appointments.tasks"]
     assert record.getMessage() == f"sign-in code email failed for patient {patient.pk}: OSError"
     # No traceback: mail errors quote the recipient's address.
+    assert record.exc_info is None
+
+
+def test_a_broker_outage_still_answers_202_and_logs_no_address(api, patient, caplog):
+    caplog.set_level(logging.DEBUG)
+    with mock.patch(
+        "appointments.api.views.patient_send_sign_in_code.delay",
+        side_effect=OSError(f"broker down, {PATIENT_EMAIL} not sent"),
+    ):
+        response = api().post(f"{BASE}/auth/code", {"email": PATIENT_EMAIL}, format="json")
+    assert response.status_code == 202
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage() == f"sign-in code task not queued for patient {patient.pk}: OSError"
     assert record.exc_info is None
 
 

@@ -1,0 +1,47 @@
+"""Background work of the appointments app. Tasks take ids and return quietly when the row is
+gone."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.core.mail import send_mail
+
+from . import services
+from .models import Patient
+
+logger = logging.getLogger("appointments.tasks")
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def patient_send_sign_in_code(patient_id: int) -> None:
+    """Issue a sign-in code for the patient and email it: just the code and how long it is
+    valid, no name, no clinic, no appointment. Each run replaces the patient's unused code.
+
+    A mail failure is logged (patient id and error type only: mail errors quote the recipient's
+    address) and not retried: the patient asks for a new code."""
+    patient = (
+        Patient.objects.filter(pk=patient_id, call_user__deactivated_at__isnull=True)
+        .exclude(email="")
+        .first()
+    )
+    if patient is None:
+        return
+    code = services.patient_sign_in_code_issue(patient=patient)
+    minutes = int(services.SIGN_IN_CODE_LIFETIME.total_seconds()) // 60
+    try:
+        send_mail(
+            subject="Your sign-in code",
+            message=(
+                f"Your sign-in code is {code}.\n\n"
+                f"It is valid for {minutes} minutes. If you did not ask for it, you can "
+                "ignore this email.\n"
+            ),
+            from_email=None,
+            recipient_list=[patient.email],
+        )
+    except Exception as exc:
+        logger.error("sign-in code email failed for patient %s: %s", patient.pk, type(exc).__name__)
+    else:
+        logger.info("sign-in code sent to patient %s", patient.pk)
