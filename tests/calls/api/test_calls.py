@@ -914,9 +914,8 @@ def test_plain_member_cannot_delete(api, clinic_call, patient):
 
 @pytest.mark.django_db
 def test_hard_delete_server_side_runs_a_task(
-    api, clinic_call, settings, django_capture_on_commit_callbacks
+    api, clinic_call, eager_tasks, django_capture_on_commit_callbacks
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     call_pk = Call.objects.get(cid="default:appt-1").pk
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
