@@ -30,7 +30,34 @@ MAX_ATTEMPTS = 5
 BATCH_SIZE = 20
 
 
-def _apply(action: DueAction) -> None:
+# Past these, an action is skipped rather than done late: nobody wants a phone ringing for a
+# call that started long ago (after an outage, or for a call booked in the past).
+RING_STALE_SECONDS = 300
+GO_LIVE_STALE_SECONDS = 3600  # unless the call's max duration says otherwise
+
+
+class Stale(Exception):
+    """The action's moment has passed; it is skipped, not retried."""
+
+
+def _check_fresh(action: DueAction, now: datetime) -> None:
+    late = (now - action.due_at).total_seconds()
+    call = action.call
+    if action.kind == DueAction.Kind.RING:
+        limit = RING_STALE_SECONDS
+    elif action.kind == DueAction.Kind.GO_LIVE:
+        limit = wire.call_settings(call)["limits"].get("max_duration_seconds") or (
+            GO_LIVE_STALE_SECONDS
+        )
+    else:  # a reminder is pointless once the call has started, or half its notice is gone
+        starts_at = call.starts_at or action.due_at
+        limit = min(int(action.key) / 2, (starts_at - action.due_at).total_seconds())
+    if late > limit:
+        raise Stale(f"skipped: {int(late)} s late (limit {int(limit)} s)")
+
+
+def _apply(action: DueAction, now: datetime) -> None:
+    _check_fresh(action, now)
     call = action.call
     kwargs = {"actor": SERVER, "type_name": call.type_id, "call_id": call.call_id}
     if action.kind == DueAction.Kind.GO_LIVE:
@@ -63,7 +90,10 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
                 with transaction.atomic():
                     # Marked done first, so the service's own re-sync sees it as done.
                     rows.update(state=DueAction.State.DONE, done_at=now)
-                    _apply(action)
+                    _apply(action, now)
+            except Stale as exc:
+                rows.update(state=DueAction.State.DONE, done_at=now, last_error=str(exc))
+                logger.warning("due action %s (%s) %s", action.pk, action.kind, exc)
             except CallsError as exc:
                 # The call no longer allows it (ended, nobody to ring...): final, not retried.
                 rows.update(state=DueAction.State.DONE, done_at=now, last_error=exc.message[:500])

@@ -70,8 +70,10 @@ def test_each_action_runs_once_at_its_time():
     with time_machine.travel(T - timedelta(hours=1), tick=False):
         assert scheduler.run_due() == 1
         assert scheduler.run_due() == 0
-    with time_machine.travel(T - timedelta(seconds=1), tick=False):
+    with time_machine.travel(T - timedelta(minutes=10), tick=False):
         assert scheduler.run_due() == 1  # the 10-minute reminder
+    with time_machine.travel(T - timedelta(seconds=1), tick=False):
+        assert scheduler.run_due() == 0
         assert Call.objects.get(pk=call.pk).backstage is True
     with time_machine.travel(T, tick=False):
         assert scheduler.run_due() == 2  # go live and ring
@@ -314,3 +316,48 @@ def test_the_api_takes_the_scheduling_extensions(client, settings):
     )
     assert bad.status_code == 400
     assert "reminder_offsets" in bad.json()["exception_fields"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("late", "applied"),
+    [(timedelta(minutes=4), True), (timedelta(minutes=6), False)],
+)
+def test_a_ring_long_overdue_is_skipped_not_rung(late, applied):
+    with time_machine.travel(T - timedelta(days=1), tick=False):
+        call = book(go_live_at_start=False, reminder_offsets=[])
+    with time_machine.travel(T + late, tick=False):
+        assert scheduler.run_due() == 1
+    action = DueAction.objects.get(call=call, kind="ring")
+    assert action.state == "done"
+    assert CallEvent.objects.filter(call=call, type="call.ring").exists() is applied
+    assert action.last_error.startswith("skipped") is not applied
+
+
+@pytest.mark.django_db
+def test_go_live_overdue_beyond_the_calls_max_duration_is_skipped():
+    with time_machine.travel(T - timedelta(days=1), tick=False):
+        short = book(
+            ring_at_start=False,
+            reminder_offsets=[],
+            settings_override={"limits": {"max_duration_seconds": 1800}},
+        )
+        long = book(
+            call_id="sched-long",
+            ring_at_start=False,
+            reminder_offsets=[],
+            settings_override={"limits": {"max_duration_seconds": 3600}},
+        )
+    with time_machine.travel(T + timedelta(minutes=31), tick=False):
+        assert scheduler.run_due() == 2
+    assert Call.objects.get(pk=short.pk).backstage is True  # 31 min late > 30 min
+    assert Call.objects.get(pk=long.pk).backstage is False  # 31 min late < 60 min
+
+
+@pytest.mark.django_db
+def test_a_reminder_after_half_its_notice_is_skipped():
+    with time_machine.travel(T - timedelta(days=1), tick=False):
+        call = book(go_live_at_start=False, ring_at_start=False, reminder_offsets=[3600])
+    with time_machine.travel(T - timedelta(minutes=29), tick=False):
+        assert scheduler.run_due() == 1
+    assert not CallEvent.objects.filter(call=call, type="call.reminder").exists()
