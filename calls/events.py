@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from .models import CallEvent
+from .relay import relay_on_commit
 from .wire import to_ns
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ def event_emit(*, type: str, for_call: Call | None, call_cid: str = "", **fields
     if cid:
         payload["call_cid"] = cid
     payload.update(fields)
-    return CallEvent.objects.create(
+    event = CallEvent.objects.create(
         call=for_call, call_cid=cid, type=type, payload=payload, created_at=now
     )
+    relay_on_commit(event)
+    return event

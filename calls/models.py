@@ -158,10 +158,20 @@ class CallEvent(models.Model):
     type = models.CharField(max_length=64)
     payload = models.JSONField()
     created_at = models.DateTimeField()
+    # Set when the relay has handed the event to its consumers (calls.relay).
+    relayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["call", "id"], name="calls_event_call_id_idx")]
+        indexes = [
+            models.Index(fields=["call", "id"], name="calls_event_call_id_idx"),
+            # The relay's sweep looks only at events not relayed yet.
+            models.Index(
+                fields=["id"],
+                condition=Q(relayed_at__isnull=True),
+                name="calls_event_unrelayed_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.call_cid}"

@@ -169,6 +169,9 @@ PATIENT_TOKEN_TTL_SECONDS = env.int("PATIENT_TOKEN_TTL_SECONDS", default=3600)
 
 # Calls engine knobs.
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
+# Who receives every committed call event (calls.relay), in this order.
+CALLS_EVENT_CONSUMERS: list[str] = []
+
 # The scheduler sleeps until the next due action, never longer than this (seconds); a new
 # nearer action wakes it at once (PostgreSQL NOTIFY, or in-process).
 CALLS_SCHEDULER_MAX_SLEEP = env.float("CALLS_SCHEDULER_MAX_SLEEP", default=1.0)

@@ -1,0 +1,94 @@
+"""The event pipeline: committed events reach every consumer once they commit, in order;
+rolled-back events never do; the sweep catches what the on-commit hand-off missed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from calls import relay, services
+from calls.capabilities import SERVER
+from calls.models import CallEvent
+from tests.factories import CallUserFactory
+
+pytestmark = pytest.mark.django_db
+
+received: list[tuple[int, str]] = []
+
+
+def record(event: CallEvent) -> None:
+    received.append((event.pk, event.type))
+
+
+@pytest.fixture(autouse=True)
+def recording(settings, eager_tasks):
+    settings.CALLS_EVENT_CONSUMERS = ["tests.calls.test_relay.record"]
+    received.clear()
+    CallUserFactory(id="doc")
+    yield
+    received.clear()
+
+
+def create(call_id="relay-1"):
+    return services.call_get_or_create(
+        actor=SERVER, type_name="default", call_id=call_id, created_by_id="doc"
+    ).call
+
+
+def test_events_are_relayed_after_commit_in_order(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        call = create()
+        assert received == []  # nothing leaves before the commit
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
+        services.call_end(actor=SERVER, type_name="default", call_id=call.call_id)
+    assert [t for _, t in received] == ["call.created", "call.live_started", "call.ended"]
+    assert [i for i, _ in received] == sorted(i for i, _ in received)
+    assert not CallEvent.objects.filter(relayed_at__isnull=True).exists()
+
+
+def test_a_rolled_back_change_is_never_relayed(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        try:
+            with transaction.atomic():
+                create()
+                raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+    assert callbacks == []
+    assert received == []
+    assert not CallEvent.objects.exists()
+
+
+def test_relaying_twice_hands_an_event_over_once():
+    create()  # on-commit hand-off not run (the test transaction never commits)
+    ids = list(CallEvent.objects.values_list("pk", flat=True))
+    assert relay.relay(ids) == 1
+    assert relay.relay(ids) == 0
+    assert len(received) == 1
+
+
+def test_the_sweep_relays_what_the_hand_off_missed():
+    create()
+    assert relay.sweep() == 0  # too fresh: its on-commit hand-off may still be under way
+    assert relay.sweep(now=timezone.now() + timedelta(seconds=6)) == 1
+    assert [t for _, t in received] == ["call.created"]
+    assert relay.sweep(now=timezone.now() + timedelta(seconds=60)) == 0
+
+
+def test_a_failing_consumer_leaves_the_event_for_the_sweep(settings):
+    settings.CALLS_EVENT_CONSUMERS = [
+        "tests.calls.test_relay.record",
+        "tests.calls.test_relay.explode",
+    ]
+    create()
+    with pytest.raises(RuntimeError):
+        relay.sweep(now=timezone.now() + timedelta(seconds=6))
+    assert CallEvent.objects.filter(relayed_at__isnull=True).count() == 1
+
+
+def explode(event: CallEvent) -> None:
+    raise RuntimeError("consumer down")
