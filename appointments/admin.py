@@ -151,23 +151,9 @@ class AppointmentForm(forms.ModelForm):
             )
 
     def booking(self) -> services.Booking:
-        data = self.cleaned_data
-        return services.Booking(
-            clinic=data["clinic"],
-            patient=data["patient"],
-            starts_at=data["starts_at"],
-            host=data["host"],
-            duration_minutes=data["duration_minutes"],
-            clinicians=list(data["clinicians"]),
-            interpreter=data["interpreter"],
-            reason=data["reason"],
-            notes=data["notes"],
-            mode=data["mode"],
-            backstage_enabled=data["backstage_enabled"],
-            staff_join_ahead_minutes=data["staff_join_ahead_minutes"],
-            lobby_opens_minutes=data["lobby_opens_minutes"],
-            ring_at_start=data["ring_at_start"],
-        )
+        # Guests are not edited here: an edit keeps the appointment's own.
+        guests = [] if self.instance._state.adding else services.booking_of(self.instance).guests
+        return services.Booking.from_data(self.cleaned_data, guests=guests)
 
     def _post_clean(self) -> None:
         """Validate the booking as the service will (inside the admin's transaction, so the

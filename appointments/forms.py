@@ -279,24 +279,9 @@ class AppointmentForm(forms.Form):
         return data
 
     def booking(self, *, guests: list | None = None) -> services.Booking:
-        data = self.cleaned_data
-        patient = self.appointment.patient if self.appointment else data["patient"]
-        return services.Booking(
-            clinic=self.clinic,
-            patient=patient,
-            starts_at=data["starts_at"],
-            host=data["host"],
-            duration_minutes=data["duration_minutes"],
-            clinicians=list(data["clinicians"]),
-            interpreter=data["interpreter"],
-            guests=list(guests or []),
-            reason=data["reason"],
-            notes=data["notes"],
-            mode=data["mode"],
-            backstage_enabled=data["backstage_enabled"],
-            staff_join_ahead_minutes=data["staff_join_ahead_minutes"],
-            lobby_opens_minutes=data["lobby_opens_minutes"],
-            ring_at_start=data["ring_at_start"],
+        patient = self.appointment.patient if self.appointment else self.cleaned_data["patient"]
+        return services.Booking.from_data(
+            self.cleaned_data, clinic=self.clinic, patient=patient, guests=guests
         )
 
 

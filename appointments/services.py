@@ -11,7 +11,9 @@ import hmac
 import re
 import secrets
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -180,6 +182,17 @@ class Booking:
     staff_join_ahead_minutes: int = 15
     lobby_opens_minutes: int = 10
     ring_at_start: bool = True
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], **overrides: Any) -> Booking:
+        """A booking from a form's cleaned data (the admin's and the portal's): the fields it
+        names, then `overrides`."""
+        names = {f.name for f in dataclass_fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values.update(overrides)
+        for many in ("clinicians", "guests"):
+            values[many] = list(values.get(many) or [])
+        return cls(**values)
 
 
 def _validate(booking: Booking, *, now: datetime, exclude: str | None = None) -> None:
