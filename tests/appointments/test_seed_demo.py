@@ -25,6 +25,8 @@ def test_seed_demo_books_one_starting_soon_and_is_safe_to_rerun(settings):
     assert soon.count() == 1
     assert Call.objects.filter(call_id=soon.get().id, backstage=True).exists()
     assert Appointment.objects.count() == 4
+    past = Appointment.objects.filter(starts_at__lt=now)
+    assert set(past.values_list("status", flat=True)) <= {"completed"}
     assert "demo-pass-1" in out.getvalue()
 
 
