@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from . import services
 from .capabilities import SERVER
 from .errors import CallsError
-from .models import Call, CallEvent, CallMember, CallType, CallUser
+from .models import Call, CallEvent, CallMember, CallType, CallUser, DueAction, PushDelivery
 
 
 @admin.register(CallUser)
@@ -130,3 +130,33 @@ class CallEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what the system did: looked at, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(PushDelivery)
+class PushDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "purpose", "state", "device", "attempts", "last_status", "sent_at"]
+    list_filter = ["state", "purpose", "device__kind"]
+    list_select_related = ["device"]
+    search_fields = ["event__call_cid"]
+
+
+@admin.register(DueAction)
+class DueActionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "key", "call", "due_at", "state", "attempts", "done_at"]
+    list_filter = ["state", "kind"]
+    list_select_related = ["call"]
+    search_fields = ["call__cid"]
+    date_hierarchy = "due_at"

@@ -302,3 +302,60 @@ class DueAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key} of call {self.call_id} at {self.due_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PushDelivery(models.Model):
+    """One push of one event to one device for one purpose (calls.push).
+
+    The unique (event, device, purpose) row makes dispatch idempotent; the delivery task claims
+    the row with a conditional update before it sends, so a device gets at most one push per
+    event and purpose (calls.push.delivery explains the trade-off).
+    """
+
+    class Purpose(models.TextChoices):
+        RING = "ring"
+        NOTIFY = "notify"
+        MISSED = "missed"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"  # claimed by one task run; never claimed again
+        RETRYING = "retrying"
+        SENT = "sent"
+        FAILED = "failed"
+
+    event = models.ForeignKey(CallEvent, on_delete=models.CASCADE, related_name="push_deliveries")
+    device = models.ForeignKey(PushDevice, on_delete=models.CASCADE, related_name="deliveries")
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Provider reason codes and our own words only: never payloads, tokens or names.
+    last_error = models.CharField(max_length=200, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "device", "purpose"], name="%(app_label)s_%(class)s_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "sending", "retrying", "sent", "failed"]),
+                name="%(app_label)s_%(class)s_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose__in=["ring", "notify", "missed"]),
+                name="%(app_label)s_%(class)s_purpose_valid",
+            ),
+        ]
+        indexes = [
+            # The delivery sweep looks for rows stranded in queued / sending / retrying.
+            models.Index(fields=["state", "updated_at"], name="calls_pushdelivery_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} push of event {self.event_id} to device {self.device_id}"

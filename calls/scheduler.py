@@ -23,6 +23,7 @@ from .due import NOTIFY_CHANNEL, wake_up
 from .errors import CallsError
 from .events import event_emit
 from .models import DueAction
+from .push import delivery as push_delivery
 
 logger = logging.getLogger("calls.scheduler")
 
@@ -172,6 +173,7 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                 while run_due():
                     pass
                 relay.sweep()
+                push_delivery.sweep()
                 wait = seconds_until_next()
             except Exception:
                 logger.exception("scheduler pass failed")

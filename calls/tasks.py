@@ -17,3 +17,34 @@ def relay_events(event_ids: list[int]) -> int:
     from .relay import relay
 
     return relay(event_ids)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # attempts are counted on the row (PUSH_MAX_ATTEMPTS)
+    time_limit=60,
+    soft_time_limit=50,
+)
+def deliver_push(self, delivery_id: int) -> None:
+    """Send one push (calls.push.delivery): at most once per row; quiet when it is gone,
+    already sent, or being sent by another run; retried with backoff on 429/5xx/timeouts."""
+    from .push.delivery import deliver
+
+    countdown = deliver(delivery_id)
+    while countdown is not None and self.request.is_eager:
+        # In-process (embedded default, tests) Celery runs retries at once, ignoring the
+        # countdown; with eager propagation on, `retry` would raise instead. Each pass
+        # counts an attempt, so this stops at PUSH_MAX_ATTEMPTS.
+        countdown = deliver(delivery_id)
+    if countdown is not None:
+        raise self.retry(countdown=countdown)
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def sweep_push_deliveries() -> int:
+    """Fail pushes interrupted mid-send and re-enqueue stranded ones (calls.push.delivery)."""
+    from .push.delivery import sweep
+
+    return sweep()

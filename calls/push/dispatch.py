@@ -1,0 +1,173 @@
+"""The push consumer of the event pipeline: which events push, to whom, on which devices.
+
+| event                                 | purpose | to                                        |
+|---------------------------------------|---------|-------------------------------------------|
+| call.ring                             | ring    | payload members, never the caller         |
+| call.notification                     | notify  | payload members, never the sender         |
+| call.live_started, call.reminder      | notify  | the call's current `call_member` members  |
+| call.missed                           | missed  | payload members, never the caller         |
+
+Each type's `notification_settings` switch applies (reminders follow `call_notification`).
+Idempotent: rows are unique per (event, device, purpose), so a second relay adds nothing, and
+the delivery task's claim makes a second enqueue harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+
+from calls.call_settings import BUILTIN_NOTIFICATION_SETTINGS
+from calls.models import CallEvent, CallMember, PushDelivery, PushDevice
+
+from .base import Message
+
+logger = logging.getLogger("calls.push")
+
+Purpose = PushDelivery.Purpose
+Kind = PushDevice.Kind
+
+# event type → (purpose, notification_settings key)
+PUSHED_EVENTS: dict[str, tuple[str, str]] = {
+    "call.ring": (Purpose.RING, "call_ring"),
+    "call.notification": (Purpose.NOTIFY, "call_notification"),
+    "call.live_started": (Purpose.NOTIFY, "call_live_started"),
+    "call.reminder": (Purpose.NOTIFY, "call_notification"),
+    "call.missed": (Purpose.MISSED, "call_missed"),
+}
+# Events about the call as a whole go to its patients / guests, not to the host who runs it.
+TO_CALL_MEMBERS = {"call.live_started", "call.reminder"}
+CALL_MEMBER_ROLE = "call_member"
+
+# Reminders have no notification_settings entry of their own (Stream has no such event).
+REMINDER_TEXT = ("Upcoming call", "Your call starts soon.")
+_TEMPLATE = re.compile(r"{{|}}")
+MAX_TEXT = 120
+
+
+def on_event(event: CallEvent) -> None:
+    """Relay consumer: create this event's deliveries and enqueue them (after commit)."""
+    spec = PUSHED_EVENTS.get(event.type)
+    if spec is None:
+        return
+    purpose, key = spec
+    call = event.call
+    if call is None or not _enabled(call.type.notification_settings, key):
+        return
+    user_ids = _targets(event)
+    if not user_ids:
+        return
+    devices = list(PushDevice.objects.filter(user_id__in=user_ids, active=True).order_by("pk"))
+    chosen = choose_devices(devices, purpose)
+    if not chosen:
+        return
+    PushDelivery.objects.bulk_create(
+        [PushDelivery(event=event, device=d, purpose=purpose) for d in chosen],
+        ignore_conflicts=True,
+    )
+    # Enqueue every row of this event still queued: the new ones, and any whose enqueue was
+    # lost (a crash after the rows were written but before the relay marked the event).
+    ids = list(
+        PushDelivery.objects.filter(event=event, state=PushDelivery.State.QUEUED).values_list(
+            "pk", flat=True
+        )
+    )
+    transaction.on_commit(lambda: _enqueue(ids))
+
+
+def _enqueue(ids: Iterable[int]) -> None:
+    from calls.tasks import deliver_push
+
+    for pk in ids:
+        deliver_push.delay(pk)
+
+
+def _targets(event: CallEvent) -> set[str]:
+    payload = event.payload
+    if event.type in TO_CALL_MEMBERS:
+        return set(
+            CallMember.objects.filter(call_id=event.call_id, role=CALL_MEMBER_ROLE).values_list(
+                "user_id", flat=True
+            )
+        )
+    sender = (payload.get("user") or {}).get("id")
+    ids = {_member_user_id(m) for m in payload.get("members") or []}
+    ids.discard(None)
+    ids.discard(sender)
+    return {i for i in ids if isinstance(i, str)}
+
+
+def _member_user_id(member: Any) -> str | None:
+    if isinstance(member, dict):
+        return member.get("user_id") or (member.get("user") or {}).get("id")
+    if isinstance(member, str):
+        return member
+    return None
+
+
+def choose_devices(devices: list[PushDevice], purpose: str) -> list[PushDevice]:
+    """Which of these (active) devices get this purpose's push.
+
+    A ring goes to VoIP devices (CallKit) and, for a user without one, to plain APNs devices
+    as an alert; notify and missed never use VoIP (iOS requires a VoIP push to report a call).
+    FCM and Web Push devices get a data push for every purpose.
+    """
+    with_voip = {d.user_id for d in devices if d.kind == Kind.APNS_VOIP}
+    chosen = []
+    for device in devices:
+        if device.kind == Kind.APNS_VOIP:
+            keep = purpose == Purpose.RING
+        elif device.kind == Kind.APNS:
+            keep = purpose != Purpose.RING or device.user_id not in with_voip
+        else:
+            keep = True
+        if keep:
+            chosen.append(device)
+    return chosen
+
+
+def _enabled(notification_settings: dict[str, Any], key: str) -> bool:
+    merged = _settings_for(notification_settings, key)
+    return bool(notification_settings.get("enabled", True)) and bool(merged.get("enabled"))
+
+
+def _settings_for(notification_settings: dict[str, Any], key: str) -> dict[str, Any]:
+    own = notification_settings.get(key)
+    return own if isinstance(own, dict) else BUILTIN_NOTIFICATION_SETTINGS[key]
+
+
+def _generic(text: Any, default: str) -> str:
+    """A configured title/body, unless it is a template: templates would pull call or user
+    data (names, reasons) onto a lock screen, so they are never rendered into a push."""
+    if not isinstance(text, str) or not text.strip() or _TEMPLATE.search(text):
+        return default
+    return " ".join(text.split())[:MAX_TEXT]
+
+
+def message_for(event: CallEvent, purpose: str) -> Message:
+    """The push message of an event: the cid, the event type and generic text only."""
+    cid = event.call_cid
+    call_type, _, call_id = cid.partition(":")
+    if event.type == "call.reminder":
+        title, body = REMINDER_TEXT
+    else:
+        key = PUSHED_EVENTS[event.type][1]
+        default = BUILTIN_NOTIFICATION_SETTINGS[key]["apns"]
+        configured = {}
+        if event.call is not None:
+            configured = _settings_for(event.call.type.notification_settings, key).get("apns", {})
+        title = _generic(configured.get("title"), default["title"])
+        body = _generic(configured.get("body"), default["body"])
+    return Message(
+        purpose=purpose,
+        event_type=event.type,
+        cid=cid,
+        call_type=call_type,
+        call_id=call_id,
+        title=title,
+        body=body,
+    )
