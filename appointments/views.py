@@ -21,6 +21,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from calls import realtime
+
 from . import forms, selectors, services
 from .models import Appointment, Clinic, StaffMember
 
@@ -153,7 +155,9 @@ def _day_context(request: HttpRequest, clinic: Clinic) -> dict[str, Any]:
 @require_GET
 @clinic_view
 def today(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) -> HttpResponse:
-    return _page(request, staff, "portal/today.html", _day_context(request, clinic))
+    context = _day_context(request, clinic)
+    context["live"] = realtime.browser_connection(user_id=staff.call_user_id)
+    return _page(request, staff, "portal/today.html", context)
 
 
 @require_GET
@@ -299,6 +303,7 @@ def appointment_detail(
         "appointment": appointment,
         "patient_zone": appointment.patient.time_zone,
         **_detail_context(staff, appointment),
+        "live": realtime.browser_connection(user_id=staff.call_user_id),
     }
     return _page(request, staff, "portal/appointment_detail.html", context)
 

@@ -35,6 +35,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "channels",  # WebSockets (calls.realtime), served by uvicorn: no "daphne"
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -88,6 +89,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     )
+    # Tests on SQLite use a file too: an in-memory shared-cache database has table locks
+    # without a busy timeout, which real servers in threads (uvicorn, WebSockets) trip over.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -155,6 +159,24 @@ CELERY_TASK_SOFT_TIME_LIMIT = 50
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 
+# WebSocket groups (calls.realtime): Redis in production and CI, so every web process sees
+# every event; in-memory in the embedded default, where web and relay share one process.
+# redis-py 8 defaults to a 5 s socket timeout, the length of channels-redis' blocking reads
+# (every idle socket would die), and to at most 100 pooled connections (a burst of
+# subscriptions or disconnects would fail): hence both options.
+CHANNEL_LAYERS = {
+    "default": (
+        {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}]
+            },
+        }
+        if REDIS_URL
+        else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    )
+}
+
 # Shared by all web processes (patient sign-in rate limits): Redis in production.
 CACHES = {
     "default": (
@@ -169,8 +191,14 @@ PATIENT_TOKEN_TTL_SECONDS = env.int("PATIENT_TOKEN_TTL_SECONDS", default=3600)
 
 # Calls engine knobs.
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
+# Browser origins (besides the page's own host) allowed to open the events WebSocket.
+CALLS_WS_ALLOWED_ORIGINS = env.list("CALLS_WS_ALLOWED_ORIGINS", default=[])
+
 # Who receives every committed call event (calls.relay), in this order.
-CALLS_EVENT_CONSUMERS: list[str] = []
+CALLS_EVENT_CONSUMERS: list[str] = [
+    "calls.realtime.publish",  # WebSocket groups: clients subscribed to the call or team
+    "calls.push.dispatch.on_event",  # pushes: ring / notify / missed → devices (may send inline)
+]
 
 # The scheduler sleeps until the next due action, never longer than this (seconds); a new
 # nearer action wakes it at once (PostgreSQL NOTIFY, or in-process).
@@ -184,3 +212,33 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# ---- Push providers (calls.push) -----------------------------------------------------------
+# A provider whose credentials are not set is disabled: it logs one warning and its deliveries
+# are recorded as failed ("provider disabled"); nothing crashes.
+# Web Push (RFC 8030/8291/8292): the VAPID private key (raw base64url, DER base64, PEM content
+# or a PEM path) and the subject the push services may contact (mailto: or https:).
+WEBPUSH_VAPID_PRIVATE_KEY = env.str("WEBPUSH_VAPID_PRIVATE_KEY", default="")
+WEBPUSH_VAPID_SUBJECT = env.str("WEBPUSH_VAPID_SUBJECT", default="")
+# Tests only: real subscription endpoints are https; local stand-in push services are not.
+WEBPUSH_ALLOW_HTTP_ENDPOINTS = env.bool("WEBPUSH_ALLOW_HTTP_ENDPOINTS", default=False)
+# APNs (HTTP/2, token auth): the .p8 key (PEM content or path), its key id, the team id, the
+# app's bundle id (VoIP pushes go to "<bundle id>.voip").
+APNS_KEY_ID = env.str("APNS_KEY_ID", default="")
+APNS_TEAM_ID = env.str("APNS_TEAM_ID", default="")
+APNS_PRIVATE_KEY = env.str("APNS_PRIVATE_KEY", default="")
+APNS_TOPIC = env.str("APNS_TOPIC", default="")
+APNS_BASE_URL = env.str("APNS_BASE_URL", default="https://api.push.apple.com")
+APNS_CA_FILE = env.str("APNS_CA_FILE", default="")  # empty: the system's CA store
+# FCM HTTP v1: the project and a service account key (JSON content or path).
+FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")
+FCM_SERVICE_ACCOUNT_JSON = env.str("FCM_SERVICE_ACCOUNT_JSON", default="")
+FCM_BASE_URL = env.str("FCM_BASE_URL", default="https://fcm.googleapis.com")
+FCM_TOKEN_URL = env.str("FCM_TOKEN_URL", default="https://oauth2.googleapis.com/token")
+# Delivery: per-request timeout, attempts per push (429/5xx/timeouts), first retry delay.
+PUSH_TIMEOUT_SECONDS = env.float("PUSH_TIMEOUT_SECONDS", default=10.0)
+PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=5)
+PUSH_RETRY_BASE_SECONDS = env.float("PUSH_RETRY_BASE_SECONDS", default=5.0)
+# httpx logs every request URL at INFO, and APNs URLs carry device tokens.
+LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
+# ---- end of push providers -----------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Browser tests: Playwright (sync API) drives Debian's Chromium against pytest-django's
-`live_server`. Every page records console errors and uncaught exceptions; tests assert none."""
+"""Browser tests: Playwright (sync API) drives Debian's Chromium against the real ASGI app
+(uvicorn: HTTP and the events WebSocket, as in production). Every page records console
+errors and uncaught exceptions; tests assert none."""
 
 from __future__ import annotations
 
@@ -87,3 +88,17 @@ def new_page(browser, console):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@dataclass
+class AppServer:
+    url: str
+
+
+@pytest.fixture
+def app_server(transactional_db):
+    """uvicorn serving the whole app (pages and WebSockets) on a free port."""
+    from tests.calls.realtime_server import running_server
+
+    with running_server() as address:
+        yield AppServer(url=f"http://{address}")

@@ -68,7 +68,7 @@ def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
     )
 
 
-def test_schedule_go_live_and_isolation(live_server, new_page, console, artifacts):
+def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts):
     clinic_a = ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
     clinic_b = ClinicFactory(slug="clinic-b", name="Hillside Clinic", time_zone="Europe/Paris")
     doctor = make_staff(clinic_a, "drhouse", display_name="Dr Greg House", password=PASSWORD)
@@ -76,7 +76,7 @@ def test_schedule_go_live_and_isolation(live_server, new_page, console, artifact
     make_patient(clinic_a, name="Ana Lima", email="ana@example.com", time_zone="America/Recife")
     start = a_start_today(timezone.now())
     seed_the_day(clinic_a, doctor, start)
-    base = live_server.url
+    base = app_server.url
 
     # --- clinic A's clinician signs in and lands on today's schedule ---
     page = new_page()
@@ -168,14 +168,14 @@ def test_schedule_go_live_and_isolation(live_server, new_page, console, artifact
 
 
 def test_schedule_form_errors_are_shown_next_to_their_fields(
-    live_server, new_page, console, artifacts
+    app_server, new_page, console, artifacts
 ):
     clinic = ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
     make_staff(clinic, "drhouse", display_name="Dr Greg House", password=PASSWORD)
     make_patient(clinic, name="Ana Lima")
     page = new_page()
-    sign_in(page, live_server.url, "drhouse")
-    page.goto(f"{live_server.url}/c/clinic-a/appointments/new/")
+    sign_in(page, app_server.url, "drhouse")
+    page.goto(f"{app_server.url}/c/clinic-a/appointments/new/")
     page.get_by_label("Date").fill("2020-01-06")
     page.get_by_label("Host clinician").select_option("")
     page.get_by_role("button", name="Schedule appointment").click()

@@ -1,5 +1,6 @@
 /* Staff portal: small progressive enhancements, no build step.
-   - the schedule refreshes its rows every few seconds (WebSockets will replace this polling);
+   - the schedule and appointment pages update live from the events WebSocket, and poll
+     every few seconds while it is closed;
    - the schedule form's patient search narrows the patient list;
    - forms with data-confirm ask first; the call id can be copied.
    Every network failure is handled quietly: nothing here may throw into the console. */
@@ -12,38 +13,93 @@
     return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   }
 
-  /* --- schedule rows ------------------------------------------------------------------- */
+  /* --- live updates: the events WebSocket, with polling as the fallback -------------------
+     A page region opts in with data-refresh-url (what to fetch; "" = the page itself) and,
+     when the server gave a token, data-ws-url + data-ws-token + data-team (all the team's
+     calls) or data-cid (one call). Events only say "something changed": the region is then
+     fetched again with the session, exactly as polling does. While the socket is live,
+     polling slows to once a minute (a safety net for calls the staff member's calls-API
+     user may not read); when it is closed, polling runs every 5 s and the socket is retried
+     with backoff. A refused token (expired, revoked) stops the retries: polling carries on. */
+
+  var LIVE_POLL_MS = 60000;
+  var DEBOUNCE_MS = 250;
+  var FATAL_CLOSE = { 4002: 1, 4005: 1, 4040: 1, 4041: 1, 4042: 1, 4043: 1 };
 
   function focusKey(container) {
     var active = document.activeElement;
     if (!active || !container.contains(active)) return null;
-    return active.getAttribute("href");
+    if (active.getAttribute("href")) return { attr: "href", value: active.getAttribute("href") };
+    if (active.form && active.form.getAttribute("action")) {
+      return { form: active.form.getAttribute("action") };
+    }
+    return null;
   }
 
   function restoreFocus(container, key) {
     if (!key) return;
-    var links = container.querySelectorAll("a[href]");
-    for (var i = 0; i < links.length; i++) {
-      if (links[i].getAttribute("href") === key) {
-        links[i].focus();
-        return;
-      }
-    }
+    var found = key.attr
+      ? container.querySelector("[href=\"" + CSS.escape(key.value) + "\"]")
+      : container.querySelector("form[action=\"" + CSS.escape(key.form) + "\"] button");
+    if (found) found.focus();
+  }
+
+  // Forms carry a CSRF token that is masked anew on every render: not a change.
+  function sameHtml(a, b) {
+    var csrf = /name="csrfmiddlewaretoken" value="[^"]*"/g;
+    return a.replace(csrf, "") === b.replace(csrf, "");
+  }
+
+  function regionsOf(container) {
+    var ids = (container.getAttribute("data-live-regions") || "").split(/\s+/);
+    return ids.filter(function (id) { return id && document.getElementById(id); });
   }
 
   function startRefresh(container) {
-    var url = container.getAttribute("data-refresh-url");
+    var url = container.getAttribute("data-refresh-url") || window.location.href;
+    var wholePage = !container.getAttribute("data-refresh-url");
     var status = document.getElementById(container.getAttribute("data-refresh-status"));
     var last = container.innerHTML;
     var busy = false;
+    var again = false;
     var stopped = false;
+    var live = false;
+    var timer = null;
+    var debounce = null;
 
     function setStatus(text) {
       if (status) status.textContent = text;
     }
 
+    function swap(html) {
+      if (!wholePage) {
+        if (html === last) return;
+        var key = focusKey(container);
+        container.innerHTML = html;
+        last = container.innerHTML;
+        enhance(container);
+        restoreFocus(container, key);
+        return;
+      }
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      regionsOf(container).forEach(function (id) {
+        var old = document.getElementById(id);
+        var next = fresh.getElementById(id);
+        if (!old || !next || sameHtml(old.outerHTML, next.outerHTML)) return;
+        var key = focusKey(old);
+        var copy = document.importNode(next, true);
+        old.replaceWith(copy);
+        enhance(copy);
+        restoreFocus(copy, key);
+      });
+    }
+
     function tick() {
-      if (stopped || busy || document.hidden) return;
+      if (stopped || document.hidden) return;
+      if (busy) {
+        again = true;
+        return;
+      }
       busy = true;
       fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
         .then(function (response) {
@@ -58,26 +114,104 @@
         })
         .then(function (html) {
           if (html === null || html === undefined) return;
-          if (html !== last) {
-            var key = focusKey(container);
-            container.innerHTML = html;
-            last = container.innerHTML;
-            restoreFocus(container, key);
-          }
-          setStatus("Updated " + timeNow());
+          swap(html);
+          setStatus("Updated " + timeNow() + (live ? " (live)" : ""));
         })
         .catch(function () {
           setStatus("Could not update; retrying…");
         })
         .then(function () {
           busy = false;
+          if (again) {
+            again = false;
+            tick();
+          }
         });
     }
 
-    setInterval(tick, REFRESH_MS);
+    function schedule() {
+      clearInterval(timer);
+      timer = setInterval(tick, live ? LIVE_POLL_MS : REFRESH_MS);
+    }
+
+    function soon() {
+      clearTimeout(debounce);
+      debounce = setTimeout(tick, DEBOUNCE_MS);
+    }
+
+    schedule();
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden) tick();
     });
+    startSocket(container, {
+      onLive: function (isLive) {
+        if (isLive === live) return;
+        live = isLive;
+        schedule();
+        if (live) tick(); // catch up on anything missed while the socket was down
+      },
+      onEvent: soon,
+    });
+  }
+
+  function startSocket(container, handlers) {
+    var path = container.getAttribute("data-ws-url");
+    var token = container.getAttribute("data-ws-token");
+    var team = container.getAttribute("data-team");
+    var cid = container.getAttribute("data-cid");
+    if (!path || !token || (!team && !cid) || !window.WebSocket) return;
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var url = /^wss?:/.test(path) ? path : scheme + window.location.host + path;
+    var lastId = null;
+    var retryMs = 1000;
+    var gaveUp = false;
+
+    function connect() {
+      var socket;
+      try {
+        socket = new WebSocket(url);
+      } catch (e) {
+        return;
+      }
+      socket.onopen = function () {
+        // The token goes in the first message, not the URL (which servers log).
+        socket.send(JSON.stringify({ type: "auth", token: token }));
+      };
+      socket.onmessage = function (message) {
+        var data;
+        try {
+          data = JSON.parse(message.data);
+        } catch (e) {
+          return;
+        }
+        if (data.type === "connected") {
+          var sub = team ? { type: "subscribe_team", team: team } : { type: "subscribe", cid: cid };
+          if (lastId !== null) sub.last_event_id = lastId;
+          socket.send(JSON.stringify(sub));
+        } else if (data.type === "subscribed") {
+          retryMs = 1000;
+          if (lastId === null) lastId = data.last_event_id;
+          handlers.onLive(true);
+        } else if (data.type === "event") {
+          if (lastId === null || data.id > lastId) lastId = data.id;
+          handlers.onEvent(data);
+        } else if (data.type === "unsubscribed" || (data.type === "error" && (data.cid || data.team))) {
+          gaveUp = true; // not (or no longer) allowed: polling only
+          socket.close();
+        }
+      };
+      socket.onclose = function (event) {
+        handlers.onLive(false);
+        if (gaveUp || FATAL_CLOSE[event.code]) return;
+        setTimeout(connect, retryMs);
+        retryMs = Math.min(retryMs * 2, 30000);
+      };
+      socket.onerror = function () {
+        /* onclose follows and retries */
+      };
+    }
+
+    connect();
   }
 
   /* --- patient search on the schedule form --------------------------------------------- */
@@ -181,6 +315,12 @@
           }, 2000);
         });
     });
+  }
+
+  // Behaviour for elements that live updates may replace (swapped-in HTML needs it again).
+  function enhance(root) {
+    root.querySelectorAll("form[data-confirm]").forEach(startConfirm);
+    root.querySelectorAll("button[data-copy]").forEach(startCopy);
   }
 
   function start() {

@@ -1,0 +1,366 @@
+"""WebSocket event delivery latency: commit → client, against a plain REST GET of the same call.
+
+Run from the repo root:  .venv/bin/python bench/events.py [--calls 1] [--clients 500]
+                                           [--changes 100] [--worker] [--deflate]
+
+Uses DATABASE_URL (default: the local PostgreSQL database `appointment_calls_bench`, created
+if missing, as bench/api.py) and REDIS_URL (default redis://127.0.0.1:6379/0) for the Redis
+channel layer. It migrates, seeds a user and `--calls` calls, starts uvicorn in a subprocess
+(config.asgi: HTTP + WebSockets, DEBUG off), connects `--clients` WebSocket clients (asyncio,
+in this process) spread over the calls, then makes `--changes` call changes through the REST
+API (PATCH custom), one at a time, round-robin over the calls. For each change it waits until
+every subscriber of that call has the event, then times a REST GET of the same call.
+
+Delivery latency of one client = the time it received the event minus the event's
+`created_at` (written by `event_emit` inside the transaction, just before COMMIT: so this
+slightly over-counts commit → client). Both clocks are this machine's. The relay runs in the
+web process after commit (as in the embedded default), or with `--worker` in a Celery worker
+subprocess (the production path: commit → broker → worker → channel layer → web → client).
+
+Timings never fail the run (the target, p99 < 100 ms, is printed with the figures); a lost
+event or an HTTP error does. Everything it writes has an id starting with `bench-ws-` and is
+deleted before and after a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.api import _bootstrap, _ensure_database, _percentile  # noqa: E402
+
+PREFIX = "bench-ws-"
+USER = "bench-ws-doctor"
+TEAM = "bench-ws-clinic"
+CALL_TYPE = "default"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+TARGET_P99_MS = 100.0
+CONNECT_CONCURRENCY = 50
+EVENT_TIMEOUT_S = 10.0
+WARMUP_CHANGES = 5
+
+
+class BenchFailure(Exception):
+    pass
+
+
+def _raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        print(f"raised the open-files limit from {soft} to {target}")
+        if target < needed:
+            raise BenchFailure(f"open-files hard limit {hard} is below the {needed} needed")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cleanup() -> None:
+    from calls.models import Call, CallEvent, CallUser
+
+    CallEvent.objects.filter(call_cid__startswith=f"{CALL_TYPE}:{PREFIX}").delete()
+    Call.objects.filter(call_id__startswith=PREFIX).delete()
+    CallEvent.objects.filter(type="user.updated", payload__user__id__startswith=PREFIX).delete()
+    CallUser.objects.filter(id__startswith=PREFIX).delete()
+
+
+def _seed(calls: int) -> list[str]:
+    from calls import services
+    from calls.capabilities import SERVER
+
+    services.users_upsert(actor=SERVER, users=[services.UserSpec(id=USER, teams=[TEAM])])
+    ids = [f"{PREFIX}{n}" for n in range(calls)]
+    for call_id in ids:
+        services.call_get_or_create(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=call_id,
+            created_by_id=USER,
+            team=TEAM,
+            members=[services.MemberSpec(user_id=USER, role="host")],
+        )
+    return ids
+
+
+def _server_env(*, eager: bool) -> dict[str, str]:
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_DEBUG": "false",  # as in production: no query log
+            "SECRET_KEY": settings.SECRET_KEY,
+            "CALLS_API_KEY": settings.CALLS_API_KEY,
+            "CALLS_API_SECRET": settings.CALLS_API_SECRET,
+            "CELERY_TASK_ALWAYS_EAGER": "true" if eager else "false",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _wait_for_http(base: str, server: subprocess.Popen) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise BenchFailure(f"the server exited with {server.returncode}")
+            try:
+                await client.get(f"http://{base}/api/v2/video/calls", timeout=1)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.2)
+    raise BenchFailure("the server did not answer within 30 s")
+
+
+class Subscriber:
+    def __init__(self, cid: str) -> None:
+        self.cid = cid
+        self.latencies_ns: dict[int, int] = {}  # event id -> receive time - created_at
+        self.waiters: dict[str, asyncio.Event] = {}
+        self.conn: Any = None
+        self.reader: asyncio.Task | None = None
+
+    async def open(self, url: str, *, deflate: bool) -> None:
+        from websockets.asyncio.client import connect
+
+        compression = "deflate" if deflate else None
+        self.conn = await connect(url, open_timeout=30, max_queue=None, compression=compression)
+        connected = json.loads(await self.conn.recv())
+        if connected.get("type") != "connected":
+            raise BenchFailure(f"not connected: {connected}")
+        await self.conn.send(json.dumps({"type": "subscribe", "cid": self.cid}))
+        answer = json.loads(await self.conn.recv())
+        if answer.get("type") != "subscribed":
+            raise BenchFailure(f"not subscribed: {answer}")
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.conn:
+            received = time.time_ns()
+            message = json.loads(raw)
+            if message.get("type") != "event":
+                continue
+            event = message["event"]
+            self.latencies_ns[message["id"]] = received - event["created_at"]
+            marker = (event.get("call") or {}).get("custom", {}).get("seq")
+            waiter = self.waiters.pop(str(marker), None)
+            if waiter is not None:
+                waiter.set()
+
+    def expect(self, seq: str) -> asyncio.Event:
+        waiter = asyncio.Event()
+        self.waiters[seq] = waiter
+        return waiter
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.conn is not None:
+            await self.conn.close()
+
+
+async def _run(args: argparse.Namespace, base: str, call_ids: list[str]) -> dict[str, Any]:
+    import httpx
+    from django.conf import settings
+
+    from calls.api.auth import create_user_token
+
+    token = create_user_token(USER, expires_in=3600)
+    api = {"api_key": settings.CALLS_API_KEY}
+    headers = {"Authorization": token, "stream-auth-type": "jwt"}
+    ws_url = f"ws://{base}/ws/v1/events?api_key={settings.CALLS_API_KEY}&token={token}"
+
+    subscribers = [
+        Subscriber(f"{CALL_TYPE}:{call_ids[i % len(call_ids)]}") for i in range(args.clients)
+    ]
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def open_one(sub: Subscriber) -> None:
+        async with gate:
+            await sub.open(ws_url, deflate=args.deflate)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(open_one(s) for s in subscribers))
+    print(
+        f"  {len(subscribers)} clients connected and subscribed "
+        f"({time.perf_counter() - started:.1f} s)",
+        flush=True,
+    )
+    by_call: dict[str, list[Subscriber]] = {}
+    for sub in subscribers:
+        by_call.setdefault(sub.cid, []).append(sub)
+
+    get_ms: list[float] = []
+    patch_ms: list[float] = []
+    measured_ids: list[tuple[int, str]] = []
+    async with httpx.AsyncClient(base_url=f"http://{base}", headers=headers, params=api) as http:
+        for n in range(WARMUP_CHANGES + args.changes):
+            call_id = call_ids[n % len(call_ids)]
+            cid = f"{CALL_TYPE}:{call_id}"
+            path = f"/api/v2/video/call/{CALL_TYPE}/{call_id}"
+            seq = f"{n}"
+            waiters = [s.expect(seq) for s in by_call[cid]]
+            t0 = time.perf_counter()
+            response = await http.patch(path, json={"custom": {"seq": seq}})
+            patch_elapsed = (time.perf_counter() - t0) * 1000
+            if response.status_code != 201 and response.status_code != 200:
+                raise BenchFailure(f"PATCH {path}: HTTP {response.status_code} {response.text}")
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*(w.wait() for w in waiters)), EVENT_TIMEOUT_S
+                )
+            except TimeoutError:
+                missing = sum(1 for w in waiters if not w.is_set())
+                raise BenchFailure(f"change {n}: {missing} clients never got the event") from None
+            t0 = time.perf_counter()
+            response = await http.get(path)
+            get_elapsed = (time.perf_counter() - t0) * 1000
+            if response.status_code != 200:
+                raise BenchFailure(f"GET {path}: HTTP {response.status_code}")
+            if n >= WARMUP_CHANGES:
+                event_id = max(by_call[cid][0].latencies_ns)
+                measured_ids.append((event_id, cid))
+                patch_ms.append(patch_elapsed)
+                get_ms.append(get_elapsed)
+
+    deliveries = [
+        s.latencies_ns[event_id] / 1e6
+        for event_id, cid in measured_ids
+        for s in by_call[cid]
+        if event_id in s.latencies_ns
+    ]
+    expected = sum(len(by_call[cid]) for _, cid in measured_ids)
+    await asyncio.gather(*(s.close() for s in subscribers))
+    if len(deliveries) != expected:
+        raise BenchFailure(f"{expected - len(deliveries)} deliveries missing")
+    return {"deliveries": deliveries, "get_ms": get_ms, "patch_ms": patch_ms}
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    deliveries, get_ms, patch_ms = result["deliveries"], result["get_ms"], result["patch_ms"]
+    d50, d99 = _percentile(deliveries, 50), _percentile(deliveries, 99)
+    g50, g99 = _percentile(get_ms, 50), _percentile(get_ms, 99)
+    p50, p99 = _percentile(patch_ms, 50), _percentile(patch_ms, 99)
+    relay = "Celery worker" if args.worker else "web process (eager)"
+    print()
+    print(
+        f"{args.clients} clients on {args.calls} call(s) "
+        f"({args.clients // args.calls} per call), {args.changes} changes, relay in {relay}, "
+        f"permessage-deflate {'on' if args.deflate else 'off'}"
+    )
+    header = f"{'measure':<38} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, samples in (
+        ("WS delivery, commit -> client", deliveries),
+        ("REST GET of the same call", get_ms),
+        ("REST PATCH (the change itself)", patch_ms),
+    ):
+        print(
+            f"{label:<38} {len(samples):>6} {_percentile(samples, 50):>8.2f} "
+            f"{_percentile(samples, 99):>8.2f} {max(samples):>8.2f}"
+        )
+    print()
+    print(f"WS delivery / REST GET: p50 {d50 / g50:.2f}x, p99 {d99 / g99:.2f}x")
+    verdict = "MEETS" if d99 < TARGET_P99_MS else "MISSES"
+    print(f"Target: delivery p99 < {TARGET_P99_MS:.0f} ms: {verdict} ({d99:.1f} ms)")
+    print(f"(PATCH p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--calls", type=int, default=1)
+    parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--worker", action="store_true", help="relay in a Celery worker")
+    parser.add_argument(
+        "--deflate", action="store_true", help="clients offer permessage-deflate, as browsers do"
+    )
+    args = parser.parse_args()
+    os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
+    _bootstrap()
+    _ensure_database()
+    _raise_fd_limit(args.clients * 2 + 256)
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0, interactive=False)
+    print(
+        f"database: {connection.vendor} {settings.DATABASES['default']['NAME']}; "
+        f"channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND']}"
+    )
+    _cleanup()
+    call_ids = _seed(args.calls)
+    connection.close()
+    port = _free_port()
+    base = f"127.0.0.1:{port}"
+    python = sys.executable
+    server = worker = None
+    started = time.perf_counter()
+    try:
+        env = _server_env(eager=not args.worker)
+        server_cmd = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
+        server_cmd += ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
+        server = _start(server_cmd, env)
+        if args.worker:
+            worker = _start(
+                [
+                    *(python, "-m", "celery", "-A", "config", "worker", "--pool=solo"),
+                    *("--loglevel=WARNING", "--without-heartbeat", "--without-mingle"),
+                ],
+                env,
+            )
+        asyncio.run(_wait_for_http(base, server))
+        result = asyncio.run(_run(args, base, call_ids))
+    except BenchFailure as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _stop(server)
+        _stop(worker)
+        _cleanup()
+    _report(args, result)
+    print(f"\ntotal {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,550 @@
+"""The events WebSocket: one connection, authenticated once, with any number of call and
+team subscriptions. The protocol is described in `calls.realtime`.
+
+Order and completeness, per call: the connection keeps the last id it sent for each cid and
+drops anything not above it. Each live message carries `prev`, the id of the call's previous
+event; when `prev` is above the last id sent, something is missing (a relay that failed, a
+full channel, a second relay process ahead of the first), and the connection reads the
+missing events from the outbox and sends them first. A subscription with `last_event_id`
+replays the outbox after that id *after* joining the group, so nothing falls between the
+replay and the live stream (a live event also replayed is dropped as a duplicate).
+
+Access: the same rule as GetCall, from the same code (`team_allows` + `capabilities_for`
+"read-call"). It is checked when a subscription is made; for team subscriptions once per
+call (cached); again whenever an event concerns the connected user's access to a call
+(member added / removed / updated, blocked, kicked, permissions), and for every subscription
+when the user changes (`user.updated`: teams, deactivation, token revocation), which also
+re-runs the token checks. A subscription that loses access ends with `unsubscribed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from calls import selectors
+from calls.api.auth import authenticate
+from calls.capabilities import Actor, capabilities_for, team_allows
+from calls.errors import AuthError, CallsError, InputError, NotAllowed, NotFound
+from calls.models import Call, CallEvent
+
+from . import groups
+from .publish import remember_server_loop
+
+logger = logging.getLogger("calls.realtime")
+
+AUTH_TIMEOUT_S = 5.0
+REPLAY_BATCH = 500
+MAX_SUBSCRIPTIONS = 100
+# WebSocket close codes: 4000 + the Stream error code (§2, §5).
+CLOSE_BASE = 4000
+CLOSE_BAD_REQUEST = CLOSE_BASE + InputError.code  # 4004
+
+# Events after which the connected user's access to the call may have changed.
+ACCESS_EVENTS = frozenset(
+    {
+        "call.member_added",
+        "call.member_updated",
+        "call.member_updated_permission",
+        "call.member_removed",
+        "call.blocked_user",
+        "call.unblocked_user",
+        "call.kicked_user",
+        "call.permissions_updated",
+    }
+)
+
+
+# --- sync helpers (run in a thread through database_sync_to_async) ----------------------------
+
+
+def actor_from_token(api_key: str, token: str) -> tuple[Actor, float | None]:
+    """The REST API's checks, run by the REST API's own function: `authenticate` reads only
+    `GET["api_key"]` and the `Authorization` header. Returns the actor and the token's `exp`."""
+    request = SimpleNamespace(GET={"api_key": api_key}, headers={"Authorization": token})
+    actor = authenticate(request)  # type: ignore[arg-type]
+    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    return actor, float(exp) if isinstance(exp, int | float) else None
+
+
+def can_read(actor: Actor, call: Call) -> bool:
+    """GetCall's rule (services.call_read): the team, then `read-call` in own capabilities."""
+    if actor.is_server:
+        return True
+    if not team_allows(actor, call.team):
+        return False
+    member = selectors.member_of(actor=actor, call=call)
+    return "read-call" in capabilities_for(actor, call, member)
+
+
+def _call_by_pk(pk: int) -> Call | None:
+    return Call.objects.select_related("type").filter(pk=pk).first()
+
+
+def call_for_subscription(actor: Actor, cid: str) -> int:
+    """The call's pk, if the actor may read the call."""
+    type_name, _, call_id = cid.partition(":")
+    call = selectors.call_find(type_name=type_name, call_id=call_id) if call_id else None
+    if call is None:
+        raise NotFound(f"call {cid} does not exist")
+    if not can_read(actor, call):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to read call {cid}")
+    return call.pk
+
+
+def newest_call_event_id(call_pk: int) -> int:
+    qs = CallEvent.objects.filter(call_id=call_pk).order_by("-pk")
+    return qs.values_list("pk", flat=True).first() or 0
+
+
+def call_readable(actor: Actor, call_pk: int) -> bool:
+    call = _call_by_pk(call_pk)
+    return call is not None and can_read(actor, call)
+
+
+def call_events_after(call_pk: int, after: int, upto: int | None) -> list[tuple[int, dict]]:
+    qs = CallEvent.objects.filter(call_id=call_pk, pk__gt=after)
+    if upto is not None:
+        qs = qs.filter(pk__lte=upto)
+    return list(qs.order_by("pk").values_list("pk", "payload")[:REPLAY_BATCH])
+
+
+def team_events_after(team: str, after: int) -> list[tuple[int, str, int, dict]]:
+    qs = CallEvent.objects.filter(call__team=team, pk__gt=after).order_by("pk")
+    return list(qs.values_list("pk", "call_cid", "call_id", "payload")[:REPLAY_BATCH])
+
+
+def newest_event_id() -> int:
+    return CallEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+# --- origin ----------------------------------------------------------------------------------
+
+
+def origin_allowed(headers: dict[bytes, bytes]) -> bool:
+    """Browsers always send Origin: accept the page's own host (when it is in ALLOWED_HOSTS)
+    or an origin listed in CALLS_WS_ALLOWED_ORIGINS ("*" for any). No Origin: not a browser,
+    and the token alone decides."""
+    raw = headers.get(b"origin")
+    if raw is None:
+        return True
+    origin = raw.decode("latin-1").strip()
+    allowed = list(getattr(settings, "CALLS_WS_ALLOWED_ORIGINS", []) or [])
+    if "*" in allowed or origin.rstrip("/") in [o.rstrip("/") for o in allowed]:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+    netloc = urlsplit(origin).netloc.lower()
+    if not host or netloc != host:
+        return False
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+# --- the consumer ----------------------------------------------------------------------------
+
+
+@dataclass
+class CallSub:
+    call_pk: int
+    floor: int
+
+
+@dataclass
+class TeamSub:
+    floor: int | None  # the client's last_event_id
+    since: int = 0  # the newest event id when subscribing
+    readable: dict[str, bool] = field(default_factory=dict)  # cid -> may read (cache)
+
+
+class EventsConsumer(AsyncJsonWebsocketConsumer):
+    """`/ws/v1/events`: see `calls.realtime` for the protocol."""
+
+    actor: Actor | None
+    api_key: str
+    token: str
+
+    async def connect(self) -> None:
+        remember_server_loop(asyncio.get_running_loop())
+        self.actor = None
+        self.call_subs: dict[str, CallSub] = {}
+        self.team_subs: dict[str, TeamSub] = {}
+        self.last_sent: dict[str, int] = {}
+        self.joined: set[str] = set()
+        self.timer: asyncio.Task | None = None
+        headers = dict(self.scope.get("headers", []))
+        if not origin_allowed(headers):
+            # Refused at the handshake (HTTP 403): a page of another site gets nothing at all.
+            logger.info("websocket refused: origin %r", headers.get(b"origin"))
+            await self.close()
+            return
+        await self.accept()
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.api_key = (query.get("api_key") or [""])[0]
+        token = (query.get("token") or [""])[0]
+        if token:
+            await self.authenticate(token)
+        else:
+            self.timer = asyncio.create_task(self._auth_timeout())
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "timer", None) is not None:
+            self.timer.cancel()
+        for name in list(getattr(self, "joined", ())):
+            await self.channel_layer.group_discard(name, self.channel_name)
+        self.joined = set()
+
+    # --- incoming messages -------------------------------------------------------------------
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return None
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self.error(InputError("messages are JSON objects with a string `type`"))
+            return
+        kind = content["type"]
+        if kind == "auth":
+            if isinstance(content.get("api_key"), str):
+                self.api_key = content["api_key"]
+            await self.authenticate(str(content.get("token") or ""))
+            return
+        if self.actor is None:
+            await self.fail(AuthError('authenticate first: {"type": "auth", "token": ...}'))
+            return
+        try:
+            if kind == "subscribe":
+                await self.subscribe_call(content)
+            elif kind == "subscribe_team":
+                await self.subscribe_team(content)
+            elif kind == "unsubscribe":
+                await self.unsubscribe_call(str(content.get("cid", "")), reason="")
+            elif kind == "unsubscribe_team":
+                await self.unsubscribe_team(str(content.get("team", "")), reason="")
+            elif kind == "ping":
+                await self.send_json({"type": "pong"})
+            else:
+                raise InputError(f"unknown message type {kind!r}")
+        except CallsError as exc:
+            await self.error(exc, **_echo(content))
+
+    # --- authentication ----------------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> None:
+        """First authentication, or a fresh token for the same user (extends the connection)."""
+        if not token:
+            await self.fail(AuthError("JWTAuth error: token is missing"))
+            return
+        try:
+            actor, exp = await database_sync_to_async(actor_from_token)(self.api_key, token)
+        except CallsError as exc:
+            await self.fail(exc)
+            return
+        if self.actor is not None and actor.user_id != self.actor.user_id:
+            await self.fail(AuthError("a connection cannot change user"))
+            return
+        first = self.actor is None
+        self.actor, self.token = actor, token
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.create_task(self._expire(exp)) if exp is not None else None
+        if first and actor.user_id is not None:
+            await self._join(groups.user_group(actor.user_id))
+        await self.send_json(
+            {
+                "type": "connected" if first else "authenticated",
+                "user_id": actor.user_id,
+                "server": actor.is_server,
+                "expires_at": int(exp) if exp is not None else None,
+            }
+        )
+
+    async def _auth_timeout(self) -> None:
+        await asyncio.sleep(AUTH_TIMEOUT_S)
+        if self.actor is None:
+            await self.fail(AuthError(f"no token within {AUTH_TIMEOUT_S:g} s"))
+
+    async def _expire(self, exp: float) -> None:
+        leeway = settings.CALLS_TOKEN_LEEWAY_SECONDS
+        await asyncio.sleep(max(0.0, exp + leeway - time.time()))
+        from calls.errors import TokenExpired
+
+        await self.fail(TokenExpired("JWTAuth error: token has expired"))
+
+    async def fail(self, exc: CallsError) -> None:
+        """Tell the client why, then close with 4000 + the Stream error code."""
+        await self.error(exc)
+        self.actor = None
+        await self.close(code=CLOSE_BASE + max(0, exc.code))
+
+    async def error(self, exc: CallsError, **extra: Any) -> None:
+        await self.send_json({"type": "error", "code": exc.code, "message": exc.message, **extra})
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    async def _join(self, name: str) -> None:
+        if name not in self.joined:
+            await self.channel_layer.group_add(name, self.channel_name)
+            self.joined.add(name)
+
+    async def _leave(self, name: str) -> None:
+        if name in self.joined:
+            self.joined.discard(name)
+            await self.channel_layer.group_discard(name, self.channel_name)
+
+    def _check_room(self) -> None:
+        if len(self.call_subs) + len(self.team_subs) >= MAX_SUBSCRIPTIONS:
+            raise InputError(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+
+    async def subscribe_call(self, content: dict[str, Any]) -> None:
+        cid = content.get("cid")
+        if not isinstance(cid, str) or not cid:
+            raise InputError("subscribe needs a `cid`", fields={"cid": "required"})
+        after = _last_id(content)
+        if cid not in self.call_subs:
+            self._check_room()
+        assert self.actor is not None  # noqa: S101 - receive_json checked it
+        call_pk = await database_sync_to_async(call_for_subscription)(self.actor, cid)
+        # Join first, read second: an event committed in between arrives twice, never zero.
+        await self._join(groups.call_group(cid))
+        if after is None:  # live only: from the call's newest event on
+            newest = await database_sync_to_async(newest_call_event_id)(call_pk)
+            floor = max(self.last_sent.get(cid, 0), newest)
+        else:  # the client says what it has seen: everything after it, again if need be
+            floor = after
+        self.call_subs[cid] = CallSub(call_pk=call_pk, floor=floor)
+        self.last_sent[cid] = floor
+        replayed = await self._send_call_events(cid, call_pk, upto=None)
+        await self.send_json(
+            {
+                "type": "subscribed",
+                "cid": cid,
+                "last_event_id": self.last_sent.get(cid, floor),
+                "replayed": replayed,
+            }
+        )
+
+    async def subscribe_team(self, content: dict[str, Any]) -> None:
+        team = content.get("team")
+        if not isinstance(team, str) or not team:
+            raise InputError("subscribe_team needs a `team`", fields={"team": "required"})
+        after = _last_id(content)
+        assert self.actor is not None  # noqa: S101
+        if not self.actor.is_server and team not in self.actor.teams:
+            raise NotAllowed(f"user {self.actor.user_id} is not in team {team}")
+        if team not in self.team_subs:
+            self._check_room()
+        await self._join(groups.team_group(team))
+        sub = TeamSub(floor=after)
+        self.team_subs[team] = sub
+        replayed = 0
+        newest = after
+        if after is None:
+            newest = sub.since = await database_sync_to_async(newest_event_id)()
+        else:
+            cursor = after
+            while True:
+                rows = await database_sync_to_async(team_events_after)(team, cursor)
+                for event_id, cid, call_pk, payload in rows:
+                    cursor = event_id
+                    if cid in self.call_subs or await self._team_allows(sub, cid, call_pk):
+                        replayed += await self._send(cid, event_id, payload, floor=after)
+                if len(rows) < REPLAY_BATCH:
+                    break
+            newest = cursor
+        await self.send_json(
+            {"type": "subscribed", "team": team, "last_event_id": newest, "replayed": replayed}
+        )
+
+    async def unsubscribe_call(self, cid: str, *, reason: str, code: int | None = None) -> None:
+        if self.call_subs.pop(cid, None) is None:
+            return
+        await self._leave(groups.call_group(cid))
+        if reason:
+            await self.send_json(
+                {"type": "unsubscribed", "cid": cid, "code": code, "message": reason}
+            )
+
+    async def unsubscribe_team(self, team: str, *, reason: str, code: int | None = None) -> None:
+        if self.team_subs.pop(team, None) is None:
+            return
+        await self._leave(groups.team_group(team))
+        if reason:
+            await self.send_json(
+                {"type": "unsubscribed", "team": team, "code": code, "message": reason}
+            )
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def _send(self, cid: str, event_id: int, payload: dict, *, floor: int | None) -> int:
+        """Send one event unless this connection already sent it (or something later)."""
+        last = self.last_sent.get(cid, floor)
+        if last is not None and event_id <= last:
+            return 0
+        self.last_sent[cid] = event_id
+        await self.send(text_data=_encoded_event(event_id, payload))
+        return 1
+
+    async def _send_call_events(self, cid: str, call_pk: int, *, upto: int | None) -> int:
+        """Send the call's events after the last one sent (up to `upto`), from the outbox."""
+        sent = 0
+        while True:
+            after = self.last_sent.get(cid, 0)
+            rows = await database_sync_to_async(call_events_after)(call_pk, after, upto)
+            for event_id, payload in rows:
+                sent += await self._send(cid, event_id, payload, floor=after)
+            if len(rows) < REPLAY_BATCH:
+                return sent
+
+    async def _team_allows(self, sub: TeamSub, cid: str, call_pk: int | None) -> bool:
+        if cid not in sub.readable:
+            assert self.actor is not None  # noqa: S101
+            sub.readable[cid] = call_pk is not None and await database_sync_to_async(call_readable)(
+                self.actor, call_pk
+            )
+        return sub.readable[cid]
+
+    async def calls_event(self, message: dict[str, Any]) -> None:
+        """A live event from a group (publish.EVENT_MESSAGE)."""
+        if self.actor is None:
+            return
+        cid, event_id, call_pk = message["cid"], message["id"], message.get("call")
+        payload = message["payload"]
+        if payload.get("type") == "user.updated":
+            if (payload.get("user") or {}).get("id") == self.actor.user_id:
+                await self.user_changed()
+            return
+        call_sub = self.call_subs.get(cid)
+        team_sub = self.team_subs.get(message.get("team") or "")
+        if call_sub is None and team_sub is None:
+            return
+        concerns_me = _concerns(self.actor, payload)
+        if call_sub is None:
+            assert team_sub is not None  # noqa: S101
+            allowed_before = await self._team_allows(team_sub, cid, call_pk)
+            if concerns_me:
+                team_sub.readable.pop(cid, None)
+                allowed_after = await self._team_allows(team_sub, cid, call_pk)
+                if not (allowed_before or allowed_after):
+                    return
+                if not allowed_before:
+                    # Newly readable: from this event on, never what came before the access.
+                    self.last_sent[cid] = max(self.last_sent.get(cid, 0), event_id - 1)
+            elif not allowed_before:
+                return
+        prev = message.get("prev")
+        last = self.last_sent.get(cid)
+        if last is None:  # the first event of this call on this connection
+            # What the client said it has seen. With nothing said (live only), start here,
+            # or at the subscription if the call's previous event came after it (it was
+            # lost on the way: the gap is filled below).
+            floors = [s.floor for s in (call_sub, team_sub) if s and s.floor is not None]
+            start = prev if prev is not None else event_id - 1
+            if team_sub is not None and team_sub.floor is None:
+                start = min(start, max(team_sub.since, 0))
+            last = max(floors) if floors else start
+            self.last_sent[cid] = last
+        if event_id <= last:
+            return
+        if prev is not None and prev > last and call_pk is not None:
+            # A gap: the call's events in between never reached us. Read them first.
+            await self._send_call_events(cid, call_pk, upto=event_id)
+            if self.last_sent.get(cid, 0) < event_id:
+                await self._send(cid, event_id, payload, floor=last)
+        else:
+            await self._send(cid, event_id, payload, floor=last)
+        if concerns_me and call_sub is not None:
+            await self._recheck_call(cid, call_sub)
+
+    async def _recheck_call(self, cid: str, sub: CallSub) -> None:
+        assert self.actor is not None  # noqa: S101
+        if not await database_sync_to_async(call_readable)(self.actor, sub.call_pk):
+            await self.unsubscribe_call(
+                cid,
+                reason=f"user {self.actor.user_id} may no longer read call {cid}",
+                code=NotAllowed.code,
+            )
+
+    async def user_changed(self) -> None:
+        """The connected user changed: run the token checks again, then every access check."""
+        try:
+            actor, _exp = await database_sync_to_async(actor_from_token)(self.api_key, self.token)
+        except CallsError as exc:
+            await self.fail(exc)
+            return
+        self.actor = actor
+        for team in list(self.team_subs):
+            if not team_allows(actor, team):
+                await self.unsubscribe_team(
+                    team,
+                    reason=f"user {actor.user_id} is no longer in team {team}",
+                    code=NotAllowed.code,
+                )
+            else:
+                self.team_subs[team].readable.clear()
+        for cid, sub in list(self.call_subs.items()):
+            await self._recheck_call(cid, sub)
+
+
+_ENCODED: dict[int, str] = {}
+_ENCODED_KEEP = 256
+
+
+def _encoded_event(event_id: int, payload: dict[str, Any]) -> str:
+    """The client message of an event, encoded once per process: every connection of a call
+    sends the same text (500 subscribers, one json.dumps)."""
+    text = _ENCODED.get(event_id)
+    if text is None:
+        text = json.dumps({"type": "event", "id": event_id, "event": payload})
+        _ENCODED[event_id] = text
+        if len(_ENCODED) > _ENCODED_KEEP:
+            del _ENCODED[next(iter(_ENCODED))]  # the oldest
+    return text
+
+
+def _last_id(content: dict[str, Any]) -> int | None:
+    value = content.get("last_event_id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(
+            "last_event_id must be a non-negative integer", fields={"last_event_id": "invalid"}
+        )
+    return value
+
+
+def _echo(content: dict[str, Any]) -> dict[str, Any]:
+    return {k: content[k] for k in ("cid", "team") if isinstance(content.get(k), str)}
+
+
+def _concerns(actor: Actor, payload: dict[str, Any]) -> bool:
+    """Does this event change what the connected user may read?"""
+    if actor.is_server or payload.get("type") not in ACCESS_EVENTS:
+        return False
+    me = actor.user_id
+    user = payload.get("user")
+    if isinstance(user, dict) and user.get("id") == me:
+        return True
+    for member in payload.get("members") or ():
+        if member == me:
+            return True
+        if isinstance(member, dict) and (
+            member.get("user_id") == me or (member.get("user") or {}).get("id") == me
+        ):
+            return True
+    return False

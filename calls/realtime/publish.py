@@ -1,0 +1,145 @@
+"""The relay's WebSocket consumer: hands one committed outbox event to the channel-layer
+groups of its call, its team and (for `user.updated`) its user.
+
+Called by `calls.relay` after commit, in id order, possibly twice for one event (clients
+drop ids they have already seen). It never raises: a failed send is logged, and connected
+clients still get the event, because each message carries `prev` (the id of the call's
+previous event) and a client connection that sees a gap reads the missing events from the
+outbox before sending (see `consumer`). Cost: one indexed query (the call's team and the
+previous event id) and one `group_send` per group.
+
+Event loops: `publish` is sync code (a request thread, a Celery worker, the scheduler).
+- Redis layer: sends run on one long-lived publisher loop per process (a daemon thread), so
+  the layer keeps its connection pool instead of opening one per event (`async_to_sync` would
+  make a new loop each call).
+- In-memory layer (embedded default): the consumers' queues belong to the server's loop, so
+  sends run there (`remember_server_loop`, called by every connection). With no connection
+  in this process, nobody can receive, and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db.models import OuterRef, Subquery
+
+from calls.models import Call, CallEvent
+
+from . import groups
+
+logger = logging.getLogger("calls.realtime")
+
+SEND_TIMEOUT_S = 5.0
+# The channel-layer message type: `calls.event` is handled by `EventsConsumer.calls_event`.
+EVENT_MESSAGE = "calls.event"
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_publisher: _LoopThread | None = None
+_publisher_lock = threading.Lock()
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread (one per process, made after fork)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(
+            target=self.loop.run_forever, name="calls-realtime-publisher", daemon=True
+        ).start()
+
+
+def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _server_loop
+    _server_loop = loop
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None or _publisher.pid != os.getpid() or _publisher.loop.is_closed():
+            _publisher = _LoopThread()
+        return _publisher.loop
+
+
+def event_message(event: CallEvent) -> tuple[dict[str, Any], list[str]]:
+    """The channel-layer message for an event and the groups it goes to."""
+    team: str | None = None
+    prev: int | None = None
+    if event.call_id is not None:
+        # One query: the call's team and the id of its previous event (index call, id).
+        previous = (
+            CallEvent.objects.filter(call_id=OuterRef("pk"), pk__lt=event.pk)
+            .order_by("-pk")
+            .values("pk")[:1]
+        )
+        row = (
+            Call.objects.filter(pk=event.call_id)
+            .annotate(prev=Subquery(previous))
+            .values_list("team", "prev")
+            .first()
+        )
+        if row is not None:
+            team, prev = row
+    message = {
+        "type": EVENT_MESSAGE,
+        "id": event.pk,
+        "cid": event.call_cid,
+        "call": event.call_id,
+        "team": team,
+        "prev": prev,
+        "payload": event.payload,
+    }
+    names = []
+    if event.call_cid:
+        names.append(groups.call_group(event.call_cid))
+    if team:
+        names.append(groups.team_group(team))
+    if event.type == "user.updated":
+        user_id = (event.payload.get("user") or {}).get("id")
+        if isinstance(user_id, str) and user_id:
+            names.append(groups.user_group(user_id))
+    return message, names
+
+
+async def _group_send(layer: Any, names: list[str], message: dict[str, Any]) -> None:
+    await asyncio.gather(*(layer.group_send(name, message) for name in names))
+
+
+def _run(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        # Sync code called straight from the loop's own thread: it cannot wait.
+        loop.create_task(coro)
+        return
+    asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=SEND_TIMEOUT_S)
+
+
+def publish(event: CallEvent) -> None:
+    """Relay consumer (settings.CALLS_EVENT_CONSUMERS): send the event to its groups."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        if isinstance(layer, InMemoryChannelLayer):
+            loop = _server_loop
+            if loop is None or loop.is_closed() or not loop.is_running():
+                return  # no WebSocket server in this process: nobody to deliver to
+        else:
+            loop = _publisher_loop()
+        message, names = event_message(event)
+        if names:
+            _run(_group_send(layer, names, message), loop)
+    except Exception:
+        # Never fail the relay (webhooks and pushes come next); connected clients fill the
+        # gap from the outbox with the next event of the call, reconnecting ones replay it.
+        logger.exception("could not publish event %s to WebSocket groups", event.pk)
