@@ -21,6 +21,21 @@ NOTIFY_CHANNEL = "calls_due_actions"
 wake_up = threading.Event()
 
 
+# The kinds derived from the call's schedule; ring timeouts are set when a ring starts.
+SCHEDULED = (DueAction.Kind.GO_LIVE, DueAction.Kind.RING, DueAction.Kind.REMINDER)
+
+
+def ring_timeout_set(call: Call, *, due_at: datetime) -> None:
+    """(Re)arm the call's ring timeout: members still ringing then have missed the call."""
+    DueAction.objects.filter(call=call, kind=DueAction.Kind.RING_TIMEOUT, state="pending").delete()
+    DueAction.objects.create(call=call, kind=DueAction.Kind.RING_TIMEOUT, due_at=due_at)
+    signal_scheduler()
+
+
+def ring_timeout_clear(call: Call) -> None:
+    DueAction.objects.filter(call=call, kind=DueAction.Kind.RING_TIMEOUT, state="pending").delete()
+
+
 def _wanted(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
     """The pending actions this call should have now: {(kind, key): due_at}."""
     if call.starts_at is None or call.ended_at is not None or call.deleted_at is not None:
@@ -47,7 +62,10 @@ def due_actions_sync(call: Call, *, new: bool = False, now: datetime | None = No
     pending = (
         {}
         if new
-        else {(a.kind, a.key): a for a in DueAction.objects.filter(call=call, state="pending")}
+        else {
+            (a.kind, a.key): a
+            for a in DueAction.objects.filter(call=call, state="pending", kind__in=SCHEDULED)
+        }
     )
     stale = [a.pk for k, a in pending.items() if wanted.get(k) != a.due_at]
     if stale:

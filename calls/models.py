@@ -257,6 +257,7 @@ class DueAction(models.Model):
         GO_LIVE = "go_live"
         RING = "ring"
         REMINDER = "reminder"
+        RING_TIMEOUT = "ring_timeout"
 
     class State(models.TextChoices):
         PENDING = "pending"
@@ -287,7 +288,7 @@ class DueAction(models.Model):
                 name="%(app_label)s_%(class)s_state_valid",
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["go_live", "ring", "reminder"]),
+                condition=Q(kind__in=["go_live", "ring", "reminder", "ring_timeout"]),
                 name="%(app_label)s_%(class)s_kind_valid",
             ),
         ]
@@ -359,3 +360,45 @@ class PushDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} push of event {self.event_id} to device {self.device_id}"
+
+
+class CallRing(models.Model):
+    """One member rung for a call, and how it ended: accepted, rejected (with the reason as
+    given and normalised) or missed. At most one open ring per member and call, so asking to
+    ring again while a ring is open does not ring twice."""
+
+    class Outcome(models.TextChoices):
+        OPEN = "", "Ringing"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+        MISSED = "missed"
+        CANCELLED = "cancelled"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="rings")
+    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="+")
+    caller = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="+")
+    rung_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
+    reason = models.CharField(max_length=64, blank=True, default="")
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["rung_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["call", "user"],
+                condition=Q(outcome=""),
+                name="%(app_label)s_%(class)s_one_open",
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome__in=["", "accepted", "rejected", "missed", "cancelled"]),
+                name="%(app_label)s_%(class)s_outcome_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome="") | Q(answered_at__isnull=False),
+                name="%(app_label)s_%(class)s_answered_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"ring {self.user_id} on {self.call_id}: {self.outcome or 'open'}"

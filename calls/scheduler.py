@@ -44,6 +44,8 @@ class Stale(Exception):
 def _check_fresh(action: DueAction, now: datetime) -> None:
     late = (now - action.due_at).total_seconds()
     call = action.call
+    if action.kind == DueAction.Kind.RING_TIMEOUT:
+        return  # a late timeout still settles who missed the call
     if action.kind == DueAction.Kind.RING:
         limit = RING_STALE_SECONDS
     elif action.kind == DueAction.Kind.GO_LIVE:
@@ -66,6 +68,8 @@ def _apply(action: DueAction, now: datetime) -> None:
             services.call_go_live(**kwargs)
     elif action.kind == DueAction.Kind.RING:
         services.call_ring(**kwargs)
+    elif action.kind == DueAction.Kind.RING_TIMEOUT:
+        services.call_ring_timeout(call=call)
     elif action.kind == DueAction.Kind.REMINDER:
         event_emit(
             type="call.reminder",

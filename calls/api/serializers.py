@@ -91,6 +91,10 @@ class RingCallRequest(serializers.Serializer):
     video = serializers.BooleanField(**NULLABLE)
 
 
+class RejectCallRequest(serializers.Serializer):
+    reason = serializers.CharField(max_length=64, allow_blank=True, **NULLABLE)
+
+
 class SendCallEventRequest(serializers.Serializer):
     custom = ObjectField(**NULLABLE)
     user_id = serializers.CharField(max_length=255, **NULLABLE)

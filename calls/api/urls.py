@@ -12,6 +12,8 @@ urlpatterns = [
     path(f"{CALL}/members", views.CallMembersView.as_view()),
     path(f"{CALL}/join", views.JoinCallView.as_view()),
     path(f"{CALL}/ring", views.RingCallView.as_view()),
+    path(f"{CALL}/accept", views.AcceptCallView.as_view()),
+    path(f"{CALL}/reject", views.RejectCallView.as_view()),
     path(f"{CALL}/event", views.SendCallEventView.as_view()),
     path(f"{CALL}/go_live", views.GoLiveView.as_view()),
     path(f"{CALL}/stop_live", views.StopLiveView.as_view()),

@@ -183,6 +183,32 @@ class RingCallView(StreamView):
         return self.respond({"members_ids": rung}, status=201)
 
 
+class AcceptCallView(StreamView):
+    """Client side: a rung member accepts (`call.accepted`)."""
+
+    operations = {"POST": "AcceptCall"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        parse_body(request._request)
+        services.call_accept(actor=self.actor, type_name=type, call_id=id)
+        return self.respond({}, status=201)
+
+
+class RejectCallView(StreamView):
+    """Client side: a rung member rejects with a reason (`call.rejected`)."""
+
+    operations = {"POST": "RejectCall"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.RejectCallRequest, drop_none(parse_body(request._request)))
+        services.call_reject(
+            actor=self.actor, type_name=type, call_id=id, reason=body.get("reason", "")
+        )
+        return self.respond({}, status=201)
+
+
 class SendCallEventView(StreamView):
     operations = {"POST": "SendCallEvent"}
 

@@ -90,8 +90,15 @@ def test_each_action_runs_once_at_its_time():
     ]
     ring = CallEvent.objects.get(call=call, type="call.ring").payload
     assert [m["user_id"] for m in ring["members"]] == ["pat"]
+    # The ring armed its timeout (the type's missed_call_timeout_ms, 15 s).
+    assert pending(call) == [("ring_timeout", "", T + timedelta(seconds=15))]
+    with time_machine.travel(T + timedelta(seconds=15), tick=False):
+        assert scheduler.run_due() == 1
+    missed = CallEvent.objects.get(call=call, type="call.missed").payload
+    assert [m["user_id"] for m in missed["members"]] == ["pat"]
+    assert missed["user"]["id"] == "doc"
     assert not DueAction.objects.filter(state="pending").exists()
-    assert DueAction.objects.filter(call=call, state="done").count() == 4
+    assert DueAction.objects.filter(call=call, state="done").count() == 5
 
 
 @pytest.mark.django_db
