@@ -68,7 +68,9 @@ def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
     )
 
 
-def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts):
+def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts, eager_tasks):
+    # Tasks in-process (as in the embedded default): the relay publishes each change to the
+    # page's WebSocket without a Celery worker.
     clinic_a = ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
     clinic_b = ClinicFactory(slug="clinic-b", name="Hillside Clinic", time_zone="Europe/Paris")
     doctor = make_staff(clinic_a, "drhouse", display_name="Dr Greg House", password=PASSWORD)
