@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import services
 from .capabilities import SERVER
 from .errors import CallsError
-from .models import Call, CallEvent, CallMember, CallType, CallUser, DueAction, PushDelivery
+from .models import (
+    Call,
+    CallEvent,
+    CallMember,
+    CallType,
+    CallUser,
+    DueAction,
+    PushDelivery,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 @admin.register(CallUser)
@@ -160,3 +171,35 @@ class DueActionAdmin(ReadOnlyAdmin):
     list_select_related = ["call"]
     search_fields = ["call__cid"]
     date_hierarchy = "due_at"
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["id", "url", "team", "event_types", "active", "created_at"]
+    list_filter = ["active", "team"]
+    search_fields = ["url", "team"]
+    # Endpoint URLs are https (calls.models.validate_webhook_url): so is a schemeless entry.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "webhook_id",
+        "event_type",
+        "endpoint",
+        "state",
+        "attempts",
+        "last_status",
+        "last_error",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["state", "endpoint"]
+    list_select_related = ["endpoint", "event"]
+    search_fields = ["webhook_id", "event__call_cid"]
+
+    @admin.display(description="event type", ordering="event__type")
+    def event_type(self, obj: WebhookDelivery) -> str:
+        return obj.event.type

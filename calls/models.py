@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -402,3 +405,91 @@ class CallRing(models.Model):
 
     def __str__(self) -> str:
         return f"ring {self.user_id} on {self.call_id}: {self.outcome or 'open'}"
+
+
+def validate_webhook_url(value: str) -> None:
+    """https always; http only in development (DEBUG) or when WEBHOOKS_ALLOW_HTTP is set."""
+    allow_http = settings.DEBUG or getattr(settings, "WEBHOOKS_ALLOW_HTTP", False)
+    URLValidator(schemes=["http", "https"] if allow_http else ["https"])(value)
+    if not allow_http and not value.lower().startswith("https://"):
+        raise ValidationError("Webhook URLs must use https.", code="invalid")
+
+
+class WebhookEndpoint(models.Model):
+    """Where the app's events are POSTed (calls.webhooks), Stream-style: signed with the API
+    secret. `team` narrows it to the events of one clinic's calls; `event_types` to a list."""
+
+    url = models.URLField(max_length=1000, validators=[validate_webhook_url])
+    # Null = every team of the app (and teamless calls); else only calls of this team.
+    team = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 - null = all
+    # Empty = every event type; else only these (new types are not added automatically).
+    event_types = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(team=""), name="%(app_label)s_%(class)s_team_null_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.team or 'all teams'})"
+
+
+class WebhookDelivery(models.Model):
+    """One event POSTed to one endpoint: at least once, retried with backoff, then dead.
+
+    `webhook_id` is sent as X-Webhook-Id on every attempt, so receivers can deduplicate.
+    Retries are due at `next_attempt_at` (calls.webhooks.sweep), never only in the broker.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        DELIVERED = "delivered"
+        RETRYING = "retrying"
+        DEAD = "dead"
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.ForeignKey(
+        CallEvent, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    webhook_id = models.CharField(max_length=36, unique=True, editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Our own words and exception names only: never payloads or response bodies.
+    last_error = models.CharField(max_length=200, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event"], name="%(app_label)s_%(class)s_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "sending", "delivered", "retrying", "dead"]),
+                name="%(app_label)s_%(class)s_state_valid",
+            ),
+        ]
+        indexes = [
+            # The webhook sweep: retries that are due, and rows stuck in pending / sending.
+            models.Index(
+                fields=["state", "next_attempt_at"],
+                condition=Q(state__in=["pending", "sending", "retrying"]),
+                name="calls_webhook_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"webhook {self.webhook_id} (event {self.event_id} → endpoint {self.endpoint_id})"

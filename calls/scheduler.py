@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import relay, services, wire
+from . import relay, services, webhooks, wire
 from .capabilities import SERVER
 from .due import NOTIFY_CHANNEL, wake_up
 from .errors import CallsError
@@ -178,6 +178,7 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                     pass
                 relay.sweep()
                 push_delivery.sweep()
+                webhooks.sweep()
                 wait = seconds_until_next()
             except Exception:
                 logger.exception("scheduler pass failed")

@@ -48,3 +48,12 @@ def sweep_push_deliveries() -> int:
     from .push.delivery import sweep
 
     return sweep()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=40, soft_time_limit=30)
+def deliver_webhook(delivery_id: int) -> str | None:
+    """POST one webhook (calls.webhooks): quiet when it is gone, done or being sent. Retries
+    are due in the database (`next_attempt_at`) and enqueued by the sweep, not by countdowns."""
+    from .webhooks import deliver
+
+    return deliver(delivery_id)

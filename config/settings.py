@@ -198,6 +198,7 @@ CALLS_WS_ALLOWED_ORIGINS = env.list("CALLS_WS_ALLOWED_ORIGINS", default=[])
 CALLS_EVENT_CONSUMERS: list[str] = [
     "calls.realtime.publish",  # WebSocket groups: clients subscribed to the call or team
     "calls.push.dispatch.on_event",  # pushes: ring / notify / missed → devices (may send inline)
+    "calls.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
 ]
 
 # The scheduler sleeps until the next due action, never longer than this (seconds); a new
@@ -242,3 +243,12 @@ PUSH_RETRY_BASE_SECONDS = env.float("PUSH_RETRY_BASE_SECONDS", default=5.0)
 # httpx logs every request URL at INFO, and APNs URLs carry device tokens.
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 # ---- end of push providers -----------------------------------------------------------------
+
+# ---- Webhooks (calls.webhooks) -------------------------------------------------------------
+# Attempts per delivery (408/429/5xx, timeouts, network errors) before it is dead, and the
+# timeout of each attempt (Stream's is 6 s).
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=6.0)
+# Endpoint URLs must be https, except in development (DEBUG) or with this set (local receivers).
+WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
+# ---- end of webhooks -----------------------------------------------------------------------

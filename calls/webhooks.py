@@ -1,0 +1,243 @@
+"""Webhooks: every relayed event is POSTed, signed Stream-style, to each matching endpoint.
+
+Wire (reference §7.2): the body is the event's wire JSON, serialized once; headers
+`X-Webhook-Id` (the delivery's id, the same on every attempt, for dedupe), `X-Webhook-Attempt`
+(1, 2, ...), `X-Api-Key` and `X-Signature` (lowercase hex HMAC-SHA256 of the exact body bytes,
+keyed with the API secret).
+
+At least once. `on_event` (a relay consumer) writes one row per (endpoint, event), so a second
+relay adds nothing. `deliver` claims a row with a conditional UPDATE (pending|retrying →
+sending, attempts + 1) before it sends, so two runs never send at the same time. 2xx →
+delivered; 408, 429, 5xx, timeouts and network errors → retrying at `next_attempt_at` (backoff)
+until WEBHOOK_MAX_ATTEMPTS, then dead; any other answer → dead at once. Retries are picked up
+by `sweep()` (the scheduler loop) from the database, never scheduled only in the broker; the
+sweep also resends rows whose worker died mid-send (a duplicate is allowed, a loss is not).
+
+Logs carry ids, event types, states and status codes: never payloads, bodies or URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import CallEvent, WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger("calls.webhooks")
+
+State = WebhookDelivery.State
+RETRY_STATUSES = frozenset({408, 429})
+MAX_BACKOFF_SECONDS = 3600
+# A row `sending` for longer than the task's hard time limit lost its worker.
+INTERRUPTED_AFTER = timedelta(minutes=1)
+# A pending row older than this lost its enqueue (a crash after commit, a broker outage).
+PENDING_GRACE = timedelta(seconds=30)
+# The sweep pushes a row it enqueues this far ahead, so a busy queue is not flooded with
+# duplicates; if the message is lost, the row is due again after it.
+REENQUEUE_AFTER = timedelta(minutes=2)
+SWEEP_BATCH = 500
+
+
+def on_event(event: CallEvent) -> None:
+    """Relay consumer: one delivery per matching endpoint, enqueued after commit."""
+    endpoints = matching_endpoints(event)
+    if not endpoints:
+        return
+    now = timezone.now()
+    WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                endpoint=endpoint, event=event, webhook_id=str(uuid.uuid4()), next_attempt_at=now
+            )
+            for endpoint in endpoints
+        ],
+        ignore_conflicts=True,
+    )
+    # Every row of this event still pending: the new ones, and any whose enqueue was lost.
+    ids = list(
+        WebhookDelivery.objects.filter(event=event, state=State.PENDING).values_list(
+            "pk", flat=True
+        )
+    )
+    transaction.on_commit(lambda: _enqueue(ids))
+
+
+def matching_endpoints(event: CallEvent) -> list[WebhookEndpoint]:
+    """Active endpoints for all teams, or for the team of the event's call; then by type."""
+    team = event.call.team if event.call is not None else None
+    scope = Q(team__isnull=True)
+    if team:
+        scope |= Q(team=team)
+    endpoints = WebhookEndpoint.objects.filter(scope, active=True).order_by("pk")
+    return [e for e in endpoints if not e.event_types or event.type in e.event_types]
+
+
+def _enqueue(ids: Iterable[int]) -> None:
+    from .tasks import deliver_webhook
+
+    for pk in ids:
+        deliver_webhook.delay(pk)
+
+
+def body_of(event: CallEvent) -> bytes:
+    """The exact bytes POSTed and signed."""
+    return json.dumps(event.payload, separators=(",", ":")).encode()
+
+
+def sign(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Result:
+    state: str
+    status: int | None = None
+    error: str = ""
+    retry_after: float | None = None
+
+
+def deliver(delivery_id: int) -> str | None:
+    """Claim, POST and record one delivery. Returns the new state, or None when the row was
+    not ours to send (gone, finished, or being sent by another run)."""
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, state__in=[State.PENDING, State.RETRYING]
+    ).update(state=State.SENDING, attempts=F("attempts") + 1, updated_at=now)
+    if claimed != 1:
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
+    if not delivery.endpoint.active:
+        return _record(delivery, Result(State.DEAD, error="endpoint inactive"))
+    try:
+        result = _post(delivery)
+    except Exception as exc:  # our bug, not the receiver's: keep the row retrying
+        logger.exception("webhook delivery %s: internal error", delivery_id)
+        result = Result(State.RETRYING, error=f"internal error: {type(exc).__name__}")
+    return _record(delivery, result)
+
+
+def _post(delivery: WebhookDelivery) -> Result:
+    body = body_of(delivery.event)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Webhook-Id": delivery.webhook_id,
+        "X-Webhook-Attempt": str(delivery.attempts),
+        "X-Api-Key": settings.CALLS_API_KEY,
+        "X-Signature": sign(body, settings.CALLS_API_SECRET),
+    }
+    try:
+        response = httpx.post(
+            delivery.endpoint.url,
+            content=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+    except httpx.TimeoutException:
+        return Result(State.RETRYING, error="timeout")
+    except httpx.HTTPError as exc:
+        return Result(State.RETRYING, error=f"network error: {type(exc).__name__}")
+    status = response.status_code
+    if 200 <= status < 300:
+        return Result(State.DELIVERED, status=status)
+    if status in RETRY_STATUSES or status >= 500:
+        return Result(
+            State.RETRYING,
+            status=status,
+            error=f"HTTP {status}",
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+    return Result(State.DEAD, status=status, error=f"HTTP {status}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    """2, 4, 8... seconds after attempts 1, 2, 3..., capped; the receiver's Retry-After wins
+    when it asks for longer."""
+    delay = min(2.0**attempts, MAX_BACKOFF_SECONDS)
+    if retry_after is not None:
+        delay = min(max(delay, retry_after), MAX_BACKOFF_SECONDS)
+    return delay
+
+
+def _record(delivery: WebhookDelivery, result: Result) -> str:
+    now = timezone.now()
+    state = result.state
+    if state == State.RETRYING and delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+        state = State.DEAD
+    next_attempt_at = (
+        now + timedelta(seconds=backoff(delivery.attempts, result.retry_after))
+        if state == State.RETRYING
+        else None
+    )
+    WebhookDelivery.objects.filter(pk=delivery.pk, state=State.SENDING).update(
+        state=state,
+        last_status=result.status,
+        last_error=result.error[:200],
+        next_attempt_at=next_attempt_at,
+        delivered_at=now if state == State.DELIVERED else None,
+        updated_at=now,
+    )
+    log = logger.warning if state == State.DEAD else logger.info
+    log(
+        "webhook delivery %s (%s, endpoint %s) attempt %d: %s%s",
+        delivery.pk,
+        delivery.event.type,
+        delivery.endpoint_id,
+        delivery.attempts,
+        state,
+        f" ({result.error})" if result.error else "",
+    )
+    return state
+
+
+def sweep(*, now: datetime | None = None) -> int:
+    """Meant for the scheduler loop (beside relay.sweep and the push sweep):
+
+    - `sending` for over a minute (the worker died): retried, or dead after the last attempt;
+    - `retrying` whose `next_attempt_at` has come, and `pending` whose enqueue was lost:
+      enqueued (and pushed ahead, so a lost message is noticed again, not flooded).
+    """
+    now = now or timezone.now()
+    max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
+    stuck = WebhookDelivery.objects.filter(
+        state=State.SENDING, updated_at__lt=now - INTERRUPTED_AFTER
+    )
+    dead = stuck.filter(attempts__gte=max_attempts).update(
+        state=State.DEAD, last_error="interrupted on the last attempt", updated_at=now
+    )
+    interrupted = stuck.update(
+        state=State.RETRYING, last_error="interrupted", next_attempt_at=now, updated_at=now
+    )
+    due = WebhookDelivery.objects.filter(
+        Q(state=State.RETRYING, next_attempt_at__lte=now)
+        | Q(state=State.PENDING, next_attempt_at__lte=now - PENDING_GRACE)
+    )
+    ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:SWEEP_BATCH])
+    if ids:
+        WebhookDelivery.objects.filter(
+            pk__in=ids, state__in=[State.PENDING, State.RETRYING]
+        ).update(next_attempt_at=now + REENQUEUE_AFTER)
+        _enqueue(ids)
+    if dead or interrupted:
+        logger.warning("webhook sweep: %d interrupted, %d dead", interrupted, dead)
+    return dead + interrupted + len(ids)
