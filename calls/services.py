@@ -75,6 +75,13 @@ def _require(actor: Actor, call: Call, member: CallMember | None, capability: st
         )
 
 
+def _locked_call(actor: Actor, type_name: str, call_id: str, capability: str) -> Call:
+    """The call, locked until the transaction ends, once the actor may do `capability`."""
+    call = selectors.call_get(actor=actor, type_name=type_name, call_id=call_id, for_update=True)
+    _require(actor, call, selectors.member_of(actor=actor, call=call), capability)
+    return call
+
+
 def _capabilities_by_role(call: Call) -> dict[str, list[str]]:
     return {role: list(caps) for role, caps in call.type.grants.items()}
 
@@ -419,10 +426,7 @@ def _answer(*, actor: Actor, type_name: str, call_id: str, outcome: str, reason:
     if actor.is_server or actor.user is None:
         raise InputError("accepting or rejecting a call is done with the callee's user token")
     with transaction.atomic():
-        call = selectors.call_get(
-            actor=actor, type_name=type_name, call_id=call_id, for_update=True
-        )
-        _require(actor, call, selectors.member_of(actor=actor, call=call), "read-call")
+        call = _locked_call(actor, type_name, call_id, "read-call")
         ring = CallRing.objects.filter(call=call, user=actor.user, outcome="").first()
         if ring is None:
             raise InputError(f"user {actor.user.id} is not being rung for {call.cid}")
@@ -1013,10 +1017,7 @@ def call_send_event(
 def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
     """Leave backstage: ordinary members may now join. Clears `ended_at` (§6.2)."""
     with transaction.atomic():
-        call = selectors.call_get(
-            actor=actor, type_name=type_name, call_id=call_id, for_update=True
-        )
-        _require(actor, call, selectors.member_of(actor=actor, call=call), "update-call")
+        call = _locked_call(actor, type_name, call_id, "update-call")
         now = timezone.now()
         call.backstage = False
         call.live_started_at = now
@@ -1029,10 +1030,7 @@ def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
 
 def call_stop_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
     with transaction.atomic():
-        call = selectors.call_get(
-            actor=actor, type_name=type_name, call_id=call_id, for_update=True
-        )
-        _require(actor, call, selectors.member_of(actor=actor, call=call), "update-call")
+        call = _locked_call(actor, type_name, call_id, "update-call")
         call.backstage = True
         call.live_ended_at = timezone.now()
         call.save()
@@ -1049,10 +1047,7 @@ def call_stop_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
 def call_end(*, actor: Actor, type_name: str, call_id: str, reason: str = "") -> Call:
     """End for everyone. Ending an ended call changes nothing and emits nothing."""
     with transaction.atomic():
-        call = selectors.call_get(
-            actor=actor, type_name=type_name, call_id=call_id, for_update=True
-        )
-        _require(actor, call, selectors.member_of(actor=actor, call=call), "end-call")
+        call = _locked_call(actor, type_name, call_id, "end-call")
         if call.ended_at is not None:
             return call
         now = timezone.now()
@@ -1082,10 +1077,7 @@ def call_delete(
     if hard and not actor.is_server:
         raise NotAllowed("hard delete is only allowed with server-side auth")
     with transaction.atomic():
-        call = selectors.call_get(
-            actor=actor, type_name=type_name, call_id=call_id, for_update=True
-        )
-        _require(actor, call, selectors.member_of(actor=actor, call=call), "end-call")
+        call = _locked_call(actor, type_name, call_id, "end-call")
         call.deleted_at = timezone.now()
         if call.ended_at is None:
             call.ended_at = call.deleted_at
