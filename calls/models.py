@@ -308,7 +308,22 @@ class DueAction(models.Model):
         return f"{self.kind} {self.key} of call {self.call_id} at {self.due_at:%Y-%m-%d %H:%M:%S}"
 
 
-class PushDelivery(models.Model):
+class DeliveryAttempts(models.Model):
+    """What pushes and webhooks record of their attempts to reach the outside."""
+
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Reason codes, exception names and our own words only: never payloads, tokens, response
+    # bodies or names.
+    last_error = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class PushDelivery(DeliveryAttempts):
     """One push of one event to one device for one purpose (calls.push).
 
     The unique (event, device, purpose) row makes dispatch idempotent; the delivery task claims
@@ -332,14 +347,8 @@ class PushDelivery(models.Model):
     device = models.ForeignKey(PushDevice, on_delete=models.CASCADE, related_name="deliveries")
     purpose = models.CharField(max_length=16, choices=Purpose.choices)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    # Provider reason codes and our own words only: never payloads, tokens or names.
-    last_error = models.CharField(max_length=200, blank=True, default="")
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["pk"]
@@ -439,7 +448,7 @@ class WebhookEndpoint(models.Model):
         return f"{self.url} ({self.team or 'all teams'})"
 
 
-class WebhookDelivery(models.Model):
+class WebhookDelivery(DeliveryAttempts):
     """One event POSTed to one endpoint: at least once, retried with backoff, then dead.
 
     `webhook_id` is sent as X-Webhook-Id on every attempt, so receivers can deduplicate.
@@ -461,14 +470,8 @@ class WebhookDelivery(models.Model):
     )
     webhook_id = models.CharField(max_length=36, unique=True, editable=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    # Our own words and exception names only: never payloads or response bodies.
-    last_error = models.CharField(max_length=200, blank=True, default="")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["pk"]
