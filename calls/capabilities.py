@@ -202,6 +202,10 @@ def can_create(actor: Actor, grants: dict[str, list[str]]) -> bool:
     return "create-call" in grants.get(actor.user.role, ())
 
 
+# `call_end`'s reason when the max-duration timer ended the call.
+TIMER_END_REASON = "max_duration"
+
+
 def join_opens_at(call: Call, join_ahead_seconds: int) -> datetime | None:
     """When ordinary users may enter a backstage call early (None: only at go-live)."""
     if call.starts_at is None or join_ahead_seconds <= 0:
@@ -213,7 +217,8 @@ def join_denial(
     *, caps: list[str], call: Call, join_ahead_seconds: int, now: datetime
 ) -> str | None:
     """Why the actor may not join now, or None when they may. The one join rule."""
-    if call.is_ended and "join-ended-call" not in caps:
+    if call.is_ended and ("join-ended-call" not in caps or call.end_reason == TIMER_END_REASON):
+        # A call ended by its max-duration timer stays ended, whatever the grants say.
         return "the call has ended"
     if "join-call" not in caps:
         return "you are not allowed to join this call"
@@ -234,7 +239,8 @@ def join_state(
     for go-live), `too_early`, or `not_allowed`. Agrees with `join_denial`."""
     opens = join_opens_at(call, join_ahead_seconds)
     if call.is_ended:
-        return ("ended" if "join-ended-call" not in caps else "live"), opens
+        rejoin = "join-ended-call" in caps and call.end_reason != TIMER_END_REASON
+        return ("live" if rejoin else "ended"), opens
     if "join-call" not in caps:
         return "not_allowed", opens
     if not call.backstage:

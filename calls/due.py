@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import wire
 from .models import DueAction
 
 if TYPE_CHECKING:
@@ -21,8 +22,19 @@ NOTIFY_CHANNEL = "calls_due_actions"
 wake_up = threading.Event()
 
 
-# The kinds derived from the call's schedule; ring timeouts are set when a ring starts.
-SCHEDULED = (DueAction.Kind.GO_LIVE, DueAction.Kind.RING, DueAction.Kind.REMINDER)
+# The kinds derived from the call's schedule and its running session; ring and participant
+# timeouts are set when a ring starts or a connection drops.
+SCHEDULED = (
+    DueAction.Kind.GO_LIVE,
+    DueAction.Kind.RING,
+    DueAction.Kind.REMINDER,
+    DueAction.Kind.TIMER_WARNING,
+    DueAction.Kind.TIMER_END,
+    DueAction.Kind.NO_SHOW,
+)
+# The warning before a max-duration timer ends the call: 5 minutes, or half the time for
+# short limits.
+TIMER_WARNING_SECONDS = 300
 
 
 def ring_timeout_set(call: Call, *, due_at: datetime) -> None:
@@ -36,11 +48,52 @@ def ring_timeout_clear(call: Call) -> None:
     DueAction.objects.filter(call=call, kind=DueAction.Kind.RING_TIMEOUT, state="pending").delete()
 
 
+def participant_timeout_set(call: Call, user_session_id: str, *, due_at: datetime) -> None:
+    """A participant's connection dropped: they leave at `due_at` unless they come back."""
+    participant_timeout_clear(call, user_session_id)
+    DueAction.objects.create(
+        call=call, kind=DueAction.Kind.PARTICIPANT_TIMEOUT, key=user_session_id, due_at=due_at
+    )
+    signal_scheduler()
+
+
+def participant_timeout_clear(call: Call, user_session_id: str) -> None:
+    DueAction.objects.filter(
+        call=call, kind=DueAction.Kind.PARTICIPANT_TIMEOUT, key=user_session_id, state="pending"
+    ).delete()
+
+
+def _timer(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
+    """The running session's max-duration timer (`limits.max_duration_seconds`, 0 = none),
+    counted from the session's start. Raising the limit moves it (`session.timer_ends_at`
+    follows, here)."""
+    session = call.session if call.session_id else None
+    if session is None or session.ended_at is not None:
+        return {}
+    limit = int(wire.call_settings(call)["limits"].get("max_duration_seconds") or 0)
+    ends_at = session.started_at + timedelta(seconds=limit) if limit > 0 else None
+    if session.timer_ends_at != ends_at:
+        session.timer_ends_at = ends_at
+        session.save(update_fields=["timer_ends_at"])
+    if ends_at is None:
+        return {}
+    wanted = {(DueAction.Kind.TIMER_END, ""): ends_at}
+    warning = ends_at - timedelta(seconds=min(TIMER_WARNING_SECONDS, limit // 2))
+    if warning > now:
+        wanted[(DueAction.Kind.TIMER_WARNING, "")] = warning
+    return wanted
+
+
 def _wanted(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
     """The pending actions this call should have now: {(kind, key): due_at}."""
-    if call.starts_at is None or call.ended_at is not None or call.deleted_at is not None:
+    if call.ended_at is not None or call.deleted_at is not None:
         return {}
-    wanted: dict[tuple[str, str], datetime] = {}
+    wanted = _timer(call, now)
+    if call.starts_at is None:
+        return wanted
+    if call.no_show_after_seconds is not None:
+        no_show_at = call.starts_at + timedelta(seconds=call.no_show_after_seconds)
+        wanted[(DueAction.Kind.NO_SHOW, "")] = no_show_at
     if call.go_live_at_start and call.backstage:
         wanted[(DueAction.Kind.GO_LIVE, "")] = call.starts_at
     if call.ring_at_start:

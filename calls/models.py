@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
+
+from . import netguard
 
 # Stream's id rule (§1.8): also keeps '%2F' and friends out of our routes.
 ID_REGEX = r"^[A-Za-z0-9_-]{1,64}$"
@@ -88,11 +88,19 @@ class Call(models.Model):
     live_ended_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     current_session_id = models.CharField(max_length=64, blank=True, default="")
+    # The current session, or the last one (Stream returns the last session after it ended).
+    session = models.ForeignKey(
+        "CallSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Why the call ended (`call_end`'s reason): a call ended by its timer refuses rejoin.
+    end_reason = models.CharField(max_length=64, blank=True, default="")
     blocked_user_ids = models.JSONField(default=list, blank=True)
     # Our extensions to Stream's call: what the scheduler does at and before `starts_at`.
     go_live_at_start = models.BooleanField(default=False)
     ring_at_start = models.BooleanField(default=False)
     reminder_offsets = models.JSONField(default=list, blank=True)  # seconds before the start
+    # Seconds after the start at which members who never joined are reported (`call.no_show`).
+    no_show_after_seconds = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -249,6 +257,96 @@ class PushDevice(models.Model):
         return f"{self.kind} device of {self.user_id}"
 
 
+class CallSession(models.Model):
+    """One session of a call: from the first join to the last leave (Stream's session).
+    Kept after it ends, with its participants, so "did the patient join, for how long" stays
+    answerable."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="sessions")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    live_started_at = models.DateTimeField(null=True, blank=True)
+    live_ended_at = models.DateTimeField(null=True, blank=True)
+    timer_ends_at = models.DateTimeField(null=True, blank=True)
+    # Ring answers while this session ran (or since the previous one): {user_id: ns}.
+    accepted_by = models.JSONField(default=dict, blank=True)
+    rejected_by = models.JSONField(default=dict, blank=True)
+    missed_by = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["call"],
+                condition=Q(ended_at__isnull=True),
+                name="%(app_label)s_%(class)s_one_open_per_call",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+                name="%(app_label)s_%(class)s_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.id} of call {self.call_id}"
+
+
+class CallParticipant(models.Model):
+    """One person's presence in a call, from one browser tab: waiting in the lobby, joined
+    (in a session), then left. `user_session_id` names the connection (Stream's field)."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting"
+        JOINED = "joined"
+        LEFT = "left"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
+    session = models.ForeignKey(
+        CallSession, null=True, blank=True, on_delete=models.CASCADE, related_name="participants"
+    )
+    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="+")
+    user_session_id = models.CharField(max_length=64, unique=True)
+    role = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
+    # The channel-layer name of the connection, for relaying signaling to it.
+    channel_name = models.CharField(max_length=200, blank=True, default="")
+    audio = models.BooleanField(default=True)
+    video = models.BooleanField(default=True)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    joined_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+    left_reason = models.CharField(max_length=64, blank=True, default="")
+    # Set when the connection drops; cleared when the same user session comes back.
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["joined_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["waiting", "joined", "left"]),
+                name="%(app_label)s_%(class)s_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="joined")
+                | (Q(session__isnull=False) & Q(joined_at__isnull=False)),
+                name="%(app_label)s_%(class)s_joined_in_session",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="left") | Q(left_at__isnull=False),
+                name="%(app_label)s_%(class)s_left_has_time",
+            ),
+        ]
+        indexes = [
+            # Who is in the call now (join, leave, lobby lists).
+            models.Index(fields=["call", "state"], name="calls_participant_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ({self.state}) in call {self.call_id}"
+
+
 class DueAction(models.Model):
     """Work due at a time: the scheduler's source of truth (never the broker).
 
@@ -261,6 +359,13 @@ class DueAction(models.Model):
         RING = "ring"
         REMINDER = "reminder"
         RING_TIMEOUT = "ring_timeout"
+        # The running session's max-duration timer: a warning before, the end at expiry.
+        TIMER_WARNING = "timer_warning"
+        TIMER_END = "timer_end"
+        # A participant whose connection dropped and did not come back (key: user session).
+        PARTICIPANT_TIMEOUT = "participant_timeout"
+        # Report the members who never joined, some minutes after the start.
+        NO_SHOW = "no_show"
 
     class State(models.TextChoices):
         PENDING = "pending"
@@ -269,8 +374,9 @@ class DueAction(models.Model):
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="due_actions")
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    # Tells apart actions of one kind on one call (a reminder's offset in seconds).
-    key = models.CharField(max_length=32, blank=True, default="")
+    # Tells apart actions of one kind on one call (a reminder's offset in seconds, a user
+    # session id).
+    key = models.CharField(max_length=64, blank=True, default="")
     due_at = models.DateTimeField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -291,7 +397,18 @@ class DueAction(models.Model):
                 name="%(app_label)s_%(class)s_state_valid",
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["go_live", "ring", "reminder", "ring_timeout"]),
+                condition=Q(
+                    kind__in=[
+                        "go_live",
+                        "ring",
+                        "reminder",
+                        "ring_timeout",
+                        "timer_warning",
+                        "timer_end",
+                        "participant_timeout",
+                        "no_show",
+                    ]
+                ),
                 name="%(app_label)s_%(class)s_kind_valid",
             ),
         ]
@@ -327,8 +444,9 @@ class PushDelivery(DeliveryAttempts):
     """One push of one event to one device for one purpose (calls.push).
 
     The unique (event, device, purpose) row makes dispatch idempotent; the delivery task claims
-    the row with a conditional update before it sends, so a device gets at most one push per
-    event and purpose (calls.push.delivery explains the trade-off).
+    the row with a conditional update before it sends, so one run at a time sends it; a run
+    that died mid-send is followed by a resend with the same collapse ids, so the device shows
+    one notification per event and purpose (calls.push.delivery explains the semantics).
     """
 
     class Purpose(models.TextChoices):
@@ -338,7 +456,7 @@ class PushDelivery(DeliveryAttempts):
 
     class State(models.TextChoices):
         QUEUED = "queued"
-        SENDING = "sending"  # claimed by one task run; never claimed again
+        SENDING = "sending"  # claimed by one task run; taken back by the sweep if it died
         RETRYING = "retrying"
         SENT = "sent"
         FAILED = "failed"
@@ -417,11 +535,15 @@ class CallRing(models.Model):
 
 
 def validate_webhook_url(value: str) -> None:
-    """https always; http only in development (DEBUG) or when WEBHOOKS_ALLOW_HTTP is set."""
-    allow_http = settings.DEBUG or getattr(settings, "WEBHOOKS_ALLOW_HTTP", False)
-    URLValidator(schemes=["http", "https"] if allow_http else ["https"])(value)
-    if not allow_http and not value.lower().startswith("https://"):
-        raise ValidationError("Webhook URLs must use https.", code="invalid")
+    """https always; http only in development (DEBUG) or when WEBHOOKS_ALLOW_HTTP is set; and
+    the host must resolve to public addresses only (calls.netguard, the SSRF guard)."""
+    # The URL's syntax is URLField's own validator; the scheme and the addresses are checked here.
+    try:
+        netguard.check_url(value, **netguard.webhook_rules())
+    except netguard.Refused as exc:
+        raise ValidationError(str(exc), code=exc.code) from exc
+    except netguard.ResolveError as exc:
+        raise ValidationError(f"Refused: {exc}.", code="unresolvable") from exc
 
 
 class WebhookEndpoint(models.Model):

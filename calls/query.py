@@ -134,7 +134,8 @@ def calls_query(
     filters = filter_conditions or {}
     q = _parse_filter(filters, _CALL_FIELDS, path="filter_conditions")
     keys = _parse_sort(sort, _CALL_SORTS, max_items=2, default=[("created_at", True)], name="calls")
-    qs = selectors.calls_base().filter(q)
+    # Participants of the calls' sessions: one more query, only when a listed call has one.
+    qs = selectors.calls_base().filter(q).prefetch_related(selectors.session_participants())
     if not actor.is_server:
         qs = qs.filter(_tenant_q(actor)).filter(_read_call_q(actor))
     fingerprint = _fingerprint("calls", filters, keys)

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import relay, services, webhooks, wire
-from .capabilities import SERVER
+from .capabilities import SERVER, TIMER_END_REASON
 from .due import NOTIFY_CHANNEL, wake_up
 from .errors import CallsError
 from .events import event_emit
@@ -41,13 +41,25 @@ class Stale(Exception):
     """The action's moment has passed; it is skipped, not retried."""
 
 
+_NEVER_STALE = (
+    DueAction.Kind.RING_TIMEOUT,
+    DueAction.Kind.TIMER_END,
+    DueAction.Kind.PARTICIPANT_TIMEOUT,
+    DueAction.Kind.NO_SHOW,
+)
+
+
 def _check_fresh(action: DueAction, now: datetime) -> None:
     late = (now - action.due_at).total_seconds()
     call = action.call
-    if action.kind == DueAction.Kind.RING_TIMEOUT:
-        return  # a late timeout still settles who missed the call
+    if action.kind in _NEVER_STALE:
+        return  # late, these still settle the call (who missed it, who left, its end)
     if action.kind == DueAction.Kind.RING:
         limit = RING_STALE_SECONDS
+    elif action.kind == DueAction.Kind.TIMER_WARNING:  # pointless once the timer is up
+        session = call.session
+        ends_at = session.timer_ends_at if session and session.timer_ends_at else action.due_at
+        limit = (ends_at - action.due_at).total_seconds()
     elif action.kind == DueAction.Kind.GO_LIVE:
         limit = wire.call_settings(call)["limits"].get("max_duration_seconds") or (
             GO_LIVE_STALE_SECONDS
@@ -70,6 +82,14 @@ def _apply(action: DueAction, now: datetime) -> None:
         services.call_ring(**kwargs)
     elif action.kind == DueAction.Kind.RING_TIMEOUT:
         services.call_ring_timeout(call=call)
+    elif action.kind == DueAction.Kind.TIMER_WARNING:
+        services.call_timer_warning(call=call)
+    elif action.kind == DueAction.Kind.TIMER_END:
+        services.call_end(**kwargs, reason=TIMER_END_REASON)
+    elif action.kind == DueAction.Kind.PARTICIPANT_TIMEOUT:
+        services.participant_timeout(user_session_id=action.key)
+    elif action.kind == DueAction.Kind.NO_SHOW:
+        services.call_no_show_check(call=call)
     elif action.kind == DueAction.Kind.REMINDER:
         event_emit(
             type="call.reminder",
@@ -85,7 +105,7 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     with transaction.atomic():
         claimed = list(
             DueAction.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("call", "call__type", "call__created_by")
+            .select_related("call", "call__type", "call__created_by", "call__session")
             .filter(state=DueAction.State.PENDING, due_at__lte=now)
             .order_by("due_at", "pk")[:limit]
         )
@@ -177,6 +197,7 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                 while run_due():
                     pass
                 relay.sweep()
+                services.participants_sweep()
                 push_delivery.sweep()
                 webhooks.sweep()
                 wait = seconds_until_next()

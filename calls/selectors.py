@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from .capabilities import Actor, capabilities_for, team_allows
 from .errors import InputError, NotAllowed, NotFound
-from .models import Call, CallEvent, CallMember, CallType, CallUser
+from .models import Call, CallEvent, CallMember, CallParticipant, CallType, CallUser
 
 
 def calls_base() -> QuerySet[Call]:
     """Live (not deleted) calls with what their wire representation reads, in one query."""
-    return Call.objects.filter(deleted_at__isnull=True).select_related("type", "created_by")
+    return Call.objects.filter(deleted_at__isnull=True).select_related(
+        "type", "created_by", "session"
+    )
+
+
+def session_participants() -> Prefetch:
+    """Prefetch for lists of calls: their sessions' participants, with their users."""
+    return Prefetch(
+        "session__participants", queryset=CallParticipant.objects.select_related("user")
+    )
+
+
+def call_participants(*, call: Call, states: tuple[str, ...]) -> list[CallParticipant]:
+    """Participants of the call in these states (waiting, joined, left), oldest first."""
+    return list(
+        CallParticipant.objects.filter(call=call, state__in=states)
+        .select_related("user")
+        .order_by("pk")
+    )
+
+
+def call_attendance(*, call: Call) -> list[CallParticipant]:
+    """Everyone who waited or joined, in every session of the call, oldest first."""
+    return list(CallParticipant.objects.filter(call=call).select_related("user").order_by("pk"))
 
 
 def members_base() -> QuerySet[CallMember]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .call_settings import overlay
 
 if TYPE_CHECKING:
-    from .models import Call, CallMember, CallType, CallUser
+    from .models import Call, CallMember, CallParticipant, CallSession, CallType, CallUser
 
 
 def to_ns(dt: datetime | None) -> int | None:
@@ -99,7 +99,7 @@ def call_response(call: Call) -> dict[str, Any]:
         "join_ahead_time_seconds": settings["backstage"].get("join_ahead_time_seconds", 0),
         "team": call.team,
         "current_session_id": call.current_session_id,
-        "session": None,
+        "session": session_response(call.session) if call.session_id else None,
         "blocked_user_ids": list(call.blocked_user_ids or []),
         "recording": False,
         "transcribing": False,
@@ -112,6 +112,50 @@ def call_response(call: Call) -> dict[str, Any]:
         "ring_at_start": call.ring_at_start,
         "reminder_offsets": list(call.reminder_offsets or []),
     }
+
+
+def participant_response(participant: CallParticipant) -> dict[str, Any]:
+    """Stream's CallParticipantResponse."""
+    return {
+        "user": user_response(participant.user),
+        "user_session_id": participant.user_session_id,
+        "role": participant.role,
+        "joined_at": to_ns(participant.joined_at),
+    }
+
+
+def session_participants(session: CallSession) -> list[CallParticipant]:
+    """Everyone who joined this session (prefetched by list selectors, else one query)."""
+    cached = getattr(session, "_prefetched_objects_cache", {}).get("participants")
+    rows = cached if cached is not None else session.participants.select_related("user")
+    return [p for p in rows if p.joined_at is not None]
+
+
+def session_response(session: CallSession) -> dict[str, Any]:
+    """Stream's CallSessionResponse. A running session lists who is in it now; an ended one
+    keeps everyone who took part (Stream drops them; clinics want to know who attended)."""
+    everyone = session_participants(session)
+    running = session.ended_at is None
+    present = [p for p in everyone if p.state == "joined"] if running else everyone
+    by_role: dict[str, int] = {}
+    if running:
+        for p in present:
+            by_role[p.role] = by_role.get(p.role, 0) + 1
+    data: dict[str, Any] = {
+        "id": session.id,
+        "participants": [participant_response(p) for p in present],
+        "participants_count_by_role": by_role,
+        "anonymous_participant_count": 0,
+        "accepted_by": session.accepted_by,
+        "rejected_by": session.rejected_by,
+        "missed_by": session.missed_by,
+        "started_at": to_ns(session.started_at),
+        "ended_at": to_ns(session.ended_at),
+        "live_started_at": to_ns(session.live_started_at),
+        "live_ended_at": to_ns(session.live_ended_at),
+        "timer_ends_at": to_ns(session.timer_ends_at),
+    }
+    return data
 
 
 def call_type_response(call_type: CallType) -> dict[str, Any]:
