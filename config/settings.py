@@ -194,6 +194,16 @@ CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
 # Browser origins (besides the page's own host) allowed to open the events WebSocket.
 CALLS_WS_ALLOWED_ORIGINS = env.list("CALLS_WS_ALLOWED_ORIGINS", default=[])
 
+# In-browser media (calls.media, docs/media.md). The mesh needs no server of its own; STUN /
+# TURN servers help browsers behind NAT (none: host candidates only, which work on a LAN).
+CALLS_MEDIA_BACKEND = env.str("CALLS_MEDIA_BACKEND", default="calls.media.MeshMedia")
+# A JSON list of RTCIceServer, e.g. [{"urls": "stun:stun.example.org:3478"}].
+CALLS_ICE_SERVERS: list[dict] = env.json("CALLS_ICE_SERVERS", default=[])
+# TURN with coturn's shared secret (`use-auth-secret`): credentials minted per join.
+CALLS_TURN_URLS = env.list("CALLS_TURN_URLS", default=[])
+CALLS_TURN_SECRET = env.str("CALLS_TURN_SECRET", default="")
+CALLS_TURN_TTL_SECONDS = env.int("CALLS_TURN_TTL_SECONDS", default=6 * 3600)
+
 # Who receives every committed call event (calls.relay), in this order.
 CALLS_EVENT_CONSUMERS: list[str] = [
     "calls.realtime.publish",  # WebSocket groups: clients subscribed to the call or team

@@ -1,0 +1,308 @@
+"""The call socket (`/ws/v1/rtc`) end to end: a real uvicorn server, real WebSocket clients,
+the relay in-process after each commit (`eager_tasks`). Presence and signaling as in
+docs/media.md; the join rule enforced by the server.
+
+Personas (clinic-a): `dr-host` (host member of the appointment call), `patient-a` (member),
+`patient-b` (member of another appointment), and the server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers, get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from calls import services
+from calls.capabilities import SERVER
+from calls.models import Call, CallEvent, CallParticipant, DueAction
+from tests.factories import CallUserFactory
+
+from .realtime_server import RECV_TIMEOUT_S, running_server, token_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+CLINIC = "clinic-a"
+
+
+class RtcSocket:
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.conn.send(json.dumps(message))
+
+    def recv(self, timeout: float = RECV_TIMEOUT_S) -> dict[str, Any]:
+        return json.loads(self.conn.recv(timeout=timeout))
+
+    def expect(self, kind: str, timeout: float = RECV_TIMEOUT_S) -> dict[str, Any]:
+        """The next message of this type (messages of other types before it are skipped,
+        e.g. the lobby's presence updates)."""
+        while True:
+            message = self.recv(timeout)
+            if message["type"] == kind:
+                return message
+            assert message["type"] != "error", message
+
+    def closed_with(self) -> tuple[list[dict], int | None]:
+        received = []
+        try:
+            while True:
+                received.append(self.recv())
+        except ConnectionClosed as exc:
+            return received, exc.rcvd.code if exc.rcvd else None
+
+
+@pytest.fixture
+def base(eager_tasks):
+    channel_layers.backends.clear()
+    layer = get_channel_layer()
+    if hasattr(layer, "flush"):
+        async_to_sync(layer.flush)()
+    channel_layers.backends.clear()
+    with running_server() as base:
+        yield base
+    channel_layers.backends.clear()
+
+
+@contextmanager
+def rtc(base: str, **join: Any) -> Iterator[RtcSocket]:
+    with connect(f"ws://{base}/ws/v1/rtc", open_timeout=RECV_TIMEOUT_S) as conn:
+        sock = RtcSocket(conn)
+        if join:
+            sock.send({"type": "join", **join})
+        yield sock
+
+
+def join_as(user_id: str, cid: str, **extra: Any) -> dict[str, Any]:
+    return {"token": token_for(user_id, call_cids=[cid]), "call_cid": cid, **extra}
+
+
+def appointment_call(call_id: str, *, patient: str, starts_in: timedelta, **data: Any) -> str:
+    services.call_get_or_create(
+        actor=SERVER,
+        type_name="appointment",
+        call_id=call_id,
+        created_by_id="dr-host",
+        team=CLINIC,
+        starts_at=timezone.now() + starts_in,
+        members=[
+            services.MemberSpec(user_id="dr-host", role="host"),
+            services.MemberSpec(user_id=patient),
+        ],
+        **data,
+    )
+    return f"appointment:{call_id}"
+
+
+@pytest.fixture
+def people():
+    for user_id in ("dr-host", "patient-a", "patient-b"):
+        CallUserFactory(id=user_id, name=user_id.replace("-", " ").title(), teams=[CLINIC])
+
+
+@pytest.fixture
+def visit(people) -> str:
+    """Starts in 5 minutes; the lobby (join-ahead 600 s) is open; backstage."""
+    return appointment_call("visit-1", patient="patient-a", starts_in=timedelta(minutes=5))
+
+
+def eventually(read, timeout: float = RECV_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while not (value := read()):
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+    return value
+
+
+def event_types(cid: str) -> list[str]:
+    return list(CallEvent.objects.filter(call_cid=cid).order_by("pk").values_list("type", flat=True))
+
+
+def test_backstage_lobby_go_live_signaling_and_leave(base, visit):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        joined = host.expect("joined")
+        assert joined["participants"] == [] and joined["waiting"] == []
+        assert joined["call"]["backstage"] is True
+        assert joined["media"] == {"kind": "mesh", "ice_servers": []}
+        assert "end-call" in joined["own_capabilities"]
+        host_usid = joined["user_session_id"]
+        call = Call.objects.get(cid=visit)
+        assert call.current_session_id == joined["session_id"]
+
+        with rtc(base, **join_as("patient-a", visit)) as patient:
+            lobby = patient.expect("lobby")
+            assert lobby["host_present"] is True  # "the clinician is getting ready"
+            assert lobby["call"]["backstage"] is True
+            waiting = host.expect("lobby_updated")["waiting"]
+            assert [w["user"]["id"] for w in waiting] == ["patient-a"]
+            assert CallParticipant.objects.get(user_id="patient-a").state == "waiting"
+
+            host.send({"type": "go_live"})
+            admitted = patient.expect("joined")
+            assert [p["user_session_id"] for p in admitted["participants"]] == [host_usid]
+            assert admitted["participants"][0]["user"]["name"] == "Dr Host"
+            assert admitted["waiting"] == []  # patients do not see the lobby
+            patient_usid = admitted["user_session_id"]
+            assert host.expect("participant_joined")["participant"]["user_session_id"] == (
+                patient_usid
+            )
+
+            # Signaling goes to the named participant only, tagged with the sender.
+            offer = {"description": {"type": "offer", "sdp": "v=0 fake"}}
+            patient.send({"type": "signal", "to": host_usid, "data": offer})
+            assert host.expect("signal") == {"type": "signal", "from": patient_usid, "data": offer}
+            host.send({"type": "signal", "to": "nobody", "data": {}})
+            error = host.expect("error")
+            assert error["code"] == 4
+
+            patient.send({"type": "media_state", "audio": False, "video": True})
+            update = host.expect("participant_updated")
+            assert update == {
+                "type": "participant_updated",
+                "user_session_id": patient_usid,
+                "audio": False,
+                "video": True,
+            }
+
+            patient.send({"type": "leave"})
+            assert patient.expect("left") == {"type": "left"}
+            left = host.expect("participant_left")
+            assert left == {
+                "type": "participant_left",
+                "user_session_id": patient_usid,
+                "reason": "left",
+            }
+    types = event_types(visit)
+    assert types.count("call.session_started") == 1
+    assert types.count("call.session_participant_joined") == 2
+    assert "call.lobby_participant_joined" in types
+    assert "call.live_started" in types
+    left_event = CallEvent.objects.get(call_cid=visit, type="call.session_participant_left")
+    assert left_event.payload["participant"]["user_session_id"] == patient_usid
+    assert left_event.payload["session_id"] == joined["session_id"]
+    assert isinstance(left_event.payload["duration_seconds"], int)
+
+
+def test_end_for_everyone_closes_every_page(base, visit):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        host.expect("joined")
+        host.send({"type": "go_live"})
+        host.expect("call_updated")
+        with rtc(base, **join_as("patient-a", visit)) as patient:
+            patient.expect("joined")
+            host.expect("participant_joined")
+            # The patient may not end it (no end-call): an error, the call goes on.
+            patient.send({"type": "end_call"})
+            assert patient.expect("error")["code"] == 17
+            host.send({"type": "end_call"})
+            received, code = patient.closed_with()
+            assert {"type": "call_ended", "reason": ""} in received
+            assert code == 1000
+    call = Call.objects.select_related("session").get(cid=visit)
+    assert call.ended_at is not None
+    assert call.current_session_id == ""
+    assert call.session.ended_at is not None
+    assert set(CallParticipant.objects.values_list("state", "left_reason")) == {
+        ("left", "call_ended")
+    }
+    types = event_types(visit)
+    assert types.index("call.session_ended") < types.index("call.ended")
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("other_call_token", "not valid for call"),
+        ("not_a_member", "not allowed to join"),
+        ("too_early", "joinable from"),
+        ("ended", "has ended"),
+    ],
+)
+def test_the_server_refuses_who_may_not_enter(base, people, case, message):
+    visit = appointment_call("visit-1", patient="patient-a", starts_in=timedelta(minutes=5))
+    other = appointment_call("visit-2", patient="patient-b", starts_in=timedelta(minutes=5))
+    if case == "other_call_token":  # patient-b's link token, used on patient-a's call
+        join = {"token": token_for("patient-b", call_cids=[other]), "call_cid": visit}
+    elif case == "not_a_member":
+        join = {"token": token_for("patient-b"), "call_cid": visit}
+    elif case == "too_early":
+        later = appointment_call("visit-3", patient="patient-a", starts_in=timedelta(hours=2))
+        join = join_as("patient-a", later)
+    else:
+        services.call_end(actor=SERVER, type_name="appointment", call_id="visit-1")
+        join = join_as("patient-a", visit)
+    with rtc(base, **join) as sock:
+        received, code = sock.closed_with()
+    assert received[0]["type"] == "error"
+    assert message in received[0]["message"]
+    assert code == 4000 + received[0]["code"]
+    assert not CallParticipant.objects.exists()
+
+
+def test_a_dropped_connection_resumes_with_its_user_session(base, visit):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        first = host.expect("joined")
+    usid = first["user_session_id"]
+    # The server sees the close a moment later.
+    participant = eventually(
+        lambda: CallParticipant.objects.filter(
+            user_session_id=usid, disconnected_at__isnull=False
+        ).first()
+    )
+    assert participant.state == "joined"
+    timeout = DueAction.objects.get(kind="participant_timeout", key=usid, state="pending")
+    inactivity = 30  # the appointment type's session.inactivity_timeout_seconds
+    assert timeout.due_at == participant.disconnected_at + timedelta(seconds=inactivity)
+    joined_events = event_types(visit).count("call.session_participant_joined")
+
+    with rtc(base, **join_as("dr-host", visit, user_session_id=usid)) as host:
+        again = host.expect("joined")
+        assert again["user_session_id"] == usid
+        assert again["session_id"] == first["session_id"]
+        participant.refresh_from_db()
+        assert participant.disconnected_at is None
+        assert not DueAction.objects.filter(kind="participant_timeout", state="pending").exists()
+        host.send({"type": "leave"})
+        host.expect("left")
+    assert event_types(visit).count("call.session_participant_joined") == joined_events
+
+
+def test_the_join_must_come_first_and_in_time(base, visit):
+    with rtc(base) as sock:
+        sock.send({"type": "signal", "to": "x", "data": {}})
+        received, code = sock.closed_with()
+    assert received[0]["code"] == 5 and code == 4005
+    with rtc(base) as sock:
+        sock.send({"type": "join", "token": "garbage", "call_cid": visit})
+        received, code = sock.closed_with()
+    assert code in (4005, 4043)
+
+
+def test_ice_servers_come_from_the_environment(base, visit, settings):
+    settings.CALLS_ICE_SERVERS = [{"urls": "stun:stun.example.org:3478"}]
+    settings.CALLS_TURN_URLS = ["turn:turn.example.org:3478?transport=udp"]
+    settings.CALLS_TURN_SECRET = "s3cret"
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        joined = host.expect("joined")
+    stun, turn = joined["media"]["ice_servers"]
+    assert stun == {"urls": "stun:stun.example.org:3478"}
+    expiry, _, name = turn["username"].partition(":")
+    assert name == joined["user_session_id"]
+    assert int(expiry) > timezone.now().timestamp()
+    import base64
+    import hashlib
+    import hmac
+
+    expected = hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()
+    assert turn["credential"] == base64.b64encode(expected).decode()
+    assert settings.CALLS_API_KEY  # the page's join needs no api_key: the server's own
