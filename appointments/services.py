@@ -44,6 +44,9 @@ from .models import (
 
 # A call may run this long past its slot before the scheduler ends it.
 OVERRUN_GRACE_MINUTES = 15
+# A patient who has not joined this long after the start is reported by the call engine
+# (`call.no_show`, a due action) and the appointment becomes a no-show (`appointment_call_event`).
+NO_SHOW_AFTER_MINUTES = 15
 # Booking slightly in the past is allowed (a form submitted at 10:00:30 for 10:00).
 PAST_SLACK = timedelta(minutes=5)
 
@@ -337,8 +340,15 @@ def _call_settings(appointment: Appointment) -> dict[str, Any]:
             "enabled": appointment.backstage_enabled,
             "join_ahead_time_seconds": appointment.lobby_opens_minutes * 60,
         },
+        # The session's timer starts with the first join, which may be staff entering
+        # backstage early: the slot, the overrun grace and that early time.
         "limits": {
-            "max_duration_seconds": (appointment.duration_minutes + OVERRUN_GRACE_MINUTES) * 60
+            "max_duration_seconds": (
+                appointment.duration_minutes
+                + OVERRUN_GRACE_MINUTES
+                + appointment.staff_join_ahead_minutes
+            )
+            * 60
         },
         "video": {"enabled": video, "camera_default_on": video},
     }
@@ -351,6 +361,7 @@ def _call_schedule(appointment: Appointment) -> dict[str, Any]:
         "go_live_at_start": appointment.backstage_enabled,
         "ring_at_start": appointment.ring_at_start,
         "reminder_offsets": list(appointment.clinic.reminder_offsets),
+        "no_show_after_seconds": NO_SHOW_AFTER_MINUTES * 60,
     }
 
 
@@ -509,6 +520,41 @@ def appointment_request_cancel(*, appointment: Appointment) -> Appointment:
         appointment.cancel_requested_at = appointment.cancel_requested_at or timezone.now()
         appointment.save()
         return appointment
+
+
+def appointment_call_event(
+    *, appointment_id: str, event_type: str, payload: dict[str, Any]
+) -> None:
+    """The appointment follows its call (the call engine's events, `appointments.events`):
+    the patient in the lobby → waiting; the patient in the call, or the call live → in
+    progress; the call ended → completed; the patient reported absent some minutes after
+    the start (`call.no_show`) → no-show, undone if they still arrive. Each change is a
+    conditional update, so an event delivered twice changes nothing the second time."""
+    appointment = Appointment.objects.select_related("patient").filter(pk=appointment_id).first()
+    if appointment is None:
+        return
+    patient_id = appointment.patient.call_user_id
+    person = ((payload.get("participant") or {}).get("user") or {}).get("id")
+    rows = Appointment.objects.filter(pk=appointment.pk)
+    now = timezone.now()
+    S = Appointment.Status
+    if event_type == "call.lobby_participant_joined" and person == patient_id:
+        rows.filter(checked_in_at__isnull=True).update(checked_in_at=now)
+        rows.filter(status=S.SCHEDULED).update(status=S.WAITING, updated_at=now)
+    elif event_type == "call.session_participant_joined" and person == patient_id:
+        rows.filter(status__in=[S.SCHEDULED, S.WAITING, S.NO_SHOW]).update(
+            status=S.IN_PROGRESS, updated_at=now
+        )
+    elif event_type == "call.live_started":
+        rows.filter(status__in=[S.SCHEDULED, S.WAITING]).update(
+            status=S.IN_PROGRESS, updated_at=now
+        )
+    elif event_type == "call.ended":
+        rows.filter(status=S.IN_PROGRESS).update(status=S.COMPLETED, updated_at=now)
+    elif event_type == "call.no_show" and patient_id in (payload.get("user_ids") or []):
+        rows.filter(status__in=[S.SCHEDULED, S.WAITING, S.IN_PROGRESS]).update(
+            status=S.NO_SHOW, updated_at=now
+        )
 
 
 CALL_ACTIONS = ("go_live", "stop_live", "end", "ring")

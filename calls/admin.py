@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import services
+from . import services, webhooks
 from .capabilities import SERVER
 from .errors import CallsError
 from .models import (
@@ -199,6 +199,29 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_filter = ["state", "endpoint"]
     list_select_related = ["endpoint", "event"]
     search_fields = ["webhook_id", "event__call_cid"]
+    actions = ["resend"]
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        # The log itself stays read-only; resending is for those who may change deliveries.
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description="Resend (dead or retrying, same webhook id)", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset: QuerySet) -> None:
+        selected = list(queryset.values_list("pk", flat=True))
+        requeued = webhooks.deliveries_requeue(ids=selected)
+        self.message_user(
+            request,
+            f"Requeued {requeued} webhook deliver{'y' if requeued == 1 else 'ies'} for resending.",
+            messages.SUCCESS if requeued else messages.WARNING,
+        )
+        if skipped := len(selected) - requeued:
+            self.message_user(
+                request,
+                f"Skipped {skipped}: only dead or retrying deliveries of active endpoints are "
+                "resent.",
+                messages.WARNING,
+            )
 
     @admin.display(description="event type", ordering="event__type")
     def event_type(self, obj: WebhookDelivery) -> str:

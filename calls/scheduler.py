@@ -59,7 +59,7 @@ def _check_fresh(action: DueAction, now: datetime) -> None:
     elif action.kind == DueAction.Kind.TIMER_WARNING:  # pointless once the timer is up
         session = call.session
         ends_at = session.timer_ends_at if session and session.timer_ends_at else action.due_at
-        limit = (ends_at - action.due_at).total_seconds()
+        limit = (ends_at - action.due_at).total_seconds() - 1
     elif action.kind == DueAction.Kind.GO_LIVE:
         limit = wire.call_settings(call)["limits"].get("max_duration_seconds") or (
             GO_LIVE_STALE_SECONDS

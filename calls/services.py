@@ -608,6 +608,7 @@ def call_get_or_create(
     go_live_at_start: bool = False,
     ring_at_start: bool = False,
     reminder_offsets: list[int] | None = None,
+    no_show_after_seconds: int | None = None,
 ) -> CallView:
     """Stream's GetOrCreateCall. `data` is only used when the call is created (§3.3).
 
@@ -661,6 +662,7 @@ def call_get_or_create(
                     go_live_at_start=go_live_at_start,
                     ring_at_start=ring_at_start,
                     reminder_offsets=offsets,
+                    no_show_after_seconds=no_show_after_seconds,
                 )
             rows = CallMember.objects.bulk_create(
                 [
@@ -817,6 +819,7 @@ def call_update(
     go_live_at_start: bool | None = None,
     ring_at_start: bool | None = None,
     reminder_offsets: list[int] | None = None,
+    no_show_after_seconds: int | None = None,
 ) -> CallView:
     """PATCH: replace `custom` when given, deep-merge `settings_override`, move `starts_at`;
     the scheduled actions follow in the same transaction."""
@@ -845,6 +848,8 @@ def call_update(
             call.ring_at_start = ring_at_start
         if offsets is not None:
             call.reminder_offsets = offsets
+        if no_show_after_seconds is not None:
+            call.no_show_after_seconds = no_show_after_seconds
         call.save()
         due_actions_sync(call)
         event_emit(
@@ -1471,6 +1476,7 @@ def _participants_close(call: Call, reason: str) -> None:
     for user_session_id in (
         CallParticipant.objects.filter(call=call)
         .exclude(state=CallParticipant.State.LEFT)
+        .order_by("pk")
         .values_list("user_session_id", flat=True)
     ):
         participant_leave(user_session_id=user_session_id, reason=reason)

@@ -13,7 +13,17 @@ until WEBHOOK_MAX_ATTEMPTS, then dead; any other answer → dead at once. Retrie
 by `sweep()` (the scheduler loop) from the database, never scheduled only in the broker; the
 sweep also resends rows whose worker died mid-send (a duplicate is allowed, a loss is not).
 
-Logs carry ids, event types, states and status codes: never payloads, bodies or URLs.
+SSRF guard (calls.netguard): every attempt resolves the endpoint's host once, checks every
+address (no loopback, private, link-local / cloud metadata, ... unless
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS lets private ones through) and connects to a checked address,
+so a DNS answer that changed since the endpoint was saved cannot reach inside. A refused
+attempt is dead at once (no retries), with the rule in `last_error`.
+
+Resend: `deliveries_requeue` (an admin action) puts dead and retrying deliveries back to
+pending with a fresh attempt budget and the same X-Webhook-Id, so receivers still dedupe.
+
+Logs carry ids, event types, states and status codes: never payloads, bodies or URLs (a
+refusal by the guard names the host and the address, not the path).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import netguard
 from .models import CallEvent, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger("calls.webhooks")
@@ -48,6 +59,8 @@ PENDING_GRACE = timedelta(seconds=30)
 # duplicates; if the message is lost, the row is due again after it.
 REENQUEUE_AFTER = timedelta(minutes=2)
 SWEEP_BATCH = 500
+# What an admin may resend: deliveries that gave up, or are waiting for a later retry.
+REQUEUABLE = (State.DEAD, State.RETRYING)
 
 
 def on_event(event: CallEvent) -> None:
@@ -138,13 +151,17 @@ def _post(delivery: WebhookDelivery) -> Result:
         "X-Signature": sign(body, settings.CALLS_API_SECRET),
     }
     try:
-        response = httpx.post(
+        response = netguard.post(
             delivery.endpoint.url,
             content=body,
             headers=headers,
             timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            follow_redirects=False,
+            **netguard.webhook_rules(),
         )
+    except netguard.Refused as exc:  # the URL or its address is not allowed: never retried
+        return Result(State.DEAD, error=str(exc))
+    except netguard.ResolveError:
+        return Result(State.RETRYING, error="network error: DNS lookup failed")
     except httpx.TimeoutException:
         return Result(State.RETRYING, error="timeout")
     except httpx.HTTPError as exc:
@@ -208,6 +225,31 @@ def _record(delivery: WebhookDelivery, result: Result) -> str:
         f" ({result.error})" if result.error else "",
     )
     return state
+
+
+def deliveries_requeue(*, ids: Iterable[int]) -> int:
+    """Resend (the admin's action): the dead and retrying deliveries among `ids` whose endpoint
+    is active go back to pending with a fresh attempt budget (attempts from 0), keeping their
+    `webhook_id`, so a receiver that processed an earlier attempt still dedupes. They are
+    enqueued after commit (a lost enqueue is picked up by `sweep`). Returns how many."""
+    now = timezone.now()
+    with transaction.atomic():
+        pks = list(
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .filter(pk__in=list(ids), state__in=REQUEUABLE, endpoint__active=True)
+            .values_list("pk", flat=True)
+        )
+        WebhookDelivery.objects.filter(pk__in=pks).update(
+            state=State.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            delivered_at=None,
+            updated_at=now,
+        )
+        transaction.on_commit(lambda: _enqueue(pks))
+    if pks:
+        logger.info("webhook deliveries requeued: %s", ", ".join(map(str, pks)))
+    return len(pks)
 
 
 def sweep(*, now: datetime | None = None) -> int:

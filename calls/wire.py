@@ -111,6 +111,7 @@ def call_response(call: Call) -> dict[str, Any]:
         "go_live_at_start": call.go_live_at_start,
         "ring_at_start": call.ring_at_start,
         "reminder_offsets": list(call.reminder_offsets or []),
+        "no_show_after_seconds": call.no_show_after_seconds,
     }
 
 

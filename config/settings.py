@@ -209,6 +209,7 @@ CALLS_EVENT_CONSUMERS: list[str] = [
     "calls.realtime.publish",  # WebSocket groups: clients subscribed to the call or team
     "calls.push.dispatch.on_event",  # pushes: ring / notify / missed → devices (may send inline)
     "calls.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
+    "appointments.events.on_event",  # the appointment follows its call (no-show, completed)
 ]
 
 # The scheduler sleeps until the next due action, never longer than this (seconds); a new
@@ -261,4 +262,9 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=6.0)
 # Endpoint URLs must be https, except in development (DEBUG) or with this set (local receivers).
 WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
+# The SSRF guard (calls.netguard) refuses endpoints that resolve to loopback, private (RFC 1918,
+# fc00::/7) or CGNAT (100.64.0.0/10) addresses, at save and at send time. A self-hosted clinic
+# that delivers to its own intranet turns this on. Link-local (cloud metadata), multicast and
+# reserved addresses stay refused.
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)
 # ---- end of webhooks -----------------------------------------------------------------------

@@ -42,6 +42,7 @@ class CallRequest(serializers.Serializer):
     go_live_at_start = serializers.BooleanField(**NULLABLE)
     ring_at_start = serializers.BooleanField(**NULLABLE)
     reminder_offsets = serializers.ListField(child=serializers.IntegerField(), **NULLABLE)
+    no_show_after_seconds = serializers.IntegerField(min_value=0, max_value=86_400, **NULLABLE)
 
 
 class GetOrCreateCallRequest(serializers.Serializer):
@@ -75,6 +76,7 @@ class UpdateCallRequest(serializers.Serializer):
     go_live_at_start = serializers.BooleanField(**NULLABLE)
     ring_at_start = serializers.BooleanField(**NULLABLE)
     reminder_offsets = serializers.ListField(child=serializers.IntegerField(), **NULLABLE)
+    no_show_after_seconds = serializers.IntegerField(min_value=0, max_value=86_400, **NULLABLE)
 
 
 class UpdateCallMembersRequest(serializers.Serializer):

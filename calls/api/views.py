@@ -94,6 +94,7 @@ class CallView(StreamView):
             go_live_at_start=data.get("go_live_at_start", False),
             ring_at_start=data.get("ring_at_start", False),
             reminder_offsets=data.get("reminder_offsets"),
+            no_show_after_seconds=data.get("no_show_after_seconds"),
         )
         return self.respond({**_call_view_body(view), "created": view.created}, status=201)
 

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers, get_channel_layer
-from django.conf import settings
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -125,13 +124,16 @@ def eventually(read, timeout: float = RECV_TIMEOUT_S):
 
 
 def event_types(cid: str) -> list[str]:
-    return list(CallEvent.objects.filter(call_cid=cid).order_by("pk").values_list("type", flat=True))
+    return list(
+        CallEvent.objects.filter(call_cid=cid).order_by("pk").values_list("type", flat=True)
+    )
 
 
 def test_backstage_lobby_go_live_signaling_and_leave(base, visit):
     with rtc(base, **join_as("dr-host", visit)) as host:
         joined = host.expect("joined")
-        assert joined["participants"] == [] and joined["waiting"] == []
+        assert joined["participants"] == []
+        assert joined["waiting"] == []
         assert joined["call"]["backstage"] is True
         assert joined["media"] == {"kind": "mesh", "ice_servers": []}
         assert "end-call" in joined["own_capabilities"]
@@ -281,7 +283,8 @@ def test_the_join_must_come_first_and_in_time(base, visit):
     with rtc(base) as sock:
         sock.send({"type": "signal", "to": "x", "data": {}})
         received, code = sock.closed_with()
-    assert received[0]["code"] == 5 and code == 4005
+    assert received[0]["code"] == 5
+    assert code == 4005
     with rtc(base) as sock:
         sock.send({"type": "join", "token": "garbage", "call_cid": visit})
         received, code = sock.closed_with()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from datetime import timedelta
@@ -40,10 +41,12 @@ class Receiver:
         self.errors: list[str] = []
         self.statuses: list[int] = []  # answers to give next, then 200
         self.delay = 0.0  # seconds before answering (processed first, like a slow receiver)
+        self.server_names: list[str | None] = []  # TLS SNI of each handshake (https only)
         self._seen: set[str] = set()
         self._lock = threading.Lock()
 
-    def start(self) -> None:
+    def start(self, *, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen on 127.0.0.1; `host` is the name the URL uses; https with `ssl_context`."""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,7 +65,13 @@ class Receiver:
                 self.end_headers()
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/stream"
+        self.port = self.httpd.server_address[1]
+        scheme = "http"
+        if ssl_context is not None:
+            scheme = "https"
+            ssl_context.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{scheme}://{host}:{self.port}/hooks/stream"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -76,6 +85,7 @@ class Receiver:
             self.processed.clear()
             self.errors.clear()
             self.statuses.clear()
+            self.server_names.clear()
             self._seen.clear()
             self.delay = 0.0
 
@@ -112,6 +122,7 @@ def receiver():
 def hook_settings(settings, receiver, eager_tasks):
     settings.CALLS_EVENT_CONSUMERS = ["calls.webhooks.on_event"]
     settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True  # the receiver listens on 127.0.0.1
     settings.WEBHOOK_MAX_ATTEMPTS = 4
     settings.WEBHOOK_TIMEOUT_SECONDS = 2.0
     receiver.reset(settings.CALLS_API_SECRET)
@@ -420,8 +431,9 @@ def test_logs_and_the_delivery_log_carry_no_payload(hook_settings, receiver, cap
 def test_endpoint_urls_are_https_unless_allowed(settings):
     settings.DEBUG = False
     settings.WEBHOOKS_ALLOW_HTTP = False
-    WebhookEndpoint(url="https://hooks.example/stream").full_clean()
-    for url in ("http://hooks.example/stream", "ftp://hooks.example/x", "not a url"):
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+    WebhookEndpoint(url="https://127.0.0.1:8443/stream").full_clean()
+    for url in ("http://127.0.0.1:8080/stream", "ftp://127.0.0.1/x", "not a url"):
         with pytest.raises(ValidationError):
             WebhookEndpoint(url=url).full_clean()
     settings.WEBHOOKS_ALLOW_HTTP = True

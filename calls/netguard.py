@@ -1,0 +1,208 @@
+"""Outbound requests to URLs that people type (webhook endpoints): a guard against SSRF.
+
+A clinic admin may enter any URL, and the server POSTs signed call events to it from inside
+the network. So a URL is accepted only when its scheme is https (http when allowed) and every
+address its host resolves to is a public one. Refused, with the rule named:
+
+- loopback (127.0.0.0/8, ::1), private networks (RFC 1918, unique-local fc00::/7) and shared
+  address space (CGNAT 100.64.0.0/10): unless `allow_private` (a self-hosted clinic that
+  delivers to its own intranet);
+- always: link-local (169.254.0.0/16 with the cloud metadata service 169.254.169.254,
+  fe80::/10), known metadata addresses, multicast, unspecified, and anything else that is not
+  globally routable (reserved, documentation, benchmarking, broadcast ranges);
+- IPv6 addresses that embed an IPv4 one (IPv4-mapped ::ffff:a.b.c.d, 6to4, NAT64
+  64:ff9b::/96) are judged by the IPv4 address.
+
+`check_url` is the check at save time. `post` is the check at send time, against DNS
+rebinding: it resolves the host once, checks every address, and connects to a checked address
+itself (the URL's host replaced by the address), while the Host header, TLS SNI and certificate
+verification stay on the hostname (httpcore's `sni_hostname` request extension).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Addresses of cloud metadata services outside the link-local range (Alibaba Cloud's sits in
+# the CGNAT range; AWS's IPv6 one in unique-local): refused even when private networks are on.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254", "169.254.169.254")
+)
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+SHARED_NETWORK = ipaddress.ip_network("100.64.0.0/10")
+NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
+# A host with many addresses is checked whole; connections are tried on the first few only,
+# so that connect timeouts stay inside the delivery task's time limit.
+MAX_CONNECT_ADDRESSES = 2
+PRIVATE_HINT = " Set WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true to deliver inside your own network."
+
+
+class Refused(Exception):
+    """A URL the guard will not send to. The message names the rule (and the address), never
+    the URL's path or query."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ResolveError(httpx.ConnectError):
+    """The host did not resolve (at send time: a network error, retried)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    url: httpx.URL
+    hostname: str  # IDNA-encoded host, or the address literal
+    addresses: tuple[IPAddress, ...]  # every one checked
+    is_literal: bool
+
+
+def webhook_rules() -> dict[str, bool]:
+    """The settings that decide which webhook URLs are allowed, at save and at send time."""
+    return {
+        # http only in development (DEBUG) or when allowed (local receivers).
+        "allow_http": settings.DEBUG or settings.WEBHOOKS_ALLOW_HTTP,
+        "allow_private": settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS,
+    }
+
+
+def address_refusal(address: IPAddress, *, allow_private: bool) -> str | None:
+    """The rule that refuses this address, or None when it may be reached."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in NAT64_NETWORK:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            rule = address_refusal(embedded, allow_private=allow_private)
+            return f"{rule}, embedded in an IPv6 address" if rule else None
+        address = ipaddress.IPv6Address(int(address))  # drop any %zone
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata service address"
+    if address.is_unspecified:
+        return "an unspecified address (0.0.0.0, ::)"
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_link_local:
+        return "a link-local address (169.254.0.0/16, fe80::/10; cloud metadata lives there)"
+    if address.is_loopback:
+        return None if allow_private else "a loopback address"
+    if any(address in network for network in PRIVATE_NETWORKS):
+        return None if allow_private else "a private network address (RFC 1918, fc00::/7)"
+    if address in SHARED_NETWORK:
+        return None if allow_private else "a shared address space address (CGNAT 100.64.0.0/10)"
+    if not address.is_global:
+        return "a reserved address (not globally routable)"
+    return None
+
+
+def check_addresses(
+    hostname: str, addresses: tuple[IPAddress, ...], *, allow_private: bool
+) -> None:
+    """Raise Refused unless every address may be reached (one bad address refuses the host:
+    which one a client picks is not ours to choose)."""
+    if not addresses:
+        raise ResolveError(f"could not resolve {hostname}")
+    for address in addresses:
+        rule = address_refusal(address, allow_private=allow_private)
+        if rule:
+            literal = _literal(hostname) is not None
+            where = hostname if literal else f"{hostname} resolves to {address}"
+            hint = "" if address_refusal(address, allow_private=True) else PRIVATE_HINT
+            raise Refused(f"Refused: {where}, {rule}.{hint}", code="address_refused")
+
+
+def _literal(hostname: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(hostname)
+    except ValueError:
+        return None
+
+
+def resolve(hostname: str, port: int) -> tuple[IPAddress, ...]:
+    """Every address of `hostname`, in the resolver's order, without duplicates."""
+    try:
+        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ResolveError(f"could not resolve {hostname}") from exc
+    addresses: dict[IPAddress, None] = {}
+    for _family, _type, _proto, _name, sockaddr in infos:
+        addresses[ipaddress.ip_address(sockaddr[0])] = None
+    return tuple(addresses)
+
+
+def check_url(url: str, *, allow_http: bool, allow_private: bool) -> Target:
+    """Parse, check the scheme, resolve the host once and check every address.
+
+    Raises Refused (a rule refuses it) or ResolveError (the host does not resolve)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise Refused("Not a valid URL.", code="invalid") from exc
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parsed.scheme not in schemes:
+        rule = "http or https" if allow_http else "https"
+        raise Refused(
+            f"Refused: the URL must use {rule}"
+            + (" (http is off: WEBHOOKS_ALLOW_HTTP)." if parsed.scheme == "http" else "."),
+            code="scheme_refused",
+        )
+    hostname = parsed.raw_host.decode("ascii")
+    if not hostname:
+        raise Refused("Not a valid URL: no host.", code="invalid")
+    literal = _literal(hostname)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    addresses = (literal,) if literal is not None else resolve(hostname, port)
+    check_addresses(hostname, addresses, allow_private=allow_private)
+    return Target(
+        url=parsed, hostname=hostname, addresses=addresses, is_literal=literal is not None
+    )
+
+
+def post(
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    allow_http: bool,
+    allow_private: bool,
+) -> httpx.Response:
+    """POST to `url` at a checked address (never a second DNS lookup), without following
+    redirects. Raises Refused, or httpx errors like httpx.post."""
+    target = check_url(url, allow_http=allow_http, allow_private=allow_private)
+    host_header = target.url.netloc.decode("ascii")
+    extensions = {} if target.is_literal else {"sni_hostname": target.hostname}
+    candidates = target.addresses[:MAX_CONNECT_ADDRESSES]
+    # Straight to the checked address, never through an environment proxy (it would resolve
+    # the name again, and httpcore's proxy tunnel ignores sni_hostname). The CA bundle still
+    # honours SSL_CERT_FILE / SSL_CERT_DIR, as httpx does by default.
+    verify = httpx.create_ssl_context(trust_env=True)
+    with httpx.Client(
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
+    ) as client:
+        for tried, address in enumerate(candidates, start=1):
+            request = client.build_request(
+                "POST",
+                target.url.copy_with(host=str(address)),
+                content=content,
+                headers={**headers, "Host": host_header},
+                extensions=extensions,
+            )
+            try:
+                return client.send(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if tried == len(candidates):
+                    raise
+                # else the next checked address
+    raise ResolveError(f"could not resolve {target.hostname}")  # no address: not reached
