@@ -1056,6 +1056,7 @@ def call_stop_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
         call.live_ended_at = timezone.now()
         call.save()
         due_actions_sync(call)
+        _participants_to_lobby(call)
         event_emit(
             type="call.updated",
             for_call=call,
@@ -1469,6 +1470,17 @@ def _session_reload(call: Call) -> None:
     )
     call.current_session_id = fresh.current_session_id
     call.session = fresh.session
+
+
+def _participants_to_lobby(call: Call) -> None:
+    """Back to backstage (StopLive): those who may not be in backstage leave the session
+    (reason `backstage`); their call socket puts them back in the lobby."""
+    joined = CallParticipant.objects.filter(call=call, state=CallParticipant.State.JOINED)
+    members = {m.user_id: m for m in CallMember.objects.filter(call=call)}
+    for participant in joined.select_related("user").order_by("pk"):
+        person = Actor(user=participant.user, teams=frozenset(participant.user.teams))
+        if "join-backstage" not in capabilities_for(person, call, members.get(participant.user_id)):
+            participant_leave(user_session_id=participant.user_session_id, reason="backstage")
 
 
 def _participants_close(call: Call, reason: str) -> None:

@@ -473,5 +473,29 @@ class RtcConsumer(AsyncJsonWebsocketConsumer):
         state = await database_sync_to_async(_still_in)(self.user_session_id)
         if state != State.LEFT or reason in ("left", "call_ended"):
             return  # our own leave, or the call's end (call_ended follows)
+        if reason == "backstage":
+            # The call went back to backstage: this tab waits in the lobby again (a `lobby`
+            # message while joined tells the page to close its peer connections).
+            await self._reenter()
+            return
         self.state = ""
         await self.fail(NotAllowed(f"you left the call ({reason})"))
+
+    async def _reenter(self) -> None:
+        try:
+            entry = await database_sync_to_async(services.participant_enter)(
+                actor=self.actor,
+                type_name=self.type_name,
+                call_id=self.call_id,
+                channel_name=self.channel_name,
+            )
+        except CallsError as exc:
+            self.state = ""
+            await self.fail(exc)
+            return
+        self.user_session_id = entry.participant.user_session_id
+        if entry.admitted:
+            await self._send_joined()
+        else:
+            self.state = State.WAITING
+            await self.send_json(await database_sync_to_async(_lobby_message)(self.call_pk))

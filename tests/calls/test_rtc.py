@@ -221,6 +221,33 @@ def test_end_for_everyone_closes_every_page(base, visit):
     assert types.index("call.session_ended") < types.index("call.ended")
 
 
+def test_back_to_backstage_sends_the_patient_back_to_the_lobby(base, visit):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        host.expect("joined")
+        host.send({"type": "go_live"})
+        host.expect("call_updated")
+        with rtc(base, **join_as("patient-a", visit)) as patient:
+            first = patient.expect("joined")
+            host.expect("participant_joined")
+            services.call_stop_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+            assert patient.expect("lobby")["call"]["backstage"] is True
+            left = host.expect("participant_left")
+            assert left["user_session_id"] == first["user_session_id"]
+            assert left["reason"] == "backstage"
+            assert [w["user"]["id"] for w in host.expect("lobby_updated")["waiting"]] == [
+                "patient-a"
+            ]
+            host.send({"type": "go_live"})
+            again = patient.expect("joined")
+            assert again["user_session_id"] != first["user_session_id"]
+    host_row = CallParticipant.objects.get(user_id="dr-host")
+    assert host_row.left_reason == ""  # the host stayed in backstage all along
+    patient_rows = CallParticipant.objects.filter(user_id="patient-a").order_by("pk")
+    first_row = patient_rows.first()
+    assert (first_row.state, first_row.left_reason) == ("left", "backstage")
+    assert patient_rows.count() == 2  # left at stop-live, admitted again at go-live
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
