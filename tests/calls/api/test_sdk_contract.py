@@ -198,3 +198,68 @@ def test_user_token_client_acts_as_that_user(client, live_server):
     assert seen.data.call.team == "clinic-a"
     assert "read-call" in seen.data.own_capabilities
     assert "end-call" not in seen.data.own_capabilities
+
+
+def test_sessions_decode_with_the_real_sdk(client, eager_tasks):
+    """A call with a running session, then an ended one: the SDK reads `session` (participants,
+    counts, ring maps) and parses every session event of the outbox as its typed event."""
+    import json
+
+    from getstream.webhook import parse_event
+
+    from calls import services
+    from calls.capabilities import Actor
+    from calls.models import CallUser
+
+    client.upsert_users(
+        UserRequest(id="dr-kim", name="Dr Kim", teams=["clinic-a"]),
+        UserRequest(id="pat-3", name="Pat", teams=["clinic-a"]),
+    )
+    call = client.video.call("default", "sess-1")
+    call.get_or_create(
+        data=CallRequest(
+            created_by_id="dr-kim",
+            team="clinic-a",
+            members=[MemberRequest(user_id="dr-kim", role="host"), MemberRequest(user_id="pat-3")],
+        )
+    )
+    entries = [
+        services.participant_enter(
+            actor=Actor(user=user, teams=frozenset(user.teams)),
+            type_name="default",
+            call_id="sess-1",
+            channel_name="x",
+        )
+        for user in CallUser.objects.filter(id__in=["dr-kim", "pat-3"]).order_by("id")
+    ]
+    session = call.get().data.call.session
+    assert session is not None
+    assert {p.user.id for p in session.participants} == {"dr-kim", "pat-3"}
+    assert session.participants_count_by_role == {"host": 1, "call_member": 1}
+    assert session.started_at is not None
+    assert session.ended_at is None
+
+    for entry in entries:
+        services.participant_leave(user_session_id=entry.participant.user_session_id)
+    ended = call.get().data.call
+    assert ended.current_session_id == ""
+    assert ended.session.ended_at is not None
+    assert {p.user.id for p in ended.session.participants} == {"dr-kim", "pat-3"}
+
+    seen = set()
+    for event in CallEvent.objects.filter(
+        call_cid="default:sess-1", type__startswith="call.session"
+    ):
+        parsed = parse_event(json.dumps(event.payload).encode())
+        assert type(parsed).__name__ != "UnknownEvent", event.type
+        seen.add(event.type)
+        if event.type == "call.session_participant_left":
+            assert parsed.participant.user.id in {"dr-kim", "pat-3"}
+            assert parsed.duration_seconds >= 0
+    assert seen == {
+        "call.session_started",
+        "call.session_participant_joined",
+        "call.session_participant_count_updated",
+        "call.session_participant_left",
+        "call.session_ended",
+    }
