@@ -3,11 +3,12 @@ see: a staff member their clinics, a patient their own appointments."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from calls import selectors as call_selectors
 from calls.capabilities import Actor, capabilities_for
@@ -59,6 +60,28 @@ def with_calls(appointments: list[Appointment]) -> list[AppointmentRow]:
 
 
 @dataclass
+class Attendance:
+    """One person's presence in the call, from one browser tab: waited in the lobby, joined,
+    left (with why and after how long; a stay still going on counts until now)."""
+
+    name: str
+    user_id: str
+    state: str  # waiting, joined, left
+    waiting_since: datetime | None
+    joined_at: datetime | None
+    left_at: datetime | None
+    left_reason: str
+    minutes: int | None  # in the call (None: never got in)
+
+
+def _minutes(joined_at: datetime | None, left_at: datetime | None) -> int | None:
+    if joined_at is None:
+        return None
+    end = left_at or timezone.now()
+    return max(0, round((end - joined_at).total_seconds() / 60))
+
+
+@dataclass
 class AppointmentCall:
     """An appointment's call as one staff member sees it: the call, each member's call role,
     the staff member's own capabilities and the event history (types and times)."""
@@ -67,6 +90,7 @@ class AppointmentCall:
     roles: dict[str, str]
     capabilities: list[str]
     events: list[CallEvent]
+    attendance: list[Attendance] = field(default_factory=list)
 
     @property
     def phase(self) -> str:
@@ -84,6 +108,19 @@ def appointment_call(*, staff: StaffMember, appointment: Appointment) -> Appoint
         roles={m.user_id: m.role for m in members},
         capabilities=capabilities_for(staff_actor(staff), call, own),
         events=list(call_selectors.call_events(call=call)),
+        attendance=[
+            Attendance(
+                name=p.user.name or p.user_id,
+                user_id=p.user_id,
+                state=p.state,
+                waiting_since=p.waiting_since,
+                joined_at=p.joined_at,
+                left_at=p.left_at,
+                left_reason=p.left_reason,
+                minutes=_minutes(p.joined_at, p.left_at),
+            )
+            for p in call_selectors.call_attendance(call=call)
+        ],
     )
 
 

@@ -289,6 +289,8 @@ def _detail_context(staff: StaffMember, appointment: Appointment) -> dict[str, A
         "can_stop_live": not ended and not call.backstage and "update-call" in caps,
         "can_end": not ended and "end-call" in caps,
         "can_ring": not ended and "read-call" in caps,
+        "attendance": view.attendance,
+        "patient_call_user": appointment.patient.call_user_id,
     }
 
 
