@@ -4,7 +4,7 @@ clinics (another clinic's slug, appointment or patient is a 404)."""
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import join_views, views
 
 app_name = "portal"
 
@@ -22,6 +22,11 @@ clinic_patterns = [
         "appointments/<str:appointment_id>/cancel/",
         views.appointment_cancel,
         name="appointment_cancel",
+    ),
+    path(
+        "appointments/<str:appointment_id>/join/",
+        join_views.appointment_join,
+        name="appointment_join",
     ),
     path(
         "appointments/<str:appointment_id>/call/<str:action>/",

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from calls import realtime
 
-from . import forms, selectors, services
+from . import forms, links, selectors, services
 from .models import Appointment, Clinic, StaffMember
 
 SESSION_CLINIC = "portal_clinic"
@@ -306,6 +306,7 @@ def appointment_detail(
         "patient_zone": appointment.patient.time_zone,
         **_detail_context(staff, appointment),
         "live": realtime.browser_connection(user_id=staff.call_user_id),
+        "patient_join_url": request.build_absolute_uri(links.join_link_path(appointment)),
     }
     return _page(request, staff, "portal/appointment_detail.html", context)
 

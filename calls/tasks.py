@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from . import services
 
@@ -24,12 +25,14 @@ def relay_events(event_ids: list[int]) -> int:
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,  # attempts are counted on the row (PUSH_MAX_ATTEMPTS)
-    time_limit=60,
-    soft_time_limit=50,
+    # Shorter than PUSH_SENDING_STALE_SECONDS: a send still `sending` past that bound is dead.
+    time_limit=settings.PUSH_SEND_TIME_LIMIT_SECONDS,
+    soft_time_limit=0.8 * settings.PUSH_SEND_TIME_LIMIT_SECONDS,
 )
 def deliver_push(self, delivery_id: int) -> None:
-    """Send one push (calls.push.delivery): at most once per row; quiet when it is gone,
-    already sent, or being sent by another run; retried with backoff on 429/5xx/timeouts."""
+    """Send one push (calls.push.delivery): one live send per row at a time, sent again with
+    the same collapse ids if a run dies mid-send; quiet when it is gone, already sent, or being
+    sent by another run; retried with backoff on 429/5xx/timeouts."""
     from .push.delivery import deliver
 
     countdown = deliver(delivery_id)
@@ -44,7 +47,7 @@ def deliver_push(self, delivery_id: int) -> None:
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
 def sweep_push_deliveries() -> int:
-    """Fail pushes interrupted mid-send and re-enqueue stranded ones (calls.push.delivery)."""
+    """Resend pushes interrupted mid-send and re-enqueue stranded ones (calls.push.delivery)."""
     from .push.delivery import sweep
 
     return sweep()

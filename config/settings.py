@@ -7,6 +7,7 @@ development credentials. Production sets DJANGO_DEBUG=false, which makes the sec
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -251,6 +252,21 @@ FCM_TOKEN_URL = env.str("FCM_TOKEN_URL", default="https://oauth2.googleapis.com/
 PUSH_TIMEOUT_SECONDS = env.float("PUSH_TIMEOUT_SECONDS", default=10.0)
 PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=5)
 PUSH_RETRY_BASE_SECONDS = env.float("PUSH_RETRY_BASE_SECONDS", default=5.0)
+# One delivery run sends at most two requests (FCM: token, then push); its task is stopped at
+# this limit (soft at 80%). A push left `sending` longer than PUSH_SENDING_STALE_SECONDS lost
+# its worker and is sent again with the same collapse ids (calls.push.delivery), so the bound
+# must exceed the limit, and stay well under a minute (older rings are not sent at all).
+PUSH_SEND_TIME_LIMIT_SECONDS = env.float(
+    "PUSH_SEND_TIME_LIMIT_SECONDS", default=2 * PUSH_TIMEOUT_SECONDS + 5
+)
+PUSH_SENDING_STALE_SECONDS = env.float(
+    "PUSH_SENDING_STALE_SECONDS", default=PUSH_SEND_TIME_LIMIT_SECONDS + 5
+)
+if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
+    raise ImproperlyConfigured(
+        "PUSH_SENDING_STALE_SECONDS must exceed PUSH_SEND_TIME_LIMIT_SECONDS: a live send "
+        "would be taken for dead and sent twice at once"
+    )
 # httpx logs every request URL at INFO, and APNs URLs carry device tokens.
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 # ---- end of push providers -----------------------------------------------------------------

@@ -127,6 +127,11 @@ class JoinInfoSerializer(serializers.Serializer):
         allow_null=True, help_text="When joining opens; null: only when the clinician starts."
     )
     server_time = serializers.DateTimeField(help_text="To correct the app's clock.")
+    join_url = serializers.URLField(
+        help_text="The patient's join page for this appointment in a browser (camera check, "
+        "waiting room, the call). The link is personal: it opens this appointment without "
+        "signing in, until some hours after its end."
+    )
 
 
 # --- devices ---------------------------------------------------------------------------------

@@ -25,13 +25,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from appointments import selectors, services
+from appointments.joining import join_info
 from appointments.models import Appointment, Patient
 from appointments.tasks import patient_send_sign_in_code
 from calls import services as call_services
 
 from . import auth
 from .errors import ErrorSerializer, exception_handler
-from .join import join_info
 from .serializers import (
     AcceptedSerializer,
     AppointmentDetailSerializer,
@@ -267,7 +267,8 @@ class JoinInfoView(PatientAPIView):
             "`api_key` and `token` with the calls API (Stream Video compatible): join with the "
             "call type `call_type` and id `call_id`. There is a token only in the states "
             "`too_early`, `lobby` and `live`; fetch again after `token_expires_at` or when "
-            "`lobby_opens_at` passes."
+            "`lobby_opens_at` passes. `join_url` opens the visit in a browser instead (no "
+            "sign-in: the link itself is the key; it expires some hours after the appointment)."
         ),
         parameters=[APPOINTMENT_ID],
         responses={200: JoinInfoSerializer, 401: E401, 404: E404},
@@ -275,6 +276,7 @@ class JoinInfoView(PatientAPIView):
     def get(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
         info = join_info(patient=self.patient, appointment=appointment, now=timezone.now())
+        info["join_url"] = request.build_absolute_uri(info["join_url"])
         return Response(JoinInfoSerializer(info).data)
 
 

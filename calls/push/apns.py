@@ -2,7 +2,10 @@
 
 Rings go as VoIP pushes (PushKit: topic `<bundle>.voip`, priority 10, expiration 0, so a ring
 is delivered now or never); notify and missed go as alerts. The collapse id is the call cid,
-so a newer push about the same call replaces the older one on the lock screen.
+so a newer push about the same call replaces the older one on the lock screen, and a resend of
+the same push replaces its first copy; `apns-id` is the delivery's stable push id (the same on
+every attempt, so Apple's error reports and our rows name the same push), and the payload
+carries the notification's `tag` for the app (its notification / CallKit identifier).
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class ApnsProvider:
             "apns-priority": "10" if message.ring else "5",
             "apns-expiration": str(expiration),
             "apns-collapse-id": _collapse_id(message.cid),
+            "apns-id": message.push_id,
         }
         return headers, json.dumps(body, separators=(",", ":")).encode()
 

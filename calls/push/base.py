@@ -33,7 +33,15 @@ class Result:
 
 @dataclass(frozen=True)
 class Message:
-    """What a push says. Only non-identifying fields: the cid, the event type, generic text."""
+    """What a push says. Only non-identifying fields: the cid, the event type, generic text,
+    and two identifiers that are the same on every attempt of one delivery (a resend after a
+    crash must replace the first copy on the device, never add a second notification):
+
+    - `tag`: this notification on the user's devices, one per event and purpose
+      (`ring-1234`); in the payload (a service worker's `showNotification` tag, the app's
+      notification id), and the source of the Web Push `Topic`;
+    - `push_id`: a UUID per delivery row (APNs `apns-id`).
+    """
 
     purpose: str  # PushDelivery.Purpose
     event_type: str
@@ -42,6 +50,8 @@ class Message:
     call_id: str
     title: str
     body: str
+    tag: str
+    push_id: str
 
     @property
     def ring(self) -> bool:
@@ -56,6 +66,7 @@ class Message:
             "call_id": self.call_id,
             "title": self.title,
             "body": self.body,
+            "tag": self.tag,
         }
 
 

@@ -1,14 +1,29 @@
-"""Sending one PushDelivery: claim, send, record. At most one push per delivery row.
+"""Sending one PushDelivery: claim, send, record. At least once per delivery row, shown once.
 
 The claim is a conditional UPDATE (queued|retrying → sending, attempts + 1), committed before
 anything is sent; a run that does not change exactly one row returns without sending. So two
-runs of the same task (a duplicate enqueue, a redelivery by the broker) never both send, and
-`(event, device, purpose)` being unique, a device gets at most one push per event and purpose.
+live runs of the same task (a duplicate enqueue, a redelivery by the broker) never both send,
+and `(event, device, purpose)` being unique, a device gets one delivery per event and purpose.
+The outcome is recorded only by the run that holds the claim (`state` is `sending` and
+`attempts` is still its own), so a run that lost its claim cannot overwrite a newer one.
 
-The trade-off (at-most-once): if the worker dies after the claim and before the outcome is
-recorded, the row stays `sending` and the push is NOT sent again (it may or may not have left).
-`sweep()` later marks such rows failed ("interrupted: outcome unknown"). A duplicate ring on a
-patient's phone is worse than a lost one, and the ring's own timers (missed call) still run.
+A crash between the claim and the record (worker killed, machine lost) leaves the row
+`sending`, and whether the push left is unknown. Like the push systems themselves (APNs, FCM
+and Web Push all deliver at least once), we send it again: `sweep()` takes back a row left
+`sending` longer than PUSH_SENDING_STALE_SECONDS and enqueues it, counting an attempt; a row
+that has used PUSH_MAX_ATTEMPTS is failed instead, so a push that kills its worker cannot loop.
+Provider errors whose outcome is unknown (timeouts, an exception in the send) are retried the
+same way. A resend is harmless on the device because every attempt of one row carries the same
+identifiers (`dispatch.message_for`): the payload `tag` (one notification per event and
+purpose), the Web Push `Topic` derived from it, the APNs `apns-collapse-id` (the call) and
+`apns-id` (a UUID of the row), the FCM `collapse_key` (the call) with the tag in its data.
+
+The bound is safe only if no live send outlives it: the delivery task is stopped at
+PUSH_SEND_TIME_LIMIT_SECONDS (soft, recorded as a retry; then killed), which settings require
+to be shorter than the bound, and a send is at most two requests of PUSH_TIMEOUT_SECONDS
+(FCM's token exchange, then the push). Worker pools without time limits (solo, threads) lose
+that guarantee, not the claim: the newer attempt's record wins, and the device still shows one
+notification. A ring is never sent once its event is older than RING_MAX_AGE, resend or not.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from calls.models import PushDelivery, PushDevice
@@ -34,9 +49,10 @@ State = PushDelivery.State
 MAX_BACKOFF_SECONDS = 600.0
 # A ring pushed later than this is pointless (the phone would ring for a call long gone).
 RING_MAX_AGE = timedelta(seconds=60)
-# A row left `sending` longer than the delivery task's hard time limit lost its worker.
-INTERRUPTED_AFTER = timedelta(minutes=5)
+# A `retrying` row waits for its countdown (at most MAX_BACKOFF_SECONDS): past this, its retry
+# message was lost. (`sending` and `queued` rows use PUSH_SENDING_STALE_SECONDS.)
 STRANDED_AFTER = timedelta(minutes=15)
+SWEEP_BATCH = 500
 
 _FACTORIES = {
     PushDevice.Kind.WEBPUSH: webpush.provider,
@@ -91,7 +107,7 @@ def deliver(delivery_id: int) -> float | None:
         pk=delivery_id, state__in=[State.QUEUED, State.RETRYING]
     ).update(state=State.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now)
     if claimed != 1:
-        return None  # gone, finished, or being sent by another run: never send twice
+        return None  # gone, finished, or being sent by another run: never two sends at once
     delivery = PushDelivery.objects.select_related("device", "event__call__type").get(
         pk=delivery_id
     )
@@ -105,13 +121,13 @@ def deliver(delivery_id: int) -> float | None:
         _record(delivery, State.FAILED, Result(Outcome.FAILED, error="ring expired"))
         return None
     try:
-        result = provider_for(device.kind).send(
-            device, message_for(delivery.event, delivery.purpose)
-        )
+        message = message_for(delivery.event, delivery.purpose, delivery_id=delivery.pk)
+        result = provider_for(device.kind).send(device, message)
     except Exception as exc:
-        # Whether the push left is unknown: at most once, so it is not tried again.
+        # Whether the push left is unknown (this includes the task's soft time limit): retried
+        # with the same identifiers, within PUSH_MAX_ATTEMPTS.
         logger.exception("push delivery %s: provider error", delivery_id)
-        result = Result(Outcome.FAILED, error=f"internal error: {type(exc).__name__}")
+        result = Result(Outcome.RETRY, error=f"outcome unknown: {type(exc).__name__}")
     return _after_send(delivery, result)
 
 
@@ -129,7 +145,8 @@ def _after_send(delivery: PushDelivery, result: Result) -> float | None:
         _record(delivery, State.FAILED, result)
         return None
     if result.outcome == Outcome.RETRY and delivery.attempts < settings.PUSH_MAX_ATTEMPTS:
-        _record(delivery, State.RETRYING, result)
+        if not _record(delivery, State.RETRYING, result):
+            return None  # the row was taken back meanwhile: the newer attempt decides
         return backoff(delivery.attempts, result.retry_after)
     _record(delivery, State.FAILED, result)
     return None
@@ -142,15 +159,27 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
     return min(settings.PUSH_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
 
 
-def _record(delivery: PushDelivery, state: str, result: Result) -> None:
+def _record(delivery: PushDelivery, state: str, result: Result) -> bool:
+    """Record the outcome, only while the claim is still ours (a row the sweep took back
+    belongs to a newer attempt). Returns whether it was recorded."""
     now = timezone.now()
-    PushDelivery.objects.filter(pk=delivery.pk, state=State.SENDING).update(
+    recorded = PushDelivery.objects.filter(
+        pk=delivery.pk, state=State.SENDING, attempts=delivery.attempts
+    ).update(
         state=state,
         last_status=result.status,
         last_error=result.error[:200],
         sent_at=now if state == State.SENT else None,
         updated_at=now,
     )
+    if not recorded:
+        logger.warning(
+            "push delivery %s: attempt %d answered after the row was taken back (%s)",
+            delivery.pk,
+            delivery.attempts,
+            result.outcome,
+        )
+        return False
     if state == State.FAILED and result.outcome != Outcome.DEAD_TOKEN:
         logger.warning(
             "push delivery %s failed after %d attempt(s): %s",
@@ -158,28 +187,54 @@ def _record(delivery: PushDelivery, state: str, result: Result) -> None:
             delivery.attempts,
             result.error,
         )
+    return True
+
+
+def stale_after() -> timedelta:
+    """How long a row may stay `sending` before its run is taken for dead."""
+    return timedelta(seconds=settings.PUSH_SENDING_STALE_SECONDS)
 
 
 def sweep(*, now: datetime | None = None) -> int:
-    """Tidy rows whose task was lost. Meant for the scheduler loop (beside relay.sweep):
+    """Finish or resend rows whose task was lost. Meant for the scheduler loop (beside
+    relay.sweep); returns how many rows it touched.
 
-    - `sending` past the task's time limit: its worker died mid-send → failed, not resent;
-    - `queued`/`retrying` left alone too long (a lost enqueue or retry message): re-enqueued,
-      except rings, which are stale by then → failed.
+    - `sending` for longer than PUSH_SENDING_STALE_SECONDS: the run died mid-send → taken back
+      (`retrying`) and enqueued: sent again with the same identifiers; failed instead once it
+      has used PUSH_MAX_ATTEMPTS;
+    - `queued` for as long (a lost enqueue) or `retrying` past STRANDED_AFTER (a lost retry):
+      enqueued again, at most once per bound (a duplicate message is harmless: the claim);
+    - among those, rings whose event is older than RING_MAX_AGE → failed "ring expired".
     """
     from calls.tasks import deliver_push
 
     now = now or timezone.now()
-    interrupted = PushDelivery.objects.filter(
-        state=State.SENDING, claimed_at__lt=now - INTERRUPTED_AFTER
-    ).update(state=State.FAILED, last_error="interrupted: outcome unknown", updated_at=now)
-    stranded = PushDelivery.objects.filter(
-        state__in=[State.QUEUED, State.RETRYING], updated_at__lt=now - STRANDED_AFTER
+    stale = now - stale_after()
+    interrupted = Q(state=State.SENDING, claimed_at__lt=stale)
+    lost = Q(state=State.QUEUED, updated_at__lt=stale) | Q(
+        state=State.RETRYING, updated_at__lt=now - STRANDED_AFTER
     )
-    expired = stranded.filter(purpose=PushDelivery.Purpose.RING).update(
-        state=State.FAILED, last_error="ring expired", updated_at=now
+    rows = PushDelivery.objects.filter(interrupted | lost)
+    expired = rows.filter(
+        purpose=PushDelivery.Purpose.RING, event__created_at__lt=now - RING_MAX_AGE
+    ).update(state=State.FAILED, last_error="ring expired", updated_at=now)
+    given_up = (
+        PushDelivery.objects.filter(interrupted)
+        .filter(attempts__gte=settings.PUSH_MAX_ATTEMPTS)
+        .update(state=State.FAILED, last_error="interrupted: outcome unknown", updated_at=now)
     )
-    ids = list(stranded.values_list("pk", flat=True)[:500])
+    if given_up:
+        logger.warning("push sweep: %d interrupted deliveries had no attempt left", given_up)
+    ids = list(rows.order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH])
+    if not ids:
+        return expired + given_up
+    # Conditional like the claim: a row another sweep (or its run) moved on is left alone.
+    resent = PushDelivery.objects.filter(interrupted, pk__in=ids).update(
+        state=State.RETRYING, last_error="interrupted: outcome unknown", updated_at=now
+    )
+    PushDelivery.objects.filter(lost, pk__in=ids).update(updated_at=now)
+    if resent:
+        logger.warning("push sweep: %d interrupted deliveries sent again", resent)
     for pk in ids:
         deliver_push.delay(pk)
-    return interrupted + expired + len(ids)
+    return expired + given_up + len(ids)

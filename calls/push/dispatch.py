@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +48,8 @@ CALL_MEMBER_ROLE = "call_member"
 REMINDER_TEXT = ("Upcoming call", "Your call starts soon.")
 _TEMPLATE = re.compile(r"{{|}}")
 MAX_TEXT = 120
+# The namespace of push ids (uuid5 of the delivery row): fixed, so a resend has the same id.
+PUSH_ID_NAMESPACE = uuid.UUID("5d0f6b0e-8c4b-4f57-9a51-2b7c1f0e6a31")
 
 
 def on_event(event: CallEvent) -> None:
@@ -148,8 +151,19 @@ def _generic(text: Any, default: str) -> str:
     return " ".join(text.split())[:MAX_TEXT]
 
 
-def message_for(event: CallEvent, purpose: str) -> Message:
-    """The push message of an event: the cid, the event type and generic text only."""
+def message_tag(event: CallEvent, purpose: str) -> str:
+    """The notification's identity on a device: one per event and purpose, on every attempt."""
+    return f"{purpose}-{event.pk}"
+
+
+def push_id(delivery_id: int) -> str:
+    """A UUID derived from the delivery row, the same on every attempt (APNs `apns-id`)."""
+    return str(uuid.uuid5(PUSH_ID_NAMESPACE, f"push-delivery:{delivery_id}"))
+
+
+def message_for(event: CallEvent, purpose: str, *, delivery_id: int) -> Message:
+    """The push message of one delivery: the cid, the event type, generic text and the
+    delivery's stable identifiers only."""
     cid = event.call_cid
     call_type, _, call_id = cid.partition(":")
     if event.type == "call.reminder":
@@ -170,4 +184,6 @@ def message_for(event: CallEvent, purpose: str) -> Message:
         call_id=call_id,
         title=title,
         body=body,
+        tag=message_tag(event, purpose),
+        push_id=push_id(delivery_id),
     )

@@ -1,5 +1,11 @@
 """FCM HTTP v1: data messages, authorized by an OAuth2 access token obtained with the
-service account's signed JWT (RS256, grant type jwt-bearer) and cached until it expires."""
+service account's signed JWT (RS256, grant type jwt-bearer) and cached until it expires.
+
+Data-only (the app draws its own call UI and notifications), so FCM's `android.notification.tag`
+does not apply: the same tag travels as `data.tag`, and the app shows the notification under
+it, so a resend replaces the first copy. `android.collapse_key` (the call cid) lets FCM keep
+only the newest of a call's pushes waiting for an offline device.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Web Push (RFC 8030 delivery, RFC 8291 aes128gcm encryption, RFC 8292 VAPID) via pywebpush."""
+"""Web Push (RFC 8030 delivery, RFC 8291 aes128gcm encryption, RFC 8292 VAPID) via pywebpush.
+
+Every push carries a `Topic` (RFC 8030 §5.4) derived from the message's tag, and the tag in its
+payload: a resend of the same delivery replaces a copy still waiting at the push service, and
+the service worker shows it with the same `tag`, replacing the one already on screen.
+"""
 
 from __future__ import annotations
 
@@ -46,10 +51,7 @@ class WebPushProvider:
         endpoint = device.token
         if not (endpoint.startswith("https://") or self.allow_http):
             return Result(Outcome.FAILED, error="endpoint is not https")
-        headers = {"Urgency": "high" if message.ring else "normal"}
-        if message.ring:
-            # One ring per call on the lock screen: a later ring replaces an earlier one.
-            headers["Topic"] = _topic(message.cid)
+        headers = {"Urgency": "high" if message.ring else "normal", "Topic": topic(message.tag)}
         try:
             response = webpush(
                 subscription_info={"endpoint": endpoint, "keys": device.keys},
@@ -88,9 +90,10 @@ def _answer(response: requests.Response) -> Result:
     )
 
 
-def _topic(cid: str) -> str:
-    """RFC 8030 Topic: at most 32 URL-safe base64 characters."""
-    return base64.urlsafe_b64encode(hashlib.sha256(cid.encode()).digest()[:24]).decode()
+def topic(tag: str) -> str:
+    """RFC 8030 Topic: at most 32 characters of the URL-safe base64 alphabet (24 bytes of a
+    hash: exactly 32, no padding)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(tag.encode()).digest()[:24]).decode()
 
 
 def provider(settings) -> WebPushProvider | DisabledProvider:

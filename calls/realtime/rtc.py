@@ -430,6 +430,9 @@ class RtcConsumer(AsyncJsonWebsocketConsumer):
                         "participant": _participant_from_event(participant),
                     }
                 )
+                if "join-backstage" in self.caps:  # admitted from the lobby: not waiting now
+                    waiting = await database_sync_to_async(_waiting)(self.call_pk)
+                    await self.send_json({"type": "lobby_updated", "waiting": waiting})
             elif self.state == State.WAITING:
                 await self.send_json(await database_sync_to_async(_lobby_message)(self.call_pk))
         elif kind == "call.session_participant_left":

@@ -102,3 +102,51 @@ def app_server(transactional_db):
 
     with running_server() as address:
         yield AppServer(url=f"http://{address}")
+
+
+# Chromium's fake cameras (moving test patterns) and microphone (a beep), granted without a
+# prompt: what a person who allows their devices looks like to the page. Of the three cameras,
+# fake_device_0 (the default) and fake_device_2 send ordinary video; fake_device_1 is a depth
+# camera (Y16) that WebRTC cannot encode.
+FAKE_MEDIA_ARGS = [
+    "--use-fake-device-for-media-stream=device-count=3",
+    "--use-fake-ui-for-media-stream",
+]
+
+
+@pytest.fixture
+def launch_chromium(browser, console):
+    """Start another Chromium process (a separate person on a separate machine, not just
+    another context) and open a page in it, watched for errors like `new_page`'s.
+    `fake_devices` / `fake_ui` control the fake camera and microphone and their automatic
+    permission; `permissions` are granted to the context (none: the browser decides)."""
+    launched = []
+    playwright = browser.browser_type
+
+    def open_page(
+        *,
+        fake_devices: bool = True,
+        fake_ui: bool = True,
+        permissions: list[str] | None = None,
+        width: int = 1280,
+        height: int = 900,
+    ):
+        args = list(CHROMIUM_ARGS)
+        if fake_devices:
+            args.append(FAKE_MEDIA_ARGS[0])
+        if fake_ui:
+            args.append(FAKE_MEDIA_ARGS[1])
+        instance = playwright.launch(executable_path=CHROMIUM, args=args)
+        launched.append(instance)
+        context = instance.new_context(
+            viewport={"width": width, "height": height}, permissions=permissions or []
+        )
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        page.on("console", console.on_console)
+        page.on("pageerror", console.on_page_error)
+        return page
+
+    yield open_page
+    for instance in launched:
+        instance.close()

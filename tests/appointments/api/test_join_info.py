@@ -11,6 +11,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from appointments import services
+from appointments.links import join_link_path
 from calls.models import Call
 from tests.factories import make_appointment
 
@@ -56,6 +57,7 @@ def test_too_early_before_the_lobby_opens(api, booked):
         "ends_at": iso(START + timedelta(minutes=20)),
         "lobby_opens_at": iso(START - timedelta(minutes=10)),
         "server_time": iso(NOW),
+        "join_url": f"http://testserver{join_link_path(booked)}",
     }
     claims = jwt.decode(info["token"], settings.CALLS_API_SECRET, algorithms=["HS256"])
     assert claims["user_id"] == booked.patient.call_user_id

@@ -5,24 +5,17 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from calls.models import PushDevice
 from calls.push import delivery
 
-from .standins import ApnsServer, FcmServer, WebPushService, b64url
+from .standins import ApnsServer, FcmServer, WebPushService, vapid_keypair
 
 
 @pytest.fixture(scope="session")
 def vapid_keys() -> tuple[str, str]:
     """(private key as raw base64url, application server key as base64url)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    raw = key.private_numbers().private_value.to_bytes(32, "big")
-    public = key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    return b64url(raw), b64url(public)
+    return vapid_keypair()
 
 
 @pytest.fixture(scope="session")

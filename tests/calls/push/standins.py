@@ -2,15 +2,18 @@
 
 - `WebPushService`: RFC 8030 push service on plain HTTP. Verifies the RFC 8292 VAPID header
   (ES256 JWT checked with `k`, which must be the subscription's application server key; aud,
-  exp, sub) and decrypts the RFC 8291 aes128gcm body with the subscription's private key.
+  exp, sub), checks a `Topic` (at most 32 URL-safe base64 characters) and decrypts the
+  RFC 8291 aes128gcm body with the subscription's private key.
 - `ApnsServer`: APNs over HTTP/2 + TLS (hypercorn). Verifies the provider JWT (ES256, kid,
-  iss) and the apns-* headers.
+  iss) and the apns-* headers (an `apns-id` must be a lowercase canonical UUID).
 - `FcmServer`: the OAuth2 token endpoint (RS256 jwt-bearer assertion checked with the service
   account's public key) and FCM v1 messages:send (bearer checked).
 
 Each records what it received (`received`: token, headers, decrypted/parsed payload) and any
 protocol violation (`errors`, which a test asserts empty). `script(token, [429, 200])` makes
-the next answers for a token; without a script every push succeeds.
+the next answers for a token; without a script every push succeeds. The Web Push service calls
+`on_push(received)` (when set) for each accepted push before it answers, e.g. to kill the
+sender while it waits for the answer.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import contextlib
 import datetime
 import ipaddress
 import json
+import re
 import secrets
 import socket
 import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,6 +51,16 @@ def b64url(data: bytes) -> str:
 
 def b64url_decode(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+def vapid_keypair() -> tuple[str, str]:
+    """(private key as raw base64url, application server key as base64url)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    raw = key.private_numbers().private_value.to_bytes(32, "big")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return b64url(raw), b64url(public)
 
 
 def ec_keypair_pem() -> tuple[str, Any]:
@@ -116,7 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        with contextlib.suppress(OSError):  # the sender may be gone (killed by a fault test)
+            self.wfile.write(data)
 
 
 class _HttpServer:
@@ -152,6 +168,11 @@ class WebPushService(_Base, _HttpServer):
         _Base.__init__(self)
         self.subscriptions: dict[str, Subscription] = {}
         self.delay = 0.0
+        self.on_push: Callable[[Received], None] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.on_push = None
 
     def subscribe(self, application_server_key: str) -> Subscription:
         """What PushManager.subscribe() gives a browser: endpoint, p256dh and auth."""
@@ -189,6 +210,9 @@ class WebPushService(_Base, _HttpServer):
         if "ttl" not in headers:
             self.errors.append("TTL header missing")
             return 400, {"error": "ttl"}, {}
+        if "topic" in headers and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", headers["topic"]):
+            self.errors.append("Topic is not 1-32 characters of URL-safe base64 (RFC 8030 5.4)")
+            return 400, {"error": "topic"}, {}
         try:
             clear = http_ece.decrypt(
                 body,
@@ -202,7 +226,11 @@ class WebPushService(_Base, _HttpServer):
             return 400, {"error": "decrypt"}, {}
         status = self.next_status(sub_id, 201)
         if 200 <= status < 300:
-            self.received.append(Received(sub_id, headers, payload))
+            push = Received(sub_id, headers, payload)
+            with self.lock:
+                self.received.append(push)
+            if self.on_push is not None:
+                self.on_push(push)
         return status, None, {"Location": f"{self.base_url}/message/{secrets.token_hex(4)}"}
 
     def _check_vapid(self, authorization: str, subscription: Subscription) -> str:
@@ -476,6 +504,11 @@ class ApnsServer(_Base):
         collapse = headers.get("apns-collapse-id", "")
         if len(collapse.encode()) > 64:
             return "BadCollapseId"
+        apns_id = headers.get("apns-id")
+        if apns_id is not None and not re.fullmatch(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", apns_id
+        ):
+            return "BadMessageId"
         return ""
 
     def start(self) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import jwt
 import pytest
 
 from calls.models import PushDelivery
+from calls.push import dispatch
 
 from .conftest import make_device
 from .helpers import people, ring_call
@@ -35,6 +37,9 @@ def test_a_ring_is_a_voip_push_over_http2(iphone, apns_server, django_capture_on
     assert headers["apns-priority"] == "10"
     assert headers["apns-expiration"] == "0"  # now or never
     assert headers["apns-collapse-id"] == call.cid
+    [row] = PushDelivery.objects.all()
+    assert headers["apns-id"] == dispatch.push_id(row.pk)  # the row's, on every attempt
+    assert str(uuid.UUID(headers["apns-id"])) == headers["apns-id"]  # canonical 8-4-4-4-12
     assert push.payload == {
         "aps": {},
         "cid": call.cid,
@@ -43,6 +48,7 @@ def test_a_ring_is_a_voip_push_over_http2(iphone, apns_server, django_capture_on
         "call_id": "visit-1",
         "title": "Incoming call",
         "body": "Tap to answer.",
+        "tag": f"ring-{row.event_id}",
     }
     claims = jwt.decode(headers["authorization"][7:], options={"verify_signature": False})
     assert claims["iss"] == apns_server.team_id

@@ -1,25 +1,19 @@
 """The whole path with real processes: the scheduler rings a call at its start, a Celery
-worker (a subprocess, Redis broker, PostgreSQL) relays the event and sends the Web Push; and
-two concurrent sends of one delivery push once.
+worker (a subprocess, Redis broker, PostgreSQL) relays the event and sends the Web Push; two
+concurrent sends of one delivery push once; a send that outlives the staleness bound is sent
+again and its late answer ignored. (The crash itself, SIGKILL mid-send: tests/calls/test_faults.py.)
 
 Needs PostgreSQL (a worker process cannot see SQLite's in-memory test database) and Redis.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from calls import scheduler, services
@@ -29,75 +23,36 @@ from calls.push import delivery
 from calls.services import MemberSpec
 
 from .helpers import events_of, people
+from .processes import (
+    process_env,
+    purge_tasks,
+    require_postgres,
+    require_postgres_and_redis,
+    start_worker,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-BASE_DIR = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
 def postgres_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: a separate process cannot see SQLite's test database")
+    require_postgres()
 
 
 @pytest.fixture
 def worker(postgres_only, provider_settings, vapid_keys):
-    if not django_settings.REDIS_URL:
-        pytest.skip("needs REDIS_URL: the worker gets its tasks through Redis")
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    name = f"push-e2e-{uuid.uuid4().hex[:8]}@%h"
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        "DB_CONN_MAX_AGE": "0",
-        "REDIS_URL": django_settings.REDIS_URL,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "WEBPUSH_VAPID_PRIVATE_KEY": vapid_keys[0],
-        "WEBPUSH_VAPID_SUBJECT": provider_settings.WEBPUSH_VAPID_SUBJECT,
-        "WEBPUSH_ALLOW_HTTP_ENDPOINTS": "true",
-    }
-    log_path = Path(tempfile.mkdtemp(prefix="push-worker-")) / "worker.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "-n",
-            name,
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    require_postgres_and_redis()
+    purge_tasks()
+    process = start_worker(
+        process_env(
+            WEBPUSH_VAPID_PRIVATE_KEY=vapid_keys[0],
+            WEBPUSH_VAPID_SUBJECT=provider_settings.WEBPUSH_VAPID_SUBJECT,
+            WEBPUSH_ALLOW_HTTP_ENDPOINTS="true",
+        )
     )
-    deadline = time.monotonic() + 30
-    while "ready." not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the worker did not start:\n" + log_path.read_text()[-3000:])
-        time.sleep(0.2)
-    yield log_path
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    log.close()
+    process.wait_ready()
+    yield process.log_path
+    process.stop()
 
 
 def test_a_call_rings_the_patient_through_the_worker_at_its_start(
@@ -177,3 +132,50 @@ def test_two_concurrent_sends_of_one_delivery_push_once(
     assert len(webpush_service.received) == 1
     row.refresh_from_db()
     assert (row.state, row.attempts) == ("sent", 1)
+
+
+def test_a_send_outliving_the_bound_is_resent_and_its_late_answer_is_ignored(
+    postgres_only, provider_settings, eager_tasks, webpush_device, webpush_service, settings
+):
+    """Without task time limits (solo or thread pools) a send can outlive the bound: the sweep
+    takes the row back and sends again; the slow run's late answer must not overwrite the
+    newer attempt's (here it would leave the row `retrying`, for a third push)."""
+    settings.CALLS_EVENT_CONSUMERS = []  # rows are driven by hand here
+    settings.PUSH_SENDING_STALE_SECONDS = 0.5
+    _, patient = people()
+    browser = webpush_device(patient)
+    call = services.call_get_or_create(
+        actor=SERVER,
+        type_name="default",
+        call_id="slow",
+        created_by_id="doc-1",
+        members=[MemberSpec(user_id="doc-1"), MemberSpec(user_id="pat-1")],
+        notify=True,
+    ).call
+    [event] = events_of(call, "call.notification")
+    row = PushDelivery.objects.create(event=event, device=browser, purpose="notify")
+    webpush_service.delay = 1.5
+    webpush_service.script(browser.sub_id, [503, 201])  # the slow run's answer comes first
+    countdowns = []
+
+    def slow_run():
+        try:
+            countdowns.append(delivery.deliver(row.pk))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=slow_run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not PushDelivery.objects.filter(pk=row.pk, state="sending").exists():
+        assert time.monotonic() < deadline, "the slow run never claimed the row"
+        time.sleep(0.02)
+    time.sleep(0.7)  # past the bound
+    assert delivery.sweep() == 1  # taken back and sent again, in place (eager)
+    thread.join(10)
+
+    row.refresh_from_db()
+    assert (row.state, row.attempts, row.last_status) == ("sent", 2, 201)
+    assert countdowns == [None]  # the late run recorded nothing and asks for no retry
+    [push] = webpush_service.received  # the 503 one was not accepted
+    assert push.payload["tag"] == f"notify-{event.pk}"

@@ -1,16 +1,23 @@
-"""The delivery sweep: rows whose task was lost are finished or sent again, never twice."""
+"""The delivery sweep: a send interrupted by a crash is sent again, once, with the same
+identifiers (so the device shows one notification); rows whose task was lost are enqueued
+again; rings too old to ring are not sent."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from calls.models import PushDelivery
-from calls.push import delivery
+from calls.push import delivery, dispatch, webpush
 
+from .conftest import make_device
 from .helpers import events_of, people, ring_call
+from .processes import BASE_DIR
 
 pytestmark = pytest.mark.django_db
 
@@ -30,44 +37,183 @@ def rows(push_settings, webpush_device, settings, django_capture_on_commit_callb
     )
 
 
-def age(row, minutes):
-    then = timezone.now() - timedelta(minutes=minutes)
+def age(row, seconds):
+    then = timezone.now() - timedelta(seconds=seconds)
     PushDelivery.objects.filter(pk=row.pk).update(updated_at=then, claimed_at=then)
 
 
-def test_a_send_interrupted_long_ago_is_failed_not_resent(rows, webpush_service):
-    _, notify = rows
-    PushDelivery.objects.filter(pk=notify.pk).update(state="sending", attempts=1)
-    age(notify, 10)
+def crash_after_send(row, seconds_ago):
+    """The row as a worker killed after the push left, before it recorded the answer, leaves
+    it: still `sending`, claimed `seconds_ago`."""
+    PushDelivery.objects.filter(pk=row.pk).update(state="sending", sent_at=None, last_status=None)
+    age(row, seconds_ago)
 
-    delivery.sweep()
+
+def identifiers(kind, push):
+    """What the device (or its push service) collapses on, per provider."""
+    if kind == "webpush":
+        return {"topic": push.headers["topic"], "tag": push.payload["tag"]}
+    if kind == "apns_voip":
+        return {
+            "apns-id": push.headers["apns-id"],
+            "apns-collapse-id": push.headers["apns-collapse-id"],
+            "tag": push.payload["tag"],
+        }
+    return {
+        "collapse_key": push.payload["android"]["collapse_key"],
+        "tag": push.payload["data"]["tag"],
+    }
+
+
+@pytest.mark.parametrize("kind", ["webpush", "apns_voip", "fcm"])
+def test_a_send_interrupted_by_a_crash_is_resent_once_with_the_same_identifiers(
+    kind,
+    push_settings,
+    webpush_device,
+    webpush_service,
+    apns_server,
+    fcm_server,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    settings.CALLS_EVENT_CONSUMERS = []
+    _, patient = people()
+    device = (
+        webpush_device(patient) if kind == "webpush" else make_device(patient, kind, f"pat-{kind}")
+    )
+    standin = {"webpush": webpush_service, "apns_voip": apns_server, "fcm": fcm_server}[kind]
+    call = ring_call(django_capture_on_commit_callbacks)
+    [event] = events_of(call, "call.ring")
+    row = PushDelivery.objects.create(event=event, device=device, purpose="ring")
+    assert delivery.deliver(row.pk) is None  # the push leaves...
+    crash_after_send(row, settings.PUSH_SENDING_STALE_SECONDS + 1)  # ...the record does not
+
+    assert delivery.sweep() == 1
+    assert delivery.sweep() == 0  # sent: nothing left to take back
+
+    first, second = standin.received
+    assert identifiers(kind, second) == identifiers(kind, first)
+    assert second.payload == first.payload
+    assert identifiers(kind, first)["tag"] == f"ring-{event.pk}"
+    if kind == "webpush":
+        assert first.headers["topic"] == webpush.topic(f"ring-{event.pk}")
+    if kind == "apns_voip":
+        assert first.headers["apns-id"] == dispatch.push_id(row.pk)
+    row.refresh_from_db()
+    assert (row.state, row.attempts, row.last_error) == ("sent", 2, "")
+
+
+def test_an_interrupted_send_that_used_its_attempts_is_failed_not_resent(
+    rows, webpush_service, settings
+):
+    _, notify = rows
+    PushDelivery.objects.filter(pk=notify.pk).update(
+        state="sending", attempts=settings.PUSH_MAX_ATTEMPTS
+    )
+    age(notify, settings.PUSH_SENDING_STALE_SECONDS + 1)
+
+    assert delivery.sweep() == 1
 
     notify.refresh_from_db()
     assert (notify.state, notify.last_error) == ("failed", "interrupted: outcome unknown")
+    assert webpush_service.received == []  # a push that keeps killing its worker cannot loop
+
+
+def test_an_interrupted_ring_too_old_to_ring_is_not_resent(rows, webpush_service, settings):
+    ring, _ = rows
+    PushDelivery.objects.filter(pk=ring.pk).update(state="sending", attempts=1)
+    age(ring, settings.PUSH_SENDING_STALE_SECONDS + 1)
+    ring.event.created_at = timezone.now() - delivery.RING_MAX_AGE - timedelta(seconds=1)
+    ring.event.save()
+
+    delivery.sweep()
+
+    ring.refresh_from_db()
+    assert (ring.state, ring.last_error) == ("failed", "ring expired")
     assert webpush_service.received == []
 
 
-def test_a_recent_send_in_progress_is_left_alone(rows, webpush_service):
+def test_a_send_in_progress_is_left_alone_until_the_bound(rows, webpush_service, settings):
     _, notify = rows
-    PushDelivery.objects.filter(pk=notify.pk).update(state="sending", claimed_at=timezone.now())
+    PushDelivery.objects.filter(pk=notify.pk).update(state="sending", attempts=1)
+    age(notify, settings.PUSH_SENDING_STALE_SECONDS - 2)
 
     assert delivery.sweep() == 0
     notify.refresh_from_db()
     assert notify.state == "sending"
+    assert webpush_service.received == []
+
+    age(notify, settings.PUSH_SENDING_STALE_SECONDS + 1)
+    assert delivery.sweep() == 1
+    notify.refresh_from_db()
+    assert (notify.state, notify.attempts) == ("sent", 2)
 
 
-def test_a_stranded_notify_is_sent_and_a_stranded_ring_expires(rows, webpush_service):
+def test_the_stale_bound_outlasts_the_send_time_limit(settings):
+    # A live send must never be taken for dead: the task is stopped before the bound.
+    from calls.tasks import deliver_push
+
+    assert deliver_push.time_limit == settings.PUSH_SEND_TIME_LIMIT_SECONDS
+    assert deliver_push.soft_time_limit < deliver_push.time_limit
+    assert deliver_push.time_limit < settings.PUSH_SENDING_STALE_SECONDS
+    assert timedelta(seconds=settings.PUSH_SENDING_STALE_SECONDS) < delivery.RING_MAX_AGE
+
+
+def test_a_bound_not_longer_than_the_send_limit_fails_at_start_up():
+    env = {**os.environ, "PUSH_SEND_TIME_LIMIT_SECONDS": "30", "PUSH_SENDING_STALE_SECONDS": "30"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "PUSH_SENDING_STALE_SECONDS must exceed PUSH_SEND_TIME_LIMIT_SECONDS" in result.stderr
+
+
+def test_lost_queued_rows_are_sent_and_a_lost_ring_too_old_to_ring_expires(
+    rows, webpush_service, settings
+):
     ring, notify = rows
-    age(ring, 20)
-    age(notify, 20)
+    age(ring, settings.PUSH_SENDING_STALE_SECONDS + 1)
+    age(notify, settings.PUSH_SENDING_STALE_SECONDS + 1)
+    ring.event.created_at = timezone.now() - timedelta(minutes=20)
+    ring.event.save()
 
     delivery.sweep()
 
     ring.refresh_from_db()
     notify.refresh_from_db()
     assert (ring.state, ring.last_error) == ("failed", "ring expired")
-    assert notify.state == "sent"
+    assert (notify.state, notify.attempts) == ("sent", 1)
     assert [p.payload["type"] for p in webpush_service.received] == ["call.notification"]
+
+
+def test_a_lost_ring_still_fresh_is_sent(rows, webpush_service, settings):
+    ring, _ = rows
+    age(ring, settings.PUSH_SENDING_STALE_SECONDS + 1)  # queued that long: its message was lost
+
+    delivery.sweep()
+
+    ring.refresh_from_db()
+    assert (ring.state, ring.attempts) == ("sent", 1)
+    assert [p.payload["type"] for p in webpush_service.received] == ["call.ring"]
+
+
+def test_a_retrying_row_waits_for_its_backoff(rows, webpush_service, settings):
+    _, notify = rows
+    PushDelivery.objects.filter(pk=notify.pk).update(state="retrying", attempts=1)
+    age(notify, delivery.MAX_BACKOFF_SECONDS - 1)  # its countdown may still be running
+
+    assert delivery.sweep() == 0
+
+    age(notify, delivery.STRANDED_AFTER.total_seconds() + 1)  # its retry message was lost
+    assert delivery.sweep() == 1
+    notify.refresh_from_db()
+    assert (notify.state, notify.attempts) == ("sent", 2)
 
 
 def test_a_ring_is_not_sent_once_it_is_stale(rows, webpush_service):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
+from django.utils import timezone
 
 from calls.models import PushDelivery, PushDevice
-from calls.push import delivery
+from calls.push import delivery, webpush
 from calls.tasks import deliver_push
 
 from .helpers import events_of, people, ring_call
@@ -27,6 +29,7 @@ def test_a_ring_reaches_the_patients_browser_encrypted_and_signed(
     call = ring_call(django_capture_on_commit_callbacks)
 
     [push] = webpush_service.received
+    [event] = events_of(call, "call.ring")
     assert push.token == patient_browser.sub_id
     assert push.payload == {
         "cid": call.cid,
@@ -35,9 +38,13 @@ def test_a_ring_reaches_the_patients_browser_encrypted_and_signed(
         "call_id": "visit-1",
         "title": "Incoming call",
         "body": "Tap to answer.",
+        "tag": f"ring-{event.pk}",  # the service worker's notification tag
     }
     assert push.headers["ttl"] == "0"  # a ring is delivered now or never
     assert push.headers["urgency"] == "high"
+    # RFC 8030 §5.4: at most 32 characters of the URL-safe base64 alphabet.
+    assert push.headers["topic"] == webpush.topic(f"ring-{event.pk}")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,32}", push.headers["topic"])
     [row] = PushDelivery.objects.all()
     assert (row.purpose, row.state, row.attempts, row.last_status) == ("ring", "sent", 1, 201)
     assert row.sent_at is not None
@@ -52,6 +59,7 @@ def test_a_notify_push_lives_an_hour_at_normal_urgency(
     assert push.payload["type"] == "call.notification"
     assert push.headers["ttl"] == "3600"
     assert push.headers["urgency"] == "normal"
+    assert push.headers["topic"] == webpush.topic(push.payload["tag"])
 
 
 @pytest.mark.parametrize("status", [404, 410])
@@ -130,20 +138,22 @@ def test_the_task_run_twice_sends_one_push(
     assert len(webpush_service.received) == 1
 
 
-def test_a_row_claimed_by_a_run_that_died_is_not_sent_again(
+def test_a_row_being_sent_is_not_sent_by_a_second_run(
     patient_browser, webpush_service, django_capture_on_commit_callbacks, settings
 ):
-    settings.CALLS_EVENT_CONSUMERS = []  # relay nothing: we play the crashed worker by hand
+    settings.CALLS_EVENT_CONSUMERS = []  # relay nothing: we play the first run by hand
     call = ring_call(django_capture_on_commit_callbacks)
     [event] = events_of(call, "call.ring")
     row = PushDelivery.objects.create(event=event, device=patient_browser, purpose="ring")
-    PushDelivery.objects.filter(pk=row.pk).update(state="sending", attempts=1)
+    PushDelivery.objects.filter(pk=row.pk).update(
+        state="sending", attempts=1, claimed_at=timezone.now()
+    )
 
-    deliver_push.delay(row.pk)  # redelivered after the worker was lost mid-send
+    deliver_push.delay(row.pk)  # the broker redelivering while the first run still sends
 
     assert webpush_service.received == []
     row.refresh_from_db()
-    assert (row.state, row.attempts) == ("sending", 1)
+    assert (row.state, row.attempts) == ("sending", 1)  # the sweep decides, after the bound
 
 
 def test_without_vapid_credentials_web_push_is_disabled(

@@ -1,0 +1,170 @@
+"""Join pages: the room a browser joins an appointment's call from (camera and microphone
+check, waiting room, the call itself). Staff come from the portal (signed in, staff of the
+clinic); patients from their personal link (`appointments.links`), without signing in.
+
+Both render one template with the person's join state (`appointments.joining`) and, when
+joining makes sense, a short-lived calls-API token scoped to this call; the page then speaks
+the call socket protocol of docs/media.md. The pages carry a token: never cached, and never
+sent on as a referrer (the patient's link is in the URL)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from calls.realtime.routing import RTC_PATH
+
+from . import joining, links
+from .models import Appointment, Clinic, StaffMember
+from .views import _appointment, clinic_view
+
+# The call socket of docs/media.md.
+RTC_WS_PATH = f"/{RTC_PATH}"
+
+# What each state says when there is no call to join (the page shows no controls then).
+CLOSED_STATES = {
+    "ended": ("This appointment has ended", "The call is over and cannot be joined again."),
+    "cancelled": (
+        "This appointment was cancelled",
+        "There is no call to join. Contact the clinic if you need a new appointment.",
+    ),
+    "unavailable": (
+        "You cannot join this call",
+        "You are not one of the people in this appointment's call.",
+    ),
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _room(
+    request: HttpRequest,
+    *,
+    role: str,
+    appointment: Appointment,
+    info: dict[str, Any],
+    name: str,
+    time_zone: str,
+    back_url: str | None,
+) -> HttpResponse:
+    state = info["state"]
+    closed = CLOSED_STATES.get(state)
+    config = {
+        "role": role,
+        "state": state,
+        "ws_path": RTC_WS_PATH,
+        "call_cid": appointment.call_cid,
+        "token": info["token"],
+        "starts_at": _iso(info["starts_at"]),
+        "ends_at": _iso(info["ends_at"]),
+        "opens_at": _iso(info.get("opens_at", info.get("lobby_opens_at"))),
+        "server_time": _iso(info["server_time"]),
+        "time_zone": time_zone,
+        "name": name,
+        "then": info.get("then", "lobby"),
+        "audio_only": appointment.mode == Appointment.Mode.AUDIO,
+        "back_url": back_url,
+    }
+    with timezone.override(zoneinfo.ZoneInfo(time_zone)):
+        response = render(
+            request,
+            "join/room.html",
+            {
+                "role": role,
+                "state": state,
+                "then": config["then"],
+                "closed": closed,
+                "appointment": appointment,
+                "clinic": appointment.clinic,
+                "time_zone": time_zone,
+                "name": name,
+                "back_url": back_url,
+                "config": None if closed else config,
+            },
+        )
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@never_cache
+@require_GET
+@clinic_view
+def appointment_join(
+    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, appointment_id: str
+) -> HttpResponse:
+    """The staff room: backstage from the staff join-ahead time for hosts and clinicians, the
+    waiting room for an interpreter; times in the clinic's time zone."""
+    appointment = _appointment(staff, clinic, appointment_id)
+    info = joining.staff_join_info(staff=staff, appointment=appointment, now=timezone.now())
+    return _room(
+        request,
+        role="staff",
+        appointment=appointment,
+        info=info,
+        name=staff.display_name,
+        time_zone=clinic.time_zone,
+        back_url=reverse("portal:appointment", args=[clinic.slug, appointment.pk]),
+    )
+
+
+def _link_error(request: HttpRequest, *, title: str, text: str, status: int) -> HttpResponse:
+    response = render(
+        request, "join/link_error.html", {"title": title, "text": text}, status=status
+    )
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@never_cache
+@require_GET
+def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
+    """The patient's room, from their link: a bad, expired or other appointment's link is an
+    error page (never the room); times in the patient's time zone."""
+    now = timezone.now()
+    try:
+        appointment = links.appointment_from_link(
+            appointment_id=appointment_id, token=request.GET.get("t", ""), now=now
+        )
+    except links.ExpiredLink:
+        return _link_error(
+            request,
+            title="This link has expired",
+            text="The appointment it was for is over. Contact the clinic if you need help.",
+            status=403,
+        )
+    except links.BadLink:
+        return _link_error(
+            request,
+            title="This link does not work",
+            text="Check that you opened the whole link from your invitation, or ask the "
+            "clinic to send it again.",
+            status=403,
+        )
+    except Http404:
+        return _link_error(
+            request,
+            title="No such appointment",
+            text="This appointment does not exist any more. Contact the clinic.",
+            status=404,
+        )
+    patient = appointment.patient
+    info = joining.join_info(patient=patient, appointment=appointment, now=now)
+    return _room(
+        request,
+        role="patient",
+        appointment=appointment,
+        info=info,
+        name=patient.name,
+        time_zone=patient.time_zone,
+        back_url=None,
+    )

@@ -1,0 +1,156 @@
+"""Where a person stands with an appointment's call, for everything that lets people join it:
+the patient API's join info, the patient's join page (from their link) and the staff join
+page. Reads only: the state comes from the calls engine's one join rule
+(`calls.capabilities.join_state`, asked as that person) and, when joining makes sense, comes
+with a calls-API token scoped to this call (minted by `calls.api.auth.create_user_token`, the
+one place that mints them). The browser then joins over `/ws/v1/rtc` (docs/media.md), where
+the server applies the same rule again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+
+from calls import selectors as call_selectors
+from calls import wire
+from calls.api.auth import create_user_token
+from calls.capabilities import Actor, capabilities_for, join_state
+from calls.errors import NotAllowed, NotFound
+
+from . import links, selectors
+from .models import CALL_TYPE, Appointment, Patient, StaffMember
+from .services import OVERRUN_GRACE_MINUTES
+
+# A call token lives at least this long, and past the appointment's end plus the overrun the
+# call may take; never longer than a day (ask again for a later appointment).
+TOKEN_MIN_SECONDS = 3600
+TOKEN_MAX_SECONDS = 86_400
+
+# join_state's answer → what a patient is told. `backstage` (may enter before go-live) is a
+# staff privilege; a patient who had it would enter the lobby.
+_STATES = {
+    "too_early": "too_early",
+    "lobby": "lobby",
+    "backstage": "lobby",
+    "live": "live",
+    "ended": "ended",
+    "not_allowed": "unavailable",
+}
+# Staff keep `backstage`: they enter before go-live (from their join-ahead time).
+_STAFF_STATES = {**_STATES, "backstage": "backstage"}
+_WITH_TOKEN = frozenset({"too_early", "lobby", "backstage", "live"})
+_FINISHED = (Appointment.Status.COMPLETED, Appointment.Status.NO_SHOW)
+
+
+def patient_actor(patient: Patient) -> Actor:
+    """The calls-API identity of a patient: their calls user and its teams (their clinic)."""
+    user = patient.call_user
+    return Actor(user=user, teams=frozenset(user.teams))
+
+
+def _token_lifetime(appointment: Appointment, now: datetime) -> int:
+    until_end = appointment.ends_at + timedelta(minutes=OVERRUN_GRACE_MINUTES) - now
+    return int(min(max(until_end.total_seconds(), TOKEN_MIN_SECONDS), TOKEN_MAX_SECONDS))
+
+
+def _call_state(
+    *, actor: Actor, appointment: Appointment, now: datetime, states: dict[str, str]
+) -> tuple[str, datetime | None]:
+    """The person's state (mapped through `states`) and when the lobby opens. Queries: the
+    call (with its type), the person's member row."""
+    state, lobby_opens_at = "unavailable", None
+    try:
+        call = call_selectors.call_get(actor=actor, type_name=CALL_TYPE, call_id=appointment.id)
+    except (NotFound, NotAllowed):
+        call = None
+    if call is not None:
+        member = call_selectors.member_of(actor=actor, call=call)
+        caps = capabilities_for(actor, call, member)
+        join_ahead = wire.call_settings(call)["backstage"].get("join_ahead_time_seconds", 0)
+        raw, lobby_opens_at = join_state(
+            caps=caps, call=call, join_ahead_seconds=join_ahead, now=now
+        )
+        state = states.get(raw, "unavailable")
+    # The clinic's word on the appointment wins over the call's.
+    if appointment.status == Appointment.Status.CANCELLED:
+        state = "cancelled"
+    elif appointment.status in _FINISHED:
+        state = "ended"
+    return state, lobby_opens_at
+
+
+def _call_token(
+    user_id: str, appointment: Appointment, state: str, now: datetime
+) -> tuple[str | None, datetime | None]:
+    """A token scoped to the call, only in the states where joining makes sense (a call token
+    makes its holder a call member of that call)."""
+    if state not in _WITH_TOKEN:
+        return None, None
+    lifetime = _token_lifetime(appointment, now)
+    token = create_user_token(user_id, expires_in=lifetime, call_cids=[appointment.call_cid])
+    # create_user_token counts from the current whole second.
+    return token, datetime.fromtimestamp(int(now.timestamp()) + lifetime, tz=UTC)
+
+
+def join_info(*, patient: Patient, appointment: Appointment, now: datetime) -> dict[str, Any]:
+    """`appointment` must come from `appointment_for_patient(patient=patient, ...)` (or a
+    checked join link). Queries: the call (with its type), the patient's member row.
+    `join_url` is the patient's join link (a path: the caller makes it absolute)."""
+    state, lobby_opens_at = _call_state(
+        actor=patient_actor(patient), appointment=appointment, now=now, states=_STATES
+    )
+    token, token_expires_at = _call_token(patient.call_user_id, appointment, state, now)
+    return {
+        "call_cid": appointment.call_cid,
+        "call_type": CALL_TYPE,
+        "call_id": appointment.id,
+        "api_key": settings.CALLS_API_KEY,
+        "token": token,
+        "token_expires_at": token_expires_at,
+        "state": state,
+        "starts_at": appointment.starts_at,
+        "ends_at": appointment.ends_at,
+        "lobby_opens_at": lobby_opens_at,
+        "server_time": now,
+        "join_url": links.join_link_path(appointment),
+    }
+
+
+def staff_enters_at(appointment: Appointment) -> datetime:
+    """When staff who may enter backstage are let in: the appointment's staff join-ahead."""
+    return appointment.starts_at - timedelta(minutes=appointment.staff_join_ahead_minutes)
+
+
+def staff_join_info(
+    *, staff: StaffMember, appointment: Appointment, now: datetime
+) -> dict[str, Any]:
+    """A staff member's standing: `backstage` (a host or clinician, from their join-ahead
+    time), `lobby` / `too_early` (an interpreter waits for go-live like the patient), `live`,
+    `ended`, `cancelled` or `unavailable` (not in this call). `opens_at`: when `too_early`
+    ends (and `then` what it becomes). Queries: the call (with its type), the member row."""
+    state, opens_at = _call_state(
+        actor=selectors.staff_actor(staff),
+        appointment=appointment,
+        now=now,
+        states=_STAFF_STATES,
+    )
+    then = "lobby"
+    if state == "backstage":
+        opens_at, then = staff_enters_at(appointment), "backstage"
+        if now < opens_at:
+            state = "too_early"
+    token, token_expires_at = _call_token(staff.call_user_id, appointment, state, now)
+    return {
+        "call_cid": appointment.call_cid,
+        "token": token,
+        "token_expires_at": token_expires_at,
+        "state": state,
+        "starts_at": appointment.starts_at,
+        "ends_at": appointment.ends_at,
+        "opens_at": opens_at,
+        "then": then,  # what `too_early` becomes at `opens_at`
+        "server_time": now,
+    }

@@ -1,0 +1,70 @@
+"""Patients' join links: `/join/<appointment id>/?t=<token>`, the one place that mints and
+checks them.
+
+The token is signed with the project's secret (`django.core.signing`, its own salt) and carries
+the appointment id and the patient id; nothing else (no name, no time). It is deterministic: the
+same appointment always gets the same link, so a page that shows it twice shows it the same. A
+link works until `LINK_VALID_AFTER_END` past the appointment's *current* end, so it follows a
+reschedule; after that it has expired. A link never opens another appointment.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from django.core import signing
+from django.urls import reverse
+
+from . import selectors
+from .models import Appointment, Patient
+
+SALT = "appointments.join-link"
+LINK_VALID_AFTER_END = timedelta(hours=6)
+
+
+class BadLink(Exception):
+    """The link is not valid (garbled, forged, or for another appointment)."""
+
+
+class ExpiredLink(BadLink):
+    """The link was valid, but its appointment ended more than `LINK_VALID_AFTER_END` ago."""
+
+
+def _signer() -> signing.Signer:
+    # No timestamp: the link's lifetime follows the appointment (see the module docstring).
+    return signing.Signer(salt=SALT)
+
+
+def join_link_token(appointment: Appointment) -> str:
+    return _signer().sign_object({"a": appointment.pk, "p": appointment.patient_id})
+
+
+def join_link_path(appointment: Appointment) -> str:
+    """The patient's join link (path and query; make it absolute with the request)."""
+    path = reverse("join:patient", args=[appointment.pk])
+    return f"{path}?{urlencode({'t': join_link_token(appointment)})}"
+
+
+def appointment_from_link(*, appointment_id: str, token: str, now: datetime) -> Appointment:
+    """The appointment a link opens, looked up as its patient; `BadLink` / `ExpiredLink`
+    otherwise. Queries: the patient; the appointment (with clinic, patient, members)."""
+    try:
+        claims = _signer().unsign_object(token)
+    except signing.BadSignature:
+        raise BadLink("the link is not valid") from None
+    if (
+        not isinstance(claims, dict)
+        or claims.get("a") != appointment_id
+        or not isinstance(claims.get("p"), int)
+    ):
+        raise BadLink("the link is not valid")
+    patient = Patient.objects.select_related("clinic", "call_user").filter(pk=claims["p"]).first()
+    if patient is None:
+        raise BadLink("the link is not valid")
+    # Raises Http404 when the appointment is gone (or not this patient's).
+    appointment = selectors.appointment_for_patient(patient=patient, appointment_id=appointment_id)
+    appointment.patient = patient  # with its calls user, for the join state
+    if now > appointment.ends_at + LINK_VALID_AFTER_END:
+        raise ExpiredLink("the link has expired")
+    return appointment

@@ -1,0 +1,882 @@
+/* The join page: camera and microphone check, waiting room, the call (docs/media.md).
+   No build step. The call socket carries presence and signaling; media goes through the
+   module RoomMedia.create(joined.media.kind) returns (mesh.js today). Nothing here may throw
+   into the console: every failure becomes a message on the page.
+
+   window.__room (for tests and support): stats() → per-peer inbound/outbound bytes,
+   phase() → prejoin | connecting | lobby | joined | finished, peers(), sessionId(),
+   devices() → the ids of the camera and microphone in use. */
+(function () {
+  "use strict";
+
+  var config = document.getElementById("room-config");
+  if (!config) return;
+  var cfg = JSON.parse(config.textContent);
+
+  var RETRY_MIN_MS = 500;
+  var RETRY_MAX_MS = 5000;
+  var PING_MS = 25000;
+  var TICK_MS = 1000;
+  var OUTBOX_MAX = 500;
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  var el = {
+    status: $("room-status"),
+    waiting: $("room-waiting"),
+    starts: $("room-starts"),
+    prejoin: $("prejoin"),
+    preview: $("preview"),
+    previewOff: $("preview-off"),
+    deviceMessage: $("device-message"),
+    pickers: $("device-pickers"),
+    camSelect: $("camera-select"),
+    micSelect: $("mic-select"),
+    retry: $("retry-devices"),
+    join: $("join-button"),
+    lobbyLeave: $("lobby-leave"),
+    call: $("call"),
+    banner: $("call-banner"),
+    notice: $("call-notice"),
+    tiles: $("tiles"),
+    selfVideo: $("self-video"),
+    selfOff: $("self-off"),
+    selfFlags: $("self-flags"),
+    mic: $("mic-toggle"),
+    cam: $("cam-toggle"),
+    devicesToggle: $("devices-toggle"),
+    devicesPanel: $("devices-panel"),
+    goLive: $("go-live"),
+    leave: $("leave"),
+    end: $("end-call"),
+    endConfirm: $("end-confirm"),
+    endYes: $("end-yes"),
+    endNo: $("end-no"),
+    finished: $("finished"),
+    finishedTitle: $("h-finished"),
+    finishedText: $("finished-text"),
+    rejoin: $("rejoin"),
+  };
+
+  /* --- time: the server's clock, shown in the person's time zone ---------------------- */
+
+  var clockOffset = 0;
+
+  function syncClock(serverTime) {
+    var t = Date.parse(serverTime);
+    if (!isNaN(t)) clockOffset = t - Date.now();
+  }
+
+  function serverNow() {
+    return Date.now() + clockOffset;
+  }
+
+  var timeFormat = new Intl.DateTimeFormat(undefined, {
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+    timeZone: cfg.time_zone,
+  });
+
+  function clockTime(iso) {
+    return iso ? timeFormat.format(new Date(iso)) : "";
+  }
+
+  syncClock(cfg.server_time);
+
+  /* --- state -------------------------------------------------------------------------- */
+
+  var phase = "prejoin"; // connecting | lobby | joined | finished
+  var state = cfg.state; // too_early | lobby | backstage | live (from the page)
+  var call = { starts_at: cfg.starts_at, backstage: state !== "live" };
+  var hostPresent = false;
+  var caps = [];
+  var people = {}; // user_session_id → {name, audio, video}
+  var waiting = [];
+  var reconnecting = false;
+  var devicesChecked = false;
+
+  function setStatus(text) {
+    if (el.status.textContent !== text) el.status.textContent = text;
+  }
+
+  function joinLabel() {
+    if (state === "backstage" || (state === "too_early" && cfg.then === "backstage")) {
+      return "Enter backstage";
+    }
+    return state === "live" ? "Join the call" : "Enter the waiting room";
+  }
+
+  function isOpen() {
+    return state !== "too_early" || (cfg.opens_at && serverNow() >= Date.parse(cfg.opens_at));
+  }
+
+  function lobbyText() {
+    var late = call.backstage && call.starts_at && serverNow() > Date.parse(call.starts_at);
+    if (hostPresent) {
+      return "The clinician is getting ready. You will be let in automatically: keep this page open.";
+    }
+    if (late) {
+      return "The clinician is running late. Please stay on this page: you will be let in as soon as the call starts.";
+    }
+    return (
+      "You are in the waiting room. Your appointment starts at " +
+      clockTime(call.starts_at) +
+      ": you will be let in automatically when the clinician starts the call."
+    );
+  }
+
+  function render() {
+    if (phase === "prejoin") {
+      el.join.textContent = joinLabel();
+      var open = isOpen();
+      el.join.disabled = !open || !devicesChecked;
+      if (!open) {
+        setStatus(
+          (cfg.then === "backstage" ? "You can enter backstage from " : "The waiting room opens at ") +
+            clockTime(cfg.opens_at) +
+            ". Keep this page open: the button below works from then."
+        );
+      } else if (devicesChecked) {
+        setStatus("Check your camera and microphone below, then select “" + joinLabel() + "”.");
+      }
+    } else if (phase === "connecting") {
+      setStatus(reconnecting ? "The connection was lost. Reconnecting…" : "Connecting…");
+    } else if (phase === "lobby") {
+      setStatus(reconnecting ? "The connection was lost. Reconnecting…" : lobbyText());
+    } else if (phase === "joined") {
+      if (reconnecting) {
+        setStatus("The connection was lost. Reconnecting…");
+      } else if (call.backstage) {
+        setStatus("You are backstage: the patient cannot see or hear you until the call goes live.");
+      } else {
+        setStatus("You are in the call.");
+      }
+      el.banner.textContent = call.backstage ? "Backstage" : "Live";
+      el.banner.className = "call-banner " + (call.backstage ? "is-backstage" : "is-live");
+      el.goLive.hidden = !(call.backstage && caps.indexOf("update-call") >= 0);
+      el.end.hidden = caps.indexOf("end-call") < 0;
+    }
+    renderWaiting();
+  }
+
+  function names(list) {
+    if (list.length <= 1) return list.join("");
+    return list.slice(0, -1).join(", ") + " and " + list[list.length - 1];
+  }
+
+  function renderWaiting() {
+    if (!el.waiting) return;
+    var who = waiting.map(function (p) {
+      return (p.user && p.user.name) || "Someone";
+    });
+    var show = phase === "joined" && who.length > 0;
+    el.waiting.hidden = !show;
+    var text = show ? names(who) + (who.length === 1 ? " is" : " are") + " waiting in the lobby." : "";
+    if (el.waiting.textContent !== text) el.waiting.textContent = text;
+  }
+
+  function setCall(summary) {
+    if (!summary) return;
+    call = summary;
+    if (summary.server_time) syncClock(summary.server_time);
+    if (summary.starts_at && el.starts) {
+      el.starts.textContent = clockTime(summary.starts_at);
+      el.starts.setAttribute("datetime", summary.starts_at);
+    }
+  }
+
+  /* --- camera and microphone ---------------------------------------------------------- */
+
+  var local = new MediaStream();
+  var media = null; // the media module (mesh) once joined
+  var micMuted = false;
+  var wantCamera = !cfg.audio_only;
+  var hasMediaDevices = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+
+  var PROBLEMS = {
+    denied:
+      "Your browser is not allowing this page to use your camera and microphone. To allow them, " +
+      "select the camera icon or the padlock next to the web address, choose Allow, then select " +
+      "“Try again”. You can also join without them: you will see and hear the others, but they " +
+      "will not see or hear you.",
+    missing:
+      "No camera or microphone was found. Connect one and select “Try again”, or join without " +
+      "them: you will see and hear the others, but they will not see or hear you.",
+    "missing-camera": "No camera was found: you will join with sound only.",
+    "missing-mic": "No microphone was found: the others will see you but not hear you.",
+    busy:
+      "Your camera or microphone is being used by another application. Close it, then select " +
+      "“Try again”.",
+    unsupported:
+      "This browser cannot use a camera or microphone on this page. You can still join to see " +
+      "and hear the others.",
+  };
+
+  function showProblem(kind) {
+    if (!kind) {
+      el.deviceMessage.hidden = true;
+      el.deviceMessage.textContent = "";
+      el.deviceMessage.removeAttribute("data-problem");
+      el.retry.hidden = true;
+      return;
+    }
+    el.deviceMessage.textContent = PROBLEMS[kind];
+    el.deviceMessage.setAttribute("data-problem", kind);
+    el.deviceMessage.hidden = false;
+    el.retry.hidden = kind === "missing-camera" && cfg.audio_only;
+  }
+
+  function problemOf(error) {
+    var name = error && error.name;
+    if (name === "NotAllowedError" || name === "SecurityError") return "denied";
+    if (name === "NotFoundError" || name === "OverconstrainedError") return "missing";
+    if (name === "NotReadableError" || name === "AbortError") return "busy";
+    return "missing";
+  }
+
+  function constraint(kind) {
+    var select = kind === "audio" ? el.micSelect : el.camSelect;
+    return select.value ? { deviceId: { exact: select.value } } : true;
+  }
+
+  function capture(kinds) {
+    var wanted = {
+      audio: kinds.indexOf("audio") >= 0 ? constraint("audio") : false,
+      video: kinds.indexOf("video") >= 0 ? constraint("video") : false,
+    };
+    return navigator.mediaDevices.getUserMedia(wanted).then(
+      function (stream) {
+        return { stream: stream, error: null };
+      },
+      function (error) {
+        return { stream: null, error: error };
+      }
+    );
+  }
+
+  function tracksOf(kind, stream) {
+    return kind === "audio" ? stream.getAudioTracks() : stream.getVideoTracks();
+  }
+
+  // Put `track` (or nothing) in place of the local track of its kind, everywhere.
+  function useLocal(kind, track) {
+    tracksOf(kind, local).forEach(function (old) {
+      if (old !== track) {
+        old.stop();
+        local.removeTrack(old);
+      }
+    });
+    if (track) {
+      if (kind === "audio") track.enabled = !micMuted;
+      if (tracksOf(kind, local).indexOf(track) < 0) local.addTrack(track);
+    }
+    if (media) media.replaceTrack(kind, track);
+    showSelf();
+    sendMediaState();
+  }
+
+  function showSelf() {
+    var video = local.getVideoTracks();
+    var view = video.length ? new MediaStream(video) : null;
+    [el.preview, el.selfVideo].forEach(function (v) {
+      v.srcObject = view;
+    });
+    var offText = cfg.audio_only ? "Audio only" : wantCamera ? "No camera" : "Camera off";
+    el.previewOff.textContent = offText;
+    el.selfOff.textContent = offText;
+    el.previewOff.hidden = !!view;
+    el.selfOff.hidden = !!view;
+    el.selfFlags.textContent = micMuted || !local.getAudioTracks().length ? "Muted" : "";
+  }
+
+  async function checkDevices() {
+    showProblem(null);
+    if (!hasMediaDevices) {
+      showProblem("unsupported");
+      return finishCheck();
+    }
+    var kinds = wantCamera ? ["audio", "video"] : ["audio"];
+    var got = await capture(kinds);
+    var problem = null;
+    if (!got.stream && got.error && got.error.name === "OverconstrainedError") {
+      // A chosen device is gone: let the browser pick.
+      el.micSelect.value = "";
+      el.camSelect.value = "";
+      got = await capture(kinds);
+    }
+    if (got.stream) {
+      kinds.forEach(function (kind) {
+        useLocal(kind, tracksOf(kind, got.stream)[0] || null);
+      });
+    } else if (problemOf(got.error) === "missing" && kinds.length > 1) {
+      // One of them may be there: try each alone.
+      var audio = await capture(["audio"]);
+      var video = await capture(["video"]);
+      useLocal("audio", audio.stream ? audio.stream.getAudioTracks()[0] : null);
+      useLocal("video", video.stream ? video.stream.getVideoTracks()[0] : null);
+      if (audio.stream && !video.stream) problem = "missing-camera";
+      else if (video.stream && !audio.stream) problem = "missing-mic";
+      else if (!audio.stream && !video.stream) problem = problemOf(audio.error);
+    } else {
+      problem = problemOf(got.error);
+    }
+    if (problem) showProblem(problem);
+    return finishCheck();
+  }
+
+  async function finishCheck() {
+    await listDevices();
+    devicesChecked = true;
+    showSelf();
+    render();
+  }
+
+  function fillSelect(select, devices, current, noneText) {
+    select.textContent = "";
+    devices.forEach(function (device, i) {
+      var option = document.createElement("option");
+      option.value = device.deviceId;
+      option.textContent = device.label || (select === el.camSelect ? "Camera " : "Microphone ") + (i + 1);
+      select.appendChild(option);
+    });
+    if (!devices.length) {
+      var none = document.createElement("option");
+      none.value = "";
+      none.textContent = noneText;
+      select.appendChild(none);
+    }
+    if (current) select.value = current;
+    select.disabled = !devices.length;
+  }
+
+  function currentDevice(kind) {
+    var track = tracksOf(kind, local)[0];
+    var settings = track && track.getSettings ? track.getSettings() : {};
+    return settings.deviceId || "";
+  }
+
+  async function listDevices() {
+    if (!hasMediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+    var all = [];
+    try {
+      all = await navigator.mediaDevices.enumerateDevices();
+    } catch (e) {
+      all = [];
+    }
+    // Without permission, browsers list devices without ids: nothing to choose from.
+    var usable = function (kind) {
+      return all.filter(function (d) {
+        return d.kind === kind && d.deviceId;
+      });
+    };
+    fillSelect(el.camSelect, usable("videoinput"), currentDevice("video"), "No camera available");
+    fillSelect(el.micSelect, usable("audioinput"), currentDevice("audio"), "No microphone available");
+    el.camSelect.closest(".field").hidden = cfg.audio_only;
+  }
+
+  async function switchDevice(kind) {
+    if (kind === "video" && !wantCamera) return; // used when the camera is switched on
+    var got = await capture([kind]);
+    if (got.stream) {
+      showProblem(null);
+      useLocal(kind, tracksOf(kind, got.stream)[0] || null);
+    } else {
+      showProblem(problemOf(got.error));
+    }
+  }
+
+  el.camSelect.addEventListener("change", function () {
+    switchDevice("video");
+  });
+  el.micSelect.addEventListener("change", function () {
+    switchDevice("audio");
+  });
+  el.retry.addEventListener("click", function () {
+    devicesChecked = false;
+    render();
+    checkDevices();
+  });
+  if (hasMediaDevices && "ondevicechange" in navigator.mediaDevices) {
+    navigator.mediaDevices.addEventListener("devicechange", function () {
+      listDevices();
+    });
+  }
+
+  el.mic.addEventListener("click", function () {
+    micMuted = !micMuted;
+    local.getAudioTracks().forEach(function (t) {
+      t.enabled = !micMuted;
+    });
+    el.mic.textContent = micMuted ? "Unmute" : "Mute";
+    showSelf();
+    sendMediaState();
+  });
+
+  el.cam.addEventListener("click", function () {
+    wantCamera = !wantCamera;
+    el.cam.textContent = wantCamera ? "Camera off" : "Camera on";
+    if (wantCamera) switchDevice("video");
+    else useLocal("video", null); // stops the camera (its light goes off)
+  });
+  if (cfg.audio_only) el.cam.hidden = true;
+
+  el.devicesToggle.addEventListener("click", function () {
+    var open = el.devicesPanel.hidden;
+    if (open && el.pickers.parentNode !== el.devicesPanel) el.devicesPanel.appendChild(el.pickers);
+    el.devicesPanel.hidden = !open;
+    el.devicesToggle.setAttribute("aria-expanded", String(open));
+    if (open) el.micSelect.focus();
+  });
+
+  /* --- the call socket ---------------------------------------------------------------- */
+
+  var ws = null;
+  var sessionId = null;
+  var retryMs = RETRY_MIN_MS;
+  var lastError = null;
+  var outbox = [];
+  var pingTimer = null;
+
+  function socketUrl() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    return scheme + window.location.host + cfg.ws_path;
+  }
+
+  function send(message) {
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify(message));
+      return true;
+    }
+    return false;
+  }
+
+  function sendSignal(to, data) {
+    var message = { type: "signal", to: to, data: data };
+    if (phase === "joined" && !reconnecting && send(message)) return;
+    if (outbox.length < OUTBOX_MAX) outbox.push(message); // sent after the next `joined`
+  }
+
+  function sendMediaState() {
+    if (phase !== "joined") return;
+    send({
+      type: "media_state",
+      audio: !micMuted && local.getAudioTracks().length > 0,
+      video: local.getVideoTracks().length > 0,
+    });
+  }
+
+  function connect() {
+    var socket;
+    try {
+      socket = new WebSocket(socketUrl());
+    } catch (e) {
+      closed(socket, 1006);
+      return;
+    }
+    ws = socket;
+    socket.onopen = function () {
+      var join = { type: "join", token: cfg.token, call_cid: cfg.call_cid };
+      if (sessionId) join.user_session_id = sessionId;
+      socket.send(JSON.stringify(join));
+      clearInterval(pingTimer);
+      pingTimer = setInterval(function () {
+        send({ type: "ping" });
+      }, PING_MS);
+    };
+    socket.onmessage = function (event) {
+      var message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (ws === socket) handle(message);
+    };
+    socket.onclose = function (event) {
+      closed(socket, event.code);
+    };
+    socket.onerror = function () {
+      /* onclose follows */
+    };
+  }
+
+  var FATAL = {
+    5: ["You cannot join this call", "You are not allowed to join it. Contact the clinic."],
+    16: ["This call does not exist", "Contact the clinic."],
+    17: ["You cannot join right now", ""],
+    40: ["This page has expired", "Reload the page to join again."],
+    43: ["This page is not valid any more", "Reload the page to join again."],
+  };
+
+  function closed(socket, code) {
+    if (socket && ws !== socket) return;
+    ws = null;
+    if (phase === "finished" || phase === "prejoin") return;
+    if (code >= 4000 && code < 5000) {
+      var error = FATAL[code - 4000] || ["You cannot join right now", ""];
+      var text = (lastError && lastError.message) || error[1];
+      if (/ended/i.test(text)) {
+        finish("The call has ended", "It cannot be joined again.", false);
+      } else {
+        finish(error[0], sentence(text) || error[1], true);
+      }
+      return;
+    }
+    reconnecting = true;
+    render();
+    setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+  }
+
+  function sentence(text) {
+    if (!text) return "";
+    var s = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(s) ? s : s + ".";
+  }
+
+  function personName(p) {
+    return (p && p.user && (p.user.name || p.user.id)) || "Someone";
+  }
+
+  function know(p) {
+    var known = people[p.user_session_id] || {};
+    people[p.user_session_id] = {
+      name: personName(p),
+      audio: p.audio !== false,
+      video: p.video !== false,
+      tile: known.tile || null,
+    };
+    tileFor(p.user_session_id);
+  }
+
+  function handle(m) {
+    if (m.type === "lobby") {
+      reconnecting = false;
+      retryMs = RETRY_MIN_MS;
+      if (phase === "joined") backToLobby(); // the call went back to backstage
+      phase = "lobby";
+      hostPresent = !!m.host_present;
+      setCall(m.call);
+      showLobby();
+    } else if (m.type === "joined") {
+      onJoined(m);
+    } else if (m.type === "participant_joined") {
+      know(m.participant);
+      // Let in from the lobby: no longer waiting (no lobby_updated says so).
+      waiting = waiting.filter(function (w) {
+        return w.user_session_id !== m.participant.user_session_id;
+      });
+      renderWaiting();
+      notice(personName(m.participant) + " joined.");
+    } else if (m.type === "participant_left") {
+      var who = people[m.user_session_id];
+      dropPeer(m.user_session_id);
+      if (who) notice(who.name + " left the call.");
+    } else if (m.type === "participant_updated") {
+      var p = people[m.user_session_id];
+      if (p) {
+        p.audio = !!m.audio;
+        p.video = !!m.video;
+        tileFor(m.user_session_id);
+      }
+    } else if (m.type === "lobby_updated") {
+      waiting = m.waiting || [];
+      renderWaiting();
+    } else if (m.type === "signal") {
+      if (media && m.from) media.onSignal(m.from, m.data);
+    } else if (m.type === "call_updated") {
+      setCall(m.call);
+      el.goLive.disabled = false;
+      render();
+    } else if (m.type === "call_ended") {
+      finish("The call has ended", cfg.role === "patient" ? "Thank you. You can close this page." : "", false);
+    } else if (m.type === "left") {
+      finish(
+        phase === "lobby" ? "You left the waiting room" : "You left the call",
+        "You can join again while the appointment is on.",
+        true
+      );
+    } else if (m.type === "timer_warning") {
+      var minutes = Math.max(1, Math.round((m.remaining_seconds || 0) / 60));
+      notice(
+        "The call ends automatically at " + clockTime(m.timer_ends_at) + " (in about " + minutes +
+          (minutes === 1 ? " minute)." : " minutes).")
+      );
+    } else if (m.type === "error") {
+      lastError = m;
+      el.goLive.disabled = false;
+      // Code 4 (bad input) is a stale signal to someone who just left: nothing to tell.
+      if ((phase === "joined" || phase === "lobby") && m.code !== 4) {
+        notice(sentence(m.message || "Something went wrong."));
+      }
+    }
+  }
+
+  function backToLobby() {
+    if (media) media.close();
+    media = null;
+    sessionId = null; // the server gives a new one when the call goes live again
+    outbox = [];
+    Object.keys(people).forEach(dropTile);
+    waiting = [];
+    el.call.hidden = true;
+    el.prejoin.hidden = false;
+    var join = el.prejoin.querySelector(".room-join");
+    join.parentNode.insertBefore(el.pickers, join);
+    el.devicesPanel.hidden = true;
+    el.devicesToggle.setAttribute("aria-expanded", "false");
+    el.endConfirm.hidden = true;
+    showSelf();
+    notice("");
+    el.status.focus();
+  }
+
+  function showLobby() {
+    el.join.hidden = true;
+    el.lobbyLeave.hidden = false;
+    render();
+  }
+
+  function onJoined(m) {
+    reconnecting = false;
+    retryMs = RETRY_MIN_MS;
+    var resumed = !!media && sessionId === m.user_session_id;
+    sessionId = m.user_session_id;
+    caps = m.own_capabilities || [];
+    setCall(m.call);
+    if (!resumed) {
+      if (media) {
+        media.close();
+        Object.keys(people).forEach(dropTile);
+      }
+      media = window.RoomMedia && window.RoomMedia.create(m.media && m.media.kind);
+      if (!media) {
+        finish("This call cannot be joined from this page", "Its media server is not supported here.", true);
+        return;
+      }
+      media.on("stream", attachStream);
+      media.start(m.media, sendSignal, local, sessionId);
+    }
+    var listed = {};
+    (m.participants || []).forEach(function (p) {
+      listed[p.user_session_id] = true;
+      var known = !!people[p.user_session_id];
+      know(p);
+      // The newcomer offers. People let in together (at go-live) list each other: the later
+      // (joined_at, then user_session_id) of the two offers, so exactly one side does. After
+      // a blip, anyone new is offered to (their offer may have been lost meanwhile).
+      if (newer(m.participant, p) || (resumed && !known)) {
+        media.addPeer(p.user_session_id, { initiator: true });
+      }
+    });
+    Object.keys(people).forEach(function (id) {
+      if (!listed[id]) dropPeer(id);
+    });
+    waiting = m.waiting || [];
+    var entering = phase !== "joined";
+    phase = "joined";
+    if (entering) showCall();
+    render();
+    sendMediaState();
+    var queued = outbox;
+    outbox = [];
+    queued.forEach(function (message) {
+      send(message);
+    });
+  }
+
+  function newer(a, b) {
+    var at = Date.parse(a && a.joined_at) || 0;
+    var bt = Date.parse(b && b.joined_at) || 0;
+    if (at !== bt) return at > bt;
+    return a.user_session_id > b.user_session_id;
+  }
+
+  function showCall() {
+    el.prejoin.hidden = true;
+    el.call.hidden = false;
+    if (el.pickers.parentNode !== el.devicesPanel) el.devicesPanel.appendChild(el.pickers);
+    showSelf();
+    el.banner.focus();
+  }
+
+  /* --- tiles -------------------------------------------------------------------------- */
+
+  function tileFor(id) {
+    var p = people[id];
+    if (!p) return null;
+    if (!p.tile) {
+      var figure = document.createElement("figure");
+      figure.className = "tile tile-remote";
+      figure.setAttribute("data-session", id);
+      var video = document.createElement("video");
+      video.autoplay = true;
+      video.playsInline = true;
+      var off = document.createElement("p");
+      off.className = "tile-off";
+      var caption = document.createElement("figcaption");
+      var name = document.createElement("span");
+      name.className = "tile-name";
+      var flags = document.createElement("span");
+      flags.className = "tile-flags";
+      caption.appendChild(name);
+      caption.appendChild(document.createTextNode(" "));
+      caption.appendChild(flags);
+      figure.appendChild(video);
+      figure.appendChild(off);
+      figure.appendChild(caption);
+      el.tiles.appendChild(figure);
+      p.tile = figure;
+    }
+    var tile = p.tile;
+    tile.querySelector(".tile-name").textContent = p.name;
+    tile.querySelector("video").setAttribute("aria-label", "Video of " + p.name);
+    tile.querySelector(".tile-flags").textContent = p.audio ? "" : "Muted";
+    var off = tile.querySelector(".tile-off");
+    off.textContent = p.video ? "Connecting…" : "Camera off";
+    off.hidden = p.video && !!tile.getAttribute("data-streaming");
+    el.tiles.setAttribute("data-count", String(el.tiles.children.length));
+    return tile;
+  }
+
+  function attachStream(id, stream) {
+    // Media may come before the news of who it is (signals are direct, events are relayed).
+    if (!people[id]) people[id] = { name: "Someone joining…", audio: true, video: true, tile: null };
+    var tile = tileFor(id);
+    if (!tile) return;
+    var video = tile.querySelector("video");
+    if (video.srcObject !== stream) video.srcObject = stream;
+    tile.setAttribute("data-streaming", "1");
+    tileFor(id);
+    var playing = video.play();
+    if (playing && playing.catch) {
+      playing.catch(function () {
+        notice("Select the video to hear the others (your browser blocked autoplay).");
+        video.controls = true;
+      });
+    }
+  }
+
+  function dropTile(id) {
+    var p = people[id];
+    if (p && p.tile) p.tile.remove();
+    delete people[id];
+    el.tiles.setAttribute("data-count", String(el.tiles.children.length));
+  }
+
+  function dropPeer(id) {
+    if (media) media.removePeer(id);
+    dropTile(id);
+  }
+
+  function notice(text) {
+    el.notice.textContent = text;
+  }
+
+  /* --- joining, leaving, ending ------------------------------------------------------- */
+
+  el.join.addEventListener("click", function () {
+    if (!isOpen()) return;
+    el.join.disabled = true;
+    phase = "connecting";
+    render();
+    connect();
+  });
+
+  function leave() {
+    if (!send({ type: "leave" })) {
+      finish("You left the call", "", true);
+    }
+  }
+
+  el.lobbyLeave.addEventListener("click", leave);
+  el.leave.addEventListener("click", leave);
+
+  el.goLive.addEventListener("click", function () {
+    el.goLive.disabled = true;
+    send({ type: "go_live" });
+  });
+
+  el.end.addEventListener("click", function () {
+    el.endConfirm.hidden = false;
+    el.endNo.focus();
+  });
+  el.endNo.addEventListener("click", function () {
+    el.endConfirm.hidden = true;
+    el.end.focus();
+  });
+  el.endYes.addEventListener("click", function () {
+    el.endConfirm.hidden = true;
+    send({ type: "end_call" });
+  });
+
+  el.rejoin.addEventListener("click", function () {
+    window.location.reload();
+  });
+
+  function finish(title, text, canRejoin) {
+    if (phase === "finished") return;
+    phase = "finished";
+    clearInterval(pingTimer);
+    if (media) media.close();
+    local.getTracks().forEach(function (t) {
+      t.stop();
+    });
+    if (ws) {
+      var socket = ws;
+      ws = null;
+      try {
+        socket.close(1000);
+      } catch (e) {
+        /* already closed */
+      }
+    }
+    el.prejoin.hidden = true;
+    el.call.hidden = true;
+    el.waiting.hidden = true;
+    el.finishedTitle.textContent = title;
+    el.finishedText.textContent = text;
+    el.finishedText.hidden = !text;
+    el.rejoin.hidden = !canRejoin;
+    el.finished.hidden = false;
+    el.finished.setAttribute("data-state", title === "The call has ended" ? "ended" : "left");
+    setStatus(title + ".");
+    el.finished.focus();
+  }
+
+  window.addEventListener("pagehide", function () {
+    if (phase === "joined" || phase === "lobby") send({ type: "leave" });
+  });
+
+  window.__room = {
+    stats: function () {
+      return media ? media.stats() : Promise.resolve({});
+    },
+    phase: function () {
+      return phase;
+    },
+    peers: function () {
+      return media ? media.peers() : [];
+    },
+    sessionId: function () {
+      return sessionId;
+    },
+    devices: function () {
+      return { audio: currentDevice("audio"), video: currentDevice("video") };
+    },
+  };
+
+  setInterval(function () {
+    if (phase === "prejoin" || phase === "lobby") render();
+  }, TICK_MS);
+
+  render();
+  checkDevices().catch(function () {
+    showProblem("unsupported");
+    devicesChecked = true;
+    render();
+  });
+})();
