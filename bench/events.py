@@ -2,6 +2,7 @@
 
 Run from the repo root:  .venv/bin/python bench/events.py [--calls 1] [--clients 500]
                                            [--changes 100] [--worker] [--deflate]
+                                           [--server-deflate] [--parse-inline]
 
 Uses DATABASE_URL (default: the local PostgreSQL database `appointment_calls_bench`, created
 if missing, as bench/api.py) and REDIS_URL (default redis://127.0.0.1:6379/0) for the Redis
@@ -13,7 +14,9 @@ every subscriber of that call has the event, then times a REST GET of the same c
 
 Delivery latency of one client = the time it received the event minus the event's
 `created_at` (written by `event_emit` inside the transaction, just before COMMIT: so this
-slightly over-counts commit → client). Both clocks are this machine's. The relay runs in the
+slightly over-counts commit → client). Both clocks are this machine's. Clients stamp each
+frame when it arrives and parse it after the run (see `Subscriber`; `--parse-inline` parses
+on arrival, as the first version of this script did). The relay runs in the
 web process after commit (as in the embedded default), or with `--worker` in a Celery worker
 subprocess (the production path: commit → broker → worker → channel layer → web → client).
 
@@ -65,6 +68,16 @@ def _raise_fd_limit(needed: int) -> None:
         print(f"raised the open-files limit from {soft} to {target}")
         if target < needed:
             raise BenchFailure(f"open-files hard limit {hard} is below the {needed} needed")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc): a figure the other work on a shared
+    machine does not inflate the way it inflates latencies."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -148,11 +161,33 @@ async def _wait_for_http(base: str, server: subprocess.Popen) -> None:
     raise BenchFailure("the server did not answer within 30 s")
 
 
+class Countdown:
+    """Set once every subscriber of a call has received one change's message."""
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+        self.done = asyncio.Event()
+
+    def tick(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.done.set()
+
+
 class Subscriber:
-    def __init__(self, cid: str) -> None:
+    """One client. It stamps each frame on arrival and parses it after the run (or on arrival
+    with --parse-inline): the 500 clients share one Python process here, and parsing each
+    5 kB event in the reader makes the 500th client's stamp wait for 499 parses (about
+    60 ms per change on this machine), a cost real clients, each on its own device, do not
+    share. The frames are checked after the run: the n-th frame is the n-th change of the
+    call, or the run fails."""
+
+    def __init__(self, cid: str, *, parse_inline: bool = False) -> None:
         self.cid = cid
-        self.latencies_ns: dict[int, int] = {}  # event id -> receive time - created_at
-        self.waiters: dict[str, asyncio.Event] = {}
+        self.parse_inline = parse_inline
+        self.frames: list[tuple[int, str]] = []  # (receive time ns, raw text)
+        self.countdowns: dict[int, Countdown] = {}  # frame number -> its change's countdown
+        self.expected = 0
         self.conn: Any = None
         self.reader: asyncio.Task | None = None
 
@@ -173,20 +208,31 @@ class Subscriber:
     async def _read(self) -> None:
         async for raw in self.conn:
             received = time.time_ns()
-            message = json.loads(raw)
-            if message.get("type") != "event":
-                continue
-            event = message["event"]
-            self.latencies_ns[message["id"]] = received - event["created_at"]
-            marker = (event.get("call") or {}).get("custom", {}).get("seq")
-            waiter = self.waiters.pop(str(marker), None)
-            if waiter is not None:
-                waiter.set()
+            if self.parse_inline:
+                json.loads(raw)
+            self.frames.append((received, raw))
+            countdown = self.countdowns.pop(len(self.frames), None)
+            if countdown is not None:
+                countdown.tick()
 
-    def expect(self, seq: str) -> asyncio.Event:
-        waiter = asyncio.Event()
-        self.waiters[seq] = waiter
-        return waiter
+    def expect(self, countdown: Countdown) -> None:
+        """The next frame will be the next change of this call."""
+        self.expected += 1
+        self.countdowns[self.expected] = countdown
+
+    def latencies_ms(self, seqs: list[str]) -> dict[str, float]:
+        """seq -> receive time - the event's created_at; checks every frame is the change."""
+        if len(self.frames) != len(seqs):
+            raise BenchFailure(f"{self.cid}: {len(self.frames)} frames for {len(seqs)} changes")
+        latencies = {}
+        for (received, raw), seq in zip(self.frames, seqs, strict=True):
+            message = json.loads(raw)
+            event = message.get("event") or {}
+            marker = (event.get("call") or {}).get("custom", {}).get("seq")
+            if message.get("type") != "event" or marker != seq:
+                raise BenchFailure(f"{self.cid}: expected the event of change {seq}: {raw[:200]}")
+            latencies[seq] = (received - event["created_at"]) / 1e6
+        return latencies
 
     async def close(self) -> None:
         if self.reader is not None:
@@ -195,7 +241,9 @@ class Subscriber:
             await self.conn.close()
 
 
-async def _run(args: argparse.Namespace, base: str, call_ids: list[str]) -> dict[str, Any]:
+async def _run(
+    args: argparse.Namespace, base: str, call_ids: list[str], server_pid: int
+) -> dict[str, Any]:
     import httpx
     from django.conf import settings
 
@@ -207,7 +255,8 @@ async def _run(args: argparse.Namespace, base: str, call_ids: list[str]) -> dict
     ws_url = f"ws://{base}/ws/v1/events?api_key={settings.CALLS_API_KEY}&token={token}"
 
     subscribers = [
-        Subscriber(f"{CALL_TYPE}:{call_ids[i % len(call_ids)]}") for i in range(args.clients)
+        Subscriber(f"{CALL_TYPE}:{call_ids[i % len(call_ids)]}", parse_inline=args.parse_inline)
+        for i in range(args.clients)
     ]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -228,25 +277,30 @@ async def _run(args: argparse.Namespace, base: str, call_ids: list[str]) -> dict
 
     get_ms: list[float] = []
     patch_ms: list[float] = []
-    measured_ids: list[tuple[int, str]] = []
+    seqs: dict[str, list[str]] = {cid: [] for cid in by_call}  # the changes of each call
+    measured: list[tuple[str, str]] = []  # (cid, seq) after the warm-up
+    cpu: dict[str, float | None] = {}
     async with httpx.AsyncClient(base_url=f"http://{base}", headers=headers, params=api) as http:
         for n in range(WARMUP_CHANGES + args.changes):
+            if n == WARMUP_CHANGES:
+                cpu = {"server": _cpu_seconds(server_pid), "clients": _cpu_seconds(os.getpid())}
             call_id = call_ids[n % len(call_ids)]
             cid = f"{CALL_TYPE}:{call_id}"
             path = f"/api/v2/video/call/{CALL_TYPE}/{call_id}"
             seq = f"{n}"
-            waiters = [s.expect(seq) for s in by_call[cid]]
+            countdown = Countdown(len(by_call[cid]))
+            for sub in by_call[cid]:
+                sub.expect(countdown)
+            seqs[cid].append(seq)
             t0 = time.perf_counter()
             response = await http.patch(path, json={"custom": {"seq": seq}})
             patch_elapsed = (time.perf_counter() - t0) * 1000
             if response.status_code != 201 and response.status_code != 200:
                 raise BenchFailure(f"PATCH {path}: HTTP {response.status_code} {response.text}")
             try:
-                await asyncio.wait_for(
-                    asyncio.gather(*(w.wait() for w in waiters)), EVENT_TIMEOUT_S
-                )
+                await asyncio.wait_for(countdown.done.wait(), EVENT_TIMEOUT_S)
             except TimeoutError:
-                missing = sum(1 for w in waiters if not w.is_set())
+                missing = countdown.remaining
                 raise BenchFailure(f"change {n}: {missing} clients never got the event") from None
             t0 = time.perf_counter()
             response = await http.get(path)
@@ -254,22 +308,26 @@ async def _run(args: argparse.Namespace, base: str, call_ids: list[str]) -> dict
             if response.status_code != 200:
                 raise BenchFailure(f"GET {path}: HTTP {response.status_code}")
             if n >= WARMUP_CHANGES:
-                event_id = max(by_call[cid][0].latencies_ns)
-                measured_ids.append((event_id, cid))
+                measured.append((cid, seq))
                 patch_ms.append(patch_elapsed)
                 get_ms.append(get_elapsed)
 
-    deliveries = [
-        s.latencies_ns[event_id] / 1e6
-        for event_id, cid in measured_ids
-        for s in by_call[cid]
-        if event_id in s.latencies_ns
-    ]
-    expected = sum(len(by_call[cid]) for _, cid in measured_ids)
+    for who, start in list(cpu.items()):
+        end = _cpu_seconds(server_pid if who == "server" else os.getpid())
+        cpu[who] = None if start is None or end is None else (end - start) * 1000 / args.changes
     await asyncio.gather(*(s.close() for s in subscribers))
-    if len(deliveries) != expected:
-        raise BenchFailure(f"{expected - len(deliveries)} deliveries missing")
-    return {"deliveries": deliveries, "get_ms": get_ms, "patch_ms": patch_ms}
+    latencies = {id(s): s.latencies_ms(seqs[s.cid]) for s in subscribers}
+    deliveries = [latencies[id(s)][seq] for cid, seq in measured for s in by_call[cid]]
+    # Per change: the first and the last subscriber (pipeline vs fan-out span).
+    spans = [[latencies[id(s)][seq] for s in by_call[cid]] for cid, seq in measured]
+    return {
+        "first_ms": [min(x) for x in spans],
+        "last_ms": [max(x) for x in spans],
+        "deliveries": deliveries,
+        "get_ms": get_ms,
+        "patch_ms": patch_ms,
+        "cpu": cpu,
+    }
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -282,13 +340,17 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(
         f"{args.clients} clients on {args.calls} call(s) "
         f"({args.clients // args.calls} per call), {args.changes} changes, relay in {relay}, "
-        f"permessage-deflate {'on' if args.deflate else 'off'}"
+        f"permessage-deflate: clients {'offer' if args.deflate else 'do not offer'} it, "
+        f"server {'accepts' if args.server_deflate else 'declines'}; "
+        f"clients parse {'on arrival' if args.parse_inline else 'after the run'}"
     )
     header = f"{'measure':<38} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
     print(header)
     print("-" * len(header))
     for label, samples in (
         ("WS delivery, commit -> client", deliveries),
+        ("  first client of each change", result["first_ms"]),
+        ("  last client of each change", result["last_ms"]),
         ("REST GET of the same call", get_ms),
         ("REST PATCH (the change itself)", patch_ms),
     ):
@@ -301,6 +363,12 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     verdict = "MEETS" if d99 < TARGET_P99_MS else "MISSES"
     print(f"Target: delivery p99 < {TARGET_P99_MS:.0f} ms: {verdict} ({d99:.1f} ms)")
     print(f"(PATCH p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
+    cpu = result["cpu"]
+    if cpu.get("server") is not None:
+        print(
+            f"CPU per change: server {cpu['server']:.1f} ms (HTTP, relay, fan-out, sends), "
+            f"clients {cpu['clients']:.1f} ms"
+        )
 
 
 def main() -> int:
@@ -311,6 +379,16 @@ def main() -> int:
     parser.add_argument("--worker", action="store_true", help="relay in a Celery worker")
     parser.add_argument(
         "--deflate", action="store_true", help="clients offer permessage-deflate, as browsers do"
+    )
+    parser.add_argument(
+        "--server-deflate",
+        action="store_true",
+        help="the server accepts permessage-deflate (uvicorn's default; off in production)",
+    )
+    parser.add_argument(
+        "--parse-inline",
+        action="store_true",
+        help="clients parse each frame on arrival (the old way: later clients wait for parses)",
     )
     args = parser.parse_args()
     os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
@@ -339,6 +417,8 @@ def main() -> int:
         env = _server_env(eager=not args.worker)
         server_cmd = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
         server_cmd += ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
+        # As in production (README): no per-message deflate, unless measuring its cost.
+        server_cmd += ["--ws-per-message-deflate", "true" if args.server_deflate else "false"]
         server = _start(server_cmd, env)
         if args.worker:
             worker = _start(
@@ -349,7 +429,7 @@ def main() -> int:
                 env,
             )
         asyncio.run(_wait_for_http(base, server))
-        result = asyncio.run(_run(args, base, call_ids))
+        result = asyncio.run(_run(args, base, call_ids, server.pid))
     except BenchFailure as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

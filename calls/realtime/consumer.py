@@ -15,6 +15,14 @@ call (cached); again whenever an event concerns the connected user's access to a
 (member added / removed / updated, blocked, kicked, permissions), and for every subscription
 when the user changes (`user.updated`: teams, deactivation, token revocation), which also
 re-runs the token checks. A subscription that loses access ends with `unsubscribed`.
+
+Delivery inside the process: a connection has no channel-layer channel of its own; its
+groups are joined through the process's fan-out (`fanout`: one channel per process, one
+reader), which hands each event to `deliver`. Live events queue on the connection (`inbox`)
+and one task at a time handles them, under the same lock as the client's messages: in
+arrival order and never in the middle of a subscribe, as Channels' dispatch loop would, but
+without a layer message and a `close_old_connections` thread hop per connection (database
+work goes through `database_sync_to_async`, which closes old connections itself).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -31,8 +40,14 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+
+try:
+    from uvicorn.protocols.utils import ClientDisconnected
+except ImportError:  # another ASGI server
+    ClientDisconnected = ConnectionError  # type: ignore[misc,assignment]
 
 from calls import selectors
 from calls.api.auth import authenticate
@@ -40,8 +55,8 @@ from calls.capabilities import Actor, capabilities_for, team_allows
 from calls.errors import AuthError, CallsError, InputError, NotAllowed, NotFound
 from calls.models import Call, CallEvent
 
-from . import groups
-from .publish import remember_server_loop
+from . import fanout, groups
+from .publish import EVENT_MESSAGE, remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
 
@@ -174,9 +189,16 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     actor: Actor | None
     api_key: str
     token: str
+    # No channel of its own (an alias that is not configured): Channels then runs the
+    # consumer on client messages only, and events come through the process fan-out.
+    channel_layer_alias = "calls-events-no-own-channel"
 
     async def connect(self) -> None:
         remember_server_loop(asyncio.get_running_loop())
+        self.channel_layer = get_channel_layer()
+        self.fanout = fanout.for_layer(self.channel_layer)
+        self.inbox: deque[dict[str, Any]] = deque()
+        self.draining: asyncio.Task | None = None
         self.actor = None
         self.call_subs: dict[str, CallSub] = {}
         self.team_subs: dict[str, TeamSub] = {}
@@ -201,9 +223,51 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "timer", None) is not None:
             self.timer.cancel()
+        if getattr(self, "draining", None) is not None:
+            self.draining.cancel()
+        if hasattr(self, "inbox"):
+            self.inbox.clear()
         for name in list(getattr(self, "joined", ())):
-            await self.channel_layer.group_discard(name, self.channel_name)
+            await self.fanout.discard(name, self)
         self.joined = set()
+
+    # --- one message at a time -----------------------------------------------------------------
+
+    _lock: asyncio.Lock | None = None
+
+    def _serial(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Client messages, one at a time and never while a live event is being handled."""
+        async with self._serial():
+            await super().dispatch(message)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """A group message from the process fan-out: queue it (returns at once)."""
+        self.inbox.append(message)
+        if self.draining is None:
+            self.draining = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            async with self._serial():
+                while self.inbox:
+                    message = self.inbox.popleft()
+                    if message.get("type") == EVENT_MESSAGE:
+                        await self.calls_event(message)
+        except (ClientDisconnected, ConnectionError):
+            self.actor = None  # gone while an event was on its way: the disconnect follows
+        except Exception:
+            # As an exception in a handler would: the connection ends (the client reconnects
+            # with its last id and gets what it missed from the outbox).
+            logger.exception("handling a live event failed; closing the connection")
+            self.actor = None  # calls_event ignores whatever is still queued
+            await self.close(code=1011)
+        finally:
+            self.draining = None
 
     # --- incoming messages -------------------------------------------------------------------
 
@@ -299,13 +363,17 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def _join(self, name: str) -> None:
         if name not in self.joined:
-            await self.channel_layer.group_add(name, self.channel_name)
             self.joined.add(name)
+            try:
+                await self.fanout.add(name, self)
+            except BaseException:
+                self.joined.discard(name)
+                raise
 
     async def _leave(self, name: str) -> None:
         if name in self.joined:
             self.joined.discard(name)
-            await self.channel_layer.group_discard(name, self.channel_name)
+            await self.fanout.discard(name, self)
 
     def _check_room(self) -> None:
         if len(self.call_subs) + len(self.team_subs) >= MAX_SUBSCRIPTIONS:
@@ -420,7 +488,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         return sub.readable[cid]
 
     async def calls_event(self, message: dict[str, Any]) -> None:
-        """A live event from a group (publish.EVENT_MESSAGE)."""
+        """A live event of one of the connection's groups (publish.EVENT_MESSAGE)."""
         if self.actor is None:
             return
         cid, event_id, call_pk = message["cid"], message["id"], message.get("call")

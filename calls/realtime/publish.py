@@ -60,6 +60,11 @@ def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     _server_loop = loop
 
 
+def server_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop of this process's WebSocket server (None before its first connection)."""
+    return _server_loop
+
+
 def _publisher_loop() -> asyncio.AbstractEventLoop:
     global _publisher
     with _publisher_lock:
@@ -96,16 +101,23 @@ def event_message(event: CallEvent) -> tuple[dict[str, Any], list[str]]:
         "prev": prev,
         "payload": event.payload,
     }
+    return message, message_groups(message)
+
+
+def message_groups(message: dict[str, Any]) -> list[str]:
+    """The groups an event message goes to: its call's, its team's and (for `user.updated`)
+    its user's. The process fan-out uses the same rule to find the local members."""
     names = []
-    if event.call_cid:
-        names.append(groups.call_group(event.call_cid))
-    if team:
-        names.append(groups.team_group(team))
-    if event.type == "user.updated":
-        user_id = (event.payload.get("user") or {}).get("id")
+    if message.get("cid"):
+        names.append(groups.call_group(message["cid"]))
+    if message.get("team"):
+        names.append(groups.team_group(message["team"]))
+    payload = message.get("payload") or {}
+    if payload.get("type") == "user.updated":
+        user_id = (payload.get("user") or {}).get("id")
         if isinstance(user_id, str) and user_id:
             names.append(groups.user_group(user_id))
-    return message, names
+    return names
 
 
 async def _group_send(layer: Any, names: list[str], message: dict[str, Any]) -> None:

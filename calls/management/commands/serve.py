@@ -36,6 +36,9 @@ class Command(BaseCommand):
                 host=options["host"],
                 port=options["port"],
                 lifespan="off",
+                # Compressing each event once per connection costs more CPU than the
+                # fan-out itself (bench/events.py --deflate --server-deflate).
+                ws_per_message_deflate=False,
             )
         finally:
             stopping.set()
