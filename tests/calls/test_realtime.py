@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers, get_channel_layer
 from websockets.exceptions import InvalidStatus
 
 from calls import realtime, relay
@@ -20,27 +18,13 @@ from calls.models import CallEvent
 from calls.realtime import consumer
 from tests.factories import CallUserFactory
 
-from .realtime_server import Rest, running_server, token_for, ws_connect
+from .realtime_server import Rest, token_for, ws_connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 CLINIC_A, CLINIC_B = "clinic-a", "clinic-b"
 CID = "appointment:visit-1"
 CALL_PATH = "/api/v2/video/call/appointment/visit-1"
-
-
-@pytest.fixture
-def base(eager_tasks):
-    # A fresh layer bound to this test's server loop, and (Redis) no groups or messages left
-    # over from an earlier test: cids repeat from test to test.
-    channel_layers.backends.clear()
-    layer = get_channel_layer()
-    if hasattr(layer, "flush"):
-        async_to_sync(layer.flush)()
-    channel_layers.backends.clear()
-    with running_server() as base:
-        yield base
-    channel_layers.backends.clear()
 
 
 @pytest.fixture

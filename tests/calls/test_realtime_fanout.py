@@ -17,8 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import connection
 
@@ -27,7 +26,7 @@ from calls.realtime import fanout, groups
 from calls.realtime.publish import server_loop
 from tests.factories import CallUserFactory
 
-from .realtime_server import Rest, free_port, running_server, ws_connect
+from .realtime_server import Rest, free_port, ws_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 CID = "default:fan-1"
@@ -148,18 +147,6 @@ def test_a_join_during_the_last_leave_waits_for_it_and_ends_in_the_group():
 
 
 # --- through the real server -------------------------------------------------------------------
-
-
-@pytest.fixture
-def base(eager_tasks):
-    channel_layers.backends.clear()
-    layer = get_channel_layer()
-    if hasattr(layer, "flush"):
-        async_to_sync(layer.flush)()
-    channel_layers.backends.clear()
-    with running_server() as base:
-        yield base
-    channel_layers.backends.clear()
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers, get_channel_layer
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -26,7 +24,7 @@ from calls.capabilities import SERVER
 from calls.models import Call, CallEvent, CallParticipant, DueAction
 from tests.factories import CallUserFactory
 
-from .realtime_server import RECV_TIMEOUT_S, running_server, token_for
+from .realtime_server import RECV_TIMEOUT_S, token_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -59,18 +57,6 @@ class RtcSocket:
                 received.append(self.recv())
         except ConnectionClosed as exc:
             return received, exc.rcvd.code if exc.rcvd else None
-
-
-@pytest.fixture
-def base(eager_tasks):
-    channel_layers.backends.clear()
-    layer = get_channel_layer()
-    if hasattr(layer, "flush"):
-        async_to_sync(layer.flush)()
-    channel_layers.backends.clear()
-    with running_server() as base:
-        yield base
-    channel_layers.backends.clear()
 
 
 @contextmanager
