@@ -45,10 +45,10 @@ Delivery
     each to `publish`, which sends it to the call's, the team's (and for `user.updated` the
     user's) channel-layer groups: Redis in production, in-memory in the embedded default.
     Each web process joins a group once, for all its connections (`fanout`), and hands each
-    event to its local connections in memory. Nothing is sent from inside a transaction. Known limit: a team subscription's
-    `last_event_id` is one number for many calls, so an event of call B committed just after
-    a newer one of call A was seen can be skipped by a reconnect at that instant; call
-    subscriptions have no such window.
+    event to its local connections in memory. Nothing is sent from inside a transaction.
+    Known limit: a team subscription's `last_event_id` is one number for many calls, so an
+    event of call B committed just after a newer one of call A was seen can be skipped by a
+    reconnect at that instant; call subscriptions have no such window.
 """
 
 from __future__ import annotations

@@ -183,7 +183,22 @@ class TeamSub:
     readable: dict[str, bool] = field(default_factory=dict)  # cid -> may read (cache)
 
 
-class EventsConsumer(AsyncJsonWebsocketConsumer):
+class JsonSocket(AsyncJsonWebsocketConsumer):
+    """What both sockets share: JSON messages (a garbled one decodes as None, answered with an
+    `error` by `receive_json`) and the error message shape (Stream's codes)."""
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return None
+
+    async def error(self, exc: CallsError, **extra: Any) -> None:
+        await self.send_json({"type": "error", "code": exc.code, "message": exc.message, **extra})
+
+
+class EventsConsumer(JsonSocket):
     """`/ws/v1/events`: see `calls.realtime` for the protocol."""
 
     actor: Actor | None
@@ -271,13 +286,6 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     # --- incoming messages -------------------------------------------------------------------
 
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        try:
-            return json.loads(text_data)
-        except ValueError:
-            return None
-
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self.error(InputError("messages are JSON objects with a string `type`"))
@@ -355,9 +363,6 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         await self.error(exc)
         self.actor = None
         await self.close(code=CLOSE_BASE + max(0, exc.code))
-
-    async def error(self, exc: CallsError, **extra: Any) -> None:
-        await self.send_json({"type": "error", "code": exc.code, "message": exc.message, **extra})
 
     # --- subscriptions -----------------------------------------------------------------------
 

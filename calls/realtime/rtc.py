@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
@@ -33,7 +32,7 @@ from calls.media import join_media
 from calls.models import Call, CallParticipant
 
 from . import groups
-from .consumer import CLOSE_BASE, actor_from_token, origin_allowed
+from .consumer import CLOSE_BASE, JsonSocket, actor_from_token, origin_allowed
 from .publish import remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
@@ -189,7 +188,7 @@ def _still_in(user_session_id: str) -> str | None:
 # --- the consumer ----------------------------------------------------------------------------
 
 
-class RtcConsumer(AsyncJsonWebsocketConsumer):
+class RtcConsumer(JsonSocket):
     """`/ws/v1/rtc`: see docs/media.md."""
 
     async def connect(self) -> None:
@@ -226,19 +225,12 @@ class RtcConsumer(AsyncJsonWebsocketConsumer):
             await self.fail(AuthError(f"no join within {JOIN_TIMEOUT_S:g} s"))
 
     async def fail(self, exc: CallsError) -> None:
-        await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
+        await self.error(exc)
         await self._close(CLOSE_BASE + max(0, exc.code))
 
     async def _close(self, code: int = 1000) -> None:
         self.closing = True
         await self.close(code=code)
-
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        try:
-            return json.loads(text_data)
-        except ValueError:
-            return None
 
     # --- client messages ---------------------------------------------------------------------
 
@@ -277,9 +269,6 @@ class RtcConsumer(AsyncJsonWebsocketConsumer):
                 raise InputError(f"unknown message type {kind!r}")
         except CallsError as exc:
             await self.error(exc)
-
-    async def error(self, exc: CallsError) -> None:
-        await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
 
     async def join(self, content: dict[str, Any]) -> None:
         token = content.get("token")
