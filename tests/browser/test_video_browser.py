@@ -239,6 +239,26 @@ def test_clinician_and_patient_meet_in_a_video_call(
     assert_media_flows(clinician, peers=1)
     assert_media_flows(patient_page, peers=1)
 
+    # --- an ICE restart (what a connection whose ICE failed does by itself; the impolite
+    # side restarts, so both pages are asked): new ICE credentials, and media goes on ---
+    before = {
+        "clinician": clinician.evaluate("window.__room.remoteUfrags()"),
+        "patient": patient_page.evaluate("window.__room.remoteUfrags()"),
+    }
+    assert all(before["clinician"].values())
+    assert all(before["patient"].values())
+    clinician.evaluate("window.__room.restartIce()")
+    patient_page.evaluate("window.__room.restartIce()")
+    for name, page in (("clinician", clinician), ("patient", patient_page)):
+        page.wait_for_function(
+            """before => Object.entries(window.__room.remoteUfrags())
+                 .every(([peer, ufrag]) => ufrag && ufrag !== before[peer])""",
+            arg=before[name],
+            timeout=MEDIA_WAIT_S * 1000,
+        )
+    assert_media_flows(clinician, peers=1)
+    assert_media_flows(patient_page, peers=1)
+
     # --- the clinician switches camera, then turns it off and on: the patient sees it ---
     clinician.get_by_role("button", name="Devices").click()
     camera = clinician.get_by_label("Camera", exact=True)

@@ -256,6 +256,22 @@
         return Array.from(peers.keys());
       },
 
+      // ICE restart of every connection (the path a failed connection takes by itself);
+      // and the remote ICE username fragment of each, which a restart changes.
+      restartIce: function () {
+        peers.forEach(restart);
+      },
+
+      remoteUfrags: function () {
+        var result = {};
+        peers.forEach(function (peer, id) {
+          var sdp = peer.pc.remoteDescription ? peer.pc.remoteDescription.sdp : "";
+          var match = /a=ice-ufrag:(\S+)/.exec(sdp);
+          result[id] = match ? match[1] : null;
+        });
+        return result;
+      },
+
       stats: async function () {
         var result = {};
         for (var entry of peers) {

@@ -861,6 +861,12 @@
     peers: function () {
       return media ? media.peers() : [];
     },
+    restartIce: function () {
+      if (media && media.restartIce) media.restartIce();
+    },
+    remoteUfrags: function () {
+      return media && media.remoteUfrags ? media.remoteUfrags() : {};
+    },
     sessionId: function () {
       return sessionId;
     },
