@@ -368,3 +368,37 @@ def test_a_reminder_after_half_its_notice_is_skipped():
     with time_machine.travel(T - timedelta(minutes=29), tick=False):
         assert scheduler.run_due() == 1
     assert not CallEvent.objects.filter(call=call, type="call.reminder").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="another connection's lock: PostgreSQL"
+)
+def test_a_loop_that_finds_the_due_work_locked_does_not_sweep_on_every_pass(monkeypatch):
+    """Another scheduler holds the only due action: this one's passes neither take it nor repeat
+    the housekeeping sweeps, which run at most once per `max_sleep` (bench/scheduler.py)."""
+    import psycopg
+
+    from calls import relay
+
+    call = book(
+        call_id="locked-1",
+        starts_at=datetime.now(UTC) - timedelta(seconds=1),
+        ring_at_start=False,
+        reminder_offsets=[],
+    )
+    action = DueAction.objects.get(call=call, kind="go_live", state="pending")
+    swept = []
+    monkeypatch.setattr(relay, "sweep", lambda: swept.append(True))
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as other:  # the other scheduler, mid-batch
+        other.execute("SELECT id FROM calls_dueaction WHERE id = %s FOR UPDATE", [action.pk])
+        checks = iter([False] * 5 + [True])
+        scheduler.run_forever(max_sleep=30, stop=lambda: next(checks))
+        other.rollback()
+    assert swept == [True]  # five passes, one sweep
+    action.refresh_from_db()
+    assert action.state == "pending"
+    assert Call.objects.get(pk=call.pk).backstage is True
