@@ -47,11 +47,26 @@ def relay(event_ids: list[int]) -> int:
     return len(events)
 
 
+_PENDING = "_calls_relay_pending"
+
+
 def relay_on_commit(event: CallEvent) -> None:
-    """Called by `event_emit` inside the writing transaction."""
+    """Called by `event_emit` inside the writing transaction. The events of one transaction
+    leave together, in one task, when it commits (a scheduler batch of twenty go-lives is one
+    broker message, not twenty). Every event registers the hand-off, so one in a savepoint
+    that rolled back cannot take the others' with it; the first to run sends them all, and an
+    id whose row was rolled back is simply not found by `relay`."""
+    connection = transaction.get_connection()
+    connection.__dict__.setdefault(_PENDING, []).append(event.pk)
+    transaction.on_commit(lambda: _hand_off(connection))
+
+
+def _hand_off(connection) -> None:
     from .tasks import relay_events
 
-    transaction.on_commit(lambda: relay_events.delay([event.pk]))
+    ids = connection.__dict__.pop(_PENDING, None)
+    if ids:
+        relay_events.delay(ids)
 
 
 def sweep(*, now=None) -> int:

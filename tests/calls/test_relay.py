@@ -92,3 +92,31 @@ def test_a_failing_consumer_leaves_the_event_for_the_sweep(settings):
 
 def explode(event: CallEvent) -> None:
     raise RuntimeError("consumer down")
+
+
+def test_the_events_of_one_transaction_leave_in_one_task(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    from calls import tasks
+
+    sent: list[list[int]] = []
+    real_delay = tasks.relay_events.delay
+    monkeypatch.setattr(
+        tasks.relay_events, "delay", lambda ids: (sent.append(list(ids)), real_delay(ids))[1]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        call = create()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        services.call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
+        try:  # a savepoint that rolls back, with its event and its on-commit hand-off
+            with transaction.atomic():
+                services.call_update(
+                    actor=SERVER, type_name="default", call_id=call.call_id, custom={"x": 1}
+                )
+                raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        services.call_end(actor=SERVER, type_name="default", call_id=call.call_id)
+    assert len(sent) == 2  # one message per transaction
+    assert len(sent[1]) == 3  # live, the rolled-back update's id, ended
+    assert [t for _, t in received] == ["call.created", "call.live_started", "call.ended"]
