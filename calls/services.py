@@ -1106,6 +1106,8 @@ def call_delete(
         raise NotAllowed("hard delete is only allowed with server-side auth")
     with transaction.atomic():
         call = _locked_call(actor, type_name, call_id, "end-call")
+        _participants_close(call, "call_deleted")  # nobody stays in a deleted call
+        _session_reload(call)
         call.deleted_at = timezone.now()
         if call.ended_at is None:
             call.ended_at = call.deleted_at
@@ -1359,8 +1361,13 @@ def participant_leave(*, user_session_id: str, reason: str = "left") -> CallPart
         )
         if call_pk is None:
             return None
-        # Lock order everywhere: the call, then its participants.
-        call = selectors.calls_base().select_for_update(of=("self",)).get(pk=call_pk)
+        # Lock order everywhere: the call, then its participants. (Not `calls_base`: leaving
+        # a call that was deleted meanwhile must still work.)
+        call = (
+            Call.objects.select_related("type", "created_by", "session")
+            .select_for_update(of=("self",))
+            .get(pk=call_pk)
+        )
         participant = (
             CallParticipant.objects.select_for_update()
             .select_related("user")

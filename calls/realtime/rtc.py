@@ -402,7 +402,7 @@ class RtcConsumer(JsonSocket):
         kind = payload.get("type", "")
         participant = payload.get("participant") or {}
         mine = participant.get("user_session_id") == self.user_session_id
-        if kind == "call.ended":
+        if kind in ("call.ended", "call.deleted"):
             self.state = ""
             await self.send_json({"type": "call_ended", "reason": payload.get("reason", "")})
             await self._close(1000)

@@ -354,3 +354,18 @@ def test_get_call_with_a_session_costs_the_same_for_1_or_4_participants(
     with django_assert_max_num_queries(3):
         many = client.get(path, headers=headers)
     assert len(many.json()["call"]["session"]["participants"]) == 4
+
+
+def test_deleting_the_call_closes_its_session(people):
+    with time_machine.travel(T, tick=False):
+        call = book()
+        host = enter(people["doc"])
+        services.participant_disconnected(user_session_id=host.participant.user_session_id)
+        services.call_delete(actor=SERVER, type_name="appointment", call_id="visit-1")
+    row = CallParticipant.objects.get(pk=host.participant.pk)
+    assert (row.state, row.left_reason) == ("left", "call_deleted")
+    assert CallSession.objects.get(call=call).ended_at == T
+    assert not DueAction.objects.filter(call=call, state="pending").exists()
+    # A late leave or timeout of a deleted call's participant is harmless.
+    assert services.participant_leave(user_session_id=host.participant.user_session_id) == row
+    assert run_at(T + timedelta(minutes=5)) == 0
