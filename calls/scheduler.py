@@ -104,6 +104,34 @@ def _apply(action: DueAction, now: datetime) -> None:
         )
 
 
+def _go_live_together(claimed: list[DueAction], now: datetime) -> list[DueAction]:
+    """Apply the batch's fresh go-lives in one go (`calls_go_live_at_start`: at the top of the
+    hour a clinic's calls are due together), marking them done in the same savepoint. Returns
+    the actions left for one-by-one handling (everything, if the batch went wrong: each is
+    then tried, and retried, on its own)."""
+    go_lives = []
+    for action in claimed:
+        if action.kind == DueAction.Kind.GO_LIVE:
+            try:
+                _check_fresh(action, now)
+            except Stale:
+                continue
+            go_lives.append(action)
+    if len(go_lives) < 2:
+        return claimed
+    try:
+        with transaction.atomic():
+            DueAction.objects.filter(pk__in=[a.pk for a in go_lives]).update(
+                state=DueAction.State.DONE, done_at=now
+            )
+            services.calls_go_live_at_start(call_pks=[a.call_id for a in go_lives])
+    except Exception:
+        logger.exception("batch go-live failed; going one by one")
+        return claimed
+    done = {a.pk for a in go_lives}
+    return [a for a in claimed if a.pk not in done]
+
+
 def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     """Claim and apply up to `limit` due actions in one transaction. Returns how many."""
     now = now or timezone.now()
@@ -114,7 +142,7 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
             .filter(state=DueAction.State.PENDING, due_at__lte=now)
             .order_by("due_at", "pk")[:limit]
         )
-        for action in claimed:
+        for action in _go_live_together(claimed, now):
             rows = DueAction.objects.filter(pk=action.pk)
             try:
                 with transaction.atomic():

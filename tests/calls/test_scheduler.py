@@ -402,3 +402,38 @@ def test_a_loop_that_finds_the_due_work_locked_does_not_sweep_on_every_pass(monk
     action.refresh_from_db()
     assert action.state == "pending"
     assert Call.objects.get(pk=call.pk).backstage is True
+
+
+@pytest.mark.django_db
+def test_calls_due_together_go_live_together_each_exactly_as_alone():
+    """A batch of go-lives is applied at once (calls_go_live_at_start); every call ends up as
+    call_go_live leaves it, with its one event; a call with someone in its lobby goes through
+    call_go_live (they are admitted); one already live is left alone."""
+    with time_machine.travel(T - timedelta(hours=2), tick=False):
+        calls = [book(f"batch-{n}", ring_at_start=False, reminder_offsets=[]) for n in range(4)]
+        services.call_go_live(actor=SERVER, type_name="appointment", call_id="batch-3")
+    with time_machine.travel(T - timedelta(minutes=5), tick=False):
+        from calls.capabilities import Actor
+        from calls.models import CallUser
+
+        pat = CallUser.objects.get(pk="pat")
+        waiting = services.participant_enter(
+            actor=Actor(user=pat, teams=frozenset(pat.teams)),
+            type_name="appointment",
+            call_id="batch-1",
+            channel_name="x",
+        )
+    with time_machine.travel(T, tick=False):
+        assert scheduler.run_due(now=T) == 3  # batch-3's go-live was dropped when it went live
+    for call in calls:
+        call.refresh_from_db()
+        assert call.backstage is False
+        assert events(call).count("call.live_started") == 1
+    assert [c.live_started_at for c in calls[:3]] == [T, T, T]
+    assert not DueAction.objects.filter(state="pending", kind="go_live").exists()
+    assert DueAction.objects.filter(state="done", kind="go_live").count() == 3
+    waiting.participant.refresh_from_db()
+    assert waiting.participant.state == "joined"
+    payload = CallEvent.objects.filter(call=calls[0], type="call.live_started").get().payload
+    assert payload["call"]["backstage"] is False
+    assert payload["call_cid"] == calls[0].cid
