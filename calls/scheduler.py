@@ -232,10 +232,9 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                 while (claimed := run_due()) == BATCH_SIZE:
                     pass
                 wait = seconds_until_next()
-                # The sweeps are housekeeping (a relay sweep may relay 200 events in-process):
-                # at most once per `max_sleep`, and put off while due work is waiting, for up
-                # to SWEEP_PUT_OFF seconds, so they do not make a busy minute late
-                # (bench/scheduler.py).
+                # The sweeps are housekeeping: at most once per `max_sleep`, and put off while
+                # due work is waiting, for up to SWEEP_PUT_OFF seconds, so they do not make a
+                # busy minute late (bench/scheduler.py).
                 clock = time.monotonic()
                 busy = wait is not None and wait < max_sleep
                 if clock >= next_sweep and (not busy or clock >= last_sweep + SWEEP_PUT_OFF):
