@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
@@ -14,17 +15,22 @@ if TYPE_CHECKING:
     from .models import Call
 
 
-def event_emit(*, type: str, for_call: Call | None, call_cid: str = "", **fields: Any) -> CallEvent:
-    """Write one event row. Must run inside the transaction of the change it records."""
-    now = timezone.now()
-    cid = for_call.cid if for_call is not None else call_cid
+def _row(
+    type: str, call: Call | None, cid: str, fields: dict[str, Any], now: datetime
+) -> CallEvent:
+    """An event row: Stream's envelope (`type`, int-ns `created_at`, `call_cid`) + its fields."""
     payload: dict[str, Any] = {"type": type, "created_at": to_ns(now)}
     if cid:
         payload["call_cid"] = cid
     payload.update(fields)
-    event = CallEvent.objects.create(
-        call=for_call, call_cid=cid, type=type, payload=payload, created_at=now
-    )
+    return CallEvent(call=call, call_cid=cid, type=type, payload=payload, created_at=now)
+
+
+def event_emit(*, type: str, for_call: Call | None, call_cid: str = "", **fields: Any) -> CallEvent:
+    """Write one event row. Must run inside the transaction of the change it records."""
+    cid = for_call.cid if for_call is not None else call_cid
+    event = _row(type, for_call, cid, fields, timezone.now())
+    event.save(force_insert=True)
     relay_on_commit(event)
     return event
 
@@ -34,17 +40,9 @@ def events_emit_for_calls(
 ) -> list[CallEvent]:
     """`event_emit` for many calls at once (one INSERT): the same rows, the same hand-off."""
     now = timezone.now()
-    events = [
-        CallEvent(
-            call=call,
-            call_cid=call.cid,
-            type=type,
-            payload={"type": type, "created_at": to_ns(now), "call_cid": call.cid, **extra},
-            created_at=now,
-        )
-        for call, extra in fields
-    ]
-    CallEvent.objects.bulk_create(events)
+    events = CallEvent.objects.bulk_create(
+        [_row(type, call, call.cid, extra, now) for call, extra in fields]
+    )
     for event in events:
         relay_on_commit(event)
     return events
