@@ -97,22 +97,27 @@ def test_a_call_rings_the_patient_through_the_worker_at_its_start(
     assert "calls.tasks.deliver_push" in worker.read_text()  # sent by the worker, not by us
 
 
-def test_two_concurrent_sends_of_one_delivery_push_once(
-    postgres_only, provider_settings, webpush_device, webpush_service, settings
-):
-    settings.CALLS_EVENT_CONSUMERS = []  # rows are driven by hand here
+def notify_delivery(webpush_device, call_id: str) -> PushDelivery:
+    """A notify push to the patient's browser, as a row for the test to drive by hand."""
     _, patient = people()
     browser = webpush_device(patient)
     call = services.call_get_or_create(
         actor=SERVER,
         type_name="default",
-        call_id="race",
+        call_id=call_id,
         created_by_id="doc-1",
         members=[MemberSpec(user_id="doc-1"), MemberSpec(user_id="pat-1")],
         notify=True,
     ).call
     [event] = events_of(call, "call.notification")
-    row = PushDelivery.objects.create(event=event, device=browser, purpose="notify")
+    return PushDelivery.objects.create(event=event, device=browser, purpose="notify")
+
+
+def test_two_concurrent_sends_of_one_delivery_push_once(
+    postgres_only, provider_settings, webpush_device, webpush_service, settings
+):
+    settings.CALLS_EVENT_CONSUMERS = []  # rows are driven by hand here
+    row = notify_delivery(webpush_device, "race")
     webpush_service.delay = 0.3
     barrier = threading.Barrier(4)
 
@@ -142,18 +147,8 @@ def test_a_send_outliving_the_bound_is_resent_and_its_late_answer_is_ignored(
     newer attempt's (here it would leave the row `retrying`, for a third push)."""
     settings.CALLS_EVENT_CONSUMERS = []  # rows are driven by hand here
     settings.PUSH_SENDING_STALE_SECONDS = 0.5
-    _, patient = people()
-    browser = webpush_device(patient)
-    call = services.call_get_or_create(
-        actor=SERVER,
-        type_name="default",
-        call_id="slow",
-        created_by_id="doc-1",
-        members=[MemberSpec(user_id="doc-1"), MemberSpec(user_id="pat-1")],
-        notify=True,
-    ).call
-    [event] = events_of(call, "call.notification")
-    row = PushDelivery.objects.create(event=event, device=browser, purpose="notify")
+    row = notify_delivery(webpush_device, "slow")
+    browser = row.device
     webpush_service.delay = 1.5
     webpush_service.script(browser.sub_id, [503, 201])  # the slow run's answer comes first
     countdowns = []
@@ -178,4 +173,4 @@ def test_a_send_outliving_the_bound_is_resent_and_its_late_answer_is_ignored(
     assert (row.state, row.attempts, row.last_status) == ("sent", 2, 201)
     assert countdowns == [None]  # the late run recorded nothing and asks for no retry
     [push] = webpush_service.received  # the 503 one was not accepted
-    assert push.payload["tag"] == f"notify-{event.pk}"
+    assert push.payload["tag"] == f"notify-{row.event_id}"
