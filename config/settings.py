@@ -94,8 +94,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # without a busy timeout, which real servers in threads (uvicorn, WebSockets) trip over.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A pool per process (psycopg_pool, Django's `pool` option). Under ASGI every request runs
+    # in a thread of its own, so a persistent connection (CONN_MAX_AGE) would be opened per
+    # request and closed only when the garbage collector finds its thread's leftovers; the
+    # pool hands a request an open connection and takes it back when the request ends.
+    # Size it per process: web workers x DB_POOL_MAX_SIZE (plus workers and schedulers) must
+    # stay under PostgreSQL's max_connections.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
