@@ -421,7 +421,8 @@ def main() -> int:
     try:
         env = _server_env(eager=not args.worker)
         server_cmd = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
-        server_cmd += ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
+        # Lifespan on, as in production: startup tunes the collector (config.lifespan).
+        server_cmd += ["--lifespan", "on", "--log-level", "warning", "--no-access-log"]
         # As in production (README): no per-message deflate, unless measuring its cost.
         server_cmd += ["--ws-per-message-deflate", "true" if args.server_deflate else "false"]
         server = _start(server_cmd, env)

@@ -187,6 +187,14 @@ CHANNEL_LAYERS = {
     )
 }
 
+# The web process's garbage collector (config.lifespan, at ASGI startup). With 500 sockets a
+# full collection walks ~200,000 objects and stops every connection for ~100 ms on a 2-core
+# machine: freezing what the app loaded leaves the collector only the connections' objects,
+# and a larger first generation lets request garbage die before it is promoted, so full
+# collections become rare (bench/events.py).
+WEB_GC_FREEZE = env.bool("WEB_GC_FREEZE", default=True)
+WEB_GC_GEN0_THRESHOLD = env.int("WEB_GC_GEN0_THRESHOLD", default=10_000)
+
 # Shared by all web processes (patient sign-in rate limits): Redis in production.
 CACHES = {
     "default": (

@@ -251,7 +251,7 @@ def start_second_server() -> tuple[subprocess.Popen, str]:
         }
     )
     cmd = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
-    cmd += ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
+    cmd += ["--lifespan", "on", "--log-level", "warning", "--no-access-log"]  # as in production
     process = subprocess.Popen(cmd, cwd=ROOT, env=env)  # noqa: S603 - our own server
     base = f"127.0.0.1:{port}"
     deadline = time.monotonic() + SERVER_TIMEOUT_S

@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 "config.asgi:application",
                 host=options["host"],
                 port=options["port"],
-                lifespan="off",
+                lifespan="on",  # config.lifespan: the garbage collector's tuning
                 # Compressing each event once per connection costs more CPU than the
                 # fan-out itself (bench/events.py --deflate --server-deflate).
                 ws_per_message_deflate=False,
