@@ -1,4 +1,5 @@
-"""Outbound requests to URLs that people type (webhook endpoints): a guard against SSRF.
+"""Outbound requests to URLs that people type (webhook endpoints, Web Push subscription
+endpoints): a guard against SSRF.
 
 A clinic admin may enter any URL, and the server POSTs signed call events to it from inside
 the network. So a URL is accepted only when its scheme is https (http when allowed) and every
@@ -44,7 +45,14 @@ NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
 # A host with many addresses is checked whole; connections are tried on the first few only,
 # so that connect timeouts stay inside the delivery task's time limit.
 MAX_CONNECT_ADDRESSES = 2
-PRIVATE_HINT = " Set WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true to deliver inside your own network."
+WEBHOOK_SETTINGS = {
+    "http_setting": "WEBHOOKS_ALLOW_HTTP",
+    "private_setting": "WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
+}
+WEBPUSH_SETTINGS = {
+    "http_setting": "WEBPUSH_ALLOW_HTTP_ENDPOINTS",
+    "private_setting": "WEBPUSH_ALLOW_PRIVATE_NETWORKS",
+}
 
 
 class Refused(Exception):
@@ -106,8 +114,22 @@ def address_refusal(address: IPAddress, *, allow_private: bool) -> str | None:
     return None
 
 
+def webpush_rules() -> dict[str, bool | str]:
+    """The settings that decide which Web Push endpoints are allowed (at registration, for an
+    address literal, and at every send)."""
+    return {
+        "allow_http": settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS,
+        "allow_private": settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS,
+        **WEBPUSH_SETTINGS,
+    }
+
+
 def check_addresses(
-    hostname: str, addresses: tuple[IPAddress, ...], *, allow_private: bool
+    hostname: str,
+    addresses: tuple[IPAddress, ...],
+    *,
+    allow_private: bool,
+    private_setting: str = WEBHOOK_SETTINGS["private_setting"],
 ) -> None:
     """Raise Refused unless every address may be reached (one bad address refuses the host:
     which one a client picks is not ours to choose)."""
@@ -118,7 +140,11 @@ def check_addresses(
         if rule:
             literal = _literal(hostname) is not None
             where = hostname if literal else f"{hostname} resolves to {address}"
-            hint = "" if address_refusal(address, allow_private=True) else PRIVATE_HINT
+            hint = (
+                ""
+                if address_refusal(address, allow_private=True)
+                else f" Set {private_setting}=true to deliver inside your own network."
+            )
             raise Refused(f"Refused: {where}, {rule}.{hint}", code="address_refused")
 
 
@@ -141,8 +167,17 @@ def resolve(hostname: str, port: int) -> tuple[IPAddress, ...]:
     return tuple(addresses)
 
 
-def check_url(url: str, *, allow_http: bool, allow_private: bool) -> Target:
-    """Parse, check the scheme, resolve the host once and check every address.
+def check_url(
+    url: str,
+    *,
+    allow_http: bool,
+    allow_private: bool,
+    resolve_host: bool = True,
+    http_setting: str = WEBHOOK_SETTINGS["http_setting"],
+    private_setting: str = WEBHOOK_SETTINGS["private_setting"],
+) -> Target:
+    """Parse, check the scheme, resolve the host once and check every address. With
+    `resolve_host` off, only an address literal is checked (a name is left to send time).
 
     Raises Refused (a rule refuses it) or ResolveError (the host does not resolve)."""
     try:
@@ -154,7 +189,7 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> Target:
         rule = "http or https" if allow_http else "https"
         raise Refused(
             f"Refused: the URL must use {rule}"
-            + (" (http is off: WEBHOOKS_ALLOW_HTTP)." if parsed.scheme == "http" else "."),
+            + (f" (http is off: {http_setting})." if parsed.scheme == "http" else "."),
             code="scheme_refused",
         )
     hostname = parsed.raw_host.decode("ascii")
@@ -162,8 +197,12 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> Target:
         raise Refused("Not a valid URL: no host.", code="invalid")
     literal = _literal(hostname)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if literal is None and not resolve_host:
+        return Target(url=parsed, hostname=hostname, addresses=(), is_literal=False)
     addresses = (literal,) if literal is not None else resolve(hostname, port)
-    check_addresses(hostname, addresses, allow_private=allow_private)
+    check_addresses(
+        hostname, addresses, allow_private=allow_private, private_setting=private_setting
+    )
     return Target(
         url=parsed, hostname=hostname, addresses=addresses, is_literal=literal is not None
     )
@@ -177,10 +216,18 @@ def post(
     timeout: float,
     allow_http: bool,
     allow_private: bool,
+    http_setting: str = WEBHOOK_SETTINGS["http_setting"],
+    private_setting: str = WEBHOOK_SETTINGS["private_setting"],
 ) -> httpx.Response:
     """POST to `url` at a checked address (never a second DNS lookup), without following
     redirects. Raises Refused, or httpx errors like httpx.post."""
-    target = check_url(url, allow_http=allow_http, allow_private=allow_private)
+    target = check_url(
+        url,
+        allow_http=allow_http,
+        allow_private=allow_private,
+        http_setting=http_setting,
+        private_setting=private_setting,
+    )
     host_header = target.url.netloc.decode("ascii")
     extensions = {} if target.is_literal else {"sni_hostname": target.hostname}
     candidates = target.addresses[:MAX_CONNECT_ADDRESSES]

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import selectors, wire
+from . import netguard, selectors, wire
 from .call_settings import BUILTIN_CALL_TYPE_SETTINGS, SettingsError, deep_merge, overlay
 from .call_settings import validate_settings_request as _validate_settings
 from .capabilities import (
@@ -218,10 +218,15 @@ def device_register(
         raise InputError("token is required", fields={"token": "required, at most 4096 chars"})
     keys = keys or {}
     if kind == PushDevice.Kind.WEBPUSH:
-        if not token.startswith("https://"):
-            raise InputError(
-                "a Web Push endpoint must be an https URL", fields={"token": "https URL required"}
-            )
+        # The SSRF guard's rules (an address literal now; a name is checked at every send,
+        # where it is resolved: a registration never waits for DNS).
+        try:
+            netguard.check_url(token, resolve_host=False, **netguard.webpush_rules())
+        except netguard.Refused as exc:
+            message = str(exc)
+            if exc.code == "scheme_refused":
+                message = "a Web Push endpoint must be an https URL"
+            raise InputError(message, fields={"token": message}) from exc
         if not (isinstance(keys.get("p256dh"), str) and isinstance(keys.get("auth"), str)):
             raise InputError(
                 "a Web Push subscription needs keys p256dh and auth",

@@ -252,6 +252,9 @@ WEBPUSH_VAPID_PRIVATE_KEY = env.str("WEBPUSH_VAPID_PRIVATE_KEY", default="")
 WEBPUSH_VAPID_SUBJECT = env.str("WEBPUSH_VAPID_SUBJECT", default="")
 # Tests only: real subscription endpoints are https; local stand-in push services are not.
 WEBPUSH_ALLOW_HTTP_ENDPOINTS = env.bool("WEBPUSH_ALLOW_HTTP_ENDPOINTS", default=False)
+# Subscription endpoints come from browsers: loopback, private and CGNAT addresses are refused
+# (calls.netguard) unless this is on (tests' local stand-in push service).
+WEBPUSH_ALLOW_PRIVATE_NETWORKS = env.bool("WEBPUSH_ALLOW_PRIVATE_NETWORKS", default=False)
 # APNs (HTTP/2, token auth): the .p8 key (PEM content or path), its key id, the team id, the
 # app's bundle id (VoIP pushes go to "<bundle id>.voip").
 APNS_KEY_ID = env.str("APNS_KEY_ID", default="")

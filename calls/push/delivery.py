@@ -65,6 +65,7 @@ _SETTINGS = {
         "WEBPUSH_VAPID_PRIVATE_KEY",
         "WEBPUSH_VAPID_SUBJECT",
         "WEBPUSH_ALLOW_HTTP_ENDPOINTS",
+        "WEBPUSH_ALLOW_PRIVATE_NETWORKS",
         "PUSH_TIMEOUT_SECONDS",
     ),
     apns.provider: (

@@ -3,6 +3,12 @@
 Every push carries a `Topic` (RFC 8030 §5.4) derived from the message's tag, and the tag in its
 payload: a resend of the same delivery replaces a copy still waiting at the push service, and
 the service worker shows it with the same `tag`, replacing the one already on screen.
+
+A subscription's endpoint is a URL that a browser (so anyone with a patient's login) hands us,
+and the worker POSTs to it from inside the network: every send goes through the SSRF guard
+(`calls.netguard.post`: https, public addresses only unless WEBPUSH_ALLOW_PRIVATE_NETWORKS,
+connected to the address it checked). pywebpush encrypts and signs; `_GuardedSession` is the
+"requests session" it posts through.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import json
 import os
 from typing import TYPE_CHECKING
 
+import httpx
 import requests
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
+
+from calls import netguard
 
 from .base import DisabledProvider, Message, Outcome, Result, classify_http, retry_after_seconds
 
@@ -36,16 +45,54 @@ def _load_key(value: str) -> Vapid:
     return Vapid.from_string(value)  # raw base64url (32 bytes) or DER base64
 
 
+class _Answer:
+    """What pywebpush and `_answer` read of a push service's response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.reason = response.reason_phrase
+        self.text = response.text
+        self.headers = response.headers
+
+
+class _GuardedSession:
+    """The `requests_session` pywebpush posts through: the SSRF guard's `post`."""
+
+    def __init__(self, *, allow_http: bool, allow_private: bool) -> None:
+        self.allow_http = allow_http
+        self.allow_private = allow_private
+
+    def post(self, url: str, *, data: bytes | None, headers: dict, timeout: float) -> _Answer:
+        response = netguard.post(
+            url,
+            content=data or b"",
+            headers=dict(headers),
+            timeout=timeout,
+            allow_http=self.allow_http,
+            allow_private=self.allow_private,
+            **netguard.WEBPUSH_SETTINGS,
+        )
+        return _Answer(response)
+
+
 class WebPushProvider:
     name = "Web Push"
     enabled = True
 
-    def __init__(self, *, private_key: str, subject: str, timeout: float, allow_http: bool):
+    def __init__(
+        self,
+        *,
+        private_key: str,
+        subject: str,
+        timeout: float,
+        allow_http: bool,
+        allow_private: bool = False,
+    ):
         self.vapid = _load_key(private_key)
         self.subject = subject
         self.timeout = timeout
         self.allow_http = allow_http
-        self.session = requests.Session()
+        self.session = _GuardedSession(allow_http=allow_http, allow_private=allow_private)
 
     def send(self, device: PushDevice, message: Message) -> Result:
         endpoint = device.token
@@ -62,22 +109,25 @@ class WebPushProvider:
                 ttl=RING_TTL if message.ring else NOTIFY_TTL,
                 headers=headers,
                 timeout=self.timeout,
-                requests_session=self.session,
+                requests_session=self.session,  # type: ignore[arg-type]
             )
         except WebPushException as exc:
             if exc.response is None:
                 return Result(Outcome.FAILED, error="could not encrypt or sign")
             return _answer(exc.response)
-        except requests.Timeout:
+        except netguard.Refused as exc:
+            # The rule and the address, never the endpoint's path (the subscription's id).
+            return Result(Outcome.FAILED, error=str(exc)[:200])
+        except httpx.TimeoutException:
             return Result(Outcome.RETRY, error="timeout")
-        except requests.RequestException as exc:
+        except httpx.HTTPError as exc:  # connection refused or reset, name not resolved
             return Result(Outcome.RETRY, error=f"connection error: {type(exc).__name__}")
         except (KeyError, ValueError, TypeError):  # malformed subscription keys
             return Result(Outcome.FAILED, error="invalid subscription keys")
         return _answer(response)
 
 
-def _answer(response: requests.Response) -> Result:
+def _answer(response: _Answer | requests.Response) -> Result:
     status = response.status_code
     if status in (404, 410):  # the subscription expired or was unsubscribed
         return Result(Outcome.DEAD_TOKEN, status, error=f"HTTP {status}")
@@ -109,4 +159,5 @@ def provider(settings) -> WebPushProvider | DisabledProvider:
         subject=settings.WEBPUSH_VAPID_SUBJECT,
         timeout=settings.PUSH_TIMEOUT_SECONDS,
         allow_http=settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS,
+        allow_private=settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS,
     )

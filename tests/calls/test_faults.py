@@ -63,6 +63,7 @@ def _processes_env(vapid_private: str) -> dict[str, str]:
         WEBPUSH_VAPID_PRIVATE_KEY=vapid_private,
         WEBPUSH_VAPID_SUBJECT="mailto:ops@clinic.example",
         WEBPUSH_ALLOW_HTTP_ENDPOINTS="true",
+        WEBPUSH_ALLOW_PRIVATE_NETWORKS="true",
         PUSH_TIMEOUT_SECONDS="5",
         PUSH_SEND_TIME_LIMIT_SECONDS="6",
         PUSH_SENDING_STALE_SECONDS=str(STALE_SECONDS),

@@ -55,6 +55,7 @@ def provider_settings(settings, vapid_keys, webpush_service, apns_server, fcm_se
     settings.WEBPUSH_VAPID_PRIVATE_KEY = vapid_keys[0]
     settings.WEBPUSH_VAPID_SUBJECT = "mailto:ops@clinic.example"
     settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS = True
+    settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS = True  # the stand-in listens on 127.0.0.1
     settings.APNS_KEY_ID = apns_server.key_id
     settings.APNS_TEAM_ID = apns_server.team_id
     settings.APNS_PRIVATE_KEY = apns_server.private_key_pem

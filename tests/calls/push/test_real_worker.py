@@ -48,6 +48,7 @@ def worker(postgres_only, provider_settings, vapid_keys):
             WEBPUSH_VAPID_PRIVATE_KEY=vapid_keys[0],
             WEBPUSH_VAPID_SUBJECT=provider_settings.WEBPUSH_VAPID_SUBJECT,
             WEBPUSH_ALLOW_HTTP_ENDPOINTS="true",
+            WEBPUSH_ALLOW_PRIVATE_NETWORKS="true",
         )
     )
     process.wait_ready()

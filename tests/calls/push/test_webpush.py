@@ -189,3 +189,25 @@ def test_plain_http_endpoints_are_refused_outside_tests(
     [row] = PushDelivery.objects.all()
     assert (row.state, row.last_error) == ("failed", "endpoint is not https")
     assert webpush_service.received == []
+
+
+def test_an_endpoint_inside_the_network_is_refused_at_send_time(
+    push_settings, webpush_device, webpush_service, settings, django_capture_on_commit_callbacks
+):
+    """A subscription endpoint is a URL a browser handed us: the worker resolves its host at
+    every send and refuses loopback and private addresses (a name that pointed elsewhere at
+    registration cannot reach inside later)."""
+    settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS = False
+    _, patient = people()
+    device = webpush_device(patient)
+    device.token = device.token.replace("127.0.0.1", "localhost")
+    device.save(update_fields=["token"])
+
+    ring_call(django_capture_on_commit_callbacks)
+
+    [row] = PushDelivery.objects.all()
+    assert row.state == "failed"
+    assert re.match(r"Refused: localhost resolves to \S+, a loopback address\.", row.last_error)
+    assert "WEBPUSH_ALLOW_PRIVATE_NETWORKS=true" in row.last_error
+    assert "/push/" not in row.last_error  # never the subscription's path
+    assert webpush_service.received == []
