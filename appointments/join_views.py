@@ -38,7 +38,8 @@ CLOSED_STATES = {
     ),
     "unavailable": (
         "You cannot join this call",
-        "You are not one of the people in this appointment's call.",
+        "You are not one of the people in this appointment's call, or the clinic removed you "
+        "from it. Contact the clinic if you think this is a mistake.",
     ),
 }
 

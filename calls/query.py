@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from django.db import connection
 from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
-from django.db.models.expressions import OrderBy
+from django.db.models.expressions import OrderBy, RawSQL
 
 from . import selectors
 from .capabilities import Actor
@@ -190,7 +191,22 @@ def _read_call_q(actor: Actor) -> Q:
     q = Q(is_member) | Q(type_id__in=granting)
     if actor.call_cids:
         q |= Q(cid__in=sorted(actor.call_cids))
-    return q
+    return q & ~_blocked_q(actor.user.id)
+
+
+def _blocked_q(user_id: str) -> Q:
+    """Calls that block the user (a blocked user has no capabilities, so no read-call)."""
+    if connection.vendor == "postgresql":
+        return Q(blocked_user_ids__contains=[user_id])  # jsonb @>
+    # SQLite has no JSON containment lookup: the list's elements through json_each.
+    table = Call._meta.db_table
+    # The table name is our model's; the user id is a bound parameter.
+    blocked = RawSQL(  # noqa: S611
+        f'SELECT c.id FROM "{table}" c, json_each(c.blocked_user_ids) j '  # noqa: S608
+        "WHERE j.value = %s",
+        (user_id,),
+    )
+    return Q(pk__in=blocked)
 
 
 # ---------------------------------------------------------------------------------------------

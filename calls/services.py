@@ -1035,6 +1035,108 @@ def call_send_event(
         event_emit(type="custom", for_call=call, custom=custom, user=wire.user_response(sender))
 
 
+# --- block, unblock, kick (§3.13) -------------------------------------------------------------
+
+
+def _user_to_moderate(actor: Actor, user_id: str) -> CallUser:
+    if not user_id:
+        raise InputError("user_id is required", fields={"user_id": "required"})
+    if not actor.is_server and actor.user_id == user_id:
+        raise InputError("you cannot do this to yourself", fields={"user_id": "is you"})
+    user = CallUser.objects.filter(id=user_id).first()
+    if user is None:
+        raise InputError(f"user {user_id} does not exist", fields={"user_id": "no such user"})
+    return user
+
+
+def _by_user(actor: Actor, by_id: str | None) -> CallUser | None:
+    """Who did it, for the event: the user actor, or the user a server-side call names."""
+    if not actor.is_server:
+        return actor.user
+    if not by_id:
+        return None
+    by = CallUser.objects.filter(id=by_id).first()
+    if by is None:
+        raise InputError(f"user {by_id} does not exist", fields={"kicked_by_id": "no such user"})
+    return by
+
+
+def _participants_of_user_close(call: Call, user_id: str, reason: str) -> None:
+    """The user's tabs in the call or its lobby leave (their call socket closes)."""
+    for user_session_id in (
+        CallParticipant.objects.filter(call=call, user_id=user_id)
+        .exclude(state=CallParticipant.State.LEFT)
+        .order_by("pk")
+        .values_list("user_session_id", flat=True)
+    ):
+        participant_leave(user_session_id=user_session_id, reason=reason)
+
+
+def _block(call: Call, user: CallUser, by: CallUser | None) -> None:
+    call.blocked_user_ids = [*(call.blocked_user_ids or []), user.id]
+    call.save(update_fields=["blocked_user_ids", "updated_at"])
+    fields: dict[str, Any] = {"user": wire.user_response(user)}
+    if by is not None:
+        fields["blocked_by_user"] = wire.user_response(by)
+    event_emit(type="call.blocked_user", for_call=call, **fields)
+
+
+def call_block_user(*, actor: Actor, type_name: str, call_id: str, user_id: str) -> Call:
+    """BlockUser: the user loses every capability on the call (no reading, joining or
+    listing) until unblocked, and leaves it now if they are in it or its lobby (reason
+    `blocked`). Blocking a blocked user changes nothing and emits nothing."""
+    with transaction.atomic():
+        call = _locked_call(actor, type_name, call_id, "block-users")
+        user = _user_to_moderate(actor, user_id)
+        if user.id in (call.blocked_user_ids or []):
+            return call
+        _participants_of_user_close(call, user.id, "blocked")
+        _block(call, user, _by_user(actor, None))
+        return call
+
+
+def call_unblock_user(*, actor: Actor, type_name: str, call_id: str, user_id: str) -> Call:
+    """UnblockUser: the user's capabilities come back. Unblocking someone who is not blocked
+    changes nothing and emits nothing."""
+    with transaction.atomic():
+        call = _locked_call(actor, type_name, call_id, "block-users")
+        user = _user_to_moderate(actor, user_id)
+        if user.id not in (call.blocked_user_ids or []):
+            return call
+        call.blocked_user_ids = [u for u in call.blocked_user_ids if u != user.id]
+        call.save(update_fields=["blocked_user_ids", "updated_at"])
+        event_emit(type="call.unblocked_user", for_call=call, user=wire.user_response(user))
+        return call
+
+
+def call_kick_user(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    user_id: str,
+    block: bool = False,
+    kicked_by_id: str | None = None,
+) -> Call:
+    """KickUser: the user's tabs leave the call and its lobby (reason `kicked`; they may
+    join again), and with `block` the user is blocked as well (reason `blocked`, and
+    `call.blocked_user` after `call.kicked_user`)."""
+    with transaction.atomic():
+        call = _locked_call(actor, type_name, call_id, "kick-user")
+        if block:
+            _require(actor, call, selectors.member_of(actor=actor, call=call), "block-users")
+        user = _user_to_moderate(actor, user_id)
+        by = _by_user(actor, kicked_by_id)
+        _participants_of_user_close(call, user.id, "blocked" if block else "kicked")
+        fields: dict[str, Any] = {"user": wire.user_response(user)}
+        if by is not None:
+            fields["kicked_by_user"] = wire.user_response(by)
+        event_emit(type="call.kicked_user", for_call=call, **fields)
+        if block and user.id not in (call.blocked_user_ids or []):
+            _block(call, user, by)
+        return call
+
+
 def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
     """Leave backstage: ordinary members may now join. Clears `ended_at` (§6.2)."""
     with transaction.atomic():

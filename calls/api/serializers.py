@@ -103,6 +103,17 @@ class SendCallEventRequest(serializers.Serializer):
     user = UserRequest(**NULLABLE)
 
 
+class BlockUserRequest(serializers.Serializer):
+    user_id = serializers.CharField(max_length=255)
+
+
+class KickUserRequest(serializers.Serializer):
+    user_id = serializers.CharField(max_length=255)
+    block = serializers.BooleanField(**NULLABLE)
+    kicked_by_id = serializers.CharField(max_length=255, **NULLABLE)
+    kicked_by = UserRequest(**NULLABLE)
+
+
 class DeleteCallRequest(serializers.Serializer):
     hard = serializers.BooleanField(**NULLABLE)
 

@@ -227,6 +227,44 @@ class SendCallEventView(StreamView):
         return self.respond({}, status=201)
 
 
+class BlockUserView(StreamView):
+    operations = {"POST": "BlockUser"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.BlockUserRequest, drop_none(parse_body(request._request)))
+        services.call_block_user(actor=self.actor, type_name=type, call_id=id, **body)
+        return self.respond({}, status=201)
+
+
+class UnblockUserView(StreamView):
+    operations = {"POST": "UnblockUser"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.BlockUserRequest, drop_none(parse_body(request._request)))
+        services.call_unblock_user(actor=self.actor, type_name=type, call_id=id, **body)
+        return self.respond({}, status=201)
+
+
+class KickUserView(StreamView):
+    operations = {"POST": "KickUser"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.KickUserRequest, drop_none(parse_body(request._request)))
+        kicked_by = body.get("kicked_by") or {}
+        services.call_kick_user(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            user_id=body["user_id"],
+            block=bool(body.get("block")),
+            kicked_by_id=body.get("kicked_by_id") or kicked_by.get("id"),
+        )
+        return self.respond({}, status=201)
+
+
 class GoLiveView(StreamView):
     operations = {"POST": "GoLive"}
 

@@ -40,6 +40,12 @@ logger = logging.getLogger("calls.realtime")
 JOIN_TIMEOUT_S = 10.0
 MAX_SIGNAL_BYTES = 64 * 1024
 SEEN_EVERY_S = 15.0  # heartbeat writes, at most this often
+# What a participant who was made to leave is told (KickUser, BlockUser); the page reads
+# "removed", and "cannot" for a block (no Rejoin button).
+GONE_MESSAGES = {
+    "kicked": "you were removed from the call",
+    "blocked": "you were removed from the call and cannot join it again",
+}
 
 State = CallParticipant.State
 
@@ -471,7 +477,7 @@ class RtcConsumer(JsonSocket):
             await self._reenter()
             return
         self.state = ""
-        await self.fail(NotAllowed(f"you left the call ({reason})"))
+        await self.fail(NotAllowed(GONE_MESSAGES.get(reason, f"you left the call ({reason})")))
 
     async def _reenter(self) -> None:
         try:

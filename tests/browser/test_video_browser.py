@@ -23,9 +23,11 @@ from websockets.sync.client import connect as websockets_connect
 
 from appointments import services
 from appointments.links import join_link_path
-from appointments.models import Appointment
+from appointments.models import CALL_TYPE, Appointment
+from calls import services as call_services
 from calls.api.auth import create_user_token
-from calls.models import Call
+from calls.capabilities import SERVER
+from calls.models import Call, CallParticipant
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -441,4 +443,29 @@ def test_the_lobby_says_the_clinician_is_late_then_getting_ready(
         host.send(json.dumps({"type": "leave"}))
         assert json.loads(host.recv(timeout=5))["type"] == "left"
     expect(page.locator("#room-status")).to_contain_text("The clinician is running late")
+
+    # Put out of the lobby (KickUser, as a moderator through the calls API): the page says so
+    # and offers to join again, without reconnecting on its own; a block takes that away.
+    call_services.call_kick_user(
+        actor=SERVER,
+        type_name=CALL_TYPE,
+        call_id=appointment.id,
+        user_id=patient.call_user_id,
+    )
+    expect(page.locator("#h-finished")).to_have_text("You were removed from the call")
+    expect(page.get_by_role("button", name="Join again")).to_be_visible()
+    page.wait_for_timeout(1500)  # longer than the page's first reconnect delay
+    assert not CallParticipant.objects.filter(
+        user_id=patient.call_user_id, state=CallParticipant.State.WAITING
+    ).exists()
+    call_services.call_block_user(
+        actor=SERVER,
+        type_name=CALL_TYPE,
+        call_id=appointment.id,
+        user_id=patient.call_user_id,
+    )
+    page.get_by_role("button", name="Join again").click()  # the page starts over
+    expect(page.locator("#room-closed")).to_contain_text("You cannot join this call")
+    expect(page.locator("#room-closed")).to_contain_text("the clinic removed you from it")
+    expect(page.get_by_role("button")).to_have_count(0)
     assert console.errors == []

@@ -178,6 +178,20 @@ def test_a_removed_member_stops_receiving(base, rest, visit):
         ws.nothing()
 
 
+def test_a_blocked_member_stops_receiving(base, rest, visit):
+    with ws_connect(base, user_id="patient-a") as ws:
+        ws.subscribe(CID)
+        rest.request("POST", f"{CALL_PATH}/block", {"user_id": "patient-a"})
+        blocked = ws.expect("event")["event"]
+        assert blocked["type"] == "call.blocked_user"
+        assert blocked["user"]["id"] == "patient-a"
+        assert ws.expect("unsubscribed")["message"] == (
+            f"user patient-a may no longer read call {CID}"
+        )
+        rest.request("POST", f"{CALL_PATH}/go_live")
+        ws.nothing()
+
+
 def test_a_team_subscription_gets_the_team_calls_the_user_may_read(base, rest, visit):
     with ws_connect(base, user_id="dr-host") as ws:
         ws.send({"type": "subscribe_team", "team": CLINIC_A})

@@ -20,8 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from calls import services
-from calls.capabilities import SERVER
-from calls.models import Call, CallEvent, CallParticipant, DueAction
+from calls.capabilities import SERVER, Actor
+from calls.models import Call, CallEvent, CallParticipant, CallUser, DueAction
 from tests.factories import CallUserFactory
 
 from .realtime_server import RECV_TIMEOUT_S, token_for
@@ -205,6 +205,49 @@ def test_end_for_everyone_closes_every_page(base, visit):
     }
     types = event_types(visit)
     assert types.index("call.session_ended") < types.index("call.ended")
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["kick", "kick-and-block"])
+def test_a_kicked_patient_is_put_out_and_only_a_block_keeps_them_out(base, visit, block):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        host.expect("joined")
+        host.send({"type": "go_live"})
+        host.expect("call_updated")
+        with rtc(base, **join_as("patient-a", visit)) as patient:
+            first = patient.expect("joined")
+            host.expect("participant_joined")
+            # Through the calls API as the host (Stream's KickUser), as a moderator would.
+            doctor = CallUser.objects.get(id="dr-host")
+            services.call_kick_user(
+                actor=Actor(user=doctor, teams=frozenset(doctor.teams)),
+                type_name="appointment",
+                call_id="visit-1",
+                user_id="patient-a",
+                block=block,
+            )
+            received, code = patient.closed_with()
+            [error] = [m for m in received if m["type"] == "error"]
+            assert code == 4017
+            assert error["message"].startswith("you were removed from the call")
+            assert ("cannot join it again" in error["message"]) == block
+            left = host.expect("participant_left")
+            assert (left["user_session_id"], left["reason"]) == (
+                first["user_session_id"],
+                "blocked" if block else "kicked",
+            )
+        # Kicked: back in at once. Blocked: refused until unblocked.
+        with rtc(base, **join_as("patient-a", visit)) as again:
+            if block:
+                received, code = again.closed_with()
+                assert code == 4017
+                assert "not allowed to join" in received[-1]["message"]
+            else:
+                again.expect("joined")
+    row = CallParticipant.objects.filter(user_id="patient-a").order_by("pk").first()
+    assert (row.state, row.left_reason) == ("left", "blocked" if block else "kicked")
+    types = event_types(visit)
+    assert "call.kicked_user" in types
+    assert ("call.blocked_user" in types) == block
 
 
 def test_back_to_backstage_sends_the_patient_back_to_the_lobby(base, visit):

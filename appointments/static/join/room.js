@@ -520,6 +520,9 @@
       var text = (lastError && lastError.message) || error[1];
       if (/ended/i.test(text)) {
         finish("The call has ended", "It cannot be joined again.", false);
+      } else if (/removed/i.test(text)) {
+        // Kicked (may join again) or blocked ("cannot join it again"): never rejoin on our own.
+        finish("You were removed from the call", sentence(text), !/cannot/i.test(text));
       } else {
         finish(error[0], sentence(text) || error[1], true);
       }

@@ -1515,6 +1515,8 @@ NEEDS = {
     "members": "update-call-member",
     "go_live": "update-call",
     "end": "end-call",
+    "block": "block-users",
+    "kick": "kick-user",
 }
 ROLES: dict[str, tuple[str, ...] | None] = {
     "host": ("user", "call_member", "host"),
@@ -1523,9 +1525,17 @@ ROLES: dict[str, tuple[str, ...] | None] = {
     "outsider": None,
     "loner": None,
 }
-OK_STATUS = {"get": 200, "update": 200, "members": 201, "go_live": 201, "end": 201}
+OK_STATUS = {
+    "get": 200,
+    "update": 200,
+    "members": 201,
+    "go_live": 201,
+    "end": 201,
+    "block": 201,
+    "kick": 201,
+}
 ALL_OK = dict(OK_STATUS)
-READ_ONLY = {"get": 200, "update": 403, "members": 403, "go_live": 403, "end": 403}
+READ_ONLY = {**dict.fromkeys(OK_STATUS, 403), "get": 200}
 NOTHING = dict.fromkeys(OK_STATUS, 403)
 MATRIX: dict[str, dict[str, int]] = {
     "server": ALL_OK,
@@ -1571,6 +1581,8 @@ def _do(api, op: str, user):
         )
     if op == "go_live":
         return api.post(call_path("default", "matrix", "go_live"), {}, as_user=user)
+    if op in ("block", "kick"):  # the patient, who is in the call
+        return api.post(call_path("default", "matrix", op), {"user_id": "patient-a"}, as_user=user)
     return api.post(call_path("default", "matrix", "mark_ended"), as_user=user)
 
 
@@ -1583,6 +1595,8 @@ def _changed(op: str, call: Call) -> bool:
         "members": patient_custom == {"seen": True},
         "go_live": call.backstage is False,
         "end": call.ended_at is not None,
+        "block": call.blocked_user_ids == ["patient-a"],
+        "kick": CallEvent.objects.filter(call=call, type="call.kicked_user").exists(),
     }[op]
 
 

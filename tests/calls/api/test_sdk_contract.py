@@ -263,3 +263,56 @@ def test_sessions_decode_with_the_real_sdk(client, eager_tasks):
         "call.session_participant_left",
         "call.session_ended",
     }
+
+
+def test_block_unblock_and_kick_with_the_real_sdk(client, eager_tasks):
+    """`call.block_user`, `unblock_user` and `kick_user` as Stream's SDK sends them; the call
+    shows `blocked_user_ids`, and the SDK parses each moderation event as its typed event."""
+    import json
+
+    from getstream.webhook import parse_event
+
+    client.upsert_users(
+        UserRequest(id="dr-ray", name="Dr Ray", teams=["clinic-a"]),
+        UserRequest(id="guest-2", name="Guest", teams=["clinic-a"]),
+    )
+    call = client.video.call("default", "mod-1")
+    call.get_or_create(
+        data=CallRequest(
+            created_by_id="dr-ray",
+            team="clinic-a",
+            members=[
+                MemberRequest(user_id="dr-ray", role="host"),
+                MemberRequest(user_id="guest-2"),
+            ],
+        )
+    )
+
+    call.block_user(user_id="guest-2")
+    assert call.get().data.call.blocked_user_ids == ["guest-2"]
+    call.unblock_user(user_id="guest-2")
+    assert call.get().data.call.blocked_user_ids == []
+    call.kick_user(user_id="guest-2", block=True, kicked_by_id="dr-ray")
+    assert call.get().data.call.blocked_user_ids == ["guest-2"]
+    with pytest.raises(StreamApiException) as bad:
+        call.block_user(user_id="nobody")
+    assert bad.value.api_error.code == 4
+
+    parsed = [
+        parse_event(json.dumps(payload).encode())
+        for payload in CallEvent.objects.filter(
+            call_cid="default:mod-1",
+            type__in=["call.blocked_user", "call.unblocked_user", "call.kicked_user"],
+        )
+        .order_by("pk")
+        .values_list("payload", flat=True)
+    ]
+    assert [type(e).__name__ for e in parsed] == [
+        "BlockedUserEvent",
+        "UnblockedUserEvent",
+        "KickedUserEvent",
+        "BlockedUserEvent",
+    ]
+    assert all(e.user.id == "guest-2" for e in parsed)
+    assert parsed[2].kicked_by_user.id == "dr-ray"
+    assert parsed[3].blocked_by_user.id == "dr-ray"

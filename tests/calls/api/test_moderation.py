@@ -1,0 +1,206 @@
+"""BlockUser, UnblockUser and KickUser (§3.13): `POST .../block`, `.../unblock`, `.../kick`.
+
+Who may do it is in the permission matrix (test_calls.py); here: what each does to the call,
+to the blocked user's access (GetCall, QueryCalls, join) and to their tabs in the call, the
+events, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from calls import services
+from calls.capabilities import SERVER, Actor
+from calls.models import Call, CallEvent, CallParticipant
+
+from .conftest import CLINIC_A, assert_error, assert_ok, call_path
+
+pytestmark = pytest.mark.django_db
+
+CID = "default:appt-1"
+
+
+def events(type_name: str) -> list[dict]:
+    return list(
+        CallEvent.objects.filter(call_cid=CID, type=type_name)
+        .order_by("pk")
+        .values_list("payload", flat=True)
+    )
+
+
+def listed_for(api, user) -> list[str]:
+    body = assert_ok(api.post("/api/v2/video/calls", {}, as_user=user), 201)
+    return [c["call"]["cid"] for c in body["calls"]]
+
+
+def in_the_call(user, call_id: str = "appt-1") -> CallParticipant:
+    """The user's tab, joined (the call is live)."""
+    services.call_go_live(actor=SERVER, type_name="default", call_id=call_id)
+    entry = services.participant_enter(
+        actor=Actor(user=user, teams=frozenset(user.teams)),
+        type_name="default",
+        call_id=call_id,
+        channel_name="test-channel",
+    )
+    assert entry.admitted
+    return entry.participant
+
+
+def test_a_blocked_patient_can_neither_read_nor_list_nor_join_until_unblocked(
+    api, clinic_call, host, patient
+):
+    assert listed_for(api, patient) == [CID]
+
+    response = api.post(
+        call_path("default", "appt-1", "block"), {"user_id": patient.id}, as_user=host
+    )
+
+    assert assert_ok(response, 201).keys() == {"duration"}
+    assert Call.objects.get(cid=CID).blocked_user_ids == [patient.id]
+    [event] = events("call.blocked_user")
+    assert event["call_cid"] == CID
+    assert event["user"]["id"] == patient.id
+    assert event["blocked_by_user"]["id"] == host.id
+    # The host sees who is blocked; the patient has no capabilities at all.
+    assert assert_ok(api.get(call_path("default", "appt-1"), as_user=host))["call"][
+        "blocked_user_ids"
+    ] == [patient.id]
+    assert_error(api.get(call_path("default", "appt-1"), as_user=patient), 403, 17)
+    assert listed_for(api, patient) == []
+    join = api.post(call_path("default", "appt-1", "join"), {"location": "eu"}, as_user=patient)
+    assert_error(join, 403, 17)
+    # Still a member: blocking is not removal.
+    assert patient.id in [
+        m["user_id"] for m in assert_ok(api.get(call_path("default", "appt-1")))["members"]
+    ]
+
+    response = api.post(
+        call_path("default", "appt-1", "unblock"), {"user_id": patient.id}, as_user=host
+    )
+
+    assert_ok(response, 201)
+    assert Call.objects.get(cid=CID).blocked_user_ids == []
+    [event] = events("call.unblocked_user")
+    assert event["user"]["id"] == patient.id
+    assert_ok(api.get(call_path("default", "appt-1"), as_user=patient))
+    assert listed_for(api, patient) == [CID]
+
+
+def test_blocking_twice_or_unblocking_a_free_user_changes_nothing(api, clinic_call, patient):
+    block = call_path("default", "appt-1", "block")
+    unblock = call_path("default", "appt-1", "unblock")
+    assert_ok(api.post(unblock, {"user_id": patient.id}), 201)
+    assert_ok(api.post(block, {"user_id": patient.id}), 201)
+    assert_ok(api.post(block, {"user_id": patient.id}), 201)
+
+    assert Call.objects.get(cid=CID).blocked_user_ids == [patient.id]
+    assert len(events("call.blocked_user")) == 1
+    assert events("call.unblocked_user") == []
+    # Server-side: no `blocked_by_user`.
+    assert "blocked_by_user" not in events("call.blocked_user")[0]
+
+
+def test_blocking_puts_a_patient_in_the_call_out(api, clinic_call, patient):
+    tab = in_the_call(patient)
+
+    assert_ok(api.post(call_path("default", "appt-1", "block"), {"user_id": patient.id}), 201)
+
+    tab.refresh_from_db()
+    assert (tab.state, tab.left_reason) == ("left", "blocked")
+    [left] = events("call.session_participant_left")
+    assert left["reason"] == "blocked"
+
+
+def test_a_kick_puts_the_user_out_and_lets_them_back(api, clinic_call, host, patient):
+    tab = in_the_call(patient)
+
+    response = api.post(
+        call_path("default", "appt-1", "kick"), {"user_id": patient.id}, as_user=host
+    )
+
+    assert assert_ok(response, 201).keys() == {"duration"}
+    tab.refresh_from_db()
+    assert (tab.state, tab.left_reason) == ("left", "kicked")
+    [event] = events("call.kicked_user")
+    assert event["user"]["id"] == patient.id
+    assert event["kicked_by_user"]["id"] == host.id
+    assert Call.objects.get(cid=CID).blocked_user_ids == []
+    again = services.participant_enter(
+        actor=Actor(user=patient, teams=frozenset(patient.teams)),
+        type_name="default",
+        call_id="appt-1",
+        channel_name="test-channel-2",
+    )
+    assert again.admitted
+
+
+def test_a_server_side_kick_with_block_names_who_did_it(api, clinic_call, host, patient):
+    tab = in_the_call(patient)
+
+    response = api.post(
+        call_path("default", "appt-1", "kick"),
+        {"user_id": patient.id, "block": True, "kicked_by_id": host.id},
+    )
+
+    assert_ok(response, 201)
+    tab.refresh_from_db()
+    assert (tab.state, tab.left_reason) == ("left", "blocked")
+    assert Call.objects.get(cid=CID).blocked_user_ids == [patient.id]
+    [kicked] = events("call.kicked_user")
+    [blocked] = events("call.blocked_user")
+    assert kicked["kicked_by_user"]["id"] == blocked["blocked_by_user"]["id"] == host.id
+    types = list(CallEvent.objects.filter(call_cid=CID).values_list("type", flat=True))
+    assert types.index("call.kicked_user") < types.index("call.blocked_user")
+
+
+def test_kick_with_block_needs_block_users_too(api, clinic_call, host, patient):
+    """A role that may kick but not block: a kick goes through, a kick with block does not."""
+    services.call_type_update(
+        name="default", grants={"host": ["read-call", "join-call", "kick-user"]}
+    )
+    kick = call_path("default", "appt-1", "kick")
+
+    assert_error(api.post(kick, {"user_id": patient.id, "block": True}, as_user=host), 403, 17)
+    assert events("call.kicked_user") == []
+    assert_ok(api.post(kick, {"user_id": patient.id}, as_user=host), 201)
+
+
+@pytest.mark.parametrize("suffix", ["block", "unblock", "kick"])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "user_id"),
+        ({"user_id": ""}, "user_id"),
+        ({"user_id": "nobody-here"}, "user_id"),
+        ({"user_id": "dr-host"}, "user_id"),  # yourself
+    ],
+    ids=["missing", "empty", "unknown", "self"],
+)
+def test_bad_input_is_400_and_changes_nothing(api, clinic_call, host, suffix, body, field):
+    before = CallEvent.objects.count()
+
+    response = api.post(call_path("default", "appt-1", suffix), body, as_user=host)
+
+    error = assert_error(response, 400, 4)
+    assert field in error["exception_fields"]
+    assert CallEvent.objects.count() == before
+    assert Call.objects.get(cid=CID).blocked_user_ids == []
+
+
+def test_an_unknown_kicked_by_id_is_400(api, clinic_call, patient):
+    response = api.post(
+        call_path("default", "appt-1", "kick"), {"user_id": patient.id, "kicked_by_id": "ghost"}
+    )
+
+    assert "kicked_by_id" in assert_error(response, 400, 4)["exception_fields"]
+    assert events("call.kicked_user") == []
+
+
+def test_blocking_on_one_call_leaves_the_others_listed(api, create_call, clinic_call, patient):
+    create_call(
+        "appt-2",
+        team=CLINIC_A,
+        members=[{"user_id": "dr-host", "role": "host"}, {"user_id": patient.id}],
+    )
+    assert_ok(api.post(call_path("default", "appt-1", "block"), {"user_id": patient.id}), 201)
+
+    assert listed_for(api, patient) == ["default:appt-2"]
