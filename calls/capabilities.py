@@ -89,6 +89,10 @@ _HOST = (
 )
 
 
+# What UpdateUserPermissions may grant or revoke one user on one call (§3.13).
+USER_PERMISSIONS = ("screenshare", "send-audio", "send-video")
+
+
 def _grants(**roles: Iterable[str]) -> dict[str, list[str]]:
     return {role: sorted(set(caps)) for role, caps in roles.items()}
 
@@ -187,6 +191,10 @@ def capabilities_for(actor: Actor, call: Call, member: CallMember | None) -> lis
     caps: set[str] = set()
     for role in roles_for(actor, call, member):
         caps.update(grants.get(role, ()))
+    # UpdateUserPermissions: this user's grants and revocations of media capabilities.
+    for capability, granted in ((call.user_permissions or {}).get(actor.user_id) or {}).items():
+        if capability in USER_PERMISSIONS:
+            (caps.add if granted else caps.discard)(capability)
     return [c for c in ALL_CAPABILITIES if c in caps]
 
 

@@ -95,6 +95,9 @@ class Call(models.Model):
     # Why the call ended (`call_end`'s reason): a call ended by its timer refuses rejoin.
     end_reason = models.CharField(max_length=64, blank=True, default="")
     blocked_user_ids = models.JSONField(default=list, blank=True)
+    # UpdateUserPermissions: {user_id: {capability: granted?}} for screenshare, send-audio and
+    # send-video, over what the user's roles give (capabilities.capabilities_for).
+    user_permissions = models.JSONField(default=dict, blank=True)
     # Our extensions to Stream's call: what the scheduler does at and before `starts_at`.
     go_live_at_start = models.BooleanField(default=False)
     ring_at_start = models.BooleanField(default=False)

@@ -18,6 +18,7 @@ from .call_settings import validate_settings_request as _validate_settings
 from .capabilities import (
     ALL_CAPABILITIES,
     SERVER,
+    USER_PERMISSIONS,
     Actor,
     can_create,
     capabilities_for,
@@ -1049,7 +1050,7 @@ def _user_to_moderate(actor: Actor, user_id: str) -> CallUser:
     return user
 
 
-def _by_user(actor: Actor, by_id: str | None) -> CallUser | None:
+def _by_user(actor: Actor, by_id: str | None, *, field: str = "kicked_by_id") -> CallUser | None:
     """Who did it, for the event: the user actor, or the user a server-side call names."""
     if not actor.is_server:
         return actor.user
@@ -1057,7 +1058,7 @@ def _by_user(actor: Actor, by_id: str | None) -> CallUser | None:
         return None
     by = CallUser.objects.filter(id=by_id).first()
     if by is None:
-        raise InputError(f"user {by_id} does not exist", fields={"kicked_by_id": "no such user"})
+        raise InputError(f"user {by_id} does not exist", fields={field: "no such user"})
     return by
 
 
@@ -1135,6 +1136,125 @@ def call_kick_user(
         if block and user.id not in (call.blocked_user_ids or []):
             _block(call, user, by)
         return call
+
+
+# --- mute, user permissions (§3.13) ------------------------------------------------------------
+
+MUTE_REASON = "muted_by_moderator"
+
+
+def _active_participants(call: Call, user_ids: list[str] | None) -> list[CallParticipant]:
+    rows = CallParticipant.objects.filter(call=call).exclude(state=CallParticipant.State.LEFT)
+    if user_ids is not None:
+        rows = rows.filter(user_id__in=user_ids)
+    return list(rows.select_for_update().order_by("pk"))
+
+
+def call_mute_users(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    user_ids: list[str] | None = None,
+    mute_all_users: bool = False,
+    audio: bool = False,
+    video: bool = False,
+    screenshare: bool = False,
+    screenshare_audio: bool = False,
+    muted_by_id: str | None = None,
+) -> list[str]:
+    """MuteUsers: the named users (or everyone in the call but the one muting) have their
+    microphone and/or camera turned off in the call now (`call.user_muted`; their page turns
+    them off, and they may turn them on again unless their permissions were revoked).
+    Returns the muted user ids."""
+    if not (audio or video or screenshare or screenshare_audio):
+        raise InputError(
+            "say what to mute: audio, video, screenshare or screenshare_audio",
+            fields={"audio": "one of audio, video, screenshare, screenshare_audio is required"},
+        )
+    if not mute_all_users and not user_ids:
+        raise InputError("user_ids or mute_all_users is required", fields={"user_ids": "required"})
+    with transaction.atomic():
+        call = _locked_call(actor, type_name, call_id, "mute-users")
+        by = _by_user(actor, muted_by_id, field="muted_by_id")
+        if mute_all_users:
+            participants = _active_participants(call, None)
+            targets = list(
+                dict.fromkeys(p.user_id for p in participants if p.user_id != actor.user_id)
+            )
+        else:
+            targets = list(dict.fromkeys(user_ids or []))
+            known = set(CallUser.objects.filter(id__in=targets).values_list("id", flat=True))
+            unknown = [u for u in targets if u not in known]
+            if unknown:
+                raise InputError(
+                    f"users do not exist: {', '.join(unknown)}", fields={"user_ids": "unknown"}
+                )
+            participants = _active_participants(call, targets)
+        for participant in participants:
+            if participant.user_id not in targets:
+                continue
+            participant.audio = participant.audio and not audio
+            participant.video = participant.video and not video
+            participant.save(update_fields=["audio", "video"])
+        event_emit(
+            type="call.user_muted",
+            for_call=call,
+            from_user_id=by.id if by is not None else "",
+            muted_user_ids=targets,
+            reason=MUTE_REASON,
+        )
+        return targets
+
+
+def call_update_user_permissions(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    user_id: str,
+    grant_permissions: list[str] | None = None,
+    revoke_permissions: list[str] | None = None,
+) -> list[str]:
+    """UpdateUserPermissions: grant or revoke screenshare / send-audio / send-video for one
+    user on this call, over what their roles give (`call.permissions_updated` with the
+    user's new capabilities; their page follows). Returns those capabilities."""
+    grant, revoke = list(grant_permissions or []), list(revoke_permissions or [])
+    errors = {}
+    for name, values in (("grant_permissions", grant), ("revoke_permissions", revoke)):
+        bad = sorted(set(values) - set(USER_PERMISSIONS))
+        if bad:
+            errors[name] = f"only {', '.join(USER_PERMISSIONS)}; not {', '.join(bad)}"
+    if set(grant) & set(revoke):
+        errors["revoke_permissions"] = "a permission cannot be granted and revoked at once"
+    if not grant and not revoke:
+        errors["grant_permissions"] = "grant_permissions or revoke_permissions is required"
+    if errors:
+        raise InputError("invalid permissions", fields=errors)
+    with transaction.atomic():
+        call = _locked_call(actor, type_name, call_id, "update-call-permissions")
+        user = _user_to_moderate(actor, user_id)
+        overrides = dict(call.user_permissions or {})
+        mine = dict(overrides.get(user.id) or {})
+        mine.update(dict.fromkeys(grant, True))
+        mine.update(dict.fromkeys(revoke, False))
+        overrides[user.id] = mine
+        call.user_permissions = overrides
+        call.save(update_fields=["user_permissions", "updated_at"])
+        person = Actor(user=user, teams=frozenset(user.teams))
+        caps = capabilities_for(person, call, selectors.member_of(actor=person, call=call))
+        # What they may no longer send, they are not sending (their page turns it off too).
+        for participant in _active_participants(call, [user.id]):
+            participant.audio = participant.audio and "send-audio" in caps
+            participant.video = participant.video and "send-video" in caps
+            participant.save(update_fields=["audio", "video"])
+        event_emit(
+            type="call.permissions_updated",
+            for_call=call,
+            user=wire.user_response(user),
+            own_capabilities=caps,
+        )
+        return caps
 
 
 def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:

@@ -114,6 +114,29 @@ class KickUserRequest(serializers.Serializer):
     kicked_by = UserRequest(**NULLABLE)
 
 
+class MuteUsersRequest(serializers.Serializer):
+    user_ids = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=100, **NULLABLE
+    )
+    mute_all_users = serializers.BooleanField(**NULLABLE)
+    audio = serializers.BooleanField(**NULLABLE)
+    video = serializers.BooleanField(**NULLABLE)
+    screenshare = serializers.BooleanField(**NULLABLE)
+    screenshare_audio = serializers.BooleanField(**NULLABLE)
+    muted_by_id = serializers.CharField(max_length=255, **NULLABLE)
+    muted_by = UserRequest(**NULLABLE)
+
+
+class UpdateUserPermissionsRequest(serializers.Serializer):
+    user_id = serializers.CharField(max_length=255)
+    grant_permissions = serializers.ListField(
+        child=serializers.CharField(max_length=64), max_length=10, **NULLABLE
+    )
+    revoke_permissions = serializers.ListField(
+        child=serializers.CharField(max_length=64), max_length=10, **NULLABLE
+    )
+
+
 class DeleteCallRequest(serializers.Serializer):
     hard = serializers.BooleanField(**NULLABLE)
 

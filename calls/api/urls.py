@@ -22,6 +22,8 @@ urlpatterns = [
     path(f"{CALL}/block", views.BlockUserView.as_view()),
     path(f"{CALL}/unblock", views.UnblockUserView.as_view()),
     path(f"{CALL}/kick", views.KickUserView.as_view()),
+    path(f"{CALL}/mute_users", views.MuteUsersView.as_view()),
+    path(f"{CALL}/user_permissions", views.UpdateUserPermissionsView.as_view()),
     path(f"{CALL}/<path:rest>", views.UnsupportedView.as_view()),
     path("api/v2/video/calls", views.QueryCallsView.as_view()),
     path("api/v2/video/calltypes", views.CallTypesView.as_view()),

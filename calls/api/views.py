@@ -265,6 +265,32 @@ class KickUserView(StreamView):
         return self.respond({}, status=201)
 
 
+class MuteUsersView(StreamView):
+    operations = {"POST": "MuteUsers"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.MuteUsersRequest, drop_none(parse_body(request._request)))
+        muted_by = body.pop("muted_by", None) or {}
+        services.call_mute_users(
+            actor=self.actor,
+            type_name=type,
+            call_id=id,
+            **{**body, "muted_by_id": body.get("muted_by_id") or muted_by.get("id")},
+        )
+        return self.respond({}, status=201)
+
+
+class UpdateUserPermissionsView(StreamView):
+    operations = {"POST": "UpdateUserPermissions"}
+
+    def post(self, request: Request, type: str, id: str) -> Response:
+        _check_ids(type, id)
+        body = validated(s.UpdateUserPermissionsRequest, drop_none(parse_body(request._request)))
+        services.call_update_user_permissions(actor=self.actor, type_name=type, call_id=id, **body)
+        return self.respond({}, status=201)
+
+
 class GoLiveView(StreamView):
     operations = {"POST": "GoLive"}
 

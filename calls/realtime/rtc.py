@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from calls import selectors, services, wire
-from calls.capabilities import Actor
+from calls.capabilities import Actor, capabilities_for
 from calls.errors import AuthError, CallsError, InputError, NotAllowed
 from calls.media import join_media
 from calls.models import Call, CallParticipant
@@ -183,12 +183,37 @@ def _peer_channels(call_pk: int, exclude: str) -> list[str]:
     )
 
 
+def _participant_user(call_pk: int, user_session_id: str) -> str | None:
+    """The user of a participant of this call who has not left."""
+    return (
+        CallParticipant.objects.filter(call_id=call_pk, user_session_id=user_session_id)
+        .exclude(state=State.LEFT)
+        .values_list("user_id", flat=True)
+        .first()
+    )
+
+
 def _still_in(user_session_id: str) -> str | None:
     return (
         CallParticipant.objects.filter(user_session_id=user_session_id)
         .values_list("state", flat=True)
         .first()
     )
+
+
+def _media_of(user_session_id: str) -> tuple[bool, bool]:
+    """(audio, video) the participant sends, as the server last recorded it."""
+    row = (
+        CallParticipant.objects.filter(user_session_id=user_session_id)
+        .values_list("audio", "video")
+        .first()
+    )
+    return row if row is not None else (False, False)
+
+
+def _capabilities(actor: Actor, call_pk: int) -> list[str]:
+    call = _call(call_pk)
+    return capabilities_for(actor, call, selectors.member_of(actor=actor, call=call))
 
 
 # --- the consumer ----------------------------------------------------------------------------
@@ -269,6 +294,8 @@ class RtcConsumer(JsonSocket):
                 await self._as_user(services.call_go_live)
             elif kind == "end_call":
                 await self._as_user(services.call_end)
+            elif kind in ("mute", "remove"):
+                await self.moderate(kind, content)
             elif kind == "leave":
                 await self.leave()
             else:
@@ -346,6 +373,9 @@ class RtcConsumer(JsonSocket):
         audio, video = content.get("audio"), content.get("video")
         if not isinstance(audio, bool) or not isinstance(video, bool):
             raise InputError("media_state needs `audio` and `video` booleans")
+        # What the user may not send (UpdateUserPermissions), they are not sending.
+        audio = audio and "send-audio" in self.caps
+        video = video and "send-video" in self.caps
         await database_sync_to_async(services.participant_media_update)(
             user_session_id=self.user_session_id, audio=audio, video=video
         )
@@ -359,6 +389,28 @@ class RtcConsumer(JsonSocket):
             self.call_pk, self.user_session_id
         ):
             await self.channel_layer.send(channel, message)
+
+    async def moderate(self, kind: str, content: dict[str, Any]) -> None:
+        """`mute` (MuteUsers, the microphone) or `remove` (KickUser) the user of a participant
+        of this call, as this user: the call's capabilities decide."""
+        target = content.get("user_session_id")
+        if not isinstance(target, str) or not target:
+            raise InputError(f"{kind} needs a `user_session_id`")
+        user_id = await database_sync_to_async(_participant_user)(self.call_pk, target)
+        if user_id is None:
+            raise InputError(f"{target} is not in this call", fields={"user_session_id": "gone"})
+        if kind == "mute":
+            await database_sync_to_async(services.call_mute_users)(
+                actor=self.actor,
+                type_name=self.type_name,
+                call_id=self.call_id,
+                user_ids=[user_id],
+                audio=True,
+            )
+        else:
+            await database_sync_to_async(services.call_kick_user)(
+                actor=self.actor, type_name=self.type_name, call_id=self.call_id, user_id=user_id
+            )
 
     async def _as_user(self, service: Any) -> None:
         await database_sync_to_async(service)(
@@ -457,6 +509,25 @@ class RtcConsumer(JsonSocket):
                     "remaining_seconds": payload.get("remaining_seconds"),
                 }
             )
+        elif kind == "call.user_muted" and self.actor is not None:
+            if self.actor.user_id in (payload.get("muted_user_ids") or []):
+                audio, video = await database_sync_to_async(_media_of)(self.user_session_id)
+                await self.send_json(
+                    {
+                        "type": "muted",
+                        "audio": not audio,
+                        "video": not video,
+                        "by": payload.get("from_user_id") or "",
+                    }
+                )
+        elif (
+            kind == "call.permissions_updated"
+            and self.actor is not None
+            and (payload.get("user") or {}).get("id") == self.actor.user_id
+        ):
+            # Recomputed for this connection's actor (a call token adds its role).
+            self.caps = await database_sync_to_async(_capabilities)(self.actor, self.call_pk)
+            await self.send_json({"type": "permissions", "own_capabilities": self.caps})
         elif (
             kind == "call.member_removed"
             and self.actor is not None

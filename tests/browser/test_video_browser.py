@@ -281,6 +281,39 @@ def test_clinician_and_patient_meet_in_a_video_call(
     patient_page.get_by_role("button", name="Mute").click()
     expect(clinician.locator(".tile-remote .tile-flags")).to_have_text("Muted")
 
+    # --- she unmutes; the clinician mutes her from her tile (MuteUsers): her page turns the
+    # microphone off and tells her. The patient has no such controls on the clinician ---
+    patient_page.get_by_role("button", name="Unmute").click()
+    expect(clinician.locator(".tile-remote .tile-flags")).to_have_text("")
+    expect(patient_page.locator(".tile-remote .tile-actions button:visible")).to_have_count(0)
+    clinician.get_by_role("button", name="Mute Ana Lima").click()
+    expect(patient_page.get_by_role("button", name="Unmute")).to_be_visible()
+    expect(patient_page.locator("#call-notice")).to_contain_text(
+        "Your microphone was turned off by the host"
+    )
+    expect(clinician.locator(".tile-remote .tile-flags")).to_have_text("Muted")
+    expect(clinician.get_by_role("button", name="Mute Ana Lima")).to_be_hidden()
+
+    # --- the clinic takes her camera away for this call, then gives it back
+    # (UpdateUserPermissions through the calls API) ---
+    def camera_permission(**change) -> None:
+        call_services.call_update_user_permissions(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=appointment.id,
+            user_id=patient.call_user_id,
+            **change,
+        )
+
+    camera_permission(revoke_permissions=["send-video"])
+    expect(patient_page.get_by_role("button", name="Camera on")).to_be_disabled()
+    expect(clinician.locator(".tile-remote .tile-off")).to_have_text("Camera off")
+    expect(clinician.locator(".tile-remote .tile-off")).to_be_visible()
+    camera_permission(grant_permissions=["send-video"])
+    expect(patient_page.get_by_role("button", name="Camera on")).to_be_enabled()
+    patient_page.get_by_role("button", name="Camera on").click()
+    expect(clinician.locator(".tile-remote .tile-off")).to_be_hidden()
+
     # --- back to backstage (from the portal): the patient waits in the lobby again, and is
     # let back in when the call goes live again ---
     services.appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
@@ -305,6 +338,16 @@ def test_clinician_and_patient_meet_in_a_video_call(
     expect(patient_page.locator("#call")).to_be_visible()
     expect(clinician.locator(".tile-remote .tile-name")).to_have_text("Ana Lima")
     assert_media_flows(patient_page, peers=1)
+
+    # --- the clinician removes her from the call (KickUser): her page says so; she may come
+    # back, and does ---
+    clinician.once("dialog", lambda dialog: dialog.accept())
+    clinician.get_by_role("button", name="Remove Ana Lima from the call").click()
+    expect(patient_page.locator("#h-finished")).to_have_text("You were removed from the call")
+    expect(clinician.locator(".tile-remote")).to_have_count(0)
+    patient_page.get_by_role("button", name="Join again").click()
+    enter(patient_page, "Join the call")
+    expect(clinician.locator(".tile-remote .tile-name")).to_have_text("Ana Lima")
     clinician.get_by_role("button", name="End for everyone").click()
     clinician.get_by_role("button", name="End the call").click()
     expect(patient_page.locator("#h-finished")).to_have_text("The call has ended")

@@ -250,6 +250,77 @@ def test_a_kicked_patient_is_put_out_and_only_a_block_keeps_them_out(base, visit
     assert ("call.blocked_user" in types) == block
 
 
+def test_a_muted_patient_is_told_and_a_revoked_camera_stays_off(base, visit):
+    doctor = CallUser.objects.get(id="dr-host")
+    as_doctor = Actor(user=doctor, teams=frozenset(doctor.teams))
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        host.expect("joined")
+        host.send({"type": "go_live"})
+        host.expect("call_updated")
+        with rtc(base, **join_as("patient-a", visit)) as patient:
+            me = patient.expect("joined")
+            assert "send-video" in me["own_capabilities"]
+            host.expect("participant_joined")
+
+            services.call_mute_users(
+                actor=as_doctor,
+                type_name="appointment",
+                call_id="visit-1",
+                user_ids=["patient-a"],
+                audio=True,
+            )
+            assert patient.expect("muted") == {
+                "type": "muted",
+                "audio": True,
+                "video": False,
+                "by": "dr-host",
+            }
+
+            services.call_update_user_permissions(
+                actor=as_doctor,
+                type_name="appointment",
+                call_id="visit-1",
+                user_id="patient-a",
+                revoke_permissions=["send-video"],
+            )
+            caps = patient.expect("permissions")["own_capabilities"]
+            assert "send-video" not in caps
+            assert "send-audio" in caps
+            # A page that still claims its camera is recorded (and relayed) as camera off.
+            patient.send({"type": "media_state", "audio": True, "video": True})
+            update = host.expect("participant_updated")
+            assert (update["audio"], update["video"]) == (True, False)
+    row = CallParticipant.objects.get(user_id="patient-a")
+    assert (row.audio, row.video) == (True, False)
+
+
+def test_the_host_mutes_and_removes_from_the_socket_and_the_patient_may_not(base, visit):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        me = host.expect("joined")
+        host.send({"type": "go_live"})
+        host.expect("call_updated")
+        with rtc(base, **join_as("patient-a", visit)) as patient:
+            her = patient.expect("joined")["user_session_id"]
+            host.expect("participant_joined")
+            # The patient has neither mute-users nor kick-user.
+            for kind in ("mute", "remove"):
+                patient.send({"type": kind, "user_session_id": me["user_session_id"]})
+                assert patient.expect("error")["code"] == 17
+            host.send({"type": "mute", "user_session_id": "nobody"})
+            assert host.expect("error")["code"] == 4
+
+            host.send({"type": "mute", "user_session_id": her})
+            assert patient.expect("muted")["audio"] is True
+            host.send({"type": "remove", "user_session_id": her})
+            received, code = patient.closed_with()
+            assert code == 4017
+            assert received[-1]["message"] == "you were removed from the call"
+            assert host.expect("participant_left")["reason"] == "kicked"
+    types = event_types(visit)
+    assert types.count("call.user_muted") == 1
+    assert types.count("call.kicked_user") == 1
+
+
 def test_back_to_backstage_sends_the_patient_back_to_the_lobby(base, visit):
     with rtc(base, **join_as("dr-host", visit)) as host:
         host.expect("joined")

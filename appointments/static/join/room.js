@@ -405,23 +405,45 @@
     });
   }
 
-  el.mic.addEventListener("click", function () {
-    micMuted = !micMuted;
+  function setMicMuted(muted) {
+    micMuted = muted;
     local.getAudioTracks().forEach(function (t) {
       t.enabled = !micMuted;
     });
     el.mic.textContent = micMuted ? "Unmute" : "Mute";
     showSelf();
     sendMediaState();
-  });
+  }
 
-  el.cam.addEventListener("click", function () {
-    wantCamera = !wantCamera;
+  function setCamera(on) {
+    wantCamera = on;
     el.cam.textContent = wantCamera ? "Camera off" : "Camera on";
     if (wantCamera) switchDevice("video");
     else useLocal("video", null); // stops the camera (its light goes off)
+  }
+
+  el.mic.addEventListener("click", function () {
+    setMicMuted(!micMuted);
+  });
+
+  el.cam.addEventListener("click", function () {
+    setCamera(!wantCamera);
   });
   if (cfg.audio_only) el.cam.hidden = true;
+
+  /* What the call lets this person send (UpdateUserPermissions can take it away and give it
+     back): without send-audio the microphone is muted and its button disabled; the same for
+     the camera without send-video. Regained, the buttons work again (nothing turns on alone). */
+  function applyPermissions() {
+    var mayAudio = caps.indexOf("send-audio") >= 0;
+    var mayVideo = caps.indexOf("send-video") >= 0;
+    if (!mayAudio && !micMuted) setMicMuted(true);
+    if (!mayVideo && wantCamera && !cfg.audio_only) setCamera(false);
+    el.mic.disabled = !mayAudio;
+    el.cam.disabled = !mayVideo;
+    el.mic.title = mayAudio ? "" : "The clinic has turned off your microphone in this call";
+    el.cam.title = mayVideo ? "" : "The clinic has turned off your camera in this call";
+  }
 
   el.devicesToggle.addEventListener("click", function () {
     var open = el.devicesPanel.hidden;
@@ -585,6 +607,23 @@
         p.video = !!m.video;
         tileFor(m.user_session_id);
       }
+    } else if (m.type === "muted") {
+      var what = [];
+      if (m.audio && !micMuted) {
+        setMicMuted(true);
+        what.push("microphone");
+      }
+      if (m.video && wantCamera && !cfg.audio_only) {
+        setCamera(false);
+        what.push("camera");
+      }
+      if (what.length === 1) notice("Your " + what[0] + " was turned off by the host. You can turn it on again.");
+      if (what.length === 2) notice("Your microphone and camera were turned off by the host. You can turn them on again.");
+    } else if (m.type === "permissions") {
+      caps = m.own_capabilities || [];
+      applyPermissions();
+      Object.keys(people).forEach(tileFor);
+      render();
     } else if (m.type === "lobby_updated") {
       waiting = m.waiting || [];
       renderWaiting();
@@ -649,6 +688,7 @@
     var resumed = !!media && sessionId === m.user_session_id;
     sessionId = m.user_session_id;
     caps = m.own_capabilities || [];
+    applyPermissions();
     setCall(m.call);
     if (!resumed) {
       if (media) {
@@ -728,9 +768,32 @@
       caption.appendChild(name);
       caption.appendChild(document.createTextNode(" "));
       caption.appendChild(flags);
+      // Host controls: what the call lets this user do to the others (the server decides).
+      var actions = document.createElement("div");
+      actions.className = "tile-actions";
+      var mute = document.createElement("button");
+      mute.type = "button";
+      mute.className = "tile-mute";
+      mute.textContent = "Mute";
+      mute.addEventListener("click", function () {
+        send({ type: "mute", user_session_id: id });
+      });
+      var remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "tile-remove";
+      remove.textContent = "Remove";
+      remove.addEventListener("click", function () {
+        var who = people[id] ? people[id].name : "this person";
+        if (window.confirm("Remove " + who + " from the call? They can join again.")) {
+          send({ type: "remove", user_session_id: id });
+        }
+      });
+      actions.appendChild(mute);
+      actions.appendChild(remove);
       figure.appendChild(video);
       figure.appendChild(off);
       figure.appendChild(caption);
+      figure.appendChild(actions);
       el.tiles.appendChild(figure);
       p.tile = figure;
     }
@@ -738,6 +801,12 @@
     tile.querySelector(".tile-name").textContent = p.name;
     tile.querySelector("video").setAttribute("aria-label", "Video of " + p.name);
     tile.querySelector(".tile-flags").textContent = p.audio ? "" : "Muted";
+    var muteButton = tile.querySelector(".tile-mute");
+    muteButton.setAttribute("aria-label", "Mute " + p.name);
+    muteButton.hidden = !p.audio || caps.indexOf("mute-users") < 0;
+    var removeButton = tile.querySelector(".tile-remove");
+    removeButton.setAttribute("aria-label", "Remove " + p.name + " from the call");
+    removeButton.hidden = caps.indexOf("kick-user") < 0;
     var off = tile.querySelector(".tile-off");
     off.textContent = p.video ? "Connecting…" : "Camera off";
     off.hidden = p.video && !!tile.getAttribute("data-streaming");

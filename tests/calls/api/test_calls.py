@@ -1517,6 +1517,8 @@ NEEDS = {
     "end": "end-call",
     "block": "block-users",
     "kick": "kick-user",
+    "mute": "mute-users",
+    "permissions": "update-call-permissions",
 }
 ROLES: dict[str, tuple[str, ...] | None] = {
     "host": ("user", "call_member", "host"),
@@ -1533,6 +1535,8 @@ OK_STATUS = {
     "end": 201,
     "block": 201,
     "kick": 201,
+    "mute": 201,
+    "permissions": 201,
 }
 ALL_OK = dict(OK_STATUS)
 READ_ONLY = {**dict.fromkeys(OK_STATUS, 403), "get": 200}
@@ -1583,6 +1587,12 @@ def _do(api, op: str, user):
         return api.post(call_path("default", "matrix", "go_live"), {}, as_user=user)
     if op in ("block", "kick"):  # the patient, who is in the call
         return api.post(call_path("default", "matrix", op), {"user_id": "patient-a"}, as_user=user)
+    if op == "mute":
+        body = {"user_ids": ["patient-a"], "audio": True}
+        return api.post(call_path("default", "matrix", "mute_users"), body, as_user=user)
+    if op == "permissions":
+        body = {"user_id": "patient-a", "revoke_permissions": ["send-video"]}
+        return api.post(call_path("default", "matrix", "user_permissions"), body, as_user=user)
     return api.post(call_path("default", "matrix", "mark_ended"), as_user=user)
 
 
@@ -1597,6 +1607,8 @@ def _changed(op: str, call: Call) -> bool:
         "end": call.ended_at is not None,
         "block": call.blocked_user_ids == ["patient-a"],
         "kick": CallEvent.objects.filter(call=call, type="call.kicked_user").exists(),
+        "mute": CallEvent.objects.filter(call=call, type="call.user_muted").exists(),
+        "permissions": call.user_permissions == {"patient-a": {"send-video": False}},
     }[op]
 
 

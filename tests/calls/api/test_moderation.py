@@ -204,3 +204,166 @@ def test_blocking_on_one_call_leaves_the_others_listed(api, create_call, clinic_
     assert_ok(api.post(call_path("default", "appt-1", "block"), {"user_id": patient.id}), 201)
 
     assert listed_for(api, patient) == ["default:appt-2"]
+
+
+# --- MuteUsers ---------------------------------------------------------------------------------
+
+
+def test_muting_a_user_turns_their_microphone_off_in_the_call(api, clinic_call, host, patient):
+    tab = in_the_call(patient)
+
+    response = api.post(
+        call_path("default", "appt-1", "mute_users"),
+        {"user_ids": [patient.id], "audio": True},
+        as_user=host,
+    )
+
+    assert assert_ok(response, 201).keys() == {"duration"}
+    tab.refresh_from_db()
+    assert (tab.audio, tab.video) == (False, True)
+    [event] = events("call.user_muted")
+    assert event["from_user_id"] == host.id
+    assert event["muted_user_ids"] == [patient.id]
+    assert event["reason"] == services.MUTE_REASON
+
+
+def test_mute_all_users_mutes_everyone_in_the_call_but_the_one_muting(
+    api, clinic_call, host, patient, colleague
+):
+    patient_tab = in_the_call(patient)
+    host_tab = services.participant_enter(
+        actor=Actor(user=host, teams=frozenset(host.teams)),
+        type_name="default",
+        call_id="appt-1",
+        channel_name="host-channel",
+    ).participant
+
+    response = api.post(
+        call_path("default", "appt-1", "mute_users"),
+        {"mute_all_users": True, "audio": True, "video": True},
+        as_user=host,
+    )
+
+    assert_ok(response, 201)
+    patient_tab.refresh_from_db()
+    host_tab.refresh_from_db()
+    assert (patient_tab.audio, patient_tab.video) == (False, False)
+    assert (host_tab.audio, host_tab.video) == (True, True)
+    assert events("call.user_muted")[0]["muted_user_ids"] == [patient.id]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_ids": ["patient-a"]}, "audio"),  # nothing to mute
+        ({"audio": True}, "user_ids"),  # nobody to mute
+        ({"user_ids": ["ghost"], "audio": True}, "user_ids"),
+        ({"user_ids": "patient-a", "audio": True}, "user_ids"),
+        ({"user_ids": ["patient-a"], "audio": True, "muted_by_id": "ghost"}, "muted_by_id"),
+    ],
+    ids=["what", "who", "unknown", "not-a-list", "unknown-muter"],
+)
+def test_mute_bad_input_is_400(api, clinic_call, body, field):
+    response = api.post(call_path("default", "appt-1", "mute_users"), body)
+
+    assert field in assert_error(response, 400, 4)["exception_fields"]
+    assert events("call.user_muted") == []
+
+
+def test_a_patient_may_not_mute(api, clinic_call, host, patient):
+    response = api.post(
+        call_path("default", "appt-1", "mute_users"),
+        {"user_ids": [host.id], "audio": True},
+        as_user=patient,
+    )
+
+    assert_error(response, 403, 17)
+    assert events("call.user_muted") == []
+
+
+# --- UpdateUserPermissions --------------------------------------------------------------------
+
+
+def own_capabilities(api, user) -> list[str]:
+    return assert_ok(api.get(call_path("default", "appt-1"), as_user=user))["own_capabilities"]
+
+
+def test_revoking_and_granting_back_a_users_media_permissions(api, clinic_call, host, patient):
+    tab = in_the_call(patient)
+    assert {"send-audio", "send-video"} <= set(own_capabilities(api, patient))
+    path = call_path("default", "appt-1", "user_permissions")
+
+    response = api.post(
+        path, {"user_id": patient.id, "revoke_permissions": ["send-audio"]}, as_user=host
+    )
+
+    assert assert_ok(response, 201).keys() == {"duration"}
+    caps = own_capabilities(api, patient)
+    assert "send-audio" not in caps
+    assert "send-video" in caps
+    tab.refresh_from_db()
+    assert (tab.audio, tab.video) == (False, True)
+    [event] = events("call.permissions_updated")
+    assert event["user"]["id"] == patient.id
+    assert event["own_capabilities"] == caps
+    # Only this user, only this call.
+    assert "send-audio" in own_capabilities(api, host)
+
+    assert_ok(api.post(path, {"user_id": patient.id, "grant_permissions": ["send-audio"]}), 201)
+    assert "send-audio" in own_capabilities(api, patient)
+    assert len(events("call.permissions_updated")) == 2
+
+
+def test_a_permission_the_role_lacks_can_be_granted(api, clinic_call, patient):
+    assert "screenshare" in own_capabilities(api, patient)  # the default grants have it
+    path = call_path("default", "appt-1", "user_permissions")
+    assert_ok(api.post(path, {"user_id": patient.id, "revoke_permissions": ["screenshare"]}), 201)
+    audio_only = ["read-call", "join-call", "send-audio"]
+    services.call_type_update(
+        name="default", grants={"user": audio_only, "call_member": audio_only}
+    )
+    assert "send-video" not in own_capabilities(api, patient)
+
+    assert_ok(api.post(path, {"user_id": patient.id, "grant_permissions": ["send-video"]}), 201)
+
+    caps = own_capabilities(api, patient)
+    assert "send-video" in caps
+    assert "screenshare" not in caps
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_id": "patient-a"}, "grant_permissions"),
+        ({"user_id": "patient-a", "grant_permissions": ["end-call"]}, "grant_permissions"),
+        ({"user_id": "patient-a", "revoke_permissions": ["join-call"]}, "revoke_permissions"),
+        (
+            {
+                "user_id": "patient-a",
+                "grant_permissions": ["send-audio"],
+                "revoke_permissions": ["send-audio"],
+            },
+            "revoke_permissions",
+        ),
+        ({"user_id": "ghost", "grant_permissions": ["send-audio"]}, "user_id"),
+        ({"grant_permissions": ["send-audio"]}, "user_id"),
+    ],
+    ids=["nothing", "not-media", "not-media-revoke", "both", "unknown-user", "no-user"],
+)
+def test_permissions_bad_input_is_400_and_changes_nothing(api, clinic_call, body, field):
+    response = api.post(call_path("default", "appt-1", "user_permissions"), body)
+
+    assert field in assert_error(response, 400, 4)["exception_fields"]
+    assert Call.objects.get(cid=CID).user_permissions == {}
+    assert events("call.permissions_updated") == []
+
+
+def test_a_patient_may_not_change_permissions(api, clinic_call, host, patient):
+    response = api.post(
+        call_path("default", "appt-1", "user_permissions"),
+        {"user_id": host.id, "revoke_permissions": ["send-audio"]},
+        as_user=patient,
+    )
+
+    assert_error(response, 403, 17)
+    assert Call.objects.get(cid=CID).user_permissions == {}

@@ -316,3 +316,45 @@ def test_block_unblock_and_kick_with_the_real_sdk(client, eager_tasks):
     assert all(e.user.id == "guest-2" for e in parsed)
     assert parsed[2].kicked_by_user.id == "dr-ray"
     assert parsed[3].blocked_by_user.id == "dr-ray"
+
+
+def test_mute_and_user_permissions_with_the_real_sdk(client, eager_tasks):
+    """`call.mute_users` and `call.update_user_permissions` as Stream's SDK sends them; the SDK
+    parses `call.user_muted` and `call.permissions_updated` as their typed events."""
+    import json
+
+    from getstream.webhook import parse_event
+
+    client.upsert_users(
+        UserRequest(id="dr-mo", name="Dr Mo", teams=["clinic-a"]),
+        UserRequest(id="pat-mo", name="Pat", teams=["clinic-a"]),
+    )
+    call = client.video.call("default", "mute-1")
+    call.get_or_create(
+        data=CallRequest(
+            created_by_id="dr-mo",
+            team="clinic-a",
+            members=[MemberRequest(user_id="dr-mo", role="host"), MemberRequest(user_id="pat-mo")],
+        )
+    )
+
+    call.mute_users(user_ids=["pat-mo"], audio=True, muted_by_id="dr-mo")
+    call.update_user_permissions(user_id="pat-mo", revoke_permissions=["send-audio"])
+    with pytest.raises(StreamApiException) as bad:
+        call.update_user_permissions(user_id="pat-mo", grant_permissions=["end-call"])
+    assert bad.value.api_error.code == 4
+
+    muted, updated = (
+        parse_event(json.dumps(payload).encode())
+        for payload in CallEvent.objects.filter(
+            call_cid="default:mute-1", type__in=["call.user_muted", "call.permissions_updated"]
+        )
+        .order_by("pk")
+        .values_list("payload", flat=True)
+    )
+    assert type(muted).__name__ == "CallUserMutedEvent"
+    assert (muted.from_user_id, muted.muted_user_ids) == ("dr-mo", ["pat-mo"])
+    assert type(updated).__name__ == "UpdatedCallPermissionsEvent"
+    assert updated.user.id == "pat-mo"
+    assert "send-audio" not in updated.own_capabilities
+    assert "send-video" in updated.own_capabilities
