@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from calls import realtime
 
-from . import forms, links, selectors, services
+from . import forms, joining, links, selectors, services
 from .models import Appointment, Clinic, StaffMember
 
 SESSION_CLINIC = "portal_clinic"
@@ -131,13 +131,31 @@ def home(request: HttpRequest, *, staff: StaffMember) -> HttpResponse:
 # --- schedule --------------------------------------------------------------------------------
 
 
-def _day_context(request: HttpRequest, clinic: Clinic) -> dict[str, Any]:
+def _joinable(row: Any, staff: StaffMember, now: dt.datetime) -> bool:
+    """Offer "Join" on the schedule: the staff member takes part in this open appointment, its
+    call has not ended, and their join-ahead time has come (the join page decides the rest)."""
+    appointment = row.appointment
+    return (
+        appointment.is_open
+        and row.phase not in ("ended", "unknown")
+        and now >= joining.staff_enters_at(appointment)
+        and any(m.staff_id == staff.pk for m in appointment.members.all())
+    )
+
+
+def _day_context(request: HttpRequest, clinic: Clinic, staff: StaffMember) -> dict[str, Any]:
     zone = zoneinfo.ZoneInfo(clinic.time_zone)
     day = forms.DayForm(request.GET).day(clinic=clinic)
     start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    now = timezone.now()
     rows = [
-        {"appointment": row.appointment, "phase": row.phase, "phase_label": PHASE_LABELS[row.phase]}
+        {
+            "appointment": row.appointment,
+            "phase": row.phase,
+            "phase_label": PHASE_LABELS[row.phase],
+            "joinable": _joinable(row, staff, now),
+        }
         for row in selectors.clinic_schedule(clinic=clinic, start=start, end=end)
     ]
     today = timezone.localdate(timezone=zone)
@@ -155,7 +173,7 @@ def _day_context(request: HttpRequest, clinic: Clinic) -> dict[str, Any]:
 @require_GET
 @clinic_view
 def today(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) -> HttpResponse:
-    context = _day_context(request, clinic)
+    context = _day_context(request, clinic, staff)
     context["live"] = realtime.browser_connection(user_id=staff.call_user_id)
     return _page(request, staff, "portal/today.html", context)
 
@@ -164,7 +182,7 @@ def today(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) -> HttpRe
 @clinic_view
 def today_rows(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) -> HttpResponse:
     """The rows of the schedule, fetched by the page every few seconds."""
-    return render(request, "portal/_today_rows.html", _day_context(request, clinic))
+    return render(request, "portal/_today_rows.html", _day_context(request, clinic, staff))
 
 
 # --- appointments ----------------------------------------------------------------------------

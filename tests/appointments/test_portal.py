@@ -11,6 +11,7 @@ import datetime as dt
 import zoneinfo
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
@@ -316,6 +317,26 @@ def test_rows_partial_follows_a_cancel(appointment, doctor):
 def test_empty_day_says_so(doctor):
     html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
     assert "No appointments today" in html
+
+
+def test_the_schedule_offers_join_to_its_clinicians_from_their_join_ahead_time(
+    appointment, doctor, coordinator
+):
+    join = f"/c/clinic-a/appointments/{appointment.id}/join/"
+    day = timezone.localtime(appointment.starts_at, PARIS).date().isoformat()
+
+    def rows(staff) -> str:
+        return client_for(staff).get("/c/clinic-a/today/rows/", {"date": day}).content.decode()
+
+    assert join not in rows(doctor)  # an hour early: the 15-minute join-ahead has not come
+    with time_machine.travel(appointment.starts_at - dt.timedelta(minutes=10), tick=False):
+        html = rows(doctor)
+        assert f'href="{join}"' in html
+        assert 'aria-label="Join the call with Ana Lima at' in html
+        assert join not in rows(coordinator)  # not one of the appointment's people
+    services.appointment_call_action(appointment=appointment, staff=doctor, action="end")
+    with time_machine.travel(appointment.starts_at, tick=False):
+        assert join not in rows(doctor)  # the call is over
 
 
 def test_today_page_query_count_does_not_grow_with_appointments(
