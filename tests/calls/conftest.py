@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import channel_layers, get_channel_layer
 
 from .realtime_server import running_server
+from .webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -22,3 +23,26 @@ def base(eager_tasks):
     with running_server() as address:
         yield address
     channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    """A local webhook receiver (one per test module)."""
+    server = Receiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hook_settings(settings, receiver, eager_tasks):
+    """Webhooks on, to the receiver on 127.0.0.1 over http (private networks allowed)."""
+    settings.CALLS_EVENT_CONSUMERS = ["calls.webhooks.on_event"]
+    settings.DEBUG = False
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+    settings.WEBHOOK_MAX_ATTEMPTS = 4
+    settings.WEBHOOK_TIMEOUT_SECONDS = 2.0
+    receiver.reset(settings.CALLS_API_SECRET)
+    yield settings
+    assert receiver.errors == []

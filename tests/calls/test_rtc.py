@@ -115,6 +115,21 @@ def event_types(cid: str) -> list[str]:
     )
 
 
+def go_live(host: RtcSocket) -> dict[str, Any]:
+    """The host's `joined` (backstage), then the call goes live from the host's socket."""
+    joined = host.expect("joined")
+    host.send({"type": "go_live"})
+    host.expect("call_updated")
+    return joined
+
+
+def admitted(patient: RtcSocket, host: RtcSocket) -> dict[str, Any]:
+    """The patient's `joined` (the call is live: straight in), once the host has seen it."""
+    joined = patient.expect("joined")
+    host.expect("participant_joined")
+    return joined
+
+
 def test_backstage_lobby_go_live_signaling_and_leave(base, visit):
     with rtc(base, **join_as("dr-host", visit)) as host:
         joined = host.expect("joined")
@@ -183,12 +198,9 @@ def test_backstage_lobby_go_live_signaling_and_leave(base, visit):
 
 def test_end_for_everyone_closes_every_page(base, visit):
     with rtc(base, **join_as("dr-host", visit)) as host:
-        host.expect("joined")
-        host.send({"type": "go_live"})
-        host.expect("call_updated")
+        go_live(host)
         with rtc(base, **join_as("patient-a", visit)) as patient:
-            patient.expect("joined")
-            host.expect("participant_joined")
+            admitted(patient, host)
             # The patient may not end it (no end-call): an error, the call goes on.
             patient.send({"type": "end_call"})
             assert patient.expect("error")["code"] == 17
@@ -210,12 +222,9 @@ def test_end_for_everyone_closes_every_page(base, visit):
 @pytest.mark.parametrize("block", [False, True], ids=["kick", "kick-and-block"])
 def test_a_kicked_patient_is_put_out_and_only_a_block_keeps_them_out(base, visit, block):
     with rtc(base, **join_as("dr-host", visit)) as host:
-        host.expect("joined")
-        host.send({"type": "go_live"})
-        host.expect("call_updated")
+        go_live(host)
         with rtc(base, **join_as("patient-a", visit)) as patient:
-            first = patient.expect("joined")
-            host.expect("participant_joined")
+            first = admitted(patient, host)
             # Through the calls API as the host (Stream's KickUser), as a moderator would.
             doctor = CallUser.objects.get(id="dr-host")
             services.call_kick_user(
@@ -254,13 +263,10 @@ def test_a_muted_patient_is_told_and_a_revoked_camera_stays_off(base, visit):
     doctor = CallUser.objects.get(id="dr-host")
     as_doctor = Actor(user=doctor, teams=frozenset(doctor.teams))
     with rtc(base, **join_as("dr-host", visit)) as host:
-        host.expect("joined")
-        host.send({"type": "go_live"})
-        host.expect("call_updated")
+        go_live(host)
         with rtc(base, **join_as("patient-a", visit)) as patient:
-            me = patient.expect("joined")
+            me = admitted(patient, host)
             assert "send-video" in me["own_capabilities"]
-            host.expect("participant_joined")
 
             services.call_mute_users(
                 actor=as_doctor,
@@ -296,12 +302,9 @@ def test_a_muted_patient_is_told_and_a_revoked_camera_stays_off(base, visit):
 
 def test_the_host_mutes_and_removes_from_the_socket_and_the_patient_may_not(base, visit):
     with rtc(base, **join_as("dr-host", visit)) as host:
-        me = host.expect("joined")
-        host.send({"type": "go_live"})
-        host.expect("call_updated")
+        me = go_live(host)
         with rtc(base, **join_as("patient-a", visit)) as patient:
-            her = patient.expect("joined")["user_session_id"]
-            host.expect("participant_joined")
+            her = admitted(patient, host)["user_session_id"]
             # The patient has neither mute-users nor kick-user.
             for kind in ("mute", "remove"):
                 patient.send({"type": kind, "user_session_id": me["user_session_id"]})
@@ -323,12 +326,9 @@ def test_the_host_mutes_and_removes_from_the_socket_and_the_patient_may_not(base
 
 def test_back_to_backstage_sends_the_patient_back_to_the_lobby(base, visit):
     with rtc(base, **join_as("dr-host", visit)) as host:
-        host.expect("joined")
-        host.send({"type": "go_live"})
-        host.expect("call_updated")
+        go_live(host)
         with rtc(base, **join_as("patient-a", visit)) as patient:
-            first = patient.expect("joined")
-            host.expect("participant_joined")
+            first = admitted(patient, host)
             services.call_stop_live(actor=SERVER, type_name="appointment", call_id="visit-1")
             assert patient.expect("lobby")["call"]["backstage"] is True
             left = host.expect("participant_left")

@@ -6,157 +6,25 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
-import threading
-import time
-from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import time_machine
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from getstream.webhook import parse_event, verify_signature
 
-from calls import services, webhooks, wire
-from calls.capabilities import SERVER
+from calls import webhooks, wire
 from calls.events import event_emit
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
-from tests.factories import CallFactory, CallUserFactory
+from tests.factories import CallFactory
+
+from .webhook_receiver import PATIENT_NAME, REASON, create_call, only_delivery, sweep_at
 
 State = WebhookDelivery.State
-PATIENT_NAME = "Alice Quigleyford"
-REASON = "follow-up for chest pain"
-
-
-class Receiver:
-    """A webhook receiver as an integrator writes one: checks the signature with the SDK's
-    helper and the API secret, answers 2xx, and processes each X-Webhook-Id once."""
-
-    def __init__(self) -> None:
-        self.secret = ""
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.processed: list[dict] = []
-        self.errors: list[str] = []
-        self.statuses: list[int] = []  # answers to give next, then 200
-        self.delay = 0.0  # seconds before answering (processed first, like a slow receiver)
-        self.server_names: list[str | None] = []  # TLS SNI of each handshake (https only)
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def start(self, *, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None) -> None:
-        """Listen on 127.0.0.1; `host` is the name the URL uses; https with `ssl_context`."""
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format, *args):  # quiet test output
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = receiver.handle(dict(self.headers), body)
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        scheme = "http"
-        if ssl_context is not None:
-            scheme = "https"
-            ssl_context.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
-            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = f"{scheme}://{host}:{self.port}/hooks/stream"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def reset(self, secret: str) -> None:
-        with self._lock:
-            self.secret = secret
-            self.requests.clear()
-            self.processed.clear()
-            self.errors.clear()
-            self.statuses.clear()
-            self.server_names.clear()
-            self._seen.clear()
-            self.delay = 0.0
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        with self._lock:
-            self.requests.append((headers, body))
-            if not verify_signature(body, headers.get("X-Signature", ""), self.secret):
-                self.errors.append("bad signature")
-                return 401
-            if self.statuses:
-                return self.statuses.pop(0)
-            webhook_id = headers["X-Webhook-Id"]
-            if webhook_id not in self._seen:  # dedupe: a retry of a processed delivery
-                self._seen.add(webhook_id)
-                self.processed.append(json.loads(body))
-            return 200
-
-    def ids(self) -> list[str]:
-        return [h["X-Webhook-Id"] for h, _ in self.requests]
-
-    def attempts(self) -> list[str]:
-        return [h["X-Webhook-Attempt"] for h, _ in self.requests]
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hook_settings(settings, receiver, eager_tasks):
-    settings.CALLS_EVENT_CONSUMERS = ["calls.webhooks.on_event"]
-    settings.WEBHOOKS_ALLOW_HTTP = True
-    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True  # the receiver listens on 127.0.0.1
-    settings.WEBHOOK_MAX_ATTEMPTS = 4
-    settings.WEBHOOK_TIMEOUT_SECONDS = 2.0
-    receiver.reset(settings.CALLS_API_SECRET)
-    yield settings
-    assert receiver.errors == []
 
 
 def endpoint(url: str, **kwargs) -> WebhookEndpoint:
     return WebhookEndpoint.objects.create(url=url, **kwargs)
-
-
-def create_call(call_id: str = "visit-1", team: str | None = None):
-    """The doctor creates a call for the patient (committed, so it is relayed at once)."""
-    CallUserFactory(id="doc", teams=[team] if team else [])
-    CallUserFactory(id="pat", name=PATIENT_NAME, teams=[team] if team else [])
-    return services.call_get_or_create(
-        actor=SERVER,
-        type_name="default",
-        call_id=call_id,
-        created_by_id="doc",
-        team=team,
-        members=[services.MemberSpec(user_id="doc", role="host"), services.MemberSpec("pat")],
-        custom={"reason": REASON, "patient_name": PATIENT_NAME},
-    ).call
-
-
-def sweep_at(start, seconds: float) -> int:
-    with time_machine.travel(start + timedelta(seconds=seconds), tick=False):
-        return webhooks.sweep()
-
-
-def only_delivery() -> WebhookDelivery:
-    (delivery,) = WebhookDelivery.objects.all()
-    return delivery
 
 
 # --- the wire -------------------------------------------------------------------------------

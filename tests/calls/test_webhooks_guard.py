@@ -2,7 +2,7 @@
 with TLS still verified on the hostname) and the admin's resend of dead deliveries.
 
 No test reaches the internet: public addresses are checked, never connected to; deliveries go
-to the local receiver of test_webhooks, reached by name through a stand-in resolver."""
+to the local receiver (webhook_receiver.py), reached by name through a stand-in resolver."""
 
 from __future__ import annotations
 
@@ -22,33 +22,11 @@ from django.utils import timezone
 
 from calls import netguard, webhooks
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
-from tests.calls.test_webhooks import Receiver, create_call, only_delivery, sweep_at
+from tests.calls.webhook_receiver import Receiver, create_call, only_delivery, sweep_at
 from tests.factories import CallFactory
 
 State = WebhookDelivery.State
 HOST = "hooks.clinic.test"  # resolves nowhere but through the stand-in resolver
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hook_settings(settings, receiver, eager_tasks):
-    """As in test_webhooks: the receiver on 127.0.0.1 needs private networks on."""
-    settings.CALLS_EVENT_CONSUMERS = ["calls.webhooks.on_event"]
-    settings.DEBUG = False
-    settings.WEBHOOKS_ALLOW_HTTP = True
-    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
-    settings.WEBHOOK_MAX_ATTEMPTS = 4
-    settings.WEBHOOK_TIMEOUT_SECONDS = 2.0
-    receiver.reset(settings.CALLS_API_SECRET)
-    yield settings
-    assert receiver.errors == []
 
 
 class Dns:

@@ -37,6 +37,25 @@ def client(live_server):
     stream.close()  # no keep-alive connection left for the server thread at teardown
 
 
+def host_and_patient_call(client, call_id: str, *, host: tuple, patient: tuple):
+    """Two clinic-a users (id, name) and a `default` call of clinic-a: host and plain member."""
+    client.upsert_users(
+        *(UserRequest(id=i, name=name, teams=["clinic-a"]) for i, name in (host, patient))
+    )
+    call = client.video.call("default", call_id)
+    call.get_or_create(
+        data=CallRequest(
+            created_by_id=host[0],
+            team="clinic-a",
+            members=[
+                MemberRequest(user_id=host[0], role="host"),
+                MemberRequest(user_id=patient[0]),
+            ],
+        )
+    )
+    return call
+
+
 def test_full_lifecycle_with_the_real_sdk(client, eager_tasks):
     client.upsert_users(
         UserRequest(id="dr-lee", name="Dr Lee", role="user", teams=["clinic-a"]),
@@ -211,17 +230,8 @@ def test_sessions_decode_with_the_real_sdk(client, eager_tasks):
     from calls.capabilities import Actor
     from calls.models import CallUser
 
-    client.upsert_users(
-        UserRequest(id="dr-kim", name="Dr Kim", teams=["clinic-a"]),
-        UserRequest(id="pat-3", name="Pat", teams=["clinic-a"]),
-    )
-    call = client.video.call("default", "sess-1")
-    call.get_or_create(
-        data=CallRequest(
-            created_by_id="dr-kim",
-            team="clinic-a",
-            members=[MemberRequest(user_id="dr-kim", role="host"), MemberRequest(user_id="pat-3")],
-        )
+    call = host_and_patient_call(
+        client, "sess-1", host=("dr-kim", "Dr Kim"), patient=("pat-3", "Pat")
     )
     entries = [
         services.participant_enter(
@@ -272,20 +282,8 @@ def test_block_unblock_and_kick_with_the_real_sdk(client, eager_tasks):
 
     from getstream.webhook import parse_event
 
-    client.upsert_users(
-        UserRequest(id="dr-ray", name="Dr Ray", teams=["clinic-a"]),
-        UserRequest(id="guest-2", name="Guest", teams=["clinic-a"]),
-    )
-    call = client.video.call("default", "mod-1")
-    call.get_or_create(
-        data=CallRequest(
-            created_by_id="dr-ray",
-            team="clinic-a",
-            members=[
-                MemberRequest(user_id="dr-ray", role="host"),
-                MemberRequest(user_id="guest-2"),
-            ],
-        )
+    call = host_and_patient_call(
+        client, "mod-1", host=("dr-ray", "Dr Ray"), patient=("guest-2", "Guest")
     )
 
     call.block_user(user_id="guest-2")
@@ -325,17 +323,8 @@ def test_mute_and_user_permissions_with_the_real_sdk(client, eager_tasks):
 
     from getstream.webhook import parse_event
 
-    client.upsert_users(
-        UserRequest(id="dr-mo", name="Dr Mo", teams=["clinic-a"]),
-        UserRequest(id="pat-mo", name="Pat", teams=["clinic-a"]),
-    )
-    call = client.video.call("default", "mute-1")
-    call.get_or_create(
-        data=CallRequest(
-            created_by_id="dr-mo",
-            team="clinic-a",
-            members=[MemberRequest(user_id="dr-mo", role="host"), MemberRequest(user_id="pat-mo")],
-        )
+    call = host_and_patient_call(
+        client, "mute-1", host=("dr-mo", "Dr Mo"), patient=("pat-mo", "Pat")
     )
 
     call.mute_users(user_ids=["pat-mo"], audio=True, muted_by_id="dr-mo")
