@@ -143,6 +143,14 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
             text="The appointment it was for is over. Contact the clinic if you need help.",
             status=403,
         )
+    except links.ReplacedLink:
+        return _link_error(
+            request,
+            title="This link was replaced",
+            text="The clinic has sent a new link for this appointment. Use the newest one, or "
+            "contact the clinic.",
+            status=403,
+        )
     except links.BadLink:
         return _link_error(
             request,

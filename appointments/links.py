@@ -2,10 +2,12 @@
 checks them.
 
 The token is signed with the project's secret (`django.core.signing`, its own salt) and carries
-the appointment id and the patient id; nothing else (no name, no time). It is deterministic: the
-same appointment always gets the same link, so a page that shows it twice shows it the same. A
-link works until `LINK_VALID_AFTER_END` past the appointment's *current* end, so it follows a
-reschedule; after that it has expired. A link never opens another appointment.
+the appointment id, the patient id and the link's version; nothing else (no name, no time). It
+is deterministic: the same appointment always gets the same link, so a page that shows it twice
+shows it the same, until staff replace it (`services.appointment_link_replace`: a new version,
+and the old link stops working). A link works until `LINK_VALID_AFTER_END` past the
+appointment's *current* end, so it follows a reschedule; after that it has expired. A link
+never opens another appointment.
 """
 
 from __future__ import annotations
@@ -31,13 +33,20 @@ class ExpiredLink(BadLink):
     """The link was valid, but its appointment ended more than `LINK_VALID_AFTER_END` ago."""
 
 
+class ReplacedLink(BadLink):
+    """The link was valid, but staff have replaced it with a new one."""
+
+
 def _signer() -> signing.Signer:
     # No timestamp: the link's lifetime follows the appointment (see the module docstring).
     return signing.Signer(salt=SALT)
 
 
 def join_link_token(appointment: Appointment) -> str:
-    return _signer().sign_object({"a": appointment.pk, "p": appointment.patient_id})
+    claims = {"a": appointment.pk, "p": appointment.patient_id}
+    if appointment.link_version != 1:  # links made before versions existed stay valid
+        claims["v"] = appointment.link_version
+    return _signer().sign_object(claims)
 
 
 def join_link_path(appointment: Appointment) -> str:
@@ -65,6 +74,8 @@ def appointment_from_link(*, appointment_id: str, token: str, now: datetime) -> 
     # Raises Http404 when the appointment is gone (or not this patient's).
     appointment = selectors.appointment_for_patient(patient=patient, appointment_id=appointment_id)
     appointment.patient = patient  # with its calls user, for the join state
+    if claims.get("v", 1) != appointment.link_version:
+        raise ReplacedLink("the link was replaced by a newer one")
     if now > appointment.ends_at + LINK_VALID_AFTER_END:
         raise ExpiredLink("the link has expired")
     return appointment

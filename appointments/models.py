@@ -164,6 +164,8 @@ class Appointment(models.Model):
     lobby_opens_minutes = models.PositiveSmallIntegerField(default=10)
     ring_at_start = models.BooleanField(default=True)
     checked_in_at = models.DateTimeField(null=True, blank=True)
+    # The patient's join link carries it: replacing the link (a new version) voids the old one.
+    link_version = models.PositiveIntegerField(default=1)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(

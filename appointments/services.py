@@ -498,6 +498,30 @@ def appointment_cancel(*, appointment: Appointment, by: StaffMember | None = Non
         return appointment
 
 
+def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Appointment:
+    """A new join link for the patient (the old one went to the wrong person, or was
+    forwarded): the old link stops working at once, the patient's call tokens minted until now
+    are revoked, and whoever is in the call or its lobby as the patient is put out (the patient
+    comes back with the new link)."""
+    with transaction.atomic():
+        appointment = _locked(appointment)
+        if not appointment.is_open:
+            raise ValidationError("This appointment is over: its link no longer works anyway.")
+        appointment.link_version += 1
+        appointment.save(update_fields=["link_version", "updated_at"])
+        call_services.user_tokens_revoke(
+            user_id=appointment.patient.call_user_id, minted_until=timezone.now()
+        )
+        call_services.call_kick_user(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=appointment.id,
+            user_id=appointment.patient.call_user_id,
+            kicked_by_id=by.call_user_id,
+        )
+        return appointment
+
+
 def appointment_check_in(*, appointment: Appointment) -> Appointment:
     """The patient says they are here (from their app): scheduled becomes waiting."""
     with transaction.atomic():

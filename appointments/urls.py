@@ -29,6 +29,11 @@ clinic_patterns = [
         name="appointment_join",
     ),
     path(
+        "appointments/<str:appointment_id>/link/replace/",
+        views.appointment_link_replace,
+        name="appointment_link_replace",
+    ),
+    path(
         "appointments/<str:appointment_id>/call/<str:action>/",
         views.appointment_call_action,
         name="appointment_call",

@@ -348,6 +348,25 @@ def appointment_call_action(
     return _redirect_to("portal:appointment", clinic, appointment.pk)
 
 
+@require_POST
+@clinic_view
+def appointment_link_replace(
+    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, appointment_id: str
+) -> HttpResponse:
+    """A new join link for the patient; the old one stops working (services)."""
+    appointment = _appointment(staff, clinic, appointment_id)
+    try:
+        services.appointment_link_replace(appointment=appointment, by=staff)
+    except ValidationError as exc:
+        messages.error(request, "Not done: " + " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            "The patient has a new link; the old one no longer works. Send them the new one.",
+        )
+    return _redirect_to("portal:appointment", clinic, appointment.pk)
+
+
 # --- patients --------------------------------------------------------------------------------
 
 PATIENTS_PER_PAGE = 50

@@ -46,6 +46,7 @@ from .models import (
     PushDevice,
     Task,
 )
+from .tokens import revocation_point
 
 MAX_MEMBERS_PER_REQUEST = 100
 MAX_TEAMS = 250  # Stream's limits (§3.15)
@@ -203,6 +204,17 @@ def users_partial_update(
             user.save()
             event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
         return [found[i] for i in dict.fromkeys(ids)]
+
+
+def user_tokens_revoke(*, user_id: str, minted_until: datetime) -> CallUser:
+    """Revoke the user's calls tokens minted until `minted_until` (tokens minted later still
+    work). Connected sockets re-check their token on the `user.updated` this emits."""
+    with transaction.atomic():
+        user = CallUser.objects.select_for_update().get(id=user_id)
+        user.revoke_tokens_issued_before = revocation_point(minted_until.timestamp())
+        user.save(update_fields=["revoke_tokens_issued_before", "updated_at"])
+        event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
+        return user
 
 
 # --- push devices ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from calls.errors import (
     UnknownApiKey,
 )
 from calls.models import CallUser
+from calls.tokens import IAT_BACKDATE_S
 
 
 def _decode(token: str) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def create_user_token(
 ) -> str:
     """The one place that mints calls-API user (and call) tokens."""
     now = int(time.time())
-    claims: dict[str, Any] = {"user_id": user_id, "iat": now - 5}
+    claims: dict[str, Any] = {"user_id": user_id, "iat": now - IAT_BACKDATE_S}
     if expires_in is not None:
         claims["exp"] = now + expires_in
     if call_cids:

@@ -17,11 +17,15 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
 from appointments import links, services
 from appointments.models import Appointment
+from calls import services as call_services
+from calls.errors import CallsError
+from calls.realtime.consumer import actor_from_token
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -192,6 +196,63 @@ def _moved(appointment: Appointment, starts_at: dt.datetime) -> services.Booking
     booking = services.booking_of(appointment)
     booking.starts_at = starts_at
     return booking
+
+
+def test_a_replaced_link_stops_working_and_the_new_one_works(appointment, doctor, frozen):
+    frozen.move_to(START - dt.timedelta(minutes=10))  # the lobby is open
+    old = links.join_link_path(appointment)
+    old_token = room_config(open_link(old))["token"]
+    waiting = call_services.participant_enter(
+        actor=actor_from_token(settings.CALLS_API_KEY, old_token)[0],
+        type_name="appointment",
+        call_id=appointment.id,
+        channel_name="old-link-tab",
+    ).participant
+
+    services.appointment_link_replace(appointment=appointment, by=doctor)
+
+    appointment.refresh_from_db()
+    new = links.join_link_path(appointment)
+    assert new != old
+    response = open_link(old)
+    assert response.status_code == 403
+    assert b"This link was replaced" in response.content
+    assert room_config(response) is None
+    # The old page's calls token is revoked, and whoever used it is out of the lobby.
+    with pytest.raises(CallsError, match="revoked"):
+        actor_from_token(settings.CALLS_API_KEY, old_token)
+    waiting.refresh_from_db()
+    assert (waiting.state, waiting.left_reason) == ("left", "kicked")
+    # The new link opens the room (tokens minted from the next second on are good).
+    frozen.move_to(START - dt.timedelta(minutes=10) + dt.timedelta(seconds=1))
+    config = room_config(open_link(new))
+    assert config["state"] == "lobby"
+    actor, _exp = actor_from_token(settings.CALLS_API_KEY, config["token"])
+    assert actor.user_id == appointment.patient.call_user_id
+
+
+def test_a_finished_appointments_link_is_not_replaced(appointment, doctor, frozen):
+    services.appointment_cancel(appointment=appointment, by=doctor)
+    with pytest.raises(ValidationError):
+        services.appointment_link_replace(appointment=appointment, by=doctor)
+    appointment.refresh_from_db()
+    assert appointment.link_version == 1
+
+
+def test_staff_replace_the_link_from_the_appointment_page(appointment, doctor, outsider):
+    page = f"/c/clinic-a/appointments/{appointment.id}/"
+    url = f"{page}link/replace/"
+    assert 'data-confirm="Replace the patient' in staff_client(doctor).get(page).content.decode()
+    assert staff_client(outsider).post(url).status_code == 404
+    assert staff_client(doctor).get(url).status_code == 405
+
+    response = staff_client(doctor).post(url, follow=True)
+
+    assert response.redirect_chain[-1][0] == page
+    assert "The patient has a new link" in response.content.decode()
+    appointment.refresh_from_db()
+    assert appointment.link_version == 2
+    assert links.join_link_path(appointment) in response.content.decode()
 
 
 @pytest.mark.parametrize(
