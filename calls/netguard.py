@@ -17,13 +17,17 @@ address its host resolves to is a public one. Refused, with the rule named:
 `check_url` is the check at save time. `post` is the check at send time, against DNS
 rebinding: it resolves the host once, checks every address, and connects to a checked address
 itself (the URL's host replaced by the address), while the Host header, TLS SNI and certificate
-verification stay on the hostname (httpcore's `sni_hostname` request extension).
+verification stay on the hostname (httpcore's `sni_hostname` request extension). A lookup that
+takes longer than `RESOLVE_TIMEOUT_S` (or the request's timeout) is a network error, retried.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
+import os
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,6 +49,8 @@ NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
 # A host with many addresses is checked whole; connections are tried on the first few only,
 # so that connect timeouts stay inside the delivery task's time limit.
 MAX_CONNECT_ADDRESSES = 2
+RESOLVE_TIMEOUT_S = 5.0
+RESOLVER_THREADS = 4
 WEBHOOK_SETTINGS = {
     "http_setting": "WEBHOOKS_ALLOW_HTTP",
     "private_setting": "WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
@@ -155,10 +161,34 @@ def _literal(hostname: str) -> IPAddress | None:
         return None
 
 
-def resolve(hostname: str, port: int) -> tuple[IPAddress, ...]:
-    """Every address of `hostname`, in the resolver's order, without duplicates."""
+_resolvers: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_resolvers_lock = threading.Lock()
+
+
+def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for getaddrinfo (one pool per process: made again after a fork)."""
+    global _resolvers
+    with _resolvers_lock:
+        if _resolvers is None or _resolvers[0] != os.getpid():
+            pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=RESOLVER_THREADS, thread_name_prefix="netguard-dns"
+            )
+            _resolvers = (os.getpid(), pool)
+        return _resolvers[1]
+
+
+def resolve(
+    hostname: str, port: int, *, timeout: float = RESOLVE_TIMEOUT_S
+) -> tuple[IPAddress, ...]:
+    """Every address of `hostname`, in the resolver's order, without duplicates. getaddrinfo
+    has no timeout of its own (a dead DNS server holds it for the system's retries): it runs
+    in a thread, and a lookup slower than `timeout` is a ResolveError (retried like any
+    network error) while the thread finishes on its own."""
+    future = _resolver_pool().submit(socket.getaddrinfo, hostname, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+        infos = future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError as exc:
+        raise ResolveError(f"could not resolve {hostname} within {timeout:g} s") from exc
     except (OSError, UnicodeError) as exc:
         raise ResolveError(f"could not resolve {hostname}") from exc
     addresses: dict[IPAddress, None] = {}
@@ -173,6 +203,7 @@ def check_url(
     allow_http: bool,
     allow_private: bool,
     resolve_host: bool = True,
+    resolve_timeout: float = RESOLVE_TIMEOUT_S,
     http_setting: str = WEBHOOK_SETTINGS["http_setting"],
     private_setting: str = WEBHOOK_SETTINGS["private_setting"],
 ) -> Target:
@@ -199,7 +230,9 @@ def check_url(
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if literal is None and not resolve_host:
         return Target(url=parsed, hostname=hostname, addresses=(), is_literal=False)
-    addresses = (literal,) if literal is not None else resolve(hostname, port)
+    addresses = (
+        (literal,) if literal is not None else resolve(hostname, port, timeout=resolve_timeout)
+    )
     check_addresses(
         hostname, addresses, allow_private=allow_private, private_setting=private_setting
     )
@@ -225,6 +258,7 @@ def post(
         url,
         allow_http=allow_http,
         allow_private=allow_private,
+        resolve_timeout=min(timeout, RESOLVE_TIMEOUT_S),
         http_setting=http_setting,
         private_setting=private_setting,
     )

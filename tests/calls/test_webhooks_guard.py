@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -37,7 +39,7 @@ class Dns:
         self.lookups: list[str] = []
         monkeypatch.setattr(netguard, "resolve", self.resolve)
 
-    def resolve(self, hostname: str, port: int) -> tuple:
+    def resolve(self, hostname: str, port: int, *, timeout: float = 5.0) -> tuple:
         self.lookups.append(hostname)
         if hostname not in self.records:
             raise netguard.ResolveError(f"could not resolve {hostname}")
@@ -269,6 +271,43 @@ def test_an_unresolvable_host_is_retried(hook_settings, receiver, dns):
         State.RETRYING,
         "network error: DNS lookup failed",
     )
+
+
+def test_a_hanging_dns_lookup_gives_up_after_the_timeout(monkeypatch):
+    """getaddrinfo has no timeout of its own: the guard stops waiting for it."""
+    release = threading.Event()
+
+    def hanging(*args, **kwargs):
+        release.wait(10)
+        return []
+
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", hanging)
+    started = time.monotonic()
+    try:
+        with pytest.raises(netguard.ResolveError, match=r"within 0\.3 s"):
+            netguard.resolve(HOST, 443, timeout=0.3)
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hanging_lookup_makes_the_delivery_retry(hook_settings, receiver, monkeypatch):
+    release = threading.Event()
+    monkeypatch.setattr(netguard, "RESOLVE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", lambda *a, **k: release.wait(10) and [])
+    try:
+        endpoint(named(receiver.url))
+        create_call()
+    finally:
+        release.set()
+
+    delivery = only_delivery()
+    assert (delivery.state, delivery.last_error) == (
+        State.RETRYING,
+        "network error: DNS lookup failed",
+    )
+    assert receiver.requests == []
 
 
 # --- TLS: connect to the address, verify the name -------------------------------------------
