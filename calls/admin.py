@@ -201,6 +201,10 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     search_fields = ["webhook_id", "event__call_cid"]
     actions = ["resend"]
 
+    def get_exclude(self, request: HttpRequest, obj: object = None) -> list[str]:
+        # The receiver's answer may echo what it was sent: superusers only.
+        return [] if request.user.is_superuser else ["last_response"]
+
     def has_resend_permission(self, request: HttpRequest) -> bool:
         # The log itself stays read-only; resending is for those who may change deliveries.
         opts = self.opts

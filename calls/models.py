@@ -597,6 +597,9 @@ class WebhookDelivery(DeliveryAttempts):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # What the receiver answered to the last failed attempt (its first KB): why it refused. A
+    # receiver may echo what it was sent, so the admin shows it to superusers only.
+    last_response = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["pk"]

@@ -28,6 +28,7 @@ import ipaddress
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
 # so that connect timeouts stay inside the delivery task's time limit.
 MAX_CONNECT_ADDRESSES = 2
 RESOLVE_TIMEOUT_S = 5.0
+MAX_RESPONSE_BYTES = 64 * 1024  # of a response body: read no further
 RESOLVER_THREADS = 4
 WEBHOOK_SETTINGS = {
     "http_setting": "WEBHOOKS_ALLOW_HTTP",
@@ -72,6 +74,20 @@ class Refused(Exception):
 
 class ResolveError(httpx.ConnectError):
     """The host did not resolve (at send time: a network error, retried)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response, read at most `MAX_RESPONSE_BYTES` (a receiver may answer with anything)."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes  # decoded (Content-Encoding), possibly cut
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -251,9 +267,10 @@ def post(
     allow_private: bool,
     http_setting: str = WEBHOOK_SETTINGS["http_setting"],
     private_setting: str = WEBHOOK_SETTINGS["private_setting"],
-) -> httpx.Response:
+) -> Answer:
     """POST to `url` at a checked address (never a second DNS lookup), without following
-    redirects. Raises Refused, or httpx errors like httpx.post."""
+    redirects; the answer's body is read up to `MAX_RESPONSE_BYTES`. Raises Refused, or httpx
+    errors like httpx.post."""
     target = check_url(
         url,
         allow_http=allow_http,
@@ -281,9 +298,33 @@ def post(
                 extensions=extensions,
             )
             try:
-                return client.send(request)
+                response = client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 if tried == len(candidates):
                     raise
-                # else the next checked address
+                continue  # the next checked address
+            try:
+                return Answer(
+                    status_code=response.status_code,
+                    reason_phrase=response.reason_phrase,
+                    headers=response.headers,
+                    content=_read_at_most(response, MAX_RESPONSE_BYTES, seconds=timeout),
+                )
+            finally:
+                response.close()
     raise ResolveError(f"could not resolve {target.hostname}")  # no address: not reached
+
+
+def _read_at_most(response: httpx.Response, limit: int, *, seconds: float) -> bytes:
+    """At most `limit` bytes of the body, read for at most about `seconds` (the client's
+    timeout bounds each read; this bounds them all: a receiver that dribbles its answer
+    cannot hold a worker)."""
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit or time.monotonic() > deadline:
+            break
+    return b"".join(chunks)

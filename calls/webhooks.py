@@ -51,6 +51,7 @@ logger = logging.getLogger("calls.webhooks")
 State = WebhookDelivery.State
 RETRY_STATUSES = frozenset({408, 429})
 MAX_BACKOFF_SECONDS = 3600
+RESPONSE_EXCERPT = 1024  # characters of a failed attempt's answer kept for the admin
 # A row `sending` for longer than the task's hard time limit lost its worker.
 INTERRUPTED_AFTER = timedelta(minutes=1)
 # A pending row older than this lost its enqueue (a crash after commit, a broker outage).
@@ -119,6 +120,7 @@ class Result:
     status: int | None = None
     error: str = ""
     retry_after: float | None = None
+    response: str = ""  # the receiver's answer to a failed attempt (RESPONSE_EXCERPT chars)
 
 
 def deliver(delivery_id: int) -> str | None:
@@ -169,14 +171,16 @@ def _post(delivery: WebhookDelivery) -> Result:
     status = response.status_code
     if 200 <= status < 300:
         return Result(State.DELIVERED, status=status)
+    excerpt = response.text[:RESPONSE_EXCERPT]
     if status in RETRY_STATUSES or status >= 500:
         return Result(
             State.RETRYING,
             status=status,
             error=f"HTTP {status}",
             retry_after=_retry_after(response.headers.get("Retry-After")),
+            response=excerpt,
         )
-    return Result(State.DEAD, status=status, error=f"HTTP {status}")
+    return Result(State.DEAD, status=status, error=f"HTTP {status}", response=excerpt)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -210,6 +214,7 @@ def _record(delivery: WebhookDelivery, result: Result) -> str:
         state=state,
         last_status=result.status,
         last_error=result.error[:200],
+        last_response=result.response,
         next_attempt_at=next_attempt_at,
         delivered_at=now if state == State.DELIVERED else None,
         updated_at=now,

@@ -48,7 +48,7 @@ def _load_key(value: str) -> Vapid:
 class _Answer:
     """What pywebpush and `_answer` read of a push service's response."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: netguard.Answer) -> None:
         self.status_code = response.status_code
         self.reason = response.reason_phrase
         self.text = response.text

@@ -64,11 +64,14 @@ def test_a_committed_event_is_posted_signed_with_streams_headers(hook_settings, 
 def test_retries_after_500_keep_the_webhook_id_and_count_attempts(hook_settings, receiver):
     endpoint(receiver.url)
     receiver.statuses = [500, 503]
+    receiver.body = b'{"error": "database unavailable, try again"}'
     start = timezone.now()
     create_call()
 
     delivery = only_delivery()
     assert (delivery.state, delivery.attempts, delivery.last_status) == (State.RETRYING, 1, 500)
+    # What the receiver said, for whoever looks into it (the admin, superusers only).
+    assert delivery.last_response == '{"error": "database unavailable, try again"}'
     assert delivery.next_attempt_at > timezone.now()
     assert sweep_at(start, 0) == 0  # not due yet: nothing sent
     assert len(receiver.requests) == 1
@@ -82,6 +85,7 @@ def test_retries_after_500_keep_the_webhook_id_and_count_attempts(hook_settings,
 
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts, delivery.last_status) == (State.DELIVERED, 3, 200)
+    assert delivery.last_response == ""
     assert receiver.ids() == [delivery.webhook_id] * 3
     assert receiver.attempts() == ["1", "2", "3"]
     bodies = {body for _, body in receiver.requests}

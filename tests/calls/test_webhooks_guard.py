@@ -515,3 +515,60 @@ def test_resend_needs_the_change_permission(client, settings):
     viewer = get_user_model().objects.get(pk=viewer.pk)  # fresh permission cache
     client.force_login(viewer)
     assert 'value="resend"' in client.get("/admin/calls/webhookdelivery/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_receivers_answer_is_shown_to_superusers_only(client, admin_client, settings):
+    settings.CALLS_EVENT_CONSUMERS = []
+    hook = endpoint("https://93.184.215.14/hooks")
+    call = CallFactory()
+    event = CallEvent.objects.create(
+        call=call, call_cid=call.cid, type="call.created", payload={}, created_at=timezone.now()
+    )
+    dead = WebhookDelivery.objects.create(
+        endpoint=hook,
+        event=event,
+        webhook_id="wh-1",
+        state=State.DEAD,
+        attempts=5,
+        last_status=422,
+        last_response="unknown call type: echoing your payload back",
+    )
+    page = f"/admin/calls/webhookdelivery/{dead.pk}/change/"
+    assert "echoing your payload back" in admin_client.get(page).content.decode()
+
+    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
+    client.force_login(viewer)
+    response = client.get(page)
+    assert response.status_code == 200
+    assert "wh-1" in response.content.decode()
+    assert "echoing your payload back" not in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_huge_answer_is_read_no_further_than_the_cap(hook_settings, receiver):
+    endpoint(receiver.url)
+    receiver.statuses = [500]
+    receiver.body = b"x" * (netguard.MAX_RESPONSE_BYTES * 4)
+
+    body = b"{}"
+    headers = {
+        "X-Webhook-Id": "wh-direct",
+        "X-Signature": webhooks.sign(body, hook_settings.CALLS_API_SECRET),
+    }
+    answer = netguard.post(
+        receiver.url,
+        content=body,
+        headers=headers,
+        timeout=2.0,
+        allow_http=True,
+        allow_private=True,
+    )
+    assert answer.status_code == 500
+    assert len(answer.content) == netguard.MAX_RESPONSE_BYTES
+
+    receiver.statuses = [500]
+    create_call()
+    delivery = only_delivery()
+    assert delivery.last_response == "x" * webhooks.RESPONSE_EXCERPT
