@@ -1559,11 +1559,14 @@ def participant_enter(
     call_id: str,
     channel_name: str,
     user_session_id: str = "",
+    audio: bool = True,
+    video: bool = True,
 ) -> Entry:
     """A browser tab asks to be in the call. The join rule (`join_denial`) decides; a person
     who may not enter a backstage call yet (no `join-backstage`) waits in the lobby and is
     admitted at go-live (`participants_admit`). `user_session_id` resumes a connection that
-    dropped: same participant, no events."""
+    dropped: same participant, no events. `audio` / `video`: what the tab sends from the start
+    (as far as the user may send it), so the others' first view of it is right."""
     if actor.is_server or actor.user is None:
         raise InputError("joining is done with a user token")
     with transaction.atomic():
@@ -1608,6 +1611,8 @@ def participant_enter(
             channel_name=channel_name,
             waiting_since=now,
             last_seen_at=now,
+            audio=audio and "send-audio" in caps,
+            video=video and "send-video" in caps,
         )
         if waits:
             _participant_event(call, participant, "call.lobby_participant_joined")

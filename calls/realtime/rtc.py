@@ -95,15 +95,19 @@ def participant_page(p: CallParticipant) -> dict[str, Any]:
     return data
 
 
-def _participant_from_event(participant: dict[str, Any]) -> dict[str, Any]:
+def _participant_from_event(
+    participant: dict[str, Any], media: tuple[bool, bool] = (True, True)
+) -> dict[str, Any]:
+    """The page's participant from a Stream event's (which has no media state: `media` is
+    what the server recorded, see `_media_of`)."""
     user = participant.get("user") or {}
     return {
         "user_session_id": participant.get("user_session_id"),
         "user": {"id": user.get("id"), "name": user.get("name", ""), "image": user.get("image")},
         "role": participant.get("role", ""),
         "joined_at": _iso_from_ns(participant.get("joined_at")),
-        "audio": True,
-        "video": True,
+        "audio": media[0],
+        "video": media[1],
     }
 
 
@@ -328,6 +332,9 @@ class RtcConsumer(JsonSocket):
                 call_id=self.call_id,
                 channel_name=self.channel_name,
                 user_session_id=resume if isinstance(resume, str) else "",
+                # What the tab sends from the start (optional; `media_state` changes it later).
+                audio=content.get("audio") is not False,
+                video=content.get("video") is not False,
             )
         except CallsError as exc:
             await self.fail(exc)
@@ -471,10 +478,13 @@ class RtcConsumer(JsonSocket):
             if mine and self.state == State.WAITING:
                 await self._send_joined()  # admitted from the lobby (the call went live)
             elif not mine and self.state == State.JOINED:
+                media = await database_sync_to_async(_media_of)(
+                    participant.get("user_session_id") or ""
+                )
                 await self.send_json(
                     {
                         "type": "participant_joined",
-                        "participant": _participant_from_event(participant),
+                        "participant": _participant_from_event(participant, media),
                     }
                 )
                 if "join-backstage" in self.caps:  # admitted from the lobby: not waiting now

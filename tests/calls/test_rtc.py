@@ -324,6 +324,17 @@ def test_the_host_mutes_and_removes_from_the_socket_and_the_patient_may_not(base
     assert types.count("call.kicked_user") == 1
 
 
+def test_a_tab_that_joins_muted_is_shown_muted_from_the_start(base, visit):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        go_live(host)
+        with rtc(base, **join_as("patient-a", visit, audio=False)) as patient:
+            patient.expect("joined")
+            joined = host.expect("participant_joined")["participant"]
+            assert (joined["audio"], joined["video"]) == (False, True)
+    row = CallParticipant.objects.get(user_id="patient-a")
+    assert (row.audio, row.video) == (False, True)
+
+
 def test_back_to_backstage_sends_the_patient_back_to_the_lobby(base, visit):
     with rtc(base, **join_as("dr-host", visit)) as host:
         go_live(host)

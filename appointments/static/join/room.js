@@ -500,7 +500,13 @@
     }
     ws = socket;
     socket.onopen = function () {
-      var join = { type: "join", token: cfg.token, call_cid: cfg.call_cid };
+      var join = {
+        type: "join",
+        token: cfg.token,
+        call_cid: cfg.call_cid,
+        audio: !micMuted && local.getAudioTracks().length > 0,
+        video: local.getVideoTracks().length > 0,
+      };
       if (sessionId) join.user_session_id = sessionId;
       socket.send(JSON.stringify(join));
       clearInterval(pingTimer);
