@@ -175,7 +175,7 @@ class DueActionAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    list_display = ["id", "url", "team", "event_types", "active", "created_at"]
+    list_display = ["id", "url", "team", "event_types", "active", "from_app_settings", "created_at"]
     list_filter = ["active", "team"]
     search_fields = ["url", "team"]
     # Endpoint URLs are https (calls.models.validate_webhook_url): so is a schemeless entry.

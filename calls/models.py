@@ -559,6 +559,9 @@ class WebhookEndpoint(models.Model):
     # Empty = every event type; else only these (new types are not added automatically).
     event_types = models.JSONField(default=list, blank=True)
     active = models.BooleanField(default=True)
+    # The app's own endpoint, set through the calls API (Stream's `webhook_url` and
+    # `webhook_events` in PATCH /api/v2/app): at most one.
+    from_app_settings = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -566,6 +569,11 @@ class WebhookEndpoint(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=~Q(team=""), name="%(app_label)s_%(class)s_team_null_not_empty"
+            ),
+            models.UniqueConstraint(
+                fields=["from_app_settings"],
+                condition=Q(from_app_settings=True),
+                name="%(app_label)s_%(class)s_one_from_app_settings",
             ),
         ]
 

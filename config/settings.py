@@ -192,6 +192,9 @@ CHANNEL_LAYERS = {
 # machine: freezing what the app loaded leaves the collector only the connections' objects,
 # and a larger first generation lets request garbage die before it is promoted, so full
 # collections become rare (bench/events.py).
+# The app's name in the calls API's GET /api/v2/app.
+CALLS_APP_NAME = env.str("CALLS_APP_NAME", default="appointment-calls")
+
 WEB_GC_FREEZE = env.bool("WEB_GC_FREEZE", default=True)
 WEB_GC_GEN0_THRESHOLD = env.int("WEB_GC_GEN0_THRESHOLD", default=10_000)
 

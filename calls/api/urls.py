@@ -30,5 +30,6 @@ urlpatterns = [
     path("api/v2/video/calltypes/<str:name>", views.CallTypeView.as_view()),
     path("api/v2/users", views.UsersView.as_view()),
     path("api/v2/tasks/<str:id>", views.TaskView.as_view()),
+    path("api/v2/app", views.AppView.as_view()),
     re_path(r"^api/.*$", views.NotFoundView.as_view()),
 ]

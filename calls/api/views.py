@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -486,6 +487,40 @@ class UsersView(StreamView):
             offset=body.get("offset", 0),
         )
         return self.respond({"users": [wire.full_user_response(u) for u in users]})
+
+
+class AppView(StreamView):
+    """Stream's app settings, as far as this server has them: teams always on, the app's own
+    webhook endpoint (the admin manages more, per clinic)."""
+
+    operations = {"GET": "GetApp", "PATCH": "UpdateApp"}
+
+    def get(self, request: Request) -> Response:
+        _require_server(self)
+        return self.respond({"app": _app_body()})
+
+    def patch(self, request: Request) -> Response:
+        _require_server(self)
+        services.app_update(changes=drop_none(parse_body(request._request)))
+        return self.respond({})
+
+
+def _app_body() -> dict[str, Any]:
+    endpoint = services.app_webhook()
+    return {
+        "name": settings.CALLS_APP_NAME,
+        "organization": "",
+        "multi_tenant_enabled": True,
+        "suspended": False,
+        "suspended_explanation": "",
+        "disable_auth_checks": False,
+        "disable_permissions_checks": False,
+        "permission_version": "v2",
+        "webhook_url": endpoint.url if endpoint else "",
+        "webhook_events": list(endpoint.event_types) if endpoint else [],
+        "grants": {},
+        "call_types": {},
+    }
 
 
 class TaskView(StreamView):

@@ -347,3 +347,27 @@ def test_mute_and_user_permissions_with_the_real_sdk(client, eager_tasks):
     assert updated.user.id == "pat-mo"
     assert "send-audio" not in updated.own_capabilities
     assert "send-video" in updated.own_capabilities
+
+
+# GetApp answers the settings this server has; the SDK fills Stream's chat-only app fields
+# with None (infer_missing, §1.4) and says so in a warning each.
+@pytest.mark.filterwarnings("ignore:Missing value of non-optional type:RuntimeWarning")
+def test_app_settings_with_the_real_sdk(client, settings):
+    """`client.get_app()` and `client.update_app(webhook_url=..., webhook_events=...)`."""
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False
+    app = client.get_app().data.app
+    assert app.multi_tenant_enabled is True
+    assert app.webhook_url == ""
+
+    client.update_app(webhook_url="https://93.184.215.14/hooks", webhook_events=["call.ended"])
+    app = client.get_app().data.app
+    assert (app.webhook_url, app.webhook_events) == ("https://93.184.215.14/hooks", ["call.ended"])
+
+    with pytest.raises(StreamApiException) as refused:
+        client.update_app(webhook_url="https://10.0.0.8/hooks")
+    assert refused.value.api_error.code == 4
+    assert "private network" in refused.value.api_error.message
+    with pytest.raises(StreamApiException) as off:
+        client.update_app(multi_tenant_enabled=False)
+    assert off.value.api_error.code == 4
+    assert client.get_app().data.app.webhook_url == "https://93.184.215.14/hooks"
