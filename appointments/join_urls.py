@@ -1,4 +1,4 @@
-"""The patients' join links (`appointments.links`): no sign-in, the link is the key."""
+"""The patients' and guests' join links (`appointments.links`): no sign-in, the link is the key."""
 
 from django.urls import path
 
@@ -8,4 +8,5 @@ app_name = "join"
 
 urlpatterns = [
     path("join/<str:appointment_id>/", join_views.patient_join, name="patient"),
+    path("join/<str:appointment_id>/guest/", join_views.guest_join, name="guest"),
 ]

@@ -177,3 +177,39 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         time_zone=patient.time_zone,
         back_url=None,
     )
+
+
+@never_cache
+@require_GET
+def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
+    """A guest's room (family, a carer), from their link: the lobby like the patient; times
+    in the patient's time zone. A removed guest's link is an error page."""
+    now = timezone.now()
+    try:
+        appointment, member = links.guest_from_link(
+            appointment_id=appointment_id, token=request.GET.get("t", ""), now=now
+        )
+    except links.ExpiredLink:
+        return _link_error(
+            request,
+            title="This link has expired",
+            text="The appointment it was for is over.",
+            status=403,
+        )
+    except links.BadLink:
+        return _link_error(
+            request,
+            title="This link does not work",
+            text="Check that you opened the whole link, or ask the person who sent it.",
+            status=403,
+        )
+    info = joining.guest_join_info(member=member, appointment=appointment, now=now)
+    return _room(
+        request,
+        role="guest",
+        appointment=appointment,
+        info=info,
+        name=member.call_user.name,
+        time_zone=appointment.patient.time_zone,
+        back_url=None,
+    )

@@ -21,7 +21,7 @@ from calls.capabilities import Actor, capabilities_for, join_state
 from calls.errors import NotAllowed, NotFound
 
 from . import links, selectors
-from .models import CALL_TYPE, Appointment, Patient, StaffMember
+from .models import CALL_TYPE, Appointment, AppointmentMember, Patient, StaffMember
 from .services import OVERRUN_GRACE_MINUTES
 
 # A call token lives at least this long, and past the appointment's end plus the overrun the
@@ -116,6 +116,31 @@ def join_info(*, patient: Patient, appointment: Appointment, now: datetime) -> d
         "lobby_opens_at": lobby_opens_at,
         "server_time": now,
         "join_url": links.join_link_path(appointment),
+    }
+
+
+def guest_join_info(
+    *, member: AppointmentMember, appointment: Appointment, now: datetime
+) -> dict[str, Any]:
+    """A guest's standing, as a patient's (`join_info`): they wait in the lobby like the
+    patient. Queries: the call (with its type), the member row."""
+    user = member.call_user
+    state, lobby_opens_at = _call_state(
+        actor=Actor(user=user, teams=frozenset(user.teams)),
+        appointment=appointment,
+        now=now,
+        states=_STATES,
+    )
+    token, token_expires_at = _call_token(user.id, appointment, state, now)
+    return {
+        "call_cid": appointment.call_cid,
+        "token": token,
+        "token_expires_at": token_expires_at,
+        "state": state,
+        "starts_at": appointment.starts_at,
+        "ends_at": appointment.ends_at,
+        "lobby_opens_at": lobby_opens_at,
+        "server_time": now,
     }
 
 

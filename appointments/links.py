@@ -19,7 +19,7 @@ from django.core import signing
 from django.urls import reverse
 
 from . import selectors
-from .models import Appointment, Patient
+from .models import Appointment, AppointmentMember, Patient
 
 SALT = "appointments.join-link"
 LINK_VALID_AFTER_END = timedelta(hours=6)
@@ -53,6 +53,52 @@ def join_link_path(appointment: Appointment) -> str:
     """The patient's join link (path and query; make it absolute with the request)."""
     path = reverse("join:patient", args=[appointment.pk])
     return f"{path}?{urlencode({'t': join_link_token(appointment)})}"
+
+
+def guest_link_token(member: AppointmentMember) -> str:
+    # The guest's calls user, not the member row: edits of the appointment rebuild its rows.
+    return _signer().sign_object({"a": member.appointment_id, "g": member.call_user_id})
+
+
+def guest_link_path(member: AppointmentMember) -> str:
+    """A guest's join link: works while they are a guest of the appointment (removing them
+    voids it) and, like the patient's, until `LINK_VALID_AFTER_END` past the end."""
+    path = reverse("join:guest", args=[member.appointment_id])
+    return f"{path}?{urlencode({'t': guest_link_token(member)})}"
+
+
+def guest_from_link(
+    *, appointment_id: str, token: str, now: datetime
+) -> tuple[Appointment, AppointmentMember]:
+    """The appointment and the guest a guest link opens; `BadLink` / `ExpiredLink`
+    otherwise (a removed guest's link is bad). Queries: the guest with its appointment."""
+    try:
+        claims = _signer().unsign_object(token)
+    except signing.BadSignature:
+        raise BadLink("the link is not valid") from None
+    if (
+        not isinstance(claims, dict)
+        or claims.get("a") != appointment_id
+        or not isinstance(claims.get("g"), str)
+    ):
+        raise BadLink("the link is not valid")
+    member = (
+        AppointmentMember.objects.select_related(
+            "call_user", "appointment__clinic", "appointment__patient"
+        )
+        .filter(
+            call_user_id=claims["g"],
+            appointment_id=appointment_id,
+            kind=AppointmentMember.Kind.GUEST,
+        )
+        .first()
+    )
+    if member is None:
+        raise BadLink("the link is not valid")
+    appointment = member.appointment
+    if now > appointment.ends_at + LINK_VALID_AFTER_END:
+        raise ExpiredLink("the link has expired")
+    return appointment, member
 
 
 def appointment_from_link(*, appointment_id: str, token: str, now: datetime) -> Appointment:

@@ -29,6 +29,16 @@ clinic_patterns = [
         name="appointment_join",
     ),
     path(
+        "appointments/<str:appointment_id>/guests/",
+        views.appointment_guest_invite,
+        name="appointment_guest_invite",
+    ),
+    path(
+        "appointments/<str:appointment_id>/guests/<int:member_id>/remove/",
+        views.appointment_guest_remove,
+        name="appointment_guest_remove",
+    ),
+    path(
         "appointments/<str:appointment_id>/link/replace/",
         views.appointment_link_replace,
         name="appointment_link_replace",

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from calls import realtime
 
 from . import forms, joining, links, selectors, services
-from .models import Appointment, Clinic, StaffMember
+from .models import Appointment, AppointmentMember, Clinic, StaffMember
 
 SESSION_CLINIC = "portal_clinic"
 
@@ -325,6 +325,16 @@ def appointment_detail(
         **_detail_context(staff, appointment),
         "live": realtime.browser_connection(user_id=staff.call_user_id),
         "patient_join_url": request.build_absolute_uri(links.join_link_path(appointment)),
+        "guests": [
+            {
+                "id": m.pk,
+                "name": m.call_user.name,
+                "link": request.build_absolute_uri(links.guest_link_path(m)),
+            }
+            for m in appointment.members.all()
+            if m.kind == AppointmentMember.Kind.GUEST
+        ],
+        "max_guests": services.MAX_GUESTS,
     }
     return _page(request, staff, "portal/appointment_detail.html", context)
 
@@ -365,6 +375,46 @@ def appointment_link_replace(
             "The patient has a new link; the old one no longer works. Send them the new one.",
         )
     return _redirect_to("portal:appointment", clinic, appointment.pk)
+
+
+@require_POST
+@clinic_view
+def appointment_guest_invite(
+    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, appointment_id: str
+) -> HttpResponse:
+    """Invite a guest (family, a carer) by name: they get a join link of their own."""
+    appointment = _appointment(staff, clinic, appointment_id)
+    try:
+        member = services.appointment_guest_invite(
+            appointment=appointment, by=staff, name=request.POST.get("name", "")
+        )
+    except ValidationError as exc:
+        messages.error(request, "Not invited: " + " ".join(exc.messages))
+    else:
+        messages.success(
+            request, f"{member.call_user.name} is invited. Send them their link (below)."
+        )
+    return redirect(reverse("portal:appointment", args=[clinic.slug, appointment.pk]) + "#guests")
+
+
+@require_POST
+@clinic_view
+def appointment_guest_remove(
+    request: HttpRequest,
+    *,
+    staff: StaffMember,
+    clinic: Clinic,
+    appointment_id: str,
+    member_id: int,
+) -> HttpResponse:
+    appointment = _appointment(staff, clinic, appointment_id)
+    try:
+        services.appointment_guest_remove(appointment=appointment, by=staff, member_id=member_id)
+    except ValidationError as exc:
+        messages.error(request, "Not removed: " + " ".join(exc.messages))
+    else:
+        messages.success(request, "The guest is removed; their link no longer works.")
+    return redirect(reverse("portal:appointment", args=[clinic.slug, appointment.pk]) + "#guests")
 
 
 # --- patients --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from websockets.sync.client import connect as websockets_connect
 
 from appointments import services
-from appointments.links import join_link_path
+from appointments.links import guest_link_path, join_link_path
 from appointments.models import CALL_TYPE, Appointment
 from calls import services as call_services
 from calls.api.auth import create_user_token
@@ -512,3 +512,37 @@ def test_the_lobby_says_the_clinician_is_late_then_getting_ready(
     expect(page.locator("#room-closed")).to_contain_text("the clinic removed you from it")
     expect(page.get_by_role("button")).to_have_count(0)
     assert console.errors == []
+
+
+def test_a_guest_joins_from_their_own_link(
+    app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient
+):
+    start = timezone.now().replace(microsecond=0) + dt.timedelta(minutes=5)
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    guest = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria Lima")
+    page = launch_chromium(width=390, height=844)
+    page.goto(f"{app_server.url}{guest_link_path(guest)}")
+    expect(page.locator("#room-title")).to_have_text("Video appointment at Riverside Clinic")
+    enter(page, "Enter the waiting room")
+    expect(page.locator("#room-status")).to_contain_text(
+        "You are in the waiting room. The appointment starts at"
+    )
+
+    # The clinician comes in and goes live (a Python client of the call socket): she is let in.
+    url = f"ws://{urlsplit(app_server.url).netloc}/ws/v1/rtc"
+    token = create_user_token(doctor.call_user_id, call_cids=[appointment.call_cid])
+    with websockets_connect(url, open_timeout=5) as host:
+        host.send(json.dumps({"type": "join", "token": token, "call_cid": appointment.call_cid}))
+        joined = json.loads(host.recv(timeout=5))
+        assert [w["user"]["name"] for w in joined["waiting"]] == ["Maria Lima"]
+        host.send(json.dumps({"type": "go_live"}))
+        expect(page.locator("#room-status")).to_have_text("You are in the call.")
+        expect(page.locator("#call")).to_be_visible()
+
+        # Removed from the appointment page: put out, and her link no longer opens the room.
+        services.appointment_guest_remove(appointment=appointment, by=doctor, member_id=guest.pk)
+        expect(page.locator("#h-finished")).to_have_text("You were removed from the call")
+    assert console.errors == []
+    response = page.goto(f"{app_server.url}{guest_link_path(guest)}")
+    assert response.status == 403  # (Chromium logs the 403 itself)
+    expect(page.locator("h1")).to_contain_text("This link does not work")

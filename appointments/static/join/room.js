@@ -122,7 +122,9 @@
       return "The clinician is running late. Please stay on this page: you will be let in as soon as the call starts.";
     }
     return (
-      "You are in the waiting room. Your appointment starts at " +
+      "You are in the waiting room. " +
+      (cfg.role === "patient" ? "Your" : "The") +
+      " appointment starts at " +
       clockTime(call.starts_at) +
       ": you will be let in automatically when the clinician starts the call."
     );
@@ -640,7 +642,7 @@
       el.goLive.disabled = false;
       render();
     } else if (m.type === "call_ended") {
-      finish("The call has ended", cfg.role === "patient" ? "Thank you. You can close this page." : "", false);
+      finish("The call has ended", cfg.role !== "staff" ? "Thank you. You can close this page." : "", false);
     } else if (m.type === "left") {
       finish(
         phase === "lobby" ? "You left the waiting room" : "You left the call",

@@ -1,0 +1,201 @@
+"""Guests (family, a carer): invited by name from the appointment page, each with a join link
+of their own; they wait in the lobby like the patient; removing one voids the link and puts
+them out of the call."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from appointments import links, services
+from appointments.models import AppointmentMember
+from calls import services as call_services
+from calls.capabilities import Actor
+from calls.errors import CallsError
+from calls.models import CallMember, CallUser
+from calls.realtime.consumer import actor_from_token
+from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def clinic():
+    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
+
+
+@pytest.fixture
+def doctor(clinic):
+    return make_staff(clinic, "drhouse", display_name="Dr House")
+
+
+@pytest.fixture
+def appointment(frozen, clinic, doctor):
+    patient = make_patient(clinic, name="Ana Lima", time_zone="America/Recife")
+    return make_appointment(clinic, host=doctor, patient=patient, starts_at=START)
+
+
+def room_config(response) -> dict | None:
+    return response.context["config"] if response.context else None
+
+
+def staff_client(staff) -> Client:
+    client = Client()
+    client.force_login(staff.user)
+    return client
+
+
+def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doctor, frozen):
+    member = services.appointment_guest_invite(
+        appointment=appointment, by=doctor, name="  Maria   Lima "
+    )
+
+    user = CallUser.objects.get(pk=member.call_user_id)
+    assert user.name == "Maria Lima"
+    assert user.teams == ["clinic-a"]
+    assert "Maria" not in user.id  # the id carries no personal data
+    assert CallMember.objects.get(call__call_id=appointment.id, user=user).role == "call_member"
+    frozen.move_to(START - dt.timedelta(minutes=10))  # the lobby opens
+    response = Client().get(links.guest_link_path(member))
+    assert response.status_code == 200
+    config = room_config(response)
+    assert (config["role"], config["state"], config["name"]) == ("guest", "lobby", "Maria Lima")
+    assert config["time_zone"] == "America/Recife"  # the patient's
+    token_actor = actor_from_token(settings.CALLS_API_KEY, config["token"])[0]
+    assert token_actor.user_id == user.id
+    page = response.content.decode()
+    assert "Video appointment at Riverside Clinic" in page
+    assert "Back to the appointment" not in page
+
+
+def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doctor, frozen):
+    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    frozen.move_to(START - dt.timedelta(minutes=5))
+    guest = Actor(user=member.call_user, teams=frozenset(member.call_user.teams))
+
+    entry = call_services.participant_enter(
+        actor=guest, type_name="appointment", call_id=appointment.id, channel_name="guest-tab"
+    )
+
+    assert not entry.admitted
+    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    entry.participant.refresh_from_db()
+    assert entry.participant.state == "joined"
+
+
+def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, frozen):
+    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    frozen.move_to(START - dt.timedelta(minutes=5))
+    link = links.guest_link_path(member)
+    token = room_config(Client().get(link))["token"]
+    user = member.call_user
+    tab = call_services.participant_enter(
+        actor=Actor(user=user, teams=frozenset(user.teams)),
+        type_name="appointment",
+        call_id=appointment.id,
+        channel_name="guest-tab",
+    ).participant
+
+    services.appointment_guest_remove(appointment=appointment, by=doctor, member_id=member.pk)
+
+    assert not AppointmentMember.objects.filter(pk=member.pk).exists()
+    assert not CallMember.objects.filter(user=user).exists()
+    tab.refresh_from_db()
+    assert (tab.state, tab.left_reason) == ("left", "kicked")
+    response = Client().get(link)
+    assert response.status_code == 403
+    assert b"This link does not work" in response.content
+    with pytest.raises(CallsError, match="revoked"):
+        actor_from_token(settings.CALLS_API_KEY, token)
+
+
+def test_guest_rules(appointment, doctor, frozen):
+    with pytest.raises(ValidationError, match="name"):
+        services.appointment_guest_invite(appointment=appointment, by=doctor, name="   ")
+    with pytest.raises(ValidationError, match="name"):
+        services.appointment_guest_invite(appointment=appointment, by=doctor, name="x" * 101)
+    for n in range(services.MAX_GUESTS):
+        services.appointment_guest_invite(appointment=appointment, by=doctor, name=f"Guest {n}")
+    with pytest.raises(ValidationError, match="at most"):
+        services.appointment_guest_invite(appointment=appointment, by=doctor, name="One more")
+    services.appointment_cancel(appointment=appointment, by=doctor)
+    assert AppointmentMember.objects.filter(kind="guest").count() == services.MAX_GUESTS
+    member = AppointmentMember.objects.filter(kind="guest").first()
+    with pytest.raises(ValidationError, match="over"):
+        services.appointment_guest_invite(appointment=appointment, by=doctor, name="Late")
+    # A cancelled appointment's guest link says so, without a room.
+    response = Client().get(links.guest_link_path(member))
+    assert response.context["state"] == "cancelled"
+    assert room_config(response) is None
+    assert b"This appointment was cancelled" in response.content
+
+
+def test_a_guest_link_opens_only_its_own_appointment(appointment, doctor, clinic, frozen):
+    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    other = make_appointment(
+        clinic, host=doctor, patient=make_patient(clinic), starts_at=START + dt.timedelta(hours=2)
+    )
+    token = links.guest_link_token(member)
+    assert Client().get(f"/join/{other.id}/guest/?t={token}").status_code == 403
+    assert Client().get(f"/join/{appointment.id}/guest/?t={token}x").status_code == 403
+    # The patient's link is not a guest link, nor the other way round.
+    patient_token = links.join_link_token(appointment)
+    assert Client().get(f"/join/{appointment.id}/guest/?t={patient_token}").status_code == 403
+    assert Client().get(f"/join/{appointment.id}/?t={token}").status_code == 403
+
+
+def test_staff_invite_and_remove_guests_from_the_appointment_page(appointment, doctor, frozen):
+    page = f"/c/clinic-a/appointments/{appointment.id}/"
+    client = staff_client(doctor)
+    assert 'id="guest-name"' in client.get(page).content.decode()
+
+    response = client.post(f"{page}guests/", {"name": "Maria Lima"}, follow=True)
+
+    html = response.content.decode()
+    assert "Maria Lima is invited" in html
+    member = AppointmentMember.objects.get(kind="guest")
+    assert links.guest_link_path(member) in html
+    response = client.post(f"{page}guests/", {"name": ""}, follow=True)
+    assert "Not invited" in response.content.decode()
+
+    response = client.post(f"{page}guests/{member.pk}/remove/", follow=True)
+    assert "The guest is removed" in response.content.decode()
+    assert not AppointmentMember.objects.filter(kind="guest").exists()
+
+
+def test_another_clinics_staff_cannot_touch_the_guests(appointment, doctor, frozen):
+    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    outsider = make_staff(ClinicFactory(slug="clinic-b"), "outsider")
+    page = f"/c/clinic-a/appointments/{appointment.id}/"
+    client = staff_client(outsider)
+    assert client.post(f"{page}guests/", {"name": "Eve"}).status_code == 404
+    assert client.post(f"{page}guests/{member.pk}/remove/").status_code == 404
+    assert AppointmentMember.objects.filter(kind="guest").count() == 1
+
+
+def test_a_reschedule_keeps_the_guest_and_their_link(appointment, doctor, frozen):
+    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    link = links.guest_link_path(member)
+    booking = services.booking_of(appointment)
+    booking.starts_at = START + dt.timedelta(hours=1)
+
+    services.appointment_update(appointment=appointment, booking=booking)
+
+    member = AppointmentMember.objects.get(kind="guest")
+    assert links.guest_link_path(member) == link
+    assert CallMember.objects.filter(call__call_id=appointment.id, user=member.call_user).exists()
+    assert Client().get(link).status_code == 200
