@@ -126,6 +126,14 @@ def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts
     expect(page.get_by_role("button", name="Go live")).to_have_count(0)
     expect(page.get_by_role("button", name=re.compile("Stop live"))).to_be_visible()
     assert Call.objects.get(type_id="appointment", call_id=appointment.id).backstage is False
+
+    # --- invites the patient's daughter: she has a link of her own ---
+    page.get_by_label("Guest's name").fill("Maria Lima")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.get_by_role("status").first).to_contain_text("Maria Lima is invited")
+    guests = page.locator("#guests")
+    expect(guests.locator("code")).to_contain_text(f"/join/{appointment.id}/guest/?t=")
+    expect(guests.get_by_role("button", name="Remove Maria Lima")).to_be_visible()
     page.screenshot(path=str(artifacts / "portal-detail.png"), full_page=True)
 
     # --- the schedule refreshes itself: a change elsewhere shows up without a reload ---
