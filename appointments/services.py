@@ -578,6 +578,17 @@ def appointment_guest_remove(*, appointment: Appointment, by: StaffMember, membe
         call_services.user_tokens_revoke(user_id=user_id, minted_until=timezone.now())
 
 
+def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, base_url: str) -> None:
+    """Email the patient their join link (after commit, from a worker)."""
+    from .tasks import appointment_send_join_link  # the tasks module imports this one
+
+    if not appointment.is_open:
+        raise ValidationError("This appointment is over: there is no link to send.")
+    if not appointment.patient.email:
+        raise ValidationError("The patient has no email address: copy the link instead.")
+    transaction.on_commit(lambda: appointment_send_join_link.delay(appointment.pk, base_url))
+
+
 def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Appointment:
     """A new join link for the patient (the old one went to the wrong person, or was
     forwarded): the old link stops working at once, the patient's call tokens minted until now

@@ -39,6 +39,11 @@ clinic_patterns = [
         name="appointment_guest_remove",
     ),
     path(
+        "appointments/<str:appointment_id>/link/send/",
+        views.appointment_link_send,
+        name="appointment_link_send",
+    ),
+    path(
         "appointments/<str:appointment_id>/link/replace/",
         views.appointment_link_replace,
         name="appointment_link_replace",

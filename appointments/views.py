@@ -417,6 +417,24 @@ def appointment_guest_remove(
     return redirect(reverse("portal:appointment", args=[clinic.slug, appointment.pk]) + "#guests")
 
 
+@require_POST
+@clinic_view
+def appointment_link_send(
+    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, appointment_id: str
+) -> HttpResponse:
+    """Email the patient their join link."""
+    appointment = _appointment(staff, clinic, appointment_id)
+    try:
+        services.appointment_join_link_send(
+            appointment=appointment, by=staff, base_url=request.build_absolute_uri("/")
+        )
+    except ValidationError as exc:
+        messages.error(request, "Not sent: " + " ".join(exc.messages))
+    else:
+        messages.success(request, f"The join link is on its way to {appointment.patient.email}.")
+    return _redirect_to("portal:appointment", clinic, appointment.pk)
+
+
 # --- patients --------------------------------------------------------------------------------
 
 PATIENTS_PER_PAGE = 50

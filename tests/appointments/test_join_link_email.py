@@ -1,0 +1,107 @@
+"""Emailing the patient their join link from the appointment page: after commit, from a worker;
+the clinic, the day and the time in the patient's time zone, and the current link; never the
+reason for the visit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from appointments import links, services
+from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)  # 07:00 in Recife
+REASON = "follow-up for chest pain"
+
+
+@pytest.fixture
+def clinic():
+    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
+
+
+@pytest.fixture
+def doctor(clinic):
+    return make_staff(clinic, "drhouse", display_name="Dr House")
+
+
+@pytest.fixture
+def appointment(clinic, doctor):
+    patient = make_patient(
+        clinic, name="Ana Lima", email="ana@example.com", time_zone="America/Recife"
+    )
+    with time_machine.travel(NOW, tick=False):
+        return make_appointment(
+            clinic, host=doctor, patient=patient, starts_at=START, reason=REASON
+        )
+
+
+def page_client(staff) -> Client:
+    client = Client()
+    client.force_login(staff.user)
+    return client
+
+
+def test_the_patient_gets_their_current_link_and_the_time_in_their_zone(
+    appointment, doctor, eager_tasks, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = page_client(doctor).post(
+            f"/c/clinic-a/appointments/{appointment.id}/link/send/", follow=True
+        )
+
+    assert "The join link is on its way to ana@example.com" in response.content.decode()
+    [mail] = mailoutbox
+    assert mail.to == ["ana@example.com"]
+    assert mail.subject == "Your video appointment with Riverside Clinic"
+    assert "Monday 4 May at 07:00 (America/Recife time)" in mail.body
+    assert f"http://testserver{links.join_link_path(appointment)}" in mail.body
+    assert REASON not in mail.body
+    assert "chest" not in mail.subject + mail.body
+
+
+def test_a_replaced_link_is_not_the_one_sent(
+    appointment, doctor, eager_tasks, mailoutbox, django_capture_on_commit_callbacks
+):
+    old = links.join_link_path(appointment)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.appointment_link_replace(appointment=appointment, by=doctor)
+        services.appointment_join_link_send(
+            appointment=appointment, by=doctor, base_url="https://clinic.example/"
+        )
+    appointment.refresh_from_db()
+    [mail] = mailoutbox
+    assert f"https://clinic.example{links.join_link_path(appointment)}" in mail.body
+    assert old not in mail.body
+
+
+def test_no_email_without_an_address_or_once_the_appointment_is_over(
+    appointment, doctor, eager_tasks, mailoutbox, django_capture_on_commit_callbacks
+):
+    patient = appointment.patient
+    patient.email = ""
+    patient.save()
+    with pytest.raises(ValidationError, match="no email address"):
+        services.appointment_join_link_send(appointment=appointment, by=doctor, base_url="/")
+    patient.email = "ana@example.com"
+    patient.save()
+    services.appointment_cancel(appointment=appointment, by=doctor)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = page_client(doctor).post(
+            f"/c/clinic-a/appointments/{appointment.id}/link/send/", follow=True
+        )
+    assert "Not sent" in response.content.decode()
+    assert mailoutbox == []
+
+
+def test_another_clinics_staff_cannot_send_it(appointment, mailoutbox):
+    outsider = make_staff(ClinicFactory(slug="clinic-b"), "outsider")
+    response = page_client(outsider).post(f"/c/clinic-a/appointments/{appointment.id}/link/send/")
+    assert response.status_code == 404
+    assert mailoutbox == []
