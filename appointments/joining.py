@@ -99,22 +99,11 @@ def join_info(*, patient: Patient, appointment: Appointment, now: datetime) -> d
     """`appointment` must come from `appointment_for_patient(patient=patient, ...)` (or a
     checked join link). Queries: the call (with its type), the patient's member row.
     `join_url` is the patient's join link (a path: the caller makes it absolute)."""
-    state, lobby_opens_at = _call_state(
-        actor=patient_actor(patient), appointment=appointment, now=now, states=_STATES
-    )
-    token, token_expires_at = _call_token(patient.call_user_id, appointment, state, now)
     return {
-        "call_cid": appointment.call_cid,
+        **_lobby_info(patient_actor(patient), appointment, now),
         "call_type": CALL_TYPE,
         "call_id": appointment.id,
         "api_key": settings.CALLS_API_KEY,
-        "token": token,
-        "token_expires_at": token_expires_at,
-        "state": state,
-        "starts_at": appointment.starts_at,
-        "ends_at": appointment.ends_at,
-        "lobby_opens_at": lobby_opens_at,
-        "server_time": now,
         "join_url": links.join_link_path(appointment),
     }
 
@@ -125,13 +114,16 @@ def guest_join_info(
     """A guest's standing, as a patient's (`join_info`): they wait in the lobby like the
     patient. Queries: the call (with its type), the member row."""
     user = member.call_user
+    return _lobby_info(Actor(user=user, teams=frozenset(user.teams)), appointment, now)
+
+
+def _lobby_info(actor: Actor, appointment: Appointment, now: datetime) -> dict[str, Any]:
+    """The standing of someone who waits in the lobby until go-live (a patient, a guest)."""
+    assert actor.user is not None  # noqa: S101 - patients and guests are users
     state, lobby_opens_at = _call_state(
-        actor=Actor(user=user, teams=frozenset(user.teams)),
-        appointment=appointment,
-        now=now,
-        states=_STATES,
+        actor=actor, appointment=appointment, now=now, states=_STATES
     )
-    token, token_expires_at = _call_token(user.id, appointment, state, now)
+    token, token_expires_at = _call_token(actor.user.id, appointment, state, now)
     return {
         "call_cid": appointment.call_cid,
         "token": token,

@@ -13,6 +13,7 @@ never opens another appointment.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django.core import signing
@@ -72,16 +73,7 @@ def guest_from_link(
 ) -> tuple[Appointment, AppointmentMember]:
     """The appointment and the guest a guest link opens; `BadLink` / `ExpiredLink`
     otherwise (a removed guest's link is bad). Queries: the guest with its appointment."""
-    try:
-        claims = _signer().unsign_object(token)
-    except signing.BadSignature:
-        raise BadLink("the link is not valid") from None
-    if (
-        not isinstance(claims, dict)
-        or claims.get("a") != appointment_id
-        or not isinstance(claims.get("g"), str)
-    ):
-        raise BadLink("the link is not valid")
+    claims = _claims(token, appointment_id, "g", str)
     member = (
         AppointmentMember.objects.select_related(
             "call_user", "appointment__clinic", "appointment__patient"
@@ -95,25 +87,14 @@ def guest_from_link(
     )
     if member is None:
         raise BadLink("the link is not valid")
-    appointment = member.appointment
-    if now > appointment.ends_at + LINK_VALID_AFTER_END:
-        raise ExpiredLink("the link has expired")
-    return appointment, member
+    _check_not_expired(member.appointment, now)
+    return member.appointment, member
 
 
 def appointment_from_link(*, appointment_id: str, token: str, now: datetime) -> Appointment:
     """The appointment a link opens, looked up as its patient; `BadLink` / `ExpiredLink`
     otherwise. Queries: the patient; the appointment (with clinic, patient, members)."""
-    try:
-        claims = _signer().unsign_object(token)
-    except signing.BadSignature:
-        raise BadLink("the link is not valid") from None
-    if (
-        not isinstance(claims, dict)
-        or claims.get("a") != appointment_id
-        or not isinstance(claims.get("p"), int)
-    ):
-        raise BadLink("the link is not valid")
+    claims = _claims(token, appointment_id, "p", int)
     patient = Patient.objects.select_related("clinic", "call_user").filter(pk=claims["p"]).first()
     if patient is None:
         raise BadLink("the link is not valid")
@@ -122,6 +103,26 @@ def appointment_from_link(*, appointment_id: str, token: str, now: datetime) -> 
     appointment.patient = patient  # with its calls user, for the join state
     if claims.get("v", 1) != appointment.link_version:
         raise ReplacedLink("the link was replaced by a newer one")
+    _check_not_expired(appointment, now)
+    return appointment
+
+
+def _claims(token: str, appointment_id: str, key: str, kind: type) -> dict[str, Any]:
+    """A link's claims: signed by us, for this appointment, with `key` (the patient's `p`,
+    a guest's `g`) of type `kind`; `BadLink` otherwise."""
+    try:
+        claims = _signer().unsign_object(token)
+    except signing.BadSignature:
+        raise BadLink("the link is not valid") from None
+    if (
+        not isinstance(claims, dict)
+        or claims.get("a") != appointment_id
+        or not isinstance(claims.get(key), kind)
+    ):
+        raise BadLink("the link is not valid")
+    return claims
+
+
+def _check_not_expired(appointment: Appointment, now: datetime) -> None:
     if now > appointment.ends_at + LINK_VALID_AFTER_END:
         raise ExpiredLink("the link has expired")
-    return appointment
