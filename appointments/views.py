@@ -339,6 +339,27 @@ def appointment_detail(
     return _page(request, staff, "portal/appointment_detail.html", context)
 
 
+def _button(
+    request: HttpRequest,
+    clinic: Clinic,
+    appointment: Appointment,
+    run: Callable[[], Any],
+    *,
+    done: str | Callable[[Any], str],
+    refused: str,
+    anchor: str = "",
+) -> HttpResponse:
+    """A button of the appointment page: run its service; a ValidationError comes back as an
+    error message (`refused: ...`), success as `done` (or `done(result)`); then the page."""
+    try:
+        result = run()
+    except ValidationError as exc:
+        messages.error(request, f"{refused}: " + " ".join(exc.messages))
+    else:
+        messages.success(request, done(result) if callable(done) else done)
+    return redirect(reverse("portal:appointment", args=[clinic.slug, appointment.pk]) + anchor)
+
+
 @require_POST
 @clinic_view
 def appointment_call_action(
@@ -349,13 +370,16 @@ def appointment_call_action(
     if action not in services.CALL_ACTIONS:
         raise Http404("No such call action.")
     appointment = _appointment(staff, clinic, appointment_id)
-    try:
-        services.appointment_call_action(appointment=appointment, staff=staff, action=action)
-    except ValidationError as exc:
-        messages.error(request, "Not done: " + " ".join(exc.messages))
-    else:
-        messages.success(request, ACTION_MESSAGES[action])
-    return _redirect_to("portal:appointment", clinic, appointment.pk)
+    return _button(
+        request,
+        clinic,
+        appointment,
+        lambda: services.appointment_call_action(
+            appointment=appointment, staff=staff, action=action
+        ),
+        done=ACTION_MESSAGES[action],
+        refused="Not done",
+    )
 
 
 @require_POST
@@ -365,16 +389,33 @@ def appointment_link_replace(
 ) -> HttpResponse:
     """A new join link for the patient; the old one stops working (services)."""
     appointment = _appointment(staff, clinic, appointment_id)
-    try:
-        services.appointment_link_replace(appointment=appointment, by=staff)
-    except ValidationError as exc:
-        messages.error(request, "Not done: " + " ".join(exc.messages))
-    else:
-        messages.success(
-            request,
-            "The patient has a new link; the old one no longer works. Send them the new one.",
-        )
-    return _redirect_to("portal:appointment", clinic, appointment.pk)
+    return _button(
+        request,
+        clinic,
+        appointment,
+        lambda: services.appointment_link_replace(appointment=appointment, by=staff),
+        done="The patient has a new link; the old one no longer works. Send them the new one.",
+        refused="Not done",
+    )
+
+
+@require_POST
+@clinic_view
+def appointment_link_send(
+    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, appointment_id: str
+) -> HttpResponse:
+    """Email the patient their join link."""
+    appointment = _appointment(staff, clinic, appointment_id)
+    return _button(
+        request,
+        clinic,
+        appointment,
+        lambda: services.appointment_join_link_send(
+            appointment=appointment, by=staff, base_url=request.build_absolute_uri("/")
+        ),
+        done=f"The join link is on its way to {appointment.patient.email}.",
+        refused="Not sent",
+    )
 
 
 @require_POST
@@ -384,17 +425,17 @@ def appointment_guest_invite(
 ) -> HttpResponse:
     """Invite a guest (family, a carer) by name: they get a join link of their own."""
     appointment = _appointment(staff, clinic, appointment_id)
-    try:
-        member = services.appointment_guest_invite(
+    return _button(
+        request,
+        clinic,
+        appointment,
+        lambda: services.appointment_guest_invite(
             appointment=appointment, by=staff, name=request.POST.get("name", "")
-        )
-    except ValidationError as exc:
-        messages.error(request, "Not invited: " + " ".join(exc.messages))
-    else:
-        messages.success(
-            request, f"{member.call_user.name} is invited. Send them their link (below)."
-        )
-    return redirect(reverse("portal:appointment", args=[clinic.slug, appointment.pk]) + "#guests")
+        ),
+        done=lambda member: f"{member.call_user.name} is invited. Send them their link (below).",
+        refused="Not invited",
+        anchor="#guests",
+    )
 
 
 @require_POST
@@ -408,31 +449,17 @@ def appointment_guest_remove(
     member_id: int,
 ) -> HttpResponse:
     appointment = _appointment(staff, clinic, appointment_id)
-    try:
-        services.appointment_guest_remove(appointment=appointment, by=staff, member_id=member_id)
-    except ValidationError as exc:
-        messages.error(request, "Not removed: " + " ".join(exc.messages))
-    else:
-        messages.success(request, "The guest is removed; their link no longer works.")
-    return redirect(reverse("portal:appointment", args=[clinic.slug, appointment.pk]) + "#guests")
-
-
-@require_POST
-@clinic_view
-def appointment_link_send(
-    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, appointment_id: str
-) -> HttpResponse:
-    """Email the patient their join link."""
-    appointment = _appointment(staff, clinic, appointment_id)
-    try:
-        services.appointment_join_link_send(
-            appointment=appointment, by=staff, base_url=request.build_absolute_uri("/")
-        )
-    except ValidationError as exc:
-        messages.error(request, "Not sent: " + " ".join(exc.messages))
-    else:
-        messages.success(request, f"The join link is on its way to {appointment.patient.email}.")
-    return _redirect_to("portal:appointment", clinic, appointment.pk)
+    return _button(
+        request,
+        clinic,
+        appointment,
+        lambda: services.appointment_guest_remove(
+            appointment=appointment, by=staff, member_id=member_id
+        ),
+        done="The guest is removed; their link no longer works.",
+        refused="Not removed",
+        anchor="#guests",
+    )
 
 
 # --- patients --------------------------------------------------------------------------------
