@@ -89,6 +89,11 @@ class Answer:
     def text(self) -> str:
         return self.content.decode("utf-8", errors="replace")
 
+    @property
+    def reason(self) -> str:
+        """`reason_phrase` by the name `requests` gives it (pywebpush reads it)."""
+        return self.reason_phrase
+
 
 @dataclass(frozen=True)
 class Target:

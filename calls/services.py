@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import netguard, selectors, wire
@@ -1146,17 +1147,6 @@ def _by_user(actor: Actor, by_id: str | None, *, field: str = "kicked_by_id") ->
     return by
 
 
-def _participants_of_user_close(call: Call, user_id: str, reason: str) -> None:
-    """The user's tabs in the call or its lobby leave (their call socket closes)."""
-    for user_session_id in (
-        CallParticipant.objects.filter(call=call, user_id=user_id)
-        .exclude(state=CallParticipant.State.LEFT)
-        .order_by("pk")
-        .values_list("user_session_id", flat=True)
-    ):
-        participant_leave(user_session_id=user_session_id, reason=reason)
-
-
 def _block(call: Call, user: CallUser, by: CallUser | None) -> None:
     call.blocked_user_ids = [*(call.blocked_user_ids or []), user.id]
     call.save(update_fields=["blocked_user_ids", "updated_at"])
@@ -1175,7 +1165,7 @@ def call_block_user(*, actor: Actor, type_name: str, call_id: str, user_id: str)
         user = _user_to_moderate(actor, user_id)
         if user.id in (call.blocked_user_ids or []):
             return call
-        _participants_of_user_close(call, user.id, "blocked")
+        _participants_close(call, "blocked", user_id=user.id)
         _block(call, user, _by_user(actor, None))
         return call
 
@@ -1212,7 +1202,7 @@ def call_kick_user(
             _require(actor, call, selectors.member_of(actor=actor, call=call), "block-users")
         user = _user_to_moderate(actor, user_id)
         by = _by_user(actor, kicked_by_id)
-        _participants_of_user_close(call, user.id, "blocked" if block else "kicked")
+        _participants_close(call, "blocked" if block else "kicked", user_id=user.id)
         fields: dict[str, Any] = {"user": wire.user_response(user)}
         if by is not None:
             fields["kicked_by_user"] = wire.user_response(by)
@@ -1227,11 +1217,16 @@ def call_kick_user(
 MUTE_REASON = "muted_by_moderator"
 
 
-def _active_participants(call: Call, user_ids: list[str] | None) -> list[CallParticipant]:
+def _present(call: Call, user_ids: list[str] | None = None) -> QuerySet[CallParticipant]:
+    """The call's participants in it or its lobby (of these users), in the order they came."""
     rows = CallParticipant.objects.filter(call=call).exclude(state=CallParticipant.State.LEFT)
     if user_ids is not None:
         rows = rows.filter(user_id__in=user_ids)
-    return list(rows.select_for_update().order_by("pk"))
+    return rows.order_by("pk")
+
+
+def _active_participants(call: Call, user_ids: list[str] | None) -> list[CallParticipant]:
+    return list(_present(call, user_ids).select_for_update())
 
 
 def call_mute_users(
@@ -1846,14 +1841,11 @@ def _participants_to_lobby(call: Call) -> None:
             participant_leave(user_session_id=participant.user_session_id, reason="backstage")
 
 
-def _participants_close(call: Call, reason: str) -> None:
-    """Everyone in the call or its lobby leaves (the call ended)."""
-    for user_session_id in (
-        CallParticipant.objects.filter(call=call)
-        .exclude(state=CallParticipant.State.LEFT)
-        .order_by("pk")
-        .values_list("user_session_id", flat=True)
-    ):
+def _participants_close(call: Call, reason: str, *, user_id: str | None = None) -> None:
+    """Everyone in the call or its lobby leaves (the call ended), or only `user_id`'s tabs
+    (kicked, blocked): their call sockets close."""
+    users = None if user_id is None else [user_id]
+    for user_session_id in _present(call, users).values_list("user_session_id", flat=True):
         participant_leave(user_session_id=user_session_id, reason=reason)
 
 

@@ -45,16 +45,6 @@ def _load_key(value: str) -> Vapid:
     return Vapid.from_string(value)  # raw base64url (32 bytes) or DER base64
 
 
-class _Answer:
-    """What pywebpush and `_answer` read of a push service's response."""
-
-    def __init__(self, response: netguard.Answer) -> None:
-        self.status_code = response.status_code
-        self.reason = response.reason_phrase
-        self.text = response.text
-        self.headers = response.headers
-
-
 class _GuardedSession:
     """The `requests_session` pywebpush posts through: the SSRF guard's `post`."""
 
@@ -62,8 +52,10 @@ class _GuardedSession:
         self.allow_http = allow_http
         self.allow_private = allow_private
 
-    def post(self, url: str, *, data: bytes | None, headers: dict, timeout: float) -> _Answer:
-        response = netguard.post(
+    def post(
+        self, url: str, *, data: bytes | None, headers: dict, timeout: float
+    ) -> netguard.Answer:
+        return netguard.post(
             url,
             content=data or b"",
             headers=dict(headers),
@@ -72,7 +64,6 @@ class _GuardedSession:
             allow_private=self.allow_private,
             **netguard.WEBPUSH_SETTINGS,
         )
-        return _Answer(response)
 
 
 class WebPushProvider:
@@ -127,7 +118,7 @@ class WebPushProvider:
         return _answer(response)
 
 
-def _answer(response: _Answer | requests.Response) -> Result:
+def _answer(response: netguard.Answer | requests.Response) -> Result:
     status = response.status_code
     if status in (404, 410):  # the subscription expired or was unsubscribed
         return Result(Outcome.DEAD_TOKEN, status, error=f"HTTP {status}")
