@@ -489,20 +489,35 @@ def test_resend_skips_delivered_rows_and_inactive_endpoints(hook_settings, recei
     assert len(receiver.requests) == 1
 
 
-@pytest.mark.django_db
-def test_resend_needs_the_change_permission(client, settings):
-    settings.CALLS_EVENT_CONSUMERS = []
-    hook = endpoint("https://93.184.215.14/hooks")
+def dead_delivery(**fields) -> WebhookDelivery:
+    """A dead delivery of a `call.created` to a public endpoint (made by hand: no relay)."""
     call = CallFactory()
     event = CallEvent.objects.create(
         call=call, call_cid=call.cid, type="call.created", payload={}, created_at=timezone.now()
     )
-    dead = WebhookDelivery.objects.create(
-        endpoint=hook, event=event, webhook_id="wh-1", state=State.DEAD, attempts=5
+    return WebhookDelivery.objects.create(
+        endpoint=endpoint("https://93.184.215.14/hooks"),
+        event=event,
+        webhook_id="wh-1",
+        state=State.DEAD,
+        attempts=5,
+        **fields,
     )
+
+
+def log_in_viewer(client):
+    """A staff user who may only view webhook deliveries."""
     viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
     client.force_login(viewer)
+    return viewer
+
+
+@pytest.mark.django_db
+def test_resend_needs_the_change_permission(client, settings):
+    settings.CALLS_EVENT_CONSUMERS = []
+    dead = dead_delivery()
+    viewer = log_in_viewer(client)
 
     page = client.get("/admin/calls/webhookdelivery/")
     assert page.status_code == 200
@@ -520,26 +535,13 @@ def test_resend_needs_the_change_permission(client, settings):
 @pytest.mark.django_db
 def test_the_receivers_answer_is_shown_to_superusers_only(client, admin_client, settings):
     settings.CALLS_EVENT_CONSUMERS = []
-    hook = endpoint("https://93.184.215.14/hooks")
-    call = CallFactory()
-    event = CallEvent.objects.create(
-        call=call, call_cid=call.cid, type="call.created", payload={}, created_at=timezone.now()
-    )
-    dead = WebhookDelivery.objects.create(
-        endpoint=hook,
-        event=event,
-        webhook_id="wh-1",
-        state=State.DEAD,
-        attempts=5,
-        last_status=422,
-        last_response="unknown call type: echoing your payload back",
+    dead = dead_delivery(
+        last_status=422, last_response="unknown call type: echoing your payload back"
     )
     page = f"/admin/calls/webhookdelivery/{dead.pk}/change/"
     assert "echoing your payload back" in admin_client.get(page).content.decode()
 
-    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
-    client.force_login(viewer)
+    log_in_viewer(client)
     response = client.get(page)
     assert response.status_code == 200
     assert "wh-1" in response.content.decode()
