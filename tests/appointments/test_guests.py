@@ -199,3 +199,14 @@ def test_a_reschedule_keeps_the_guest_and_their_link(appointment, doctor, frozen
     assert links.guest_link_path(member) == link
     assert CallMember.objects.filter(call__call_id=appointment.id, user=member.call_user).exists()
     assert Client().get(link).status_code == 200
+
+
+def test_a_guest_link_expires_hours_after_the_end(appointment, doctor, frozen):
+    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    link = links.guest_link_path(member)
+    frozen.move_to(appointment.ends_at + links.LINK_VALID_AFTER_END - dt.timedelta(minutes=1))
+    assert Client().get(link).status_code == 200
+    frozen.move_to(appointment.ends_at + links.LINK_VALID_AFTER_END + dt.timedelta(minutes=1))
+    response = Client().get(link)
+    assert response.status_code == 403
+    assert b"This link has expired" in response.content
