@@ -1,24 +1,23 @@
 """Where a person stands with an appointment's call, for everything that lets people join it:
 the patient API's join info, the patient's join page (from their link) and the staff join
 page. Reads only: the state comes from the calls engine's one join rule
-(`calls.capabilities.join_state`, asked as that person) and, when joining makes sense, comes
-with a calls-API token scoped to this call (minted by `calls.api.auth.create_user_token`, the
-one place that mints them). The browser then joins over `/ws/v1/rtc` (docs/media.md), where
+(`calls.capabilities.join_state`, asked as that person) and, when that rule admits the person
+now, comes with a calls-API token scoped to this call (`calls.tokens.mint_call_token`, which
+refuses anyone else). The browser then joins over `/ws/v1/rtc` (docs/media.md), where
 the server applies the same rule again.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 
 from calls import selectors as call_selectors
-from calls import wire
-from calls.api.auth import create_user_token
-from calls.capabilities import Actor, capabilities_for, join_state
+from calls.capabilities import Actor, JoinState, capabilities_for, join_state
 from calls.errors import NotAllowed, NotFound
+from calls.tokens import mint_call_token
 
 from . import links, selectors
 from .models import CALL_TYPE, Appointment, AppointmentMember, Patient, StaffMember
@@ -41,14 +40,12 @@ _STATES = {
 }
 # Staff keep `backstage`: they enter before go-live (from their join-ahead time).
 _STAFF_STATES = {**_STATES, "backstage": "backstage"}
-_WITH_TOKEN = frozenset({"too_early", "lobby", "backstage", "live"})
 _FINISHED = (Appointment.Status.COMPLETED, Appointment.Status.NO_SHOW)
 
 
 def patient_actor(patient: Patient) -> Actor:
     """The calls-API identity of a patient: their calls user and its teams (their clinic)."""
-    user = patient.call_user
-    return Actor(user=user, teams=frozenset(user.teams))
+    return Actor.of(patient.call_user)
 
 
 def _token_lifetime(appointment: Appointment, now: datetime) -> int:
@@ -58,10 +55,10 @@ def _token_lifetime(appointment: Appointment, now: datetime) -> int:
 
 def _call_state(
     *, actor: Actor, appointment: Appointment, now: datetime, states: dict[str, str]
-) -> tuple[str, datetime | None]:
-    """The person's state (mapped through `states`) and when the lobby opens. Queries: the
-    call (with its type), the person's member row."""
-    state, lobby_opens_at = "unavailable", None
+) -> tuple[str, JoinState]:
+    """The person's state (mapped through `states`) and the join rule's answer it comes from.
+    Queries: the call (with its type), the person's member row."""
+    standing = JoinState("not_allowed")
     try:
         call = call_selectors.call_get(actor=actor, type_name=CALL_TYPE, call_id=appointment.id)
     except (NotFound, NotAllowed):
@@ -69,30 +66,30 @@ def _call_state(
     if call is not None:
         member = call_selectors.member_of(actor=actor, call=call)
         caps = capabilities_for(actor, call, member)
-        join_ahead = wire.call_settings(call)["backstage"].get("join_ahead_time_seconds", 0)
-        raw, lobby_opens_at = join_state(
-            caps=caps, call=call, join_ahead_seconds=join_ahead, now=now
-        )
-        state = states.get(raw, "unavailable")
+        standing = join_state(caps=caps, call=call, now=now)
+    state = states.get(standing.state, "unavailable")
     # The clinic's word on the appointment wins over the call's.
     if appointment.status == Appointment.Status.CANCELLED:
         state = "cancelled"
     elif appointment.status in _FINISHED:
         state = "ended"
-    return state, lobby_opens_at
+    return state, standing
 
 
 def _call_token(
-    user_id: str, appointment: Appointment, state: str, now: datetime
+    user_id: str, appointment: Appointment, state: str, standing: JoinState, now: datetime
 ) -> tuple[str | None, datetime | None]:
-    """A token scoped to the call, only in the states where joining makes sense (a call token
-    makes its holder a call member of that call)."""
-    if state not in _WITH_TOKEN:
+    """A token scoped to the call, only when the join rule admits the person now (and the
+    clinic has not cancelled or finished the appointment)."""
+    if state in ("cancelled", "ended"):
         return None, None
-    lifetime = _token_lifetime(appointment, now)
-    token = create_user_token(user_id, expires_in=lifetime, call_cids=[appointment.call_cid])
-    # create_user_token counts from the current whole second.
-    return token, datetime.fromtimestamp(int(now.timestamp()) + lifetime, tz=UTC)
+    minted = mint_call_token(
+        user_id=user_id,
+        cid=appointment.call_cid,
+        standing=standing,
+        expires_in=_token_lifetime(appointment, now),
+    )
+    return minted if minted is not None else (None, None)
 
 
 def join_info(*, patient: Patient, appointment: Appointment, now: datetime) -> dict[str, Any]:
@@ -113,17 +110,14 @@ def guest_join_info(
 ) -> dict[str, Any]:
     """A guest's standing, as a patient's (`join_info`): they wait in the lobby like the
     patient. Queries: the call (with its type), the member row."""
-    user = member.call_user
-    return _lobby_info(Actor(user=user, teams=frozenset(user.teams)), appointment, now)
+    return _lobby_info(Actor.of(member.call_user), appointment, now)
 
 
 def _lobby_info(actor: Actor, appointment: Appointment, now: datetime) -> dict[str, Any]:
     """The standing of someone who waits in the lobby until go-live (a patient, a guest)."""
     assert actor.user is not None  # noqa: S101 - patients and guests are users
-    state, lobby_opens_at = _call_state(
-        actor=actor, appointment=appointment, now=now, states=_STATES
-    )
-    token, token_expires_at = _call_token(actor.user.id, appointment, state, now)
+    state, standing = _call_state(actor=actor, appointment=appointment, now=now, states=_STATES)
+    token, token_expires_at = _call_token(actor.user.id, appointment, state, standing, now)
     return {
         "call_cid": appointment.call_cid,
         "token": token,
@@ -131,13 +125,15 @@ def _lobby_info(actor: Actor, appointment: Appointment, now: datetime) -> dict[s
         "state": state,
         "starts_at": appointment.starts_at,
         "ends_at": appointment.ends_at,
-        "lobby_opens_at": lobby_opens_at,
+        "lobby_opens_at": standing.opens_at,
         "server_time": now,
     }
 
 
 def staff_enters_at(appointment: Appointment) -> datetime:
-    """When staff who may enter backstage are let in: the appointment's staff join-ahead."""
+    """When staff who may enter backstage are let in: the appointment's staff join-ahead (its
+    call carries it as `backstage.hosts_join_ahead_seconds`, which the join rule enforces).
+    For the schedule's Join buttons, which must not read every row's call."""
     return appointment.starts_at - timedelta(minutes=appointment.staff_join_ahead_minutes)
 
 
@@ -145,21 +141,17 @@ def staff_join_info(
     *, staff: StaffMember, appointment: Appointment, now: datetime
 ) -> dict[str, Any]:
     """A staff member's standing: `backstage` (a host or clinician, from their join-ahead
-    time), `lobby` / `too_early` (an interpreter waits for go-live like the patient), `live`,
-    `ended`, `cancelled` or `unavailable` (not in this call). `opens_at`: when `too_early`
-    ends (and `then` what it becomes). Queries: the call (with its type), the member row."""
-    state, opens_at = _call_state(
+    time, which the join rule enforces), `lobby` / `too_early` (an interpreter waits for
+    go-live like the patient), `live`, `ended`, `cancelled` or `unavailable` (not in this
+    call). `opens_at`: when `too_early` ends (and `then` what it becomes). Queries: the call
+    (with its type), the member row."""
+    state, standing = _call_state(
         actor=selectors.staff_actor(staff),
         appointment=appointment,
         now=now,
         states=_STAFF_STATES,
     )
-    then = "lobby"
-    if state == "backstage":
-        opens_at, then = staff_enters_at(appointment), "backstage"
-        if now < opens_at:
-            state = "too_early"
-    token, token_expires_at = _call_token(staff.call_user_id, appointment, state, now)
+    token, token_expires_at = _call_token(staff.call_user_id, appointment, state, standing, now)
     return {
         "call_cid": appointment.call_cid,
         "token": token,
@@ -167,7 +159,7 @@ def staff_join_info(
         "state": state,
         "starts_at": appointment.starts_at,
         "ends_at": appointment.ends_at,
-        "opens_at": opens_at,
-        "then": then,  # what `too_early` becomes at `opens_at`
+        "opens_at": standing.opens_at,
+        "then": standing.then,  # what `too_early` becomes at `opens_at`
         "server_time": now,
     }

@@ -24,10 +24,15 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from calls import services as call_services
 from calls.capabilities import SERVER
 from calls.errors import CallsError
 from calls.models import CallUser
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create, call_members_update, call_update
+from calls.services.live import call_end, call_go_live, call_stop_live
+from calls.services.moderation import call_kick_user
+from calls.services.ringing import call_ring
+from calls.services.users import UserSpec, user_tokens_revoke, users_upsert
 
 from . import selectors
 from .models import (
@@ -57,9 +62,9 @@ def _call_user_id(prefix: str, text: str) -> str:
 
 
 def _sync_call_user(*, user_id: str, name: str, teams: list[str], role: str = "user") -> None:
-    call_services.users_upsert(
+    users_upsert(
         actor=SERVER,
-        users=[call_services.UserSpec(id=user_id, name=name, role=role, teams=sorted(teams))],
+        users=[UserSpec(id=user_id, name=name, role=role, teams=sorted(teams))],
     )
 
 
@@ -269,21 +274,18 @@ def booking_validate(
     _validate(booking, now=now if moved else booking.starts_at, exclude=appointment.pk)
 
 
-def _call_members(booking: Booking) -> list[call_services.MemberSpec]:
+def _call_members(booking: Booking) -> list[MemberSpec]:
     roles = AppointmentMember.CALL_ROLES
-    members = [call_services.MemberSpec(user_id=booking.host.call_user_id, role=roles["host"])]
+    members = [MemberSpec(user_id=booking.host.call_user_id, role=roles["host"])]
     members += [
-        call_services.MemberSpec(user_id=s.call_user_id, role=roles["clinician"])
-        for s in booking.clinicians
+        MemberSpec(user_id=s.call_user_id, role=roles["clinician"]) for s in booking.clinicians
     ]
     if booking.interpreter is not None:
         members.append(
-            call_services.MemberSpec(
-                user_id=booking.interpreter.call_user_id, role=roles["interpreter"]
-            )
+            MemberSpec(user_id=booking.interpreter.call_user_id, role=roles["interpreter"])
         )
-    members += [call_services.MemberSpec(user_id=g.id, role=roles["guest"]) for g in booking.guests]
-    members.append(call_services.MemberSpec(user_id=booking.patient.call_user_id))
+    members += [MemberSpec(user_id=g.id, role=roles["guest"]) for g in booking.guests]
+    members.append(MemberSpec(user_id=booking.patient.call_user_id))
     return members
 
 
@@ -339,6 +341,7 @@ def _call_settings(appointment: Appointment) -> dict[str, Any]:
         "backstage": {
             "enabled": appointment.backstage_enabled,
             "join_ahead_time_seconds": appointment.lobby_opens_minutes * 60,
+            "hosts_join_ahead_seconds": appointment.staff_join_ahead_minutes * 60,
         },
         # The session's timer starts with the first join, which may be staff entering
         # backstage early: the slot, the overrun grace and that early time.
@@ -391,7 +394,7 @@ def appointment_book(
         _apply(appointment, booking)
         appointment.save(force_insert=True)
         AppointmentMember.objects.bulk_create(_member_rows(appointment, booking))
-        call_services.call_get_or_create(
+        call_get_or_create(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=appointment.id,
@@ -460,7 +463,7 @@ def appointment_update(
         appointment.members.all().delete()
         AppointmentMember.objects.bulk_create(_member_rows(appointment, booking))
         new_members = _call_members(booking)
-        call_services.call_members_update(
+        call_members_update(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=appointment.id,
@@ -469,7 +472,7 @@ def appointment_update(
                 old_members - {m.user_id for m in new_members} - {appointment.patient.call_user_id}
             ),
         )
-        call_services.call_update(
+        call_update(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=appointment.id,
@@ -492,9 +495,7 @@ def appointment_cancel(*, appointment: Appointment, by: StaffMember | None = Non
         appointment.status = Appointment.Status.CANCELLED
         appointment.cancelled_at = timezone.now()
         appointment.save()
-        call_services.call_end(
-            actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, reason="cancelled"
-        )
+        call_end(actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, reason="cancelled")
         return appointment
 
 
@@ -527,10 +528,10 @@ def appointment_guest_invite(
                 f"An appointment takes at most {MAX_GUESTS} guests (video works best with four "
                 "people). Remove one first."
             )
-        [user] = call_services.users_upsert(
+        [user] = users_upsert(
             actor=SERVER,
             users=[
-                call_services.UserSpec(
+                UserSpec(
                     id=f"guest-{secrets.token_hex(8)}", name=name, teams=[appointment.clinic.slug]
                 )
             ],
@@ -538,14 +539,12 @@ def appointment_guest_invite(
         member = AppointmentMember.objects.create(
             appointment=appointment, call_user=user, kind=AppointmentMember.Kind.GUEST
         )
-        call_services.call_members_update(
+        call_members_update(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=appointment.id,
             update_members=[
-                call_services.MemberSpec(
-                    user_id=user.id, role=AppointmentMember.CALL_ROLES["guest"]
-                )
+                MemberSpec(user_id=user.id, role=AppointmentMember.CALL_ROLES["guest"])
             ],
         )
         return member
@@ -565,17 +564,17 @@ def appointment_guest_remove(*, appointment: Appointment, by: StaffMember, membe
             raise ValidationError("No such guest.")
         user_id = member.call_user_id
         member.delete()
-        call_services.call_kick_user(
+        call_kick_user(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=appointment.id,
             user_id=user_id,
             kicked_by_id=by.call_user_id,
         )
-        call_services.call_members_update(
+        call_members_update(
             actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, remove_members=[user_id]
         )
-        call_services.user_tokens_revoke(user_id=user_id, minted_until=timezone.now())
+        user_tokens_revoke(user_id=user_id, minted_until=timezone.now())
 
 
 def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, base_url: str) -> None:
@@ -600,10 +599,8 @@ def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Ap
             raise ValidationError("This appointment is over: its link no longer works anyway.")
         appointment.link_version += 1
         appointment.save(update_fields=["link_version", "updated_at"])
-        call_services.user_tokens_revoke(
-            user_id=appointment.patient.call_user_id, minted_until=timezone.now()
-        )
-        call_services.call_kick_user(
+        user_tokens_revoke(user_id=appointment.patient.call_user_id, minted_until=timezone.now())
+        call_kick_user(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=appointment.id,
@@ -683,20 +680,20 @@ def appointment_call_action(*, appointment: Appointment, staff: StaffMember, act
     try:
         with transaction.atomic():
             if action == "go_live":
-                call_services.call_go_live(**kwargs)
+                call_go_live(**kwargs)
                 Appointment.objects.filter(
                     pk=appointment.pk,
                     status__in=[Appointment.Status.SCHEDULED, Appointment.Status.WAITING],
                 ).update(status=Appointment.Status.IN_PROGRESS, updated_at=timezone.now())
             elif action == "stop_live":
-                call_services.call_stop_live(**kwargs)
+                call_stop_live(**kwargs)
             elif action == "end":
-                call_services.call_end(**kwargs)
+                call_end(**kwargs)
                 Appointment.objects.filter(
                     pk=appointment.pk, status=Appointment.Status.IN_PROGRESS
                 ).update(status=Appointment.Status.COMPLETED, updated_at=timezone.now())
             elif action == "ring":
-                call_services.call_ring(**kwargs)
+                call_ring(**kwargs)
             else:
                 raise ValidationError(f"Unknown call action {action!r}.")
     except CallsError as exc:

@@ -129,23 +129,22 @@ def _member_ids(count: int) -> list[str]:
 
 
 def _seed() -> None:
-    from calls import services
     from calls.capabilities import SERVER
+    from calls.services.base import MemberSpec
+    from calls.services.calls import call_get_or_create
+    from calls.services.users import UserSpec, users_upsert
 
-    services.users_upsert(
+    users_upsert(
         actor=SERVER,
-        users=[
-            services.UserSpec(id=f"bench-u{i:03d}", name=f"Bench user {i}")
-            for i in range(USER_COUNT)
-        ],
+        users=[UserSpec(id=f"bench-u{i:03d}", name=f"Bench user {i}") for i in range(USER_COUNT)],
     )
     for count in MEMBER_COUNTS:
-        services.call_get_or_create(
+        call_get_or_create(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=f"bench-m{count}",
             created_by_id=CREATOR,
-            members=[services.MemberSpec(user_id=u) for u in _member_ids(count)],
+            members=[MemberSpec(user_id=u) for u in _member_ids(count)],
         )
 
 
@@ -311,7 +310,7 @@ def main() -> int:
     from django.test import Client
     from django.test.utils import override_settings
 
-    from calls.api.auth import create_server_token
+    from calls.tokens import mint_server_token
 
     call_command("migrate", verbosity=0, interactive=False)
     db = settings.DATABASES["default"]
@@ -320,7 +319,7 @@ def main() -> int:
     started = time.perf_counter()
     try:
         _seed()
-        client = Client(headers={"authorization": create_server_token(), "stream-auth-type": "jwt"})
+        client = Client(headers={"authorization": mint_server_token(), "stream-auth-type": "jwt"})
         # DEBUG off as in production: with DEBUG on Django logs every query, which taxes the
         # endpoints that run more queries than the baseline.
         with override_settings(ROOT_URLCONF="bench.urls", DEBUG=False):

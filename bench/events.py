@@ -97,19 +97,21 @@ def _cleanup() -> None:
 
 
 def _seed(calls: int) -> list[str]:
-    from calls import services
     from calls.capabilities import SERVER
+    from calls.services.base import MemberSpec
+    from calls.services.calls import call_get_or_create
+    from calls.services.users import UserSpec, users_upsert
 
-    services.users_upsert(actor=SERVER, users=[services.UserSpec(id=USER, teams=[TEAM])])
+    users_upsert(actor=SERVER, users=[UserSpec(id=USER, teams=[TEAM])])
     ids = [f"{PREFIX}{n}" for n in range(calls)]
     for call_id in ids:
-        services.call_get_or_create(
+        call_get_or_create(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=call_id,
             created_by_id=USER,
             team=TEAM,
-            members=[services.MemberSpec(user_id=USER, role="host")],
+            members=[MemberSpec(user_id=USER, role="host")],
         )
     return ids
 
@@ -248,9 +250,9 @@ async def _run(
     import httpx
     from django.conf import settings
 
-    from calls.api.auth import create_user_token
+    from calls.tokens import mint_user_token
 
-    token = create_user_token(USER, expires_in=3600)
+    token = mint_user_token(USER, expires_in=3600)
     api = {"api_key": settings.CALLS_API_KEY}
     headers = {"Authorization": token, "stream-auth-type": "jwt"}
     ws_url = f"ws://{base}/ws/v1/events?api_key={settings.CALLS_API_KEY}&token={token}"

@@ -64,7 +64,7 @@ CALL_TYPE = "appointment"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 QUEUE = "bench-sched"  # bench.scheduler_tasks.QUEUE, without importing Django first
 TASK = "bench.scheduler_tasks.go_live"
-RELAY_TASK = "calls.tasks.relay_events"
+RELAY_TASK = "calls.outbox.tasks.relay_events"
 DESIGNS = ("ours", "eta", "beat")
 TARGET_P99_MS = 1000.0
 TARGET_MAX_MS = 3000.0
@@ -241,12 +241,12 @@ def _seed(design: str, count: int, t0: datetime, window: float) -> float:
     from django.db import transaction
     from django.utils import timezone
 
-    from calls import services
     from calls.capabilities import SERVER
-    from calls.due import signal_scheduler
     from calls.models import Call, CallMember, DueAction
+    from calls.scheduling.due import signal_scheduler
+    from calls.services.users import UserSpec, users_upsert
 
-    services.users_upsert(actor=SERVER, users=[services.UserSpec(id=USER, teams=[TEAM])])
+    users_upsert(actor=SERVER, users=[UserSpec(id=USER, teams=[TEAM])])
     step = window / count
     with transaction.atomic():
         calls = Call.objects.bulk_create(
@@ -269,7 +269,8 @@ def _seed(design: str, count: int, t0: datetime, window: float) -> float:
             [CallMember(call=call, user_id=USER, role="host") for call in calls], batch_size=2000
         )
         if design == "ours":
-            # The rows calls.due.due_actions_sync writes for a new call with these fields.
+            # The rows calls.scheduling.due.due_actions_sync writes for a new call with these
+            # fields.
             DueAction.objects.bulk_create(
                 [
                     DueAction(call=call, kind=DueAction.Kind.GO_LIVE, key="", due_at=call.starts_at)

@@ -7,7 +7,9 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import services, webhooks
+from calls.outbox import webhooks
+from calls.services.live import call_end, call_go_live, call_stop_live
+
 from .capabilities import SERVER
 from .errors import CallsError
 from .models import (
@@ -118,15 +120,15 @@ class CallAdmin(admin.ModelAdmin):
 
     @admin.action(description="Go live (leave backstage)")
     def go_live(self, request: HttpRequest, queryset: QuerySet) -> None:
-        _run(self, request, queryset, services.call_go_live, "Went live with")
+        _run(self, request, queryset, call_go_live, "Went live with")
 
     @admin.action(description="Stop live (back to backstage)")
     def stop_live(self, request: HttpRequest, queryset: QuerySet) -> None:
-        _run(self, request, queryset, services.call_stop_live, "Stopped live for")
+        _run(self, request, queryset, call_stop_live, "Stopped live for")
 
     @admin.action(description="End call for everyone")
     def end_call(self, request: HttpRequest, queryset: QuerySet) -> None:
-        _run(self, request, queryset, services.call_end, "Ended")
+        _run(self, request, queryset, call_end, "Ended")
 
 
 @admin.register(CallEvent)

@@ -24,7 +24,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import Call
 
 __all__ = [
     "BUILTIN_CALL_TYPE_SETTINGS",
@@ -45,7 +48,7 @@ __all__ = [
     "builtin_call_type_settings",
     "deep_merge",
     "default_notification_settings",
-    "effective_settings",
+    "effective",
     "validate_call_type_settings",
     "validate_notification_settings",
     "validate_settings_request",
@@ -170,11 +173,16 @@ def overlay(base: Mapping[str, Any], override: Mapping[str, Any]) -> Mapping[str
     return merged
 
 
-def effective_settings(
-    type_settings: Mapping[str, Any], override: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """A call's effective settings: its type's settings with its ``settings_override`` merged."""
-    return deep_merge(type_settings, override or {})
+def effective(call: Call) -> Mapping[str, Any]:
+    """The call's effective settings (read-only): its type's settings with its
+    ``settings_override`` laid over them, computed once per pair of settings objects."""
+    base, override = call.type.settings, call.settings_override
+    memo = call.__dict__.get("_effective_settings")
+    if memo is not None and memo[0] is base and memo[1] is override:
+        return memo[2]
+    merged = overlay(base, override)
+    call.__dict__["_effective_settings"] = (base, override, merged)
+    return merged
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,6 +590,9 @@ _SECTION_SPECS: dict[str, _Spec] = {
         {
             "enabled": _BOOL,
             "join_ahead_time_seconds": _Int(0, 86_400),  # our choice: at most a day early
+            # Our extension: holders of join-backstage enter from this long before the start
+            # (unset: any time). Enforced by capabilities.join_state.
+            "hosts_join_ahead_seconds": _Int(0, 86_400),
         }
     ),
     "ring": _Object(

@@ -4,7 +4,11 @@ Effective capabilities of a user on a call = the union of the call type's grants
 {the user's global role, `call_member` if a member, the member's call role, the call token's
 role for the cids it lists} — empty when the user is blocked. Server-side actors may do anything.
 Teams: a team user reaches only calls of their teams; a teamless user only teamless calls (§6.1).
-The backstage / join-ahead / ended rules of joining live in `join_denial`.
+An audio-only call (`video.enabled` off in its settings) grants nobody `send-video`.
+
+The read rule (`can_read`) has its SQL form beside it (`readable_calls_q`), for lists.
+The join rule is `join_state`: every refusal to join (REST join, call socket, token minting,
+pages) derives from it.
 """
 
 from __future__ import annotations
@@ -14,8 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
+
+from .call_settings import effective
+from .models import Call, CallMember, CallType
+
 if TYPE_CHECKING:
-    from .models import Call, CallMember, CallUser
+    from .models import CallUser
 
 ALL_CAPABILITIES: tuple[str, ...] = (
     "block-users",
@@ -148,6 +159,18 @@ class Actor:
     call_role: str | None = None
     teams: frozenset[str] = field(default_factory=frozenset)
 
+    @classmethod
+    def of(
+        cls, user: CallUser, *, call_cids: Iterable[str] = (), call_role: str | None = None
+    ) -> Actor:
+        """A calls user acting for themselves (with a call token's cids and role, if any)."""
+        return cls(
+            user=user,
+            call_cids=frozenset(call_cids),
+            call_role=call_role or None,
+            teams=frozenset(user.teams),
+        )
+
     @property
     def is_server(self) -> bool:
         return self.user is None
@@ -195,11 +218,63 @@ def capabilities_for(actor: Actor, call: Call, member: CallMember | None) -> lis
     for capability, granted in ((call.user_permissions or {}).get(actor.user_id) or {}).items():
         if capability in USER_PERMISSIONS:
             (caps.add if granted else caps.discard)(capability)
+    if not (effective(call).get("video") or {}).get("enabled", True):
+        caps.discard("send-video")  # an audio-only call: nobody sends video, whatever the grants
     return [c for c in ALL_CAPABILITIES if c in caps]
 
 
-def has_capability(actor: Actor, call: Call, member: CallMember | None, capability: str) -> bool:
-    return capability in capabilities_for(actor, call, member)
+# --- reading a call --------------------------------------------------------------------------
+
+
+def can_read(actor: Actor, call: Call, member: CallMember | None) -> bool:
+    """GetCall's rule: the server, or `read-call` in the actor's capabilities (which already
+    says no to another team's call and to a blocked user). `readable_calls_q` is its SQL."""
+    return actor.is_server or "read-call" in capabilities_for(actor, call, member)
+
+
+def readable_calls_q(actor: Actor) -> Q:
+    """`can_read` as a filter on calls (QueryCalls): the same roles, grants, team and block
+    rules, as SQL. Proven equal to `can_read` over a persona x call matrix
+    (tests/calls/test_capabilities.py). Building it reads the call types' grants (one query)."""
+    if actor.is_server:
+        return Q()
+    assert actor.user is not None  # noqa: S101
+    readers = {
+        ct.name: {role for role, caps in (ct.grants or {}).items() if "read-call" in caps}
+        for ct in CallType.objects.only("name", "grants")
+    }
+    mine = CallMember.objects.filter(call=OuterRef("pk"), user_id=actor.user.id)
+    # The global role's grant.
+    q = Q(type_id__in=sorted(t for t, roles in readers.items() if actor.user.role in roles))
+    # A member: through `call_member`, or through their call role.
+    q |= Q(Exists(mine), type_id__in=sorted(t for t, r in readers.items() if "call_member" in r))
+    for type_name, roles in sorted(readers.items()):
+        if "call_member" not in roles and roles:
+            q |= Q(Exists(mine.filter(role__in=sorted(roles))), type_id=type_name)
+    # A call token: `call_member` (and its role) on the calls it lists.
+    if actor.call_cids:
+        token_roles = {"call_member", actor.call_role}
+        q |= Q(
+            cid__in=sorted(actor.call_cids),
+            type_id__in=sorted(t for t, roles in readers.items() if roles & token_roles),
+        )
+    tenant = Q(team__in=sorted(actor.teams)) if actor.teams else Q(team__isnull=True)
+    return tenant & q & ~_blocked_q(actor.user.id)
+
+
+def _blocked_q(user_id: str) -> Q:
+    """Calls that block the user (a blocked user has no capabilities, so no read-call)."""
+    if connection.vendor == "postgresql":
+        return Q(blocked_user_ids__contains=[user_id])  # jsonb @>
+    # SQLite has no JSON containment lookup: the list's elements through json_each.
+    table = Call._meta.db_table
+    # The table name is our model's; the user id is a bound parameter.
+    blocked = RawSQL(  # noqa: S611
+        f'SELECT c.id FROM "{table}" c, json_each(c.blocked_user_ids) j '  # noqa: S608
+        "WHERE j.value = %s",
+        (user_id,),
+    )
+    return Q(pk__in=blocked)
 
 
 def can_create(actor: Actor, grants: dict[str, list[str]]) -> bool:
@@ -214,47 +289,67 @@ def can_create(actor: Actor, grants: dict[str, list[str]]) -> bool:
 TIMER_END_REASON = "max_duration"
 
 
-def join_opens_at(call: Call, join_ahead_seconds: int) -> datetime | None:
-    """When ordinary users may enter a backstage call early (None: only at go-live)."""
-    if call.starts_at is None or join_ahead_seconds <= 0:
+# What a person may do now, by `JoinState.state`: enter the call or its lobby, or not.
+ADMITTED_STATES = frozenset({"live", "backstage", "lobby"})
+
+
+@dataclass(frozen=True)
+class JoinState:
+    """Where a person stands with a call now: `ended`, `live` (may enter the call),
+    `backstage` (may enter before go-live: hosts), `lobby` (may wait inside for go-live),
+    `too_early` or `not_allowed`. `opens_at`: when `too_early` ends (None: only at go-live),
+    and `then` what it becomes (`lobby`, or `backstage` for hosts)."""
+
+    state: str
+    opens_at: datetime | None = None
+    then: str = "lobby"
+
+    @property
+    def admits(self) -> bool:
+        """May enter the call or its lobby now (and so may hold a token for it)."""
+        return self.state in ADMITTED_STATES
+
+    @property
+    def denial(self) -> str | None:
+        """Why joining is refused now (the API's error message), or None."""
+        if self.state == "ended":
+            return "the call has ended"
+        if self.state == "not_allowed":
+            return "you are not allowed to join this call"
+        if self.state == "too_early":
+            if self.opens_at is None:
+                return "the call is in backstage; it can be joined when it goes live"
+            return f"the call is in backstage; joinable from {self.opens_at.isoformat()}"
         return None
-    return call.starts_at - timedelta(seconds=join_ahead_seconds)
 
 
-def join_denial(
-    *, caps: list[str], call: Call, join_ahead_seconds: int, now: datetime
-) -> str | None:
-    """Why the actor may not join now, or None when they may. The one join rule."""
-    if call.is_ended and ("join-ended-call" not in caps or call.end_reason == TIMER_END_REASON):
-        # A call ended by its max-duration timer stays ended, whatever the grants say.
-        return "the call has ended"
-    if "join-call" not in caps:
-        return "you are not allowed to join this call"
-    if call.backstage and "join-backstage" not in caps:
-        opens = join_opens_at(call, join_ahead_seconds)
-        if opens is None:
-            return "the call is in backstage; it can be joined when it goes live"
-        if now < opens:
-            return f"the call is in backstage; joinable from {opens.isoformat()}"
-    return None
+def _before_start(call: Call, seconds: int | None) -> datetime | None:
+    if call.starts_at is None or seconds is None:
+        return None
+    return call.starts_at - timedelta(seconds=seconds)
 
 
-def join_state(
-    *, caps: list[str], call: Call, join_ahead_seconds: int, now: datetime
-) -> tuple[str, datetime | None]:
-    """Where a person stands, for lobby pages and patient apps, and when the lobby opens:
-    `ended`, `live`, `backstage` (may enter before go-live: staff), `lobby` (may wait inside
-    for go-live), `too_early`, or `not_allowed`. Agrees with `join_denial`."""
-    opens = join_opens_at(call, join_ahead_seconds)
+def join_state(*, caps: list[str], call: Call, now: datetime) -> JoinState:
+    """The one join rule. Ordinary members wait in the lobby of a backstage call from its
+    `join_ahead_time_seconds` before the start (0: only at go-live); holders of
+    `join-backstage` enter backstage from `hosts_join_ahead_seconds` before the start (our
+    extension; unset: any time). A call ended by its max-duration timer stays ended, whatever
+    the grants say."""
+    backstage = effective(call).get("backstage") or {}
+    lobby_ahead = backstage.get("join_ahead_time_seconds") or 0
+    lobby_opens = _before_start(call, lobby_ahead) if lobby_ahead > 0 else None
     if call.is_ended:
         rejoin = "join-ended-call" in caps and call.end_reason != TIMER_END_REASON
-        return ("live" if rejoin else "ended"), opens
+        return JoinState("live" if rejoin else "ended", lobby_opens)
     if "join-call" not in caps:
-        return "not_allowed", opens
+        return JoinState("not_allowed", lobby_opens)
     if not call.backstage:
-        return "live", opens
+        return JoinState("live", lobby_opens)
     if "join-backstage" in caps:
-        return "backstage", opens
-    if opens is not None and now >= opens:
-        return "lobby", opens
-    return "too_early", opens
+        hosts_opens = _before_start(call, backstage.get("hosts_join_ahead_seconds"))
+        if hosts_opens is not None and now < hosts_opens:
+            return JoinState("too_early", hosts_opens, then="backstage")
+        return JoinState("backstage", hosts_opens, then="backstage")
+    if lobby_opens is not None and now >= lobby_opens:
+        return JoinState("lobby", lobby_opens)
+    return JoinState("too_early", lobby_opens)

@@ -172,7 +172,7 @@ class CallEvent(models.Model):
     type = models.CharField(max_length=64)
     payload = models.JSONField()
     created_at = models.DateTimeField()
-    # Set when the relay has handed the event to its consumers (calls.relay).
+    # Set when the relay has handed the event to its consumers (calls.outbox.relay).
     relayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -353,7 +353,7 @@ class CallParticipant(models.Model):
 class DueAction(models.Model):
     """Work due at a time: the scheduler's source of truth (never the broker).
 
-    Services keep these rows in step with the call in the same transaction (calls.due);
+    Services keep these rows in step with the call in the same transaction (calls.scheduling.due);
     the scheduler claims due rows and applies them through the same services the API uses.
     """
 
@@ -449,7 +449,7 @@ class PushDelivery(DeliveryAttempts):
     The unique (event, device, purpose) row makes dispatch idempotent; the delivery task claims
     the row with a conditional update before it sends, so one run at a time sends it; a run
     that died mid-send is followed by a resend with the same collapse ids, so the device shows
-    one notification per event and purpose (calls.push.delivery explains the semantics).
+    one notification per event and purpose (calls.outbox.push.delivery explains the semantics).
     """
 
     class Purpose(models.TextChoices):
@@ -550,7 +550,7 @@ def validate_webhook_url(value: str) -> None:
 
 
 class WebhookEndpoint(models.Model):
-    """Where the app's events are POSTed (calls.webhooks), Stream-style: signed with the API
+    """Where the app's events are POSTed (calls.outbox.webhooks), Stream-style: signed with the API
     secret. `team` narrows it to the events of one clinic's calls; `event_types` to a list."""
 
     url = models.URLField(max_length=1000, validators=[validate_webhook_url])
@@ -585,7 +585,7 @@ class WebhookDelivery(DeliveryAttempts):
     """One event POSTed to one endpoint: at least once, retried with backoff, then dead.
 
     `webhook_id` is sent as X-Webhook-Id on every attempt, so receivers can deduplicate.
-    Retries are due at `next_attempt_at` (calls.webhooks.sweep), never only in the broker.
+    Retries are due at `next_attempt_at` (calls.outbox.webhooks.sweep), never only in the broker.
     """
 
     class State(models.TextChoices):

@@ -6,7 +6,7 @@ from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from .capabilities import Actor, capabilities_for, team_allows
+from .capabilities import Actor, can_read, capabilities_for, team_allows
 from .errors import InputError, NotAllowed, NotFound
 from .models import Call, CallEvent, CallMember, CallParticipant, CallType, CallUser
 
@@ -196,3 +196,121 @@ def call_phase(call: Call | None) -> str:
 def call_events(*, call: Call) -> QuerySet[CallEvent]:
     """A call's event history, oldest first, without payloads (they carry names)."""
     return CallEvent.objects.filter(call=call).only("type", "created_at").order_by("id")
+
+
+# --- the events socket (calls.realtime.consumer) ----------------------------------------------
+
+
+def call_readable(*, actor: Actor, call_pk: int) -> bool:
+    """May the actor read this call (GetCall's rule, `capabilities.can_read`)?"""
+    call = Call.objects.select_related("type").filter(pk=call_pk).first()
+    return call is not None and can_read(actor, call, member_of(actor=actor, call=call))
+
+
+def call_pk_for_subscription(*, actor: Actor, cid: str) -> int:
+    """The call's pk, if the actor may read the call; NotFound / NotAllowed otherwise."""
+    type_name, _, call_id = cid.partition(":")
+    call = call_find(type_name=type_name, call_id=call_id) if call_id else None
+    if call is None:
+        raise NotFound(f"call {cid} does not exist")
+    if not can_read(actor, call, member_of(actor=actor, call=call)):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to read call {cid}")
+    return call.pk
+
+
+def newest_call_event_id(*, call_pk: int) -> int:
+    qs = CallEvent.objects.filter(call_id=call_pk).order_by("-pk")
+    return qs.values_list("pk", flat=True).first() or 0
+
+
+def newest_event_id() -> int:
+    return CallEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def call_events_after(
+    *, call_pk: int, after: int, upto: int | None, limit: int
+) -> list[tuple[int, dict]]:
+    """(id, payload) of the call's events after `after` (up to `upto`), oldest first."""
+    qs = CallEvent.objects.filter(call_id=call_pk, pk__gt=after)
+    if upto is not None:
+        qs = qs.filter(pk__lte=upto)
+    return list(qs.order_by("pk").values_list("pk", "payload")[:limit])
+
+
+def team_events_after(*, team: str, after: int, limit: int) -> list[tuple[int, str, int, dict]]:
+    """(id, cid, call pk, payload) of the team's calls' events after `after`, oldest first."""
+    qs = CallEvent.objects.filter(call__team=team, pk__gt=after).order_by("pk")
+    return list(qs.values_list("pk", "call_cid", "call_id", "payload")[:limit])
+
+
+# --- the call socket (calls.realtime.rtc) ------------------------------------------------------
+
+
+def call_by_pk(*, pk: int) -> Call:
+    return calls_base().get(pk=pk)
+
+
+def host_present(*, call: Call) -> bool:
+    """Is someone in the call whose role lets them into backstage (a host getting ready)?"""
+    roles = {role for role, caps in call.type.grants.items() if "join-backstage" in caps}
+    joined = call_participants(call=call, states=(CallParticipant.State.JOINED,))
+    return any(p.role in roles or p.user.role in roles for p in joined)
+
+
+def participant_by_session(*, user_session_id: str) -> CallParticipant:
+    return CallParticipant.objects.select_related("user").get(user_session_id=user_session_id)
+
+
+def peer_channel(*, call_pk: int, user_session_id: str) -> str | None:
+    """The channel of a joined participant of this call (signaling goes there)."""
+    return (
+        CallParticipant.objects.filter(
+            call_id=call_pk, user_session_id=user_session_id, state=CallParticipant.State.JOINED
+        )
+        .values_list("channel_name", flat=True)
+        .first()
+    )
+
+
+def peer_channels(*, call_pk: int, exclude: str) -> list[str]:
+    """The channels of the call's other joined participants."""
+    return list(
+        CallParticipant.objects.filter(call_id=call_pk, state=CallParticipant.State.JOINED)
+        .exclude(user_session_id=exclude)
+        .exclude(channel_name="")
+        .values_list("channel_name", flat=True)
+    )
+
+
+def participant_user_id(*, call_pk: int, user_session_id: str) -> str | None:
+    """The user of a participant of this call who has not left."""
+    return (
+        CallParticipant.objects.filter(call_id=call_pk, user_session_id=user_session_id)
+        .exclude(state=CallParticipant.State.LEFT)
+        .values_list("user_id", flat=True)
+        .first()
+    )
+
+
+def participant_state(*, user_session_id: str) -> str | None:
+    return (
+        CallParticipant.objects.filter(user_session_id=user_session_id)
+        .values_list("state", flat=True)
+        .first()
+    )
+
+
+def participant_media(*, user_session_id: str) -> tuple[bool, bool]:
+    """(audio, video) the participant sends, as the server last recorded it."""
+    row = (
+        CallParticipant.objects.filter(user_session_id=user_session_id)
+        .values_list("audio", "video")
+        .first()
+    )
+    return row if row is not None else (False, False)
+
+
+def capabilities_on(*, actor: Actor, call_pk: int) -> list[str]:
+    """The actor's capabilities on the call now."""
+    call = call_by_pk(pk=call_pk)
+    return capabilities_for(actor, call, member_of(actor=actor, call=call))

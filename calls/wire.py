@@ -5,11 +5,10 @@ Every datetime is an integer of Unix nanoseconds (§1.5); never RFC 3339 in a re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .call_settings import overlay
+from .call_settings import effective
 
 if TYPE_CHECKING:
     from .models import Call, CallMember, CallParticipant, CallSession, CallType, CallUser
@@ -71,19 +70,8 @@ def member_response(member: CallMember) -> dict[str, Any]:
     }
 
 
-def call_settings(call: Call) -> Mapping[str, Any]:
-    """The call's effective settings (read-only), computed once per settings objects."""
-    base, override = call.type.settings, call.settings_override
-    memo = call.__dict__.get("_effective_settings")
-    if memo is not None and memo[0] is base and memo[1] is override:
-        return memo[2]
-    merged = overlay(base, override)
-    call.__dict__["_effective_settings"] = (base, override, merged)
-    return merged
-
-
 def call_response(call: Call) -> dict[str, Any]:
-    settings = call_settings(call)
+    settings = effective(call)
     return {
         "type": call.type_id,
         "id": call.call_id,

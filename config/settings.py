@@ -225,11 +225,12 @@ CALLS_TURN_URLS = env.list("CALLS_TURN_URLS", default=[])
 CALLS_TURN_SECRET = env.str("CALLS_TURN_SECRET", default="")
 CALLS_TURN_TTL_SECONDS = env.int("CALLS_TURN_TTL_SECONDS", default=6 * 3600)
 
-# Who receives every committed call event (calls.relay), in this order.
+# Who receives every committed call event (calls.outbox.relay), in this order.
 CALLS_EVENT_CONSUMERS: list[str] = [
     "calls.realtime.publish",  # WebSocket groups: clients subscribed to the call or team
-    "calls.push.dispatch.on_event",  # pushes: ring / notify / missed → devices (may send inline)
-    "calls.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
+    # pushes: ring / notify / missed → devices (may send inline)
+    "calls.outbox.push.dispatch.on_event",
+    "calls.outbox.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
     "appointments.events.on_event",  # the appointment follows its call (no-show, completed)
 ]
 
@@ -277,7 +278,7 @@ PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=5)
 PUSH_RETRY_BASE_SECONDS = env.float("PUSH_RETRY_BASE_SECONDS", default=5.0)
 # One delivery run sends at most two requests (FCM: token, then push); its task is stopped at
 # this limit (soft at 80%). A push left `sending` longer than PUSH_SENDING_STALE_SECONDS lost
-# its worker and is sent again with the same collapse ids (calls.push.delivery), so the bound
+# its worker and is sent again with the same collapse ids (calls.outbox.push.delivery), so the bound
 # must exceed the limit, and stay well under a minute (older rings are not sent at all).
 PUSH_SEND_TIME_LIMIT_SECONDS = env.float(
     "PUSH_SEND_TIME_LIMIT_SECONDS", default=2 * PUSH_TIMEOUT_SECONDS + 5
@@ -294,7 +295,7 @@ if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 # ---- end of push providers -----------------------------------------------------------------
 
-# ---- Webhooks (calls.webhooks) -------------------------------------------------------------
+# ---- Webhooks (calls.outbox.webhooks) ------------------------------------------------------
 # Attempts per delivery (408/429/5xx, timeouts, network errors) before it is dead, and the
 # timeout of each attempt (Stream's is 6 s).
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)

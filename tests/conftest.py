@@ -27,7 +27,7 @@ def _builtin_call_types(request):
         return
     transactional = marker.kwargs.get("transaction", False)
     request.getfixturevalue("transactional_db" if transactional else "db")
-    from calls.services import call_types_ensure_builtin
+    from calls.services.call_types import call_types_ensure_builtin
 
     call_types_ensure_builtin()
 

@@ -28,7 +28,7 @@ from appointments import selectors, services
 from appointments.joining import join_info
 from appointments.models import Appointment, Patient
 from appointments.tasks import patient_send_sign_in_code
-from calls import services as call_services
+from calls.services.devices import device_register, device_remove
 
 from . import auth
 from .errors import ErrorSerializer, exception_handler
@@ -339,7 +339,7 @@ class DeviceListView(PatientAPIView):
     def post(self, request: Request) -> Response:
         data = DeviceCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        device = call_services.device_register(
+        device = device_register(
             user_id=self.patient.call_user_id,
             kind=data.validated_data["kind"],
             token=data.validated_data["token"],
@@ -360,5 +360,5 @@ class DeviceDetailView(PatientAPIView):
         responses={204: None, 401: E401, 404: E404},
     )
     def delete(self, request: Request, device_id: int) -> Response:
-        call_services.device_remove(user_id=self.patient.call_user_id, device_id=device_id)
+        device_remove(user_id=self.patient.call_user_id, device_id=device_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

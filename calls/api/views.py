@@ -10,13 +10,36 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from calls import query, selectors, services, wire
+from calls import filters, selectors, wire
 from calls.capabilities import capabilities_for
 from calls.errors import InputError, NotAllowed, NotFound
 from calls.models import ID_REGEX, Task
+from calls.services import base as call_base
+from calls.services.app import app_update, app_webhook
+from calls.services.base import MemberSpec
+from calls.services.call_types import call_type_create, call_type_delete, call_type_update
+from calls.services.calls import (
+    call_delete,
+    call_get_or_create,
+    call_join,
+    call_members_update,
+    call_read,
+    call_send_event,
+    call_update,
+)
+from calls.services.live import call_end, call_go_live, call_stop_live
+from calls.services.moderation import (
+    call_block_user,
+    call_kick_user,
+    call_mute_users,
+    call_unblock_user,
+    call_update_user_permissions,
+)
+from calls.services.ringing import call_accept, call_reject, call_ring
+from calls.services.users import UserSpec, users_partial_update, users_upsert
+from calls.tokens import mint_user_token
 
 from . import serializers as s
-from .auth import create_user_token
 from .base import StreamView
 from .wire_input import drop_none, parse_body, validated
 
@@ -33,20 +56,18 @@ def _check_ids(type_name: str, call_id: str) -> None:
         raise InputError("invalid call type or id", fields=bad)
 
 
-def _members(data: list[dict[str, Any]] | None) -> list[services.MemberSpec]:
+def _members(data: list[dict[str, Any]] | None) -> list[MemberSpec]:
     return [
-        services.MemberSpec(user_id=m["user_id"], role=m.get("role"), custom=m.get("custom"))
+        MemberSpec(user_id=m["user_id"], role=m.get("role"), custom=m.get("custom"))
         for m in data or []
     ]
 
 
-def _user_spec(data: dict[str, Any]) -> services.UserSpec:
-    return services.UserSpec(
-        **{k: v for k, v in data.items() if k in services.UserSpec.__dataclass_fields__}
-    )
+def _user_spec(data: dict[str, Any]) -> UserSpec:
+    return UserSpec(**{k: v for k, v in data.items() if k in UserSpec.__dataclass_fields__})
 
 
-def _call_view_body(view: services.CallView) -> dict[str, Any]:
+def _call_view_body(view: call_base.CallView) -> dict[str, Any]:
     return {
         "call": wire.call_response(view.call),
         "members": [wire.member_response(m) for m in view.members],
@@ -61,7 +82,7 @@ class CallView(StreamView):
     def get(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         params = validated(s.GetCallQuery, drop_none(request.query_params.dict()))
-        view = services.call_read(
+        view = call_read(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -77,7 +98,7 @@ class CallView(StreamView):
         body = validated(s.GetOrCreateCallRequest, drop_none(parse_body(request._request)))
         data = body.get("data", {})
         created_by = data.get("created_by")
-        view = services.call_get_or_create(
+        view = call_get_or_create(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -102,7 +123,7 @@ class CallView(StreamView):
     def patch(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.UpdateCallRequest, drop_none(parse_body(request._request)))
-        view = services.call_update(actor=self.actor, type_name=type, call_id=id, **body)
+        view = call_update(actor=self.actor, type_name=type, call_id=id, **body)
         return self.respond(_call_view_body(view))
 
 
@@ -115,7 +136,7 @@ class JoinCallView(StreamView):
         _check_ids(type, id)
         body = validated(s.JoinCallRequest, drop_none(parse_body(request._request)))
         data = body.get("data", {})
-        view = services.call_join(
+        view = call_join(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -131,7 +152,7 @@ class JoinCallView(StreamView):
             notify=body.get("notify", False),
             video=body.get("video"),
         )
-        token = create_user_token(
+        token = mint_user_token(
             self.actor.user_id or "", expires_in=3600, call_cids=[view.call.cid]
         )
         return self.respond(
@@ -159,7 +180,7 @@ class CallMembersView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.UpdateCallMembersRequest, drop_none(parse_body(request._request)))
-        members = services.call_members_update(
+        members = call_members_update(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -175,7 +196,7 @@ class RingCallView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.RingCallRequest, drop_none(parse_body(request._request)))
-        rung = services.call_ring(
+        rung = call_ring(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -193,7 +214,7 @@ class AcceptCallView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         parse_body(request._request)
-        services.call_accept(actor=self.actor, type_name=type, call_id=id)
+        call_accept(actor=self.actor, type_name=type, call_id=id)
         return self.respond({}, status=201)
 
 
@@ -205,9 +226,7 @@ class RejectCallView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.RejectCallRequest, drop_none(parse_body(request._request)))
-        services.call_reject(
-            actor=self.actor, type_name=type, call_id=id, reason=body.get("reason", "")
-        )
+        call_reject(actor=self.actor, type_name=type, call_id=id, reason=body.get("reason", ""))
         return self.respond({}, status=201)
 
 
@@ -218,7 +237,7 @@ class SendCallEventView(StreamView):
         _check_ids(type, id)
         body = validated(s.SendCallEventRequest, drop_none(parse_body(request._request)))
         user = body.get("user") or {}
-        services.call_send_event(
+        call_send_event(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -234,7 +253,7 @@ class BlockUserView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.BlockUserRequest, drop_none(parse_body(request._request)))
-        services.call_block_user(actor=self.actor, type_name=type, call_id=id, **body)
+        call_block_user(actor=self.actor, type_name=type, call_id=id, **body)
         return self.respond({}, status=201)
 
 
@@ -244,7 +263,7 @@ class UnblockUserView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.BlockUserRequest, drop_none(parse_body(request._request)))
-        services.call_unblock_user(actor=self.actor, type_name=type, call_id=id, **body)
+        call_unblock_user(actor=self.actor, type_name=type, call_id=id, **body)
         return self.respond({}, status=201)
 
 
@@ -255,7 +274,7 @@ class KickUserView(StreamView):
         _check_ids(type, id)
         body = validated(s.KickUserRequest, drop_none(parse_body(request._request)))
         kicked_by = body.get("kicked_by") or {}
-        services.call_kick_user(
+        call_kick_user(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -273,7 +292,7 @@ class MuteUsersView(StreamView):
         _check_ids(type, id)
         body = validated(s.MuteUsersRequest, drop_none(parse_body(request._request)))
         muted_by = body.pop("muted_by", None) or {}
-        services.call_mute_users(
+        call_mute_users(
             actor=self.actor,
             type_name=type,
             call_id=id,
@@ -288,7 +307,7 @@ class UpdateUserPermissionsView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.UpdateUserPermissionsRequest, drop_none(parse_body(request._request)))
-        services.call_update_user_permissions(actor=self.actor, type_name=type, call_id=id, **body)
+        call_update_user_permissions(actor=self.actor, type_name=type, call_id=id, **body)
         return self.respond({}, status=201)
 
 
@@ -298,7 +317,7 @@ class GoLiveView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         parse_body(request._request)  # media flags are accepted and ignored (no egress here)
-        call = services.call_go_live(actor=self.actor, type_name=type, call_id=id)
+        call = call_go_live(actor=self.actor, type_name=type, call_id=id)
         return self.respond({"call": wire.call_response(call)}, status=201)
 
 
@@ -308,7 +327,7 @@ class StopLiveView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         parse_body(request._request)
-        call = services.call_stop_live(actor=self.actor, type_name=type, call_id=id)
+        call = call_stop_live(actor=self.actor, type_name=type, call_id=id)
         return self.respond({"call": wire.call_response(call)}, status=201)
 
 
@@ -317,7 +336,7 @@ class EndCallView(StreamView):
 
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
-        services.call_end(actor=self.actor, type_name=type, call_id=id)
+        call_end(actor=self.actor, type_name=type, call_id=id)
         return self.respond({}, status=201)
 
 
@@ -327,7 +346,7 @@ class DeleteCallView(StreamView):
     def post(self, request: Request, type: str, id: str) -> Response:
         _check_ids(type, id)
         body = validated(s.DeleteCallRequest, drop_none(parse_body(request._request)))
-        call, task = services.call_delete(
+        call, task = call_delete(
             actor=self.actor, type_name=type, call_id=id, hard=body.get("hard", False)
         )
         out: dict[str, Any] = {"call": wire.call_response(call)}
@@ -341,7 +360,7 @@ class QueryCallsView(StreamView):
 
     def post(self, request: Request) -> Response:
         body = validated(s.QueryRequest, drop_none(parse_body(request._request)))
-        calls, next_cursor, prev_cursor = query.calls_query(
+        calls, next_cursor, prev_cursor = filters.calls_query(
             actor=self.actor,
             filter_conditions=body.get("filter_conditions"),
             sort=body.get("sort"),
@@ -375,10 +394,10 @@ class QueryCallMembersView(StreamView):
     def post(self, request: Request) -> Response:
         body = validated(s.QueryCallMembersRequest, drop_none(parse_body(request._request)))
         _check_ids(body["type"], body["id"])
-        view = services.call_read(
+        view = call_read(
             actor=self.actor, type_name=body["type"], call_id=body["id"], members_limit=0
         )
-        members, next_cursor, prev_cursor = query.members_query(
+        members, next_cursor, prev_cursor = filters.members_query(
             call=view.call,
             filter_conditions=body.get("filter_conditions"),
             sort=body.get("sort"),
@@ -410,7 +429,7 @@ class CallTypesView(StreamView):
     def post(self, request: Request) -> Response:
         _require_server(self)
         body = validated(s.CreateCallTypeRequest, drop_none(parse_body(request._request)))
-        call_type = services.call_type_create(**body)
+        call_type = call_type_create(**body)
         return self.respond(wire.call_type_response(call_type), status=201)
 
 
@@ -424,12 +443,12 @@ class CallTypeView(StreamView):
     def put(self, request: Request, name: str) -> Response:
         _require_server(self)
         body = validated(s.CallTypeRequest, drop_none(parse_body(request._request)))
-        call_type = services.call_type_update(name=name, **body)
+        call_type = call_type_update(name=name, **body)
         return self.respond(wire.call_type_response(call_type), status=201)
 
     def delete(self, request: Request, name: str) -> Response:
         _require_server(self)
-        services.call_type_delete(name=name)
+        call_type_delete(name=name)
         return self.respond({})
 
 
@@ -446,7 +465,7 @@ class UsersView(StreamView):
                     fields={f"users.{key}.id": "must equal its key"},
                 )
             specs.append(_user_spec(data))
-        users = services.users_upsert(actor=self.actor, users=specs)
+        users = users_upsert(actor=self.actor, users=specs)
         return self.respond(
             {
                 "users": {u.id: wire.full_user_response(u) for u in users},
@@ -457,7 +476,7 @@ class UsersView(StreamView):
 
     def patch(self, request: Request) -> Response:
         body = validated(s.UpdateUsersPartialRequest, parse_body(request._request))
-        users = services.users_partial_update(
+        users = users_partial_update(
             actor=self.actor,
             updates=[(u["id"], u.get("set", {}), u.get("unset", [])) for u in body["users"]],
         )
@@ -501,12 +520,12 @@ class AppView(StreamView):
 
     def patch(self, request: Request) -> Response:
         _require_server(self)
-        services.app_update(changes=drop_none(parse_body(request._request)))
+        app_update(changes=drop_none(parse_body(request._request)))
         return self.respond({})
 
 
 def _app_body() -> dict[str, Any]:
-    endpoint = services.app_webhook()
+    endpoint = app_webhook()
     return {
         "name": settings.CALLS_APP_NAME,
         "organization": "",

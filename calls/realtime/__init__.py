@@ -41,7 +41,7 @@ Events (server → client)
     (removed from the call, blocked, left the team); nothing more comes for it.
 
 Delivery
-    Services write events in their transaction; after commit the relay (`calls.relay`) hands
+    Services write events in their transaction; after commit the relay (`calls.outbox.relay`) hands
     each to `publish`, which sends it to the call's, the team's (and for `user.updated` the
     user's) channel-layer groups: Redis in production, in-memory in the embedded default.
     Each web process joins a group once, for all its connections (`fanout`), and hands each
@@ -67,9 +67,9 @@ __all__ = ["WS_URL_PATH", "browser_connection", "publish"]
 def browser_connection(*, user_id: str, expires_in: int = 3600) -> dict[str, str]:
     """What a portal page needs to open the socket: its path (with the API key) and a
     short-lived user token for the signed-in staff member's calls user."""
-    from calls.api.auth import create_user_token
+    from calls.tokens import mint_user_token
 
     return {
         "url": f"{WS_URL_PATH}?{urlencode({'api_key': settings.CALLS_API_KEY})}",
-        "token": create_user_token(user_id, expires_in=expires_in),
+        "token": mint_user_token(user_id, expires_in=expires_in),
     }

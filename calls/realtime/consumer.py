@@ -33,11 +33,9 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import jwt
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -49,11 +47,9 @@ try:
 except ImportError:  # another ASGI server
     ClientDisconnected = ConnectionError  # type: ignore[misc,assignment]
 
-from calls import selectors
-from calls.api.auth import authenticate
-from calls.capabilities import Actor, capabilities_for, team_allows
-from calls.errors import AuthError, CallsError, InputError, NotAllowed, NotFound
-from calls.models import Call, CallEvent
+from calls import selectors, tokens
+from calls.capabilities import Actor, team_allows
+from calls.errors import AuthError, CallsError, InputError, NotAllowed, TokenExpired
 
 from . import fanout, groups
 from .publish import EVENT_MESSAGE, remember_server_loop
@@ -80,69 +76,6 @@ ACCESS_EVENTS = frozenset(
         "call.permissions_updated",
     }
 )
-
-
-# --- sync helpers (run in a thread through database_sync_to_async) ----------------------------
-
-
-def actor_from_token(api_key: str, token: str) -> tuple[Actor, float | None]:
-    """The REST API's checks, run by the REST API's own function: `authenticate` reads only
-    `GET["api_key"]` and the `Authorization` header. Returns the actor and the token's `exp`."""
-    request = SimpleNamespace(GET={"api_key": api_key}, headers={"Authorization": token})
-    actor = authenticate(request)  # type: ignore[arg-type]
-    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-    return actor, float(exp) if isinstance(exp, int | float) else None
-
-
-def can_read(actor: Actor, call: Call) -> bool:
-    """GetCall's rule (services.call_read): the team, then `read-call` in own capabilities."""
-    if actor.is_server:
-        return True
-    if not team_allows(actor, call.team):
-        return False
-    member = selectors.member_of(actor=actor, call=call)
-    return "read-call" in capabilities_for(actor, call, member)
-
-
-def _call_by_pk(pk: int) -> Call | None:
-    return Call.objects.select_related("type").filter(pk=pk).first()
-
-
-def call_for_subscription(actor: Actor, cid: str) -> int:
-    """The call's pk, if the actor may read the call."""
-    type_name, _, call_id = cid.partition(":")
-    call = selectors.call_find(type_name=type_name, call_id=call_id) if call_id else None
-    if call is None:
-        raise NotFound(f"call {cid} does not exist")
-    if not can_read(actor, call):
-        raise NotAllowed(f"user {actor.user_id} is not allowed to read call {cid}")
-    return call.pk
-
-
-def newest_call_event_id(call_pk: int) -> int:
-    qs = CallEvent.objects.filter(call_id=call_pk).order_by("-pk")
-    return qs.values_list("pk", flat=True).first() or 0
-
-
-def call_readable(actor: Actor, call_pk: int) -> bool:
-    call = _call_by_pk(call_pk)
-    return call is not None and can_read(actor, call)
-
-
-def call_events_after(call_pk: int, after: int, upto: int | None) -> list[tuple[int, dict]]:
-    qs = CallEvent.objects.filter(call_id=call_pk, pk__gt=after)
-    if upto is not None:
-        qs = qs.filter(pk__lte=upto)
-    return list(qs.order_by("pk").values_list("pk", "payload")[:REPLAY_BATCH])
-
-
-def team_events_after(team: str, after: int) -> list[tuple[int, str, int, dict]]:
-    qs = CallEvent.objects.filter(call__team=team, pk__gt=after).order_by("pk")
-    return list(qs.values_list("pk", "call_cid", "call_id", "payload")[:REPLAY_BATCH])
-
-
-def newest_event_id() -> int:
-    return CallEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
 # --- origin ----------------------------------------------------------------------------------
@@ -323,7 +256,9 @@ class EventsConsumer(JsonSocket):
             await self.fail(AuthError("JWTAuth error: token is missing"))
             return
         try:
-            actor, exp = await database_sync_to_async(actor_from_token)(self.api_key, token)
+            actor, exp = await database_sync_to_async(tokens.verify)(
+                api_key=self.api_key, token=token
+            )
         except CallsError as exc:
             await self.fail(exc)
             return
@@ -354,8 +289,6 @@ class EventsConsumer(JsonSocket):
     async def _expire(self, exp: float) -> None:
         leeway = settings.CALLS_TOKEN_LEEWAY_SECONDS
         await asyncio.sleep(max(0.0, exp + leeway - time.time()))
-        from calls.errors import TokenExpired
-
         await self.fail(TokenExpired("JWTAuth error: token has expired"))
 
     async def fail(self, exc: CallsError) -> None:
@@ -392,11 +325,13 @@ class EventsConsumer(JsonSocket):
         if cid not in self.call_subs:
             self._check_room()
         assert self.actor is not None  # noqa: S101 - receive_json checked it
-        call_pk = await database_sync_to_async(call_for_subscription)(self.actor, cid)
+        call_pk = await database_sync_to_async(selectors.call_pk_for_subscription)(
+            actor=self.actor, cid=cid
+        )
         # Join first, read second: an event committed in between arrives twice, never zero.
         await self._join(groups.call_group(cid))
         if after is None:  # live only: from the call's newest event on
-            newest = await database_sync_to_async(newest_call_event_id)(call_pk)
+            newest = await database_sync_to_async(selectors.newest_call_event_id)(call_pk=call_pk)
             floor = max(self.last_sent.get(cid, 0), newest)
         else:  # the client says what it has seen: everything after it, again if need be
             floor = after
@@ -428,11 +363,13 @@ class EventsConsumer(JsonSocket):
         replayed = 0
         newest = after
         if after is None:
-            newest = sub.since = await database_sync_to_async(newest_event_id)()
+            newest = sub.since = await database_sync_to_async(selectors.newest_event_id)()
         else:
             cursor = after
             while True:
-                rows = await database_sync_to_async(team_events_after)(team, cursor)
+                rows = await database_sync_to_async(selectors.team_events_after)(
+                    team=team, after=cursor, limit=REPLAY_BATCH
+                )
                 for event_id, cid, call_pk, payload in rows:
                     cursor = event_id
                     if cid in self.call_subs or await self._team_allows(sub, cid, call_pk):
@@ -478,7 +415,9 @@ class EventsConsumer(JsonSocket):
         sent = 0
         while True:
             after = self.last_sent.get(cid, 0)
-            rows = await database_sync_to_async(call_events_after)(call_pk, after, upto)
+            rows = await database_sync_to_async(selectors.call_events_after)(
+                call_pk=call_pk, after=after, upto=upto, limit=REPLAY_BATCH
+            )
             for event_id, payload in rows:
                 sent += await self._send(cid, event_id, payload, floor=after)
             if len(rows) < REPLAY_BATCH:
@@ -487,9 +426,9 @@ class EventsConsumer(JsonSocket):
     async def _team_allows(self, sub: TeamSub, cid: str, call_pk: int | None) -> bool:
         if cid not in sub.readable:
             assert self.actor is not None  # noqa: S101
-            sub.readable[cid] = call_pk is not None and await database_sync_to_async(call_readable)(
-                self.actor, call_pk
-            )
+            sub.readable[cid] = call_pk is not None and await database_sync_to_async(
+                selectors.call_readable
+            )(actor=self.actor, call_pk=call_pk)
         return sub.readable[cid]
 
     async def calls_event(self, message: dict[str, Any]) -> None:
@@ -546,7 +485,9 @@ class EventsConsumer(JsonSocket):
 
     async def _recheck_call(self, cid: str, sub: CallSub) -> None:
         assert self.actor is not None  # noqa: S101
-        if not await database_sync_to_async(call_readable)(self.actor, sub.call_pk):
+        if not await database_sync_to_async(selectors.call_readable)(
+            actor=self.actor, call_pk=sub.call_pk
+        ):
             await self.unsubscribe_call(
                 cid,
                 reason=f"user {self.actor.user_id} may no longer read call {cid}",
@@ -556,7 +497,9 @@ class EventsConsumer(JsonSocket):
     async def user_changed(self) -> None:
         """The connected user changed: run the token checks again, then every access check."""
         try:
-            actor, _exp = await database_sync_to_async(actor_from_token)(self.api_key, self.token)
+            actor, _exp = await database_sync_to_async(tokens.verify)(
+                api_key=self.api_key, token=self.token
+            )
         except CallsError as exc:
             await self.fail(exc)
             return

@@ -1,7 +1,7 @@
 """The relay's WebSocket consumer: hands one committed outbox event to the channel-layer
 groups of its call, its team and (for `user.updated`) its user.
 
-Called by `calls.relay` after commit, in id order, possibly twice for one event (clients
+Called by `calls.outbox.relay` after commit, in id order, possibly twice for one event (clients
 drop ids they have already seen). It never raises: a failed send is logged, and connected
 clients still get the event, because each message carries `prev` (the id of the call's
 previous event) and a client connection that sees a gap reads the missing events from the

@@ -18,21 +18,29 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from calls import selectors, services, wire
-from calls.capabilities import Actor, capabilities_for
+from calls import selectors, tokens
+from calls.capabilities import Actor
 from calls.errors import AuthError, CallsError, InputError, NotAllowed
 from calls.media import join_media
-from calls.models import Call, CallParticipant
+from calls.models import CallParticipant
+from calls.services.live import call_end, call_go_live
+from calls.services.moderation import call_kick_user, call_mute_users
+from calls.services.sessions import (
+    participant_disconnected,
+    participant_enter,
+    participant_leave,
+    participant_media_update,
+    participant_seen,
+)
 
-from . import groups
-from .consumer import CLOSE_BASE, JsonSocket, actor_from_token, origin_allowed
+from . import groups, page
+from .consumer import CLOSE_BASE, JsonSocket, origin_allowed
 from .publish import remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
@@ -40,118 +48,34 @@ logger = logging.getLogger("calls.realtime")
 JOIN_TIMEOUT_S = 10.0
 MAX_SIGNAL_BYTES = 64 * 1024
 SEEN_EVERY_S = 15.0  # heartbeat writes, at most this often
-# What a participant who was made to leave is told (KickUser, BlockUser); the page reads
-# "removed", and "cannot" for a block (no Rejoin button).
-GONE_MESSAGES = {
-    "kicked": "you were removed from the call",
-    "blocked": "you were removed from the call and cannot join it again",
-}
 
 State = CallParticipant.State
 
 
-# --- page shapes (docs/media.md) --------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _iso_from_ns(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat()
-
-
-def call_summary(call: Call) -> dict[str, Any]:
-    session = call.session if call.session_id else None
-    running = session is not None and session.ended_at is None
-    return {
-        "cid": call.cid,
-        "backstage": call.backstage,
-        "starts_at": _iso(call.starts_at),
-        "ended_at": _iso(call.ended_at),
-        "live_started_at": _iso(call.live_started_at),
-        "join_ahead_time_seconds": wire.call_settings(call)["backstage"].get(
-            "join_ahead_time_seconds", 0
-        ),
-        "timer_ends_at": _iso(session.timer_ends_at) if running and session else None,
-        "server_time": timezone.now().isoformat(),
-    }
-
-
-def participant_page(p: CallParticipant) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "user_session_id": p.user_session_id,
-        "user": {"id": p.user.id, "name": p.user.name, "image": p.user.image},
-        "role": p.role,
-        "audio": p.audio,
-        "video": p.video,
-    }
-    if p.state == State.WAITING:
-        data["waiting_since"] = _iso(p.waiting_since)
-    else:
-        data["joined_at"] = _iso(p.joined_at)
-    return data
-
-
-def _participant_from_event(
-    participant: dict[str, Any], media: tuple[bool, bool] = (True, True)
-) -> dict[str, Any]:
-    """The page's participant from a Stream event's (which has no media state: `media` is
-    what the server recorded, see `_media_of`)."""
-    user = participant.get("user") or {}
-    return {
-        "user_session_id": participant.get("user_session_id"),
-        "user": {"id": user.get("id"), "name": user.get("name", ""), "image": user.get("image")},
-        "role": participant.get("role", ""),
-        "joined_at": _iso_from_ns(participant.get("joined_at")),
-        "audio": media[0],
-        "video": media[1],
-    }
-
-
-# --- sync helpers (run through database_sync_to_async) ----------------------------------------
-
-
-def _hosts_roles(call: Call) -> set[str]:
-    """Roles whose grants let them into backstage: their presence means "getting ready"."""
-    return {role for role, caps in call.type.grants.items() if "join-backstage" in caps}
-
-
-def _call(pk: int) -> Call:
-    return selectors.calls_base().get(pk=pk)
-
-
-def _host_present(call_pk: int) -> bool:
-    call = _call(call_pk)
-    roles = _hosts_roles(call)
-    joined = selectors.call_participants(call=call, states=(State.JOINED,))
-    return any(p.role in roles or p.user.role in roles for p in joined)
+# --- messages that read the database (run through database_sync_to_async) ---------------
 
 
 def _lobby_message(call_pk: int) -> dict[str, Any]:
-    call = _call(call_pk)
+    call = selectors.call_by_pk(pk=call_pk)
     return {
         "type": "lobby",
         "state": "lobby",
-        "host_present": _host_present(call_pk),
-        "call": call_summary(call),
+        "host_present": selectors.host_present(call=call),
+        "call": page.call_summary(call, now=timezone.now()),
     }
 
 
 def _waiting(call_pk: int) -> list[dict[str, Any]]:
-    call = _call(call_pk)
-    return [
-        participant_page(p) for p in selectors.call_participants(call=call, states=(State.WAITING,))
-    ]
+    call = selectors.call_by_pk(pk=call_pk)
+    waiting = selectors.call_participants(call=call, states=(State.WAITING,))
+    return [page.participant_page(p) for p in waiting]
 
 
 def _joined_message(call_pk: int, user_session_id: str, caps: list[str]) -> dict[str, Any]:
-    call = _call(call_pk)
-    me = CallParticipant.objects.select_related("user").get(user_session_id=user_session_id)
+    call = selectors.call_by_pk(pk=call_pk)
+    me = selectors.participant_by_session(user_session_id=user_session_id)
     others = [
-        participant_page(p)
+        page.participant_page(p)
         for p in selectors.call_participants(call=call, states=(State.JOINED,))
         if p.session_id == me.session_id and p.user_session_id != user_session_id
     ]
@@ -159,65 +83,18 @@ def _joined_message(call_pk: int, user_session_id: str, caps: list[str]) -> dict
         "type": "joined",
         "session_id": me.session_id,
         "user_session_id": me.user_session_id,
-        "participant": participant_page(me),
+        "participant": page.participant_page(me),
         "participants": others,
         "waiting": _waiting(call_pk) if "join-backstage" in caps else [],
         "media": join_media(call=call, participant=me),
         "own_capabilities": caps,
-        "call": call_summary(call),
+        "call": page.call_summary(call, now=timezone.now()),
     }
 
 
-def _peer_channel(call_pk: int, user_session_id: str) -> str | None:
-    return (
-        CallParticipant.objects.filter(
-            call_id=call_pk, user_session_id=user_session_id, state=State.JOINED
-        )
-        .values_list("channel_name", flat=True)
-        .first()
-    )
-
-
-def _peer_channels(call_pk: int, exclude: str) -> list[str]:
-    return list(
-        CallParticipant.objects.filter(call_id=call_pk, state=State.JOINED)
-        .exclude(user_session_id=exclude)
-        .exclude(channel_name="")
-        .values_list("channel_name", flat=True)
-    )
-
-
-def _participant_user(call_pk: int, user_session_id: str) -> str | None:
-    """The user of a participant of this call who has not left."""
-    return (
-        CallParticipant.objects.filter(call_id=call_pk, user_session_id=user_session_id)
-        .exclude(state=State.LEFT)
-        .values_list("user_id", flat=True)
-        .first()
-    )
-
-
-def _still_in(user_session_id: str) -> str | None:
-    return (
-        CallParticipant.objects.filter(user_session_id=user_session_id)
-        .values_list("state", flat=True)
-        .first()
-    )
-
-
-def _media_of(user_session_id: str) -> tuple[bool, bool]:
-    """(audio, video) the participant sends, as the server last recorded it."""
-    row = (
-        CallParticipant.objects.filter(user_session_id=user_session_id)
-        .values_list("audio", "video")
-        .first()
-    )
-    return row if row is not None else (False, False)
-
-
-def _capabilities(actor: Actor, call_pk: int) -> list[str]:
-    call = _call(call_pk)
-    return capabilities_for(actor, call, selectors.member_of(actor=actor, call=call))
+def _call_updated(call_pk: int) -> dict[str, Any]:
+    call = selectors.call_by_pk(pk=call_pk)
+    return {"type": "call_updated", "call": page.call_summary(call, now=timezone.now())}
 
 
 # --- the consumer ----------------------------------------------------------------------------
@@ -250,7 +127,7 @@ class RtcConsumer(JsonSocket):
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
         if self.user_session_id and self.state:
-            await database_sync_to_async(services.participant_disconnected)(
+            await database_sync_to_async(participant_disconnected)(
                 user_session_id=self.user_session_id
             )
 
@@ -295,9 +172,9 @@ class RtcConsumer(JsonSocket):
             elif kind == "media_state":
                 await self.media_state(content)
             elif kind == "go_live":
-                await self._as_user(services.call_go_live)
+                await self._as_user(call_go_live)
             elif kind == "end_call":
-                await self._as_user(services.call_end)
+                await self._as_user(call_end)
             elif kind in ("mute", "remove"):
                 await self.moderate(kind, content)
             elif kind == "leave":
@@ -321,12 +198,12 @@ class RtcConsumer(JsonSocket):
             api_key = settings.CALLS_API_KEY
         resume = content.get("user_session_id")
         try:
-            actor, _exp = await database_sync_to_async(actor_from_token)(api_key, token)
+            actor, _exp = await database_sync_to_async(tokens.verify)(api_key=api_key, token=token)
             if actor.call_cids and cid not in actor.call_cids:
                 # A token minted for other calls (a patient's link) opens only those.
                 raise NotAllowed(f"this token is not valid for call {cid}")
             self.type_name, _, self.call_id = cid.partition(":")
-            entry = await database_sync_to_async(services.participant_enter)(
+            entry = await database_sync_to_async(participant_enter)(
                 actor=actor,
                 type_name=self.type_name,
                 call_id=self.call_id,
@@ -369,7 +246,9 @@ class RtcConsumer(JsonSocket):
             raise InputError("signal needs `to` (a user_session_id) and `data` (an object)")
         if len(json.dumps(data)) > MAX_SIGNAL_BYTES:
             raise InputError("signal data is too large")
-        channel = await database_sync_to_async(_peer_channel)(self.call_pk, to)
+        channel = await database_sync_to_async(selectors.peer_channel)(
+            call_pk=self.call_pk, user_session_id=to
+        )
         if not channel:
             raise InputError(f"{to} is not in this call", fields={"to": "not in the call"})
         await self.channel_layer.send(
@@ -383,7 +262,7 @@ class RtcConsumer(JsonSocket):
         # What the user may not send (UpdateUserPermissions), they are not sending.
         audio = audio and "send-audio" in self.caps
         video = video and "send-video" in self.caps
-        await database_sync_to_async(services.participant_media_update)(
+        await database_sync_to_async(participant_media_update)(
             user_session_id=self.user_session_id, audio=audio, video=video
         )
         message = {
@@ -392,8 +271,8 @@ class RtcConsumer(JsonSocket):
             "audio": audio,
             "video": video,
         }
-        for channel in await database_sync_to_async(_peer_channels)(
-            self.call_pk, self.user_session_id
+        for channel in await database_sync_to_async(selectors.peer_channels)(
+            call_pk=self.call_pk, exclude=self.user_session_id
         ):
             await self.channel_layer.send(channel, message)
 
@@ -403,11 +282,13 @@ class RtcConsumer(JsonSocket):
         target = content.get("user_session_id")
         if not isinstance(target, str) or not target:
             raise InputError(f"{kind} needs a `user_session_id`")
-        user_id = await database_sync_to_async(_participant_user)(self.call_pk, target)
+        user_id = await database_sync_to_async(selectors.participant_user_id)(
+            call_pk=self.call_pk, user_session_id=target
+        )
         if user_id is None:
             raise InputError(f"{target} is not in this call", fields={"user_session_id": "gone"})
         if kind == "mute":
-            await database_sync_to_async(services.call_mute_users)(
+            await database_sync_to_async(call_mute_users)(
                 actor=self.actor,
                 type_name=self.type_name,
                 call_id=self.call_id,
@@ -415,7 +296,7 @@ class RtcConsumer(JsonSocket):
                 audio=True,
             )
         else:
-            await database_sync_to_async(services.call_kick_user)(
+            await database_sync_to_async(call_kick_user)(
                 actor=self.actor, type_name=self.type_name, call_id=self.call_id, user_id=user_id
             )
 
@@ -425,7 +306,7 @@ class RtcConsumer(JsonSocket):
         )
 
     async def leave(self) -> None:
-        await database_sync_to_async(services.participant_leave)(
+        await database_sync_to_async(participant_leave)(
             user_session_id=self.user_session_id, reason="left"
         )
         self.state = ""
@@ -436,9 +317,7 @@ class RtcConsumer(JsonSocket):
         now = time.monotonic()
         if self.state == State.JOINED and now - self.seen_at >= SEEN_EVERY_S:
             self.seen_at = now
-            await database_sync_to_async(services.participant_seen)(
-                user_session_id=self.user_session_id
-            )
+            await database_sync_to_async(participant_seen)(user_session_id=self.user_session_id)
 
     # --- channel-layer messages ----------------------------------------------------------------
 
@@ -460,96 +339,81 @@ class RtcConsumer(JsonSocket):
             )
 
     async def calls_event(self, message: dict[str, Any]) -> None:
-        """The call's outbox events (publish.EVENT_MESSAGE), as for an events subscriber."""
-        if not self.state or self.closing or message.get("cid") != self.cid:
+        """The call's outbox events (publish.EVENT_MESSAGE): `page.steps` says what each means
+        for this tab; the `_on_<step>` methods carry it out."""
+        if self.closing or message.get("cid") != self.cid:
             return
         payload = message["payload"]
-        kind = payload.get("type", "")
+        tab = page.Tab(
+            state=self.state,
+            user_session_id=self.user_session_id,
+            user_id=self.actor.user_id if self.actor is not None else None,
+            may_admit="join-backstage" in self.caps,
+        )
+        for step in page.steps(payload, tab):
+            await getattr(self, f"_on_{step}")(payload)
+
+    async def _on_call_ended(self, payload: dict[str, Any]) -> None:
+        self.state = ""
+        await self.send_json(page.call_ended(payload))
+        await self._close(1000)
+
+    async def _on_call_updated(self, payload: dict[str, Any]) -> None:
+        await self.send_json(await database_sync_to_async(_call_updated)(self.call_pk))
+
+    async def _on_admitted(self, payload: dict[str, Any]) -> None:
+        await self._send_joined()  # admitted from the lobby (the call went live)
+
+    async def _on_participant_joined(self, payload: dict[str, Any]) -> None:
         participant = payload.get("participant") or {}
-        mine = participant.get("user_session_id") == self.user_session_id
-        if kind in ("call.ended", "call.deleted"):
-            self.state = ""
-            await self.send_json({"type": "call_ended", "reason": payload.get("reason", "")})
-            await self._close(1000)
-        elif kind in ("call.live_started", "call.updated") and "call" in payload:
-            call = await database_sync_to_async(_call)(self.call_pk)
-            await self.send_json({"type": "call_updated", "call": call_summary(call)})
-        elif kind == "call.session_participant_joined":
-            if mine and self.state == State.WAITING:
-                await self._send_joined()  # admitted from the lobby (the call went live)
-            elif not mine and self.state == State.JOINED:
-                media = await database_sync_to_async(_media_of)(
-                    participant.get("user_session_id") or ""
-                )
-                await self.send_json(
-                    {
-                        "type": "participant_joined",
-                        "participant": _participant_from_event(participant, media),
-                    }
-                )
-                if "join-backstage" in self.caps:  # admitted from the lobby: not waiting now
-                    waiting = await database_sync_to_async(_waiting)(self.call_pk)
-                    await self.send_json({"type": "lobby_updated", "waiting": waiting})
-            elif self.state == State.WAITING:
-                await self.send_json(await database_sync_to_async(_lobby_message)(self.call_pk))
-        elif kind == "call.session_participant_left":
-            if mine:
-                await self._gone(payload.get("reason", ""))
-            elif self.state == State.JOINED:
-                await self.send_json(
-                    {
-                        "type": "participant_left",
-                        "user_session_id": participant.get("user_session_id"),
-                        "reason": payload.get("reason", ""),
-                    }
-                )
-            else:
-                await self.send_json(await database_sync_to_async(_lobby_message)(self.call_pk))
-        elif kind in ("call.lobby_participant_joined", "call.lobby_participant_left"):
-            if mine and kind.endswith("_left"):
-                await self._gone(payload.get("reason", ""))
-            elif self.state == State.JOINED and "join-backstage" in self.caps:
-                waiting = await database_sync_to_async(_waiting)(self.call_pk)
-                await self.send_json({"type": "lobby_updated", "waiting": waiting})
-        elif kind == "call.session_timer_warning" and self.state == State.JOINED:
-            await self.send_json(
-                {
-                    "type": "timer_warning",
-                    "timer_ends_at": _iso_from_ns(payload.get("timer_ends_at")),
-                    "remaining_seconds": payload.get("remaining_seconds"),
-                }
-            )
-        elif kind == "call.user_muted" and self.actor is not None:
-            if self.actor.user_id in (payload.get("muted_user_ids") or []):
-                audio, video = await database_sync_to_async(_media_of)(self.user_session_id)
-                await self.send_json(
-                    {
-                        "type": "muted",
-                        "audio": not audio,
-                        "video": not video,
-                        "by": payload.get("from_user_id") or "",
-                    }
-                )
-        elif (
-            kind == "call.permissions_updated"
-            and self.actor is not None
-            and (payload.get("user") or {}).get("id") == self.actor.user_id
-        ):
-            # Recomputed for this connection's actor (a call token adds its role).
-            self.caps = await database_sync_to_async(_capabilities)(self.actor, self.call_pk)
-            await self.send_json({"type": "permissions", "own_capabilities": self.caps})
-        elif (
-            kind == "call.member_removed"
-            and self.actor is not None
-            and self.actor.user_id in (payload.get("members") or [])
-        ):
-            await database_sync_to_async(services.participant_leave)(
-                user_session_id=self.user_session_id, reason="removed"
-            )
+        media = await database_sync_to_async(selectors.participant_media)(
+            user_session_id=participant.get("user_session_id") or ""
+        )
+        message = {
+            "type": "participant_joined",
+            "participant": page.participant_from_event(participant, media),
+        }
+        await self.send_json(message)
+
+    async def _on_participant_left(self, payload: dict[str, Any]) -> None:
+        await self.send_json(page.participant_left(payload))
+
+    async def _on_waiting(self, payload: dict[str, Any]) -> None:
+        waiting = await database_sync_to_async(_waiting)(self.call_pk)
+        await self.send_json({"type": "lobby_updated", "waiting": waiting})
+
+    async def _on_lobby(self, payload: dict[str, Any]) -> None:
+        await self.send_json(await database_sync_to_async(_lobby_message)(self.call_pk))
+
+    async def _on_gone(self, payload: dict[str, Any]) -> None:
+        await self._gone(payload.get("reason", ""))
+
+    async def _on_timer_warning(self, payload: dict[str, Any]) -> None:
+        await self.send_json(page.timer_warning(payload))
+
+    async def _on_muted(self, payload: dict[str, Any]) -> None:
+        media = await database_sync_to_async(selectors.participant_media)(
+            user_session_id=self.user_session_id
+        )
+        await self.send_json(page.muted(payload, media))
+
+    async def _on_permissions(self, payload: dict[str, Any]) -> None:
+        # Recomputed for this connection's actor (a call token adds its role).
+        self.caps = await database_sync_to_async(selectors.capabilities_on)(
+            actor=self.actor, call_pk=self.call_pk
+        )
+        await self.send_json({"type": "permissions", "own_capabilities": self.caps})
+
+    async def _on_removed(self, payload: dict[str, Any]) -> None:
+        await database_sync_to_async(participant_leave)(
+            user_session_id=self.user_session_id, reason="removed"
+        )
 
     async def _gone(self, reason: str) -> None:
         """This participant left without asking (timed out, removed, back to backstage)."""
-        state = await database_sync_to_async(_still_in)(self.user_session_id)
+        state = await database_sync_to_async(selectors.participant_state)(
+            user_session_id=self.user_session_id
+        )
         if state != State.LEFT or reason in ("left", "call_ended"):
             return  # our own leave, or the call's end (call_ended follows)
         if reason == "backstage":
@@ -558,11 +422,11 @@ class RtcConsumer(JsonSocket):
             await self._reenter()
             return
         self.state = ""
-        await self.fail(NotAllowed(GONE_MESSAGES.get(reason, f"you left the call ({reason})")))
+        await self.fail(NotAllowed(page.gone_message(reason)))
 
     async def _reenter(self) -> None:
         try:
-            entry = await database_sync_to_async(services.participant_enter)(
+            entry = await database_sync_to_async(participant_enter)(
                 actor=self.actor,
                 type_name=self.type_name,
                 call_id=self.call_id,

@@ -11,9 +11,10 @@ from django.test import Client
 from django.urls import reverse
 
 from appointments.selectors import staff_actor
-from calls import services
 from calls.capabilities import Actor
 from calls.models import CallUser
+from calls.services.live import call_go_live
+from calls.services.sessions import Entry, participant_enter, participant_leave
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -31,8 +32,8 @@ def visit():
     return clinic, doctor, patient, appointment
 
 
-def enter(actor: Actor, appointment) -> services.Entry:
-    return services.participant_enter(
+def enter(actor: Actor, appointment) -> Entry:
+    return participant_enter(
         actor=actor, type_name="appointment", call_id=appointment.id, channel_name="x"
     )
 
@@ -60,11 +61,9 @@ def test_attendance_from_lobby_to_leave(visit):
     assert "Ana Lima" in html
     assert "Waiting since 08:56" in html
     with time_machine.travel(T, tick=False):
-        services.call_go_live(
-            actor=staff_actor(doctor), type_name="appointment", call_id=appointment.id
-        )
+        call_go_live(actor=staff_actor(doctor), type_name="appointment", call_id=appointment.id)
     with time_machine.travel(T + dt.timedelta(minutes=25), tick=False):
-        services.participant_leave(user_session_id=waiting.participant.user_session_id)
+        participant_leave(user_session_id=waiting.participant.user_session_id)
         html = page(clinic, doctor, appointment)
     assert "09:00\u201309:25" in html  # the patient's time in the call
     assert "25 min" in html

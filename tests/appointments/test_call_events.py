@@ -13,9 +13,11 @@ import time_machine
 from appointments.models import Appointment
 from appointments.selectors import staff_actor
 from appointments.services import NO_SHOW_AFTER_MINUTES
-from calls import scheduler, services
 from calls.capabilities import Actor
 from calls.models import Call, CallUser
+from calls.scheduling import scheduler
+from calls.services.live import call_end
+from calls.services.sessions import Entry, participant_enter
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -38,8 +40,8 @@ def patient_actor(patient) -> Actor:
     return Actor(user=user, teams=frozenset(user.teams))
 
 
-def enter(actor: Actor, appointment) -> services.Entry:
-    return services.participant_enter(
+def enter(actor: Actor, appointment) -> Entry:
+    return participant_enter(
         actor=actor, type_name="appointment", call_id=appointment.id, channel_name="x"
     )
 
@@ -73,7 +75,7 @@ def test_lobby_call_and_end_move_the_appointment(visit, django_capture_on_commit
     run_due(T, capture)  # go live at the start: the lobby comes in
     assert status(appointment) == "in_progress"
     with time_machine.travel(T + timedelta(minutes=20), tick=False), capture(execute=True):
-        services.call_end(actor=staff_actor(host), type_name="appointment", call_id=appointment.id)
+        call_end(actor=staff_actor(host), type_name="appointment", call_id=appointment.id)
     assert status(appointment) == "completed"
     # Nobody is reported absent: the no-show check found the patient had joined.
     run_due(T + timedelta(minutes=NO_SHOW_AFTER_MINUTES), capture)

@@ -14,11 +14,11 @@ from django.test import Client
 
 from appointments import links, services
 from appointments.models import AppointmentMember
-from calls import services as call_services
 from calls.capabilities import Actor
 from calls.errors import CallsError
 from calls.models import CallMember, CallUser
-from calls.realtime.consumer import actor_from_token
+from calls.services.sessions import participant_enter
+from calls.tokens import verify
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -75,7 +75,7 @@ def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doc
     config = room_config(response)
     assert (config["role"], config["state"], config["name"]) == ("guest", "lobby", "Maria Lima")
     assert config["time_zone"] == "America/Recife"  # the patient's
-    token_actor = actor_from_token(settings.CALLS_API_KEY, config["token"])[0]
+    token_actor = verify(api_key=settings.CALLS_API_KEY, token=config["token"])[0]
     assert token_actor.user_id == user.id
     page = response.content.decode()
     assert "Video appointment at Riverside Clinic" in page
@@ -87,7 +87,7 @@ def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doct
     frozen.move_to(START - dt.timedelta(minutes=5))
     guest = Actor(user=member.call_user, teams=frozenset(member.call_user.teams))
 
-    entry = call_services.participant_enter(
+    entry = participant_enter(
         actor=guest, type_name="appointment", call_id=appointment.id, channel_name="guest-tab"
     )
 
@@ -103,7 +103,7 @@ def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, 
     link = links.guest_link_path(member)
     token = room_config(Client().get(link))["token"]
     user = member.call_user
-    tab = call_services.participant_enter(
+    tab = participant_enter(
         actor=Actor(user=user, teams=frozenset(user.teams)),
         type_name="appointment",
         call_id=appointment.id,
@@ -120,7 +120,7 @@ def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, 
     assert response.status_code == 403
     assert b"This link does not work" in response.content
     with pytest.raises(CallsError, match="revoked"):
-        actor_from_token(settings.CALLS_API_KEY, token)
+        verify(api_key=settings.CALLS_API_KEY, token=token)
 
 
 def test_guest_rules(appointment, doctor, frozen):

@@ -23,9 +23,9 @@ from django.urls import reverse
 
 from appointments import links, services
 from appointments.models import Appointment
-from calls import services as call_services
 from calls.errors import CallsError
-from calls.realtime.consumer import actor_from_token
+from calls.services.sessions import participant_enter
+from calls.tokens import verify
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +143,8 @@ def test_before_the_lobby_opens_the_page_says_when(appointment):
     config = room_config(open_link(links.join_link_path(appointment)))
     assert config["state"] == "too_early"
     assert config["opens_at"] == (START - dt.timedelta(minutes=10)).isoformat()
-    assert config["token"]  # the page connects by itself once the lobby opens
+    # No token before the join rule lets the patient in: the page asks again at `opens_at`.
+    assert config["token"] is None
 
 
 def test_a_live_call_is_joined_directly(appointment, doctor, frozen):
@@ -202,8 +203,8 @@ def test_a_replaced_link_stops_working_and_the_new_one_works(appointment, doctor
     frozen.move_to(START - dt.timedelta(minutes=10))  # the lobby is open
     old = links.join_link_path(appointment)
     old_token = room_config(open_link(old))["token"]
-    waiting = call_services.participant_enter(
-        actor=actor_from_token(settings.CALLS_API_KEY, old_token)[0],
+    waiting = participant_enter(
+        actor=verify(api_key=settings.CALLS_API_KEY, token=old_token)[0],
         type_name="appointment",
         call_id=appointment.id,
         channel_name="old-link-tab",
@@ -220,14 +221,14 @@ def test_a_replaced_link_stops_working_and_the_new_one_works(appointment, doctor
     assert room_config(response) is None
     # The old page's calls token is revoked, and whoever used it is out of the lobby.
     with pytest.raises(CallsError, match="revoked"):
-        actor_from_token(settings.CALLS_API_KEY, old_token)
+        verify(api_key=settings.CALLS_API_KEY, token=old_token)
     waiting.refresh_from_db()
     assert (waiting.state, waiting.left_reason) == ("left", "kicked")
     # The new link opens the room (tokens minted from the next second on are good).
     frozen.move_to(START - dt.timedelta(minutes=10) + dt.timedelta(seconds=1))
     config = room_config(open_link(new))
     assert config["state"] == "lobby"
-    actor, _exp = actor_from_token(settings.CALLS_API_KEY, config["token"])
+    actor, _exp = verify(api_key=settings.CALLS_API_KEY, token=config["token"])
     assert actor.user_id == appointment.patient.call_user_id
 
 

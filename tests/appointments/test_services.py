@@ -152,12 +152,10 @@ def test_cancel_ends_the_call_once(clinic, doctor):
 
 
 def test_a_failing_call_rolls_back_the_appointment(clinic, doctor, monkeypatch):
-    from calls import services as call_services
-
     def explode(**kwargs):
         raise RuntimeError("call engine down")
 
-    monkeypatch.setattr(call_services, "call_get_or_create", explode)
+    monkeypatch.setattr(services, "call_get_or_create", explode)
     with pytest.raises(RuntimeError):
         services.appointment_book(booking=booking(clinic, doctor), by=doctor)
     assert not Appointment.objects.exists()

@@ -24,10 +24,10 @@ from websockets.sync.client import connect as websockets_connect
 from appointments import services
 from appointments.links import guest_link_path, join_link_path
 from appointments.models import CALL_TYPE, Appointment
-from calls import services as call_services
-from calls.api.auth import create_user_token
 from calls.capabilities import SERVER
 from calls.models import Call, CallParticipant
+from calls.services.moderation import call_block_user, call_kick_user, call_update_user_permissions
+from calls.tokens import mint_user_token
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -297,7 +297,7 @@ def test_clinician_and_patient_meet_in_a_video_call(
     # --- the clinic takes her camera away for this call, then gives it back
     # (UpdateUserPermissions through the calls API) ---
     def camera_permission(**change) -> None:
-        call_services.call_update_user_permissions(
+        call_update_user_permissions(
             actor=SERVER,
             type_name=CALL_TYPE,
             call_id=appointment.id,
@@ -478,7 +478,7 @@ def test_the_lobby_says_the_clinician_is_late_then_getting_ready(
 
     # The clinician comes in (another client of the call socket: Python, no browser).
     url = f"ws://{urlsplit(app_server.url).netloc}/ws/v1/rtc"
-    token = create_user_token(doctor.call_user_id, call_cids=[appointment.call_cid])
+    token = mint_user_token(doctor.call_user_id, call_cids=[appointment.call_cid])
     with websockets_connect(url, open_timeout=5) as host:
         host.send(json.dumps({"type": "join", "token": token, "call_cid": appointment.call_cid}))
         assert json.loads(host.recv(timeout=5))["type"] == "joined"
@@ -489,7 +489,7 @@ def test_the_lobby_says_the_clinician_is_late_then_getting_ready(
 
     # Put out of the lobby (KickUser, as a moderator through the calls API): the page says so
     # and offers to join again, without reconnecting on its own; a block takes that away.
-    call_services.call_kick_user(
+    call_kick_user(
         actor=SERVER,
         type_name=CALL_TYPE,
         call_id=appointment.id,
@@ -501,7 +501,7 @@ def test_the_lobby_says_the_clinician_is_late_then_getting_ready(
     assert not CallParticipant.objects.filter(
         user_id=patient.call_user_id, state=CallParticipant.State.WAITING
     ).exists()
-    call_services.call_block_user(
+    call_block_user(
         actor=SERVER,
         type_name=CALL_TYPE,
         call_id=appointment.id,
@@ -530,7 +530,7 @@ def test_a_guest_joins_from_their_own_link(
 
     # The clinician comes in and goes live (a Python client of the call socket): she is let in.
     url = f"ws://{urlsplit(app_server.url).netloc}/ws/v1/rtc"
-    token = create_user_token(doctor.call_user_id, call_cids=[appointment.call_cid])
+    token = mint_user_token(doctor.call_user_id, call_cids=[appointment.call_cid])
     with websockets_connect(url, open_timeout=5) as host:
         host.send(json.dumps({"type": "join", "token": token, "call_cid": appointment.call_cid}))
         joined = json.loads(host.recv(timeout=5))

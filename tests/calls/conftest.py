@@ -37,7 +37,7 @@ def receiver():
 @pytest.fixture
 def hook_settings(settings, receiver, eager_tasks):
     """Webhooks on, to the receiver on 127.0.0.1 over http (private networks allowed)."""
-    settings.CALLS_EVENT_CONSUMERS = ["calls.webhooks.on_event"]
+    settings.CALLS_EVENT_CONSUMERS = ["calls.outbox.webhooks.on_event"]
     settings.DEBUG = False
     settings.WEBHOOKS_ALLOW_HTTP = True
     settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True

@@ -19,7 +19,7 @@ from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from calls.api.auth import create_server_token, create_user_token
+from calls.tokens import mint_server_token, mint_user_token
 
 RECV_TIMEOUT_S = 5.0
 QUIET_S = 0.6  # how long "receives nothing" waits
@@ -63,7 +63,7 @@ def running_server() -> Iterator[str]:
 
 
 def token_for(user_id: str | None, **kwargs: Any) -> str:
-    return create_server_token() if user_id is None else create_user_token(user_id, **kwargs)
+    return mint_server_token() if user_id is None else mint_user_token(user_id, **kwargs)
 
 
 @dataclass

@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from calls import services
 from calls.capabilities import SERVER
 from calls.models import Call, CallEvent
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
 from tests.factories import CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -21,13 +22,13 @@ def admin_client(client):
 @pytest.fixture
 def backstage_call():
     CallUserFactory(id="doc", teams=["clinic-a"])
-    return services.call_get_or_create(
+    return call_get_or_create(
         actor=SERVER,
         type_name="appointment",
         call_id="adm-1",
         created_by_id="doc",
         team="clinic-a",
-        members=[services.MemberSpec(user_id="doc", role="host")],
+        members=[MemberSpec(user_id="doc", role="host")],
     ).call
 
 

@@ -16,7 +16,7 @@ from calls.call_settings import (
     builtin_call_type_settings,
     deep_merge,
     default_notification_settings,
-    effective_settings,
+    effective,
     overlay,
     validate_call_type_settings,
     validate_notification_settings,
@@ -36,7 +36,7 @@ def _strip_none(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# deep_merge / effective_settings
+# deep_merge / effective
 # --------------------------------------------------------------------------------------------
 
 
@@ -125,25 +125,31 @@ def test_overlay_equals_deep_merge_and_leaves_inputs_alone():
     assert overlay(base, {}) is base
 
 
-def test_effective_settings_without_override_is_an_equal_copy():
-    type_settings = BUILTIN_CALL_TYPE_SETTINGS["appointment"]
+def _call(override):
+    from calls.models import Call, CallType
 
-    effective = effective_settings(type_settings, None)
-
-    assert effective == type_settings
-    assert effective is not type_settings
-    assert effective["limits"] is not type_settings["limits"]
+    call_type = CallType(name="appointment", settings=BUILTIN_CALL_TYPE_SETTINGS["appointment"])
+    return Call(type=call_type, settings_override=override)
 
 
-def test_effective_settings_merges_the_override():
-    effective = effective_settings(
-        BUILTIN_CALL_TYPE_SETTINGS["appointment"],
-        {"backstage": {"join_ahead_time_seconds": 300}, "limits": {"max_duration_seconds": 5400}},
+def test_effective_settings_without_override_are_the_types():
+    call = _call({})
+
+    assert effective(call) == BUILTIN_CALL_TYPE_SETTINGS["appointment"]
+
+
+def test_effective_settings_merge_the_override_once_per_settings_objects():
+    call = _call(
+        {"backstage": {"join_ahead_time_seconds": 300}, "limits": {"max_duration_seconds": 5400}}
     )
 
-    assert effective["backstage"] == {"enabled": True, "join_ahead_time_seconds": 300}
-    assert effective["limits"]["max_duration_seconds"] == 5400
-    assert effective["limits"]["max_participants"] == 4
+    settings = effective(call)
+    assert settings["backstage"] == {"enabled": True, "join_ahead_time_seconds": 300}
+    assert settings["limits"]["max_duration_seconds"] == 5400
+    assert settings["limits"]["max_participants"] == 4
+    assert effective(call) is settings  # computed once
+    call.settings_override = {"limits": {"max_duration_seconds": 60}}
+    assert effective(call)["limits"]["max_duration_seconds"] == 60  # a new override: again
 
 
 # --------------------------------------------------------------------------------------------

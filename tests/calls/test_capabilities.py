@@ -4,8 +4,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calls.capabilities import ALL_CAPABILITIES, SERVER, Actor, capabilities_for, join_denial
-from calls.models import CallType
+from calls.capabilities import (
+    ALL_CAPABILITIES,
+    SERVER,
+    Actor,
+    can_read,
+    capabilities_for,
+    join_state,
+    readable_calls_q,
+)
+from calls.models import Call, CallMember, CallType
 from tests.factories import CallFactory, CallMemberFactory, CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +22,7 @@ START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 
 
 def actor(user, **kwargs):
-    return Actor(user=user, teams=frozenset(user.team_ids), **kwargs)
+    return Actor.of(user, **kwargs)
 
 
 def test_server_has_every_capability():
@@ -67,23 +75,142 @@ HOST = ["read-call", "join-call", "join-backstage"]
 
 
 @pytest.mark.parametrize(
-    ("caps", "backstage", "ended", "ahead", "now", "allowed"),
+    ("caps", "backstage", "ended", "ahead", "now", "state"),
     [
-        (PATIENT, False, False, 0, START, True),  # live: everyone with join-call
-        (PATIENT, True, False, 0, START + timedelta(hours=1), False),  # backstage, no window
-        (PATIENT, True, False, 600, START - timedelta(minutes=11), False),  # too early
-        (PATIENT, True, False, 600, START - timedelta(minutes=10), True),  # window open
-        (HOST, True, False, 0, START - timedelta(days=1), True),  # staff enter backstage
-        (PATIENT, False, True, 0, START, False),  # ended
-        ([*HOST, "join-ended-call"], False, True, 0, START, True),
-        (["read-call"], False, False, 0, START, False),  # no join-call
+        (PATIENT, False, False, 0, START, "live"),  # live: everyone with join-call
+        (PATIENT, True, False, 0, START + timedelta(hours=1), "too_early"),  # only at go-live
+        (PATIENT, True, False, 600, START - timedelta(minutes=11), "too_early"),
+        (PATIENT, True, False, 600, START - timedelta(minutes=10), "lobby"),  # window open
+        (HOST, True, False, 0, START - timedelta(days=1), "backstage"),  # no host window set
+        (PATIENT, False, True, 0, START, "ended"),
+        ([*HOST, "join-ended-call"], False, True, 0, START, "live"),
+        (["read-call"], False, False, 0, START, "not_allowed"),  # no join-call
     ],
 )
-def test_join_rule(caps, backstage, ended, ahead, now, allowed):
+def test_join_rule(caps, backstage, ended, ahead, now, state):
     call = CallFactory.build(
-        starts_at=START, backstage=backstage, ended_at=START if ended else None
+        starts_at=START,
+        backstage=backstage,
+        ended_at=START if ended else None,
+        settings_override={"backstage": {"join_ahead_time_seconds": ahead}},
     )
-    denial = join_denial(caps=caps, call=call, join_ahead_seconds=ahead, now=now)
-    assert (denial is None) is allowed
-    if not allowed:
-        assert denial
+    standing = join_state(caps=caps, call=call, now=now)
+    assert standing.state == state
+    assert standing.admits is (state in ("live", "backstage", "lobby"))
+    assert (standing.denial is None) is standing.admits
+
+
+@pytest.mark.parametrize(
+    ("now", "state"),
+    [
+        (START - timedelta(minutes=16), "too_early"),  # before the hosts' window
+        (START - timedelta(minutes=15), "backstage"),
+        (START + timedelta(hours=2), "backstage"),  # still backstage, late
+    ],
+)
+def test_hosts_enter_backstage_from_their_join_ahead_time(now, state):
+    call = CallFactory.build(
+        starts_at=START,
+        backstage=True,
+        settings_override={"backstage": {"hosts_join_ahead_seconds": 900}},
+    )
+    standing = join_state(caps=HOST, call=call, now=now)
+    assert standing.state == state
+    assert standing.then == "backstage"
+    assert standing.opens_at == START - timedelta(minutes=15)
+    if state == "too_early":
+        assert "joinable from" in standing.denial
+    # A live call lets hosts in whatever the time.
+    call.backstage = False
+    assert join_state(caps=HOST, call=call, now=now).state == "live"
+
+
+def test_an_audio_only_call_grants_nobody_send_video():
+    call = CallFactory(
+        type=CallType.objects.get(name="appointment"),
+        team="clinic-a",
+        settings_override={"video": {"enabled": False}},
+    )
+    host = CallUserFactory(teams=["clinic-a"])
+    member = CallMemberFactory(call=call, user=host, role="host")
+    call.user_permissions = {host.id: {"send-video": True}}  # not even when granted one by one
+    caps = capabilities_for(actor(host), call, member)
+    assert "send-video" not in caps
+    assert {"send-audio", "join-call", "end-call"} <= set(caps)
+    assert "send-video" in capabilities_for(SERVER, call, None)  # the server is not a sender
+    call.settings_override = {}
+    assert "send-video" in capabilities_for(actor(host), call, member)
+
+
+def _read_matrix():
+    """Calls of every kind the read rule distinguishes, and personas of every kind."""
+    picky = CallType.objects.create(
+        name="picky",
+        settings={},
+        grants={"host": ["read-call"], "call_member": [], "user": []},
+    )
+    appointment = CallType.objects.get(name="appointment")
+    default = CallType.objects.get(name="default")
+    calls = {
+        "appointment-a": CallFactory(type=appointment, team="clinic-a"),
+        "default-a": CallFactory(type=default, team="clinic-a"),
+        "default-teamless": CallFactory(type=default, team=None),
+        "picky-a": CallFactory(type=picky, team="clinic-a"),
+        "appointment-b": CallFactory(type=appointment, team="clinic-b"),
+        "default-b": CallFactory(type=default, team="clinic-b"),
+    }
+    member = CallUserFactory(id="member", teams=["clinic-a"])
+    host = CallUserFactory(id="host", teams=["clinic-a"])
+    blocked = CallUserFactory(id="blocked", teams=["clinic-a"])
+    for call in calls.values():
+        CallMemberFactory(call=call, user=member, role="call_member")
+        CallMemberFactory(call=call, user=host, role="host")
+        CallMemberFactory(call=call, user=blocked, role="call_member")
+        call.blocked_user_ids = [blocked.id]
+        call.save()
+    colleague = CallUserFactory(id="colleague", teams=["clinic-a"])
+    admin = CallUserFactory(id="admin", teams=["clinic-a"], role="admin")
+    token_cids = [calls["appointment-a"].cid, calls["picky-a"].cid]
+    personas = {
+        "server": SERVER,
+        "member": actor(member),
+        "host": actor(host),
+        "blocked member": actor(blocked),
+        "same-team non-member": actor(colleague),
+        "same-team admin": actor(admin),
+        "other team": actor(CallUserFactory(id="outsider", teams=["clinic-b"])),
+        "teamless": actor(CallUserFactory(id="loner")),
+        "call token": actor(colleague, call_cids=token_cids),
+        "call token as host": actor(colleague, call_cids=token_cids, call_role="host"),
+        "token for another call": actor(colleague, call_cids=[calls["default-a"].cid]),
+    }
+    return calls, personas
+
+
+def test_the_read_rule_and_its_sql_agree_over_a_persona_x_call_matrix(django_assert_num_queries):
+    calls, personas = _read_matrix()
+    readable = {}
+    for name, who in personas.items():
+        with django_assert_num_queries(0 if who.is_server else 1):  # the call types' grants
+            q = readable_calls_q(who)
+        in_sql = set(Call.objects.filter(q).values_list("cid", flat=True))
+        for call in calls.values():
+            call.refresh_from_db()
+            member = CallMember.objects.filter(call=call, user_id=who.user_id).first()
+            in_python = can_read(who, call, member)
+            assert (call.cid in in_sql) is in_python, (name, call.cid)
+            readable[(name, call.call_id)] = in_python
+    # The matrix really distinguishes: each kind of persona is let in somewhere and kept out
+    # somewhere (but the server), so a rule that said yes or no to everyone would fail.
+    for name in personas:
+        seen = {v for (who, _), v in readable.items() if who == name}
+        expected = {"server": {True}, "blocked member": {False}}.get(name, {True, False})
+        assert seen == expected, (name, seen)
+    assert readable[("host", calls["picky-a"].call_id)] is True
+    assert readable[("member", calls["picky-a"].call_id)] is False  # call_member cannot read
+    assert readable[("call token as host", calls["picky-a"].call_id)] is True
+    assert readable[("call token", calls["picky-a"].call_id)] is False
+    assert readable[("blocked member", calls["appointment-a"].call_id)] is False
+    assert readable[("other team", calls["appointment-b"].call_id)] is False  # not a member
+    assert readable[("other team", calls["default-b"].call_id)] is True
+    assert readable[("teamless", calls["default-teamless"].call_id)] is True

@@ -8,9 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 
-from calls import services
 from calls.capabilities import SERVER
 from calls.models import Call, CallEvent, CallMember
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
+from calls.services.users import UserSpec, users_upsert
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -24,22 +26,20 @@ PARALLEL = 50
 
 
 def test_parallel_get_or_create_creates_exactly_one_call():
-    services.users_upsert(
-        actor=SERVER, users=[services.UserSpec(id="doc"), services.UserSpec(id="pat")]
-    )
+    users_upsert(actor=SERVER, users=[UserSpec(id="doc"), UserSpec(id="pat")])
     barrier = threading.Barrier(PARALLEL)
 
     def attempt(_: int) -> bool:
         try:
             barrier.wait(timeout=30)
-            view = services.call_get_or_create(
+            view = call_get_or_create(
                 actor=SERVER,
                 type_name="default",
                 call_id="race-1",
                 created_by_id="doc",
                 members=[
-                    services.MemberSpec(user_id="doc", role="host"),
-                    services.MemberSpec(user_id="pat"),
+                    MemberSpec(user_id="doc", role="host"),
+                    MemberSpec(user_id="pat"),
                 ],
             )
             return view.created

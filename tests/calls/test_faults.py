@@ -24,10 +24,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from calls import services
 from calls.capabilities import SERVER
 from calls.models import Call, CallEvent, DueAction, PushDelivery
-from calls.push import webpush
+from calls.outbox.push import webpush
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
 from tests.calls.push.conftest import make_device
 from tests.calls.push.processes import (
     process_env,
@@ -93,14 +94,14 @@ def _book_calls(push_service, vapid_public):
     first_start = timezone.now() + timedelta(seconds=3)  # booking takes about a second
     calls = {}
     for i in range(CALLS):
-        call = services.call_get_or_create(
+        call = call_get_or_create(
             actor=SERVER,
             type_name="appointment",  # backstage until it goes live
             call_id=f"visit-{i}",
             created_by_id="doc",
             members=[
-                services.MemberSpec(user_id="doc", role="host"),
-                services.MemberSpec(user_id=f"pat-{i}", role="call_member"),
+                MemberSpec(user_id="doc", role="host"),
+                MemberSpec(user_id=f"pat-{i}", role="call_member"),
             ],
             starts_at=first_start + WAVE_GAP * (i % WAVES),
             go_live_at_start=True,

@@ -1,4 +1,5 @@
-"""QueryCalls / QueryCallMembers filters, sorting, tenancy, read-call and cursors (calls.query)."""
+"""QueryCalls / QueryCallMembers filters, sorting, tenancy, read-call and cursors
+(calls.filters)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from django.utils import timezone
 
 from calls.capabilities import SERVER, Actor
 from calls.errors import InputError
+from calls.filters import calls_query, members_query
 from calls.models import Call, CallMember, CallType, CallUser
-from calls.query import calls_query, members_query
 from tests.factories import CallFactory, CallMemberFactory, CallUserFactory
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)

@@ -13,8 +13,9 @@ import time
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from calls import realtime, relay
+from calls import realtime
 from calls.models import CallEvent
+from calls.outbox import relay
 from calls.realtime import consumer
 from tests.factories import CallUserFactory
 
@@ -367,12 +368,10 @@ def test_the_page_own_origin_and_listed_origins_are_allowed(base, people, settin
 def test_publish_without_a_websocket_server_is_a_no_op(people, eager_tasks):
     """The relay may run where no socket was ever opened (a worker, a test): quiet."""
     CallUserFactory(id="dr-solo")
-    from calls import services
     from calls.capabilities import SERVER
+    from calls.services.calls import call_get_or_create
 
-    services.call_get_or_create(
-        actor=SERVER, type_name="default", call_id="solo", created_by_id="dr-solo"
-    )
+    call_get_or_create(actor=SERVER, type_name="default", call_id="solo", created_by_id="dr-solo")
     event = CallEvent.objects.get(call_cid="default:solo")
     realtime.publish(event)  # no exception, whatever the layer
 
@@ -380,12 +379,12 @@ def test_publish_without_a_websocket_server_is_a_no_op(people, eager_tasks):
 def test_a_change_made_outside_the_web_server_reaches_subscribers(base, visit):
     """The scheduler thread (embedded) or a Celery worker relays too: publish from a plain
     thread with no event loop of its own."""
-    from calls import services
     from calls.capabilities import SERVER
+    from calls.services.live import call_go_live
 
     with ws_connect(base, user_id="patient-a") as ws:
         ws.subscribe(CID)
-        services.call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+        call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
         assert ws.expect("event")["event"]["type"] == "call.live_started"
 
 

@@ -21,6 +21,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import connection
 
+from calls import selectors
 from calls.models import CallEvent
 from calls.realtime import fanout, groups
 from calls.realtime.publish import server_loop
@@ -308,8 +309,8 @@ def test_a_live_event_that_fails_closes_the_connection_and_a_reconnect_catches_u
     """An error while handling a live event (here: reading a gap from the outbox) ends the
     connection with 1011, as an error in a Channels handler would; the client reconnects with
     its last id and loses nothing."""
-    from calls import realtime, relay
-    from calls.realtime import consumer
+    from calls import realtime
+    from calls.outbox import relay
 
     real_publish = realtime.publish
 
@@ -326,7 +327,7 @@ def test_a_live_event_that_fails_closes_the_connection_and_a_reconnect_catches_u
         relay._load.cache_clear()
         with ws_connect(base, user_id="dr-fan") as ws:
             last_seen = ws.subscribe(CID)["last_event_id"]
-            patch.setattr(consumer, "call_events_after", broken)
+            patch.setattr(selectors, "call_events_after", broken)
             call.request("POST", f"{CALL_PATH}/go_live")
             call.request("PATCH", CALL_PATH, {"custom": {"after": "gap"}})
             received, close_code = ws.closed_with()

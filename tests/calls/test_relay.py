@@ -9,9 +9,11 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from calls import relay, services
 from calls.capabilities import SERVER
 from calls.models import CallEvent
+from calls.outbox import relay
+from calls.services.calls import call_get_or_create, call_update
+from calls.services.live import call_end, call_go_live
 from tests.factories import CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +35,7 @@ def recording(settings, eager_tasks):
 
 
 def create(call_id="relay-1"):
-    return services.call_get_or_create(
+    return call_get_or_create(
         actor=SERVER, type_name="default", call_id=call_id, created_by_id="doc"
     ).call
 
@@ -43,8 +45,8 @@ def test_events_are_relayed_after_commit_in_order(django_capture_on_commit_callb
         call = create()
         assert received == []  # nothing leaves before the commit
     with django_capture_on_commit_callbacks(execute=True):
-        services.call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
-        services.call_end(actor=SERVER, type_name="default", call_id=call.call_id)
+        call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
+        call_end(actor=SERVER, type_name="default", call_id=call.call_id)
     assert [t for _, t in received] == ["call.created", "call.live_started", "call.ended"]
     assert [i for i, _ in received] == sorted(i for i, _ in received)
     assert not CallEvent.objects.filter(relayed_at__isnull=True).exists()
@@ -97,7 +99,7 @@ def explode(event: CallEvent) -> None:
 def test_the_events_of_one_transaction_leave_in_one_task(
     django_capture_on_commit_callbacks, monkeypatch
 ):
-    from calls import tasks
+    from calls.outbox import tasks
 
     sent: list[list[int]] = []
     real_delay = tasks.relay_events.delay
@@ -107,16 +109,16 @@ def test_the_events_of_one_transaction_leave_in_one_task(
     with django_capture_on_commit_callbacks(execute=True):
         call = create()
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        services.call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
+        call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
         try:  # a savepoint that rolls back, with its event and its on-commit hand-off
             with transaction.atomic():
-                services.call_update(
+                call_update(
                     actor=SERVER, type_name="default", call_id=call.call_id, custom={"x": 1}
                 )
                 raise RuntimeError("boom")
         except RuntimeError:
             pass
-        services.call_end(actor=SERVER, type_name="default", call_id=call.call_id)
+        call_end(actor=SERVER, type_name="default", call_id=call.call_id)
     assert len(sent) == 2  # one message per transaction
     assert len(sent[1]) == 3  # live, the rolled-back update's id, ended
     assert [t for _, t in received] == ["call.created", "call.live_started", "call.ended"]

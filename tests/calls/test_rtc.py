@@ -19,9 +19,12 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from calls import services
 from calls.capabilities import SERVER, Actor
 from calls.models import Call, CallEvent, CallParticipant, CallUser, DueAction
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
+from calls.services.live import call_end, call_stop_live
+from calls.services.moderation import call_kick_user, call_mute_users, call_update_user_permissions
 from tests.factories import CallUserFactory
 
 from .realtime_server import RECV_TIMEOUT_S, token_for
@@ -73,7 +76,7 @@ def join_as(user_id: str, cid: str, **extra: Any) -> dict[str, Any]:
 
 
 def appointment_call(call_id: str, *, patient: str, starts_in: timedelta, **data: Any) -> str:
-    services.call_get_or_create(
+    call_get_or_create(
         actor=SERVER,
         type_name="appointment",
         call_id=call_id,
@@ -81,8 +84,8 @@ def appointment_call(call_id: str, *, patient: str, starts_in: timedelta, **data
         team=CLINIC,
         starts_at=timezone.now() + starts_in,
         members=[
-            services.MemberSpec(user_id="dr-host", role="host"),
-            services.MemberSpec(user_id=patient),
+            MemberSpec(user_id="dr-host", role="host"),
+            MemberSpec(user_id=patient),
         ],
         **data,
     )
@@ -227,7 +230,7 @@ def test_a_kicked_patient_is_put_out_and_only_a_block_keeps_them_out(base, visit
             first = admitted(patient, host)
             # Through the calls API as the host (Stream's KickUser), as a moderator would.
             doctor = CallUser.objects.get(id="dr-host")
-            services.call_kick_user(
+            call_kick_user(
                 actor=Actor(user=doctor, teams=frozenset(doctor.teams)),
                 type_name="appointment",
                 call_id="visit-1",
@@ -268,7 +271,7 @@ def test_a_muted_patient_is_told_and_a_revoked_camera_stays_off(base, visit):
             me = admitted(patient, host)
             assert "send-video" in me["own_capabilities"]
 
-            services.call_mute_users(
+            call_mute_users(
                 actor=as_doctor,
                 type_name="appointment",
                 call_id="visit-1",
@@ -282,7 +285,7 @@ def test_a_muted_patient_is_told_and_a_revoked_camera_stays_off(base, visit):
                 "by": "dr-host",
             }
 
-            services.call_update_user_permissions(
+            call_update_user_permissions(
                 actor=as_doctor,
                 type_name="appointment",
                 call_id="visit-1",
@@ -340,7 +343,7 @@ def test_back_to_backstage_sends_the_patient_back_to_the_lobby(base, visit):
         go_live(host)
         with rtc(base, **join_as("patient-a", visit)) as patient:
             first = admitted(patient, host)
-            services.call_stop_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+            call_stop_live(actor=SERVER, type_name="appointment", call_id="visit-1")
             assert patient.expect("lobby")["call"]["backstage"] is True
             left = host.expect("participant_left")
             assert left["user_session_id"] == first["user_session_id"]
@@ -379,7 +382,7 @@ def test_the_server_refuses_who_may_not_enter(base, people, case, message):
         later = appointment_call("visit-3", patient="patient-a", starts_in=timedelta(hours=2))
         join = join_as("patient-a", later)
     else:
-        services.call_end(actor=SERVER, type_name="appointment", call_id="visit-1")
+        call_end(actor=SERVER, type_name="appointment", call_id="visit-1")
         join = join_as("patient-a", visit)
     with rtc(base, **join) as sock:
         received, code = sock.closed_with()

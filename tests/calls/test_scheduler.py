@@ -10,9 +10,14 @@ import pytest
 import time_machine
 from django.db import connection, connections
 
-from calls import scheduler, services
 from calls.capabilities import SERVER
 from calls.models import Call, CallEvent, DueAction
+from calls.scheduling import scheduler
+from calls.services import live
+from calls.services.base import MemberSpec
+from calls.services.calls import call_delete, call_get_or_create, call_update
+from calls.services.live import call_end, call_go_live, call_stop_live
+from calls.services.sessions import participant_enter
 from tests.factories import CallUserFactory
 
 T = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -27,8 +32,8 @@ def book(call_id="sched-1", starts_at=T, **kwargs):
         "call_id": call_id,
         "created_by_id": "doc",
         "members": [
-            services.MemberSpec(user_id="doc", role="host"),
-            services.MemberSpec(user_id="pat"),
+            MemberSpec(user_id="doc", role="host"),
+            MemberSpec(user_id="pat"),
         ],
         "starts_at": starts_at,
         "go_live_at_start": True,
@@ -36,7 +41,7 @@ def book(call_id="sched-1", starts_at=T, **kwargs):
         "reminder_offsets": [3600, 600],
     }
     defaults.update(kwargs)
-    return services.call_get_or_create(**defaults).call
+    return call_get_or_create(**defaults).call
 
 
 def pending(call):
@@ -106,9 +111,7 @@ def test_reschedule_moves_pending_actions_and_leaves_no_old_reminder():
     with time_machine.travel(T - timedelta(days=1), tick=False):
         call = book()
         later = T + timedelta(hours=3)
-        services.call_update(
-            actor=SERVER, type_name="appointment", call_id=call.call_id, starts_at=later
-        )
+        call_update(actor=SERVER, type_name="appointment", call_id=call.call_id, starts_at=later)
     assert pending(call) == [
         ("go_live", "", later),
         ("reminder", "3600", later - timedelta(hours=1)),
@@ -126,11 +129,11 @@ def test_a_sent_reminder_is_sent_again_only_for_a_new_time():
         call = book(reminder_offsets=[3600])
     with time_machine.travel(T - timedelta(minutes=50), tick=False):
         scheduler.run_due()
-        services.call_update(
+        call_update(
             actor=SERVER, type_name="appointment", call_id=call.call_id, custom={"note": "x"}
         )
         assert ("reminder", "3600") not in [(k, key) for k, key, _ in pending(call)]
-        services.call_update(
+        call_update(
             actor=SERVER,
             type_name="appointment",
             call_id=call.call_id,
@@ -143,11 +146,11 @@ def test_a_sent_reminder_is_sent_again_only_for_a_new_time():
 def test_end_and_delete_drop_pending_actions():
     with time_machine.travel(T - timedelta(days=1), tick=False):
         call = book()
-        services.call_end(actor=SERVER, type_name="appointment", call_id=call.call_id)
+        call_end(actor=SERVER, type_name="appointment", call_id=call.call_id)
     assert pending(call) == []
     with time_machine.travel(T - timedelta(days=1), tick=False):
         other = book(call_id="sched-2")
-        services.call_delete(actor=SERVER, type_name="appointment", call_id=other.call_id)
+        call_delete(actor=SERVER, type_name="appointment", call_id=other.call_id)
     assert pending(other) == []
     with time_machine.travel(T, tick=False):
         assert scheduler.run_due() == 0
@@ -167,7 +170,7 @@ def test_stop_live_before_the_start_still_goes_live_at_start_but_not_twice():
     with time_machine.travel(T, tick=False):
         scheduler.run_due()
     with time_machine.travel(T + timedelta(minutes=5), tick=False):
-        services.call_stop_live(actor=SERVER, type_name="appointment", call_id=call.call_id)
+        call_stop_live(actor=SERVER, type_name="appointment", call_id=call.call_id)
         assert scheduler.run_due() == 0
     assert Call.objects.get(pk=call.pk).backstage is True
 
@@ -180,7 +183,7 @@ def test_a_failing_action_backs_off_then_fails_without_looping(monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr(services, "call_go_live", broken)
+    monkeypatch.setattr(live, "call_go_live", broken)
     now = T
     for attempt in range(1, scheduler.MAX_ATTEMPTS + 1):
         with time_machine.travel(now, tick=False):
@@ -198,7 +201,7 @@ def test_a_failing_action_backs_off_then_fails_without_looping(monkeypatch):
 def test_an_action_the_call_refuses_is_done_not_retried():
     with time_machine.travel(T - timedelta(days=1), tick=False):
         call = book(
-            members=[services.MemberSpec(user_id="doc", role="host")],
+            members=[MemberSpec(user_id="doc", role="host")],
             go_live_at_start=False,
             reminder_offsets=[],
         )
@@ -233,7 +236,7 @@ def test_scheduler_process_loop_goes_live_on_time_with_real_waiting():
             break
         time.sleep(0.05)
     stop.set()
-    from calls import due as due_module
+    from calls.scheduling import due as due_module
 
     due_module.wake_up.set()
     if connection.vendor == "postgresql":
@@ -252,7 +255,7 @@ def test_two_schedulers_share_the_work_without_doubling():
         CallUserFactory(id="doc")
         CallUserFactory(id="pat")
         for i in range(40):
-            services.call_get_or_create(
+            call_get_or_create(
                 actor=SERVER,
                 type_name="appointment",
                 call_id=f"par-{i}",
@@ -260,8 +263,8 @@ def test_two_schedulers_share_the_work_without_doubling():
                 starts_at=T,
                 go_live_at_start=True,
                 members=[
-                    services.MemberSpec(user_id="doc", role="host"),
-                    services.MemberSpec(user_id="pat"),
+                    MemberSpec(user_id="doc", role="host"),
+                    MemberSpec(user_id="pat"),
                 ],
             )
     counts: list[int] = []
@@ -290,7 +293,7 @@ def test_two_schedulers_share_the_work_without_doubling():
 def test_the_api_takes_the_scheduling_extensions(client, settings):
     import json
 
-    from calls.api.auth import create_server_token
+    from calls.tokens import mint_server_token
 
     CallUserFactory(id="doc")
     starts = datetime.now(UTC) + timedelta(days=1)
@@ -307,7 +310,7 @@ def test_the_api_takes_the_scheduling_extensions(client, settings):
             }
         ),
         content_type="application/json",
-        HTTP_AUTHORIZATION=create_server_token(),
+        HTTP_AUTHORIZATION=mint_server_token(),
     )
     assert response.status_code == 201
     body = response.json()["call"]
@@ -319,7 +322,7 @@ def test_the_api_takes_the_scheduling_extensions(client, settings):
         f"/api/v2/video/call/default/ext-1?api_key={settings.CALLS_API_KEY}",
         data=json.dumps({"reminder_offsets": [-5]}),
         content_type="application/json",
-        HTTP_AUTHORIZATION=create_server_token(),
+        HTTP_AUTHORIZATION=mint_server_token(),
     )
     assert bad.status_code == 400
     assert "reminder_offsets" in bad.json()["exception_fields"]
@@ -379,7 +382,7 @@ def test_a_loop_that_finds_the_due_work_locked_does_not_sweep_on_every_pass(monk
     the housekeeping sweeps, which run at most once per `max_sleep` (bench/scheduler.py)."""
     import psycopg
 
-    from calls import relay
+    from calls.outbox import relay
 
     call = book(
         call_id="locked-1",
@@ -411,13 +414,13 @@ def test_calls_due_together_go_live_together_each_exactly_as_alone():
     call_go_live (they are admitted); one already live is left alone."""
     with time_machine.travel(T - timedelta(hours=2), tick=False):
         calls = [book(f"batch-{n}", ring_at_start=False, reminder_offsets=[]) for n in range(4)]
-        services.call_go_live(actor=SERVER, type_name="appointment", call_id="batch-3")
+        call_go_live(actor=SERVER, type_name="appointment", call_id="batch-3")
     with time_machine.travel(T - timedelta(minutes=5), tick=False):
         from calls.capabilities import Actor
         from calls.models import CallUser
 
         pat = CallUser.objects.get(pk="pat")
-        waiting = services.participant_enter(
+        waiting = participant_enter(
             actor=Actor(user=pat, teams=frozenset(pat.teams)),
             type_name="appointment",
             call_id="batch-1",

@@ -6,10 +6,20 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from calls import services, wire
+from calls.call_settings import effective
 from calls.capabilities import SERVER, Actor
 from calls.errors import InputError, NotAllowed, NotFound
 from calls.models import Call, CallEvent, CallMember
+from calls.services.base import MemberSpec
+from calls.services.calls import (
+    call_delete,
+    call_get_or_create,
+    call_members_update,
+    call_read,
+    call_update,
+)
+from calls.services.live import call_end, call_go_live, call_stop_live
+from calls.services.users import UserSpec, users_upsert
 from tests.factories import CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -32,12 +42,12 @@ def make_call(call_id="appt-1", **kwargs):
         "created_by_id": "doc",
         "team": "clinic-a",
         "members": [
-            services.MemberSpec(user_id="doc", role="host"),
-            services.MemberSpec(user_id="pat"),
+            MemberSpec(user_id="doc", role="host"),
+            MemberSpec(user_id="pat"),
         ],
     }
     defaults.update(kwargs)
-    return services.call_get_or_create(**defaults)
+    return call_get_or_create(**defaults)
 
 
 def actor_for(user, **kwargs):
@@ -86,7 +96,7 @@ def test_ring_and_notify_events_exclude_the_caller(people):
 
 def test_ring_with_nobody_to_ring_rolls_back_the_creation(people):
     with pytest.raises(InputError, match="no users to ring"):
-        make_call(members=[services.MemberSpec(user_id="doc")], ring=True)
+        make_call(members=[MemberSpec(user_id="doc")], ring=True)
     assert not Call.objects.exists()
     assert not CallEvent.objects.exists()
 
@@ -100,14 +110,14 @@ def test_invalid_settings_override_is_rejected_with_its_path(people):
 
 def test_members_must_exist(people):
     with pytest.raises(InputError) as exc:
-        make_call(members=[services.MemberSpec(user_id="ghost")])
+        make_call(members=[MemberSpec(user_id="ghost")])
     assert "ghost" in exc.value.fields["members"]
 
 
 def test_update_replaces_custom_and_merges_settings(people):
     make_call(custom={"a": 1}, settings_override={"ring": {"incoming_call_timeout_ms": 20000}})
     later = timezone.now() + timedelta(days=1)
-    view = services.call_update(
+    view = call_update(
         actor=SERVER,
         type_name="default",
         call_id="appt-1",
@@ -117,7 +127,7 @@ def test_update_replaces_custom_and_merges_settings(people):
     )
     assert view.call.custom == {"b": 2}
     assert view.call.starts_at == later
-    ring = wire.call_settings(view.call)["ring"]
+    ring = effective(view.call)["ring"]
     assert ring["incoming_call_timeout_ms"] == 20000
     assert ring["auto_cancel_timeout_ms"] == 30000
     assert event_types() == ["call.created", "call.updated"]
@@ -128,7 +138,7 @@ def test_update_replaces_custom_and_merges_settings(people):
 def test_member_without_update_call_cannot_update(people):
     make_call()
     with pytest.raises(NotAllowed):
-        services.call_update(
+        call_update(
             actor=actor_for(people["pat"]), type_name="default", call_id="appt-1", custom={}
         )
     assert event_types() == ["call.created"]
@@ -137,19 +147,19 @@ def test_member_without_update_call_cannot_update(people):
 def test_other_team_cannot_reach_the_call(people):
     make_call()
     with pytest.raises(NotAllowed):
-        services.call_read(actor=actor_for(people["other"]), type_name="default", call_id="appt-1")
+        call_read(actor=actor_for(people["other"]), type_name="default", call_id="appt-1")
 
 
 def test_members_update_adds_updates_and_removes_with_events(people):
     make_call()
     CallUserFactory(id="interp", teams=["clinic-a"])
-    services.call_members_update(
+    call_members_update(
         actor=SERVER,
         type_name="default",
         call_id="appt-1",
         update_members=[
-            services.MemberSpec(user_id="interp"),
-            services.MemberSpec(user_id="pat", role="admin"),
+            MemberSpec(user_id="interp"),
+            MemberSpec(user_id="pat", role="admin"),
         ],
         remove_members=["doc"],
     )
@@ -169,14 +179,14 @@ def test_members_update_adds_updates_and_removes_with_events(people):
 def test_go_live_stop_live_and_end(people):
     make_call(settings_override={"backstage": {"enabled": True}})
     with time_machine.travel("2026-05-01T09:00:00Z", tick=False):
-        call = services.call_go_live(actor=SERVER, type_name="default", call_id="appt-1")
+        call = call_go_live(actor=SERVER, type_name="default", call_id="appt-1")
     assert call.backstage is False
     assert call.live_started_at.isoformat() == "2026-05-01T09:00:00+00:00"
-    call = services.call_stop_live(actor=SERVER, type_name="default", call_id="appt-1")
+    call = call_stop_live(actor=SERVER, type_name="default", call_id="appt-1")
     assert call.backstage is True
-    ended = services.call_end(actor=actor_for(people["doc"]), type_name="default", call_id="appt-1")
+    ended = call_end(actor=actor_for(people["doc"]), type_name="default", call_id="appt-1")
     assert ended.ended_at is not None
-    services.call_end(actor=SERVER, type_name="default", call_id="appt-1")
+    call_end(actor=SERVER, type_name="default", call_id="appt-1")
     assert event_types() == [
         "call.created",
         "call.live_started",
@@ -184,22 +194,22 @@ def test_go_live_stop_live_and_end(people):
         "call.ended",
     ]
     assert CallEvent.objects.get(type="call.ended").payload["user"]["id"] == "doc"
-    live_again = services.call_go_live(actor=SERVER, type_name="default", call_id="appt-1")
+    live_again = call_go_live(actor=SERVER, type_name="default", call_id="appt-1")
     assert live_again.ended_at is None
 
 
 def test_patient_cannot_end(people):
     make_call()
     with pytest.raises(NotAllowed):
-        services.call_end(actor=actor_for(people["pat"]), type_name="default", call_id="appt-1")
+        call_end(actor=actor_for(people["pat"]), type_name="default", call_id="appt-1")
     assert Call.objects.get().ended_at is None
 
 
 def test_soft_delete_hides_and_frees_the_id(people):
     make_call()
-    services.call_delete(actor=SERVER, type_name="default", call_id="appt-1")
+    call_delete(actor=SERVER, type_name="default", call_id="appt-1")
     with pytest.raises(NotFound):
-        services.call_read(actor=SERVER, type_name="default", call_id="appt-1")
+        call_read(actor=SERVER, type_name="default", call_id="appt-1")
     again = make_call()
     assert again.created is True
     assert Call.objects.filter(call_id="appt-1").count() == 2
@@ -221,13 +231,11 @@ def test_appointment_type_denies_creation_to_plain_users(people):
 
 
 def test_user_upsert_is_a_full_replace(people):
-    services.users_upsert(
+    users_upsert(
         actor=SERVER,
-        users=[
-            services.UserSpec(id="doc", name="Dr", teams=["clinic-a", "clinic-c"], custom={"x": 1})
-        ],
+        users=[UserSpec(id="doc", name="Dr", teams=["clinic-a", "clinic-c"], custom={"x": 1})],
     )
-    services.users_upsert(actor=SERVER, users=[services.UserSpec(id="doc", teams=["clinic-c"])])
+    users_upsert(actor=SERVER, users=[UserSpec(id="doc", teams=["clinic-c"])])
     doc = type(people["doc"]).objects.get(id="doc")
     assert doc.name == ""
     assert doc.custom == {}
@@ -236,4 +244,4 @@ def test_user_upsert_is_a_full_replace(people):
 
 def test_user_tokens_cannot_upsert_users(people):
     with pytest.raises(NotAllowed):
-        services.users_upsert(actor=actor_for(people["doc"]), users=[services.UserSpec(id="x")])
+        users_upsert(actor=actor_for(people["doc"]), users=[UserSpec(id="x")])

@@ -10,10 +10,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from calls import scheduler, services, wire
+from calls import wire
 from calls.capabilities import SERVER, Actor
 from calls.errors import NotAllowed
 from calls.models import Call, CallEvent, CallParticipant, CallSession, DueAction
+from calls.scheduling import scheduler
+from calls.services.base import MemberSpec
+from calls.services.calls import call_delete, call_get_or_create, call_read, call_update
+from calls.services.live import call_end, call_go_live
+from calls.services.ringing import call_accept, call_reject, call_ring
+from calls.services.sessions import (
+    Entry,
+    participant_disconnected,
+    participant_enter,
+    participant_leave,
+    participant_seen,
+    participants_sweep,
+)
 from tests.factories import CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +47,7 @@ def actor(user) -> Actor:
 
 
 def book(call_id="visit-1", *, max_duration=0, **kwargs) -> Call:
-    services.call_get_or_create(
+    call_get_or_create(
         actor=SERVER,
         type_name="appointment",
         call_id=call_id,
@@ -42,9 +55,9 @@ def book(call_id="visit-1", *, max_duration=0, **kwargs) -> Call:
         team=CLINIC,
         starts_at=T,
         members=[
-            services.MemberSpec(user_id="doc", role="host"),
-            services.MemberSpec(user_id="pat"),
-            services.MemberSpec(user_id="interp"),
+            MemberSpec(user_id="doc", role="host"),
+            MemberSpec(user_id="pat"),
+            MemberSpec(user_id="interp"),
         ],
         settings_override={"limits": {"max_duration_seconds": max_duration}},
         **kwargs,
@@ -52,8 +65,8 @@ def book(call_id="visit-1", *, max_duration=0, **kwargs) -> Call:
     return Call.objects.get(call_id=call_id)
 
 
-def enter(user, call_id="visit-1", type_name="appointment", **kwargs) -> services.Entry:
-    return services.participant_enter(
+def enter(user, call_id="visit-1", type_name="appointment", **kwargs) -> Entry:
+    return participant_enter(
         actor=actor(user),
         type_name=type_name,
         call_id=call_id,
@@ -90,9 +103,7 @@ def test_a_session_from_first_join_to_last_leave(people):
     session = CallSession.objects.get(call=call)
     assert session.live_started_at is None  # started backstage
     with time_machine.travel(T, tick=False):
-        services.call_go_live(
-            actor=actor(people["doc"]), type_name="appointment", call_id="visit-1"
-        )
+        call_go_live(actor=actor(people["doc"]), type_name="appointment", call_id="visit-1")
     patient = CallParticipant.objects.get(user=people["pat"])
     assert patient.state == "joined"
     assert patient.joined_at == T
@@ -101,7 +112,7 @@ def test_a_session_from_first_join_to_last_leave(people):
     assert session.live_started_at == T
 
     # GET call: Stream's session, with who is in it now and the counts by role.
-    view = services.call_read(actor=SERVER, type_name="appointment", call_id="visit-1")
+    view = call_read(actor=SERVER, type_name="appointment", call_id="visit-1")
     body = wire.call_response(view.call)
     assert body["current_session_id"] == session.id
     assert {p["user"]["id"] for p in body["session"]["participants"]} == {"doc", "pat"}
@@ -109,8 +120,8 @@ def test_a_session_from_first_join_to_last_leave(people):
     assert body["session"]["live_started_at"] == wire.to_ns(T)
 
     with time_machine.travel(T + timedelta(minutes=20), tick=False):
-        services.participant_leave(user_session_id=patient.user_session_id)
-        services.participant_leave(user_session_id=host.participant.user_session_id)
+        participant_leave(user_session_id=patient.user_session_id)
+        participant_leave(user_session_id=host.participant.user_session_id)
     session.refresh_from_db()
     assert session.ended_at == T + timedelta(minutes=20)
     call.refresh_from_db()
@@ -142,9 +153,9 @@ def test_leaving_twice_changes_nothing(people):
     with time_machine.travel(T, tick=False):
         book()
         host = enter(people["doc"])
-        services.participant_leave(user_session_id=host.participant.user_session_id)
+        participant_leave(user_session_id=host.participant.user_session_id)
         before = CallEvent.objects.count()
-        services.participant_leave(user_session_id=host.participant.user_session_id)
+        participant_leave(user_session_id=host.participant.user_session_id)
     assert CallEvent.objects.count() == before
 
 
@@ -161,7 +172,7 @@ def test_the_max_duration_timer_warns_ends_and_forbids_rejoin(people):
 
     # Raising the limit (Stream's documented way to extend a session) moves the timer.
     with time_machine.travel(T, tick=False):
-        services.call_update(
+        call_update(
             actor=SERVER,
             type_name="appointment",
             call_id="visit-1",
@@ -192,13 +203,13 @@ def test_the_max_duration_timer_warns_ends_and_forbids_rejoin(people):
 
 
 def test_a_timer_ended_call_refuses_rejoin_even_with_join_ended_call(people):
-    services.call_get_or_create(
+    call_get_or_create(
         actor=SERVER,
         type_name="default",
         call_id="adhoc",
         created_by_id="doc",
         team=CLINIC,
-        members=[services.MemberSpec(user_id="doc", role="admin")],
+        members=[MemberSpec(user_id="doc", role="admin")],
         settings_override={"limits": {"max_duration_seconds": 600}},
     )
     doc = people["doc"]
@@ -211,18 +222,18 @@ def test_a_timer_ended_call_refuses_rejoin_even_with_join_ended_call(people):
         with pytest.raises(NotAllowed, match="has ended"):
             enter(doc, "adhoc", "default")
         # Ended by hand instead, `join-ended-call` lets people back in (Stream's rule).
-        services.call_go_live(actor=SERVER, type_name="default", call_id="adhoc")
-        services.call_end(actor=SERVER, type_name="default", call_id="adhoc")
+        call_go_live(actor=SERVER, type_name="default", call_id="adhoc")
+        call_end(actor=SERVER, type_name="default", call_id="adhoc")
         assert enter(doc, "adhoc", "default").admitted
 
 
 def test_a_dropped_connection_leaves_after_the_inactivity_timeout(people):
     with time_machine.travel(T, tick=False):
         call = book()
-        services.call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+        call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
         host = enter(people["doc"])
         patient = enter(people["pat"])
-        services.participant_disconnected(user_session_id=patient.participant.user_session_id)
+        participant_disconnected(user_session_id=patient.participant.user_session_id)
     assert pending(call, "participant_timeout") == [T + timedelta(seconds=30)]
     assert run_at(T + timedelta(seconds=29)) == 0
     assert run_at(T + timedelta(seconds=30)) == 1
@@ -232,7 +243,7 @@ def test_a_dropped_connection_leaves_after_the_inactivity_timeout(people):
 
     # The host drops too, and comes back in time: nothing happens.
     with time_machine.travel(T + timedelta(minutes=1), tick=False):
-        services.participant_disconnected(user_session_id=host.participant.user_session_id)
+        participant_disconnected(user_session_id=host.participant.user_session_id)
     with time_machine.travel(T + timedelta(minutes=1, seconds=10), tick=False):
         again = enter(people["doc"], user_session_id=host.participant.user_session_id)
     assert again.resumed
@@ -246,7 +257,7 @@ def test_the_last_timeout_ends_the_session(people):
     with time_machine.travel(T, tick=False):
         call = book()
         host = enter(people["doc"])
-        services.participant_disconnected(user_session_id=host.participant.user_session_id)
+        participant_disconnected(user_session_id=host.participant.user_session_id)
     run_at(T + timedelta(seconds=30))
     assert CallSession.objects.get(call=call).ended_at == T + timedelta(seconds=30)
     assert types(call)[-1] == "call.session_ended"
@@ -257,10 +268,10 @@ def test_a_silent_connection_is_swept(people):
         book()
         host = enter(people["doc"])
     with time_machine.travel(T + timedelta(seconds=60), tick=False):
-        services.participant_seen(user_session_id=host.participant.user_session_id)
-        assert services.participants_sweep() == 0
+        participant_seen(user_session_id=host.participant.user_session_id)
+        assert participants_sweep() == 0
     with time_machine.travel(T + timedelta(seconds=151), tick=False):
-        assert services.participants_sweep() == 1
+        assert participants_sweep() == 1
     assert CallParticipant.objects.get(pk=host.participant.pk).left_reason == "timeout"
 
 
@@ -269,15 +280,15 @@ def test_no_show_reports_the_members_who_never_joined(people):
         call = book(no_show_after_seconds=900)
     assert pending(call, "no_show") == [T + timedelta(minutes=15)]
     with time_machine.travel(T, tick=False):
-        services.call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
-        services.participant_enter(
+        call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+        participant_enter(
             actor=actor(people["doc"]),
             type_name="appointment",
             call_id="visit-1",
             channel_name="x",
         )
         interp = enter(people["interp"])
-        services.participant_leave(user_session_id=interp.participant.user_session_id)
+        participant_leave(user_session_id=interp.participant.user_session_id)
     assert run_at(T + timedelta(minutes=15)) == 1
     report = CallEvent.objects.get(call=call, type="call.no_show")
     assert report.payload["user_ids"] == ["pat"]  # the interpreter came, then left
@@ -287,7 +298,7 @@ def test_no_report_when_everyone_came(people):
     with time_machine.travel(T - timedelta(hours=1), tick=False):
         call = book(no_show_after_seconds=600)
     with time_machine.travel(T, tick=False):
-        services.call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+        call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
         for person in people.values():
             enter(person)
     run_at(T + timedelta(minutes=10))
@@ -297,14 +308,12 @@ def test_no_report_when_everyone_came(people):
 def test_ring_answers_are_kept_on_the_session(people):
     with time_machine.travel(T, tick=False):
         call = book()
-        services.call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
-        services.call_ring(actor=actor(people["doc"]), type_name="appointment", call_id="visit-1")
-        services.call_accept(actor=actor(people["pat"]), type_name="appointment", call_id="visit-1")
+        call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+        call_ring(actor=actor(people["doc"]), type_name="appointment", call_id="visit-1")
+        call_accept(actor=actor(people["pat"]), type_name="appointment", call_id="visit-1")
         enter(people["doc"])
     with time_machine.travel(T + timedelta(seconds=5), tick=False):
-        services.call_reject(
-            actor=actor(people["interp"]), type_name="appointment", call_id="visit-1"
-        )
+        call_reject(actor=actor(people["interp"]), type_name="appointment", call_id="visit-1")
     session = CallSession.objects.get(call=call)
     assert session.accepted_by == {"pat": wire.to_ns(T)}  # answered before the session
     assert session.rejected_by == {"interp": wire.to_ns(T + timedelta(seconds=5))}
@@ -315,7 +324,7 @@ def test_ending_the_call_closes_the_lobby_and_the_session(people):
         call = book()
         enter(people["doc"])
         enter(people["pat"])  # waits in the lobby
-        services.call_end(actor=SERVER, type_name="appointment", call_id="visit-1")
+        call_end(actor=SERVER, type_name="appointment", call_id="visit-1")
     assert set(CallParticipant.objects.values_list("state", "left_reason")) == {
         ("left", "call_ended")
     }
@@ -334,14 +343,14 @@ def test_get_call_with_a_session_costs_the_same_for_1_or_4_participants(
     from django.conf import settings
     from django.test import Client
 
-    from calls.api.auth import create_server_token
+    from calls.tokens import mint_server_token
 
     with time_machine.travel(T, tick=False):
         book()
-        services.call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
+        call_go_live(actor=SERVER, type_name="appointment", call_id="visit-1")
         enter(people["doc"])
     client = Client()
-    headers = {"Authorization": create_server_token(), "stream-auth-type": "jwt"}
+    headers = {"Authorization": mint_server_token(), "stream-auth-type": "jwt"}
     path = f"/api/v2/video/call/appointment/visit-1?api_key={settings.CALLS_API_KEY}"
     # The call (+ type, creator, session), its members, the session's participants.
     with django_assert_max_num_queries(3):
@@ -360,12 +369,12 @@ def test_deleting_the_call_closes_its_session(people):
     with time_machine.travel(T, tick=False):
         call = book()
         host = enter(people["doc"])
-        services.participant_disconnected(user_session_id=host.participant.user_session_id)
-        services.call_delete(actor=SERVER, type_name="appointment", call_id="visit-1")
+        participant_disconnected(user_session_id=host.participant.user_session_id)
+        call_delete(actor=SERVER, type_name="appointment", call_id="visit-1")
     row = CallParticipant.objects.get(pk=host.participant.pk)
     assert (row.state, row.left_reason) == ("left", "call_deleted")
     assert CallSession.objects.get(call=call).ended_at == T
     assert not DueAction.objects.filter(call=call, state="pending").exists()
     # A late leave or timeout of a deleted call's participant is harmless.
-    assert services.participant_leave(user_session_id=host.participant.user_session_id) == row
+    assert participant_leave(user_session_id=host.participant.user_session_id) == row
     assert run_at(T + timedelta(minutes=5)) == 0

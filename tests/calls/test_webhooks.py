@@ -13,9 +13,10 @@ from django.db import transaction
 from django.utils import timezone
 from getstream.webhook import parse_event, verify_signature
 
-from calls import webhooks, wire
-from calls.events import event_emit
+from calls import wire
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
+from calls.outbox import webhooks
+from calls.outbox.events import event_emit
 from tests.factories import CallFactory
 
 from .webhook_receiver import PATIENT_NAME, REASON, create_call, only_delivery, sweep_at
@@ -344,7 +345,7 @@ def test_admin_shows_endpoints_and_the_delivery_log(client, settings):
 
 @pytest.mark.django_db
 def test_the_scheduler_loop_sweeps_webhooks(monkeypatch):
-    from calls import scheduler
+    from calls.scheduling import scheduler
 
     swept = []
     monkeypatch.setattr(webhooks, "sweep", lambda: swept.append(True))

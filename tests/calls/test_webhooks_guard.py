@@ -22,8 +22,9 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from calls import netguard, webhooks
+from calls import netguard
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
+from calls.outbox import webhooks
 from tests.calls.webhook_receiver import Receiver, create_call, only_delivery, sweep_at
 from tests.factories import CallFactory
 

@@ -14,9 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import time_machine
 from getstream.webhook import verify_signature
 
-from calls import services, webhooks
 from calls.capabilities import SERVER
 from calls.models import WebhookDelivery
+from calls.outbox import webhooks
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
 from tests.factories import CallUserFactory
 
 PATIENT_NAME = "Alice Quigleyford"
@@ -118,13 +120,13 @@ def create_call(call_id: str = "visit-1", team: str | None = None):
     """The doctor creates a call for the patient (committed, so it is relayed at once)."""
     CallUserFactory(id="doc", teams=[team] if team else [])
     CallUserFactory(id="pat", name=PATIENT_NAME, teams=[team] if team else [])
-    return services.call_get_or_create(
+    return call_get_or_create(
         actor=SERVER,
         type_name="default",
         call_id=call_id,
         created_by_id="doc",
         team=team,
-        members=[services.MemberSpec(user_id="doc", role="host"), services.MemberSpec("pat")],
+        members=[MemberSpec(user_id="doc", role="host"), MemberSpec("pat")],
         custom={"reason": REASON, "patient_name": PATIENT_NAME},
     ).call
 

@@ -134,7 +134,7 @@
     if (phase === "prejoin") {
       el.join.textContent = joinLabel();
       var open = isOpen();
-      el.join.disabled = !open || !devicesChecked;
+      el.join.disabled = !open || !devicesChecked || !cfg.token;
       if (!open) {
         setStatus(
           (cfg.then === "backstage" ? "You can enter backstage from " : "The waiting room opens at ") +
@@ -859,7 +859,7 @@
   /* --- joining, leaving, ending ------------------------------------------------------- */
 
   el.join.addEventListener("click", function () {
-    if (!isOpen()) return;
+    if (!isOpen() || !cfg.token) return;
     el.join.disabled = true;
     phase = "connecting";
     render();
@@ -955,7 +955,15 @@
     },
   };
 
+  // No token is minted before the join rule lets this person in: when the time comes, the
+  // page asks the server again (once), which now gives it one.
+  var reloading = false;
   setInterval(function () {
+    if (phase === "prejoin" && !cfg.token && state === "too_early" && isOpen() && !reloading) {
+      reloading = true;
+      window.location.reload();
+      return;
+    }
     if (phase === "prejoin" || phase === "lobby") render();
   }, TICK_MS);
 

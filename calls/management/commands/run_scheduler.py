@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from calls import scheduler
+from calls.scheduling import scheduler
 
 
 class Command(BaseCommand):

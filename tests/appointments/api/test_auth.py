@@ -318,10 +318,10 @@ def test_missing_or_bad_credentials_are_401(api, patient, header):
 
 
 def test_a_calls_api_token_is_not_an_access_token(api, patient):
-    from calls.api.auth import create_user_token
+    from calls.tokens import mint_user_token
 
     client = api()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {create_user_token(patient.call_user_id)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {mint_user_token(patient.call_user_id)}")
     assert client.get(f"{BASE}/me").status_code == 401
 
 

@@ -50,8 +50,8 @@ def test_too_early_before_the_lobby_opens(api, booked):
         "call_type": "appointment",
         "call_id": booked.id,
         "api_key": settings.CALLS_API_KEY,
-        "token": info["token"],
-        "token_expires_at": iso(NOW + timedelta(hours=2, minutes=35)),
+        "token": None,  # no token for someone the join rule does not let in yet
+        "token_expires_at": None,
         "state": "too_early",
         "starts_at": iso(START),
         "ends_at": iso(START + timedelta(minutes=20)),
@@ -59,10 +59,17 @@ def test_too_early_before_the_lobby_opens(api, booked):
         "server_time": iso(NOW),
         "join_url": f"http://testserver{join_link_path(booked)}",
     }
+
+
+def test_the_token_is_scoped_to_the_call_and_lives_past_the_end(api, booked, frozen):
+    frozen.move_to(START - timedelta(minutes=10))
+    info = join_info(api, booked)
     claims = jwt.decode(info["token"], settings.CALLS_API_SECRET, algorithms=["HS256"])
     assert claims["user_id"] == booked.patient.call_user_id
     assert claims["call_cids"] == [booked.call_cid]
-    assert claims["exp"] == int((NOW + timedelta(hours=2, minutes=35)).timestamp())
+    # Until the end, plus the overrun the call may take, and at least an hour.
+    assert claims["exp"] == int((START + timedelta(minutes=50)).timestamp())
+    assert info["token_expires_at"] == iso(START + timedelta(minutes=50))
 
 
 def test_the_lobby_opens_before_the_start(api, booked, frozen):
@@ -115,11 +122,18 @@ def test_a_call_that_is_gone_is_unavailable(api, booked):
     assert join_info(api, booked)["state"] == "unavailable"
 
 
-def test_a_token_for_a_day_ahead_is_capped_at_a_day(api, clinic, doctor, patient, frozen):
-    later = make_appointment(
-        clinic, host=doctor, patient=patient, starts_at=NOW + timedelta(days=3)
+def test_a_token_for_a_long_appointment_is_capped_at_a_day(api, clinic, doctor, patient, frozen):
+    long = make_appointment(
+        clinic, host=doctor, patient=patient, starts_at=START, duration_minutes=240
     )
-    assert join_info(api, later)["token_expires_at"] == iso(NOW + timedelta(days=1))
+    # A join-ahead of a day: the patient may wait from now, for an appointment ending in 6 h.
+    Call.objects.filter(call_id=long.id).update(
+        settings_override={"backstage": {"enabled": True, "join_ahead_time_seconds": 86_400}}
+    )
+    frozen.move_to(NOW - timedelta(hours=20))
+    info = join_info(api, long)
+    assert info["state"] == "lobby"
+    assert info["token_expires_at"] == iso(NOW - timedelta(hours=20) + timedelta(days=1))
 
 
 def test_the_token_works_on_the_calls_api_for_this_call_only(
@@ -128,6 +142,7 @@ def test_the_token_works_on_the_calls_api_for_this_call_only(
     theirs = make_appointment(
         clinic, host=doctor, patient=other_patient, starts_at=START + timedelta(hours=1)
     )
+    frozen.move_to(START - timedelta(minutes=5))
     token = join_info(api, booked)["token"]
     response = calls_api_get(token, booked.id)
     assert response.status_code == 200
@@ -145,9 +160,13 @@ def test_the_token_lets_the_patient_join_once_the_lobby_is_open(api, booked, fro
             HTTP_AUTHORIZATION=token,
         )
 
-    assert join(join_info(api, booked)["token"]).status_code == 403  # too early
+    assert join_info(api, booked)["token"] is None  # too early: nothing to join with
     frozen.move_to(START - timedelta(minutes=5))
-    assert join(join_info(api, booked)["token"]).status_code == 201
+    token = join_info(api, booked)["token"]
+    assert join(token).status_code == 201
+    # The same token is refused again once the rule refuses the patient (the call ended).
+    Call.objects.filter(call_id=booked.id).update(ended_at=START, backstage=False)
+    assert join(token).status_code == 403
 
 
 def test_join_info_runs_a_fixed_number_of_queries(api, booked, django_assert_num_queries):

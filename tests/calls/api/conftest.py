@@ -20,8 +20,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from calls.api.auth import create_server_token, create_user_token
 from calls.models import CallUser
+from calls.tokens import mint_server_token, mint_user_token
 from tests.factories import CallUserFactory
 
 CLINIC_A = "clinic-a"
@@ -50,13 +50,13 @@ class Api:
     client, like any WSGI server, hands Django a percent-decoded PATH_INFO."""
 
     client: Client
-    default_token: str = field(default_factory=create_server_token)
+    default_token: str = field(default_factory=mint_server_token)
 
     def token_for(self, user: CallUser | str | None, **kwargs: Any) -> str:
         if user is None:
-            return create_server_token()
+            return mint_server_token()
         user_id = user if isinstance(user, str) else user.id
-        return create_user_token(user_id, **kwargs)
+        return mint_user_token(user_id, **kwargs)
 
     def request(
         self,

@@ -10,10 +10,13 @@ import time_machine
 from django.conf import settings
 from django.test import Client
 
-from calls import scheduler, services
-from calls.api.auth import create_server_token, create_user_token
 from calls.capabilities import SERVER
 from calls.models import CallEvent, CallRing, DueAction
+from calls.scheduling import scheduler
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
+from calls.services.live import call_end
+from calls.tokens import mint_server_token, mint_user_token
 from tests.factories import CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,22 +29,22 @@ def ringing():
     for user_id in ("doc", "pat", "fam"):
         CallUserFactory(id=user_id)
     with time_machine.travel(T, tick=False):
-        services.call_get_or_create(
+        call_get_or_create(
             actor=SERVER,
             type_name="default",
             call_id="ring-2",
             created_by_id="doc",
             members=[
-                services.MemberSpec(user_id="doc", role="host"),
-                services.MemberSpec(user_id="pat"),
-                services.MemberSpec(user_id="fam"),
+                MemberSpec(user_id="doc", role="host"),
+                MemberSpec(user_id="pat"),
+                MemberSpec(user_id="fam"),
             ],
             ring=True,
         )
 
 
 def post(path, user_id=None, body=None):
-    token = create_user_token(user_id) if user_id else create_server_token()
+    token = mint_user_token(user_id) if user_id else mint_server_token()
     return Client().post(
         f"/api/v2/video/call/default/ring-2/{path}?api_key={settings.CALLS_API_KEY}",
         data=json.dumps(body or {}),
@@ -101,7 +104,7 @@ def test_ringing_again_does_not_ring_those_still_ringing(ringing):
 
 
 def test_ending_the_call_cancels_open_rings(ringing):
-    services.call_end(actor=SERVER, type_name="default", call_id="ring-2")
+    call_end(actor=SERVER, type_name="default", call_id="ring-2")
     assert outcomes() == {"pat": "cancelled", "fam": "cancelled"}
     assert not timeout_pending()
     assert post("accept", "pat").status_code == 400

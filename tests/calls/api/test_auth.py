@@ -11,7 +11,7 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone
 
-from calls.api.auth import create_user_token
+from calls.tokens import mint_user_token
 
 from .conftest import NO_TOKEN, assert_error, assert_ok, call_path
 
@@ -94,7 +94,7 @@ def test_wrong_secret_is_401_code_43(api):
 
 @pytest.mark.django_db
 def test_expired_token_is_401_code_40(api, host):
-    token = create_user_token(host.id, expires_in=60)
+    token = mint_user_token(host.id, expires_in=60)
     assert_ok(api.post("/api/v2/video/calls", {}, token=token), 201)  # valid while fresh
 
     later = timezone.now() + timedelta(seconds=60 + settings.CALLS_TOKEN_LEEWAY_SECONDS + 30)
@@ -150,7 +150,7 @@ def test_sdk_user_token_without_exp_is_accepted(api, host):
 
 @pytest.mark.django_db
 def test_user_token_for_unknown_user_is_401_code_5(api):
-    token = create_user_token("nobody-here")
+    token = mint_user_token("nobody-here")
 
     assert_error(api.post("/api/v2/video/calls", {}, token=token), 401, 5)
 

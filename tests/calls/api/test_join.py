@@ -10,9 +10,11 @@ import time_machine
 from django.conf import settings
 from django.test import Client
 
-from calls import services
-from calls.api.auth import create_server_token, create_user_token
 from calls.capabilities import SERVER
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
+from calls.services.live import call_end, call_go_live
+from calls.tokens import mint_server_token, mint_user_token
 from tests.factories import CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +27,7 @@ def appointment():
     CallUserFactory(id="dr-ito", teams=["clinic-a"])
     CallUserFactory(id="pat-1", teams=["clinic-a"])
     CallUserFactory(id="pat-2", teams=["clinic-a"])
-    services.call_get_or_create(
+    call_get_or_create(
         actor=SERVER,
         type_name="appointment",
         call_id="appt-42",
@@ -33,14 +35,14 @@ def appointment():
         team="clinic-a",
         starts_at=START,
         members=[
-            services.MemberSpec(user_id="dr-ito", role="host"),
-            services.MemberSpec(user_id="pat-1"),
+            MemberSpec(user_id="dr-ito", role="host"),
+            MemberSpec(user_id="pat-1"),
         ],
     )
 
 
 def join(user_id, call_id="appt-42"):
-    token = create_user_token(user_id, expires_in=None)
+    token = mint_user_token(user_id, expires_in=None)
     return Client().post(
         f"/api/v2/video/call/appointment/{call_id}/join?api_key={settings.CALLS_API_KEY}",
         data=json.dumps({"location": "local"}),
@@ -73,9 +75,9 @@ def test_host_enters_backstage_any_time_before_the_end(appointment):
 
 def test_non_member_and_ended_call_are_refused(appointment):
     assert join("pat-2").status_code == 403
-    services.call_go_live(actor=SERVER, type_name="appointment", call_id="appt-42")
+    call_go_live(actor=SERVER, type_name="appointment", call_id="appt-42")
     assert join("pat-1").status_code == 201
-    services.call_end(actor=SERVER, type_name="appointment", call_id="appt-42")
+    call_end(actor=SERVER, type_name="appointment", call_id="appt-42")
     for user_id in ("pat-1", "dr-ito"):
         refused = join(user_id)
         assert refused.status_code == 403
@@ -85,7 +87,7 @@ def test_non_member_and_ended_call_are_refused(appointment):
 def test_server_token_cannot_join(appointment):
     response = Client().post(
         f"/api/v2/video/call/appointment/appt-42/join?api_key={settings.CALLS_API_KEY}",
-        HTTP_AUTHORIZATION=create_server_token(),
+        HTTP_AUTHORIZATION=mint_server_token(),
     )
     assert response.status_code == 400
     assert response.json()["code"] == 4

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from calls import services
 from calls.capabilities import SERVER, Actor
 from calls.models import Call, CallEvent, CallParticipant
+from calls.services.call_types import call_type_update
+from calls.services.live import call_go_live
+from calls.services.moderation import MUTE_REASON
+from calls.services.sessions import participant_enter
 
 from .conftest import CLINIC_A, assert_error, assert_ok, call_path
 
@@ -34,8 +37,8 @@ def listed_for(api, user) -> list[str]:
 
 def in_the_call(user, call_id: str = "appt-1") -> CallParticipant:
     """The user's tab, joined (the call is live)."""
-    services.call_go_live(actor=SERVER, type_name="default", call_id=call_id)
-    entry = services.participant_enter(
+    call_go_live(actor=SERVER, type_name="default", call_id=call_id)
+    entry = participant_enter(
         actor=Actor(user=user, teams=frozenset(user.teams)),
         type_name="default",
         call_id=call_id,
@@ -124,7 +127,7 @@ def test_a_kick_puts_the_user_out_and_lets_them_back(api, clinic_call, host, pat
     assert event["user"]["id"] == patient.id
     assert event["kicked_by_user"]["id"] == host.id
     assert Call.objects.get(cid=CID).blocked_user_ids == []
-    again = services.participant_enter(
+    again = participant_enter(
         actor=Actor(user=patient, teams=frozenset(patient.teams)),
         type_name="default",
         call_id="appt-1",
@@ -154,9 +157,7 @@ def test_a_server_side_kick_with_block_names_who_did_it(api, clinic_call, host, 
 
 def test_kick_with_block_needs_block_users_too(api, clinic_call, host, patient):
     """A role that may kick but not block: a kick goes through, a kick with block does not."""
-    services.call_type_update(
-        name="default", grants={"host": ["read-call", "join-call", "kick-user"]}
-    )
+    call_type_update(name="default", grants={"host": ["read-call", "join-call", "kick-user"]})
     kick = call_path("default", "appt-1", "kick")
 
     assert_error(api.post(kick, {"user_id": patient.id, "block": True}, as_user=host), 403, 17)
@@ -224,14 +225,14 @@ def test_muting_a_user_turns_their_microphone_off_in_the_call(api, clinic_call, 
     [event] = events("call.user_muted")
     assert event["from_user_id"] == host.id
     assert event["muted_user_ids"] == [patient.id]
-    assert event["reason"] == services.MUTE_REASON
+    assert event["reason"] == MUTE_REASON
 
 
 def test_mute_all_users_mutes_everyone_in_the_call_but_the_one_muting(
     api, clinic_call, host, patient, colleague
 ):
     patient_tab = in_the_call(patient)
-    host_tab = services.participant_enter(
+    host_tab = participant_enter(
         actor=Actor(user=host, teams=frozenset(host.teams)),
         type_name="default",
         call_id="appt-1",
@@ -319,9 +320,7 @@ def test_a_permission_the_role_lacks_can_be_granted(api, clinic_call, patient):
     path = call_path("default", "appt-1", "user_permissions")
     assert_ok(api.post(path, {"user_id": patient.id, "revoke_permissions": ["screenshare"]}), 201)
     audio_only = ["read-call", "join-call", "send-audio"]
-    services.call_type_update(
-        name="default", grants={"user": audio_only, "call_member": audio_only}
-    )
+    call_type_update(name="default", grants={"user": audio_only, "call_member": audio_only})
     assert "send-video" not in own_capabilities(api, patient)
 
     assert_ok(api.post(path, {"user_id": patient.id, "grant_permissions": ["send-video"]}), 201)

@@ -6,10 +6,11 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from calls import services
-from calls.api.auth import create_server_token, create_user_token
 from calls.capabilities import SERVER
 from calls.models import CallEvent
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
+from calls.tokens import mint_server_token, mint_user_token
 from tests.factories import CallUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -19,15 +20,15 @@ pytestmark = pytest.mark.django_db
 def call():
     for user_id in ("doc", "pat", "fam", "outsider"):
         CallUserFactory(id=user_id)
-    services.call_get_or_create(
+    call_get_or_create(
         actor=SERVER,
         type_name="default",
         call_id="ring-1",
         created_by_id="doc",
         members=[
-            services.MemberSpec(user_id="doc", role="host"),
-            services.MemberSpec(user_id="pat"),
-            services.MemberSpec(user_id="fam"),
+            MemberSpec(user_id="doc", role="host"),
+            MemberSpec(user_id="pat"),
+            MemberSpec(user_id="fam"),
         ],
     )
 
@@ -37,12 +38,12 @@ def post(path, body, token=None):
         f"/api/v2/video/call/default/ring-1/{path}?api_key={settings.CALLS_API_KEY}",
         data=json.dumps(body),
         content_type="application/json",
-        HTTP_AUTHORIZATION=token or create_server_token(),
+        HTTP_AUTHORIZATION=token or mint_server_token(),
     )
 
 
 def test_ring_all_members_but_the_caller(call):
-    response = post("ring", {"video": True}, token=create_user_token("doc"))
+    response = post("ring", {"video": True}, token=mint_user_token("doc"))
     assert response.status_code == 201
     assert response.json()["members_ids"] == ["pat", "fam"]
     ring = CallEvent.objects.get(type="call.ring").payload
@@ -58,7 +59,7 @@ def test_ring_listed_members_only_and_refuse_strangers(call):
 
 
 def test_ring_with_nobody_eligible(call):
-    response = post("ring", {"members_ids": ["doc"]}, token=create_user_token("doc"))
+    response = post("ring", {"members_ids": ["doc"]}, token=mint_user_token("doc"))
     assert response.status_code == 400
     assert response.json()["message"] == 'RingCall failed with error: "no users to ring"'
 
@@ -71,7 +72,7 @@ def test_custom_event_names_its_sender(call):
     assert event["user"]["id"] == "doc"
     assert post("event", {"custom": {}}).status_code == 400
     CallUserFactory(id="other-clinic", teams=["clinic-b"])
-    denied = post("event", {"custom": {}}, token=create_user_token("other-clinic"))
+    denied = post("event", {"custom": {}}, token=mint_user_token("other-clinic"))
     assert denied.status_code == 403
     assert CallEvent.objects.filter(type="custom").count() == 1
 
@@ -79,7 +80,7 @@ def test_custom_event_names_its_sender(call):
 def test_encoded_slash_in_the_raw_path_is_refused(call):
     response = Client().post(
         f"/api/v2/video/call/default/ring-1/delete?api_key={settings.CALLS_API_KEY}",
-        HTTP_AUTHORIZATION=create_server_token(),
+        HTTP_AUTHORIZATION=mint_server_token(),
         RAW_URI="/api/v2/video/call/default/ring-1%2Fdelete",
     )
     assert response.status_code == 400

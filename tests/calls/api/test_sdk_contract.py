@@ -226,15 +226,15 @@ def test_sessions_decode_with_the_real_sdk(client, eager_tasks):
 
     from getstream.webhook import parse_event
 
-    from calls import services
     from calls.capabilities import Actor
     from calls.models import CallUser
+    from calls.services.sessions import participant_enter, participant_leave
 
     call = host_and_patient_call(
         client, "sess-1", host=("dr-kim", "Dr Kim"), patient=("pat-3", "Pat")
     )
     entries = [
-        services.participant_enter(
+        participant_enter(
             actor=Actor(user=user, teams=frozenset(user.teams)),
             type_name="default",
             call_id="sess-1",
@@ -250,7 +250,7 @@ def test_sessions_decode_with_the_real_sdk(client, eager_tasks):
     assert session.ended_at is None
 
     for entry in entries:
-        services.participant_leave(user_session_id=entry.participant.user_session_id)
+        participant_leave(user_session_id=entry.participant.user_session_id)
     ended = call.get().data.call
     assert ended.current_session_id == ""
     assert ended.session.ended_at is not None

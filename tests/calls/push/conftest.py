@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from calls.models import PushDevice
-from calls.push import delivery
+from calls.outbox.push import delivery
 
 from .standins import ApnsServer, FcmServer, WebPushService, vapid_keypair
 
@@ -51,7 +51,7 @@ def push_settings(provider_settings, eager_tasks):
 @pytest.fixture
 def provider_settings(settings, vapid_keys, webpush_service, apns_server, fcm_server):
     """Every provider configured against its stand-in; the push consumer on."""
-    settings.CALLS_EVENT_CONSUMERS = ["calls.push.dispatch.on_event"]
+    settings.CALLS_EVENT_CONSUMERS = ["calls.outbox.push.dispatch.on_event"]
     settings.WEBPUSH_VAPID_PRIVATE_KEY = vapid_keys[0]
     settings.WEBPUSH_VAPID_SUBJECT = "mailto:ops@clinic.example"
     settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS = True

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from calls import services, wire
+from calls import wire
 from calls.capabilities import SERVER
-from calls.events import event_emit
 from calls.models import Call, CallEvent
-from calls.services import MemberSpec
+from calls.outbox.events import event_emit
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
 from tests.factories import CallUserFactory
 
 # Personal data that must never reach a push payload.
@@ -26,7 +27,7 @@ def people():
 def ring_call(capture, *, call_id="visit-1", ring=True, notify=False) -> Call:
     """The doctor creates a call with the patient and rings (and/or notifies) them."""
     with capture(execute=True):
-        view = services.call_get_or_create(
+        view = call_get_or_create(
             actor=SERVER,
             type_name="default",
             call_id=call_id,

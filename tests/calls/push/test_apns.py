@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from calls.models import PushDelivery
-from calls.push import dispatch
+from calls.outbox.push import dispatch
 
 from .conftest import make_device
 from .helpers import people, ring_call

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from calls import services
 from calls.capabilities import SERVER
-from calls.events import event_emit
 from calls.models import CallType, PushDelivery
-from calls.push import dispatch
-from calls.tasks import deliver_push
+from calls.outbox.events import event_emit
+from calls.outbox.push import dispatch
+from calls.outbox.tasks import deliver_push
+from calls.services.base import MemberSpec
+from calls.services.calls import call_members_update
+from calls.services.live import call_end, call_go_live
 from tests.factories import CallUserFactory
 
 from .conftest import make_device
@@ -92,13 +94,13 @@ def test_going_live_and_reminders_notify_the_patient_not_the_host(
     make_device(guest, "fcm", "guest-fcm")
     call = ring_call(django_capture_on_commit_callbacks, ring=False)
     with django_capture_on_commit_callbacks(execute=True):
-        services.call_members_update(
+        call_members_update(
             actor=SERVER,
             type_name="default",
             call_id=call.call_id,
-            update_members=[services.MemberSpec(user_id="guest-1")],
+            update_members=[MemberSpec(user_id="guest-1")],
         )
-        services.call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
+        call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
     emit(django_capture_on_commit_callbacks, call, "call.reminder", starts_in_seconds=600)
 
     expected = [
@@ -140,7 +142,7 @@ def test_a_missed_call_goes_to_who_missed_it(
 def test_other_events_do_not_push(everyone_has_devices, django_capture_on_commit_callbacks):
     call = ring_call(django_capture_on_commit_callbacks, ring=False)
     with django_capture_on_commit_callbacks(execute=True):
-        services.call_end(actor=SERVER, type_name="default", call_id=call.call_id)
+        call_end(actor=SERVER, type_name="default", call_id=call.call_id)
 
     assert PushDelivery.objects.count() == 0
 

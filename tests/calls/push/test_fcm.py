@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from calls.models import PushDelivery
-from calls.push import delivery
+from calls.outbox.push import delivery
 
 from .conftest import make_device
 from .helpers import events_of, people, ring_call

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from calls import services
 from calls.capabilities import SERVER
 from calls.models import PushDelivery
+from calls.services.live import call_go_live
 
 from .conftest import make_device
 from .helpers import DOCTOR_NAME, PATIENT_NAME, REASON, emit, people, ring_call
@@ -33,7 +33,7 @@ def test_no_payload_carries_names_or_custom_values(
 
     call = ring_call(django_capture_on_commit_callbacks, ring=True, notify=True)
     with django_capture_on_commit_callbacks(execute=True):
-        services.call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
+        call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)
     emit(django_capture_on_commit_callbacks, call, "call.reminder", starts_in_seconds=600)
     emit(
         django_capture_on_commit_callbacks,

@@ -16,11 +16,12 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from calls import scheduler, services
 from calls.capabilities import SERVER
 from calls.models import PushDelivery
-from calls.push import delivery
-from calls.services import MemberSpec
+from calls.outbox.push import delivery
+from calls.scheduling import scheduler
+from calls.services.base import MemberSpec
+from calls.services.calls import call_get_or_create
 
 from .helpers import events_of, people
 from .processes import (
@@ -73,7 +74,7 @@ def test_a_call_rings_the_patient_through_the_worker_at_its_start(
     thread.start()
     try:
         starts_at = timezone.now() + timedelta(seconds=3)
-        call = services.call_get_or_create(
+        call = call_get_or_create(
             actor=SERVER,
             type_name="default",
             call_id="e2e-visit",
@@ -95,14 +96,14 @@ def test_a_call_rings_the_patient_through_the_worker_at_its_start(
     [event] = events_of(call, "call.ring")
     [row] = PushDelivery.objects.filter(event=event)
     assert (row.state, row.attempts) == ("sent", 1)
-    assert "calls.tasks.deliver_push" in worker.read_text()  # sent by the worker, not by us
+    assert "calls.outbox.tasks.deliver_push" in worker.read_text()  # sent by the worker, not by us
 
 
 def notify_delivery(webpush_device, call_id: str) -> PushDelivery:
     """A notify push to the patient's browser, as a row for the test to drive by hand."""
     _, patient = people()
     browser = webpush_device(patient)
-    call = services.call_get_or_create(
+    call = call_get_or_create(
         actor=SERVER,
         type_name="default",
         call_id=call_id,

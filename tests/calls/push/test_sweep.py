@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from calls.models import PushDelivery
-from calls.push import delivery, dispatch, webpush
+from calls.outbox.push import delivery, dispatch, webpush
 
 from .conftest import make_device
 from .helpers import events_of, people, ring_call
@@ -151,7 +151,7 @@ def test_a_send_in_progress_is_left_alone_until_the_bound(rows, webpush_service,
 
 def test_the_stale_bound_outlasts_the_send_time_limit(settings):
     # A live send must never be taken for dead: the task is stopped before the bound.
-    from calls.tasks import deliver_push
+    from calls.outbox.tasks import deliver_push
 
     assert deliver_push.time_limit == settings.PUSH_SEND_TIME_LIMIT_SECONDS
     assert deliver_push.soft_time_limit < deliver_push.time_limit

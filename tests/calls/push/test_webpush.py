@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from calls.models import PushDelivery, PushDevice
-from calls.push import delivery, webpush
-from calls.tasks import deliver_push
+from calls.outbox.push import delivery, webpush
+from calls.outbox.tasks import deliver_push
 
 from .helpers import events_of, people, ring_call
 

@@ -18,12 +18,15 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .models import CallEvent
+from calls.models import CallEvent
+
+from .queue import enqueue
 
 logger = logging.getLogger("calls.relay")
 
 SWEEP_AFTER = timedelta(seconds=5)
 SWEEP_BATCH = 200
+RELAY_TASK = "calls.outbox.tasks.relay_events"
 
 
 def consumers() -> list[Callable[[CallEvent], None]]:
@@ -62,11 +65,9 @@ def relay_on_commit(event: CallEvent) -> None:
 
 
 def _hand_off(connection) -> None:
-    from .tasks import relay_events
-
     ids = connection.__dict__.pop(_PENDING, None)
     if ids:
-        relay_events.delay(ids)
+        enqueue(RELAY_TASK, ids)
 
 
 def sweep(*, now=None) -> int:
@@ -80,8 +81,6 @@ def sweep(*, now=None) -> int:
     if ids:
         # Handed to a worker like any other batch (in-process in the embedded default): the
         # scheduler that sweeps must not stall its due work relaying a backlog itself.
-        from .tasks import relay_events
-
         logger.info("relaying %d missed events", len(ids))
-        relay_events.delay(ids)
+        enqueue(RELAY_TASK, ids)
     return len(ids)

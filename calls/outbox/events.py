@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from .models import CallEvent
+from calls.models import CallEvent
+from calls.wire import to_ns
+
 from .relay import relay_on_commit
-from .wire import to_ns
 
 if TYPE_CHECKING:
-    from .models import Call
+    from calls.models import Call
 
 
 def _row(

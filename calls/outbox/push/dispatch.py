@@ -24,6 +24,7 @@ from django.db import transaction
 
 from calls.call_settings import BUILTIN_NOTIFICATION_SETTINGS
 from calls.models import CallEvent, CallMember, PushDelivery, PushDevice
+from calls.outbox.queue import enqueue
 
 from .base import Message
 
@@ -79,14 +80,13 @@ def on_event(event: CallEvent) -> None:
             "pk", flat=True
         )
     )
-    transaction.on_commit(lambda: _enqueue(ids))
+    transaction.on_commit(lambda: enqueue_deliveries(ids))
 
 
-def _enqueue(ids: Iterable[int]) -> None:
-    from calls.tasks import deliver_push
-
+def enqueue_deliveries(ids: Iterable[int]) -> None:
+    """One `deliver_push` task per delivery row (`calls.outbox.tasks`)."""
     for pk in ids:
-        deliver_push.delay(pk)
+        enqueue("calls.outbox.tasks.deliver_push", pk)
 
 
 def _targets(event: CallEvent) -> set[str]:

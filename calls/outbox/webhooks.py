@@ -43,10 +43,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import netguard
-from .models import CallEvent, WebhookDelivery, WebhookEndpoint
+from calls import netguard
+from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
 
-logger = logging.getLogger("calls.webhooks")
+from .queue import enqueue
+
+logger = logging.getLogger("calls.outbox.webhooks")
 
 State = WebhookDelivery.State
 RETRY_STATUSES = frozenset({408, 429})
@@ -99,10 +101,8 @@ def matching_endpoints(event: CallEvent) -> list[WebhookEndpoint]:
 
 
 def _enqueue(ids: Iterable[int]) -> None:
-    from .tasks import deliver_webhook
-
     for pk in ids:
-        deliver_webhook.delay(pk)
+        enqueue("calls.outbox.tasks.deliver_webhook", pk)
 
 
 def body_of(event: CallEvent) -> bytes:

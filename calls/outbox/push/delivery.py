@@ -41,7 +41,7 @@ from calls.models import PushDelivery, PushDevice
 
 from . import apns, fcm, webpush
 from .base import Outcome, Provider, Result
-from .dispatch import message_for
+from .dispatch import enqueue_deliveries, message_for
 
 logger = logging.getLogger("calls.push")
 
@@ -207,8 +207,6 @@ def sweep(*, now: datetime | None = None) -> int:
       enqueued again, at most once per bound (a duplicate message is harmless: the claim);
     - among those, rings whose event is older than RING_MAX_AGE → failed "ring expired".
     """
-    from calls.tasks import deliver_push
-
     now = now or timezone.now()
     stale = now - stale_after()
     interrupted = Q(state=State.SENDING, claimed_at__lt=stale)
@@ -236,6 +234,5 @@ def sweep(*, now: datetime | None = None) -> int:
     PushDelivery.objects.filter(lost, pk__in=ids).update(updated_at=now)
     if resent:
         logger.warning("push sweep: %d interrupted deliveries sent again", resent)
-    for pk in ids:
-        deliver_push.delay(pk)
+    enqueue_deliveries(ids)
     return expired + given_up + len(ids)

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from django.db import connection
 from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
-from django.db.models.expressions import OrderBy, RawSQL
+from django.db.models.expressions import OrderBy
 
 from . import selectors
-from .capabilities import Actor
+from .capabilities import Actor, readable_calls_q
 from .errors import InputError
-from .models import Call, CallMember, CallType
+from .models import Call, CallMember
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
@@ -138,7 +137,7 @@ def calls_query(
     # Participants of the calls' sessions: one more query, only when a listed call has one.
     qs = selectors.calls_base().filter(q).prefetch_related(selectors.session_participants())
     if not actor.is_server:
-        qs = qs.filter(_tenant_q(actor)).filter(_read_call_q(actor))
+        qs = qs.filter(readable_calls_q(actor))
     fingerprint = _fingerprint("calls", filters, keys)
     return _paginate(qs, keys, limit=limit, next=next, prev=prev, fingerprint=fingerprint)
 
@@ -164,49 +163,6 @@ def members_query(
     qs = selectors.members_base().filter(call=call).filter(q)
     fingerprint = _fingerprint(f"members:{call.pk}", filters, keys)
     return _paginate(qs, keys, limit=limit, next=next, prev=prev, fingerprint=fingerprint)
-
-
-# ---------------------------------------------------------------------------------------------
-# Visibility (§6.1 teams, read-call)
-# ---------------------------------------------------------------------------------------------
-
-
-def _tenant_q(actor: Actor) -> Q:
-    """The same rule as `capabilities.team_allows`, as SQL: always AND-ed for users."""
-    if actor.teams:
-        return Q(team__in=sorted(actor.teams))
-    return Q(team__isnull=True)
-
-
-def _read_call_q(actor: Actor) -> Q:
-    """Calls on which the user has `read-call`: member, global-role grant, or call token."""
-    assert actor.user is not None  # noqa: S101 - only called for user actors
-    role = actor.user.role
-    granting = [
-        ct.name
-        for ct in CallType.objects.only("name", "grants")
-        if "read-call" in ((ct.grants or {}).get(role) or ())
-    ]
-    is_member = Exists(CallMember.objects.filter(call=OuterRef("pk"), user_id=actor.user.id))
-    q = Q(is_member) | Q(type_id__in=granting)
-    if actor.call_cids:
-        q |= Q(cid__in=sorted(actor.call_cids))
-    return q & ~_blocked_q(actor.user.id)
-
-
-def _blocked_q(user_id: str) -> Q:
-    """Calls that block the user (a blocked user has no capabilities, so no read-call)."""
-    if connection.vendor == "postgresql":
-        return Q(blocked_user_ids__contains=[user_id])  # jsonb @>
-    # SQLite has no JSON containment lookup: the list's elements through json_each.
-    table = Call._meta.db_table
-    # The table name is our model's; the user id is a bound parameter.
-    blocked = RawSQL(  # noqa: S611
-        f'SELECT c.id FROM "{table}" c, json_each(c.blocked_user_ids) j '  # noqa: S608
-        "WHERE j.value = %s",
-        (user_id,),
-    )
-    return Q(pk__in=blocked)
 
 
 # ---------------------------------------------------------------------------------------------

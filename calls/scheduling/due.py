@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import wire
-from .models import DueAction
+from calls.call_settings import effective
+from calls.models import DueAction
 
 if TYPE_CHECKING:
-    from .models import Call
+    from calls.models import Call
 
 NOTIFY_CHANNEL = "calls_due_actions"
 # In-process wake-up for the embedded scheduler (one process, SQLite or not).
@@ -70,7 +70,7 @@ def _timer(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
     session = call.session if call.session_id else None
     if session is None or session.ended_at is not None:
         return {}
-    limit = int(wire.call_settings(call)["limits"].get("max_duration_seconds") or 0)
+    limit = int(effective(call)["limits"].get("max_duration_seconds") or 0)
     ends_at = session.started_at + timedelta(seconds=limit) if limit > 0 else None
     if session.timer_ends_at != ends_at:
         session.timer_ends_at = ends_at
@@ -84,6 +84,19 @@ def _timer(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
     return wanted
 
 
+def should_go_live(call: Call) -> bool:
+    """The one check of "this call goes live at its start": asked to, still in backstage,
+    neither ended nor deleted. Schedules the go-live here, and is asked again by the
+    scheduler's go-live (calls.services.live) when it is due."""
+    return (
+        call.go_live_at_start
+        and call.backstage
+        and call.starts_at is not None
+        and call.ended_at is None
+        and call.deleted_at is None
+    )
+
+
 def _wanted(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
     """The pending actions this call should have now: {(kind, key): due_at}."""
     if call.ended_at is not None or call.deleted_at is not None:
@@ -94,7 +107,7 @@ def _wanted(call: Call, now: datetime) -> dict[tuple[str, str], datetime]:
     if call.no_show_after_seconds is not None:
         no_show_at = call.starts_at + timedelta(seconds=call.no_show_after_seconds)
         wanted[(DueAction.Kind.NO_SHOW, "")] = no_show_at
-    if call.go_live_at_start and call.backstage:
+    if should_go_live(call):
         wanted[(DueAction.Kind.GO_LIVE, "")] = call.starts_at
     if call.ring_at_start:
         wanted[(DueAction.Kind.RING, "")] = call.starts_at

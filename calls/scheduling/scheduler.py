@@ -18,15 +18,19 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import relay, services, webhooks, wire
-from .capabilities import SERVER, TIMER_END_REASON
-from .due import NOTIFY_CHANNEL, wake_up
-from .errors import CallsError
-from .events import event_emit
-from .models import DueAction
-from .push import delivery as push_delivery
+from calls import wire
+from calls.call_settings import effective
+from calls.capabilities import SERVER, TIMER_END_REASON
+from calls.errors import CallsError
+from calls.models import DueAction
+from calls.outbox import relay, webhooks
+from calls.outbox.events import event_emit
+from calls.outbox.push import delivery as push_delivery
+from calls.services import live, ringing, sessions
 
-logger = logging.getLogger("calls.scheduler")
+from .due import NOTIFY_CHANNEL, should_go_live, wake_up
+
+logger = logging.getLogger("calls.scheduling.scheduler")
 
 MAX_ATTEMPTS = 5
 BATCH_SIZE = 20
@@ -66,9 +70,7 @@ def _check_fresh(action: DueAction, now: datetime) -> None:
         ends_at = session.timer_ends_at if session and session.timer_ends_at else action.due_at
         limit = (ends_at - action.due_at).total_seconds() - 1
     elif action.kind == DueAction.Kind.GO_LIVE:
-        limit = wire.call_settings(call)["limits"].get("max_duration_seconds") or (
-            GO_LIVE_STALE_SECONDS
-        )
+        limit = effective(call)["limits"].get("max_duration_seconds") or (GO_LIVE_STALE_SECONDS)
     else:  # a reminder is pointless once the call has started, or half its notice is gone
         starts_at = call.starts_at or action.due_at
         limit = min(int(action.key) / 2, (starts_at - action.due_at).total_seconds())
@@ -81,20 +83,20 @@ def _apply(action: DueAction, now: datetime) -> None:
     call = action.call
     kwargs = {"actor": SERVER, "type_name": call.type_id, "call_id": call.call_id}
     if action.kind == DueAction.Kind.GO_LIVE:
-        if call.backstage and call.ended_at is None:
-            services.call_go_live(**kwargs)
+        if should_go_live(call):
+            live.call_go_live(**kwargs)
     elif action.kind == DueAction.Kind.RING:
-        services.call_ring(**kwargs)
+        ringing.call_ring(**kwargs)
     elif action.kind == DueAction.Kind.RING_TIMEOUT:
-        services.call_ring_timeout(call=call)
+        ringing.call_ring_timeout(call=call)
     elif action.kind == DueAction.Kind.TIMER_WARNING:
-        services.call_timer_warning(call=call)
+        live.call_timer_warning(call=call)
     elif action.kind == DueAction.Kind.TIMER_END:
-        services.call_end(**kwargs, reason=TIMER_END_REASON)
+        live.call_end(**kwargs, reason=TIMER_END_REASON)
     elif action.kind == DueAction.Kind.PARTICIPANT_TIMEOUT:
-        services.participant_timeout(user_session_id=action.key)
+        sessions.participant_timeout(user_session_id=action.key)
     elif action.kind == DueAction.Kind.NO_SHOW:
-        services.call_no_show_check(call=call)
+        live.call_no_show_check(call=call)
     elif action.kind == DueAction.Kind.REMINDER:
         event_emit(
             type="call.reminder",
@@ -124,7 +126,7 @@ def _go_live_together(claimed: list[DueAction], now: datetime) -> list[DueAction
             DueAction.objects.filter(pk__in=[a.pk for a in go_lives]).update(
                 state=DueAction.State.DONE, done_at=now
             )
-            services.calls_go_live_at_start(call_pks=[a.call_id for a in go_lives])
+            live.calls_go_live_at_start(call_pks=[a.call_id for a in go_lives])
     except Exception:
         logger.exception("batch go-live failed; going one by one")
         return claimed
@@ -239,7 +241,7 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                 busy = wait is not None and wait < max_sleep
                 if clock >= next_sweep and (not busy or clock >= last_sweep + SWEEP_PUT_OFF):
                     relay.sweep()
-                    services.participants_sweep()
+                    sessions.participants_sweep()
                     push_delivery.sweep()
                     webhooks.sweep()
                     last_sweep = time.monotonic()

@@ -1,0 +1,54 @@
+"""The outbox's Celery tasks: relay committed events, send pushes, post webhooks. Each takes
+ids, is quiet when its row is gone or done, and runs the module that owns the work. They are
+enqueued by name through `calls.outbox.queue`, so nothing here is imported back."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from . import relay, webhooks
+from .push import delivery as push_delivery
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def relay_events(event_ids: list[int]) -> int:
+    """Hand committed events to their consumers (calls.outbox.relay); quiet when already done."""
+    return relay.relay(event_ids)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # attempts are counted on the row (PUSH_MAX_ATTEMPTS)
+    # Shorter than PUSH_SENDING_STALE_SECONDS: a send still `sending` past that bound is dead.
+    time_limit=settings.PUSH_SEND_TIME_LIMIT_SECONDS,
+    soft_time_limit=0.8 * settings.PUSH_SEND_TIME_LIMIT_SECONDS,
+)
+def deliver_push(self, delivery_id: int) -> None:
+    """Send one push (calls.outbox.push.delivery): one live send per row at a time, sent again
+    with the same collapse ids if a run dies mid-send; quiet when it is gone, already sent, or
+    being sent by another run; retried with backoff on 429/5xx/timeouts."""
+    countdown = push_delivery.deliver(delivery_id)
+    while countdown is not None and self.request.is_eager:
+        # In-process (embedded default, tests) Celery runs retries at once, ignoring the
+        # countdown; with eager propagation on, `retry` would raise instead. Each pass
+        # counts an attempt, so this stops at PUSH_MAX_ATTEMPTS.
+        countdown = push_delivery.deliver(delivery_id)
+    if countdown is not None:
+        raise self.retry(countdown=countdown)
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def sweep_push_deliveries() -> int:
+    """Resend pushes interrupted mid-send and re-enqueue stranded ones (push.delivery)."""
+    return push_delivery.sweep()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=40, soft_time_limit=30)
+def deliver_webhook(delivery_id: int) -> str | None:
+    """POST one webhook (calls.outbox.webhooks): quiet when it is gone, done or being sent.
+    Retries are due in the database (`next_attempt_at`) and enqueued by the sweep, not by
+    countdowns."""
+    return webhooks.deliver(delivery_id)

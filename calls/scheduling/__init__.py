@@ -1,0 +1,1 @@
+"""Due actions (what must happen when, for each call) and the scheduler that applies them."""

@@ -1,0 +1,576 @@
+"""Calls: create, read, join, update, members, custom events, delete."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from calls import selectors, wire
+from calls.call_settings import deep_merge, overlay
+from calls.capabilities import (
+    Actor,
+    can_create,
+    can_read,
+    capabilities_for,
+    join_state,
+    team_allows,
+)
+from calls.errors import InputError, NotAllowed
+from calls.models import Call, CallEvent, CallMember, CallType, CallUser, Task
+from calls.outbox.events import event_emit
+from calls.outbox.queue import enqueue
+from calls.scheduling.due import due_actions_sync
+
+from .base import (
+    MAX_MEMBERS_PER_REQUEST,
+    CallView,
+    MemberSpec,
+    capabilities_by_role,
+    locked_call,
+    require,
+    settings_or_error,
+)
+from .ringing import ring_and_notify
+from .sessions import participants_close, session_reload
+from .users import UserSpec, users_upsert
+
+
+def _members_check(members: list[MemberSpec]) -> dict[str, CallUser]:
+    """Shape and existence of a members list; returns the users by id (one query)."""
+    _members_shape_check(members)
+    users = CallUser.objects.in_bulk([m.user_id for m in members]) if members else {}
+    _members_missing(members, users)
+    return users
+
+
+MAX_REMINDERS = 10
+MAX_REMINDER_OFFSET = 30 * 24 * 3600
+
+
+def _reminder_offsets_or_error(offsets: list[int] | None, path: str) -> list[int]:
+    """Reminder offsets: seconds before the start, positive, at most 30 days, at most 10."""
+    if offsets is None:
+        return []
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) > MAX_REMINDERS
+        or not all(
+            isinstance(o, int) and not isinstance(o, bool) and 0 < o <= MAX_REMINDER_OFFSET
+            for o in offsets
+        )
+    ):
+        raise InputError(
+            f"reminder offsets must be at most {MAX_REMINDERS} whole numbers of seconds "
+            f"between 1 and {MAX_REMINDER_OFFSET}",
+            fields={path: "invalid reminder offsets"},
+        )
+    return sorted(set(offsets), reverse=True)
+
+
+def _creator(
+    *,
+    actor: Actor,
+    call_type: CallType,
+    created_by_id: str | None,
+    created_by: UserSpec | None,
+    team: str | None,
+    users: dict[str, CallUser],
+) -> CallUser:
+    """Who creates the call, with the team rules for user-side creation (§3.3, §6.1)."""
+    if not actor.is_server:
+        assert actor.user is not None  # noqa: S101
+        if not can_create(actor, call_type.grants):
+            raise NotAllowed(
+                f"user {actor.user.id} is not allowed to create {call_type.name} calls"
+            )
+        if actor.teams and team not in actor.teams:
+            raise NotAllowed(
+                "a user who belongs to teams must create calls in one of their teams",
+                fields={"data.team": "must be one of your teams"},
+            )
+        if not actor.teams and team:
+            raise NotAllowed(
+                f"user {actor.user.id} does not belong to team {team}",
+                fields={"data.team": "not your team"},
+            )
+        return actor.user
+    if created_by is not None:
+        return users_upsert(actor=actor, users=[created_by])[0]
+    if not created_by_id:
+        raise InputError(
+            "either data.created_by or data.created_by_id must be provided when using "
+            "server side auth",
+            fields={"data.created_by_id": "required with server-side auth"},
+        )
+    if created_by_id not in users:
+        raise InputError(
+            f"user {created_by_id} does not exist", fields={"data.created_by_id": "unknown user"}
+        )
+    return users[created_by_id]
+
+
+def _members_shape_check(members: list[MemberSpec]) -> None:
+    if len(members) > MAX_MEMBERS_PER_REQUEST:
+        raise InputError(
+            f"at most {MAX_MEMBERS_PER_REQUEST} members per request",
+            fields={"members": f"at most {MAX_MEMBERS_PER_REQUEST}"},
+        )
+    seen: set[str] = set()
+    dupes = sorted({m.user_id for m in members if m.user_id in seen or seen.add(m.user_id)})
+    if dupes:
+        raise InputError(f"duplicate members: {', '.join(dupes)}", fields={"members": "duplicate"})
+
+
+def _members_missing(members: list[MemberSpec], users: dict[str, CallUser]) -> None:
+    missing = [m.user_id for m in members if m.user_id not in users]
+    if missing:
+        raise InputError(
+            f"members must be existing users; unknown: {', '.join(missing)}",
+            fields={"members": f"unknown users: {', '.join(missing)}"},
+        )
+
+
+def call_get_or_create(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    created_by_id: str | None = None,
+    created_by: UserSpec | None = None,
+    members: list[MemberSpec] | None = None,
+    custom: dict[str, Any] | None = None,
+    settings_override: dict[str, Any] | None = None,
+    starts_at: datetime | None = None,
+    team: str | None = None,
+    ring: bool = False,
+    notify: bool = False,
+    video: bool | None = None,
+    members_limit: int | None = None,
+    go_live_at_start: bool = False,
+    ring_at_start: bool = False,
+    reminder_offsets: list[int] | None = None,
+    no_show_after_seconds: int | None = None,
+) -> CallView:
+    """Stream's GetOrCreateCall. `data` is only used when the call is created (§3.3).
+
+    Creation is one transaction (an inline `created_by` upsert included). Two requests racing
+    for the same id meet at the unique constraint: the loser reads the winner's call.
+    """
+    existing = selectors.call_find(type_name=type_name, call_id=call_id)
+    if existing is not None:
+        return _existing_call_view(
+            actor=actor,
+            call=existing,
+            ring=ring,
+            notify=notify,
+            video=video,
+            members_limit=members_limit,
+        )
+    call_type = selectors.call_type_get(name=type_name)
+    members = members or []
+    override = settings_or_error(settings_override, "data.settings_override")
+    _members_shape_check(members)
+    offsets = _reminder_offsets_or_error(reminder_offsets, "data.reminder_offsets")
+    try:
+        with transaction.atomic():
+            wanted = [m.user_id for m in members]
+            if actor.is_server and created_by is None and created_by_id:
+                wanted.append(created_by_id)
+            users = CallUser.objects.in_bulk(wanted) if wanted else {}
+            creator = _creator(
+                actor=actor,
+                call_type=call_type,
+                created_by_id=created_by_id,
+                created_by=created_by,
+                team=team,
+                users=users,
+            )
+            users[creator.id] = creator
+            _members_missing(members, users)
+            with transaction.atomic():  # savepoint: a lost race leaves the outer block usable
+                call = Call.objects.create(
+                    type=call_type,
+                    call_id=call_id,
+                    cid=f"{type_name}:{call_id}",
+                    created_by=creator,
+                    team=team or None,
+                    custom=custom or {},
+                    settings_override=override,
+                    starts_at=starts_at,
+                    backstage=bool(
+                        overlay(call_type.settings, override)["backstage"].get("enabled")
+                    ),
+                    go_live_at_start=go_live_at_start,
+                    ring_at_start=ring_at_start,
+                    reminder_offsets=offsets,
+                    no_show_after_seconds=no_show_after_seconds,
+                )
+            rows = CallMember.objects.bulk_create(
+                [
+                    CallMember(
+                        call=call,
+                        user=users[m.user_id],
+                        role=m.role or "call_member",
+                        custom=m.custom or {},
+                    )
+                    for m in members
+                ]
+            )
+            event_emit(
+                type="call.created",
+                for_call=call,
+                call=wire.call_response(call),
+                members=[wire.member_response(m) for m in rows],
+            )
+            ring_and_notify(
+                call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
+            )
+            due_actions_sync(call, new=True)
+    except IntegrityError:
+        existing = selectors.call_find(type_name=type_name, call_id=call_id)
+        if existing is None:
+            raise
+        return _existing_call_view(
+            actor=actor,
+            call=existing,
+            ring=ring,
+            notify=notify,
+            video=video,
+            members_limit=members_limit,
+        )
+    mine = next((m for m in rows if m.user_id == actor.user_id), None)
+    return CallView(
+        call=call,
+        members=rows if members_limit is None else rows[:members_limit],
+        own_capabilities=capabilities_for(actor, call, mine),
+        created=True,
+    )
+
+
+def _existing_call_view(
+    *,
+    actor: Actor,
+    call: Call,
+    ring: bool,
+    notify: bool,
+    video: bool | None,
+    members_limit: int | None,
+) -> CallView:
+    return call_read(
+        actor=actor,
+        type_name=call.type_id,
+        call_id=call.call_id,
+        ring=ring,
+        notify=notify,
+        video=video,
+        members_limit=members_limit,
+        call=call,
+    )
+
+
+def call_read(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    ring: bool = False,
+    notify: bool = False,
+    video: bool | None = None,
+    members_limit: int | None = None,
+    call: Call | None = None,
+) -> CallView:
+    """GetCall: a read, which may also ring or notify the members of the existing call."""
+    if call is None:
+        call = selectors.call_get(actor=actor, type_name=type_name, call_id=call_id)
+    elif not team_allows(actor, call.team):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
+    members = selectors.call_members(call=call, limit=members_limit)
+    member = next((m for m in members if m.user_id == actor.user_id), None)
+    if member is None and members_limit is not None and len(members) == members_limit:
+        member = selectors.member_of(actor=actor, call=call)  # the page may have cut them off
+    caps = capabilities_for(actor, call, member)
+    if not can_read(actor, call, member):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to read call {call.cid}")
+    if ring or notify:
+        with transaction.atomic():
+            locked = selectors.call_get(
+                actor=actor, type_name=call.type_id, call_id=call.call_id, for_update=True
+            )
+            caller = actor.user or locked.created_by
+            ring_and_notify(
+                call=locked,
+                members=selectors.call_members(call=locked),
+                caller=caller,
+                ring=ring,
+                notify=notify,
+                video=video,
+            )
+    return CallView(call=call, members=members, own_capabilities=caps)
+
+
+def call_join(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    create: bool = False,
+    create_kwargs: dict[str, Any] | None = None,
+    ring: bool = False,
+    notify: bool = False,
+    video: bool | None = None,
+) -> CallView:
+    """May this user enter the call now? Enforces the ended, capability, backstage and
+    join-ahead rules (capabilities.join_state) on the server, whatever the page says."""
+    if actor.is_server:
+        raise InputError("join is a client-side operation: use a user token")
+    if create:
+        view = call_get_or_create(
+            actor=actor,
+            type_name=type_name,
+            call_id=call_id,
+            ring=ring,
+            notify=notify,
+            video=video,
+            **(create_kwargs or {}),
+        )
+    else:
+        view = call_read(
+            actor=actor, type_name=type_name, call_id=call_id, ring=ring, notify=notify, video=video
+        )
+    denial = join_state(caps=view.own_capabilities, call=view.call, now=timezone.now()).denial
+    if denial is not None:
+        raise NotAllowed(denial)
+    return view
+
+
+def call_update(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    starts_at: datetime | None = None,
+    custom: dict[str, Any] | None = None,
+    settings_override: dict[str, Any] | None = None,
+    go_live_at_start: bool | None = None,
+    ring_at_start: bool | None = None,
+    reminder_offsets: list[int] | None = None,
+    no_show_after_seconds: int | None = None,
+) -> CallView:
+    """PATCH: replace `custom` when given, deep-merge `settings_override`, move `starts_at`;
+    the scheduled actions follow in the same transaction."""
+    override = settings_or_error(settings_override, "settings_override")
+    offsets = (
+        None
+        if reminder_offsets is None
+        else _reminder_offsets_or_error(reminder_offsets, "reminder_offsets")
+    )
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        member = selectors.member_of(actor=actor, call=call)
+        require(actor, call, member, "update-call")
+        if override:
+            require(actor, call, member, "update-call-settings")
+            call.settings_override = deep_merge(call.settings_override, override)
+        if custom is not None:
+            call.custom = custom
+        if starts_at is not None:
+            call.starts_at = starts_at
+        if go_live_at_start is not None:
+            call.go_live_at_start = go_live_at_start
+        if ring_at_start is not None:
+            call.ring_at_start = ring_at_start
+        if offsets is not None:
+            call.reminder_offsets = offsets
+        if no_show_after_seconds is not None:
+            call.no_show_after_seconds = no_show_after_seconds
+        call.save()
+        due_actions_sync(call)
+        event_emit(
+            type="call.updated",
+            for_call=call,
+            call=wire.call_response(call),
+            capabilities_by_role=capabilities_by_role(call),
+        )
+        return CallView(
+            call=call,
+            members=selectors.call_members(call=call),
+            own_capabilities=capabilities_for(actor, call, member),
+        )
+
+
+def call_members_update(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    update_members: list[MemberSpec] | None = None,
+    remove_members: list[str] | None = None,
+) -> list[CallMember]:
+    update_members = update_members or []
+    remove_members = remove_members or []
+    if len(remove_members) > MAX_MEMBERS_PER_REQUEST:
+        raise InputError(
+            f"at most {MAX_MEMBERS_PER_REQUEST} members may be removed at once",
+            fields={"remove_members": f"at most {MAX_MEMBERS_PER_REQUEST}"},
+        )
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        member = selectors.member_of(actor=actor, call=call)
+        if update_members:
+            require(actor, call, member, "update-call-member")
+        if remove_members:
+            require(actor, call, member, "remove-call-member")
+        _members_check(update_members)
+        current = {
+            m.user_id: m
+            for m in CallMember.objects.filter(
+                call=call, user_id__in=[m.user_id for m in update_members]
+            )
+        }
+        added: list[str] = []
+        updated: list[str] = []
+        role_changed = False
+        for spec in update_members:
+            row = current.get(spec.user_id)
+            if row is None:
+                CallMember.objects.create(
+                    call=call,
+                    user_id=spec.user_id,
+                    role=spec.role or "call_member",
+                    custom=spec.custom or {},
+                )
+                added.append(spec.user_id)
+                continue
+            new_role = spec.role or row.role
+            new_custom = row.custom if spec.custom is None else spec.custom
+            if (new_role, new_custom) != (row.role, row.custom):
+                role_changed |= new_role != row.role
+                row.role, row.custom = new_role, new_custom
+                row.save(update_fields=["role", "custom", "updated_at"])
+                updated.append(spec.user_id)
+        removed = list(
+            CallMember.objects.filter(call=call, user_id__in=remove_members).values_list(
+                "user_id", flat=True
+            )
+        )
+        CallMember.objects.filter(call=call, user_id__in=removed).delete()
+        upserted = list(
+            selectors.members_base()
+            .filter(call=call, user_id__in=[m.user_id for m in update_members])
+            .order_by("created_at", "pk")
+        )
+        if added or updated or removed:
+            call.save(update_fields=["updated_at"])
+        call_data = wire.call_response(call)
+        by_id = {m.user_id: wire.member_response(m) for m in upserted}
+        if added:
+            event_emit(
+                type="call.member_added",
+                for_call=call,
+                call=call_data,
+                members=[by_id[i] for i in added],
+            )
+        if updated:
+            event_emit(
+                type="call.member_updated",
+                for_call=call,
+                call=call_data,
+                members=[by_id[i] for i in updated],
+            )
+            if role_changed:
+                event_emit(
+                    type="call.member_updated_permission",
+                    for_call=call,
+                    call=call_data,
+                    members=[by_id[i] for i in updated],
+                    capabilities_by_role=capabilities_by_role(call),
+                )
+        if removed:
+            event_emit(type="call.member_removed", for_call=call, call=call_data, members=removed)
+        return upserted
+
+
+def call_send_event(
+    *,
+    actor: Actor,
+    type_name: str,
+    call_id: str,
+    custom: dict[str, Any],
+    user_id: str | None = None,
+) -> None:
+    """SendCallEvent: a `custom` event to the call's members (e.g. "running late")."""
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        if actor.is_server:
+            sender = CallUser.objects.filter(id=user_id).first() if user_id else None
+            if sender is None:
+                raise InputError(
+                    "server-side events must name an existing sender user_id",
+                    fields={"user_id": "required with server-side auth"},
+                )
+        else:
+            assert actor.user is not None  # noqa: S101
+            require(actor, call, selectors.member_of(actor=actor, call=call), "read-call")
+            sender = actor.user
+        event_emit(type="custom", for_call=call, custom=custom, user=wire.user_response(sender))
+
+
+# --- block, unblock, kick (§3.13) -------------------------------------------------------------
+
+
+def call_delete(
+    *, actor: Actor, type_name: str, call_id: str, hard: bool = False
+) -> tuple[Call, Task | None]:
+    """Soft delete hides the call from the API; hard delete (server only) also wipes it."""
+    if hard and not actor.is_server:
+        raise NotAllowed("hard delete is only allowed with server-side auth")
+    with transaction.atomic():
+        call = locked_call(actor, type_name, call_id, "end-call")
+        participants_close(call, "call_deleted")  # nobody stays in a deleted call
+        session_reload(call)
+        call.deleted_at = timezone.now()
+        if call.ended_at is None:
+            call.ended_at = call.deleted_at
+        call.save()
+        due_actions_sync(call)
+        call_data = wire.call_response(call)
+        task = None
+        if hard:
+            task = Task.objects.create(
+                id=str(uuid.uuid4()), kind="call_hard_delete", params={"call_pk": call.pk}
+            )
+            event_emit(type="call.deleted", for_call=None, call_cid=call.cid, call=call_data)
+            transaction.on_commit(lambda: enqueue("calls.tasks.run_task", task.id))
+        else:
+            event_emit(type="call.deleted", for_call=call, call=call_data)
+        return call, task
+
+
+def call_hard_delete_run(*, task_id: str) -> Task | None:
+    """Wipe a soft-deleted call with its members and history (the GDPR delete)."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(id=task_id).first()
+        if task is None or task.status == Task.Status.COMPLETED:
+            return task
+        call_pk = task.params["call_pk"]
+        CallEvent.objects.filter(call_id=call_pk).delete()
+        Call.objects.filter(pk=call_pk, deleted_at__isnull=False).delete()
+        task.status = Task.Status.COMPLETED
+        task.result = {"deleted_call": True}
+        task.save()
+        return task
+
+
+# --- sessions and participants (browser joins: calls.realtime.rtc) ----------------------------
+
+# A joined participant whose connection has not been heard from for this long has gone
