@@ -12,7 +12,7 @@ import time_machine
 
 from appointments.models import Appointment
 from appointments.selectors import staff_actor
-from appointments.services import NO_SHOW_AFTER_MINUTES
+from appointments.services.booking import NO_SHOW_AFTER_MINUTES
 from calls import scheduler, services
 from calls.capabilities import Actor
 from calls.models import Call, CallUser
@@ -99,7 +99,7 @@ def test_a_patient_who_never_joins_becomes_a_no_show_until_they_arrive(
 
 def test_a_cancelled_appointment_is_not_moved(visit, django_capture_on_commit_callbacks):
     appointment, host, _ = visit
-    from appointments.services import appointment_cancel
+    from appointments.services.booking import appointment_cancel
 
     with (
         time_machine.travel(T - timedelta(hours=1), tick=False),

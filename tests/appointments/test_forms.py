@@ -11,9 +11,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from appointments import services
-from appointments.forms import AppointmentForm
 from appointments.models import Appointment, AppointmentMember
+from appointments.portal.forms import AppointmentForm
+from appointments.services.booking import appointment_cancel, booking_of
 from calls.models import Call, CallMember
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
@@ -290,14 +290,14 @@ def test_edit_reschedules_and_keeps_the_patient(client, clinic, doctor, colleagu
     assert appointment.patient == patient
     assert appointment.starts_at == tomorrow_at(14, 15)
     assert appointment.duration_minutes == 45
-    assert services.booking_of(appointment).host == colleague
+    assert booking_of(appointment).host == colleague
     call = Call.objects.get(type_id="appointment", call_id=appointment.id)
     assert call.starts_at == tomorrow_at(14, 15)
 
 
 def test_editing_a_cancelled_appointment_is_a_form_error(client, clinic, doctor, patient):
     appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=tomorrow_at(9))
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     url = f"/c/clinic-a/appointments/{appointment.id}/edit/"
     response = client.post(url, form_data(patient, doctor, tomorrow_at(11)))
     assert response.status_code == 200

@@ -12,8 +12,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from appointments import links, services
+from appointments import links
 from appointments.models import AppointmentMember
+from appointments.services.booking import appointment_cancel, appointment_update, booking_of
+from appointments.services.guests import (
+    MAX_GUESTS,
+    appointment_guest_invite,
+    appointment_guest_remove,
+)
+from appointments.services.status import appointment_call_action
 from calls import services as call_services
 from calls.capabilities import Actor
 from calls.errors import CallsError
@@ -60,9 +67,7 @@ def staff_client(staff) -> Client:
 
 
 def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(
-        appointment=appointment, by=doctor, name="  Maria   Lima "
-    )
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="  Maria   Lima ")
 
     user = CallUser.objects.get(pk=member.call_user_id)
     assert user.name == "Maria Lima"
@@ -83,7 +88,7 @@ def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doc
 
 
 def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     frozen.move_to(START - dt.timedelta(minutes=5))
     guest = Actor(user=member.call_user, teams=frozenset(member.call_user.teams))
 
@@ -92,13 +97,13 @@ def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doct
     )
 
     assert not entry.admitted
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     entry.participant.refresh_from_db()
     assert entry.participant.state == "joined"
 
 
 def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     frozen.move_to(START - dt.timedelta(minutes=5))
     link = links.guest_link_path(member)
     token = room_config(Client().get(link))["token"]
@@ -110,7 +115,7 @@ def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, 
         channel_name="guest-tab",
     ).participant
 
-    services.appointment_guest_remove(appointment=appointment, by=doctor, member_id=member.pk)
+    appointment_guest_remove(appointment=appointment, by=doctor, member_id=member.pk)
 
     assert not AppointmentMember.objects.filter(pk=member.pk).exists()
     assert not CallMember.objects.filter(user=user).exists()
@@ -125,18 +130,18 @@ def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, 
 
 def test_guest_rules(appointment, doctor, frozen):
     with pytest.raises(ValidationError, match="name"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="   ")
+        appointment_guest_invite(appointment=appointment, by=doctor, name="   ")
     with pytest.raises(ValidationError, match="name"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="x" * 101)
-    for n in range(services.MAX_GUESTS):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name=f"Guest {n}")
+        appointment_guest_invite(appointment=appointment, by=doctor, name="x" * 101)
+    for n in range(MAX_GUESTS):
+        appointment_guest_invite(appointment=appointment, by=doctor, name=f"Guest {n}")
     with pytest.raises(ValidationError, match="at most"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="One more")
-    services.appointment_cancel(appointment=appointment, by=doctor)
-    assert AppointmentMember.objects.filter(kind="guest").count() == services.MAX_GUESTS
+        appointment_guest_invite(appointment=appointment, by=doctor, name="One more")
+    appointment_cancel(appointment=appointment, by=doctor)
+    assert AppointmentMember.objects.filter(kind="guest").count() == MAX_GUESTS
     member = AppointmentMember.objects.filter(kind="guest").first()
     with pytest.raises(ValidationError, match="over"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="Late")
+        appointment_guest_invite(appointment=appointment, by=doctor, name="Late")
     # A cancelled appointment's guest link says so, without a room.
     response = Client().get(links.guest_link_path(member))
     assert response.context["state"] == "cancelled"
@@ -145,7 +150,7 @@ def test_guest_rules(appointment, doctor, frozen):
 
 
 def test_a_guest_link_opens_only_its_own_appointment(appointment, doctor, clinic, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     other = make_appointment(
         clinic, host=doctor, patient=make_patient(clinic), starts_at=START + dt.timedelta(hours=2)
     )
@@ -178,7 +183,7 @@ def test_staff_invite_and_remove_guests_from_the_appointment_page(appointment, d
 
 
 def test_another_clinics_staff_cannot_touch_the_guests(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     outsider = make_staff(ClinicFactory(slug="clinic-b"), "outsider")
     page = f"/c/clinic-a/appointments/{appointment.id}/"
     client = staff_client(outsider)
@@ -188,12 +193,12 @@ def test_another_clinics_staff_cannot_touch_the_guests(appointment, doctor, froz
 
 
 def test_a_reschedule_keeps_the_guest_and_their_link(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     link = links.guest_link_path(member)
-    booking = services.booking_of(appointment)
+    booking = booking_of(appointment)
     booking.starts_at = START + dt.timedelta(hours=1)
 
-    services.appointment_update(appointment=appointment, booking=booking)
+    appointment_update(appointment=appointment, booking=booking)
 
     member = AppointmentMember.objects.get(kind="guest")
     assert links.guest_link_path(member) == link
@@ -202,7 +207,7 @@ def test_a_reschedule_keeps_the_guest_and_their_link(appointment, doctor, frozen
 
 
 def test_a_guest_link_expires_hours_after_the_end(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     link = links.guest_link_path(member)
     frozen.move_to(appointment.ends_at + links.LINK_VALID_AFTER_END - dt.timedelta(minutes=1))
     assert Client().get(link).status_code == 200

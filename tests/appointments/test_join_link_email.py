@@ -11,7 +11,9 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from appointments import links, services
+from appointments import links
+from appointments.services.booking import appointment_cancel
+from appointments.services.join_links import appointment_join_link_send, appointment_link_replace
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -71,8 +73,8 @@ def test_a_replaced_link_is_not_the_one_sent(
 ):
     old = links.join_link_path(appointment)
     with django_capture_on_commit_callbacks(execute=True):
-        services.appointment_link_replace(appointment=appointment, by=doctor)
-        services.appointment_join_link_send(
+        appointment_link_replace(appointment=appointment, by=doctor)
+        appointment_join_link_send(
             appointment=appointment, by=doctor, base_url="https://clinic.example/"
         )
     appointment.refresh_from_db()
@@ -88,10 +90,10 @@ def test_no_email_without_an_address_or_once_the_appointment_is_over(
     patient.email = ""
     patient.save()
     with pytest.raises(ValidationError, match="no email address"):
-        services.appointment_join_link_send(appointment=appointment, by=doctor, base_url="/")
+        appointment_join_link_send(appointment=appointment, by=doctor, base_url="/")
     patient.email = "ana@example.com"
     patient.save()
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     with django_capture_on_commit_callbacks(execute=True):
         response = page_client(doctor).post(
             f"/c/clinic-a/appointments/{appointment.id}/link/send/", follow=True

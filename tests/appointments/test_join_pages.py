@@ -21,8 +21,16 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
-from appointments import links, services
+from appointments import links
 from appointments.models import Appointment
+from appointments.services.booking import (
+    Booking,
+    appointment_cancel,
+    appointment_update,
+    booking_of,
+)
+from appointments.services.join_links import appointment_link_replace
+from appointments.services.status import appointment_call_action
 from calls import services as call_services
 from calls.errors import CallsError
 from calls.realtime.consumer import actor_from_token
@@ -148,7 +156,7 @@ def test_before_the_lobby_opens_the_page_says_when(appointment):
 
 def test_a_live_call_is_joined_directly(appointment, doctor, frozen):
     frozen.move_to(START)
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     response = open_link(links.join_link_path(appointment))
     assert room_config(response)["state"] == "live"
     assert b"Join the call" in response.content
@@ -161,10 +169,10 @@ def test_a_live_call_is_joined_directly(appointment, doctor, frozen):
 def test_an_ended_or_cancelled_appointment_has_no_room(appointment, doctor, frozen, finish, title):
     frozen.move_to(START)
     if finish == "end":
-        services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
-        services.appointment_call_action(appointment=appointment, staff=doctor, action="end")
+        appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+        appointment_call_action(appointment=appointment, staff=doctor, action="end")
     else:
-        services.appointment_cancel(appointment=appointment, by=doctor)
+        appointment_cancel(appointment=appointment, by=doctor)
     response = open_link(links.join_link_path(appointment))
     assert response.status_code == 200
     assert title in response.content
@@ -187,13 +195,13 @@ def test_the_link_works_until_hours_after_the_end(appointment, frozen):
 def test_the_link_follows_a_reschedule(appointment, doctor, frozen):
     path = links.join_link_path(appointment)
     later = START + dt.timedelta(days=2)
-    services.appointment_update(appointment=appointment, booking=_moved(appointment, later))
+    appointment_update(appointment=appointment, booking=_moved(appointment, later))
     frozen.move_to(START + dt.timedelta(days=1))  # past the old end, before the new one
     assert room_config(open_link(path))["starts_at"] == later.isoformat()
 
 
-def _moved(appointment: Appointment, starts_at: dt.datetime) -> services.Booking:
-    booking = services.booking_of(appointment)
+def _moved(appointment: Appointment, starts_at: dt.datetime) -> Booking:
+    booking = booking_of(appointment)
     booking.starts_at = starts_at
     return booking
 
@@ -209,7 +217,7 @@ def test_a_replaced_link_stops_working_and_the_new_one_works(appointment, doctor
         channel_name="old-link-tab",
     ).participant
 
-    services.appointment_link_replace(appointment=appointment, by=doctor)
+    appointment_link_replace(appointment=appointment, by=doctor)
 
     appointment.refresh_from_db()
     new = links.join_link_path(appointment)
@@ -232,9 +240,9 @@ def test_a_replaced_link_stops_working_and_the_new_one_works(appointment, doctor
 
 
 def test_a_finished_appointments_link_is_not_replaced(appointment, doctor, frozen):
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     with pytest.raises(ValidationError):
-        services.appointment_link_replace(appointment=appointment, by=doctor)
+        appointment_link_replace(appointment=appointment, by=doctor)
     appointment.refresh_from_db()
     assert appointment.link_version == 1
 
@@ -376,7 +384,7 @@ def test_the_detail_page_offers_join_and_the_patients_link(appointment, doctor, 
     page = client.get(detail).content.decode()
     assert f'href="{join_url(appointment)}"' in page
     assert f"http://testserver{links.join_link_path(appointment)}".replace("&", "&amp;") in page
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     page = client.get(detail).content.decode()
     assert join_url(appointment) not in page
     assert "/join/" not in page

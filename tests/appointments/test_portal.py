@@ -19,8 +19,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from appointments import services
 from appointments.models import Appointment, Patient
+from appointments.services.booking import appointment_cancel
+from appointments.services.staff import staff_set_membership
+from appointments.services.status import appointment_call_action
 from calls.models import Call
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
@@ -177,7 +179,7 @@ def test_other_clinics_objects_are_404_under_ones_own_clinic_too(
 def test_a_staff_member_of_both_clinics_gets_404_for_an_appointment_under_the_wrong_slug(
     appointment, clinic_b, doctor
 ):
-    services.staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
+    staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
     client = client_for(doctor)
     wrong = reverse("portal:appointment", args=["clinic-b", appointment.id])
     right = reverse("portal:appointment", args=["clinic-a", appointment.id])
@@ -206,7 +208,7 @@ def test_home_goes_straight_to_the_only_clinic(doctor):
 
 
 def test_home_lets_a_multi_clinic_member_choose_then_remembers(doctor, clinic_b):
-    services.staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
+    staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
     client = client_for(doctor)
     response = client.get("/")
     assert response.status_code == 200
@@ -268,7 +270,7 @@ def test_today_shows_the_appointment_its_people_and_call_phase(appointment, doct
 
 
 def test_today_shows_the_live_phase_after_go_live(appointment, doctor):
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     html = client_for(doctor).get("/c/clinic-a/today/").content.decode()
     assert 'data-phase="live"' in html
     assert ">Live</span>" in html
@@ -308,7 +310,7 @@ def test_rows_partial_renders_only_the_rows(appointment, doctor):
 
 
 def test_rows_partial_follows_a_cancel(appointment, doctor):
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
     assert ">Cancelled</span>" in html
     assert 'data-phase="ended"' in html
@@ -334,7 +336,7 @@ def test_the_schedule_offers_join_to_its_clinicians_from_their_join_ahead_time(
         assert f'href="{join}"' in html
         assert 'aria-label="Join the call with Ana Lima at' in html
         assert join not in rows(coordinator)  # not one of the appointment's people
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="end")
+    appointment_call_action(appointment=appointment, staff=doctor, action="end")
     with time_machine.travel(appointment.starts_at, tick=False):
         assert join not in rows(doctor)  # the call is over
 

@@ -12,8 +12,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from appointments import services
 from appointments.models import Appointment, Patient
+from appointments.services.booking import appointment_cancel
+from appointments.services.status import appointment_call_action
 from calls.models import Call
 from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
 
@@ -50,7 +51,7 @@ def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
         starts_at=start + dt.timedelta(minutes=5),
         duration_minutes=15,
     )
-    services.appointment_cancel(appointment=cancelled, by=colleague)
+    appointment_cancel(appointment=cancelled, by=colleague)
     live = make_appointment(
         clinic,
         host=colleague,
@@ -58,7 +59,7 @@ def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
         starts_at=start + dt.timedelta(minutes=25),
         mode="audio",
     )
-    services.appointment_call_action(appointment=live, staff=colleague, action="go_live")
+    appointment_call_action(appointment=live, staff=colleague, action="go_live")
     make_appointment(
         clinic,
         host=doctor,
@@ -140,7 +141,7 @@ def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedule").click()
     expect(row.locator(".phase")).to_have_text("Live")
     page.evaluate("window.__notReloaded = true")
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
     expect(row.locator(".phase")).to_have_text("Scheduled", timeout=12_000)
     assert page.evaluate("window.__notReloaded") is True
     expect(page.locator("#refresh-status")).to_contain_text("Updated")

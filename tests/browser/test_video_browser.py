@@ -21,9 +21,10 @@ from django.utils import timezone
 from playwright.sync_api import expect
 from websockets.sync.client import connect as websockets_connect
 
-from appointments import services
 from appointments.links import guest_link_path, join_link_path
 from appointments.models import CALL_TYPE, Appointment
+from appointments.services.guests import appointment_guest_invite, appointment_guest_remove
+from appointments.services.status import appointment_call_action
 from calls import services as call_services
 from calls.api.auth import create_user_token
 from calls.capabilities import SERVER
@@ -316,7 +317,7 @@ def test_clinician_and_patient_meet_in_a_video_call(
 
     # --- back to backstage (from the portal): the patient waits in the lobby again, and is
     # let back in when the call goes live again ---
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
     expect(patient_page.locator("#room-status")).to_contain_text("The clinician is getting ready")
     expect(patient_page.locator("#call")).to_be_hidden()
     expect(patient_page.get_by_role("button", name="Leave the waiting room")).to_be_visible()
@@ -451,8 +452,8 @@ def test_an_ended_appointment_says_so_and_has_no_controls(
 ):
     start = timezone.now().replace(microsecond=0) + dt.timedelta(minutes=5)
     appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="end")
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="end")
     assert Appointment.objects.get(pk=appointment.pk).status == Appointment.Status.COMPLETED
 
     page = new_page()
@@ -519,7 +520,7 @@ def test_a_guest_joins_from_their_own_link(
 ):
     start = timezone.now().replace(microsecond=0) + dt.timedelta(minutes=5)
     appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
-    guest = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria Lima")
+    guest = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria Lima")
     page = launch_chromium(width=390, height=844)
     page.goto(f"{app_server.url}{guest_link_path(guest)}")
     expect(page.locator("#room-title")).to_have_text("Video appointment at Riverside Clinic")
@@ -540,7 +541,7 @@ def test_a_guest_joins_from_their_own_link(
         expect(page.locator("#call")).to_be_visible()
 
         # Removed from the appointment page: put out, and her link no longer opens the room.
-        services.appointment_guest_remove(appointment=appointment, by=doctor, member_id=guest.pk)
+        appointment_guest_remove(appointment=appointment, by=doctor, member_id=guest.pk)
         expect(page.locator("#h-finished")).to_have_text("You were removed from the call")
     assert console.errors == []
     response = page.goto(f"{app_server.url}{guest_link_path(guest)}")

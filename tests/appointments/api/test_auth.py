@@ -11,9 +11,10 @@ from django.core import mail
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from appointments import services
 from appointments.api import auth
 from appointments.models import PatientSignInCode
+from appointments.services import sign_in_codes
+from appointments.services.patients import patient_update
 from calls.models import CallUser
 from tests.factories import ClinicFactory, make_patient
 
@@ -196,7 +197,7 @@ def test_a_code_lives_ten_minutes(api, patient, frozen):
 def test_a_new_code_replaces_the_previous_one(api, patient):
     client = api()
     # Two different codes, whatever chance says.
-    with mock.patch.object(services.secrets, "randbelow", side_effect=[123456, 7]):
+    with mock.patch.object(sign_in_codes.secrets, "randbelow", side_effect=[123456, 7]):
         first = request_code(client, PATIENT_EMAIL)
         second = request_code(client, PATIENT_EMAIL)
     assert (first, second) == ("123456", "000007")
@@ -221,7 +222,7 @@ def test_a_wrong_code_does_not_use_up_the_right_one(api, patient):
 
 def test_a_code_dies_when_the_address_changes(api, patient):
     code = request_code(api(), PATIENT_EMAIL)
-    services.patient_update(patient=patient, email="new@example.org")
+    patient_update(patient=patient, email="new@example.org")
     assert exchange(api(), code, email="new@example.org").status_code == 400
     assert exchange(api(), code).status_code == 400
 
@@ -292,7 +293,7 @@ def test_a_revoked_or_deactivated_calls_user_loses_its_tokens(api, patient, froz
 
 def test_a_token_dies_when_the_address_changes(api, patient):
     client = api(patient)
-    services.patient_update(patient=patient, email="new@example.org")
+    patient_update(patient=patient, email="new@example.org")
     assert client.get(f"{BASE}/me").status_code == 401
 
 

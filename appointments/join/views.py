@@ -20,11 +20,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from appointments import joining, links
+from appointments.models import Appointment, Clinic, StaffMember
+from appointments.portal.access import clinic_appointment, clinic_view
 from calls.realtime.routing import RTC_PATH
-
-from . import joining, links
-from .models import Appointment, Clinic, StaffMember
-from .views import _appointment, clinic_view
 
 # The call socket of docs/media.md.
 RTC_WS_PATH = f"/{RTC_PATH}"
@@ -105,7 +104,7 @@ def appointment_join(
 ) -> HttpResponse:
     """The staff room: backstage from the staff join-ahead time for hosts and clinicians, the
     waiting room for an interpreter; times in the clinic's time zone."""
-    appointment = _appointment(staff, clinic, appointment_id)
+    appointment = clinic_appointment(staff, clinic, appointment_id)
     info = joining.staff_join_info(staff=staff, appointment=appointment, now=timezone.now())
     return _room(
         request,
