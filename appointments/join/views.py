@@ -117,7 +117,47 @@ def appointment_join(
     )
 
 
-def _link_error(request: HttpRequest, *, title: str, text: str, status: int) -> HttpResponse:
+# What a refused link says, by the refusal (the first that matches): the page is then an error
+# page, never the room.
+LinkErrors = dict[type[Exception], tuple[str, str, int]]
+PATIENT_LINK_ERRORS: LinkErrors = {
+    links.ExpiredLink: (
+        "This link has expired",
+        "The appointment it was for is over. Contact the clinic if you need help.",
+        403,
+    ),
+    links.ReplacedLink: (
+        "This link was replaced",
+        "The clinic has sent a new link for this appointment. Use the newest one, or contact "
+        "the clinic.",
+        403,
+    ),
+    links.BadLink: (
+        "This link does not work",
+        "Check that you opened the whole link from your invitation, or ask the clinic to send "
+        "it again.",
+        403,
+    ),
+    Http404: (
+        "No such appointment",
+        "This appointment does not exist any more. Contact the clinic.",
+        404,
+    ),
+}
+GUEST_LINK_ERRORS: LinkErrors = {
+    links.ExpiredLink: ("This link has expired", "The appointment it was for is over.", 403),
+    links.BadLink: (
+        "This link does not work",
+        "Check that you opened the whole link, or ask the person who sent it.",
+        403,
+    ),
+}
+
+
+def _link_error(request: HttpRequest, errors: LinkErrors, refusal: Exception) -> HttpResponse:
+    title, text, status = next(
+        answer for kind, answer in errors.items() if isinstance(refusal, kind)
+    )
     response = render(
         request, "join/link_error.html", {"title": title, "text": text}, status=status
     )
@@ -135,36 +175,8 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         appointment = links.appointment_from_link(
             appointment_id=appointment_id, token=request.GET.get("t", ""), now=now
         )
-    except links.ExpiredLink:
-        return _link_error(
-            request,
-            title="This link has expired",
-            text="The appointment it was for is over. Contact the clinic if you need help.",
-            status=403,
-        )
-    except links.ReplacedLink:
-        return _link_error(
-            request,
-            title="This link was replaced",
-            text="The clinic has sent a new link for this appointment. Use the newest one, or "
-            "contact the clinic.",
-            status=403,
-        )
-    except links.BadLink:
-        return _link_error(
-            request,
-            title="This link does not work",
-            text="Check that you opened the whole link from your invitation, or ask the "
-            "clinic to send it again.",
-            status=403,
-        )
-    except Http404:
-        return _link_error(
-            request,
-            title="No such appointment",
-            text="This appointment does not exist any more. Contact the clinic.",
-            status=404,
-        )
+    except (links.BadLink, Http404) as refusal:
+        return _link_error(request, PATIENT_LINK_ERRORS, refusal)
     patient = appointment.patient
     info = joining.join_info(patient=patient, appointment=appointment, now=now)
     return _room(
@@ -188,20 +200,8 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         appointment, member = links.guest_from_link(
             appointment_id=appointment_id, token=request.GET.get("t", ""), now=now
         )
-    except links.ExpiredLink:
-        return _link_error(
-            request,
-            title="This link has expired",
-            text="The appointment it was for is over.",
-            status=403,
-        )
-    except links.BadLink:
-        return _link_error(
-            request,
-            title="This link does not work",
-            text="Check that you opened the whole link, or ask the person who sent it.",
-            status=403,
-        )
+    except links.BadLink as refusal:
+        return _link_error(request, GUEST_LINK_ERRORS, refusal)
     info = joining.guest_join_info(member=member, appointment=appointment, now=now)
     return _room(
         request,
