@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from datetime import timedelta
 
@@ -89,3 +90,9 @@ def make_appointment(clinic=None, *, host=None, patient=None, starts_at=None, **
     starts_at = starts_at or timezone.now() + timedelta(hours=1)
     booking = Booking(clinic=clinic, patient=patient, starts_at=starts_at, host=host, **kwargs)
     return appointment_book(booking=booking, by=host)
+
+
+# A fixed clock for appointment tests (`frozen` in tests/conftest.py): booked at NOW, for START
+# (12:00 in Paris, the clinic's zone; 07:00 in Recife, the patient's).
+NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)

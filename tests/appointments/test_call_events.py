@@ -16,7 +16,7 @@ from appointments.services.booking import NO_SHOW_AFTER_MINUTES
 from calls import scheduler, services
 from calls.capabilities import Actor
 from calls.models import Call, CallUser
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment
 
 pytestmark = pytest.mark.django_db
 
@@ -24,13 +24,10 @@ T = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def visit(eager_tasks):
-    clinic = ClinicFactory()
-    host = make_staff(clinic, username="drwho")
-    patient = make_patient(clinic)
+def visit(eager_tasks, clinic, doctor, patient):
     with time_machine.travel(T - timedelta(days=1), tick=False):
-        appointment = make_appointment(clinic, host=host, patient=patient, starts_at=T)
-    return appointment, host, patient
+        appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=T)
+    return appointment, doctor, patient
 
 
 def patient_actor(patient) -> Actor:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import Client
@@ -26,44 +25,18 @@ from calls.capabilities import Actor
 from calls.errors import CallsError
 from calls.models import CallMember, CallUser
 from calls.realtime.consumer import actor_from_token
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import START, make_appointment, make_patient
 
 pytestmark = pytest.mark.django_db
 
-NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
-START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
-
 
 @pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drhouse", display_name="Dr House")
-
-
-@pytest.fixture
-def appointment(frozen, clinic, doctor):
-    patient = make_patient(clinic, name="Ana Lima", time_zone="America/Recife")
+def appointment(frozen, clinic, doctor, patient):
     return make_appointment(clinic, host=doctor, patient=patient, starts_at=START)
 
 
 def room_config(response) -> dict | None:
     return response.context["config"] if response.context else None
-
-
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff.user)
-    return client
 
 
 def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doctor, frozen):
@@ -163,9 +136,11 @@ def test_a_guest_link_opens_only_its_own_appointment(appointment, doctor, clinic
     assert Client().get(f"/join/{appointment.id}/?t={token}").status_code == 403
 
 
-def test_staff_invite_and_remove_guests_from_the_appointment_page(appointment, doctor, frozen):
+def test_staff_invite_and_remove_guests_from_the_appointment_page(
+    appointment, doctor, frozen, client_for
+):
     page = f"/c/clinic-a/appointments/{appointment.id}/"
-    client = staff_client(doctor)
+    client = client_for(doctor)
     assert 'id="guest-name"' in client.get(page).content.decode()
 
     response = client.post(f"{page}guests/", {"name": "Maria Lima"}, follow=True)
@@ -182,11 +157,12 @@ def test_staff_invite_and_remove_guests_from_the_appointment_page(appointment, d
     assert not AppointmentMember.objects.filter(kind="guest").exists()
 
 
-def test_another_clinics_staff_cannot_touch_the_guests(appointment, doctor, frozen):
+def test_another_clinics_staff_cannot_touch_the_guests(
+    appointment, doctor, outsider, frozen, client_for
+):
     member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
-    outsider = make_staff(ClinicFactory(slug="clinic-b"), "outsider")
     page = f"/c/clinic-a/appointments/{appointment.id}/"
-    client = staff_client(outsider)
+    client = client_for(outsider)
     assert client.post(f"{page}guests/", {"name": "Eve"}).status_code == 404
     assert client.post(f"{page}guests/{member.pk}/remove/").status_code == 404
     assert AppointmentMember.objects.filter(kind="guest").count() == 1

@@ -14,9 +14,7 @@ import re
 
 import jwt
 import pytest
-import time_machine
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
@@ -34,53 +32,9 @@ from appointments.services.status import appointment_call_action
 from calls import services as call_services
 from calls.errors import CallsError
 from calls.realtime.consumer import actor_from_token
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import START, ClinicFactory, make_appointment
 
 pytestmark = pytest.mark.django_db
-
-NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
-START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)  # 12:00 in Paris, 07:00 in Recife
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drhouse", display_name="Dr House")
-
-
-@pytest.fixture
-def interpreter(clinic):
-    return make_staff(clinic, "ivan", display_name="Ivan Interpreter")
-
-
-@pytest.fixture
-def coordinator(clinic):
-    return make_staff(clinic, "desk", role="coordinator", display_name="Front Desk")
-
-
-@pytest.fixture
-def outsider():
-    return make_staff(ClinicFactory(slug="clinic-b"), "drbee", display_name="Dr Bee")
-
-
-@pytest.fixture
-def patient(clinic):
-    return make_patient(clinic, name="Ana Lima", time_zone="America/Recife")
-
-
-@pytest.fixture
-def other_patient(clinic):
-    return make_patient(clinic, name="Bruno Costa")
 
 
 @pytest.fixture
@@ -247,14 +201,16 @@ def test_a_finished_appointments_link_is_not_replaced(appointment, doctor, froze
     assert appointment.link_version == 1
 
 
-def test_staff_replace_the_link_from_the_appointment_page(appointment, doctor, outsider):
+def test_staff_replace_the_link_from_the_appointment_page(
+    appointment, doctor, outsider, client_for
+):
     page = f"/c/clinic-a/appointments/{appointment.id}/"
     url = f"{page}link/replace/"
-    assert 'data-confirm="Replace the patient' in staff_client(doctor).get(page).content.decode()
-    assert staff_client(outsider).post(url).status_code == 404
-    assert staff_client(doctor).get(url).status_code == 405
+    assert 'data-confirm="Replace the patient' in client_for(doctor).get(page).content.decode()
+    assert client_for(outsider).post(url).status_code == 404
+    assert client_for(doctor).get(url).status_code == 405
 
-    response = staff_client(doctor).post(url, follow=True)
+    response = client_for(doctor).post(url, follow=True)
 
     assert response.redirect_chain[-1][0] == page
     assert "The patient has a new link" in response.content.decode()
@@ -312,12 +268,6 @@ def test_a_link_to_a_deleted_appointment_is_404(appointment):
 # --- the staff join page ---------------------------------------------------------------------
 
 
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff.user)
-    return client
-
-
 def join_url(appointment: Appointment, slug: str = "clinic-a") -> str:
     return reverse("portal:appointment_join", args=[slug, appointment.id])
 
@@ -331,10 +281,12 @@ def join_url(appointment: Appointment, slug: str = "clinic-a") -> str:
         ("outsider", 404, None),
     ],
 )
-def test_staff_join_permission_matrix(request, appointment, frozen, persona, status, state):
+def test_staff_join_permission_matrix(
+    request, appointment, frozen, persona, status, state, client_for
+):
     frozen.move_to(START - dt.timedelta(minutes=10))
     staff = request.getfixturevalue(persona)
-    response = staff_client(staff).get(join_url(appointment))
+    response = client_for(staff).get(join_url(appointment))
     assert response.status_code == status
     config = room_config(response)
     if state is None:
@@ -350,36 +302,36 @@ def test_staff_join_permission_matrix(request, appointment, frozen, persona, sta
     assert token["call_cids"] == [appointment.call_cid]
 
 
-def test_staff_join_needs_a_signed_in_staff_member(appointment):
+def test_staff_join_needs_a_signed_in_staff_member(appointment, stranger_client):
     response = Client().get(join_url(appointment))
     assert response.status_code == 302
     assert response["Location"].startswith("/login/?next=")
-    stranger = Client()
-    stranger.force_login(get_user_model().objects.create_user("nobody", "", "pw-test-1"))
-    assert stranger.get(join_url(appointment)).status_code == 403
+    assert stranger_client.get(join_url(appointment)).status_code == 403
 
 
-def test_staff_join_under_another_clinics_slug_is_404(appointment, doctor):
+def test_staff_join_under_another_clinics_slug_is_404(appointment, doctor, client_for):
     ClinicFactory(slug="clinic-b")
-    assert staff_client(doctor).get(join_url(appointment, "clinic-b")).status_code == 404
+    assert client_for(doctor).get(join_url(appointment, "clinic-b")).status_code == 404
 
 
-def test_the_host_enters_backstage_from_the_staff_join_ahead_time(appointment, doctor, frozen):
+def test_the_host_enters_backstage_from_the_staff_join_ahead_time(
+    appointment, doctor, frozen, client_for
+):
     # Staff may join 15 minutes ahead (the appointment's default).
     frozen.move_to(START - dt.timedelta(minutes=15, seconds=1))
-    config = room_config(staff_client(doctor).get(join_url(appointment)))
+    config = room_config(client_for(doctor).get(join_url(appointment)))
     assert config["state"] == "too_early"
     assert config["then"] == "backstage"
     assert config["opens_at"] == (START - dt.timedelta(minutes=15)).isoformat()
     frozen.move_to(START - dt.timedelta(minutes=15))
-    response = staff_client(doctor).get(join_url(appointment))
+    response = client_for(doctor).get(join_url(appointment))
     assert room_config(response)["state"] == "backstage"
     assert b"Enter backstage" in response.content
     assert b"Back to the appointment" in response.content
 
 
-def test_the_detail_page_offers_join_and_the_patients_link(appointment, doctor, frozen):
-    client = staff_client(doctor)
+def test_the_detail_page_offers_join_and_the_patients_link(appointment, doctor, frozen, client_for):
+    client = client_for(doctor)
     detail = reverse("portal:appointment", args=["clinic-a", appointment.id])
     page = client.get(detail).content.decode()
     assert f'href="{join_url(appointment)}"' in page

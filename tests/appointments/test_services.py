@@ -35,16 +35,6 @@ from tests.factories import ClinicFactory, make_appointment, make_patient, make_
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="north-clinic", name="North Clinic")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drito", display_name="Dr Ito")
-
-
 def booking(clinic, doctor, patient=None, **kwargs):
     defaults = {
         "clinic": clinic,
@@ -65,7 +55,7 @@ def test_booking_creates_the_call_with_the_same_id(clinic, doctor):
     )
     call = Call.objects.get(call_id=appointment.id)
     assert call.cid == f"appointment:{appointment.id}"
-    assert call.team == "north-clinic"
+    assert call.team == "clinic-a"
     assert call.starts_at == appointment.starts_at
     assert call.backstage is True
     assert call.settings_override["backstage"]["join_ahead_time_seconds"] == 900

@@ -11,14 +11,9 @@ from appointments.models import PatientSignInCode
 from appointments.services.sign_in_codes import patient_sign_in_code_redeem
 from appointments.tasks import patient_send_sign_in_code
 from calls.models import CallUser
-from tests.factories import ClinicFactory, make_patient
+from tests.factories import make_patient
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="north-clinic", name="North Clinic")
 
 
 def test_the_task_issues_a_code_and_emails_it(clinic):

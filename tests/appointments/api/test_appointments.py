@@ -15,9 +15,9 @@ from appointments.services.booking import (
     appointment_update,
     booking_of,
 )
-from tests.factories import make_appointment, make_staff
+from tests.factories import NOW, make_appointment, make_staff
 
-from .conftest import BASE, NOW, REASON
+from .conftest import BASE, REASON
 
 pytestmark = pytest.mark.django_db
 
@@ -38,13 +38,13 @@ def test_the_list_shows_my_upcoming_appointments_without_the_reason(
     (item,) = body["results"]
     assert item == {
         "id": appointment.id,
-        "clinic": {"slug": "north-clinic", "name": "North Clinic", "time_zone": "Europe/Paris"},
+        "clinic": {"slug": "clinic-a", "name": "Riverside Clinic", "time_zone": "Europe/Paris"},
         "starts_at": appointment.starts_at.isoformat().replace("+00:00", "Z"),
         "ends_at": appointment.ends_at.isoformat().replace("+00:00", "Z"),
         "duration_minutes": 20,
         "status": "scheduled",
         "mode": "video",
-        "clinicians": ["Dr Ito", "Dr Sato"],
+        "clinicians": ["Dr House", "Dr Sato"],
         "call_cid": f"appointment:{appointment.id}",
         "checked_in_at": None,
         "cancel_requested_at": None,

@@ -14,9 +14,9 @@ from appointments.links import join_link_path
 from appointments.services.booking import appointment_cancel
 from appointments.services.status import appointment_call_action
 from calls.models import Call
-from tests.factories import make_appointment
+from tests.factories import NOW, START, make_appointment
 
-from .conftest import BASE, NOW, START
+from .conftest import BASE
 
 pytestmark = pytest.mark.django_db
 
