@@ -12,8 +12,18 @@ from django.db.models import QuerySet
 from django.forms.models import construct_instance
 from django.http import HttpRequest
 
-from . import services
 from .models import Appointment, AppointmentMember, Clinic, ClinicMembership, Patient, StaffMember
+from .services.booking import (
+    Booking,
+    appointment_book,
+    appointment_cancel,
+    appointment_update,
+    booking_of,
+    booking_validate,
+)
+from .services.patients import patient_create, patient_update
+from .services.staff import staff_create
+from .services.status import appointment_call_action
 
 
 @admin.register(Clinic)
@@ -73,7 +83,7 @@ class StaffMemberAdmin(admin.ModelAdmin):
             obj.save()
             return
         data = form.cleaned_data
-        staff = services.staff_create(
+        staff = staff_create(
             username=data["username"],
             password=data["password"],
             display_name=data["display_name"],
@@ -101,9 +111,9 @@ class PatientAdmin(admin.ModelAdmin):
             for k in ("name", "email", "phone", "time_zone", "preferred_language")
         }
         if change:
-            services.patient_update(patient=obj, **fields)
+            patient_update(patient=obj, **fields)
         else:
-            created = services.patient_create(clinic=form.cleaned_data["clinic"], **fields)
+            created = patient_create(clinic=form.cleaned_data["clinic"], **fields)
             obj.pk = created.pk
             obj.call_user_id = created.call_user_id
 
@@ -145,15 +155,15 @@ class AppointmentForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.instance._state.adding:
-            booking = services.booking_of(self.instance)
+            booking = booking_of(self.instance)
             self.initial.update(
                 host=booking.host, clinicians=booking.clinicians, interpreter=booking.interpreter
             )
 
-    def booking(self) -> services.Booking:
+    def booking(self) -> Booking:
         # Guests are not edited here: an edit keeps the appointment's own.
-        guests = [] if self.instance._state.adding else services.booking_of(self.instance).guests
-        return services.Booking.from_data(self.cleaned_data, guests=guests)
+        guests = [] if self.instance._state.adding else booking_of(self.instance).guests
+        return Booking.from_data(self.cleaned_data, guests=guests)
 
     def _post_clean(self) -> None:
         """Validate the booking as the service will (inside the admin's transaction, so the
@@ -162,7 +172,7 @@ class AppointmentForm(forms.ModelForm):
         if self.errors:
             return
         try:
-            services.booking_validate(
+            booking_validate(
                 booking=self.booking(),
                 appointment=None if self.instance._state.adding else self.instance,
             )
@@ -178,13 +188,11 @@ def _run(
     for appointment in queryset:
         try:
             if action == "cancel":
-                services.appointment_cancel(appointment=appointment, by=staff)
+                appointment_cancel(appointment=appointment, by=staff)
             elif staff is None:
                 raise ValidationError("Only staff members can run call actions.")
             else:
-                services.appointment_call_action(
-                    appointment=appointment, staff=staff, action=action
-                )
+                appointment_call_action(appointment=appointment, staff=staff, action=action)
             done += 1
         except ValidationError as exc:
             modeladmin.message_user(
@@ -222,9 +230,9 @@ class AppointmentAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Appointment, form: Any, change: bool) -> None:
         if change:
-            services.appointment_update(appointment=obj, booking=form.booking())
+            appointment_update(appointment=obj, booking=form.booking())
         else:
-            saved = services.appointment_book(
+            saved = appointment_book(
                 booking=form.booking(), by=getattr(request.user, "staff", None)
             )
             obj.pk, obj.ends_at = saved.pk, saved.ends_at

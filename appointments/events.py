@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from calls.models import CallEvent
 
-from . import services
 from .models import CALL_TYPE
+from .services.status import appointment_call_event
 
-# The events that move an appointment (appointments.services.appointment_call_event).
+# The events that move an appointment (appointments.services.status.appointment_call_event).
 FOLLOWED = frozenset(
     {
         "call.lobby_participant_joined",
@@ -25,6 +25,4 @@ def on_event(event: CallEvent) -> None:
     type_name, _, call_id = event.call_cid.partition(":")
     if type_name != CALL_TYPE or event.type not in FOLLOWED:
         return
-    services.appointment_call_event(
-        appointment_id=call_id, event_type=event.type, payload=event.payload
-    )
+    appointment_call_event(appointment_id=call_id, event_type=event.type, payload=event.payload)

@@ -10,8 +10,9 @@ from celery import shared_task
 from django.core.mail import send_mail
 from django.utils import timezone
 
-from . import links, services
+from . import links
 from .models import Appointment, Patient
+from .services.sign_in_codes import SIGN_IN_CODE_LIFETIME, patient_sign_in_code_issue
 
 logger = logging.getLogger("appointments.tasks")
 
@@ -30,8 +31,8 @@ def patient_send_sign_in_code(patient_id: int) -> None:
     )
     if patient is None:
         return
-    code = services.patient_sign_in_code_issue(patient=patient)
-    minutes = int(services.SIGN_IN_CODE_LIFETIME.total_seconds()) // 60
+    code = patient_sign_in_code_issue(patient=patient)
+    minutes = int(SIGN_IN_CODE_LIFETIME.total_seconds()) // 60
     try:
         send_mail(
             subject="Your sign-in code",

@@ -6,6 +6,6 @@ urlpatterns = [
     # The patient API comes before the calls API, whose catch-all answers unknown /api/ paths.
     path("api/patient/", include("appointments.api.urls")),
     path("", include("calls.api.urls")),
-    path("", include("appointments.join_urls")),
-    path("", include("appointments.urls")),
+    path("", include("appointments.join.urls")),
+    path("", include("appointments.portal.urls")),
 ]

@@ -1,7 +1,11 @@
 import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.test import Client
 
 from calls.capabilities import SERVER
 from config import celery_app
+from tests.factories import NOW, ClinicFactory, make_patient, make_staff
 
 
 @pytest.fixture
@@ -35,3 +39,86 @@ def _builtin_call_types(request):
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- clinic personas (tests/appointments, tests/browser) -------------------------------------
+# `doctor` (a clinician of `clinic`, the usual host), `colleague` (another clinician there),
+# `interpreter` (a clinician there who interprets), `coordinator` (the front desk there, in no
+# call), `outsider` (a clinician of `other_clinic`); `patient` and `other_patient` of `clinic`;
+# `stranger_client`, signed in as a user who is not staff.
+# Staff sign in with make_staff's password, "pw-test-1".
+
+
+@pytest.fixture
+def clinic():
+    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
+
+
+@pytest.fixture
+def other_clinic():
+    return ClinicFactory(slug="clinic-b", name="Hillside Clinic", time_zone="America/New_York")
+
+
+@pytest.fixture
+def doctor(clinic):
+    return make_staff(clinic, "drhouse", display_name="Dr House")
+
+
+@pytest.fixture
+def colleague(clinic):
+    return make_staff(clinic, "drwilson", display_name="Dr Wilson")
+
+
+@pytest.fixture
+def interpreter(clinic):
+    return make_staff(clinic, "ivan", display_name="Ivan Interpreter")
+
+
+@pytest.fixture
+def coordinator(clinic):
+    return make_staff(clinic, "desk", role="coordinator", display_name="Front Desk")
+
+
+@pytest.fixture
+def outsider(other_clinic):
+    return make_staff(other_clinic, "drbee", display_name="Dr Bee")
+
+
+@pytest.fixture
+def patient(clinic):
+    return make_patient(
+        clinic, name="Ana Lima", email="ana@example.com", time_zone="America/Recife"
+    )
+
+
+@pytest.fixture
+def other_patient(clinic):
+    return make_patient(clinic, name="Bruno Costa", email="bruno@example.com")
+
+
+@pytest.fixture
+def client_for():
+    """`client_for(staff)`: a test client signed in as that staff member."""
+
+    def signed_in(staff) -> Client:
+        client = Client()
+        client.force_login(staff.user)
+        return client
+
+    return signed_in
+
+
+@pytest.fixture
+def stranger_client():
+    """A test client signed in as a user who is not staff."""
+    user = get_user_model().objects.create_user("nobody", "", "pw-test-1")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def frozen():
+    """The clock at tests.factories.NOW; `frozen.move_to(...)` moves it (ticking stopped)."""
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+from datetime import timedelta
 
 import factory
+from django.utils import timezone
 
+from appointments.services.booking import Booking, appointment_book
+from appointments.services.patients import patient_create
+from appointments.services.staff import staff_create
 from calls.models import Call, CallMember, CallType, CallUser
 
 
@@ -63,10 +69,8 @@ _staff_numbers = itertools.count(1)
 
 def make_staff(clinic, username=None, role="clinician", display_name=None, password="pw-test-1"):
     """A staff member of `clinic` (through the service, so their calls user exists)."""
-    from appointments import services
-
     username = username or f"staff{next(_staff_numbers)}"
-    return services.staff_create(
+    return staff_create(
         username=username,
         password=password,
         display_name=display_name or username.title(),
@@ -75,24 +79,20 @@ def make_staff(clinic, username=None, role="clinician", display_name=None, passw
 
 
 def make_patient(clinic, name="Pat Example", **kwargs):
-    from appointments import services
-
-    return services.patient_create(clinic=clinic, name=name, **kwargs)
+    return patient_create(clinic=clinic, name=name, **kwargs)
 
 
 def make_appointment(clinic=None, *, host=None, patient=None, starts_at=None, **kwargs):
     """A booked appointment (and its call) through the service."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from appointments import services
-
     clinic = clinic or ClinicFactory()
     host = host or make_staff(clinic)
     patient = patient or make_patient(clinic)
     starts_at = starts_at or timezone.now() + timedelta(hours=1)
-    booking = services.Booking(
-        clinic=clinic, patient=patient, starts_at=starts_at, host=host, **kwargs
-    )
-    return services.appointment_book(booking=booking, by=host)
+    booking = Booking(clinic=clinic, patient=patient, starts_at=starts_at, host=host, **kwargs)
+    return appointment_book(booking=booking, by=host)
+
+
+# A fixed clock for appointment tests (`frozen` in tests/conftest.py): booked at NOW, for START
+# (12:00 in Paris, the clinic's zone; 07:00 in Recife, the patient's).
+NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)

@@ -24,9 +24,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from appointments import selectors, services
+from appointments import selectors
 from appointments.joining import join_info
 from appointments.models import Appointment, Patient
+from appointments.services.sign_in_codes import patient_sign_in_code_redeem
+from appointments.services.status import appointment_check_in, appointment_request_cancel
 from appointments.tasks import patient_send_sign_in_code
 from calls.services.devices import device_register, device_remove
 
@@ -170,9 +172,7 @@ class TokenView(PublicPatientAPIView):
         candidates = auth.patients_by_email(email, data.validated_data.get("clinic"))
         # Every candidate's code is tried, and a match is used up: a code that happens to
         # match two patients' codes signs in neither.
-        matches = [
-            p for p in candidates if services.patient_sign_in_code_redeem(patient=p, code=code)
-        ]
+        matches = [p for p in candidates if patient_sign_in_code_redeem(patient=p, code=code)]
         if not matches:
             logger.info("sign-in code rejected")
             raise ValidationError({"code": ["The code is wrong or has expired."]})
@@ -295,7 +295,7 @@ class CheckInView(PatientAPIView):
     )
     def post(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
-        services.appointment_check_in(appointment=appointment)
+        appointment_check_in(appointment=appointment)
         return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
 
 
@@ -314,7 +314,7 @@ class CancelRequestView(PatientAPIView):
     )
     def post(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
-        services.appointment_request_cancel(appointment=appointment)
+        appointment_request_cancel(appointment=appointment)
         return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
 
 

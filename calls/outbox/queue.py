@@ -1,9 +1,10 @@
 """Hand a job to the workers by its task's name.
 
-The Celery tasks (`calls.outbox.tasks`, `calls.tasks`) import the code they run; the code that
-enqueues them names them here instead of importing them, so the imports run one way (tasks →
-relay / webhooks / push / services, never back). The tasks are registered when the app is
-ready (`calls.apps`); an unknown name is a KeyError, never a silent send to nowhere. With
+Celery tasks (`calls.outbox.tasks`, `calls.tasks`, `appointments.tasks`) import the code they
+run; the code that enqueues them names them here instead of importing them, so the imports run
+one way (tasks → relay / webhooks / push / services, never back). The tasks are registered
+when the apps are ready (their `apps.py`); an unknown name is a KeyError, never a silent send
+to nowhere. With
 `CELERY_TASK_ALWAYS_EAGER` (the embedded default, tests) the task runs in-process.
 """
 

@@ -8,14 +8,9 @@ from django.utils import timezone
 
 from appointments.models import Appointment, Patient, StaffMember
 from calls.models import Call, CallUser
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="east-clinic", name="East Clinic")
 
 
 @pytest.fixture
@@ -79,7 +74,7 @@ def test_booking_from_the_admin_creates_the_call(admin_client, clinic):
     )
     assert response.status_code == 302, response.content[:2000]
     appointment = Appointment.objects.get()
-    assert Call.objects.get(call_id=appointment.id).team == "east-clinic"
+    assert Call.objects.get(call_id=appointment.id).team == "clinic-a"
 
 
 def test_admin_booking_errors_show_on_the_form(admin_client, clinic):
@@ -107,7 +102,7 @@ def test_admin_creates_staff_and_patients_through_services(admin_client, clinic)
     )
     assert response.status_code == 302
     staff = StaffMember.objects.get(display_name="Dr New")
-    assert CallUser.objects.get(id=staff.call_user_id).teams == ["east-clinic"]
+    assert CallUser.objects.get(id=staff.call_user_id).teams == ["clinic-a"]
     assert get_user_model().objects.get(username="drnew").check_password("a-long-password")
 
     response = admin_client.post(
@@ -124,7 +119,7 @@ def test_admin_creates_staff_and_patients_through_services(admin_client, clinic)
     assert response.status_code == 302
     patient = Patient.objects.get(name="Pat New")
     assert patient.email == "pat@example.org"
-    assert CallUser.objects.get(id=patient.call_user_id).teams == ["east-clinic"]
+    assert CallUser.objects.get(id=patient.call_user_id).teams == ["clinic-a"]
 
 
 def test_admin_actions_cancel_and_go_live(admin_client, clinic):

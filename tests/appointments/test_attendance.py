@@ -15,18 +15,15 @@ from calls.capabilities import Actor
 from calls.models import CallUser
 from calls.services.live import call_go_live
 from calls.services.sessions import Entry, participant_enter, participant_leave
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment
 
 pytestmark = pytest.mark.django_db
 
-T = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
+T = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)  # 11:00 in Paris, the clinic's zone
 
 
 @pytest.fixture
-def visit():
-    clinic = ClinicFactory(slug="clinic-a", time_zone="UTC")
-    doctor = make_staff(clinic, "drhouse", display_name="Dr House")
-    patient = make_patient(clinic, name="Ana Lima")
+def visit(clinic, doctor, patient):
     with time_machine.travel(T - dt.timedelta(days=1), tick=False):
         appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=T)
     return clinic, doctor, patient, appointment
@@ -59,12 +56,12 @@ def test_attendance_from_lobby_to_leave(visit):
         waiting = enter(patient_actor, appointment)
         html = page(clinic, doctor, appointment)
     assert "Ana Lima" in html
-    assert "Waiting since 08:56" in html
+    assert "Waiting since 10:56" in html
     with time_machine.travel(T, tick=False):
         call_go_live(actor=staff_actor(doctor), type_name="appointment", call_id=appointment.id)
     with time_machine.travel(T + dt.timedelta(minutes=25), tick=False):
         participant_leave(user_session_id=waiting.participant.user_session_id)
         html = page(clinic, doctor, appointment)
-    assert "09:00\u201309:25" in html  # the patient's time in the call
+    assert "11:00\u201311:25" in html  # the patient's time in the call
     assert "25 min" in html
-    assert "08:56\u2013<strong>now</strong>" in html  # the doctor is still in
+    assert "10:56\u2013<strong>now</strong>" in html  # the doctor is still in

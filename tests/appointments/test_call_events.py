@@ -12,13 +12,13 @@ import time_machine
 
 from appointments.models import Appointment
 from appointments.selectors import staff_actor
-from appointments.services import NO_SHOW_AFTER_MINUTES
+from appointments.services.booking import NO_SHOW_AFTER_MINUTES
 from calls.capabilities import Actor
 from calls.models import Call, CallUser
 from calls.scheduling import scheduler
 from calls.services.live import call_end
 from calls.services.sessions import Entry, participant_enter
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment
 
 pytestmark = pytest.mark.django_db
 
@@ -26,13 +26,10 @@ T = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def visit(eager_tasks):
-    clinic = ClinicFactory()
-    host = make_staff(clinic, username="drwho")
-    patient = make_patient(clinic)
+def visit(eager_tasks, clinic, doctor, patient):
     with time_machine.travel(T - timedelta(days=1), tick=False):
-        appointment = make_appointment(clinic, host=host, patient=patient, starts_at=T)
-    return appointment, host, patient
+        appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=T)
+    return appointment, doctor, patient
 
 
 def patient_actor(patient) -> Actor:
@@ -101,7 +98,7 @@ def test_a_patient_who_never_joins_becomes_a_no_show_until_they_arrive(
 
 def test_a_cancelled_appointment_is_not_moved(visit, django_capture_on_commit_callbacks):
     appointment, host, _ = visit
-    from appointments.services import appointment_cancel
+    from appointments.services.booking import appointment_cancel
 
     with (
         time_machine.travel(T - timedelta(hours=1), tick=False),

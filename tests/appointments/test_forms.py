@@ -8,14 +8,13 @@ import re
 import zoneinfo
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
-from appointments import services
-from appointments.forms import AppointmentForm
 from appointments.models import Appointment, AppointmentMember
+from appointments.portal.forms import AppointmentForm
+from appointments.services.booking import appointment_cancel, booking_of
 from calls.models import Call, CallMember
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment, make_patient
 
 pytestmark = pytest.mark.django_db
 
@@ -24,35 +23,9 @@ NEW = "/c/clinic-a/appointments/new/"
 
 
 @pytest.fixture
-def clinic():
-    return ClinicFactory(slug="clinic-a", name="Clinic A", time_zone="Europe/Paris")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drhouse", display_name="Dr House")
-
-
-@pytest.fixture
-def colleague(clinic):
-    return make_staff(clinic, "drwilson", display_name="Dr Wilson")
-
-
-@pytest.fixture
-def interpreter(clinic):
-    return make_staff(clinic, "interp", role="coordinator", display_name="Ines Interpreter")
-
-
-@pytest.fixture
-def patient(clinic):
-    return make_patient(clinic, name="Ana Lima", time_zone="America/Sao_Paulo")
-
-
-@pytest.fixture
-def client(doctor):
-    client = Client()
-    client.force_login(doctor.user)
-    return client
+def client(client_for, doctor):
+    """The form's user: `doctor`, signed in."""
+    return client_for(doctor)
 
 
 def tomorrow_at(hour: int, minute: int = 0) -> dt.datetime:
@@ -112,8 +85,8 @@ def test_new_form_renders_with_sensible_defaults(client, doctor, patient):
     assert 'type="date"' in html
     assert 'type="time"' in html
     assert "Europe/Paris" in html
-    assert f'<option value="{patient.pk}" data-tz="America/Sao_Paulo" selected>' in html
-    assert "Patient's time zone: America/Sao_Paulo" in html
+    assert f'<option value="{patient.pk}" data-tz="America/Recife" selected>' in html
+    assert "Patient's time zone: America/Recife" in html
     assert "Reason for the visit (confidential)" in html
     form = response.context["form"]
     assert form["host"].value() == doctor.pk
@@ -200,8 +173,8 @@ def test_double_booking_an_additional_clinician_is_refused_too(
     assert_error_on(response, "starts_at", "A clinician is already booked at 10:30")
 
 
-def test_patient_of_another_clinic_is_an_error_on_the_patient(client, doctor):
-    elsewhere = make_patient(ClinicFactory(slug="clinic-b"), name="Bea Elsewhere")
+def test_patient_of_another_clinic_is_an_error_on_the_patient(client, doctor, other_clinic):
+    elsewhere = make_patient(other_clinic, name="Bea Elsewhere")
     response = client.post(NEW, form_data(elsewhere, doctor))
     assert_error_on(response, "patient", "Select a valid choice.")
     assert "Bea Elsewhere" not in response.content.decode()
@@ -212,9 +185,8 @@ def test_missing_host_is_an_error_on_the_host(client, patient):
     assert_error_on(response, "host", "This field is required.")
 
 
-def test_host_of_another_clinic_is_an_error_on_the_host(client, patient):
-    stranger = make_staff(ClinicFactory(slug="clinic-b"), "drb")
-    response = client.post(NEW, form_data(patient, stranger))
+def test_host_of_another_clinic_is_an_error_on_the_host(client, patient, outsider):
+    response = client.post(NEW, form_data(patient, outsider))
     assert_error_on(response, "host", "Select a valid choice.")
 
 
@@ -290,14 +262,14 @@ def test_edit_reschedules_and_keeps_the_patient(client, clinic, doctor, colleagu
     assert appointment.patient == patient
     assert appointment.starts_at == tomorrow_at(14, 15)
     assert appointment.duration_minutes == 45
-    assert services.booking_of(appointment).host == colleague
+    assert booking_of(appointment).host == colleague
     call = Call.objects.get(type_id="appointment", call_id=appointment.id)
     assert call.starts_at == tomorrow_at(14, 15)
 
 
 def test_editing_a_cancelled_appointment_is_a_form_error(client, clinic, doctor, patient):
     appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=tomorrow_at(9))
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     url = f"/c/clinic-a/appointments/{appointment.id}/edit/"
     response = client.post(url, form_data(patient, doctor, tomorrow_at(11)))
     assert response.status_code == 200

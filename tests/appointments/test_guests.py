@@ -7,45 +7,31 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from appointments import links, services
+from appointments import links
 from appointments.models import AppointmentMember
+from appointments.services.booking import appointment_cancel, appointment_update, booking_of
+from appointments.services.guests import (
+    MAX_GUESTS,
+    appointment_guest_invite,
+    appointment_guest_remove,
+)
+from appointments.services.status import appointment_call_action
 from calls.capabilities import Actor
 from calls.errors import CallsError
 from calls.models import CallMember, CallUser
 from calls.services.sessions import participant_enter
 from calls.tokens import verify
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import START, make_appointment, make_patient
 
 pytestmark = pytest.mark.django_db
 
-NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
-START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
-
 
 @pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drhouse", display_name="Dr House")
-
-
-@pytest.fixture
-def appointment(frozen, clinic, doctor):
-    patient = make_patient(clinic, name="Ana Lima", time_zone="America/Recife")
+def appointment(frozen, clinic, doctor, patient):
     return make_appointment(clinic, host=doctor, patient=patient, starts_at=START)
 
 
@@ -53,16 +39,8 @@ def room_config(response) -> dict | None:
     return response.context["config"] if response.context else None
 
 
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff.user)
-    return client
-
-
 def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(
-        appointment=appointment, by=doctor, name="  Maria   Lima "
-    )
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="  Maria   Lima ")
 
     user = CallUser.objects.get(pk=member.call_user_id)
     assert user.name == "Maria Lima"
@@ -83,7 +61,7 @@ def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doc
 
 
 def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     frozen.move_to(START - dt.timedelta(minutes=5))
     guest = Actor(user=member.call_user, teams=frozenset(member.call_user.teams))
 
@@ -92,13 +70,13 @@ def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doct
     )
 
     assert not entry.admitted
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     entry.participant.refresh_from_db()
     assert entry.participant.state == "joined"
 
 
 def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     frozen.move_to(START - dt.timedelta(minutes=5))
     link = links.guest_link_path(member)
     token = room_config(Client().get(link))["token"]
@@ -110,7 +88,7 @@ def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, 
         channel_name="guest-tab",
     ).participant
 
-    services.appointment_guest_remove(appointment=appointment, by=doctor, member_id=member.pk)
+    appointment_guest_remove(appointment=appointment, by=doctor, member_id=member.pk)
 
     assert not AppointmentMember.objects.filter(pk=member.pk).exists()
     assert not CallMember.objects.filter(user=user).exists()
@@ -125,18 +103,18 @@ def test_removing_a_guest_voids_the_link_and_puts_them_out(appointment, doctor, 
 
 def test_guest_rules(appointment, doctor, frozen):
     with pytest.raises(ValidationError, match="name"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="   ")
+        appointment_guest_invite(appointment=appointment, by=doctor, name="   ")
     with pytest.raises(ValidationError, match="name"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="x" * 101)
-    for n in range(services.MAX_GUESTS):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name=f"Guest {n}")
+        appointment_guest_invite(appointment=appointment, by=doctor, name="x" * 101)
+    for n in range(MAX_GUESTS):
+        appointment_guest_invite(appointment=appointment, by=doctor, name=f"Guest {n}")
     with pytest.raises(ValidationError, match="at most"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="One more")
-    services.appointment_cancel(appointment=appointment, by=doctor)
-    assert AppointmentMember.objects.filter(kind="guest").count() == services.MAX_GUESTS
+        appointment_guest_invite(appointment=appointment, by=doctor, name="One more")
+    appointment_cancel(appointment=appointment, by=doctor)
+    assert AppointmentMember.objects.filter(kind="guest").count() == MAX_GUESTS
     member = AppointmentMember.objects.filter(kind="guest").first()
     with pytest.raises(ValidationError, match="over"):
-        services.appointment_guest_invite(appointment=appointment, by=doctor, name="Late")
+        appointment_guest_invite(appointment=appointment, by=doctor, name="Late")
     # A cancelled appointment's guest link says so, without a room.
     response = Client().get(links.guest_link_path(member))
     assert response.context["state"] == "cancelled"
@@ -145,7 +123,7 @@ def test_guest_rules(appointment, doctor, frozen):
 
 
 def test_a_guest_link_opens_only_its_own_appointment(appointment, doctor, clinic, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     other = make_appointment(
         clinic, host=doctor, patient=make_patient(clinic), starts_at=START + dt.timedelta(hours=2)
     )
@@ -158,9 +136,11 @@ def test_a_guest_link_opens_only_its_own_appointment(appointment, doctor, clinic
     assert Client().get(f"/join/{appointment.id}/?t={token}").status_code == 403
 
 
-def test_staff_invite_and_remove_guests_from_the_appointment_page(appointment, doctor, frozen):
+def test_staff_invite_and_remove_guests_from_the_appointment_page(
+    appointment, doctor, frozen, client_for
+):
     page = f"/c/clinic-a/appointments/{appointment.id}/"
-    client = staff_client(doctor)
+    client = client_for(doctor)
     assert 'id="guest-name"' in client.get(page).content.decode()
 
     response = client.post(f"{page}guests/", {"name": "Maria Lima"}, follow=True)
@@ -177,23 +157,24 @@ def test_staff_invite_and_remove_guests_from_the_appointment_page(appointment, d
     assert not AppointmentMember.objects.filter(kind="guest").exists()
 
 
-def test_another_clinics_staff_cannot_touch_the_guests(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
-    outsider = make_staff(ClinicFactory(slug="clinic-b"), "outsider")
+def test_another_clinics_staff_cannot_touch_the_guests(
+    appointment, doctor, outsider, frozen, client_for
+):
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     page = f"/c/clinic-a/appointments/{appointment.id}/"
-    client = staff_client(outsider)
+    client = client_for(outsider)
     assert client.post(f"{page}guests/", {"name": "Eve"}).status_code == 404
     assert client.post(f"{page}guests/{member.pk}/remove/").status_code == 404
     assert AppointmentMember.objects.filter(kind="guest").count() == 1
 
 
 def test_a_reschedule_keeps_the_guest_and_their_link(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     link = links.guest_link_path(member)
-    booking = services.booking_of(appointment)
+    booking = booking_of(appointment)
     booking.starts_at = START + dt.timedelta(hours=1)
 
-    services.appointment_update(appointment=appointment, booking=booking)
+    appointment_update(appointment=appointment, booking=booking)
 
     member = AppointmentMember.objects.get(kind="guest")
     assert links.guest_link_path(member) == link
@@ -202,7 +183,7 @@ def test_a_reschedule_keeps_the_guest_and_their_link(appointment, doctor, frozen
 
 
 def test_a_guest_link_expires_hours_after_the_end(appointment, doctor, frozen):
-    member = services.appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     link = links.guest_link_path(member)
     frozen.move_to(appointment.ends_at + links.LINK_VALID_AFTER_END - dt.timedelta(minutes=1))
     assert Client().get(link).status_code == 200

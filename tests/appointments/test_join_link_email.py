@@ -4,55 +4,34 @@ reason for the visit."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
-from django.test import Client
 
-from appointments import links, services
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from appointments import links
+from appointments.services.booking import appointment_cancel
+from appointments.services.join_links import appointment_join_link_send, appointment_link_replace
+from tests.factories import NOW, START, make_appointment
 
 pytestmark = pytest.mark.django_db
 
-NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
-START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)  # 07:00 in Recife
+# START is 07:00 in Recife, the patient's time zone.
 REASON = "follow-up for chest pain"
 
 
 @pytest.fixture
-def clinic():
-    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drhouse", display_name="Dr House")
-
-
-@pytest.fixture
-def appointment(clinic, doctor):
-    patient = make_patient(
-        clinic, name="Ana Lima", email="ana@example.com", time_zone="America/Recife"
-    )
+def appointment(clinic, doctor, patient):
     with time_machine.travel(NOW, tick=False):
         return make_appointment(
             clinic, host=doctor, patient=patient, starts_at=START, reason=REASON
         )
 
 
-def page_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff.user)
-    return client
-
-
 def test_the_patient_gets_their_current_link_and_the_time_in_their_zone(
-    appointment, doctor, eager_tasks, mailoutbox, django_capture_on_commit_callbacks
+    appointment, doctor, eager_tasks, mailoutbox, django_capture_on_commit_callbacks, client_for
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        response = page_client(doctor).post(
+        response = client_for(doctor).post(
             f"/c/clinic-a/appointments/{appointment.id}/link/send/", follow=True
         )
 
@@ -71,8 +50,8 @@ def test_a_replaced_link_is_not_the_one_sent(
 ):
     old = links.join_link_path(appointment)
     with django_capture_on_commit_callbacks(execute=True):
-        services.appointment_link_replace(appointment=appointment, by=doctor)
-        services.appointment_join_link_send(
+        appointment_link_replace(appointment=appointment, by=doctor)
+        appointment_join_link_send(
             appointment=appointment, by=doctor, base_url="https://clinic.example/"
         )
     appointment.refresh_from_db()
@@ -82,26 +61,25 @@ def test_a_replaced_link_is_not_the_one_sent(
 
 
 def test_no_email_without_an_address_or_once_the_appointment_is_over(
-    appointment, doctor, eager_tasks, mailoutbox, django_capture_on_commit_callbacks
+    appointment, doctor, eager_tasks, mailoutbox, django_capture_on_commit_callbacks, client_for
 ):
     patient = appointment.patient
     patient.email = ""
     patient.save()
     with pytest.raises(ValidationError, match="no email address"):
-        services.appointment_join_link_send(appointment=appointment, by=doctor, base_url="/")
+        appointment_join_link_send(appointment=appointment, by=doctor, base_url="/")
     patient.email = "ana@example.com"
     patient.save()
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     with django_capture_on_commit_callbacks(execute=True):
-        response = page_client(doctor).post(
+        response = client_for(doctor).post(
             f"/c/clinic-a/appointments/{appointment.id}/link/send/", follow=True
         )
     assert "Not sent" in response.content.decode()
     assert mailoutbox == []
 
 
-def test_another_clinics_staff_cannot_send_it(appointment, mailoutbox):
-    outsider = make_staff(ClinicFactory(slug="clinic-b"), "outsider")
-    response = page_client(outsider).post(f"/c/clinic-a/appointments/{appointment.id}/link/send/")
+def test_another_clinics_staff_cannot_send_it(appointment, outsider, mailoutbox, client_for):
+    response = client_for(outsider).post(f"/c/clinic-a/appointments/{appointment.id}/link/send/")
     assert response.status_code == 404
     assert mailoutbox == []

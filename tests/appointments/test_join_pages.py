@@ -14,65 +14,29 @@ import re
 
 import jwt
 import pytest
-import time_machine
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
-from appointments import links, services
+from appointments import links
 from appointments.models import Appointment
-from calls.errors import CallsError
+from appointments.services.booking import (
+    Booking,
+    appointment_cancel,
+    appointment_update,
+    booking_of,
+)
+from appointments.services.join_links import appointment_link_replace
+from appointments.services.status import appointment_call_action
+from calls.capabilities import Actor
+from calls.errors import CallsError, NotAllowed
+from calls.services.calls import call_join
 from calls.services.sessions import participant_enter
 from calls.tokens import verify
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import START, ClinicFactory, make_appointment
 
 pytestmark = pytest.mark.django_db
-
-NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
-START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)  # 12:00 in Paris, 07:00 in Recife
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drhouse", display_name="Dr House")
-
-
-@pytest.fixture
-def interpreter(clinic):
-    return make_staff(clinic, "ivan", display_name="Ivan Interpreter")
-
-
-@pytest.fixture
-def coordinator(clinic):
-    return make_staff(clinic, "desk", role="coordinator", display_name="Front Desk")
-
-
-@pytest.fixture
-def outsider():
-    return make_staff(ClinicFactory(slug="clinic-b"), "drbee", display_name="Dr Bee")
-
-
-@pytest.fixture
-def patient(clinic):
-    return make_patient(clinic, name="Ana Lima", time_zone="America/Recife")
-
-
-@pytest.fixture
-def other_patient(clinic):
-    return make_patient(clinic, name="Bruno Costa")
 
 
 @pytest.fixture
@@ -149,7 +113,7 @@ def test_before_the_lobby_opens_the_page_says_when(appointment):
 
 def test_a_live_call_is_joined_directly(appointment, doctor, frozen):
     frozen.move_to(START)
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     response = open_link(links.join_link_path(appointment))
     assert room_config(response)["state"] == "live"
     assert b"Join the call" in response.content
@@ -162,10 +126,10 @@ def test_a_live_call_is_joined_directly(appointment, doctor, frozen):
 def test_an_ended_or_cancelled_appointment_has_no_room(appointment, doctor, frozen, finish, title):
     frozen.move_to(START)
     if finish == "end":
-        services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
-        services.appointment_call_action(appointment=appointment, staff=doctor, action="end")
+        appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+        appointment_call_action(appointment=appointment, staff=doctor, action="end")
     else:
-        services.appointment_cancel(appointment=appointment, by=doctor)
+        appointment_cancel(appointment=appointment, by=doctor)
     response = open_link(links.join_link_path(appointment))
     assert response.status_code == 200
     assert title in response.content
@@ -188,13 +152,13 @@ def test_the_link_works_until_hours_after_the_end(appointment, frozen):
 def test_the_link_follows_a_reschedule(appointment, doctor, frozen):
     path = links.join_link_path(appointment)
     later = START + dt.timedelta(days=2)
-    services.appointment_update(appointment=appointment, booking=_moved(appointment, later))
+    appointment_update(appointment=appointment, booking=_moved(appointment, later))
     frozen.move_to(START + dt.timedelta(days=1))  # past the old end, before the new one
     assert room_config(open_link(path))["starts_at"] == later.isoformat()
 
 
-def _moved(appointment: Appointment, starts_at: dt.datetime) -> services.Booking:
-    booking = services.booking_of(appointment)
+def _moved(appointment: Appointment, starts_at: dt.datetime) -> Booking:
+    booking = booking_of(appointment)
     booking.starts_at = starts_at
     return booking
 
@@ -210,7 +174,7 @@ def test_a_replaced_link_stops_working_and_the_new_one_works(appointment, doctor
         channel_name="old-link-tab",
     ).participant
 
-    services.appointment_link_replace(appointment=appointment, by=doctor)
+    appointment_link_replace(appointment=appointment, by=doctor)
 
     appointment.refresh_from_db()
     new = links.join_link_path(appointment)
@@ -233,21 +197,23 @@ def test_a_replaced_link_stops_working_and_the_new_one_works(appointment, doctor
 
 
 def test_a_finished_appointments_link_is_not_replaced(appointment, doctor, frozen):
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     with pytest.raises(ValidationError):
-        services.appointment_link_replace(appointment=appointment, by=doctor)
+        appointment_link_replace(appointment=appointment, by=doctor)
     appointment.refresh_from_db()
     assert appointment.link_version == 1
 
 
-def test_staff_replace_the_link_from_the_appointment_page(appointment, doctor, outsider):
+def test_staff_replace_the_link_from_the_appointment_page(
+    appointment, doctor, outsider, client_for
+):
     page = f"/c/clinic-a/appointments/{appointment.id}/"
     url = f"{page}link/replace/"
-    assert 'data-confirm="Replace the patient' in staff_client(doctor).get(page).content.decode()
-    assert staff_client(outsider).post(url).status_code == 404
-    assert staff_client(doctor).get(url).status_code == 405
+    assert 'data-confirm="Replace the patient' in client_for(doctor).get(page).content.decode()
+    assert client_for(outsider).post(url).status_code == 404
+    assert client_for(doctor).get(url).status_code == 405
 
-    response = staff_client(doctor).post(url, follow=True)
+    response = client_for(doctor).post(url, follow=True)
 
     assert response.redirect_chain[-1][0] == page
     assert "The patient has a new link" in response.content.decode()
@@ -305,12 +271,6 @@ def test_a_link_to_a_deleted_appointment_is_404(appointment):
 # --- the staff join page ---------------------------------------------------------------------
 
 
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff.user)
-    return client
-
-
 def join_url(appointment: Appointment, slug: str = "clinic-a") -> str:
     return reverse("portal:appointment_join", args=[slug, appointment.id])
 
@@ -324,10 +284,12 @@ def join_url(appointment: Appointment, slug: str = "clinic-a") -> str:
         ("outsider", 404, None),
     ],
 )
-def test_staff_join_permission_matrix(request, appointment, frozen, persona, status, state):
+def test_staff_join_permission_matrix(
+    request, appointment, frozen, persona, status, state, client_for
+):
     frozen.move_to(START - dt.timedelta(minutes=10))
     staff = request.getfixturevalue(persona)
-    response = staff_client(staff).get(join_url(appointment))
+    response = client_for(staff).get(join_url(appointment))
     assert response.status_code == status
     config = room_config(response)
     if state is None:
@@ -343,41 +305,56 @@ def test_staff_join_permission_matrix(request, appointment, frozen, persona, sta
     assert token["call_cids"] == [appointment.call_cid]
 
 
-def test_staff_join_needs_a_signed_in_staff_member(appointment):
+def test_staff_join_needs_a_signed_in_staff_member(appointment, stranger_client):
     response = Client().get(join_url(appointment))
     assert response.status_code == 302
     assert response["Location"].startswith("/login/?next=")
-    stranger = Client()
-    stranger.force_login(get_user_model().objects.create_user("nobody", "", "pw-test-1"))
-    assert stranger.get(join_url(appointment)).status_code == 403
+    assert stranger_client.get(join_url(appointment)).status_code == 403
 
 
-def test_staff_join_under_another_clinics_slug_is_404(appointment, doctor):
+def test_staff_join_under_another_clinics_slug_is_404(appointment, doctor, client_for):
     ClinicFactory(slug="clinic-b")
-    assert staff_client(doctor).get(join_url(appointment, "clinic-b")).status_code == 404
+    assert client_for(doctor).get(join_url(appointment, "clinic-b")).status_code == 404
 
 
-def test_the_host_enters_backstage_from_the_staff_join_ahead_time(appointment, doctor, frozen):
+def test_the_host_enters_backstage_from_the_staff_join_ahead_time(
+    appointment, doctor, frozen, client_for
+):
     # Staff may join 15 minutes ahead (the appointment's default).
     frozen.move_to(START - dt.timedelta(minutes=15, seconds=1))
-    config = room_config(staff_client(doctor).get(join_url(appointment)))
+    config = room_config(client_for(doctor).get(join_url(appointment)))
     assert config["state"] == "too_early"
     assert config["then"] == "backstage"
     assert config["opens_at"] == (START - dt.timedelta(minutes=15)).isoformat()
+    assert config["token"] is None
+    # The server enforces it at every door, whatever the page does: the call socket's join
+    # and the REST join refuse the host, with any token.
+    host = Actor.of(doctor.call_user)
+    with pytest.raises(NotAllowed, match="joinable from"):
+        participant_enter(
+            actor=host, type_name="appointment", call_id=appointment.id, channel_name="early"
+        )
+    with pytest.raises(NotAllowed, match="joinable from"):
+        call_join(actor=host, type_name="appointment", call_id=appointment.id)
     frozen.move_to(START - dt.timedelta(minutes=15))
-    response = staff_client(doctor).get(join_url(appointment))
+    response = client_for(doctor).get(join_url(appointment))
     assert room_config(response)["state"] == "backstage"
+    assert room_config(response)["token"]
+    entry = participant_enter(
+        actor=host, type_name="appointment", call_id=appointment.id, channel_name="on-time"
+    )
+    assert entry.admitted  # backstage, before go-live
     assert b"Enter backstage" in response.content
     assert b"Back to the appointment" in response.content
 
 
-def test_the_detail_page_offers_join_and_the_patients_link(appointment, doctor, frozen):
-    client = staff_client(doctor)
+def test_the_detail_page_offers_join_and_the_patients_link(appointment, doctor, frozen, client_for):
+    client = client_for(doctor)
     detail = reverse("portal:appointment", args=["clinic-a", appointment.id])
     page = client.get(detail).content.decode()
     assert f'href="{join_url(appointment)}"' in page
     assert f"http://testserver{links.join_link_path(appointment)}".replace("&", "&amp;") in page
-    services.appointment_cancel(appointment=appointment, by=doctor)
+    appointment_cancel(appointment=appointment, by=doctor)
     page = client.get(detail).content.decode()
     assert join_url(appointment) not in page
     assert "/join/" not in page

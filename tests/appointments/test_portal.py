@@ -12,51 +12,22 @@ import zoneinfo
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from appointments import services
 from appointments.models import Appointment, Patient
+from appointments.services.booking import appointment_cancel
+from appointments.services.staff import staff_set_membership
+from appointments.services.status import appointment_call_action
 from calls.models import Call
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
-
-
-@pytest.fixture
-def clinic_a():
-    return ClinicFactory(slug="clinic-a", name="Clinic A", time_zone="Europe/Paris")
-
-
-@pytest.fixture
-def clinic_b():
-    return ClinicFactory(slug="clinic-b", name="Clinic B", time_zone="America/New_York")
-
-
-@pytest.fixture
-def doctor(clinic_a):
-    return make_staff(clinic_a, "drhouse", display_name="Dr House")
-
-
-@pytest.fixture
-def coordinator(clinic_a):
-    return make_staff(clinic_a, "desk", role="coordinator", display_name="Front Desk")
-
-
-@pytest.fixture
-def outsider(clinic_b):
-    return make_staff(clinic_b, "drb", display_name="Dr Bee")
-
-
-@pytest.fixture
-def patient(clinic_a):
-    return make_patient(clinic_a, name="Ana Lima", email="ana@example.com")
 
 
 def _tomorrow_at(hour: int, minute: int = 0, zone: zoneinfo.ZoneInfo = PARIS) -> dt.datetime:
@@ -65,24 +36,10 @@ def _tomorrow_at(hour: int, minute: int = 0, zone: zoneinfo.ZoneInfo = PARIS) ->
 
 
 @pytest.fixture
-def appointment(clinic_a, doctor, patient):
+def appointment(clinic, doctor, patient):
     return make_appointment(
-        clinic_a, host=doctor, patient=patient, starts_at=timezone.now() + dt.timedelta(hours=1)
+        clinic, host=doctor, patient=patient, starts_at=timezone.now() + dt.timedelta(hours=1)
     )
-
-
-def client_for(staff) -> Client:
-    client = Client()
-    client.force_login(staff.user)
-    return client
-
-
-@pytest.fixture
-def stranger_client():
-    user = get_user_model().objects.create_user("nobody", "", "pw-test-1")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def call_of(appointment: Appointment) -> Call:
@@ -141,7 +98,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("persona", ["doctor", "outsider", "stranger"])
 @pytest.mark.parametrize("page", PAGES)
-def test_permission_matrix(request, persona, page, appointment, patient):
+def test_permission_matrix(request, persona, page, appointment, patient, client_for):
     if persona == "stranger":
         client = request.getfixturevalue("stranger_client")
     else:
@@ -158,7 +115,7 @@ def test_permission_matrix(request, persona, page, appointment, patient):
     "page", ["detail", "edit", "cancel", "call", "patient_edit", "rows", "patient_search"]
 )
 def test_other_clinics_objects_are_404_under_ones_own_clinic_too(
-    page, appointment, patient, outsider
+    page, appointment, patient, outsider, client_for
 ):
     """Clinic B's staff asking for A's appointment or patient under B's own slug."""
     client = client_for(outsider)
@@ -175,9 +132,9 @@ def test_other_clinics_objects_are_404_under_ones_own_clinic_too(
 
 
 def test_a_staff_member_of_both_clinics_gets_404_for_an_appointment_under_the_wrong_slug(
-    appointment, clinic_b, doctor
+    appointment, other_clinic, doctor, client_for
 ):
-    services.staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
+    staff_set_membership(staff=doctor, clinic=other_clinic, role="clinician")
     client = client_for(doctor)
     wrong = reverse("portal:appointment", args=["clinic-b", appointment.id])
     right = reverse("portal:appointment", args=["clinic-a", appointment.id])
@@ -185,13 +142,13 @@ def test_a_staff_member_of_both_clinics_gets_404_for_an_appointment_under_the_wr
     assert client.get(right).status_code == 200
 
 
-def test_call_actions_are_post_only(appointment, doctor):
+def test_call_actions_are_post_only(appointment, doctor, client_for):
     url = reverse("portal:appointment_call", args=["clinic-a", appointment.id, "go_live"])
     assert client_for(doctor).get(url).status_code == 405
     assert call_of(appointment).backstage is True
 
 
-def test_unknown_call_action_is_404(appointment, doctor):
+def test_unknown_call_action_is_404(appointment, doctor, client_for):
     url = reverse("portal:appointment_call", args=["clinic-a", appointment.id, "delete"])
     assert client_for(doctor).post(url).status_code == 404
 
@@ -199,14 +156,14 @@ def test_unknown_call_action_is_404(appointment, doctor):
 # --- home and the clinic switcher ------------------------------------------------------------
 
 
-def test_home_goes_straight_to_the_only_clinic(doctor):
+def test_home_goes_straight_to_the_only_clinic(doctor, client_for):
     response = client_for(doctor).get("/")
     assert response.status_code == 302
     assert response["Location"] == "/c/clinic-a/today/"
 
 
-def test_home_lets_a_multi_clinic_member_choose_then_remembers(doctor, clinic_b):
-    services.staff_set_membership(staff=doctor, clinic=clinic_b, role="clinician")
+def test_home_lets_a_multi_clinic_member_choose_then_remembers(doctor, other_clinic, client_for):
+    staff_set_membership(staff=doctor, clinic=other_clinic, role="clinician")
     client = client_for(doctor)
     response = client.get("/")
     assert response.status_code == 200
@@ -223,7 +180,7 @@ def test_home_lets_a_multi_clinic_member_choose_then_remembers(doctor, clinic_b)
     assert client.get("/")["Location"] == "/c/clinic-a/today/"
 
 
-def test_switching_to_a_clinic_one_does_not_work_for_is_404(doctor, clinic_b):
+def test_switching_to_a_clinic_one_does_not_work_for_is_404(doctor, other_clinic, client_for):
     assert client_for(doctor).get("/", {"clinic": "clinic-b"}).status_code == 404
 
 
@@ -252,7 +209,7 @@ def test_login_and_logout(doctor):
 # --- the schedule ----------------------------------------------------------------------------
 
 
-def test_today_shows_the_appointment_its_people_and_call_phase(appointment, doctor):
+def test_today_shows_the_appointment_its_people_and_call_phase(appointment, doctor, client_for):
     response = client_for(doctor).get("/c/clinic-a/today/")
     html = response.content.decode()
     assert response.status_code == 200
@@ -267,18 +224,18 @@ def test_today_shows_the_appointment_its_people_and_call_phase(appointment, doct
     assert 'href="#main"' in html
 
 
-def test_today_shows_the_live_phase_after_go_live(appointment, doctor):
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+def test_today_shows_the_live_phase_after_go_live(appointment, doctor, client_for):
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     html = client_for(doctor).get("/c/clinic-a/today/").content.decode()
     assert 'data-phase="live"' in html
     assert ">Live</span>" in html
     assert "In progress" in html
 
 
-def test_days_are_the_clinics_days(clinic_a, doctor, patient):
+def test_days_are_the_clinics_days(clinic, doctor, patient, client_for):
     """00:30 in Paris is the previous evening in UTC: it belongs to the Paris day."""
     starts = _tomorrow_at(0, 30)
-    make_appointment(clinic_a, host=doctor, patient=patient, starts_at=starts)
+    make_appointment(clinic, host=doctor, patient=patient, starts_at=starts)
     client = client_for(doctor)
     day = starts.date().isoformat()
     on_day = client.get("/c/clinic-a/today/", {"date": day}).content.decode()
@@ -290,14 +247,14 @@ def test_days_are_the_clinics_days(clinic_a, doctor, patient):
     assert f"?date={before}" in on_day
 
 
-def test_a_bad_date_falls_back_to_today(doctor):
+def test_a_bad_date_falls_back_to_today(doctor, client_for):
     response = client_for(doctor).get("/c/clinic-a/today/", {"date": "2024-13-45"})
     assert response.status_code == 200
     today = timezone.localdate(timezone=PARIS)
     assert response.context["day"] == today
 
 
-def test_rows_partial_renders_only_the_rows(appointment, doctor):
+def test_rows_partial_renders_only_the_rows(appointment, doctor, client_for):
     response = client_for(doctor).get("/c/clinic-a/today/rows/")
     html = response.content.decode()
     assert response.status_code == 200
@@ -307,20 +264,20 @@ def test_rows_partial_renders_only_the_rows(appointment, doctor):
     assert 'data-phase="scheduled"' in html
 
 
-def test_rows_partial_follows_a_cancel(appointment, doctor):
-    services.appointment_cancel(appointment=appointment, by=doctor)
+def test_rows_partial_follows_a_cancel(appointment, doctor, client_for):
+    appointment_cancel(appointment=appointment, by=doctor)
     html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
     assert ">Cancelled</span>" in html
     assert 'data-phase="ended"' in html
 
 
-def test_empty_day_says_so(doctor):
+def test_empty_day_says_so(doctor, client_for):
     html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
     assert "No appointments today" in html
 
 
 def test_the_schedule_offers_join_to_its_clinicians_from_their_join_ahead_time(
-    appointment, doctor, coordinator
+    appointment, doctor, coordinator, client_for
 ):
     join = f"/c/clinic-a/appointments/{appointment.id}/join/"
     day = timezone.localtime(appointment.starts_at, PARIS).date().isoformat()
@@ -334,24 +291,24 @@ def test_the_schedule_offers_join_to_its_clinicians_from_their_join_ahead_time(
         assert f'href="{join}"' in html
         assert 'aria-label="Join the call with Ana Lima at' in html
         assert join not in rows(coordinator)  # not one of the appointment's people
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="end")
+    appointment_call_action(appointment=appointment, staff=doctor, action="end")
     with time_machine.travel(appointment.starts_at, tick=False):
         assert join not in rows(doctor)  # the call is over
 
 
 def test_today_page_query_count_does_not_grow_with_appointments(
-    clinic_a, doctor, django_assert_max_num_queries
+    clinic, doctor, django_assert_max_num_queries, client_for
 ):
     client = client_for(doctor)
     url = "/c/clinic-a/today/"
     start = timezone.now() + dt.timedelta(minutes=30)
-    others = [make_staff(clinic_a, f"doc{i}") for i in range(4)]
+    others = [make_staff(clinic, f"doc{i}") for i in range(4)]
 
     def book(i: int) -> None:
         make_appointment(
-            clinic_a,
+            clinic,
             host=others[i % 4],
-            patient=make_patient(clinic_a, name=f"Patient {i}"),
+            patient=make_patient(clinic, name=f"Patient {i}"),
             starts_at=start + dt.timedelta(minutes=30 * (i // 4)),
             clinicians=[doctor] if i == 0 else [],
         )
@@ -379,7 +336,7 @@ def test_today_page_query_count_does_not_grow_with_appointments(
 # --- appointment detail and the call buttons -------------------------------------------------
 
 
-def test_detail_shows_patient_members_call_and_history(appointment, doctor):
+def test_detail_shows_patient_members_call_and_history(appointment, doctor, client_for):
     response = client_for(doctor).get(f"/c/clinic-a/appointments/{appointment.id}/")
     html = response.content.decode()
     assert response.status_code == 200
@@ -396,7 +353,7 @@ def test_detail_shows_patient_members_call_and_history(appointment, doctor):
     assert 'data-phase="scheduled"' in html
 
 
-def test_coordinator_who_is_not_a_member_sees_no_buttons(appointment, coordinator):
+def test_coordinator_who_is_not_a_member_sees_no_buttons(appointment, coordinator, client_for):
     html = client_for(coordinator).get(f"/c/clinic-a/appointments/{appointment.id}/").content
     assert b"Ana Lima" in html  # same clinic: may see the appointment
     assert b">Go live</button>" not in html
@@ -405,7 +362,7 @@ def test_coordinator_who_is_not_a_member_sees_no_buttons(appointment, coordinato
     assert b"not a host of this call" in html
 
 
-def test_host_goes_live_and_the_page_says_live(appointment, doctor):
+def test_host_goes_live_and_the_page_says_live(appointment, doctor, client_for):
     client = client_for(doctor)
     url = f"/c/clinic-a/appointments/{appointment.id}/call/go_live/"
     response = client.post(url, follow=True)
@@ -426,7 +383,7 @@ def test_host_goes_live_and_the_page_says_live(appointment, doctor):
     assert ">Go live</button>" in stopped.content.decode()
 
 
-def test_host_ends_the_call(appointment, doctor):
+def test_host_ends_the_call(appointment, doctor, client_for):
     client = client_for(doctor)
     client.post(f"/c/clinic-a/appointments/{appointment.id}/call/go_live/")
     response = client.post(f"/c/clinic-a/appointments/{appointment.id}/call/end/", follow=True)
@@ -438,7 +395,7 @@ def test_host_ends_the_call(appointment, doctor):
     assert appointment.status == Appointment.Status.COMPLETED
 
 
-def test_coordinator_who_is_not_a_member_cannot_go_live(appointment, coordinator):
+def test_coordinator_who_is_not_a_member_cannot_go_live(appointment, coordinator, client_for):
     response = client_for(coordinator).post(
         f"/c/clinic-a/appointments/{appointment.id}/call/go_live/", follow=True
     )
@@ -450,7 +407,7 @@ def test_coordinator_who_is_not_a_member_cannot_go_live(appointment, coordinator
     assert appointment.status == Appointment.Status.SCHEDULED
 
 
-def test_ring_reports_success(appointment, doctor):
+def test_ring_reports_success(appointment, doctor, client_for):
     response = client_for(doctor).post(
         f"/c/clinic-a/appointments/{appointment.id}/call/ring/", follow=True
     )
@@ -461,7 +418,7 @@ def test_ring_reports_success(appointment, doctor):
 # --- cancel ----------------------------------------------------------------------------------
 
 
-def test_cancel_asks_first_then_cancels_and_ends_the_call(appointment, coordinator):
+def test_cancel_asks_first_then_cancels_and_ends_the_call(appointment, coordinator, client_for):
     client = client_for(coordinator)
     url = f"/c/clinic-a/appointments/{appointment.id}/cancel/"
     page = client.get(url)
@@ -477,7 +434,9 @@ def test_cancel_asks_first_then_cancels_and_ends_the_call(appointment, coordinat
     assert b"Edit or reschedule" not in response.content
 
 
-def test_cancelling_a_completed_appointment_is_refused_with_a_message(appointment, doctor):
+def test_cancelling_a_completed_appointment_is_refused_with_a_message(
+    appointment, doctor, client_for
+):
     client = client_for(doctor)
     client.post(f"/c/clinic-a/appointments/{appointment.id}/call/go_live/")
     client.post(f"/c/clinic-a/appointments/{appointment.id}/call/end/")
@@ -490,9 +449,9 @@ def test_cancelling_a_completed_appointment_is_refused_with_a_message(appointmen
 # --- patients --------------------------------------------------------------------------------
 
 
-def test_patients_list_and_search(clinic_a, clinic_b, doctor, patient):
-    make_patient(clinic_a, name="Bruno Costa", email="bruno@example.com")
-    make_patient(clinic_b, name="Other Clinic Person")
+def test_patients_list_and_search(clinic, other_clinic, doctor, patient, client_for):
+    make_patient(clinic, name="Bruno Costa", email="bruno@example.com")
+    make_patient(other_clinic, name="Other Clinic Person")
     client = client_for(doctor)
     html = client.get("/c/clinic-a/patients/").content.decode()
     assert "Ana Lima" in html
@@ -503,8 +462,8 @@ def test_patients_list_and_search(clinic_a, clinic_b, doctor, patient):
     assert "Ana Lima" not in found
 
 
-def test_patient_search_json(clinic_a, clinic_b, doctor, patient):
-    make_patient(clinic_b, name="Ana Other", email="ana@other.example")
+def test_patient_search_json(clinic, other_clinic, doctor, patient, client_for):
+    make_patient(other_clinic, name="Ana Other", email="ana@other.example")
     data = client_for(doctor).get("/c/clinic-a/patients/search.json", {"q": "ana"}).json()
     assert data == {
         "results": [
@@ -512,13 +471,13 @@ def test_patient_search_json(clinic_a, clinic_b, doctor, patient):
                 "id": patient.pk,
                 "name": "Ana Lima",
                 "email": "ana@example.com",
-                "time_zone": "UTC",
+                "time_zone": "America/Recife",
             }
         ]
     }
 
 
-def test_create_patient(clinic_a, doctor):
+def test_create_patient(clinic, doctor, client_for):
     client = client_for(doctor)
     response = client.post(
         "/c/clinic-a/patients/new/",
@@ -532,12 +491,12 @@ def test_create_patient(clinic_a, doctor):
     )
     assert response.status_code == 302
     patient = Patient.objects.get(name="Carla Dias")
-    assert patient.clinic == clinic_a
+    assert patient.clinic == clinic
     assert patient.email == "carla@example.com"
     assert patient.time_zone == "Europe/Lisbon"
 
 
-def test_create_patient_then_schedule(clinic_a, doctor):
+def test_create_patient_then_schedule(clinic, doctor, client_for):
     response = client_for(doctor).post(
         "/c/clinic-a/patients/new/?then=schedule",
         {"name": "Dan", "time_zone": "UTC", "then": "schedule"},
@@ -546,7 +505,7 @@ def test_create_patient_then_schedule(clinic_a, doctor):
     assert response["Location"] == f"/c/clinic-a/appointments/new/?patient={patient.pk}"
 
 
-def test_patient_form_errors_are_on_their_fields(clinic_a, doctor, patient):
+def test_patient_form_errors_are_on_their_fields(clinic, doctor, patient, client_for):
     response = client_for(doctor).post(
         "/c/clinic-a/patients/new/",
         {"name": "", "email": "ANA@example.com", "time_zone": "Mars/Olympus"},
@@ -555,10 +514,10 @@ def test_patient_form_errors_are_on_their_fields(clinic_a, doctor, patient):
     errors = response.context["form"].errors
     assert set(errors) == {"name", "email", "time_zone"}
     assert "Another patient of this clinic has this email." in errors["email"]
-    assert Patient.objects.filter(clinic=clinic_a).count() == 1
+    assert Patient.objects.filter(clinic=clinic).count() == 1
 
 
-def test_edit_patient(clinic_a, doctor, patient):
+def test_edit_patient(clinic, doctor, patient, client_for):
     client = client_for(doctor)
     url = f"/c/clinic-a/patients/{patient.pk}/edit/"
     page = client.get(url)
@@ -578,7 +537,7 @@ def test_edit_patient(clinic_a, doctor, patient):
     assert patient.preferred_language == "en"
 
 
-def test_outsider_cannot_edit_a_patient(patient, outsider):
+def test_outsider_cannot_edit_a_patient(patient, outsider, client_for):
     client = client_for(outsider)
     for slug in ("clinic-a", "clinic-b"):
         response = client.post(

@@ -7,18 +7,13 @@ import re
 import pytest
 from django.core import mail
 
-from appointments import services
 from appointments.models import PatientSignInCode
+from appointments.services.sign_in_codes import patient_sign_in_code_redeem
 from appointments.tasks import patient_send_sign_in_code
 from calls.models import CallUser
-from tests.factories import ClinicFactory, make_patient
+from tests.factories import make_patient
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clinic():
-    return ClinicFactory(slug="north-clinic", name="North Clinic")
 
 
 def test_the_task_issues_a_code_and_emails_it(clinic):
@@ -28,7 +23,7 @@ def test_the_task_issues_a_code_and_emails_it(clinic):
     assert message.to == ["ana@example.org"]
     assert message.subject == "Your sign-in code"
     code = re.search(r"\b(\d{6})\b", message.body).group(1)
-    assert services.patient_sign_in_code_redeem(patient=patient, code=code)
+    assert patient_sign_in_code_redeem(patient=patient, code=code)
 
 
 def test_the_task_is_quiet_when_there_is_nobody_to_email(clinic):

@@ -12,10 +12,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from appointments import services
 from appointments.models import Appointment, Patient
+from appointments.services.booking import appointment_cancel
+from appointments.services.status import appointment_call_action
 from calls.models import Call
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment, make_patient
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -40,9 +41,8 @@ def a_start_today(now: dt.datetime) -> dt.datetime:
     return start
 
 
-def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
+def seed_the_day(clinic, doctor, colleague, start: dt.datetime) -> None:
     """Other appointments of the day, so the schedule looks like a working day."""
-    colleague = make_staff(clinic, "drwilson", display_name="Dr James Wilson")
     cancelled = make_appointment(
         clinic,
         host=colleague,
@@ -50,7 +50,7 @@ def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
         starts_at=start + dt.timedelta(minutes=5),
         duration_minutes=15,
     )
-    services.appointment_cancel(appointment=cancelled, by=colleague)
+    appointment_cancel(appointment=cancelled, by=colleague)
     live = make_appointment(
         clinic,
         host=colleague,
@@ -58,7 +58,7 @@ def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
         starts_at=start + dt.timedelta(minutes=25),
         mode="audio",
     )
-    services.appointment_call_action(appointment=live, staff=colleague, action="go_live")
+    appointment_call_action(appointment=live, staff=colleague, action="go_live")
     make_appointment(
         clinic,
         host=doctor,
@@ -68,16 +68,22 @@ def seed_the_day(clinic, doctor, start: dt.datetime) -> None:
     )
 
 
-def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts, eager_tasks):
+def test_schedule_go_live_and_isolation(
+    app_server,
+    new_page,
+    console,
+    artifacts,
+    eager_tasks,
+    clinic,
+    doctor,
+    colleague,
+    outsider,
+    patient,
+):
     # Tasks in-process (as in the embedded default): the relay publishes each change to the
     # page's WebSocket without a Celery worker.
-    clinic_a = ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
-    clinic_b = ClinicFactory(slug="clinic-b", name="Hillside Clinic", time_zone="Europe/Paris")
-    doctor = make_staff(clinic_a, "drhouse", display_name="Dr Greg House", password=PASSWORD)
-    make_staff(clinic_b, "drbee", display_name="Dr Bea Bee", password=PASSWORD)
-    make_patient(clinic_a, name="Ana Lima", email="ana@example.com", time_zone="America/Recife")
     start = a_start_today(timezone.now())
-    seed_the_day(clinic_a, doctor, start)
+    seed_the_day(clinic, doctor, colleague, start)
     base = app_server.url
 
     # --- clinic A's clinician signs in and lands on today's schedule ---
@@ -140,7 +146,7 @@ def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedule").click()
     expect(row.locator(".phase")).to_have_text("Live")
     page.evaluate("window.__notReloaded = true")
-    services.appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
+    appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
     expect(row.locator(".phase")).to_have_text("Scheduled", timeout=12_000)
     assert page.evaluate("window.__notReloaded") is True
     expect(page.locator("#refresh-status")).to_contain_text("Updated")
@@ -178,11 +184,8 @@ def test_schedule_go_live_and_isolation(app_server, new_page, console, artifacts
 
 
 def test_schedule_form_errors_are_shown_next_to_their_fields(
-    app_server, new_page, console, artifacts
+    app_server, new_page, console, artifacts, doctor, patient
 ):
-    clinic = ClinicFactory(slug="clinic-a", name="Riverside Clinic", time_zone="Europe/Paris")
-    make_staff(clinic, "drhouse", display_name="Dr Greg House", password=PASSWORD)
-    make_patient(clinic, name="Ana Lima")
     page = new_page()
     sign_in(page, app_server.url, "drhouse")
     page.goto(f"{app_server.url}/c/clinic-a/appointments/new/")

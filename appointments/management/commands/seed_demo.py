@@ -14,8 +14,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from appointments import services
 from appointments.models import Appointment, Clinic, Patient, StaffMember
+from appointments.services.booking import Booking, appointment_book
+from appointments.services.patients import patient_create
+from appointments.services.staff import clinic_create, staff_create
+from appointments.services.status import appointment_call_action
 
 ADMIN = ("admin", "admin")  # Django admin superuser
 STAFF_PASSWORD = "demo-pass-1"  # noqa: S105 - printed development credential
@@ -44,21 +47,13 @@ class Command(BaseCommand):
             self._patient(riverside, "Chloé Martin", "chloe@example.org", "Europe/Paris"),
             self._patient(hillside, "Dev Patel", "dev@example.org", "Europe/Paris"),
         ]
-
         now = timezone.now()
         if not Appointment.objects.filter(clinic=riverside).exists():
-            day = timezone.localtime(now, riverside.tz).replace(minute=0, second=0, microsecond=0)
-            for hours, host, patient in (
-                (-2, okafor, patients[1]),
-                (2, ito, patients[2]),
-                (4, okafor, patients[0]),
-            ):
-                booked = self._book(riverside, host, patient, day + timedelta(hours=hours), now)
-                if booked.starts_at < now:  # a visit that already took place
-                    for action in ("go_live", "end"):
-                        services.appointment_call_action(
-                            appointment=booked, staff=host, action=action
-                        )
+            self._book_the_day(
+                riverside,
+                [(-2, okafor, patients[1]), (2, ito, patients[2]), (4, okafor, patients[0])],
+                now,
+            )
         soon = Appointment.objects.filter(
             clinic=riverside,
             starts_at__gte=now,
@@ -69,7 +64,23 @@ class Command(BaseCommand):
             soon = self._book(
                 riverside, ito, patients[0], now + timedelta(minutes=SOON_MINUTES), now
             )
+        self._print_summary(riverside, patients[0], soon)
 
+    def _book_the_day(
+        self,
+        clinic: Clinic,
+        slots: list[tuple[int, StaffMember, Patient]],
+        now: datetime,
+    ) -> None:
+        """Appointments `hours` from the current hour; those already past took place."""
+        day = timezone.localtime(now, clinic.tz).replace(minute=0, second=0, microsecond=0)
+        for hours, host, patient in slots:
+            booked = self._book(clinic, host, patient, day + timedelta(hours=hours), now)
+            if booked.starts_at < now:  # a visit that already took place
+                for action in ("go_live", "end"):
+                    appointment_call_action(appointment=booked, staff=host, action=action)
+
+    def _print_summary(self, clinic: Clinic, patient: Patient, soon: Appointment) -> None:
         w = self.stdout.write
         w("")
         w("  Demo data")
@@ -79,32 +90,30 @@ class Command(BaseCommand):
             clinics = ", ".join(c.name for c in staff.clinics.order_by("name"))
             w(f"      {staff.user.username:8s} {staff.display_name} ({clinics})")
         w(
-            f"    Patient API:   /api/patient/v1/  sign in with e.g. {patients[0].email}; the "
+            f"    Patient API:   /api/patient/v1/  sign in with e.g. {patient.email}; the "
             "code is printed below when requested"
         )
         w(
             f"    Calls API:     api_key {settings.CALLS_API_KEY!r}  "
             f"secret {settings.CALLS_API_SECRET!r}"
         )
-        starts = timezone.localtime(soon.starts_at, riverside.tz)
-        w(f"    Starting soon: appointment {soon.id} at {starts:%H:%M} ({riverside.time_zone})")
+        starts = timezone.localtime(soon.starts_at, clinic.tz)
+        w(f"    Starting soon: appointment {soon.id} at {starts:%H:%M} ({clinic.time_zone})")
 
     def _clinic(self, slug: str, name: str, tz: str) -> Clinic:
-        return Clinic.objects.filter(slug=slug).first() or services.clinic_create(
+        return Clinic.objects.filter(slug=slug).first() or clinic_create(
             slug=slug, name=name, time_zone=tz
         )
 
     def _staff(self, username: str, name: str, clinics: dict[Clinic, str]) -> StaffMember:
         existing = StaffMember.objects.filter(user__username=username).first()
-        return existing or services.staff_create(
+        return existing or staff_create(
             username=username, password=STAFF_PASSWORD, display_name=name, memberships=clinics
         )
 
     def _patient(self, clinic: Clinic, name: str, email: str, tz: str) -> Patient:
         existing = Patient.objects.filter(clinic=clinic, email=email).first()
-        return existing or services.patient_create(
-            clinic=clinic, name=name, email=email, time_zone=tz
-        )
+        return existing or patient_create(clinic=clinic, name=name, email=email, time_zone=tz)
 
     def _book(
         self,
@@ -114,7 +123,7 @@ class Command(BaseCommand):
         starts_at: datetime,
         now: datetime,
     ) -> Appointment:
-        booking = services.Booking(
+        booking = Booking(
             clinic=clinic,
             patient=patient,
             starts_at=starts_at,
@@ -123,6 +132,6 @@ class Command(BaseCommand):
             reason="Demo follow-up",
         )
         # Past demo slots are allowed: book them as of an hour before they start.
-        return services.appointment_book(
+        return appointment_book(
             booking=booking, by=host, now=min(now, starts_at - timedelta(hours=1))
         )

@@ -1,8 +1,9 @@
 """Personas for the patient API (STYLE: permission tests are matrices over personas):
 
-- `patient` (X): a patient of North Clinic with an upcoming appointment `appointment`;
-- `other_patient` (Y): another North Clinic patient, with `other_appointment`;
-- `doctor`: the host of both appointments.
+- `patient` (X): a patient of `clinic` with an upcoming appointment `appointment`;
+- `other_patient` (Y): another patient of `clinic`, with `other_appointment`;
+- `doctor`: the host of both appointments
+(the personas and `frozen` are tests/conftest.py's).
 
 `api(patient)` is an APIClient signed in as that patient (a real access token);
 `request_code(client, email)` asks for a sign-in code and returns the one emailed.
@@ -18,21 +19,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from django.core import mail
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from appointments.api import auth
-from tests.factories import ClinicFactory, make_appointment, make_patient, make_staff
+from tests.factories import make_appointment
 
 BASE = "/api/patient/v1"
-# A fixed "now" for tests that move the clock: appointments are booked at NOW for START.
-NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
-START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 
 PATIENT_NAME = "Ana Lima"
-PATIENT_EMAIL = "ana.lima@example.org"
+PATIENT_EMAIL = "ana@example.com"  # the `patient` persona (tests/conftest.py)
 REASON = "persistent cough"
 
 
@@ -68,26 +65,6 @@ def _clean_cache():
 
 
 @pytest.fixture
-def clinic():
-    return ClinicFactory(slug="north-clinic", name="North Clinic")
-
-
-@pytest.fixture
-def doctor(clinic):
-    return make_staff(clinic, "drito", display_name="Dr Ito")
-
-
-@pytest.fixture
-def patient(clinic):
-    return make_patient(clinic, name=PATIENT_NAME, email=PATIENT_EMAIL)
-
-
-@pytest.fixture
-def other_patient(clinic):
-    return make_patient(clinic, name="Bea Costa", email="bea@example.org")
-
-
-@pytest.fixture
 def appointment(clinic, doctor, patient):
     return make_appointment(
         clinic, host=doctor, patient=patient, reason=REASON, notes="staff only: check labs"
@@ -114,10 +91,3 @@ def api() -> Callable[..., APIClient]:
         return client
 
     return make
-
-
-@pytest.fixture
-def frozen():
-    """The clock at NOW; `frozen.move_to(...)` moves it (ticking stopped)."""
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller

@@ -8,11 +8,16 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from appointments import services
 from appointments.models import Appointment
-from tests.factories import make_appointment, make_staff
+from appointments.services.booking import (
+    Booking,
+    appointment_cancel,
+    appointment_update,
+    booking_of,
+)
+from tests.factories import NOW, make_appointment, make_staff
 
-from .conftest import BASE, NOW, REASON
+from .conftest import BASE, REASON
 
 pytestmark = pytest.mark.django_db
 
@@ -21,11 +26,9 @@ def test_the_list_shows_my_upcoming_appointments_without_the_reason(
     api, clinic, doctor, appointment, other_appointment
 ):
     colleague = make_staff(clinic, "drsato", display_name="Dr Sato")
-    services.appointment_update(
+    appointment_update(
         appointment=appointment,
-        booking=services.Booking(
-            **{**vars(services.booking_of(appointment)), "clinicians": [colleague]}
-        ),
+        booking=Booking(**{**vars(booking_of(appointment)), "clinicians": [colleague]}),
     )
     response = api(appointment.patient).get(f"{BASE}/appointments")
     assert response.status_code == 200
@@ -35,13 +38,13 @@ def test_the_list_shows_my_upcoming_appointments_without_the_reason(
     (item,) = body["results"]
     assert item == {
         "id": appointment.id,
-        "clinic": {"slug": "north-clinic", "name": "North Clinic", "time_zone": "Europe/Paris"},
+        "clinic": {"slug": "clinic-a", "name": "Riverside Clinic", "time_zone": "Europe/Paris"},
         "starts_at": appointment.starts_at.isoformat().replace("+00:00", "Z"),
         "ends_at": appointment.ends_at.isoformat().replace("+00:00", "Z"),
         "duration_minutes": 20,
         "status": "scheduled",
         "mode": "video",
-        "clinicians": ["Dr Ito", "Dr Sato"],
+        "clinicians": ["Dr House", "Dr Sato"],
         "call_cid": f"appointment:{appointment.id}",
         "checked_in_at": None,
         "cancel_requested_at": None,
@@ -56,7 +59,7 @@ def test_upcoming_and_past_scopes(api, clinic, doctor, patient, frozen):
         )
 
     earlier, later, soon, cancelled = book(1), book(2), book(5), book(6)
-    services.appointment_cancel(appointment=cancelled)
+    appointment_cancel(appointment=cancelled)
     frozen.move_to(NOW + timedelta(hours=2, minutes=10))  # `later` is under way
     client = api(patient)
 
@@ -160,7 +163,7 @@ def test_cancel_request(api, appointment):
 
 @pytest.mark.parametrize("action", ["check-in", "cancel-request"])
 def test_a_closed_appointment_is_a_conflict(api, appointment, action):
-    services.appointment_cancel(appointment=appointment)
+    appointment_cancel(appointment=appointment)
     response = api(appointment.patient).post(f"{BASE}/appointments/{appointment.id}/{action}")
     assert response.status_code == 409
     assert response.json() == {
@@ -185,11 +188,9 @@ def test_the_detail_and_me_run_a_fixed_number_of_queries(
 ):
     if clinicians:
         extra = [make_staff(clinic, f"doc{i}", display_name=f"Dr {i}") for i in range(clinicians)]
-        services.appointment_update(
+        appointment_update(
             appointment=appointment,
-            booking=services.Booking(
-                **{**vars(services.booking_of(appointment)), "clinicians": extra}
-            ),
+            booking=Booking(**{**vars(booking_of(appointment)), "clinicians": extra}),
         )
     client = api(appointment.patient)
     # 1. the patient (with clinic and calls user) behind the token

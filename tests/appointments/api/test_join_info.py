@@ -10,12 +10,13 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from appointments import services
 from appointments.links import join_link_path
+from appointments.services.booking import appointment_cancel
+from appointments.services.status import appointment_call_action
 from calls.models import Call
-from tests.factories import make_appointment
+from tests.factories import NOW, START, make_appointment
 
-from .conftest import BASE, NOW, START
+from .conftest import BASE
 
 pytestmark = pytest.mark.django_db
 
@@ -85,12 +86,12 @@ def test_the_lobby_opens_before_the_start(api, booked, frozen):
 
 def test_live_after_the_host_goes_live_then_ended(api, booked, doctor, frozen):
     frozen.move_to(START)
-    services.appointment_call_action(appointment=booked, staff=doctor, action="go_live")
+    appointment_call_action(appointment=booked, staff=doctor, action="go_live")
     info = join_info(api, booked)
     assert info["state"] == "live"
     assert info["token"]
     frozen.move_to(START + timedelta(minutes=21))
-    services.appointment_call_action(appointment=booked, staff=doctor, action="end")
+    appointment_call_action(appointment=booked, staff=doctor, action="end")
     info = join_info(api, booked)
     assert info["state"] == "ended"
     assert info["token"] is None
@@ -98,7 +99,7 @@ def test_live_after_the_host_goes_live_then_ended(api, booked, doctor, frozen):
 
 
 def test_a_cancelled_appointment_has_no_token(api, booked):
-    services.appointment_cancel(appointment=booked)
+    appointment_cancel(appointment=booked)
     info = join_info(api, booked)
     assert info["state"] == "cancelled"
     assert info["token"] is None

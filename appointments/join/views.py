@@ -20,11 +20,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from appointments import joining, links
+from appointments.access import clinic_appointment, clinic_view
+from appointments.models import Appointment, Clinic, StaffMember
 from calls.realtime.routing import RTC_PATH
-
-from . import joining, links
-from .models import Appointment, Clinic, StaffMember
-from .views import _appointment, clinic_view
 
 # The call socket of docs/media.md.
 RTC_WS_PATH = f"/{RTC_PATH}"
@@ -105,7 +104,7 @@ def appointment_join(
 ) -> HttpResponse:
     """The staff room: backstage from the staff join-ahead time for hosts and clinicians, the
     waiting room for an interpreter; times in the clinic's time zone."""
-    appointment = _appointment(staff, clinic, appointment_id)
+    appointment = clinic_appointment(staff, clinic, appointment_id)
     info = joining.staff_join_info(staff=staff, appointment=appointment, now=timezone.now())
     return _room(
         request,
@@ -118,7 +117,47 @@ def appointment_join(
     )
 
 
-def _link_error(request: HttpRequest, *, title: str, text: str, status: int) -> HttpResponse:
+# What a refused link says, by the refusal (the first that matches): the page is then an error
+# page, never the room.
+LinkErrors = dict[type[Exception], tuple[str, str, int]]
+PATIENT_LINK_ERRORS: LinkErrors = {
+    links.ExpiredLink: (
+        "This link has expired",
+        "The appointment it was for is over. Contact the clinic if you need help.",
+        403,
+    ),
+    links.ReplacedLink: (
+        "This link was replaced",
+        "The clinic has sent a new link for this appointment. Use the newest one, or contact "
+        "the clinic.",
+        403,
+    ),
+    links.BadLink: (
+        "This link does not work",
+        "Check that you opened the whole link from your invitation, or ask the clinic to send "
+        "it again.",
+        403,
+    ),
+    Http404: (
+        "No such appointment",
+        "This appointment does not exist any more. Contact the clinic.",
+        404,
+    ),
+}
+GUEST_LINK_ERRORS: LinkErrors = {
+    links.ExpiredLink: ("This link has expired", "The appointment it was for is over.", 403),
+    links.BadLink: (
+        "This link does not work",
+        "Check that you opened the whole link, or ask the person who sent it.",
+        403,
+    ),
+}
+
+
+def _link_error(request: HttpRequest, errors: LinkErrors, refusal: Exception) -> HttpResponse:
+    title, text, status = next(
+        answer for kind, answer in errors.items() if isinstance(refusal, kind)
+    )
     response = render(
         request, "join/link_error.html", {"title": title, "text": text}, status=status
     )
@@ -136,36 +175,8 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         appointment = links.appointment_from_link(
             appointment_id=appointment_id, token=request.GET.get("t", ""), now=now
         )
-    except links.ExpiredLink:
-        return _link_error(
-            request,
-            title="This link has expired",
-            text="The appointment it was for is over. Contact the clinic if you need help.",
-            status=403,
-        )
-    except links.ReplacedLink:
-        return _link_error(
-            request,
-            title="This link was replaced",
-            text="The clinic has sent a new link for this appointment. Use the newest one, or "
-            "contact the clinic.",
-            status=403,
-        )
-    except links.BadLink:
-        return _link_error(
-            request,
-            title="This link does not work",
-            text="Check that you opened the whole link from your invitation, or ask the "
-            "clinic to send it again.",
-            status=403,
-        )
-    except Http404:
-        return _link_error(
-            request,
-            title="No such appointment",
-            text="This appointment does not exist any more. Contact the clinic.",
-            status=404,
-        )
+    except (links.BadLink, Http404) as refusal:
+        return _link_error(request, PATIENT_LINK_ERRORS, refusal)
     patient = appointment.patient
     info = joining.join_info(patient=patient, appointment=appointment, now=now)
     return _room(
@@ -189,20 +200,8 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         appointment, member = links.guest_from_link(
             appointment_id=appointment_id, token=request.GET.get("t", ""), now=now
         )
-    except links.ExpiredLink:
-        return _link_error(
-            request,
-            title="This link has expired",
-            text="The appointment it was for is over.",
-            status=403,
-        )
-    except links.BadLink:
-        return _link_error(
-            request,
-            title="This link does not work",
-            text="Check that you opened the whole link, or ask the person who sent it.",
-            status=403,
-        )
+    except links.BadLink as refusal:
+        return _link_error(request, GUEST_LINK_ERRORS, refusal)
     info = joining.guest_join_info(member=member, appointment=appointment, now=now)
     return _room(
         request,

@@ -4,23 +4,25 @@ clinics (another clinic's slug, appointment or patient is a 404)."""
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import join_views, views
+from appointments.join import views as join_views
+
+from . import appointments, patients, schedule
 
 app_name = "portal"
 
 clinic_patterns = [
-    path("today/", views.today, name="today"),
-    path("today/rows/", views.today_rows, name="today_rows"),
-    path("appointments/new/", views.appointment_new, name="appointment_new"),
-    path("appointments/<str:appointment_id>/", views.appointment_detail, name="appointment"),
+    path("today/", schedule.today, name="today"),
+    path("today/rows/", schedule.today_rows, name="today_rows"),
+    path("appointments/new/", appointments.appointment_new, name="appointment_new"),
+    path("appointments/<str:appointment_id>/", appointments.appointment_detail, name="appointment"),
     path(
         "appointments/<str:appointment_id>/edit/",
-        views.appointment_edit,
+        appointments.appointment_edit,
         name="appointment_edit",
     ),
     path(
         "appointments/<str:appointment_id>/cancel/",
-        views.appointment_cancel,
+        appointments.appointment_cancel,
         name="appointment_cancel",
     ),
     path(
@@ -30,37 +32,37 @@ clinic_patterns = [
     ),
     path(
         "appointments/<str:appointment_id>/guests/",
-        views.appointment_guest_invite,
+        appointments.appointment_guest_invite,
         name="appointment_guest_invite",
     ),
     path(
         "appointments/<str:appointment_id>/guests/<int:member_id>/remove/",
-        views.appointment_guest_remove,
+        appointments.appointment_guest_remove,
         name="appointment_guest_remove",
     ),
     path(
         "appointments/<str:appointment_id>/link/send/",
-        views.appointment_link_send,
+        appointments.appointment_link_send,
         name="appointment_link_send",
     ),
     path(
         "appointments/<str:appointment_id>/link/replace/",
-        views.appointment_link_replace,
+        appointments.appointment_link_replace,
         name="appointment_link_replace",
     ),
     path(
         "appointments/<str:appointment_id>/call/<str:action>/",
-        views.appointment_call_action,
+        appointments.appointment_call_action,
         name="appointment_call",
     ),
-    path("patients/", views.patients, name="patients"),
-    path("patients/new/", views.patient_new, name="patient_new"),
-    path("patients/search.json", views.patient_search, name="patient_search"),
-    path("patients/<int:patient_id>/edit/", views.patient_edit, name="patient_edit"),
+    path("patients/", patients.patients, name="patients"),
+    path("patients/new/", patients.patient_new, name="patient_new"),
+    path("patients/search.json", patients.patient_search, name="patient_search"),
+    path("patients/<int:patient_id>/edit/", patients.patient_edit, name="patient_edit"),
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", schedule.home, name="home"),
     path(
         "login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -12,8 +12,9 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils import timezone
 
-from . import selectors, services
-from .models import Appointment, Clinic, Patient, StaffMember
+from appointments import selectors
+from appointments.models import Appointment, Clinic, Patient, StaffMember
+from appointments.services.booking import Booking
 
 TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
 
@@ -252,7 +253,7 @@ class AppointmentForm(forms.Form):
         return initial
 
     @classmethod
-    def initial_for_edit(cls, *, booking: services.Booking) -> dict[str, Any]:
+    def initial_for_edit(cls, *, booking: Booking) -> dict[str, Any]:
         zone = zoneinfo.ZoneInfo(booking.clinic.time_zone)
         return {
             # Naive wall time in the clinic's zone: the split widget shows it as it is.
@@ -278,9 +279,9 @@ class AppointmentForm(forms.Form):
             self.add_error("clinicians", "The host is already taking part; untick them here.")
         return data
 
-    def booking(self, *, guests: list | None = None) -> services.Booking:
+    def booking(self, *, guests: list | None = None) -> Booking:
         patient = self.appointment.patient if self.appointment else self.cleaned_data["patient"]
-        return services.Booking.from_data(
+        return Booking.from_data(
             self.cleaned_data, clinic=self.clinic, patient=patient, guests=guests
         )
 

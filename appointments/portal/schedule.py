@@ -1,0 +1,91 @@
+"""The portal's home and a clinic's day: the schedule page and its rows (refreshed by the page
+every few seconds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from appointments import joining, selectors
+from appointments.access import SESSION_CLINIC, clinic_view, staff_view
+from appointments.models import Clinic, StaffMember
+from calls import realtime
+
+from .forms import DayForm
+from .pages import PHASE_LABELS, page
+
+
+@require_GET
+@staff_view
+def home(request: HttpRequest, *, staff: StaffMember) -> HttpResponse:
+    """To the remembered clinic's schedule; `?clinic=<slug>` switches clinic."""
+    clinics = list(selectors.staff_clinics(staff))
+    by_slug = {c.slug: c for c in clinics}
+    wanted = request.GET.get("clinic") or request.session.get(SESSION_CLINIC)
+    if wanted in by_slug:
+        return redirect("portal:today", wanted)
+    if request.GET.get("clinic"):
+        raise Http404("No such clinic.")
+    if len(clinics) == 1:
+        return redirect("portal:today", clinics[0].slug)
+    return render(request, "portal/choose_clinic.html", {"clinics": clinics})
+
+
+def _joinable(row: Any, staff: StaffMember, now: dt.datetime) -> bool:
+    """Offer "Join" on the schedule: the staff member takes part in this open appointment, its
+    call has not ended, and their join-ahead time has come (the join page decides the rest)."""
+    appointment = row.appointment
+    return (
+        appointment.is_open
+        and row.phase not in ("ended", "unknown")
+        and now >= joining.staff_enters_at(appointment)
+        and any(m.staff_id == staff.pk for m in appointment.members.all())
+    )
+
+
+def _day_context(request: HttpRequest, clinic: Clinic, staff: StaffMember) -> dict[str, Any]:
+    zone = zoneinfo.ZoneInfo(clinic.time_zone)
+    day = DayForm(request.GET).day(clinic=clinic)
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    now = timezone.now()
+    rows = [
+        {
+            "appointment": row.appointment,
+            "phase": row.phase,
+            "phase_label": PHASE_LABELS[row.phase],
+            "joinable": _joinable(row, staff, now),
+        }
+        for row in selectors.clinic_schedule(clinic=clinic, start=start, end=end)
+    ]
+    today = timezone.localdate(timezone=zone)
+    return {
+        "clinic": clinic,
+        "day": day,
+        "today": today,
+        "is_today": day == today,
+        "prev_day": day - dt.timedelta(days=1),
+        "next_day": day + dt.timedelta(days=1),
+        "rows": rows,
+    }
+
+
+@require_GET
+@clinic_view
+def today(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) -> HttpResponse:
+    context = _day_context(request, clinic, staff)
+    context["live"] = realtime.browser_connection(user_id=staff.call_user_id)
+    return page(request, staff, "portal/today.html", context)
+
+
+@require_GET
+@clinic_view
+def today_rows(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) -> HttpResponse:
+    """The rows of the schedule, fetched by the page every few seconds."""
+    return render(request, "portal/_today_rows.html", _day_context(request, clinic, staff))

@@ -1,0 +1,49 @@
+"""The patient's join link (`appointments.links`): email it to them, or replace it."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from appointments.models import CALL_TYPE, Appointment, StaffMember
+from calls.capabilities import SERVER
+from calls.outbox.queue import enqueue
+from calls.services.moderation import call_kick_user
+from calls.services.users import user_tokens_revoke
+
+from .booking import appointment_locked
+
+
+def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, base_url: str) -> None:
+    """Email the patient their join link (after commit, from a worker)."""
+    if not appointment.is_open:
+        raise ValidationError("This appointment is over: there is no link to send.")
+    if not appointment.patient.email:
+        raise ValidationError("The patient has no email address: copy the link instead.")
+    # By name (`appointments.tasks` imports these services; nothing imports it back).
+    transaction.on_commit(
+        lambda: enqueue("appointments.tasks.appointment_send_join_link", appointment.pk, base_url)
+    )
+
+
+def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Appointment:
+    """A new join link for the patient (the old one went to the wrong person, or was
+    forwarded): the old link stops working at once, the patient's call tokens minted until now
+    are revoked, and whoever is in the call or its lobby as the patient is put out (the patient
+    comes back with the new link)."""
+    with transaction.atomic():
+        appointment = appointment_locked(appointment)
+        if not appointment.is_open:
+            raise ValidationError("This appointment is over: its link no longer works anyway.")
+        appointment.link_version += 1
+        appointment.save(update_fields=["link_version", "updated_at"])
+        user_tokens_revoke(user_id=appointment.patient.call_user_id, minted_until=timezone.now())
+        call_kick_user(
+            actor=SERVER,
+            type_name=CALL_TYPE,
+            call_id=appointment.id,
+            user_id=appointment.patient.call_user_id,
+            kicked_by_id=by.call_user_id,
+        )
+        return appointment
