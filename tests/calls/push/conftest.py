@@ -1,4 +1,5 @@
-"""Stand-in push services (one per test module run) and settings pointing the providers at them."""
+"""Stand-in push services (one per test module run) and settings pointing the providers at them;
+the patient's devices on them; `provider`, one adapter per provider for the contract tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from calls.models import PushDevice
 from calls.outbox.push import delivery
 
+from . import providers
+from .helpers import people
 from .standins import ApnsServer, FcmServer, WebPushService, vapid_keypair
 
 
@@ -18,28 +21,25 @@ def vapid_keys() -> tuple[str, str]:
     return vapid_keypair()
 
 
+def _running(standin):
+    standin.start()
+    yield standin
+    standin.stop()
+
+
 @pytest.fixture(scope="session")
 def webpush_service():
-    service = WebPushService()
-    service.start()
-    yield service
-    service.stop()
+    yield from _running(WebPushService())
 
 
 @pytest.fixture(scope="session")
 def apns_server():
-    server = ApnsServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(ApnsServer())
 
 
 @pytest.fixture(scope="session")
 def fcm_server():
-    server = FcmServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(FcmServer())
 
 
 @pytest.fixture
@@ -104,3 +104,49 @@ def fresh_providers():
     delivery._build.cache_clear()
     yield
     delivery._build.cache_clear()
+
+
+@pytest.fixture
+def doctor_and_patient():
+    """The two users of `ring_call` (devices are just rows: settings are the test's choice)."""
+    return people()
+
+
+@pytest.fixture
+def patient(doctor_and_patient):
+    return doctor_and_patient[1]
+
+
+@pytest.fixture
+def patient_browser(patient, webpush_device):
+    return webpush_device(patient)
+
+
+@pytest.fixture
+def iphone(patient):
+    """(VoIP token, alert token): a ring goes to the first, every other push to the second."""
+    return make_device(patient, "apns_voip", "pat-1-voip"), make_device(
+        patient, "apns", "pat-1-apns"
+    )
+
+
+@pytest.fixture
+def android(patient):
+    return make_device(patient, "fcm", "pat-1-fcm")
+
+
+@pytest.fixture
+def everyone_has_devices(doctor_and_patient, webpush_device):
+    """Doctor and patient each with a browser, an iPhone (alert + VoIP) and an Android."""
+    for user in doctor_and_patient:
+        webpush_device(user)
+        make_device(user, "apns", f"{user.id}-apns")
+        make_device(user, "apns_voip", f"{user.id}-voip")
+        make_device(user, "fcm", f"{user.id}-fcm")
+    return doctor_and_patient
+
+
+@pytest.fixture(params=sorted(providers.PROVIDERS))
+def provider(request, push_settings) -> providers.Provider:
+    """Each provider in turn, on its stand-in, with the patient's devices registered."""
+    return providers.build(request.param, request)

@@ -6,7 +6,7 @@ from django.db import transaction
 
 from calls import wire
 from calls.capabilities import SERVER
-from calls.models import Call, CallEvent
+from calls.models import Call, CallEvent, PushDelivery, PushDevice
 from calls.outbox.events import event_emit
 from calls.services.base import MemberSpec
 from calls.services.calls import call_get_or_create
@@ -48,3 +48,13 @@ def emit(capture, call: Call, type: str, **fields) -> CallEvent:
 
 def events_of(call: Call, type: str) -> list[CallEvent]:
     return list(CallEvent.objects.filter(call=call, type=type))
+
+
+PURPOSE_EVENTS = {"ring": "call.ring", "notify": "call.notification"}
+
+
+def delivery_for(call: Call, device: PushDevice, purpose: str) -> PushDelivery:
+    """The call's ring or notify delivery to a device, as a row for the test to drive by hand
+    (with CALLS_EVENT_CONSUMERS off, nothing else creates or enqueues it)."""
+    [event] = events_of(call, PURPOSE_EVENTS[purpose])
+    return PushDelivery.objects.create(event=event, device=device, purpose=purpose)

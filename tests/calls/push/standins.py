@@ -11,7 +11,8 @@
 
 Each records what it received (`received`: token, headers, decrypted/parsed payload) and any
 protocol violation (`errors`, which a test asserts empty). `script(token, [429, 200])` makes
-the next answers for a token; without a script every push succeeds. The Web Push service calls
+the next answers for a token (`retry_after="7"`: its error answers carry that Retry-After);
+without a script every push succeeds. The Web Push service calls
 `on_push(received)` (when set) for each accepted push before it answers, e.g. to kill the
 sender while it waits for the answer.
 """
@@ -85,11 +86,20 @@ class _Base:
     received: list[Received] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    retry_after: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def script(self, token: str, statuses: list[int]) -> None:
+    def script(self, token: str, statuses: list[int], *, retry_after: str | None = None) -> None:
         with self.lock:
             self.scripts[token] = list(statuses)
+            if retry_after is not None:
+                self.retry_after[token] = retry_after
+
+    def error_headers(self, token: str) -> dict[str, str]:
+        """The headers of an error answer for a token (its scripted Retry-After)."""
+        with self.lock:
+            value = self.retry_after.get(token)
+        return {"Retry-After": value} if value is not None else {}
 
     def next_status(self, token: str, default: int) -> int:
         with self.lock:
@@ -103,6 +113,7 @@ class _Base:
             self.received.clear()
             self.errors.clear()
             self.scripts.clear()
+            self.retry_after.clear()
 
     def wait_for(self, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -231,7 +242,10 @@ class WebPushService(_Base, _HttpServer):
                 self.received.append(push)
             if self.on_push is not None:
                 self.on_push(push)
-        return status, None, {"Location": f"{self.base_url}/message/{secrets.token_hex(4)}"}
+        answer = {"Location": f"{self.base_url}/message/{secrets.token_hex(4)}"}
+        if not 200 <= status < 300:
+            answer.update(self.error_headers(sub_id))
+        return status, None, answer
 
     def _check_vapid(self, authorization: str, subscription: Subscription) -> str:
         scheme, _, params = authorization.partition(" ")
@@ -365,7 +379,8 @@ class FcmServer(_Base, _HttpServer):
         if status == 401:
             self.access_tokens.discard(bearer[7:])  # revoked
             return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}}, {}
-        return status, {"error": {"code": status, "status": "UNAVAILABLE"}}, {}
+        error = {"code": status, "status": "UNAVAILABLE"}
+        return status, {"error": error}, self.error_headers(token)
 
 
 # --- APNs -------------------------------------------------------------------------------------
@@ -442,9 +457,10 @@ class ApnsServer(_Base):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.http_versions.add(scope["http_version"])
-        status, answer = self.handle(scope["method"], scope["path"], headers, body)
+        status, answer, extra = self.handle(scope["method"], scope["path"], headers, body)
         data = json.dumps(answer).encode() if answer is not None else b""
         response_headers = [(b"apns-id", secrets.token_hex(16).encode())]
+        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         if data:
             response_headers.append((b"content-type", b"application/json"))
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
@@ -452,21 +468,21 @@ class ApnsServer(_Base):
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes):
         if method != "POST" or not path.startswith("/3/device/"):
-            return 404, {"reason": "BadPath"}
+            return 404, {"reason": "BadPath"}, {}
         token = path.removeprefix("/3/device/")
         problem = self._check(headers)
         if problem:
             self.errors.append(problem)
-            return 403 if "JWT" in problem else 400, {"reason": problem.split(":")[0]}
+            return 403 if "JWT" in problem else 400, {"reason": problem.split(":")[0]}, {}
         payload = json.loads(body)
         status = self.next_status(token, 200)
         if status == 200:
             self.received.append(Received(token, headers, payload))
-            return 200, None
+            return 200, None, {}
         answer = {"reason": self.REASONS.get(status, "InternalServerError")}
         if status == 410:
             answer["timestamp"] = int(time.time() * 1000)
-        return status, answer
+        return status, answer, self.error_headers(token)
 
     def _check(self, headers: dict[str, str]) -> str:
         authorization = headers.get("authorization", "")

@@ -16,9 +16,9 @@ from calls.services.live import call_end, call_go_live
 from tests.factories import CallUserFactory
 
 from .conftest import make_device
-from .helpers import emit, events_of, people, ring_call
+from .helpers import emit, events_of, ring_call
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("push_settings")]
 
 
 def targets(event_type=None):
@@ -26,18 +26,6 @@ def targets(event_type=None):
     if event_type:
         rows = rows.filter(event__type=event_type)
     return sorted((r.device.user_id, r.device.kind, r.purpose) for r in rows)
-
-
-@pytest.fixture
-def everyone_has_devices(push_settings, webpush_device):
-    """Doctor and patient each with a browser, an iPhone (alert + VoIP) and an Android."""
-    doctor, patient = people()
-    for user in (doctor, patient):
-        webpush_device(user)
-        make_device(user, "apns", f"{user.id}-apns")
-        make_device(user, "apns_voip", f"{user.id}-voip")
-        make_device(user, "fcm", f"{user.id}-fcm")
-    return doctor, patient
 
 
 def test_a_ring_goes_to_the_callee_never_the_caller(
@@ -62,9 +50,8 @@ def test_a_ring_goes_to_the_callee_never_the_caller(
 
 
 def test_a_ring_alerts_an_iphone_that_has_no_voip_token(
-    push_settings, apns_server, django_capture_on_commit_callbacks
+    patient, apns_server, django_capture_on_commit_callbacks
 ):
-    _, patient = people()
     make_device(patient, "apns", "pat-1-apns")
 
     ring_call(django_capture_on_commit_callbacks)

@@ -10,27 +10,18 @@ from calls.capabilities import SERVER
 from calls.models import PushDelivery
 from calls.services.live import call_go_live
 
-from .conftest import make_device
-from .helpers import DOCTOR_NAME, PATIENT_NAME, REASON, emit, people, ring_call
+from .helpers import DOCTOR_NAME, PATIENT_NAME, REASON, emit, ring_call
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("push_settings")]
 
 
 def test_no_payload_carries_names_or_custom_values(
-    push_settings,
-    webpush_device,
+    everyone_has_devices,
     webpush_service,
     apns_server,
     fcm_server,
     django_capture_on_commit_callbacks,
 ):
-    doctor, patient = people()
-    for user in (doctor, patient):
-        webpush_device(user)
-        make_device(user, "apns", f"{user.id}-apns")
-        make_device(user, "apns_voip", f"{user.id}-voip")
-        make_device(user, "fcm", f"{user.id}-fcm")
-
     call = ring_call(django_capture_on_commit_callbacks, ring=True, notify=True)
     with django_capture_on_commit_callbacks(execute=True):
         call_go_live(actor=SERVER, type_name="default", call_id=call.call_id)

@@ -13,17 +13,17 @@ import time
 from datetime import timedelta
 
 import pytest
+from calls.push import delivery
 from django.db import connections
 from django.utils import timezone
 
 from calls.capabilities import SERVER
 from calls.models import PushDelivery
-from calls.outbox.push import delivery
 from calls.scheduling import scheduler
 from calls.services.base import MemberSpec
 from calls.services.calls import call_get_or_create
 
-from .helpers import events_of, people
+from .helpers import delivery_for, events_of
 from .processes import (
     process_env,
     purge_tasks,
@@ -58,10 +58,9 @@ def worker(postgres_only, provider_settings, vapid_keys):
 
 
 def test_a_call_rings_the_patient_through_the_worker_at_its_start(
-    worker, webpush_device, webpush_service
+    worker, patient_browser, webpush_service
 ):
-    _, patient = people()
-    browser = webpush_device(patient)
+    browser = patient_browser
     stop = threading.Event()
 
     def run_scheduler():
@@ -99,10 +98,8 @@ def test_a_call_rings_the_patient_through_the_worker_at_its_start(
     assert "calls.outbox.tasks.deliver_push" in worker.read_text()  # sent by the worker, not by us
 
 
-def notify_delivery(webpush_device, call_id: str) -> PushDelivery:
+def notify_delivery(browser, call_id: str) -> PushDelivery:
     """A notify push to the patient's browser, as a row for the test to drive by hand."""
-    _, patient = people()
-    browser = webpush_device(patient)
     call = call_get_or_create(
         actor=SERVER,
         type_name="default",
@@ -111,15 +108,14 @@ def notify_delivery(webpush_device, call_id: str) -> PushDelivery:
         members=[MemberSpec(user_id="doc-1"), MemberSpec(user_id="pat-1")],
         notify=True,
     ).call
-    [event] = events_of(call, "call.notification")
-    return PushDelivery.objects.create(event=event, device=browser, purpose="notify")
+    return delivery_for(call, browser, "notify")
 
 
 def test_two_concurrent_sends_of_one_delivery_push_once(
-    postgres_only, provider_settings, webpush_device, webpush_service, settings
+    postgres_only, provider_settings, patient_browser, webpush_service, settings
 ):
     settings.CALLS_EVENT_CONSUMERS = []  # rows are driven by hand here
-    row = notify_delivery(webpush_device, "race")
+    row = notify_delivery(patient_browser, "race")
     webpush_service.delay = 0.3
     barrier = threading.Barrier(4)
 
@@ -142,14 +138,14 @@ def test_two_concurrent_sends_of_one_delivery_push_once(
 
 
 def test_a_send_outliving_the_bound_is_resent_and_its_late_answer_is_ignored(
-    postgres_only, provider_settings, eager_tasks, webpush_device, webpush_service, settings
+    postgres_only, provider_settings, eager_tasks, patient_browser, webpush_service, settings
 ):
     """Without task time limits (solo or thread pools) a send can outlive the bound: the sweep
     takes the row back and sends again; the slow run's late answer must not overwrite the
     newer attempt's (here it would leave the row `retrying`, for a third push)."""
     settings.CALLS_EVENT_CONSUMERS = []  # rows are driven by hand here
     settings.PUSH_SENDING_STALE_SECONDS = 0.5
-    row = notify_delivery(webpush_device, "slow")
+    row = notify_delivery(patient_browser, "slow")
     browser = row.device
     webpush_service.delay = 1.5
     webpush_service.script(browser.sub_id, [503, 201])  # the slow run's answer comes first

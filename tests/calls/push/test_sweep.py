@@ -10,30 +10,25 @@ import sys
 from datetime import timedelta
 
 import pytest
+from calls.push import delivery
 from django.utils import timezone
 
 from calls.models import PushDelivery
-from calls.outbox.push import delivery, dispatch, webpush
 
-from .conftest import make_device
-from .helpers import events_of, people, ring_call
+from .helpers import delivery_for, ring_call
 from .processes import BASE_DIR
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def rows(push_settings, webpush_device, settings, django_capture_on_commit_callbacks):
+def rows(push_settings, patient_browser, settings, django_capture_on_commit_callbacks):
     """One ring and one notify delivery to the patient's browser, not enqueued."""
     settings.CALLS_EVENT_CONSUMERS = []
-    _, patient = people()
-    browser = webpush_device(patient)
     call = ring_call(django_capture_on_commit_callbacks, ring=True, notify=True)
-    [ring] = events_of(call, "call.ring")
-    [notify] = events_of(call, "call.notification")
     return (
-        PushDelivery.objects.create(event=ring, device=browser, purpose="ring"),
-        PushDelivery.objects.create(event=notify, device=browser, purpose="notify"),
+        delivery_for(call, patient_browser, "ring"),
+        delivery_for(call, patient_browser, "notify"),
     )
 
 
@@ -49,56 +44,24 @@ def crash_after_send(row, seconds_ago):
     age(row, seconds_ago)
 
 
-def identifiers(kind, push):
-    """What the device (or its push service) collapses on, per provider."""
-    if kind == "webpush":
-        return {"topic": push.headers["topic"], "tag": push.payload["tag"]}
-    if kind == "apns_voip":
-        return {
-            "apns-id": push.headers["apns-id"],
-            "apns-collapse-id": push.headers["apns-collapse-id"],
-            "tag": push.payload["tag"],
-        }
-    return {
-        "collapse_key": push.payload["android"]["collapse_key"],
-        "tag": push.payload["data"]["tag"],
-    }
-
-
-@pytest.mark.parametrize("kind", ["webpush", "apns_voip", "fcm"])
 def test_a_send_interrupted_by_a_crash_is_resent_once_with_the_same_identifiers(
-    kind,
-    push_settings,
-    webpush_device,
-    webpush_service,
-    apns_server,
-    fcm_server,
-    settings,
-    django_capture_on_commit_callbacks,
+    provider, settings, django_capture_on_commit_callbacks
 ):
+    """Per provider, the identifiers the device (or its push service) collapses on: the tag,
+    the Web Push Topic, the APNs collapse id and apns-id, the FCM collapse_key."""
     settings.CALLS_EVENT_CONSUMERS = []
-    _, patient = people()
-    device = (
-        webpush_device(patient) if kind == "webpush" else make_device(patient, kind, f"pat-{kind}")
-    )
-    standin = {"webpush": webpush_service, "apns_voip": apns_server, "fcm": fcm_server}[kind]
     call = ring_call(django_capture_on_commit_callbacks)
-    [event] = events_of(call, "call.ring")
-    row = PushDelivery.objects.create(event=event, device=device, purpose="ring")
+    row = delivery_for(call, provider.ring_device, "ring")
     assert delivery.deliver(row.pk) is None  # the push leaves...
     crash_after_send(row, settings.PUSH_SENDING_STALE_SECONDS + 1)  # ...the record does not
 
     assert delivery.sweep() == 1
     assert delivery.sweep() == 0  # sent: nothing left to take back
 
-    first, second = standin.received
-    assert identifiers(kind, second) == identifiers(kind, first)
+    first, second = provider.standin.received
+    assert provider.identifiers(second) == provider.identifiers(first)
     assert second.payload == first.payload
-    assert identifiers(kind, first)["tag"] == f"ring-{event.pk}"
-    if kind == "webpush":
-        assert first.headers["topic"] == webpush.topic(f"ring-{event.pk}")
-    if kind == "apns_voip":
-        assert first.headers["apns-id"] == dispatch.push_id(row.pk)
+    assert provider.identifiers(first) == provider.expected_identifiers(row)
     row.refresh_from_db()
     assert (row.state, row.attempts, row.last_error) == ("sent", 2, "")
 
