@@ -113,21 +113,30 @@ def guest_join_info(
     return _lobby_info(Actor.of(member.call_user), appointment, now)
 
 
-def _lobby_info(actor: Actor, appointment: Appointment, now: datetime) -> dict[str, Any]:
-    """The standing of someone who waits in the lobby until go-live (a patient, a guest)."""
-    assert actor.user is not None  # noqa: S101 - patients and guests are users
-    state, standing = _call_state(actor=actor, appointment=appointment, now=now, states=_STATES)
+def _standing(
+    actor: Actor, appointment: Appointment, now: datetime, states: dict[str, str]
+) -> tuple[dict[str, Any], JoinState]:
+    """What every join page and join info says of a person: their state, and a token for
+    this call when the join rule admits them now."""
+    assert actor.user is not None  # noqa: S101 - people who join are users
+    state, standing = _call_state(actor=actor, appointment=appointment, now=now, states=states)
     token, token_expires_at = _call_token(actor.user.id, appointment, state, standing, now)
-    return {
+    info = {
         "call_cid": appointment.call_cid,
         "token": token,
         "token_expires_at": token_expires_at,
         "state": state,
         "starts_at": appointment.starts_at,
         "ends_at": appointment.ends_at,
-        "lobby_opens_at": standing.opens_at,
         "server_time": now,
     }
+    return info, standing
+
+
+def _lobby_info(actor: Actor, appointment: Appointment, now: datetime) -> dict[str, Any]:
+    """The standing of someone who waits in the lobby until go-live (a patient, a guest)."""
+    info, standing = _standing(actor, appointment, now, _STATES)
+    return {**info, "lobby_opens_at": standing.opens_at}
 
 
 def staff_enters_at(appointment: Appointment) -> datetime:
@@ -145,21 +154,6 @@ def staff_join_info(
     go-live like the patient), `live`, `ended`, `cancelled` or `unavailable` (not in this
     call). `opens_at`: when `too_early` ends (and `then` what it becomes). Queries: the call
     (with its type), the member row."""
-    state, standing = _call_state(
-        actor=selectors.staff_actor(staff),
-        appointment=appointment,
-        now=now,
-        states=_STAFF_STATES,
-    )
-    token, token_expires_at = _call_token(staff.call_user_id, appointment, state, standing, now)
-    return {
-        "call_cid": appointment.call_cid,
-        "token": token,
-        "token_expires_at": token_expires_at,
-        "state": state,
-        "starts_at": appointment.starts_at,
-        "ends_at": appointment.ends_at,
-        "opens_at": standing.opens_at,
-        "then": standing.then,  # what `too_early` becomes at `opens_at`
-        "server_time": now,
-    }
+    info, standing = _standing(selectors.staff_actor(staff), appointment, now, _STAFF_STATES)
+    # `then`: what `too_early` becomes at `opens_at`.
+    return {**info, "opens_at": standing.opens_at, "then": standing.then}

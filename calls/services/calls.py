@@ -160,72 +160,35 @@ def call_get_or_create(
     Creation is one transaction (an inline `created_by` upsert included). Two requests racing
     for the same id meet at the unique constraint: the loser reads the winner's call.
     """
+    answer = {"ring": ring, "notify": notify, "video": video, "members_limit": members_limit}
     existing = selectors.call_find(type_name=type_name, call_id=call_id)
     if existing is not None:
-        return _existing_call_view(
-            actor=actor,
-            call=existing,
-            ring=ring,
-            notify=notify,
-            video=video,
-            members_limit=members_limit,
-        )
+        return _existing_call_view(actor=actor, call=existing, **answer)
     call_type = selectors.call_type_get(name=type_name)
     members = members or []
     override = settings_or_error(settings_override, "data.settings_override")
     _members_shape_check(members)
-    offsets = _reminder_offsets_or_error(reminder_offsets, "data.reminder_offsets")
+    fields = {
+        "team": team or None,
+        "custom": custom or {},
+        "settings_override": override,
+        "starts_at": starts_at,
+        "go_live_at_start": go_live_at_start,
+        "ring_at_start": ring_at_start,
+        "reminder_offsets": _reminder_offsets_or_error(reminder_offsets, "data.reminder_offsets"),
+        "no_show_after_seconds": no_show_after_seconds,
+    }
     try:
         with transaction.atomic():
-            wanted = [m.user_id for m in members]
-            if actor.is_server and created_by is None and created_by_id:
-                wanted.append(created_by_id)
-            users = CallUser.objects.in_bulk(wanted) if wanted else {}
-            creator = _creator(
+            creator, users = _creator_and_members(
                 actor=actor,
                 call_type=call_type,
                 created_by_id=created_by_id,
                 created_by=created_by,
                 team=team,
-                users=users,
+                members=members,
             )
-            users[creator.id] = creator
-            _members_missing(members, users)
-            with transaction.atomic():  # savepoint: a lost race leaves the outer block usable
-                call = Call.objects.create(
-                    type=call_type,
-                    call_id=call_id,
-                    cid=f"{type_name}:{call_id}",
-                    created_by=creator,
-                    team=team or None,
-                    custom=custom or {},
-                    settings_override=override,
-                    starts_at=starts_at,
-                    backstage=bool(
-                        overlay(call_type.settings, override)["backstage"].get("enabled")
-                    ),
-                    go_live_at_start=go_live_at_start,
-                    ring_at_start=ring_at_start,
-                    reminder_offsets=offsets,
-                    no_show_after_seconds=no_show_after_seconds,
-                )
-            rows = CallMember.objects.bulk_create(
-                [
-                    CallMember(
-                        call=call,
-                        user=users[m.user_id],
-                        role=m.role or "call_member",
-                        custom=m.custom or {},
-                    )
-                    for m in members
-                ]
-            )
-            event_emit(
-                type="call.created",
-                for_call=call,
-                call=wire.call_response(call),
-                members=[wire.member_response(m) for m in rows],
-            )
+            call, rows = _insert(call_type, call_id, creator, members, users, fields)
             ring_and_notify(
                 call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
             )
@@ -234,14 +197,7 @@ def call_get_or_create(
         existing = selectors.call_find(type_name=type_name, call_id=call_id)
         if existing is None:
             raise
-        return _existing_call_view(
-            actor=actor,
-            call=existing,
-            ring=ring,
-            notify=notify,
-            video=video,
-            members_limit=members_limit,
-        )
+        return _existing_call_view(actor=actor, call=existing, **answer)
     mine = next((m for m in rows if m.user_id == actor.user_id), None)
     return CallView(
         call=call,
@@ -249,6 +205,73 @@ def call_get_or_create(
         own_capabilities=capabilities_for(actor, call, mine),
         created=True,
     )
+
+
+def _creator_and_members(
+    *,
+    actor: Actor,
+    call_type: CallType,
+    created_by_id: str | None,
+    created_by: UserSpec | None,
+    team: str | None,
+    members: list[MemberSpec],
+) -> tuple[CallUser, dict[str, CallUser]]:
+    """Who creates the call, and the members' users by id (all must exist; one query)."""
+    wanted = [m.user_id for m in members]
+    if actor.is_server and created_by is None and created_by_id:
+        wanted.append(created_by_id)
+    users = CallUser.objects.in_bulk(wanted) if wanted else {}
+    creator = _creator(
+        actor=actor,
+        call_type=call_type,
+        created_by_id=created_by_id,
+        created_by=created_by,
+        team=team,
+        users=users,
+    )
+    users[creator.id] = creator
+    _members_missing(members, users)
+    return creator, users
+
+
+def _insert(
+    call_type: CallType,
+    call_id: str,
+    creator: CallUser,
+    members: list[MemberSpec],
+    users: dict[str, CallUser],
+    fields: dict[str, Any],
+) -> tuple[Call, list[CallMember]]:
+    """The call row, its member rows and `call.created`. The call's INSERT runs in a savepoint:
+    a lost race (IntegrityError) leaves the caller's transaction usable."""
+    backstage = overlay(call_type.settings, fields["settings_override"])["backstage"]
+    with transaction.atomic():
+        call = Call.objects.create(
+            type=call_type,
+            call_id=call_id,
+            cid=f"{call_type.name}:{call_id}",
+            created_by=creator,
+            backstage=bool(backstage.get("enabled")),
+            **fields,
+        )
+    rows = CallMember.objects.bulk_create(
+        [
+            CallMember(
+                call=call,
+                user=users[m.user_id],
+                role=m.role or "call_member",
+                custom=m.custom or {},
+            )
+            for m in members
+        ]
+    )
+    event_emit(
+        type="call.created",
+        for_call=call,
+        call=wire.call_response(call),
+        members=[wire.member_response(m) for m in rows],
+    )
+    return call, rows
 
 
 def _existing_call_view(
@@ -429,33 +452,7 @@ def call_members_update(
         if remove_members:
             require(actor, call, member, "remove-call-member")
         _members_check(update_members)
-        current = {
-            m.user_id: m
-            for m in CallMember.objects.filter(
-                call=call, user_id__in=[m.user_id for m in update_members]
-            )
-        }
-        added: list[str] = []
-        updated: list[str] = []
-        role_changed = False
-        for spec in update_members:
-            row = current.get(spec.user_id)
-            if row is None:
-                CallMember.objects.create(
-                    call=call,
-                    user_id=spec.user_id,
-                    role=spec.role or "call_member",
-                    custom=spec.custom or {},
-                )
-                added.append(spec.user_id)
-                continue
-            new_role = spec.role or row.role
-            new_custom = row.custom if spec.custom is None else spec.custom
-            if (new_role, new_custom) != (row.role, row.custom):
-                role_changed |= new_role != row.role
-                row.role, row.custom = new_role, new_custom
-                row.save(update_fields=["role", "custom", "updated_at"])
-                updated.append(spec.user_id)
+        added, updated, role_changed = _members_upsert(call, update_members)
         removed = list(
             CallMember.objects.filter(call=call, user_id__in=remove_members).values_list(
                 "user_id", flat=True
@@ -469,33 +466,66 @@ def call_members_update(
         )
         if added or updated or removed:
             call.save(update_fields=["updated_at"])
-        call_data = wire.call_response(call)
-        by_id = {m.user_id: wire.member_response(m) for m in upserted}
-        if added:
-            event_emit(
-                type="call.member_added",
-                for_call=call,
-                call=call_data,
-                members=[by_id[i] for i in added],
-            )
-        if updated:
-            event_emit(
-                type="call.member_updated",
-                for_call=call,
-                call=call_data,
-                members=[by_id[i] for i in updated],
-            )
-            if role_changed:
-                event_emit(
-                    type="call.member_updated_permission",
-                    for_call=call,
-                    call=call_data,
-                    members=[by_id[i] for i in updated],
-                    capabilities_by_role=capabilities_by_role(call),
-                )
-        if removed:
-            event_emit(type="call.member_removed", for_call=call, call=call_data, members=removed)
+        _members_events(call, upserted, added, updated, role_changed, removed)
         return upserted
+
+
+def _members_upsert(call: Call, specs: list[MemberSpec]) -> tuple[list[str], list[str], bool]:
+    """Add the new members, update the changed ones: (added, updated, a role changed)."""
+    current = {
+        m.user_id: m
+        for m in CallMember.objects.filter(call=call, user_id__in=[m.user_id for m in specs])
+    }
+    added: list[str] = []
+    updated: list[str] = []
+    role_changed = False
+    for spec in specs:
+        row = current.get(spec.user_id)
+        if row is None:
+            CallMember.objects.create(
+                call=call,
+                user_id=spec.user_id,
+                role=spec.role or "call_member",
+                custom=spec.custom or {},
+            )
+            added.append(spec.user_id)
+            continue
+        new_role = spec.role or row.role
+        new_custom = row.custom if spec.custom is None else spec.custom
+        if (new_role, new_custom) != (row.role, row.custom):
+            role_changed |= new_role != row.role
+            row.role, row.custom = new_role, new_custom
+            row.save(update_fields=["role", "custom", "updated_at"])
+            updated.append(spec.user_id)
+    return added, updated, role_changed
+
+
+def _members_events(
+    call: Call,
+    upserted: list[CallMember],
+    added: list[str],
+    updated: list[str],
+    role_changed: bool,
+    removed: list[str],
+) -> None:
+    call_data = wire.call_response(call)
+    by_id = {m.user_id: wire.member_response(m) for m in upserted}
+    if added:
+        members = [by_id[i] for i in added]
+        event_emit(type="call.member_added", for_call=call, call=call_data, members=members)
+    if updated:
+        members = [by_id[i] for i in updated]
+        event_emit(type="call.member_updated", for_call=call, call=call_data, members=members)
+        if role_changed:
+            event_emit(
+                type="call.member_updated_permission",
+                for_call=call,
+                call=call_data,
+                members=members,
+                capabilities_by_role=capabilities_by_role(call),
+            )
+    if removed:
+        event_emit(type="call.member_removed", for_call=call, call=call_data, members=removed)
 
 
 def call_send_event(

@@ -177,28 +177,10 @@ def participant_enter(
         if denial is not None:
             raise NotAllowed(denial)
         waits = call.backstage and "join-backstage" not in caps
-        participant = None
         if user_session_id:
-            participant = (
-                CallParticipant.objects.select_for_update()
-                .filter(call=call, user=actor.user, user_session_id=user_session_id)
-                .exclude(state=CallParticipant.State.LEFT)
-                .first()
-            )
-        if participant is not None:
-            participant.channel_name = channel_name
-            participant.disconnected_at = None
-            participant.last_seen_at = now
-            if participant.state == CallParticipant.State.JOINED and waits:
-                # Back to backstage while they were away: they wait again.
-                participant_leave(user_session_id=participant.user_session_id, reason="backstage")
-                participant = None
-            else:
-                participant.save()
-                participant_timeout_clear(call, participant.user_session_id)
-                if participant.state == CallParticipant.State.WAITING and not waits:
-                    _admit(call, participant, now)
-                return Entry(call=call, participant=participant, capabilities=caps, resumed=True)
+            resumed = _resume(call, actor, user_session_id, channel_name, waits=waits, now=now)
+            if resumed is not None:
+                return Entry(call=call, participant=resumed, capabilities=caps, resumed=True)
         participant = CallParticipant.objects.create(
             call=call,
             user=actor.user,
@@ -215,6 +197,33 @@ def participant_enter(
         else:
             _admit(call, participant, now)
         return Entry(call=call, participant=participant, capabilities=caps)
+
+
+def _resume(
+    call: Call, actor: Actor, user_session_id: str, channel_name: str, *, waits: bool, now: datetime
+) -> CallParticipant | None:
+    """A dropped connection comes back: the same participant at its new channel (admitted if
+    the call went live meanwhile), or None when it must enter anew (gone, or the call went
+    back to backstage while a joined participant was away: they wait again)."""
+    participant = (
+        CallParticipant.objects.select_for_update()
+        .filter(call=call, user=actor.user, user_session_id=user_session_id)
+        .exclude(state=CallParticipant.State.LEFT)
+        .first()
+    )
+    if participant is None:
+        return None
+    if participant.state == CallParticipant.State.JOINED and waits:
+        participant_leave(user_session_id=participant.user_session_id, reason="backstage")
+        return None
+    participant.channel_name = channel_name
+    participant.disconnected_at = None
+    participant.last_seen_at = now
+    participant.save()
+    participant_timeout_clear(call, participant.user_session_id)
+    if participant.state == CallParticipant.State.WAITING and not waits:
+        _admit(call, participant, now)
+    return participant
 
 
 def participants_admit(*, call: Call) -> list[CallParticipant]:

@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from calls.models import CallUser
+from calls.capabilities import ALL_CAPABILITIES, BUILTIN_GRANTS
+from calls.models import CallEvent, CallUser
 from calls.tokens import mint_server_token, mint_user_token
 from tests.factories import CallUserFactory
 
@@ -30,6 +34,9 @@ CLINIC_B = "clinic-b"
 # Any nanosecond timestamp after 2001-09-09; seconds or milliseconds are far smaller.
 NS_FLOOR = 10**18
 NS_CEILING = 10**19
+
+STARTS_AT = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+STARTS_AT_NS = int(STARTS_AT.timestamp()) * 10**9
 
 _DEFAULT = object()
 NO_TOKEN = object()  # send no Authorization header at all
@@ -191,6 +198,45 @@ def assert_ns_timestamps(data: Any, *, path: str = "$") -> int:
         for i, item in enumerate(data):
             seen += assert_ns_timestamps(item, path=f"{path}[{i}]")
     return seen
+
+
+def caps(type_name: str, *roles: str) -> list[str]:
+    """The union of BUILTIN_GRANTS for these roles, in Stream's enum order (§4.3)."""
+    grants = BUILTIN_GRANTS[type_name]
+    wanted = {c for role in roles for c in grants.get(role, ())}
+    return [c for c in ALL_CAPABILITIES if c in wanted]
+
+
+def events(cid: str, type_: str) -> list[CallEvent]:
+    return list(CallEvent.objects.filter(call_cid=cid, type=type_).order_by("id"))
+
+
+def query_cids(api: Api, body: dict[str, Any] | None = None, **kwargs: Any) -> list[str]:
+    """QueryCalls (`POST /api/v2/video/calls`) -> the cids it lists, each item fully shaped."""
+    result = assert_ok(api.post("/api/v2/video/calls", body or {}, **kwargs), 201)
+    for item in result["calls"]:
+        assert set(item) >= {"call", "members", "own_capabilities"}
+    return [item["call"]["cid"] for item in result["calls"]]
+
+
+# --- query counts ----------------------------------------------------------------------------
+
+
+def members_of(n: int, prefix: str) -> list[dict[str, Any]]:
+    """Members for a clinic-a call of `n`: dr-host as host plus n-1 of the n clinic-a users
+    `{prefix}-{i}` this creates."""
+    for i in range(n):
+        CallUserFactory(id=f"{prefix}-{i}", teams=[CLINIC_A])
+    return [{"user_id": "dr-host", "role": "host"}] + [
+        {"user_id": f"{prefix}-{i}"} for i in range(n - 1)
+    ]
+
+
+def measure(request: Callable[[], Any]) -> tuple[Any, int, list[str]]:
+    """Run `request()`; return its response, how many queries it ran, and their SQL."""
+    with CaptureQueriesContext(connection) as ctx:
+        response = request()
+    return response, len(ctx.captured_queries), [q["sql"] for q in ctx.captured_queries]
 
 
 # --- personas --------------------------------------------------------------------------------

@@ -94,3 +94,18 @@ def test_the_apps_webhook_receives_the_events_it_asked_for(api, hook_settings, r
     create_call()
 
     assert [event["type"] for event in receiver.processed] == ["call.created"]
+
+
+def test_app_query_counts(api, django_assert_num_queries):
+    # 1: the app's own webhook endpoint.
+    with django_assert_num_queries(1):
+        got = api.get(APP)
+
+    assert assert_ok(got)["app"]["webhook_url"] == ""
+
+    # 4: (1) savepoint, (2) the app's own webhook endpoint, locked, (3) INSERT it, (4) release.
+    with django_assert_num_queries(4):
+        patched = api.patch(APP, {"webhook_url": PUBLIC, "webhook_events": ["call.ended"]})
+
+    assert_ok(patched)
+    assert WebhookEndpoint.objects.get().url == PUBLIC

@@ -1,8 +1,8 @@
 """BlockUser, UnblockUser and KickUser (§3.13): `POST .../block`, `.../unblock`, `.../kick`.
 
-Who may do it is in the permission matrix (test_calls.py); here: what each does to the call,
-to the blocked user's access (GetCall, QueryCalls, join) and to their tabs in the call, the
-events, and bad input."""
+Who may do it is in the permission matrix (test_permission_matrix.py); here: what each does to
+the call, to the blocked user's access (GetCall, QueryCalls, join) and to their tabs in the
+call, the events, and bad input."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from calls.services.live import call_go_live
 from calls.services.moderation import MUTE_REASON
 from calls.services.sessions import participant_enter
 
-from .conftest import CLINIC_A, assert_error, assert_ok, call_path
+from .conftest import CLINIC_A, assert_error, assert_ok, call_path, query_cids
+from .conftest import events as call_events
 
 pytestmark = pytest.mark.django_db
 
@@ -23,16 +24,8 @@ CID = "default:appt-1"
 
 
 def events(type_name: str) -> list[dict]:
-    return list(
-        CallEvent.objects.filter(call_cid=CID, type=type_name)
-        .order_by("pk")
-        .values_list("payload", flat=True)
-    )
-
-
-def listed_for(api, user) -> list[str]:
-    body = assert_ok(api.post("/api/v2/video/calls", {}, as_user=user), 201)
-    return [c["call"]["cid"] for c in body["calls"]]
+    """The payloads of this call's events of one type, oldest first."""
+    return [event.payload for event in call_events(CID, type_name)]
 
 
 def in_the_call(user, call_id: str = "appt-1") -> CallParticipant:
@@ -51,7 +44,7 @@ def in_the_call(user, call_id: str = "appt-1") -> CallParticipant:
 def test_a_blocked_patient_can_neither_read_nor_list_nor_join_until_unblocked(
     api, clinic_call, host, patient
 ):
-    assert listed_for(api, patient) == [CID]
+    assert query_cids(api, as_user=patient) == [CID]
 
     response = api.post(
         call_path("default", "appt-1", "block"), {"user_id": patient.id}, as_user=host
@@ -68,7 +61,7 @@ def test_a_blocked_patient_can_neither_read_nor_list_nor_join_until_unblocked(
         "blocked_user_ids"
     ] == [patient.id]
     assert_error(api.get(call_path("default", "appt-1"), as_user=patient), 403, 17)
-    assert listed_for(api, patient) == []
+    assert query_cids(api, as_user=patient) == []
     join = api.post(call_path("default", "appt-1", "join"), {"location": "eu"}, as_user=patient)
     assert_error(join, 403, 17)
     # Still a member: blocking is not removal.
@@ -85,7 +78,7 @@ def test_a_blocked_patient_can_neither_read_nor_list_nor_join_until_unblocked(
     [event] = events("call.unblocked_user")
     assert event["user"]["id"] == patient.id
     assert_ok(api.get(call_path("default", "appt-1"), as_user=patient))
-    assert listed_for(api, patient) == [CID]
+    assert query_cids(api, as_user=patient) == [CID]
 
 
 def test_blocking_twice_or_unblocking_a_free_user_changes_nothing(api, clinic_call, patient):
@@ -204,7 +197,7 @@ def test_blocking_on_one_call_leaves_the_others_listed(api, create_call, clinic_
     )
     assert_ok(api.post(call_path("default", "appt-1", "block"), {"user_id": patient.id}), 201)
 
-    assert listed_for(api, patient) == ["default:appt-2"]
+    assert query_cids(api, as_user=patient) == ["default:appt-2"]
 
 
 # --- MuteUsers ---------------------------------------------------------------------------------
@@ -366,3 +359,81 @@ def test_a_patient_may_not_change_permissions(api, clinic_call, host, patient):
 
     assert_error(response, 403, 17)
     assert Call.objects.get(cid=CID).user_permissions == {}
+
+
+# --- query counts (STYLE: query counts are the contract) --------------------------------------
+
+
+def test_block_unblock_and_kick_query_counts(
+    api, clinic_call, host, patient, django_assert_num_queries
+):
+    # 9: (1) the token's user, (2) savepoint, (3) the call joined with its type, creator and
+    # session, (4) the host's own member row, (5) the user to block, (6) their tabs in the call
+    # (none here), (7) UPDATE the call's blocked_user_ids, (8) the call.blocked_user outbox
+    # row, (9) release.
+    with django_assert_num_queries(9):
+        blocked = api.post(
+            call_path("default", "appt-1", "block"), {"user_id": patient.id}, as_user=host
+        )
+
+    assert_ok(blocked, 201)
+    assert Call.objects.get(cid=CID).blocked_user_ids == [patient.id]
+
+    # 8: the same without the tabs: (1) the token's user, (2) savepoint, (3) the call, (4) the
+    # host's own member row, (5) the user to unblock, (6) UPDATE the call's blocked_user_ids,
+    # (7) the call.unblocked_user outbox row, (8) release.
+    with django_assert_num_queries(8):
+        unblocked = api.post(
+            call_path("default", "appt-1", "unblock"), {"user_id": patient.id}, as_user=host
+        )
+
+    assert_ok(unblocked, 201)
+    assert Call.objects.get(cid=CID).blocked_user_ids == []
+
+    # 8: (1) the token's user, (2) savepoint, (3) the call, (4) the host's own member row,
+    # (5) the user to kick, (6) their tabs in the call (none here), (7) the call.kicked_user
+    # outbox row, (8) release.
+    with django_assert_num_queries(8):
+        kicked = api.post(
+            call_path("default", "appt-1", "kick"), {"user_id": patient.id}, as_user=host
+        )
+
+    assert_ok(kicked, 201)
+    assert len(events("call.kicked_user")) == 1
+
+
+def test_mute_and_user_permissions_query_counts(
+    api, clinic_call, host, patient, django_assert_num_queries
+):
+    tab = in_the_call(patient)
+
+    # 9: (1) the token's user, (2) savepoint, (3) the call joined with its type, creator and
+    # session, (4) the host's own member row, (5) the users to mute, (6) their tabs in the
+    # call, locked, (7) UPDATE the tab's audio, (8) the call.user_muted outbox row,
+    # (9) release.
+    with django_assert_num_queries(9):
+        muted = api.post(
+            call_path("default", "appt-1", "mute_users"),
+            {"user_ids": [patient.id], "audio": True},
+            as_user=host,
+        )
+
+    assert_ok(muted, 201)
+    tab.refresh_from_db()
+    assert tab.audio is False
+
+    # 11: (1) the token's user, (2) savepoint, (3) the call, (4) the host's own member row,
+    # (5) the user, (6) UPDATE the call's user_permissions, (7) the user's member row (for
+    # their capabilities), (8) their tabs in the call, locked, (9) UPDATE the tab's media,
+    # (10) the call.permissions_updated outbox row, (11) release.
+    with django_assert_num_queries(11):
+        revoked = api.post(
+            call_path("default", "appt-1", "user_permissions"),
+            {"user_id": patient.id, "revoke_permissions": ["send-video"]},
+            as_user=host,
+        )
+
+    assert_ok(revoked, 201)
+    assert Call.objects.get(cid=CID).user_permissions == {patient.id: {"send-video": False}}
+    tab.refresh_from_db()
+    assert (tab.audio, tab.video) == (False, False)

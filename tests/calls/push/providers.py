@@ -16,9 +16,9 @@ import uuid
 from typing import Any, ClassVar
 
 import jwt
-from calls.push import dispatch, webpush
 
 from calls.models import PushDelivery, PushDevice
+from calls.outbox.push import dispatch, webpush
 
 from .standins import ApnsServer, Received
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from calls.push import delivery
 from django.utils import timezone
 
 from calls.models import PushDelivery, PushDevice
+from calls.outbox.push import delivery
 from calls.outbox.tasks import deliver_push
 
 from .helpers import delivery_for, ring_call

@@ -13,12 +13,12 @@ import time
 from datetime import timedelta
 
 import pytest
-from calls.push import delivery
 from django.db import connections
 from django.utils import timezone
 
 from calls.capabilities import SERVER
 from calls.models import PushDelivery
+from calls.outbox.push import delivery
 from calls.scheduling import scheduler
 from calls.services.base import MemberSpec
 from calls.services.calls import call_get_or_create

@@ -10,10 +10,10 @@ import sys
 from datetime import timedelta
 
 import pytest
-from calls.push import delivery
 from django.utils import timezone
 
 from calls.models import PushDelivery
+from calls.outbox.push import delivery
 
 from .helpers import delivery_for, ring_call
 from .processes import BASE_DIR

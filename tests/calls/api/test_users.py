@@ -1,0 +1,237 @@
+"""Users: POST (upsert), PATCH (partial update) and GET (query) /api/v2/users."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from calls.models import CallUser
+from tests.factories import CallUserFactory
+
+from .conftest import (
+    CLINIC_A,
+    CLINIC_B,
+    assert_error,
+    assert_ns_timestamps,
+    assert_ok,
+)
+
+
+@pytest.mark.django_db
+def test_upsert_users_returns_a_map_keyed_by_id(api):
+    body = assert_ok(
+        api.post(
+            "/api/v2/users",
+            {
+                "users": {
+                    "dr-lee": {
+                        "id": "dr-lee",
+                        "name": "Dr Lee",
+                        "role": "user",
+                        "teams": [CLINIC_A],
+                        "custom": {"specialty": "gp"},
+                    },
+                    "pat-9": {"id": "pat-9", "teams_role": {CLINIC_A: "patient"}},
+                }
+            },
+        ),
+        201,
+    )
+
+    assert set(body["users"]) == {"dr-lee", "pat-9"}
+    lee = body["users"]["dr-lee"]
+    assert lee["id"] == "dr-lee"
+    assert lee["name"] == "Dr Lee"
+    assert lee["teams"] == [CLINIC_A]
+    assert lee["custom"] == {"specialty": "gp"}
+    assert lee["channel_mutes"] == []
+    assert lee["devices"] == []
+    assert lee["total_unread_count"] == 0
+    assert body["users"]["pat-9"]["teams"] == [CLINIC_A]
+    assert body["users"]["pat-9"]["teams_role"] == {CLINIC_A: "patient"}
+    assert body["membership_deletion_task_id"] == ""
+    assert assert_ns_timestamps(body) == 4
+
+
+@pytest.mark.django_db
+def test_upsert_users_is_a_full_replace(api, host):
+    body = assert_ok(api.post("/api/v2/users", {"users": {host.id: {"id": host.id}}}), 201)
+
+    user = body["users"][host.id]
+    assert user["name"] == ""
+    assert user["teams"] == []
+    assert user["role"] == "user"
+
+
+@pytest.mark.django_db
+def test_upsert_users_key_must_match_id(api):
+    body = assert_error(api.post("/api/v2/users", {"users": {"a-user": {"id": "b-user"}}}), 400, 4)
+
+    assert "users.a-user.id" in body["exception_fields"]
+    assert not CallUser.objects.filter(id__in=["a-user", "b-user"]).exists()
+
+
+@pytest.mark.django_db
+def test_upsert_users_needs_server_side_auth(api, host):
+    assert_error(
+        api.post(
+            "/api/v2/users", {"users": {host.id: {"id": host.id, "role": "admin"}}}, as_user=host
+        ),
+        403,
+        17,
+    )
+    assert CallUser.objects.get(id=host.id).role == "user"
+
+
+@pytest.mark.django_db
+def test_partial_update_users(api, host):
+    body = assert_ok(
+        api.patch(
+            "/api/v2/users",
+            {"users": [{"id": host.id, "set": {"name": "Dr Renamed", "language": "fr"}}]},
+        )
+    )
+
+    user = body["users"][host.id]
+    assert user["name"] == "Dr Renamed"
+    assert user["language"] == "fr"
+    assert user["teams"] == [CLINIC_A]  # untouched
+    stored = CallUser.objects.get(id=host.id)
+    assert (stored.name, stored.language) == ("Dr Renamed", "fr")
+
+    unset = assert_ok(api.patch("/api/v2/users", {"users": [{"id": host.id, "unset": ["name"]}]}))
+    assert unset["users"][host.id]["name"] == ""
+    assert unset["users"][host.id]["language"] == "fr"
+
+
+@pytest.mark.django_db
+def test_partial_update_unknown_user_is_404(api):
+    assert_error(api.patch("/api/v2/users", {"users": [{"id": "ghost", "set": {}}]}), 404, 16)
+
+
+@pytest.mark.django_db
+def test_query_users_with_sdk_payload_containing_nulls(api, host, patient, outsider):
+    payload = {
+        "filter_conditions": {"id": {"$in": [host.id, patient.id, outsider.id]}},
+        "sort": [{"field": "id", "direction": 1}],
+        "limit": None,
+        "offset": None,
+        "presence": None,
+        "include_deactivated_users": None,
+        "user_id": None,
+        "user": None,
+    }
+
+    body = assert_ok(api.get("/api/v2/users", params={"payload": json.dumps(payload)}))
+
+    assert [u["id"] for u in body["users"]] == [host.id, outsider.id, patient.id]
+    assert body["users"][0]["teams"] == [CLINIC_A]
+    assert assert_ns_timestamps(body) == 6
+
+
+@pytest.mark.django_db
+def test_query_users_by_team(api, host, patient, outsider, loner):
+    payload = {"filter_conditions": {"teams": {"$in": [CLINIC_B]}}}
+    body = assert_ok(api.get("/api/v2/users", params={"payload": json.dumps(payload)}))
+
+    assert [u["id"] for u in body["users"]] == [outsider.id]
+
+    teamless = {"filter_conditions": {"teams": None}}
+    body = assert_ok(api.get("/api/v2/users", params={"payload": json.dumps(teamless)}))
+    assert [u["id"] for u in body["users"]] == [loner.id]
+
+
+@pytest.mark.django_db
+def test_query_users_client_side_is_limited_to_own_teams(api, host, patient, outsider):
+    payload = {"filter_conditions": {"id": {"$in": [host.id, outsider.id]}}}
+
+    body = assert_ok(
+        api.get("/api/v2/users", params={"payload": json.dumps(payload)}, as_user=patient)
+    )
+
+    assert [u["id"] for u in body["users"]] == [host.id]
+
+
+@pytest.mark.django_db
+def test_query_users_needs_a_payload(api):
+    body = assert_error(api.get("/api/v2/users"), 400, 4)
+
+    assert "payload" in body["exception_fields"]
+
+
+# ===========================================================================================
+# Query counts (STYLE: query counts are the contract)
+# ===========================================================================================
+
+
+def _upsert(n: int) -> dict[str, Any]:
+    return {"users": {f"u-{i}": {"id": f"u-{i}", "teams": [CLINIC_A]} for i in range(n)}}
+
+
+def _rename(n: int) -> dict[str, Any]:
+    return {"users": [{"id": f"u-{i}", "set": {"name": "Renamed"}} for i in range(n)]}
+
+
+@pytest.mark.django_db
+def test_upsert_and_partial_update_of_a_user_query_counts(api, django_assert_num_queries):
+    # 6: (1) savepoint, (2) the users, locked, (3) UPDATE (no row yet), (4) INSERT the user,
+    # (5) the user.updated outbox row, (6) release.
+    with django_assert_num_queries(6):
+        created = api.post("/api/v2/users", _upsert(1))
+
+    assert list(assert_ok(created, 201)["users"]) == ["u-0"]
+
+    # 5: (1) savepoint, (2) the users, locked, (3) UPDATE the user, (4) the user.updated outbox
+    # row, (5) release.
+    with django_assert_num_queries(5):
+        renamed = api.patch("/api/v2/users", _rename(1))
+
+    assert assert_ok(renamed)["users"]["u-0"]["name"] == "Renamed"
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(strict=True, reason="known: an UPDATE, an INSERT and an event row per user")
+def test_upserting_many_users_costs_what_one_does(api, django_assert_num_queries):
+    # The 6 of upserting one user (test_upsert_and_partial_update_of_a_user_query_counts).
+    with django_assert_num_queries(6):
+        response = api.post("/api/v2/users", _upsert(20))
+
+    assert len(assert_ok(response, 201)["users"]) == 20
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(strict=True, reason="known: an UPDATE and an event row per user")
+def test_updating_many_users_costs_what_one_does(api, django_assert_num_queries):
+    assert_ok(api.post("/api/v2/users", _upsert(20)), 201)
+
+    # The 5 of updating one user (test_upsert_and_partial_update_of_a_user_query_counts).
+    with django_assert_num_queries(5):
+        response = api.patch("/api/v2/users", _rename(20))
+
+    assert len(assert_ok(response)["users"]) == 20
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("as_patient", [False, True], ids=["server", "patient-user"])
+def test_query_users_query_count_does_not_grow_with_users(
+    api, patient, django_assert_num_queries, as_patient
+):
+    user = patient if as_patient else None
+    payload = {"filter_conditions": {"teams": {"$in": [CLINIC_A]}}, "limit": 100}
+    params = {"payload": json.dumps(payload)}
+
+    # Server, 1: the page of users. A user token adds 1: (1) the token's user (whose teams
+    # bound the query).
+    with django_assert_num_queries(2 if as_patient else 1):
+        one = api.get("/api/v2/users", params=params, as_user=user)
+
+    assert [u["id"] for u in assert_ok(one)["users"]] == [patient.id]
+
+    for i in range(30):
+        CallUserFactory(id=f"u-{i:02}", teams=[CLINIC_A])
+    with django_assert_num_queries(2 if as_patient else 1):
+        many = api.get("/api/v2/users", params=params, as_user=user)
+
+    assert len(assert_ok(many)["users"]) == 31
