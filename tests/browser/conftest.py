@@ -98,10 +98,16 @@ class AppServer:
 @pytest.fixture
 def app_server(transactional_db):
     """uvicorn serving the whole app (pages and WebSockets) on a free port."""
+    from channels.layers import channel_layers
+
     from tests.calls.realtime_server import running_server
 
+    # A fresh channel layer bound to this server's loop (an earlier test's layer holds locks
+    # of another loop), as tests/calls/conftest.py's `base` does.
+    channel_layers.backends.clear()
     with running_server() as address:
         yield AppServer(url=f"http://{address}")
+    channel_layers.backends.clear()
 
 
 # Chromium's fake cameras (moving test patterns) and microphone (a beep), granted without a
