@@ -311,6 +311,5 @@ def participant_media(*, user_session_id: str) -> tuple[bool, bool]:
 
 
 def capabilities_on(*, actor: Actor, call_pk: int) -> list[str]:
-    """The actor's capabilities on the call now."""
-    call = call_by_pk(pk=call_pk)
-    return capabilities_for(actor, call, member_of(actor=actor, call=call))
+    """The actor's capabilities on the call now (`own_capabilities`, by the call's pk)."""
+    return own_capabilities(actor=actor, call=call_by_pk(pk=call_pk))

@@ -2,7 +2,7 @@
 left) and WebRTC signaling; the protocol is in docs/media.md.
 
 Who may enter is decided by the calls services (`participant_enter`: the one join rule,
-`capabilities.join_denial`), never by the page. The socket joins the call's channel-layer group,
+`capabilities.join_state`), never by the page. The socket joins the call's channel-layer group,
 so it sees the call's outbox events like any events subscriber and turns the ones that concern
 the page (live, ended, participants, lobby) into the page's messages. Signaling goes straight to
 the other participant's channel (looked up in the database, so a resumed connection is found
@@ -28,7 +28,7 @@ from calls import selectors, tokens
 from calls.capabilities import Actor
 from calls.errors import AuthError, CallsError, InputError, NotAllowed
 from calls.media import join_media
-from calls.models import CallParticipant
+from calls.models import Call, CallParticipant
 from calls.services.live import call_end, call_go_live
 from calls.services.moderation import call_kick_user, call_mute_users
 from calls.services.sessions import (
@@ -65,10 +65,13 @@ def _lobby_message(call_pk: int) -> dict[str, Any]:
     }
 
 
-def _waiting(call_pk: int) -> list[dict[str, Any]]:
-    call = selectors.call_by_pk(pk=call_pk)
+def _waiting_in(call: Call) -> list[dict[str, Any]]:
     waiting = selectors.call_participants(call=call, states=(State.WAITING,))
     return [page.participant_page(p) for p in waiting]
+
+
+def _waiting(call_pk: int) -> list[dict[str, Any]]:
+    return _waiting_in(selectors.call_by_pk(pk=call_pk))
 
 
 def _joined_message(call_pk: int, user_session_id: str, caps: list[str]) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def _joined_message(call_pk: int, user_session_id: str, caps: list[str]) -> dict
         "user_session_id": me.user_session_id,
         "participant": page.participant_page(me),
         "participants": others,
-        "waiting": _waiting(call_pk) if "join-backstage" in caps else [],
+        "waiting": _waiting_in(call) if "join-backstage" in caps else [],
         "media": join_media(call=call, participant=me),
         "own_capabilities": caps,
         "call": page.call_summary(call, now=timezone.now()),
@@ -224,7 +227,11 @@ class RtcConsumer(JsonSocket):
         self.user_session_id = entry.participant.user_session_id
         self.group = groups.call_group(self.cid)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        if entry.admitted:
+        await self._entered(entry.admitted)
+
+    async def _entered(self, admitted: bool) -> None:
+        """Tell the page where the join left it: in the call, or in the lobby."""
+        if admitted:
             await self._send_joined()
         else:
             self.state = State.WAITING
@@ -437,8 +444,4 @@ class RtcConsumer(JsonSocket):
             await self.fail(exc)
             return
         self.user_session_id = entry.participant.user_session_id
-        if entry.admitted:
-            await self._send_joined()
-        else:
-            self.state = State.WAITING
-            await self.send_json(await database_sync_to_async(_lobby_message)(self.call_pk))
+        await self._entered(entry.admitted)

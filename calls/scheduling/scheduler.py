@@ -70,7 +70,7 @@ def _check_fresh(action: DueAction, now: datetime) -> None:
         ends_at = session.timer_ends_at if session and session.timer_ends_at else action.due_at
         limit = (ends_at - action.due_at).total_seconds() - 1
     elif action.kind == DueAction.Kind.GO_LIVE:
-        limit = effective(call)["limits"].get("max_duration_seconds") or (GO_LIVE_STALE_SECONDS)
+        limit = effective(call)["limits"].get("max_duration_seconds") or GO_LIVE_STALE_SECONDS
     else:  # a reminder is pointless once the call has started, or half its notice is gone
         starts_at = call.starts_at or action.due_at
         limit = min(int(action.key) / 2, (starts_at - action.due_at).total_seconds())
