@@ -1,0 +1,37 @@
+"""Data migrations of the appointments app, run on rows made by today's services."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from django.apps import apps
+
+from calls.models import Call
+from tests.factories import make_appointment
+
+pytestmark = pytest.mark.django_db
+
+hosts_join_ahead = importlib.import_module("appointments.migrations.0005_call_hosts_join_ahead")
+
+
+def _backstage(appointment):
+    return Call.objects.get(call_id=appointment.id).settings_override["backstage"]
+
+
+def test_calls_booked_before_the_rule_get_their_staff_join_ahead(clinic, doctor, colleague):
+    old = make_appointment(clinic, host=doctor, staff_join_ahead_minutes=30)
+    edited = make_appointment(clinic, host=colleague)
+    call = Call.objects.get(call_id=old.id)
+    override = call.settings_override
+    del override["backstage"]["hosts_join_ahead_seconds"]  # as booked before the rule
+    Call.objects.filter(pk=call.pk).update(settings_override=override)
+    Call.objects.filter(call_id=edited.id).update(
+        settings_override={"backstage": {"enabled": True, "hosts_join_ahead_seconds": 60}}
+    )
+
+    hosts_join_ahead.forwards(apps, None)
+
+    assert _backstage(old)["hosts_join_ahead_seconds"] == 30 * 60
+    assert _backstage(old)["join_ahead_time_seconds"] == old.lobby_opens_minutes * 60  # kept
+    assert _backstage(edited)["hosts_join_ahead_seconds"] == 60  # already set: left alone
