@@ -21,7 +21,7 @@ from calls.tokens import mint_call_token
 
 from . import links, selectors
 from .models import CALL_TYPE, Appointment, AppointmentMember, Patient, StaffMember
-from .services import OVERRUN_GRACE_MINUTES
+from .services.booking import OVERRUN_GRACE_MINUTES
 
 # A call token lives at least this long, and past the appointment's end plus the overrun the
 # call may take; never longer than a day (ask again for a later appointment).

@@ -14,7 +14,3 @@ An appointment and its call never disagree: booking, rescheduling, changing memb
 cancelling change the call through `calls.services` inside the same transaction, so a failure
 rolls back both. Errors are `django.core.exceptions.ValidationError` keyed by form field.
 """
-
-# A call may run this long past its slot before the scheduler ends it (`booking` sets the call's
-# limit; `appointments.joining` keeps links and join info valid this long after the end).
-OVERRUN_GRACE_MINUTES = 15

@@ -23,13 +23,15 @@ from appointments.models import (
     Patient,
     StaffMember,
 )
-from appointments.services import OVERRUN_GRACE_MINUTES
 from calls.capabilities import SERVER
 from calls.models import CallUser
 from calls.services.base import MemberSpec
 from calls.services.calls import call_get_or_create, call_members_update, call_update
 from calls.services.live import call_end
 
+# A call may run this long past its slot before the scheduler ends it (the call's limit
+# here; `appointments.joining` keeps join tokens valid this long after the end).
+OVERRUN_GRACE_MINUTES = 15
 # A patient who has not joined this long after the start is reported by the call engine
 # (`call.no_show`, a due action) and the appointment becomes a no-show
 # (`status.appointment_call_event`).
