@@ -29,7 +29,12 @@ def staff_create(
     with transaction.atomic():
         user = get_user_model().objects.create_user(username, email, password)
         call_user_id = call_user_id_for("staff", username)
-        call_user_sync(user_id=call_user_id, name=display_name, teams=[c.slug for c in memberships])
+        call_user_sync(
+            user_id=call_user_id,
+            name=display_name,
+            teams=[c.slug for c in memberships],
+            staff=True,
+        )
         staff = StaffMember.objects.create(
             user=user, call_user_id=call_user_id, display_name=display_name
         )
@@ -48,4 +53,4 @@ def staff_set_membership(*, staff: StaffMember, clinic: Clinic, role: str | None
                 staff=staff, clinic=clinic, defaults={"role": role}
             )
         slugs = list(staff.memberships.values_list("clinic__slug", flat=True))
-        call_user_sync(user_id=staff.call_user_id, name=staff.display_name, teams=slugs)
+        call_user_sync(user_id=staff.call_user_id, name=staff.display_name, teams=slugs, staff=True)

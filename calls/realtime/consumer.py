@@ -48,7 +48,7 @@ except ImportError:  # another ASGI server
     ClientDisconnected = ConnectionError  # type: ignore[misc,assignment]
 
 from calls import selectors, tokens
-from calls.capabilities import Actor, team_allows
+from calls.capabilities import Actor, can_watch_team
 from calls.errors import AuthError, CallsError, InputError, NotAllowed, TokenExpired
 
 from . import fanout, groups
@@ -353,8 +353,8 @@ class EventsConsumer(JsonSocket):
             raise InputError("subscribe_team needs a `team`", fields={"team": "required"})
         after = _last_id(content)
         assert self.actor is not None  # noqa: S101
-        if not self.actor.is_server and team not in self.actor.teams:
-            raise NotAllowed(f"user {self.actor.user_id} is not in team {team}")
+        if not can_watch_team(self.actor, team):
+            raise NotAllowed(f"user {self.actor.user_id} may not watch team {team}")
         if team not in self.team_subs:
             self._check_room()
         await self._join(groups.team_group(team))
@@ -505,7 +505,7 @@ class EventsConsumer(JsonSocket):
             return
         self.actor = actor
         for team in list(self.team_subs):
-            if not team_allows(actor, team):
+            if not can_watch_team(actor, team):
                 await self.unsubscribe_team(
                     team,
                     reason=f"user {actor.user_id} is no longer in team {team}",
