@@ -200,7 +200,9 @@ def call_readable(*, actor: Actor, call_pk: int) -> bool:
 
 
 def call_pk_for_subscription(*, actor: Actor, cid: str) -> int:
-    """The call's pk, if the actor may read the call; NotFound / NotAllowed otherwise."""
+    """The call's pk, if the actor may read the call; NotFound / NotAllowed otherwise (a call
+    token: NotAllowed for any other cid, whether it exists or not)."""
+    require_in_scope(actor, cid)
     type_name, _, call_id = cid.partition(":")
     call = call_find(type_name=type_name, call_id=call_id) if call_id else None
     if call is None:

@@ -80,6 +80,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "socket", "own_call", "subscribed"),
     ("patient", "socket", "other_call", "error 17"),
     ("patient", "socket", "team", "error 17"),
+    ("patient", "socket", "unknown_call", "error 17"),  # not 16: nothing learnt of other ids
     # --- guest: the call token of their guest link page
     ("guest", "calls", "users", 403),
     ("guest", "calls", "create_call", 403),
@@ -177,6 +178,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "portal", "admin", 200),
     ("superuser", "socket", "own_call", "subscribed"),
     ("superuser", "socket", "team", "subscribed"),
+    ("superuser", "socket", "unknown_call", "error 16"),
 ]
 
 
@@ -425,6 +427,9 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
     ),
     ("socket", "other_call"): lambda w, p: _subscribe(
         w, p, {"type": "subscribe", "cid": w.other.call_cid}
+    ),
+    ("socket", "unknown_call"): lambda w, p: _subscribe(
+        w, p, {"type": "subscribe", "cid": "appointment:nope"}
     ),
     ("socket", "team"): lambda w, p: _subscribe(
         w, p, {"type": "subscribe_team", "team": "clinic-a"}
