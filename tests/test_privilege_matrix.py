@@ -69,6 +69,8 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "calls", "event_other_call", 403),
     ("patient", "calls", "query_calls", "own"),
     ("patient", "calls", "call_types", 403),
+    ("patient", "calls", "record_other_call", 403),  # unsupported, but not theirs first
+    ("patient", "calls", "devices", 404),  # no such endpoint here: the patient API has them
     ("patient", "patient", "me", 200),
     ("patient", "patient", "appointments", 200),
     ("patient", "patient", "own_appointment", 200),
@@ -173,6 +175,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "calls", "ring_own_call", 201),
     ("superuser", "calls", "query_calls", "all"),
     ("superuser", "calls", "call_types", 200),
+    ("superuser", "calls", "record_other_call", 400),  # recording is not supported
     ("superuser", "patient", "me", 401),
     ("superuser", "portal", "today", 403),  # not staff of a clinic
     ("superuser", "portal", "admin", 200),
@@ -396,6 +399,10 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
     ("calls", "call_types"): lambda w, p: (
         _calls(w, p, "GET", "/api/v2/video/calltypes").status_code
     ),
+    ("calls", "record_other_call"): lambda w, p: (
+        _calls(w, p, "POST", _call(w.other, "start_recording"), {}).status_code
+    ),
+    ("calls", "devices"): lambda w, p: _calls(w, p, "GET", "/api/v2/devices").status_code,
     ("calls", "app"): lambda w, p: _calls(w, p, "GET", "/api/v2/app").status_code,
     # patient API
     ("patient", "me"): lambda w, p: _patient_api(w, p, "GET", "me"),
