@@ -240,9 +240,9 @@ def can_watch_team(actor: Actor, team: str) -> bool:
 
 
 def can_call_out(actor: Actor, team: str | None) -> bool:
-    """May the actor start calls or ring / notify people in this team? Within a team these are
-    staff acts; teamless calls keep Stream's rules (the grants decide). Never a call token's
-    act outside its calls (the caller checks the call's capabilities as well)."""
+    """May the actor start calls or ring / notify people in this team, as far as the team goes?
+    Within a team these are staff acts; teamless calls keep Stream's rules (the grants decide).
+    `can_create` and `can_ring` add the grants and the call token's scope."""
     return team is None or is_team_staff(actor, team)
 
 
