@@ -10,7 +10,8 @@ replays the outbox after that id *after* joining the group, so nothing falls bet
 replay and the live stream (a live event also replayed is dropped as a duplicate).
 
 Access: the same rule as GetCall, from the same code (`team_allows` + `capabilities_for`
-"read-call"). It is checked when a subscription is made; for team subscriptions once per
+"read-call"; a call token reaches only its own cids, and no team: `can_watch_team`). It is
+checked when a subscription is made; for team subscriptions once per
 call (cached); again whenever an event concerns the connected user's access to a call
 (member added / removed / updated, blocked, kicked, permissions), and for every subscription
 when the user changes (`user.updated`: teams, deactivation, token revocation), which also
