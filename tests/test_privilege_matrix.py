@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -205,7 +205,7 @@ class World:
     far: Any
     guest: Any
     superuser: Any
-    made: dict[str, Any] = field(default_factory=dict)
+    other_device: Any = None  # the other patient's phone
 
     # -- credentials
 
@@ -296,7 +296,7 @@ def world(clinic, other_clinic, patient, other_patient) -> World:
         guest=appointment_guest_invite(appointment=own, by=clinician, name="Maria"),
         superuser=superuser,
     )
-    world.made["other_device"] = device_register(
+    world.other_device = device_register(
         user_id=other_patient.call_user_id, kind="fcm", token="other-patients-phone"
     )
     return world
@@ -414,7 +414,7 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
         w, p, "GET", f"appointments/{w.other.id}"
     ),
     ("patient", "other_device"): lambda w, p: _patient_api(
-        w, p, "DELETE", f"devices/{w.made['other_device'].pk}"
+        w, p, "DELETE", f"devices/{w.other_device.pk}"
     ),
     # portal pages
     ("portal", "today"): lambda w, p: _portal(w, p, reverse("portal:today", args=["clinic-a"])),
