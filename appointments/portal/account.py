@@ -87,6 +87,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
                 device.save(update_fields=["confirmed"])
                 TOTPDevice.objects.filter(user=user, confirmed=False).delete()
             otp_login(request, device)
+            request.session.cycle_key()  # a new session id for the more trusted session
             return HttpResponseRedirect(next_url)
         form.add_error("token", "That code is not right, or it has expired. Try the next one.")
     context = {"form": form, "next": next_url, "setup": not device.confirmed}
