@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import logging.config
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +150,10 @@ def test_the_api_docs_inline_script_carries_the_policys_nonce(client):
 
 
 def through_configured_logging(logger_name: str, msg: str, *args: object) -> str:
-    """A record of `logger_name` formatted by the handler settings.LOGGING gave it."""
+    """A record of `logger_name` formatted by the handler settings.LOGGING gives it. The
+    configuration is applied again first, as a web process applies it after uvicorn's own
+    (an in-process uvicorn of another test may have replaced it)."""
+    logging.config.dictConfig(settings.LOGGING)
     logger = logging.getLogger(logger_name)
     while not logger.handlers and logger.parent is not None:
         logger = logger.parent
