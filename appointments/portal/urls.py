@@ -6,7 +6,7 @@ from django.urls import include, path
 
 from appointments.join import views as join_views
 
-from . import appointments, patients, schedule
+from . import account, appointments, patients, schedule
 
 app_name = "portal"
 
@@ -69,5 +69,15 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Staff accounts (account.py): the two-factor step, the password reset by email.
+    path("account/2fa/", account.two_factor, name="two_factor"),
+    path("account/password-reset/", account.password_reset, name="password_reset"),
+    path("account/password-reset/sent/", account.password_reset_done, name="password_reset_done"),
+    path(
+        "account/reset/<uidb64>/<token>/",
+        account.password_reset_confirm,
+        name="password_reset_confirm",
+    ),
+    path("account/reset/done/", account.password_reset_complete, name="password_reset_complete"),
     path("c/<slug:slug>/", include(clinic_patterns)),
 ]

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from appointments.models import Appointment, Patient, StaffMember
 from calls.models import Call, CallUser
-from tests.factories import make_appointment, make_patient, make_staff
+from tests.factories import login_verified, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ def admin_client(client, clinic):
     staff = make_staff(clinic, "chief", role="admin")
     staff.user.is_staff = staff.user.is_superuser = True
     staff.user.save()
-    client.force_login(staff.user)
+    login_verified(client, staff.user)
     return client
 
 

@@ -2,8 +2,9 @@
 are part of the contract). One appointment here; the schedule with many is test_portal.py's.
 
 Portal requests are `doctor`'s, signed in, with the clinic already remembered (no session
-write). Each starts with the same four queries, SIGNED_IN: the session, the user, their staff
-member, the URL's clinic among theirs; an appointment's page or button adds two, APPOINTMENT: the
+write). Each starts with the same five queries, SIGNED_IN: the session, the user, the
+two-factor step (appointments.portal.security), their staff member, the URL's clinic among
+theirs; an appointment's page or button adds two, APPOINTMENT: the
 appointment (with its clinic and patient, among the staff member's clinics) and its members. A
 full page ends with PAGE_FRAME: the staff member's clinics for the header. Services run in
 `transaction.atomic()`; inside a test's transaction each atomic block is a SAVEPOINT and its
@@ -25,7 +26,9 @@ from tests.factories import START, make_appointment
 
 pytestmark = pytest.mark.django_db
 
-SIGNED_IN = 4
+SIGNED_IN = 5
+# What any request with a staff session costs before its view: session, user, two-factor step.
+STAFF_SESSION = 3
 APPOINTMENT = 2
 PAGE_FRAME = 1
 ATOMIC = 2
@@ -252,27 +255,31 @@ def test_portal_query_counts(visit, method, url, data, queries, django_assert_nu
 def test_login_and_logout_query_counts(doctor, client, django_assert_num_queries):
     with django_assert_num_queries(0):  # the sign-in form
         assert client.get("/login/").status_code == 200
-    # the user (1), the new session: key check, insert (2), the last login (1), the session
-    # saved again (1); two atomic blocks
-    with django_assert_num_queries(5 + 2 * ATOMIC):
+    # the lockout check (1), the user (1), the new session: key check, insert (2), the
+    # username's failures cleared (2), the last login (1), the session saved again (1); two
+    # atomic blocks
+    with django_assert_num_queries(8 + 2 * ATOMIC):
         response = client.post("/login/", {"username": "drhouse", "password": "pw-test-1"})
     assert response.status_code == 302
-    # the session (1), the user (1), the session read again and deleted (2)
-    with django_assert_num_queries(4):
+    # the session (1), the user (1), axes' look-up of the sign-in's attempts (1), the session
+    # read again and deleted (2)
+    with django_assert_num_queries(5):
         assert client.post("/logout/").status_code == 302
 
 
 def test_patient_join_page_query_count(visit, django_assert_num_queries):
     # the link: the appointment (with patient and clinic), its patient with their calls user,
-    # its members (3); join info: the call with its type, the patient's membership (2)
-    with django_assert_num_queries(5):
+    # its members (3); join info: the call with its type, the patient's membership (2); the
+    # visiting client's staff session (STAFF_SESSION)
+    with django_assert_num_queries(5 + STAFF_SESSION):
         response = visit.client.get(links.join_link_path(visit.appointment))
     assert response.status_code == 200
 
 
 def test_guest_join_page_query_count(visit, django_assert_num_queries):
     # the link: the guest with their appointment, calls user, clinic and patient (1); join
-    # info: the call with its type, the guest's membership (2)
-    with django_assert_num_queries(3):
+    # info: the call with its type, the guest's membership (2); the visiting client's staff
+    # session (STAFF_SESSION)
+    with django_assert_num_queries(3 + STAFF_SESSION):
         response = visit.client.get(links.guest_link_path(visit.guest))
     assert response.status_code == 200
