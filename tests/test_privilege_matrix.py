@@ -54,7 +54,7 @@ from calls.realtime import browser_connection
 from calls.services.devices import device_register
 from calls.tokens import mint_server_token
 from tests.calls.realtime_server import running_server
-from tests.factories import make_appointment, make_patient, make_staff
+from tests.factories import login_verified, make_appointment, make_patient, make_staff
 
 # --- the table ---------------------------------------------------------------------------------
 
@@ -245,7 +245,7 @@ class World:
             "superuser": lambda: self.superuser,
         }.get(persona)
         if user is not None:
-            client.force_login(user())
+            login_verified(client, user())
         return client
 
     def patient_credentials(self, persona: str) -> str | None:
