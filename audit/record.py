@@ -149,7 +149,8 @@ def record(
         actor = ctx.actor if ctx is not None else SYSTEM
     if ip is None and ctx is not None:
         ip = ctx.ip
-    with transaction.atomic():
+    # No savepoint: inside the caller's transaction a failed append fails the change too.
+    with transaction.atomic(savepoint=False):
         _lock_tail()
         last = AuditEntry.objects.order_by("-id").values_list("id", "hash").first()
         entry = AuditEntry(

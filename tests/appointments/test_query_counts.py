@@ -7,7 +7,8 @@ member, the URL's clinic among theirs; an appointment's page or button adds two,
 appointment (with its clinic and patient, among the staff member's clinics) and its members. A
 full page ends with PAGE_FRAME: the staff member's clinics for the header. Services run in
 `transaction.atomic()`; inside a test's transaction each atomic block is a SAVEPOINT and its
-RELEASE, so each counts two (ATOMIC) here."""
+RELEASE, so each counts two (ATOMIC) here. What views or changes patient data, signs in or
+sends a link writes an audit entry, AUDIT: the chain's lock, its last row, the new row."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ SIGNED_IN = 4
 APPOINTMENT = 2
 PAGE_FRAME = 1
 ATOMIC = 2
+AUDIT = 3
 
 
 @dataclass
@@ -101,7 +103,7 @@ CASES = [
         "post",
         page("appointment_new"),
         booking_form,
-        SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC,
+        SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT,
         id="new-post",
     ),
     # the call, its members, their users, events, attendance (5)
@@ -109,7 +111,7 @@ CASES = [
         "get",
         page("appointment", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 5 + PAGE_FRAME,
+        SIGNED_IN + APPOINTMENT + 5 + PAGE_FRAME + AUDIT,
         id="detail",
     ),
     # the booking's members (1) and the staff choices, read three times (3)
@@ -129,7 +131,7 @@ CASES = [
         "post",
         page("appointment_edit", appointment_id),
         booking_form,
-        SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC + AUDIT,
         id="edit-post",
     ),
     pytest.param(
@@ -145,7 +147,7 @@ CASES = [
         "post",
         page("appointment_cancel", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 2 + 9 + 2 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 2 + 9 + 2 * ATOMIC + AUDIT,
         id="cancel-post",
     ),
     # the staff member's calls user (1), the call with its type (1), their membership (1)
@@ -176,12 +178,12 @@ CASES = [
         SIGNED_IN + APPOINTMENT + 16 + 4 * ATOMIC,
         id="guest-remove",
     ),
-    # nothing more: the email goes after commit, from a worker
+    # the audit entry; the email goes after commit, from a worker
     pytest.param(
         "post",
         page("appointment_link_send", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT,
+        SIGNED_IN + APPOINTMENT + AUDIT,
         id="link-send",
     ),
     # the lock and the new version (2); the patient's tokens revoked: user, update, event (3);
@@ -190,7 +192,7 @@ CASES = [
         "post",
         page("appointment_link_replace", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 10 + 3 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 10 + 3 * ATOMIC + AUDIT,
         id="link-replace",
     ),
     # the staff member's calls user (1); the ring: call lock, members, rings so far, new rings,
@@ -212,7 +214,7 @@ CASES = [
         "post",
         page("patient_new"),
         patient_form,
-        SIGNED_IN + 11 + 3 * ATOMIC,
+        SIGNED_IN + 11 + 3 * ATOMIC + AUDIT,
         id="patient-new-post",
     ),
     # the matching patients (1)
@@ -224,17 +226,18 @@ CASES = [
         "get",
         page("patient_edit", lambda v: v.patient.pk),
         None,
-        SIGNED_IN + 1 + PAGE_FRAME,
+        SIGNED_IN + 1 + PAGE_FRAME + AUDIT,
         id="patient-edit",
     ),
-    # the patient (1), the form's email check (1); the service's email check (1); full_clean:
+    # the patient (1), the form's email check (1); the stored patient, locked (1); the
+    # service's email check (1); full_clean:
     # the clinic, the calls user, the email (3), a constraint check (1); the update (1); the
     # calls user: lock, update, event (3); three atomic blocks
     pytest.param(
         "post",
         page("patient_edit", lambda v: v.patient.pk),
         patient_form,
-        SIGNED_IN + 11 + 3 * ATOMIC,
+        SIGNED_IN + 12 + 3 * ATOMIC + AUDIT,
         id="patient-edit-post",
     ),
 ]
@@ -253,8 +256,8 @@ def test_login_and_logout_query_counts(doctor, client, django_assert_num_queries
     with django_assert_num_queries(0):  # the sign-in form
         assert client.get("/login/").status_code == 200
     # the user (1), the new session: key check, insert (2), the last login (1), the session
-    # saved again (1); two atomic blocks
-    with django_assert_num_queries(5 + 2 * ATOMIC):
+    # saved again (1); two atomic blocks; the sign-in's audit entry
+    with django_assert_num_queries(5 + 2 * ATOMIC + AUDIT):
         response = client.post("/login/", {"username": "drhouse", "password": "pw-test-1"})
     assert response.status_code == 302
     # the session (1), the user (1), the session read again and deleted (2)
