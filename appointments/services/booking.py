@@ -386,7 +386,8 @@ def appointment_update(
             settings_override=_call_settings(appointment),
             **_call_schedule(appointment),
         )
-        members_changed = old_members != {m.user_id for m in new_members}
+        patient_user = appointment.patient.call_user_id
+        members_changed = old_members != {m.user_id for m in new_members} - {patient_user}
         fields = changed(before, snapshot(appointment)) + (["members"] if members_changed else [])
         _audit(Action.APPOINTMENT_CHANGED, appointment, by=None, fields=fields)
         return appointment
