@@ -9,6 +9,7 @@ import io
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from appointments.portal.audit import ENTRIES_PER_PAGE
 from audit.record import Action, Actor, record
@@ -84,7 +85,7 @@ def test_filters(client_for, chief, doctor, coordinator, appointment, patient, c
     assert shown(action="appointment.viewed") == ["appointment.viewed"]
     assert shown(record=f"patient {patient.pk}") == ["patient.viewed", "patient.created"]
     assert shown(record=appointment.pk) == ["appointment.viewed", "appointment.created"]
-    today = dt.date.today()
+    today = timezone.localdate(timezone=clinic.tz)
     assert len(shown(start=today - dt.timedelta(days=1), end=today + dt.timedelta(days=1))) > 3
     assert shown(start=today + dt.timedelta(days=2)) == []
     bad = client.get(URL, {"start": "2026-05-04", "end": "2026-05-01"})
