@@ -204,8 +204,8 @@ def test_clinic_admins_cannot_open_another_clinics_rows(clinic_admin_client, two
         assert "There Patient" not in response.content.decode()
 
 
-def test_clinic_admins_choices_are_their_clinics(clinic_admin_client, two_clinics, other_clinic):
-    _, there = two_clinics
+@pytest.mark.usefixtures("two_clinics")
+def test_clinic_admins_choices_are_their_clinics(clinic_admin_client, other_clinic):
     make_staff(other_clinic, "drfar", display_name="Dr Far")
     for url in (
         "/admin/appointments/appointment/add/",
