@@ -380,7 +380,7 @@ class AuditFilterForm(forms.Form):
         required=False,
         max_length=64,
         label="Record",
-        help_text="An appointment code, or a patient number.",
+        widget=forms.TextInput(attrs={"placeholder": "Code or patient no."}),
     )
 
     def __init__(self, *args: Any, clinic: Clinic, **kwargs: Any) -> None:
