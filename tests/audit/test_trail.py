@@ -146,3 +146,19 @@ def test_concurrent_writers_keep_one_chain():
         t.join()
     assert errors == []
     assert verify() == (40, None)
+
+
+def test_superusers_read_the_whole_trail_in_the_admin_and_no_one_edits_it(client, clinic):
+    from django.contrib.auth import get_user_model
+
+    from tests.factories import make_staff
+
+    record(action=Action.PATIENT_VIEWED, clinic="clinic-b", object_type="patient", object_id=7)
+    root = get_user_model().objects.create_superuser("root", "", "pw-test-1")
+    client.force_login(root)
+    assert client.get("/admin/audit/auditentry/").status_code == 200
+    assert client.get("/admin/audit/auditentry/1/change/").status_code == 200
+    assert client.post("/admin/audit/auditentry/1/delete/").status_code == 403
+    boss = make_staff(clinic, "boss", role="admin")
+    client.force_login(boss.user)
+    assert client.get("/admin/audit/auditentry/").status_code == 403
