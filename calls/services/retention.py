@@ -52,6 +52,10 @@ def user_identity_erase(*, user_id: str) -> int:
         # Events that mention the user (their id is in the JSON text); the scrub decides.
         for event in CallEvent.objects.filter(payload__icontains=user_id).iterator():
             payload, changed = _scrub(event.payload, user_id)
+            # What the user sent in a custom event may be free text (a message, a name).
+            if event.type == "custom" and (payload.get("user") or {}).get("id") == user_id:
+                changed = changed or bool(payload.get("custom"))
+                payload["custom"] = {}
             if changed:
                 CallEvent.objects.filter(pk=event.pk).update(payload=payload)
                 rewritten += 1

@@ -21,6 +21,7 @@ from audit.models import AuditEntry
 from audit.record import verify
 from calls.capabilities import Actor
 from calls.models import CallEvent, CallMember, CallParticipant, CallUser
+from calls.services.calls import call_send_event
 from calls.services.live import call_go_live
 from calls.services.sessions import participant_enter, participant_leave
 from tests.audit.conftest import NOTES, REASON, entries
@@ -55,6 +56,12 @@ def visited(clinic, doctor, patient):
         )
     with time_machine.travel(T, tick=False):
         call_go_live(actor=staff_actor(doctor), type_name="appointment", call_id=appointment.id)
+        call_send_event(
+            actor=Actor(user=user, teams=frozenset(user.teams)),
+            type_name="appointment",
+            call_id=appointment.id,
+            custom={"message": "Ana here, my camera is broken"},
+        )
     with time_machine.travel(T + dt.timedelta(minutes=20), tick=False):
         participant_leave(user_session_id=entry.participant.user_session_id)
         appointment_cancel(appointment=appointment, by=doctor)
@@ -113,6 +120,7 @@ def test_erasure_removes_identity_and_keeps_history(client_for, chief, clinic, p
     guest_user = visited.members.get(kind="guest").call_user_id
     events_before = CallEvent.objects.filter(call_cid=visited.call_cid).count()
     assert CallEvent.objects.filter(payload__icontains="Ana Lima").exists()
+    assert CallEvent.objects.filter(payload__icontains="camera is broken").exists()
     client = client_for(chief)
     url = reverse("portal:patient_erase", args=[clinic.slug, patient.pk])
     assert "Erase Ana Lima" in client.get(url).content.decode()
@@ -131,7 +139,7 @@ def test_erasure_removes_identity_and_keeps_history(client_for, chief, clinic, p
     assert not CallMember.objects.filter(user_id=patient.call_user_id).exclude(custom={}).exists()
     # The call's history stays, without names.
     assert CallEvent.objects.filter(call_cid=visited.call_cid).count() == events_before
-    for name in ("Ana Lima", "Maria Lima", "ana@example.com"):
+    for name in ("Ana Lima", "Maria Lima", "ana@example.com", "camera is broken"):
         assert not CallEvent.objects.filter(payload__icontains=name).exists(), name
     assert (
         CallParticipant.objects.filter(user_id=patient.call_user_id)
