@@ -35,3 +35,26 @@ def test_calls_booked_before_the_rule_get_their_staff_join_ahead(clinic, doctor,
     assert _backstage(old)["hosts_join_ahead_seconds"] == 30 * 60
     assert _backstage(old)["join_ahead_time_seconds"] == old.lobby_opens_minutes * 60  # kept
     assert _backstage(edited)["hosts_join_ahead_seconds"] == 60  # already set: left alone
+
+
+clinic_admins_admin_site = importlib.import_module(
+    "appointments.migrations.0007_clinic_admins_admin_site"
+)
+
+
+def test_clinic_admins_made_before_roles_reached_the_admin_get_it(clinic, doctor):
+    from django.contrib.auth import get_user_model
+
+    from appointments.models import ClinicMembership
+
+    # An admin as made before: the membership only, no admin site.
+    ClinicMembership.objects.filter(staff=doctor).update(role="admin")
+    get_user_model().objects.filter(pk=doctor.user_id).update(is_staff=False)
+    doctor.user.groups.clear()
+
+    clinic_admins_admin_site.forward(apps, None)
+
+    user = get_user_model().objects.get(pk=doctor.user_id)
+    assert user.is_staff
+    assert user.has_perm("appointments.change_appointment")
+    assert not user.has_perm("appointments.delete_appointment")
