@@ -32,8 +32,10 @@ def forward(apps, schema_editor):
         return
     # Permissions are made after migrations run; make this app's now.
     config = apps.get_app_config("appointments")
-    config.models_module = config.models_module or True
+    had = getattr(config, "models_module", None)
+    config.models_module = had or True  # a migration's app config has none
     create_permissions(config, apps=apps, verbosity=0)
+    config.models_module = had
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     User = apps.get_model(*settings.AUTH_USER_MODEL.split("."))
