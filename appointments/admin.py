@@ -139,6 +139,12 @@ class ClinicMembershipInline(admin.TabularInline):
     readonly_fields = ["clinic", "role"]
     can_delete = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # A clinic admin sees a shared colleague's memberships of their own clinics only.
+        ids = admin_clinic_ids(request)
+        qs = super().get_queryset(request)
+        return qs if ids is None else qs.filter(clinic__in=ids)
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -238,3 +238,13 @@ def test_superusers_stay_global(admin_client, two_clinics):
     content = admin_client.get("/admin/appointments/appointment/").content.decode()
     assert "Here Patient" in content
     assert "There Patient" in content
+
+
+def test_a_shared_colleagues_other_clinic_stays_hidden(clinic_admin_client, clinic, other_clinic):
+    from appointments.services.staff import staff_set_membership
+
+    shared = make_staff(clinic, "drboth", display_name="Dr Both")
+    staff_set_membership(staff=shared, clinic=other_clinic, role="clinician")
+    response = clinic_admin_client.get(f"/admin/appointments/staffmember/{shared.pk}/change/")
+    assert response.status_code == 200
+    assert "Hillside" not in response.content.decode()
