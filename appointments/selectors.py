@@ -204,7 +204,7 @@ def appointment_for_patient(*, patient: Patient, appointment_id: str) -> Appoint
 
 def clinic_audit_entries(*, clinic: Clinic) -> QuerySet[AuditEntry]:
     """The clinic's audit trail, newest first: what happened to its data, and the sign-ins of
-    its staff (which belong to no clinic)."""
+    its staff and failed attempts on their accounts (which belong to no clinic)."""
     staff_users = [
         str(pk)
         for pk in StaffMember.objects.filter(clinics=clinic).values_list("user_id", flat=True)
@@ -212,4 +212,5 @@ def clinic_audit_entries(*, clinic: Clinic) -> QuerySet[AuditEntry]:
     return AuditEntry.objects.filter(
         Q(clinic=clinic.slug)
         | Q(clinic="", actor_kind=AuditEntry.ActorKind.STAFF, actor_id__in=staff_users)
+        | Q(clinic="", object_type="staff", object_id__in=staff_users)
     ).order_by("-id")

@@ -123,6 +123,8 @@ def test_staff_sign_ins_and_failures_are_recorded(doctor):
     client.post("/login/", {"username": "drhouse", "password": "pw-test-1"})
     failed = entries(action="sign_in.failed")
     assert [(e.actor_kind, e.actor_id) for e in failed] == [("anonymous", "")] * 2
+    # The account tried, when there is one; never what was typed.
+    assert [e.object_id for e in failed] == [str(doctor.user_id), ""]
     [signed_in] = entries(action="sign_in.succeeded")
     assert (signed_in.actor_kind, signed_in.actor_id) == ("staff", str(doctor.user_id))
     assert signed_in.ip == "127.0.0.1"

@@ -71,6 +71,13 @@ def test_the_log_shows_only_this_clinics_entries(
     assert {r["entry"].actor_id for r in sign_ins} == {str(chief.user_id)}
 
 
+def test_failed_sign_ins_on_the_clinics_staff_show(client, client_for, chief, doctor, outsider):
+    client.post("/login/", {"username": "drhouse", "password": "wrong"})
+    client.post("/login/", {"username": "drbee", "password": "wrong"})  # another clinic's
+    rows = client_for(chief).get(URL, {"action": "sign_in.failed"}).context["rows"]
+    assert [(r["who"], r["record"]) for r in rows] == [("Someone not signed in", "Dr House")]
+
+
 def test_filters(client_for, chief, doctor, coordinator, appointment, patient, clinic):
     client_for(doctor).get(reverse("portal:appointment", args=[clinic.slug, appointment.pk]))
     client_for(coordinator).get(reverse("portal:patient_edit", args=[clinic.slug, patient.pk]))
