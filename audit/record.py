@@ -92,8 +92,10 @@ def client_ip(request: Any) -> str | None:
 
 
 def request_actor(request: Any) -> Actor:
+    """The signed-in Django user (staff); anyone else (a patient API caller, whose callers pass
+    their actor) is anonymous here."""
     user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
+    if getattr(user, "is_authenticated", False) is True and hasattr(user, "get_username"):
         return Actor.staff(user.pk)
     return ANONYMOUS
 

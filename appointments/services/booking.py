@@ -294,11 +294,11 @@ def appointment_book(
             starts_at=appointment.starts_at,
             **_call_schedule(appointment),
         )
-        _audit(Action.APPOINTMENT_CREATED, appointment, by=by)
+        appointment_audit(Action.APPOINTMENT_CREATED, appointment, by=by)
         return appointment
 
 
-def _audit(
+def appointment_audit(
     action: str, appointment: Appointment, *, by: StaffMember | None, fields: Sequence[str] = ()
 ) -> None:
     """The audit entry of a change (ids and field names only); the actor is `by`, else the
@@ -389,7 +389,7 @@ def appointment_update(
         patient_user = appointment.patient.call_user_id
         members_changed = old_members != {m.user_id for m in new_members} - {patient_user}
         fields = changed(before, snapshot(appointment)) + (["members"] if members_changed else [])
-        _audit(Action.APPOINTMENT_CHANGED, appointment, by=None, fields=fields)
+        appointment_audit(Action.APPOINTMENT_CHANGED, appointment, by=None, fields=fields)
         return appointment
 
 
@@ -405,5 +405,5 @@ def appointment_cancel(*, appointment: Appointment, by: StaffMember | None = Non
         appointment.cancelled_at = timezone.now()
         appointment.save()
         call_end(actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, reason="cancelled")
-        _audit(Action.APPOINTMENT_CANCELLED, appointment, by=by, fields=["status"])
+        appointment_audit(Action.APPOINTMENT_CANCELLED, appointment, by=by, fields=["status"])
         return appointment

@@ -165,7 +165,7 @@ CASES = [
         "post",
         page("appointment_guest_invite", appointment_id),
         lambda v: {"name": "Jo Lima"},
-        SIGNED_IN + APPOINTMENT + 14 + 3 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 14 + 3 * ATOMIC + AUDIT,
         id="guest-invite",
     ),
     # the lock, the guest, its removal (3); the kick: call, users (2), participants, event
@@ -175,7 +175,7 @@ CASES = [
         "post",
         page("appointment_guest_remove", appointment_id, lambda v: v.guest.pk),
         None,
-        SIGNED_IN + APPOINTMENT + 16 + 4 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 16 + 4 * ATOMIC + AUDIT,
         id="guest-remove",
     ),
     # the audit entry; the email goes after commit, from a worker

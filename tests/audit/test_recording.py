@@ -190,3 +190,30 @@ def test_the_chain_holds_after_a_working_day(client_for, doctor, appointment, pa
     checked, broken = verify()
     assert broken is None
     assert checked == AuditEntry.objects.count()
+
+
+def test_guests_and_the_patients_own_changes_are_recorded(
+    client_for, doctor, patient, appointment, clinic
+):
+    from appointments.services.status import appointment_check_in, appointment_request_cancel
+
+    client = client_for(doctor)
+    invite = reverse("portal:appointment_guest_invite", args=[clinic.slug, appointment.pk])
+    assert client.post(invite, {"name": "Maria Lima"}).status_code == 302
+    guest = appointment.members.get(kind="guest")
+    remove = reverse(
+        "portal:appointment_guest_remove", args=[clinic.slug, appointment.pk, guest.pk]
+    )
+    assert client.post(remove).status_code == 302
+    appointment_check_in(appointment=appointment)
+    appointment_check_in(appointment=appointment)  # twice changes nothing: no entry
+    appointment_request_cancel(appointment=appointment)
+    changes = entries(action="appointment.changed")
+    assert [(e.actor_kind, e.fields) for e in changes] == [
+        ("staff", ["guests"]),
+        ("staff", ["guests"]),
+        ("patient", ["checked_in_at", "status"]),
+        ("patient", ["cancel_requested_at"]),
+    ]
+    assert changes[-1].actor_id == str(patient.pk)
+    assert_no_phi("Maria")
