@@ -28,7 +28,9 @@ class AuditEntry(models.Model):
     object_id = models.CharField(max_length=64, blank=True, default="")
     # The names of the fields that changed, never their values.
     fields = models.JSONField(default=list, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
+    # Text, normalised by the writer: PostgreSQL's inet would rewrite some IPv6 spellings, and
+    # the hash covers the value as written.
+    ip = models.CharField(max_length=45, blank=True, default="")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -151,6 +152,7 @@ def record(
         actor = ctx.actor if ctx is not None else SYSTEM
     if ip is None and ctx is not None:
         ip = ctx.ip
+    ip = _normalised_ip(ip)
     # No savepoint: inside the caller's transaction a failed append fails the change too.
     with transaction.atomic(savepoint=False):
         _lock_tail()
@@ -172,6 +174,17 @@ def record(
         entry.hash = entry_hash(entry)
         entry.save(force_insert=True)
         return entry
+
+
+def _normalised_ip(ip: str | None) -> str:
+    """One spelling per address; anything else (a proxy's junk) is left out."""
+    try:
+        address = ipaddress.ip_address(ip) if ip else None
+    except ValueError:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)  # an IPv4 client of a dual-stack server
+    return str(address) if address else ""
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class Migration(migrations.Migration):
                 ('object_type', models.CharField(blank=True, default='', max_length=32)),
                 ('object_id', models.CharField(blank=True, default='', max_length=64)),
                 ('fields', models.JSONField(blank=True, default=list)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
+                ('ip', models.CharField(blank=True, default='', max_length=45)),
                 ('prev_hash', models.CharField(max_length=64)),
                 ('hash', models.CharField(max_length=64, unique=True)),
             ],

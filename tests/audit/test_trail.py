@@ -162,3 +162,18 @@ def test_superusers_read_the_whole_trail_in_the_admin_and_no_one_edits_it(client
     boss = make_staff(clinic, "boss", role="admin")
     client.force_login(boss.user)
     assert client.get("/admin/audit/auditentry/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("10.0.0.1", "10.0.0.1"),
+        ("not an address", ""),
+    ],
+)
+def test_addresses_are_stored_in_one_spelling_and_still_verify(given, stored):
+    entry = record(action=Action.SIGNED_IN, ip=given)
+    assert AuditEntry.objects.get(pk=entry.pk).ip == stored
+    assert verify() == (1, None)
