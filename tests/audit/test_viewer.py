@@ -132,3 +132,25 @@ def test_the_admin_sees_the_menu_link_and_others_do_not(client_for, chief, docto
     today = reverse("portal:today", args=["clinic-a"])
     assert URL in client_for(chief).get(today).content.decode()
     assert URL not in client_for(doctor).get(today).content.decode()
+
+
+@pytest.mark.parametrize("how_many", [1, 30])
+def test_the_log_runs_the_same_queries_for_1_or_30_entries(
+    client_for, chief, patient, django_assert_num_queries, how_many
+):
+    client = client_for(chief)
+    client.get(URL)  # the clinic is remembered (one more session write the first time)
+    for i in range(how_many):
+        record(
+            action=Action.PATIENT_VIEWED,
+            actor=Actor.patient(patient.pk) if i % 2 else Actor.staff(chief.user_id),
+            clinic="clinic-a",
+            object_type="patient",
+            object_id=patient.pk,
+        )
+    # the session, the user, the staff member, the clinic with their role (4); the clinic's
+    # staff for the "Who" choices (1); the staff's user ids for their sign-ins (1); the count
+    # and the page of entries (2); the patients named on the page (1); the header's clinics (1)
+    with django_assert_num_queries(10):
+        response = client.get(URL)
+    assert len(response.context["rows"]) == min(how_many + 2, 50)
