@@ -217,3 +217,25 @@ def test_guests_and_the_patients_own_changes_are_recorded(
     ]
     assert changes[-1].actor_id == str(patient.pk)
     assert_no_phi("Maria")
+
+
+def test_changes_made_in_the_admin_name_the_admin_user(client, clinic, patient):
+    from tests.factories import make_staff
+
+    boss = make_staff(clinic, "boss", role="admin")
+    client.force_login(boss.user)
+    response = client.post(
+        f"/admin/appointments/patient/{patient.pk}/change/",
+        {
+            "name": patient.name,
+            "email": patient.email,
+            "phone": "+351 900 000 000",
+            "time_zone": patient.time_zone,
+            "preferred_language": "pt",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    [changed] = entries(action="patient.changed")
+    assert (changed.actor_kind, changed.actor_id) == ("staff", str(boss.user_id))
+    assert changed.fields == ["phone", "preferred_language"]
+    assert changed.ip == "127.0.0.1"
