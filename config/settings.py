@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "csp",
     "calls",
     "appointments",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -66,6 +67,7 @@ MIDDLEWARE = [
     "config.sessions.IdleSessionMiddleware",  # idle and absolute session limits
     "django_otp.middleware.OTPMiddleware",
     "appointments.portal.security.TwoFactorMiddleware",  # verified before any staff page
+    "audit.middleware.AuditContextMiddleware",  # who and from where, for audit.record
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -423,6 +425,12 @@ LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 # Attempts per delivery (408/429/5xx, timeouts, network errors) before it is dead, and the
 # timeout of each attempt (Stream's is 6 s).
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
+
+# Retention (calls.services.retention.retention_sweep, run by the scheduler's sweep): call
+# events older than this many days (once relayed) are deleted, with their deliveries; finished
+# push and webhook deliveries go sooner. 0 keeps them for ever.
+CALLS_EVENT_RETENTION_DAYS = env.int("CALLS_EVENT_RETENTION_DAYS", default=400)
+DELIVERY_RETENTION_DAYS = env.int("DELIVERY_RETENTION_DAYS", default=30)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=6.0)
 # Endpoint URLs must be https, except in development (DEBUG) or with this set (local receivers).
 WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)

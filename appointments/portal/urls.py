@@ -6,7 +6,7 @@ from django.urls import include, path
 
 from appointments.join import views as join_views
 
-from . import account, appointments, patients, schedule
+from . import account, appointments, audit, patients, schedule
 
 app_name = "portal"
 
@@ -59,6 +59,10 @@ clinic_patterns = [
     path("patients/new/", patients.patient_new, name="patient_new"),
     path("patients/search.json", patients.patient_search, name="patient_search"),
     path("patients/<int:patient_id>/edit/", patients.patient_edit, name="patient_edit"),
+    path("patients/<int:patient_id>/export/", patients.patient_data_export, name="patient_export"),
+    path("patients/<int:patient_id>/erase/", patients.patient_data_erase, name="patient_erase"),
+    path("audit/", audit.audit_log, name="audit"),
+    path("audit/export.csv", audit.audit_export, name="audit_export"),
 ]
 
 urlpatterns = [

@@ -7,12 +7,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from appointments.models import CALL_TYPE, Appointment, StaffMember
+from audit.record import Action
 from calls.capabilities import SERVER
 from calls.outbox.queue import enqueue
 from calls.services.moderation import call_kick_user
 from calls.services.users import user_tokens_revoke
 
-from .booking import appointment_locked
+from .booking import appointment_audit, appointment_locked
 
 
 def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, base_url: str) -> None:
@@ -21,6 +22,7 @@ def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, bas
         raise ValidationError("This appointment is over: there is no link to send.")
     if not appointment.patient.email:
         raise ValidationError("The patient has no email address: copy the link instead.")
+    appointment_audit(Action.LINK_SENT, appointment, by=by)
     # By name (`appointments.tasks` imports these services; nothing imports it back).
     transaction.on_commit(
         lambda: enqueue("appointments.tasks.appointment_send_join_link", appointment.pk, base_url)
@@ -46,4 +48,5 @@ def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Ap
             user_id=appointment.patient.call_user_id,
             kicked_by_id=by.call_user_id,
         )
+        appointment_audit(Action.LINK_REPLACED, appointment, by=by)
         return appointment

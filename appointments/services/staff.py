@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
 from appointments.models import Clinic, ClinicMembership, StaffMember
@@ -40,6 +41,7 @@ def staff_create(
         )
         for clinic, role in memberships.items():
             ClinicMembership.objects.create(staff=staff, clinic=clinic, role=role)
+        staff_admin_site_sync(staff=staff)
         return staff
 
 
@@ -54,3 +56,53 @@ def staff_set_membership(*, staff: StaffMember, clinic: Clinic, role: str | None
             )
         slugs = list(staff.memberships.values_list("clinic__slug", flat=True))
         call_user_sync(user_id=staff.call_user_id, name=staff.display_name, teams=slugs, staff=True)
+        staff_admin_site_sync(staff=staff)
+
+
+# What a clinic admin may do in the Django admin (limited to their clinics by the admin's
+# `ClinicScoped`): clinics view/change, staff and patients and appointments view/add/change.
+# No deletes (the services keep history), nothing of the call engine, users or groups.
+CLINIC_ADMINS_GROUP = "Clinic admins"
+CLINIC_ADMIN_PERMISSIONS = [
+    "view_clinic",
+    "change_clinic",
+    "view_staffmember",
+    "add_staffmember",
+    "change_staffmember",
+    "view_clinicmembership",
+    "view_patient",
+    "add_patient",
+    "change_patient",
+    "view_appointment",
+    "add_appointment",
+    "change_appointment",
+]
+
+
+def clinic_admins_group() -> Group:
+    group, _ = Group.objects.get_or_create(name=CLINIC_ADMINS_GROUP)
+    wanted = set(
+        Permission.objects.filter(
+            content_type__app_label="appointments", codename__in=CLINIC_ADMIN_PERMISSIONS
+        ).values_list("pk", flat=True)
+    )
+    if set(group.permissions.values_list("pk", flat=True)) != wanted:
+        group.permissions.set(wanted)
+    return group
+
+
+def staff_admin_site_sync(*, staff: StaffMember) -> None:
+    """Clinic admins of any clinic get the admin site (is_staff, the group); others lose it.
+    A superuser keeps what they have."""
+    user = staff.user
+    if user.is_superuser:
+        return
+    is_admin = staff.memberships.filter(role=ClinicMembership.Role.ADMIN).exists()
+    group = clinic_admins_group()
+    if is_admin:
+        user.groups.add(group)
+    else:
+        user.groups.remove(group)
+    if user.is_staff != is_admin:
+        user.is_staff = is_admin
+        user.save(update_fields=["is_staff"])

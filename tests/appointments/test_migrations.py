@@ -55,3 +55,26 @@ def test_staff_made_before_the_rule_become_staff_of_their_clinics_teams(
         "clinic-b": STAFF_TEAM_ROLE,
     }
     assert CallUser.objects.get(pk=patient.call_user_id).teams_role == {}  # patients: none
+
+
+clinic_admins_admin_site = importlib.import_module(
+    "appointments.migrations.0008_clinic_admins_admin_site"
+)
+
+
+def test_clinic_admins_made_before_roles_reached_the_admin_get_it(clinic, doctor):
+    from django.contrib.auth import get_user_model
+
+    from appointments.models import ClinicMembership
+
+    # An admin as made before: the membership only, no admin site.
+    ClinicMembership.objects.filter(staff=doctor).update(role="admin")
+    get_user_model().objects.filter(pk=doctor.user_id).update(is_staff=False)
+    doctor.user.groups.clear()
+
+    clinic_admins_admin_site.forward(apps, None)
+
+    user = get_user_model().objects.get(pk=doctor.user_id)
+    assert user.is_staff
+    assert user.has_perm("appointments.change_appointment")
+    assert not user.has_perm("appointments.delete_appointment")

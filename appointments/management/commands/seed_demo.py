@@ -43,6 +43,7 @@ class Command(BaseCommand):
         okafor = self._staff("okafor", "Dr Chidi Okafor", {riverside: "clinician"})
         self._staff("desk", "Sam (front desk)", {riverside: "coordinator"})
         self._staff("hill", "Dr Ines Hill", {hillside: "clinician"})
+        self._staff("lee", "Jo Lee (clinic admin)", {riverside: "admin"})
         patients = [
             self._patient(riverside, "Ana Lima", "ana@example.org", "Europe/Lisbon"),
             self._patient(riverside, "Ben Carter", "ben@example.org", "Europe/London"),
