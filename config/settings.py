@@ -367,6 +367,7 @@ LOGGING = {
         # Django's own default sends its records to a handler of its own too: ours only.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # a line per sign-in: the audit trail records those
         "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},  # propagates to "uvicorn"
         "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
