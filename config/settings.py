@@ -166,8 +166,35 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_SOFT_TIME_LIMIT = 50
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
+# A broker outage (calls.outbox.queue): enqueues happen after a commit and are a best effort,
+# so a publish must give up quickly (the outbox row waits for the scheduler's sweep): a short
+# connect timeout and two quick retries, about 3 s at worst on an unreachable host, well under
+# a second on a refused connection. Workers, on the other hand, never give up: they retry the
+# broker forever, at start-up too, and come back by themselves after any number of restarts
+# (tests/calls/test_broker_restart.py restarts a real Redis under a real worker).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=1.0)
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    # redis-py's own timeouts for the broker's sockets: connecting is bounded like the
+    # publish; reads allow for the worker's blocking BRPOP (1 s) with a margin.
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
+    "retry_on_timeout": False,
+    "health_check_interval": 10,
+}
 
 # WebSocket groups (calls.realtime): Redis in production and CI, so every web process sees
 # every event; in-memory in the embedded default, where web and relay share one process.

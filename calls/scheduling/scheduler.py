@@ -26,6 +26,7 @@ from calls.models import DueAction
 from calls.outbox import relay, webhooks
 from calls.outbox.events import event_emit
 from calls.outbox.push import delivery as push_delivery
+from calls.services import calls as call_services
 from calls.services import live, ringing, sessions
 
 from .due import NOTIFY_CHANNEL, should_go_live, wake_up
@@ -177,6 +178,27 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     return len(claimed)
 
 
+def run_sweeps(*, now: datetime | None = None) -> None:
+    """The housekeeping of the outbox: each kind of row that an enqueue hands to a worker has
+    a sweep here, which hands it again when the enqueue was lost (a broker outage at commit,
+    a crash): committed events not relayed, push and webhook deliveries, API tasks; rings
+    that never reached a phone fall back to a notify push and a staff alert
+    (`ringing.rings_unsent_sweep`); silent participants leave. Each sweep is independent: one
+    that fails does not keep the others from running."""
+    for sweep in (
+        relay.sweep,
+        sessions.participants_sweep,
+        push_delivery.sweep,
+        webhooks.sweep,
+        call_services.tasks_sweep,
+        ringing.rings_unsent_sweep,
+    ):
+        try:
+            sweep(now=now)
+        except Exception:
+            logger.exception("sweep %s failed", sweep.__qualname__)
+
+
 def seconds_until_next(*, now: datetime | None = None) -> float | None:
     now = now or timezone.now()
     next_due = (
@@ -240,10 +262,7 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                 clock = time.monotonic()
                 busy = wait is not None and wait < max_sleep
                 if clock >= next_sweep and (not busy or clock >= last_sweep + SWEEP_PUT_OFF):
-                    relay.sweep()
-                    sessions.participants_sweep()
-                    push_delivery.sweep()
-                    webhooks.sweep()
+                    run_sweeps()
                     last_sweep = time.monotonic()
                     next_sweep = last_sweep + max_sleep
                     wait = seconds_until_next()

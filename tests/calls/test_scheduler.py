@@ -392,7 +392,7 @@ def test_a_loop_that_finds_the_due_work_locked_does_not_sweep_on_every_pass(monk
     )
     action = DueAction.objects.get(call=call, kind="go_live", state="pending")
     swept = []
-    monkeypatch.setattr(relay, "sweep", lambda: swept.append(True))
+    monkeypatch.setattr(relay, "sweep", lambda **_: swept.append(True))
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
