@@ -185,6 +185,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+# Rings jump the queue (calls.outbox.queue.URGENT = 0): every other message has priority 5,
+# which kombu's Redis transport keeps in a list of its own (step 3 of its priority steps) and
+# reads after the urgent one.
+CELERY_TASK_DEFAULT_PRIORITY = 5
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     # redis-py's own timeouts for the broker's sockets: connecting is bounded like the
@@ -318,6 +322,10 @@ if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
         "PUSH_SENDING_STALE_SECONDS must exceed PUSH_SEND_TIME_LIMIT_SECONDS: a live send "
         "would be taken for dead and sent twice at once"
     )
+# A ring push is not sent once its event is older than this (a phone ringing for a call that
+# started long ago); a ring that could not be sent in time falls back to a notify push and a
+# staff alert (calls.services.ringing.rings_unsent_sweep).
+PUSH_RING_MAX_AGE_SECONDS = env.float("PUSH_RING_MAX_AGE_SECONDS", default=60.0)
 # httpx logs every request URL at INFO, and APNs URLs carry device tokens.
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 # ---- end of push providers -----------------------------------------------------------------

@@ -27,28 +27,36 @@ from celery import current_app
 logger = logging.getLogger("calls.outbox.queue")
 
 
-def enqueue(task: str, *args: Any) -> bool:
+# Message priorities (Redis: 0 is taken first; CELERY_TASK_DEFAULT_PRIORITY puts every other
+# message behind it). Rings, and the relay of the events that ring, are URGENT: a worker that
+# comes back from an outage to a backlog rings the calls starting now before it works through
+# the backlog, instead of letting their rings expire behind it.
+URGENT = 0
+
+
+def enqueue(task: str, *args: Any, priority: int | None = None) -> bool:
     """`task` is the task's full name, e.g. `calls.outbox.tasks.relay_events`. Returns whether
     the broker took it; False (logged) leaves the work to the sweep."""
     handle = current_app.tasks[task]  # an unknown name is a bug: it raises
+    options = {} if priority is None else {"priority": priority}
     if handle.app.conf.task_always_eager:
         # In-process: the task's own errors are the caller's, as they always were.
-        handle.delay(*args)
+        handle.apply_async(args, **options)
         return True
     try:
-        handle.delay(*args)
+        handle.apply_async(args, **options)
     except Exception as exc:
         logger.warning("enqueue of %s failed (%s): left for the sweep", task, type(exc).__name__)
         return False
     return True
 
 
-def enqueue_each(task: str, ids: Iterable[Any]) -> int:
+def enqueue_each(task: str, ids: Iterable[Any], *, priority: int | None = None) -> int:
     """One `task` per id, stopping at the first that the broker refused (the others would
     each wait as long, and their rows are swept all the same). Returns how many left."""
     sent = 0
     for pk in ids:
-        if not enqueue(task, pk):
+        if not enqueue(task, pk, priority=priority):
             break
         sent += 1
     return sent

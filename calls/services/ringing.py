@@ -15,7 +15,7 @@ from calls.capabilities import Actor
 from calls.errors import InputError
 from calls.models import Call, CallEvent, CallMember, CallRing, CallUser, PushDelivery, PushDevice
 from calls.outbox.events import event_emit
-from calls.outbox.push.delivery import RING_MAX_AGE
+from calls.outbox.push.delivery import ring_max_age
 from calls.scheduling.due import ring_timeout_clear, ring_timeout_set
 
 from .base import locked_call, require
@@ -209,10 +209,10 @@ RING_FALLBACK_WINDOW = timedelta(hours=1)
 
 
 def ring_settled_after() -> timedelta:
-    """When a ring's fate is known: past RING_MAX_AGE no push of it is started any more
+    """When a ring's fate is known: past `ring_max_age()` no push of it is started any more
     (`push.delivery` fails it "ring expired"), and one started just before has its send time
     limit to finish."""
-    return RING_MAX_AGE + timedelta(seconds=settings.PUSH_SEND_TIME_LIMIT_SECONDS)
+    return ring_max_age() + timedelta(seconds=settings.PUSH_SEND_TIME_LIMIT_SECONDS)
 
 
 def rings_unsent_sweep(*, now: datetime | None = None) -> int:

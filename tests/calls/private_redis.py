@@ -109,7 +109,10 @@ def _drop_connections() -> None:
 def queued_tasks(server: PrivateRedis, queue: str = "celery") -> list[tuple[str, list]]:
     """(task name, args) of the messages waiting in a queue, oldest first."""
     found = []
-    for raw in reversed(server.client().lrange(queue, 0, -1)):
+    client = server.client()
+    # kombu keeps each priority step in a list of its own: `celery`, `celery\x06\x163`, ...
+    raws = [raw for key in sorted(client.keys(f"{queue}*")) for raw in client.lrange(key, 0, -1)]
+    for raw in reversed(raws):
         message = json.loads(raw)
         body = json.loads(base64.b64decode(message["body"]))
         found.append((message["headers"]["task"], body[0]))

@@ -6,6 +6,7 @@ stopped and started by the test; the shared one is never touched."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -15,8 +16,10 @@ from django.utils import timezone
 from appointments.models import Appointment
 from calls.capabilities import SERVER
 from calls.models import CallEvent, PushDelivery, Task, WebhookDelivery, WebhookEndpoint
+from calls.outbox import relay
 from calls.outbox.queue import enqueue
 from calls.scheduling.scheduler import run_sweeps
+from calls.services.base import MemberSpec
 from calls.services.calls import call_delete, call_get_or_create
 from tests.calls.push.conftest import make_device
 from tests.factories import CallUserFactory
@@ -108,3 +111,34 @@ def test_every_kind_of_row_an_enqueue_missed_is_handed_again_by_the_sweeps(broke
     assert ("calls.outbox.tasks.deliver_push", [push.pk]) in sent
     assert ("calls.outbox.tasks.deliver_webhook", [webhook.pk]) in sent
     assert ("calls.tasks.run_task", [task.pk]) in sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ring_jumps_the_queue_of_a_worker_back_from_an_outage(broker):
+    """The operator's expired rings: a worker that came back worked through its backlog
+    first. A ring's relay and its push are urgent (Redis priority 0, read first); every other
+    message waits in the default priority's list."""
+    CallUserFactory(id="doc")
+    patient = CallUserFactory(id="pat")
+    make_device(patient, "webpush", "https://push.example/sub/1")
+    call_get_or_create(
+        actor=SERVER,
+        type_name="default",
+        call_id="backlog",
+        created_by_id="doc",
+        members=[MemberSpec(user_id="doc"), MemberSpec(user_id="pat")],
+        ring=True,
+    )
+    [ring] = CallEvent.objects.filter(type="call.ring")
+    relay.relay([ring.pk])  # as the worker would, with the real consumers
+
+    client = broker.client()
+    urgent = [json.loads(raw)["headers"] for raw in client.lrange("celery", 0, -1)]
+    assert sorted(h["task"] for h in urgent) == [
+        "calls.outbox.tasks.deliver_push",  # the ring's push
+        "calls.outbox.tasks.relay_events",  # the transaction that rang
+    ]
+    enqueue(RELAY, [ring.pk + 1])  # any other message: the default priority
+    [later] = [key for key in client.keys("celery*") if key != b"celery"]
+    [other] = [json.loads(raw)["headers"] for raw in client.lrange(later, 0, -1)]
+    assert other["task"] == RELAY

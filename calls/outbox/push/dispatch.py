@@ -29,7 +29,7 @@ from django.db import transaction
 
 from calls.call_settings import BUILTIN_NOTIFICATION_SETTINGS
 from calls.models import CallEvent, CallMember, PushDelivery, PushDevice
-from calls.outbox.queue import enqueue_each
+from calls.outbox.queue import URGENT, enqueue_each
 
 from .base import Message
 
@@ -89,12 +89,13 @@ def on_event(event: CallEvent) -> None:
             "pk", flat=True
         )
     )
-    transaction.on_commit(lambda: enqueue_deliveries(ids))
+    urgent = purpose == Purpose.RING
+    transaction.on_commit(lambda: enqueue_deliveries(ids, urgent=urgent))
 
 
-def enqueue_deliveries(ids: Iterable[int]) -> None:
-    """One `deliver_push` task per delivery row (`calls.outbox.tasks`)."""
-    enqueue_each("calls.outbox.tasks.deliver_push", ids)
+def enqueue_deliveries(ids: Iterable[int], *, urgent: bool = False) -> None:
+    """One `deliver_push` task per delivery row (`calls.outbox.tasks`); rings are urgent."""
+    enqueue_each("calls.outbox.tasks.deliver_push", ids, priority=URGENT if urgent else None)
 
 
 def _targets(event: CallEvent) -> set[str]:
