@@ -135,6 +135,16 @@ def _go_live_together(claimed: list[DueAction], now: datetime) -> list[DueAction
     return [a for a in claimed if a.pk not in done]
 
 
+def _ring_too_late(action: DueAction) -> None:
+    """A ring at the start that is too late to ring (the scheduler was down) falls back like
+    a ring that could not be sent: a notify push and the staff alert."""
+    try:
+        with transaction.atomic():
+            ringing.call_ring_failed_at_start(call=action.call)
+    except Exception:
+        logger.exception("due action %s: the ring's fallback failed", action.pk)
+
+
 def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     """Claim and apply up to `limit` due actions in one transaction. Returns how many."""
     now = now or timezone.now()
@@ -155,6 +165,8 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
             except Stale as exc:
                 rows.update(state=DueAction.State.DONE, done_at=now, last_error=str(exc))
                 logger.warning("due action %s (%s) %s", action.pk, action.kind, exc)
+                if action.kind == DueAction.Kind.RING:
+                    _ring_too_late(action)
             except CallsError as exc:
                 # The call no longer allows it (ended, nobody to ring...): final, not retried.
                 rows.update(state=DueAction.State.DONE, done_at=now, last_error=exc.message[:500])

@@ -319,3 +319,27 @@ def _ring_failed_emit(ring: dict[str, Any], user_ids: list[str]) -> bool:
             rung_at=ring["payload"].get("created_at"),
         )
         return True
+
+
+def call_ring_failed_at_start(*, call: Call) -> bool:
+    """The ring at the start could not happen in time at all (its due action was too late: the
+    scheduler was down): `call.ring_failed` for the members the ring would have rung (all but
+    the call's creator), without `ring_event_id`. Nothing for an ended call. Returns whether
+    it wrote the event."""
+    with transaction.atomic():
+        call = selectors.calls_base().select_for_update(of=("self",)).get(pk=call.pk)
+        if call.ended_at is not None:
+            return False
+        members = [m for m in selectors.call_members(call=call) if m.user_id != call.created_by_id]
+        if not members:
+            return False
+        event_emit(
+            type=RING_FAILED,
+            for_call=call,
+            call=wire.call_response(call),
+            members=[wire.member_response(m) for m in members],
+            user=wire.user_response(call.created_by),
+            ring_event_id=None,
+            rung_at=None,
+        )
+        return True

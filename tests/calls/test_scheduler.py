@@ -342,6 +342,12 @@ def test_a_ring_long_overdue_is_skipped_not_rung(late, applied):
     assert action.state == "done"
     assert CallEvent.objects.filter(call=call, type="call.ring").exists() is applied
     assert action.last_error.startswith("skipped") is not applied
+    # Not rung is not dropped: the members get the "call waiting" notify and staff the alert.
+    fallbacks = CallEvent.objects.filter(call=call, type="call.ring_failed")
+    assert fallbacks.exists() is not applied
+    for event in fallbacks:
+        assert [m["user_id"] for m in event.payload["members"]] == ["pat"]
+        assert event.payload["ring_event_id"] is None
 
 
 @pytest.mark.django_db
