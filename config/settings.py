@@ -169,7 +169,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 50
 CELERY_TIMEZONE = "UTC"
 # A broker outage (calls.outbox.queue): enqueues happen after a commit and are a best effort,
 # so a publish must give up quickly (the outbox row waits for the scheduler's sweep): a short
-# connect timeout and two quick retries, about 3 s at worst on an unreachable host, well under
+# connect timeout and two quick retries, about 4 s at worst on an unreachable host, well under
 # a second on a refused connection. Workers, on the other hand, never give up: they retry the
 # broker forever, at start-up too, and come back by themselves after any number of restarts
 # (tests/calls/test_broker_restart.py restarts a real Redis under a real worker).
@@ -192,9 +192,10 @@ CELERY_TASK_DEFAULT_PRIORITY = 5
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     # redis-py's own timeouts for the broker's sockets: connecting is bounded like the
-    # publish; reads allow for the worker's blocking BRPOP (1 s) with a margin.
+    # publish; reads (a publish's reply on a half-open connection) allow for the worker's
+    # blocking BRPOP (1 s) with a margin.
     "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
-    "socket_timeout": 10,
+    "socket_timeout": 5,
     "socket_keepalive": True,
     "retry_on_timeout": False,
     "health_check_interval": 10,

@@ -34,6 +34,7 @@ def broker():
     """A private Redis this process publishes to (not eager), started."""
     with running_redis() as server, celery_broker(server.url):
         yield server
+    relay._handed.clear()  # what this test's sweeps handed to its broker, gone with it
 
 
 @pytest.mark.django_db
