@@ -17,7 +17,7 @@ from appointments.models import Appointment
 from calls.capabilities import SERVER
 from calls.models import CallEvent, PushDelivery, Task, WebhookDelivery, WebhookEndpoint
 from calls.outbox import relay
-from calls.outbox.queue import enqueue
+from calls.outbox.queue import enqueue, enqueue_each
 from calls.scheduling.scheduler import run_sweeps
 from calls.services.base import MemberSpec
 from calls.services.calls import call_delete, call_get_or_create
@@ -48,6 +48,13 @@ def test_an_enqueue_with_the_broker_down_is_a_logged_warning_not_an_error(broker
     assert "103" not in record.getMessage()  # the arguments (ids, maybe more) stay out of logs
     with pytest.raises(KeyError):
         enqueue("calls.outbox.tasks.no_such_task")  # a wrong name is a bug, not an outage
+
+    # A batch (a sweep's, a dispatch's) stops at the first refusal instead of waiting for the
+    # broker once per row: the rows are all swept again anyway.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="calls.outbox.queue"):
+        assert enqueue_each("calls.outbox.tasks.deliver_push", [1, 2, 3]) == 0
+    assert len(caplog.records) == 1
 
 
 @pytest.mark.django_db(transaction=True)
