@@ -382,7 +382,7 @@ def _cleanup_broker(event_ids: set[int]) -> None:
             client.hdel("unacked", tag)
             client.zrem("unacked_index", tag)
     # The default queue, in each of its priority lists (`celery`, `celery\x06\x163`, ...).
-    for key in client.scan_iter(match="celery*"):
+    for key in client.scan_iter(match="celery*", _type="LIST"):
         for raw in client.lrange(key, 0, -1):
             if _is_ours(raw, event_ids):
                 client.lrem(key, 1, raw)
