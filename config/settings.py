@@ -215,6 +215,17 @@ CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
 # Browser origins (besides the page's own host) allowed to open the events WebSocket.
 CALLS_WS_ALLOWED_ORIGINS = env.list("CALLS_WS_ALLOWED_ORIGINS", default=[])
 
+# What one client may send or hold (calls.limits, docs/limits.md). Bodies above the limit are
+# answered 413 (code 22); `custom` objects above theirs 400 (code 4), before anything is stored.
+CALLS_API_MAX_BODY_BYTES = env.int("CALLS_API_MAX_BODY_BYTES", default=1024 * 1024)
+CALLS_CUSTOM_MAX_BYTES = env.int("CALLS_CUSTOM_MAX_BYTES", default=5 * 1024)
+# Sockets: the largest client message (uvicorn's --ws-max-size should say the same), live
+# messages a connection may have queued before it is closed as a slow consumer (4008), and
+# open sockets per user across all web processes (4009 above it).
+CALLS_WS_MAX_MESSAGE_BYTES = env.int("CALLS_WS_MAX_MESSAGE_BYTES", default=128 * 1024)
+CALLS_WS_SEND_QUEUE = env.int("CALLS_WS_SEND_QUEUE", default=256)
+CALLS_WS_MAX_CONNECTIONS_PER_USER = env.int("CALLS_WS_MAX_CONNECTIONS_PER_USER", default=20)
+
 # In-browser media (calls.media, docs/media.md). The mesh needs no server of its own; STUN /
 # TURN servers help browsers behind NAT (none: host candidates only, which work on a LAN).
 CALLS_MEDIA_BACKEND = env.str("CALLS_MEDIA_BACKEND", default="calls.media.MeshMedia")

@@ -28,6 +28,7 @@ work goes through `database_sync_to_async`, which closes old connections itself)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -47,9 +48,16 @@ try:
 except ImportError:  # another ASGI server
     ClientDisconnected = ConnectionError  # type: ignore[misc,assignment]
 
-from calls import selectors, tokens
+from calls import limits, selectors, tokens
 from calls.capabilities import Actor, team_allows
-from calls.errors import AuthError, CallsError, InputError, NotAllowed, TokenExpired
+from calls.errors import (
+    AuthError,
+    CallsError,
+    InputError,
+    NotAllowed,
+    RateLimited,
+    TokenExpired,
+)
 
 from . import fanout, groups
 from .publish import EVENT_MESSAGE, remember_server_loop
@@ -62,6 +70,10 @@ MAX_SUBSCRIPTIONS = 100
 # WebSocket close codes: 4000 + the Stream error code (§2, §5).
 CLOSE_BASE = 4000
 CLOSE_BAD_REQUEST = CLOSE_BASE + InputError.code  # 4004
+# Not a Stream error: the client fell CALLS_WS_SEND_QUEUE messages behind (docs/limits.md).
+CLOSE_SLOW_CONSUMER = 4008
+# Stream's rate-limit code (9): the user has CALLS_WS_MAX_CONNECTIONS_PER_USER sockets open.
+CLOSE_TOO_MANY_CONNECTIONS = CLOSE_BASE + RateLimited.code  # 4009
 
 # Events after which the connected user's access to the call may have changed.
 ACCESS_EVENTS = frozenset(
@@ -117,15 +129,24 @@ class TeamSub:
 
 
 class JsonSocket(AsyncJsonWebsocketConsumer):
-    """What both sockets share: JSON messages (a garbled one decodes as None, answered with an
-    `error` by `receive_json`) and the error message shape (Stream's codes)."""
+    """What both sockets share: JSON messages parsed under `calls.limits` (a garbled, too deep
+    or too large one, or a binary frame, is answered with an `error` and the connection
+    stays), the error message shape (Stream's codes), and the per-user connection cap."""
 
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        if text_data is None:
+            await self.error(InputError("messages are JSON text frames"))
+            return
         try:
-            return json.loads(text_data)
-        except ValueError:
-            return None
+            content = limits.parse_json(
+                text_data.encode(), max_bytes=limits.max_message_bytes(), what="message"
+            )
+        except CallsError as exc:
+            await self.error(exc)
+            return
+        await self.receive_json(content)
 
     async def error(self, exc: CallsError, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": exc.code, "message": exc.message, **extra})
@@ -145,8 +166,10 @@ class EventsConsumer(JsonSocket):
         remember_server_loop(asyncio.get_running_loop())
         self.channel_layer = get_channel_layer()
         self.fanout = fanout.for_layer(self.channel_layer)
-        self.inbox: deque[dict[str, Any]] = deque()
+        self.inbox: deque[dict[str, Any]] = deque()  # at most CALLS_WS_SEND_QUEUE
         self.draining: asyncio.Task | None = None
+        self.slow = False
+        self.closer: asyncio.Task | None = None
         self.actor = None
         self.call_subs: dict[str, CallSub] = {}
         self.team_subs: dict[str, TeamSub] = {}
@@ -194,10 +217,25 @@ class EventsConsumer(JsonSocket):
             await super().dispatch(message)
 
     def deliver(self, message: dict[str, Any]) -> None:
-        """A group message from the process fan-out: queue it (returns at once)."""
+        """A group message from the process fan-out: queue it (returns at once). A connection
+        whose queue is full is not keeping up (a client that stops reading blocks our sends):
+        it is closed with CLOSE_SLOW_CONSUMER, and reconnects with its last event id."""
+        if self.slow:
+            return
+        if len(self.inbox) >= settings.CALLS_WS_SEND_QUEUE:
+            self.slow = True
+            self.inbox.clear()
+            self.actor = None  # nothing more is handled or sent
+            self.closer = asyncio.create_task(self._close_slow())
+            return
         self.inbox.append(message)
         if self.draining is None:
             self.draining = asyncio.create_task(self._drain())
+
+    async def _close_slow(self) -> None:
+        logger.info("closing a slow events socket (%d queued)", settings.CALLS_WS_SEND_QUEUE)
+        with contextlib.suppress(ClientDisconnected, ConnectionError):
+            await self.close(code=CLOSE_SLOW_CONSUMER)
 
     async def _drain(self) -> None:
         try:
