@@ -225,6 +225,14 @@ CALLS_CUSTOM_MAX_BYTES = env.int("CALLS_CUSTOM_MAX_BYTES", default=5 * 1024)
 CALLS_WS_MAX_MESSAGE_BYTES = env.int("CALLS_WS_MAX_MESSAGE_BYTES", default=128 * 1024)
 CALLS_WS_SEND_QUEUE = env.int("CALLS_WS_SEND_QUEUE", default=256)
 CALLS_WS_MAX_CONNECTIONS_PER_USER = env.int("CALLS_WS_MAX_CONNECTIONS_PER_USER", default=20)
+# uvicorn's WebSocket options, for `serve` and the tests' servers (the README gives the same as
+# flags): frames above the message limit are refused by uvicorn itself (close 1009), at most
+# 16 client messages wait per connection, and no per-message compression (bench/events.py).
+UVICORN_WS_OPTIONS = {
+    "ws_max_size": CALLS_WS_MAX_MESSAGE_BYTES,
+    "ws_max_queue": 16,
+    "ws_per_message_deflate": False,
+}
 
 # In-browser media (calls.media, docs/media.md). The mesh needs no server of its own; STUN /
 # TURN servers help browsers behind NAT (none: host candidates only, which work on a LAN).

@@ -59,7 +59,7 @@ from calls.errors import (
     TokenExpired,
 )
 
-from . import fanout, groups
+from . import connections, fanout, groups
 from .publish import EVENT_MESSAGE, remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
@@ -151,6 +151,40 @@ class JsonSocket(AsyncJsonWebsocketConsumer):
     async def error(self, exc: CallsError, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": exc.code, "message": exc.message, **extra})
 
+    async def fail(self, exc: CallsError) -> None:
+        raise NotImplementedError
+
+    # --- the per-user cap (calls.realtime.connections) -----------------------------------------
+
+    lease: connections.Lease | None = None
+
+    async def take_place(self, actor: Actor) -> bool:
+        """Count this connection among its user's sockets; above the cap it fails with 4009.
+        Server tokens (no user) are not counted."""
+        if actor.user_id is None or self.lease is not None:
+            return True
+        lease = connections.Lease(actor.user_id)
+        if not await lease.take():
+            await self.fail(_too_many())
+            return False
+        self.lease = lease
+        lease.keep(self._place_lost)
+        return True
+
+    async def _place_lost(self) -> None:
+        self.lease = None
+        await self.fail(_too_many())
+
+    async def release_place(self) -> None:
+        if self.lease is not None:
+            lease, self.lease = self.lease, None
+            await lease.release()
+
+
+def _too_many() -> RateLimited:
+    cap = settings.CALLS_WS_MAX_CONNECTIONS_PER_USER
+    return RateLimited(f"at most {cap} open sockets per user")
+
 
 class EventsConsumer(JsonSocket):
     """`/ws/v1/events`: see `calls.realtime` for the protocol."""
@@ -201,6 +235,7 @@ class EventsConsumer(JsonSocket):
         for name in list(getattr(self, "joined", ())):
             await self.fanout.discard(name, self)
         self.joined = set()
+        await self.release_place()
 
     # --- one message at a time -----------------------------------------------------------------
 
@@ -304,6 +339,8 @@ class EventsConsumer(JsonSocket):
             await self.fail(AuthError("a connection cannot change user"))
             return
         first = self.actor is None
+        if first and not await self.take_place(actor):
+            return
         self.actor, self.token = actor, token
         if self.timer is not None:
             self.timer.cancel()

@@ -11,6 +11,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
+import redis
 from django.conf import settings
 from django.utils.timezone import now
 from websockets.exceptions import ConnectionClosed
@@ -18,7 +19,7 @@ from websockets.sync.client import connect
 
 from calls import realtime
 from calls.models import CallEvent
-from calls.realtime import consumer
+from calls.realtime import connections, consumer
 from tests.factories import CallFactory, CallUserFactory
 
 from .realtime_server import RECV_TIMEOUT_S, token_for, ws_connect
@@ -106,10 +107,9 @@ def consumer_connections() -> list:
         ('{"type": "ping", "x": Infinity}', 4),
         ('{"type": "subscribe", "cid": "a\\u0000b"}', 4),
         ('{"type": "subscribe", "cid": "\\ud800"}', 4),
-        (json.dumps({"type": "ping", "pad": "x" * 200_000}), 22),
         (b"\x00\x01binary", 4),
     ],
-    ids=["garbled", "deep", "nan", "infinity", "nul", "surrogate", "huge", "binary"],
+    ids=["garbled", "deep", "nan", "infinity", "nul", "surrogate", "binary"],
 )
 def test_a_bad_message_gets_an_error_and_the_connection_stays(base, frame, code):
     with ws_connect(base, user_id=None) as ws:
@@ -118,4 +118,81 @@ def test_a_bad_message_gets_an_error_and_the_connection_stays(base, frame, code)
         assert error["code"] == code
         ws.send({"type": "ping"})
         assert ws.expect("pong") == {"type": "pong"}
-        assert settings.CALLS_WS_MAX_MESSAGE_BYTES < 200_000
+
+
+def test_a_message_over_the_limit_closes_with_1009(base):
+    # uvicorn refuses the frame itself (--ws-max-size, settings.UVICORN_WS_OPTIONS): the
+    # message is never buffered whole, let alone parsed.
+    with ws_connect(base, user_id=None) as ws:
+        ws.send({"type": "ping", "pad": "x" * settings.CALLS_WS_MAX_MESSAGE_BYTES})
+        assert ws.closed_with()[1] == 1009
+
+
+# --- sockets per user ------------------------------------------------------------------------
+
+
+def open_events(base: str, user_id: str):
+    query = urlencode({"api_key": settings.CALLS_API_KEY, "token": token_for(user_id)})
+    return connect(f"ws://{base}/ws/v1/events?{query}", open_timeout=RECV_TIMEOUT_S)
+
+
+def refused_with(conn) -> tuple[dict, int | None]:
+    message = json.loads(conn.recv(timeout=RECV_TIMEOUT_S))
+    try:
+        conn.recv(timeout=RECV_TIMEOUT_S)
+    except ConnectionClosed as exc:
+        return message, exc.rcvd.code if exc.rcvd else None
+    raise AssertionError("not closed")
+
+
+def test_a_user_has_at_most_the_cap_of_sockets_events_and_call_together(base, call, settings):
+    settings.CALLS_WS_MAX_CONNECTIONS_PER_USER = 2
+    CallUserFactory(id="patient-a")
+    with open_events(base, "dr-host") as first, open_events(base, "dr-host") as second:
+        for conn in (first, second):
+            assert json.loads(conn.recv(timeout=RECV_TIMEOUT_S))["type"] == "connected"
+        with open_events(base, "dr-host") as third:
+            message, code = refused_with(third)
+        assert message == {"type": "error", "code": 9, "message": "at most 2 open sockets per user"}
+        assert code == consumer.CLOSE_TOO_MANY_CONNECTIONS == 4009
+        # The call socket counts too.
+        with connect(f"ws://{base}/ws/v1/rtc", open_timeout=RECV_TIMEOUT_S) as rtc:
+            rtc.send(
+                json.dumps({"type": "join", "token": token_for("dr-host"), "call_cid": call.cid})
+            )
+            message, code = refused_with(rtc)
+        assert (message["code"], code) == (9, 4009)
+        # Another user is not affected; a server token is never counted.
+        with open_events(base, "patient-a") as other, open_events(base, None) as server:
+            for conn in (other, server):
+                assert json.loads(conn.recv(timeout=RECV_TIMEOUT_S))["type"] == "connected"
+    # Closed sockets give their places back.
+    wait_for(lambda: not connections._local and not redis_leases("dr-host"), "places released")
+    with open_events(base, "dr-host") as again:
+        assert json.loads(again.recv(timeout=RECV_TIMEOUT_S))["type"] == "connected"
+
+
+def redis_leases(user_id: str) -> list:
+    if not settings.REDIS_URL:
+        return []
+    return redis.Redis.from_url(settings.REDIS_URL).zrange(connections.user_key(user_id), 0, -1)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="places shared by processes live in Redis")
+def test_the_cap_counts_other_processes_and_forgets_a_crashed_one(base, call, settings):
+    settings.CALLS_WS_MAX_CONNECTIONS_PER_USER = 2
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    key = connections.user_key("dr-host")
+    client.delete(key)
+    now_ms = int(client.time()[0]) * 1000
+    # Another process holds two live leases: no place left here.
+    client.zadd(key, {"other-1": now_ms + 60_000, "other-2": now_ms + 60_000})
+    with open_events(base, "dr-host") as conn:
+        assert refused_with(conn)[1] == 4009
+    # That process died: its leases lapse (ends in the past) and count no more.
+    client.zadd(key, {"other-1": now_ms - 1, "other-2": now_ms - 1})
+    with open_events(base, "dr-host") as conn:
+        assert json.loads(conn.recv(timeout=RECV_TIMEOUT_S))["type"] == "connected"
+        (lease,) = client.zrange(key, 0, -1, withscores=True)  # lapsed ones dropped
+        assert lease[1] > now_ms
+        assert 0 < client.pttl(key) <= connections.LEASE_S * 1000

@@ -7,6 +7,7 @@ import os
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from calls.scheduling import scheduler
@@ -36,9 +37,9 @@ class Command(BaseCommand):
                 host=options["host"],
                 port=options["port"],
                 lifespan="on",  # config.lifespan: the garbage collector's tuning
-                # Compressing each event once per connection costs more CPU than the
-                # fan-out itself (bench/events.py --deflate --server-deflate).
-                ws_per_message_deflate=False,
+                # Message size and queue limits (docs/limits.md); no per-message deflate:
+                # compressing each event once per connection costs more CPU than the fan-out.
+                **settings.UVICORN_WS_OPTIONS,
             )
         finally:
             stopping.set()
