@@ -5,6 +5,7 @@ message too large, too deep or not JSON is answered with an error, never a 1011.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -196,3 +197,48 @@ def test_the_cap_counts_other_processes_and_forgets_a_crashed_one(base, call, se
         (lease,) = client.zrange(key, 0, -1, withscores=True)  # lapsed ones dropped
         assert lease[1] > now_ms
         assert 0 < client.pttl(key) <= connections.LEASE_S * 1000
+
+
+@pytest.fixture
+def memory_layer(settings):
+    """The embedded default's layer, whose full channel refuses a send (ChannelFull). Redis'
+    layer instead keeps the newest `capacity` messages of a channel and drops older ones."""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 20}}
+    }
+
+
+def test_a_signal_to_a_peer_that_stops_reading_is_refused_not_a_1011(memory_layer, base, call):
+    """The call socket's queue is its channel-layer channel (capacity-bound): once a peer that
+    stops reading has a full channel, a signal to it is answered with code 9."""
+    CallUserFactory(id="patient-a")
+    rtc_url = f"ws://{base}/ws/v1/rtc"
+
+    def join(conn, user_id: str) -> str:
+        token = token_for(user_id, call_cids=[call.cid])
+        conn.send(json.dumps({"type": "join", "token": token, "call_cid": call.cid}))
+        while (message := json.loads(conn.recv(timeout=RECV_TIMEOUT_S)))["type"] != "joined":
+            assert message["type"] != "error", message
+        return message["user_session_id"]
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = base.split(":")
+    sock.connect((host, int(port)))
+    with connect(rtc_url, sock=sock, max_queue=2) as peer, connect(rtc_url) as sender:
+        peer_session = join(peer, "patient-a")  # and reads nothing more
+        join(sender, "dr-host")
+        signal = json.dumps({"type": "signal", "to": peer_session, "data": {"sdp": "x" * 60_000}})
+        refused = None
+        for _ in range(1000):
+            sender.send(signal)
+            with contextlib.suppress(TimeoutError):
+                message = json.loads(sender.recv(timeout=0))
+                if message["type"] == "error":
+                    refused = message
+                    break
+        assert refused is not None, "the peer's channel never filled"
+        assert refused["code"] == 9
+        sender.send(json.dumps({"type": "ping"}))
+        while json.loads(sender.recv(timeout=RECV_TIMEOUT_S))["type"] != "pong":
+            pass
