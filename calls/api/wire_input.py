@@ -24,7 +24,12 @@ def parse_body(request: HttpRequest) -> dict[str, Any]:
     if declared > limit:  # refused before it is read
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
-        raw = request.body
+        if declared or hasattr(request, "_body"):
+            raw = request.body
+        else:
+            # No Content-Length (a chunked body): read no more than the limit allows, and
+            # keep it as the body, as `request.body` would have (it reads the whole stream).
+            raw = request._body = request.read(limit + 1)  # type: ignore[attr-defined]
     except RequestDataTooBig:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes") from None
     if not raw or not raw.strip():

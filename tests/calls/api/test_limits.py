@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from django.conf import settings
+from django.http import HttpRequest
 
 from calls.models import Call, CallEvent, CallMember, CallUser
+from calls.tokens import mint_server_token
 
 from .conftest import CLINIC_A, assert_error, assert_ok, call_path
 
@@ -179,3 +182,28 @@ def test_the_custom_limit_counts_compact_json(api, call, host):
     padded = json.dumps({"custom": FITS}, indent=4000)
     response = raw(api, "PATCH", call_path("default", "limits-1"), padded, as_user=host)
     assert_ok(response)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_is_read_no_further_than_the_limit(base, monkeypatch):
+    """Without Content-Length, `request.body` would read the whole body into memory before
+    its size could be checked; the API reads at most the limit plus one byte, then 413."""
+    reads: list[int] = []
+    read = HttpRequest.read
+
+    def counting(self, *args):
+        data = read(self, *args)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(HttpRequest, "read", counting)
+    response = httpx.post(
+        f"http://{base}/api/v2/video/call/default/chunked/event",
+        params={"api_key": settings.CALLS_API_KEY},
+        headers={"Authorization": mint_server_token(), "stream-auth-type": "jwt"},
+        content=(b"x" * 65536 for _ in range(64)),  # 4 MiB, chunked: no Content-Length
+        timeout=10,
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == 22
+    assert reads == [settings.CALLS_API_MAX_BODY_BYTES + 1]
