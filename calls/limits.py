@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.parsers import BaseParser
 
 from calls.errors import InputError, PayloadTooLarge
 
@@ -95,3 +97,29 @@ def check_custom(custom: Any, *, field: str = "custom") -> None:
 
 def _invalid(message: str, field: str | None) -> InputError:
     return InputError(message, fields={field: message} if field else None)
+
+
+class PayloadTooLargeError(drf_exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class JSONParser(BaseParser):
+    """DRF's JSON parser under these rules, for the DRF APIs (the patient API; the calls API
+    parses its bodies itself with `parse_json`). Not a subclass of DRF's JSONParser on
+    purpose: DRF reads `request.body` whole for those; this one reads at most the limit."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = max_body_bytes()
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLargeError(f"request body is larger than {limit} bytes")
+        try:
+            return parse_json(raw, max_bytes=limit) if raw.strip() else {}
+        except PayloadTooLarge as exc:
+            raise PayloadTooLargeError(exc.message) from None
+        except InputError as exc:
+            raise drf_exceptions.ParseError(exc.message) from None
