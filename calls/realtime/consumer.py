@@ -60,6 +60,7 @@ from calls.errors import (
 )
 
 from . import connections, fanout, groups
+from .outbound import CLOSE_SLOW_CONSUMER
 from .publish import EVENT_MESSAGE, remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
@@ -70,8 +71,6 @@ MAX_SUBSCRIPTIONS = 100
 # WebSocket close codes: 4000 + the Stream error code (§2, §5).
 CLOSE_BASE = 4000
 CLOSE_BAD_REQUEST = CLOSE_BASE + InputError.code  # 4004
-# Not a Stream error: the client fell CALLS_WS_SEND_QUEUE messages behind (docs/limits.md).
-CLOSE_SLOW_CONSUMER = 4008
 # Stream's rate-limit code (9): the user has CALLS_WS_MAX_CONNECTIONS_PER_USER sockets open.
 CLOSE_TOO_MANY_CONNECTIONS = CLOSE_BASE + RateLimited.code  # 4009
 

@@ -43,6 +43,7 @@ from calls.services.sessions import (
 
 from . import groups, page
 from .consumer import CLOSE_BASE, JsonSocket, origin_allowed
+from .outbound import BoundedSend
 from .publish import remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
@@ -108,6 +109,11 @@ def _call_updated(call_pk: int) -> dict[str, Any]:
 class RtcConsumer(JsonSocket):
     """`/ws/v1/rtc`: see docs/media.md."""
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Everything sent to the client goes through a bounded queue (outbound).
+        self.outbound = BoundedSend(send)
+        await super().__call__(scope, receive, self.outbound)
+
     async def connect(self) -> None:
         remember_server_loop(asyncio.get_running_loop())
         self.actor: Actor | None = None
@@ -127,6 +133,7 @@ class RtcConsumer(JsonSocket):
         self.timer: asyncio.Task | None = asyncio.create_task(self._join_timeout())
 
     async def disconnect(self, code: int) -> None:
+        self.outbound.stop()
         if self.timer is not None:
             self.timer.cancel()
         await self.release_place()

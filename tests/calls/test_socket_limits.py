@@ -5,7 +5,6 @@ message too large, too deep or not JSON is answered with an error, never a 1011.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import time
@@ -20,7 +19,7 @@ from websockets.sync.client import connect
 
 from calls import realtime
 from calls.models import CallEvent
-from calls.realtime import connections, consumer
+from calls.realtime import connections, consumer, outbound
 from tests.factories import CallFactory, CallUserFactory
 
 from .realtime_server import RECV_TIMEOUT_S, token_for, ws_connect
@@ -199,19 +198,25 @@ def test_the_cap_counts_other_processes_and_forgets_a_crashed_one(base, call, se
         assert 0 < client.pttl(key) <= connections.LEASE_S * 1000
 
 
-@pytest.fixture
-def memory_layer(settings):
-    """The embedded default's layer, whose full channel refuses a send (ChannelFull). Redis'
-    layer instead keeps the newest `capacity` messages of a channel and drops older ones."""
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 20}}
-    }
-
-
-def test_a_signal_to_a_peer_that_stops_reading_is_refused_not_a_1011(memory_layer, base, call):
-    """The call socket's queue is its channel-layer channel (capacity-bound): once a peer that
-    stops reading has a full channel, a signal to it is answered with code 9."""
+def test_a_call_socket_peer_that_stops_reading_is_closed_and_never_fails_the_sender(
+    base, call, settings, monkeypatch
+):
+    """The call socket's messages to its client wait in a bounded queue (outbound): a peer
+    that stops reading is closed with 4008 once CALLS_WS_SEND_QUEUE messages wait, and the
+    participant signaling to it carries on."""
+    settings.CALLS_WS_SEND_QUEUE = QUEUE
     CallUserFactory(id="patient-a")
+    queued: list[int] = []
+    put = outbound.BoundedSend.__call__
+
+    queues: list[outbound.BoundedSend] = []
+
+    async def counting(self, message):
+        await put(self, message)
+        queued.append(self.queue.qsize())
+        queues.append(self)
+
+    monkeypatch.setattr(outbound.BoundedSend, "__call__", counting)
     rtc_url = f"ws://{base}/ws/v1/rtc"
 
     def join(conn, user_id: str) -> str:
@@ -229,16 +234,19 @@ def test_a_signal_to_a_peer_that_stops_reading_is_refused_not_a_1011(memory_laye
         peer_session = join(peer, "patient-a")  # and reads nothing more
         join(sender, "dr-host")
         signal = json.dumps({"type": "signal", "to": peer_session, "data": {"sdp": "x" * 60_000}})
-        refused = None
         for _ in range(1000):
             sender.send(signal)
-            with contextlib.suppress(TimeoutError):
-                message = json.loads(sender.recv(timeout=0))
-                if message["type"] == "error":
-                    refused = message
-                    break
-        assert refused is not None, "the peer's channel never filled"
-        assert refused["code"] == 9
-        sender.send(json.dumps({"type": "ping"}))
-        while json.loads(sender.recv(timeout=RECV_TIMEOUT_S))["type"] != "pong":
-            pass
+            sender.send(json.dumps({"type": "ping"}))  # the sender is answered every time
+            while (message := json.loads(sender.recv(timeout=RECV_TIMEOUT_S)))["type"] != "pong":
+                assert message["type"] != "error", message
+            if any(q.slow for q in queues):
+                break
+        assert any(q.slow for q in queues), "the peer's queue never filled"
+        codes = []
+        try:
+            while True:
+                peer.recv(timeout=RECV_TIMEOUT_S)
+        except ConnectionClosed as exc:
+            codes.append(exc.rcvd.code if exc.rcvd else None)
+    assert codes == [4008]
+    assert max(queued) <= QUEUE
