@@ -136,7 +136,15 @@ def clinic_schedule(*, clinic: Clinic, start: datetime, end: datetime) -> list[A
     return with_calls(appointments)
 
 
+def _check_appointment_id(appointment_id: str) -> None:
+    """An id from a URL with a NUL character names no appointment (PostgreSQL text cannot hold
+    one, and the query would fail)."""
+    if "\x00" in appointment_id:
+        raise Http404("No such appointment.")
+
+
 def appointment_for_staff(*, staff: StaffMember, appointment_id: str) -> Appointment:
+    _check_appointment_id(appointment_id)
     appointment = (
         _appointments().filter(pk=appointment_id, clinic__memberships__staff=staff).first()
     )
@@ -196,6 +204,7 @@ def patient_appointments(
 
 
 def appointment_for_patient(*, patient: Patient, appointment_id: str) -> Appointment:
+    _check_appointment_id(appointment_id)
     appointment = _appointments().filter(pk=appointment_id, patient=patient).first()
     if appointment is None:
         raise Http404("No such appointment.")

@@ -654,3 +654,9 @@ def test_the_schedule_rows_carry_no_clinical_text(client_for, coordinator, docto
         content = client_for(staff).get(url).content.decode()
         assert "Ana Lima" in content
         assert CLINICAL_REASON not in content
+
+
+def test_a_nul_character_in_an_appointment_id_is_404(appointment, doctor, client_for):
+    """PostgreSQL text cannot hold NUL: such an id names no appointment (it was a 500)."""
+    response = client_for(doctor).get("/c/clinic-a/appointments/a%00b/")
+    assert response.status_code == 404

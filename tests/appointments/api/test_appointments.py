@@ -202,3 +202,10 @@ def test_the_detail_and_me_run_a_fixed_number_of_queries(
     with django_assert_num_queries(6):
         response = client.get(f"{BASE}/appointments/{appointment.id}")
     assert len(response.json()["clinicians"]) == 1 + clinicians
+
+
+def test_a_nul_character_in_an_appointment_id_is_404(api, patient):
+    """PostgreSQL text cannot hold NUL: such an id names no appointment (it was a 500)."""
+    response = api(patient).get(f"{BASE}/appointments/a%00b")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
