@@ -562,7 +562,8 @@ def attack_slow_reader(world: World, clients: Clients) -> None:
         f"web RSS +{grew:.0f} MiB; server closed {closed_slow} slow socket; the client then "
         f"read {received} events, {code} (server's TCP side: {server_state})",
         grew < RSS_LIMIT_MIB and closed_slow == 1,
-        f"bounded queue, slow consumer closed; RSS growth < {RSS_LIMIT_MIB:.0f} MiB (was +72)",
+        f"queue bounded, slow consumer closed by the server; RSS growth < {RSS_LIMIT_MIB:.0f} MiB "
+        "(was +72)",
     )
 
 
