@@ -79,6 +79,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "portal", "today", 302),
     ("patient", "portal", "own_appointment", 302),
     ("patient", "portal", "admin", 302),
+    ("patient", "portal", "audit_log", 302),
     ("patient", "socket", "own_call", "subscribed"),
     ("patient", "socket", "other_call", "error 17"),
     ("patient", "socket", "team", "error 17"),
@@ -124,6 +125,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("coordinator", "portal", "far_appointment", 404),
     ("coordinator", "portal", "patient_page", 200),
     ("coordinator", "portal", "admin", 302),
+    ("coordinator", "portal", "reason", "no reason"),  # schedules; not clinical
+    ("coordinator", "portal", "audit_log", 403),
+    ("coordinator", "portal", "patient_export", 403),
     ("coordinator", "socket", "own_call", "error 17"),
     ("coordinator", "socket", "team", "subscribed"),
     # --- clinician: the host; the staff join page's call token
@@ -139,6 +143,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinician", "portal", "own_appointment", 200),
     ("clinician", "portal", "far_appointment", 404),
     ("clinician", "portal", "patient_page", 200),
+    ("clinician", "portal", "reason", "reason"),
+    ("clinician", "portal", "audit_log", 403),
+    ("clinician", "portal", "patient_export", 403),
     ("clinician", "socket", "own_call", "subscribed"),
     ("clinician", "socket", "other_call", "error 17"),
     ("clinician", "socket", "team", "error 17"),
@@ -153,6 +160,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinic_admin", "portal", "own_appointment", 200),
     ("clinic_admin", "portal", "far_appointment", 404),
     ("clinic_admin", "portal", "patient_page", 200),
+    ("clinic_admin", "portal", "reason", "reason"),
+    ("clinic_admin", "portal", "audit_log", 200),
+    ("clinic_admin", "portal", "patient_export", 200),
     ("clinic_admin", "socket", "team", "subscribed"),
     # --- other clinic: clinic-b's clinician
     ("other_clinic", "calls", "users", 200),  # clinic-b's own users only (test below)
@@ -166,6 +176,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("other_clinic", "portal", "own_appointment", 404),
     ("other_clinic", "portal", "far_appointment", 200),
     ("other_clinic", "portal", "patient_page", 404),
+    ("other_clinic", "portal", "reason", "404"),
+    ("other_clinic", "portal", "audit_log", 404),
+    ("other_clinic", "portal", "patient_export", 404),
     ("other_clinic", "socket", "own_call", "error 17"),
     ("other_clinic", "socket", "team", "error 17"),
     # --- superuser: Django admin session; a server token
@@ -179,6 +192,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "patient", "me", 401),
     ("superuser", "portal", "today", 403),  # not staff of a clinic
     ("superuser", "portal", "admin", 200),
+    ("superuser", "portal", "audit_log", 403),
     ("superuser", "socket", "own_call", "subscribed"),
     ("superuser", "socket", "team", "subscribed"),
     ("superuser", "socket", "unknown_call", "error 16"),
@@ -272,7 +286,7 @@ def world(clinic, other_clinic, patient, other_patient) -> World:
     soon = datetime.now(tz=UTC) + timedelta(minutes=5)  # the lobby is open, hosts are let in
     clinician = make_staff(clinic, "drhouse", display_name="Dr House")
     outsider = make_staff(other_clinic, "drbee", display_name="Dr Bee")
-    own = make_appointment(clinic, host=clinician, patient=patient, starts_at=soon)
+    own = make_appointment(clinic, host=clinician, patient=patient, starts_at=soon, reason=REASON)
     superuser = get_user_model().objects.create_superuser("root", "", "pw-test-1")
     world = World(
         clinic=clinic,
@@ -380,6 +394,18 @@ def _subscribe(world: World, persona: str, message: dict[str, Any]) -> str:
     return answer["type"] if answer["type"] != "error" else f"error {answer['code']}"
 
 
+REASON = "Persistent cough since March"  # the clinical reason: who reads the page sees it?
+
+
+def _sees_reason(world: World, persona: str) -> str:
+    response = world.portal_client(persona).get(
+        reverse("portal:appointment", args=["clinic-a", world.own.id])
+    )
+    if response.status_code != 200:
+        return str(response.status_code)
+    return "reason" if REASON in response.content.decode() else "no reason"
+
+
 ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
     # calls API (Stream's wire API)
     ("calls", "users"): lambda w, p: (
@@ -428,6 +454,13 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
         w, p, reverse("portal:patient_edit", args=["clinic-a", w.patient.pk])
     ),
     ("portal", "admin"): lambda w, p: _portal(w, p, "/admin/"),
+    ("portal", "reason"): _sees_reason,
+    ("portal", "audit_log"): lambda w, p: _portal(w, p, reverse("portal:audit", args=["clinic-a"])),
+    ("portal", "patient_export"): lambda w, p: (
+        w.portal_client(p)
+        .post(reverse("portal:patient_export", args=["clinic-a", w.patient.pk]))
+        .status_code
+    ),
     # the events socket (a real server)
     ("socket", "own_call"): lambda w, p: _subscribe(
         w, p, {"type": "subscribe", "cid": w.own.call_cid}
