@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from appointments import selectors
 from appointments.joining import join_info
 from appointments.models import Appointment, Patient
+from appointments.services.patient_sessions import patient_session_end
 from appointments.services.sign_in_codes import patient_sign_in_code_redeem
 from appointments.services.status import appointment_check_in, appointment_request_cancel
 from appointments.tasks import patient_send_sign_in_code
@@ -59,7 +60,10 @@ E400 = _error("`invalid`: the input is wrong; `fields` says where.")
 E401 = _error("`not_authenticated`: no, an invalid, an expired or a revoked access token.")
 E404 = _error("`not_found`: no such object among yours (another patient's looks the same).")
 E409 = _error("`conflict`: the appointment is no longer open (cancelled or finished).")
-E429 = _error("`throttled`: too many attempts for this address; see `Retry-After`.")
+E429 = _error(
+    "`throttled`: too many attempts (for this address, from this IP, or sign-in is paused for "
+    "everyone); see `Retry-After`."
+)
 
 APPOINTMENT_ID = OpenApiParameter(
     "appointment_id", str, OpenApiParameter.PATH, description="The appointment id."
@@ -117,7 +121,8 @@ class SignInCodeView(PublicPatientAPIView):
             "Sends a 6-digit code to every patient registered with this address (in `clinic` "
             "only, when given). A code is valid 10 minutes and works once; a new request "
             "replaces the previous code. Always 202, registered or not. At most 5 requests "
-            "per address per 10 minutes."
+            "per address per 10 minutes (all spellings of an address count as one), and "
+            "fewer per client IP and in all than a deployment's limits: then 429."
         ),
         request=CodeRequestSerializer,
         responses={202: AcceptedSerializer, 400: E400, 429: E429},
@@ -127,7 +132,7 @@ class SignInCodeView(PublicPatientAPIView):
         data = CodeRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"]
-        auth.rate_limit(auth.CODE_REQUESTS, email)
+        auth.limit_code_request(request, email)
         for patient in auth.patients_by_email(email, data.validated_data.get("clinic")):
             # Nothing was written, so no commit to wait for; the task issues and emails the code.
             try:
@@ -155,10 +160,12 @@ class TokenView(PublicPatientAPIView):
             "Checks the code against every patient with this address (in `clinic` only, "
             "when given). A wrong code, an expired code and an unknown address all answer 400 "
             "with `fields.code`, and so do a code already exchanged and one replaced by a "
-            "newer request. After 5 failures for an address within 10 minutes, every "
-            "attempt answers 429 until the window ends. The token is sent as "
-            "`Authorization: Bearer <access_token>` and lives `expires_in` seconds; there is "
-            "no refresh token: sign in again."
+            "newer request. After 5 wrong guesses the code is void: ask for a new one. After "
+            "5 failures for an address within 10 minutes, every attempt answers 429 until the "
+            "window ends; attempts are limited per client IP too, and all sign-ins pause when "
+            "too many fail in all. The token is sent as `Authorization: Bearer "
+            "<access_token>` and lives `expires_in` seconds, or until `POST auth/sign-out`; "
+            "there is no refresh token: sign in again."
         ),
         request=TokenRequestSerializer,
         responses={200: TokenSerializer, 400: E400, 429: E429},
@@ -168,18 +175,19 @@ class TokenView(PublicPatientAPIView):
         data = TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         email, code = data.validated_data["email"], data.validated_data["code"]
-        auth.rate_limit(auth.CODE_ATTEMPTS, email)
+        auth.limit_code_attempt(request, email)
         candidates = auth.patients_by_email(email, data.validated_data.get("clinic"))
         # Every candidate's code is tried, and a match is used up: a code that happens to
         # match two patients' codes signs in neither.
         matches = [p for p in candidates if patient_sign_in_code_redeem(patient=p, code=code)]
         if not matches:
+            auth.code_attempt_failed()
             logger.info("sign-in code rejected")
             raise ValidationError({"code": ["The code is wrong or has expired."]})
         if len(matches) > 1:  # two clinics' codes coincide (one chance in a million)
             raise ValidationError({"clinic": ["This address is registered with several clinics."]})
         patient = matches[0]
-        auth.rate_reset(auth.CODE_ATTEMPTS, email)
+        auth.code_attempt_succeeded(email)
         logger.info("patient %s signed in", patient.pk)
         return Response(
             {
@@ -188,6 +196,25 @@ class TokenView(PublicPatientAPIView):
                 "expires_in": auth.token_ttl_seconds(),
             }
         )
+
+
+class SignOutView(PatientAPIView):
+    @extend_schema(
+        tags=["sign-in"],
+        operation_id="auth_sign_out",
+        summary="Sign out",
+        description=(
+            "Ends the session of the access token sent: that token, and the calls-API tokens "
+            "`join-info` gave under it, stop working at once. The patient's other devices "
+            "stay signed in. A token that is already signed out is 401."
+        ),
+        request=None,
+        responses={204: None, 401: E401},
+    )
+    def post(self, request: Request) -> Response:
+        patient_session_end(session=request.auth)
+        logger.info("patient %s signed out", self.patient.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- profile ---------------------------------------------------------------------------------

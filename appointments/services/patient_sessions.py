@@ -1,0 +1,34 @@
+"""The patient API's sessions: one per sign-in, named by its access tokens
+(`appointments.api.auth`). Ending a session (sign-out) kills its tokens, and the calls tokens
+handed out under it; the patient's other devices stay signed in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from appointments.models import Patient, PatientSession
+
+# Ended and expired sessions stay this long, then go when the patient next signs in.
+SESSION_KEEP = timedelta(days=1)
+
+
+def patient_session_start(*, patient: Patient, lifetime: timedelta) -> PatientSession:
+    """A new session for the patient, valid `lifetime`."""
+    now = timezone.now()
+    with transaction.atomic():
+        PatientSession.objects.filter(patient=patient).filter(
+            Q(expires_at__lt=now - SESSION_KEEP) | Q(ended_at__lt=now - SESSION_KEEP)
+        ).delete()
+        return PatientSession.objects.create(patient=patient, expires_at=now + lifetime)
+
+
+def patient_session_end(*, session: PatientSession) -> PatientSession:
+    """Sign-out: the session's tokens stop working at once. Ending it twice changes nothing."""
+    now = timezone.now()
+    PatientSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(ended_at=now)
+    session.refresh_from_db(fields=["ended_at"])
+    return session
