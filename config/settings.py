@@ -244,6 +244,10 @@ CALLS_EVENT_CONSUMERS: list[str] = [
     "appointments.events.on_event",  # the appointment follows its call (no-show, completed)
 ]
 
+# Calls tokens minted under a grant (a patient's join link, an app session) live while this
+# says the grant does (calls/tokens.py `grant_is_live`).
+CALLS_TOKEN_GRANT_CHECK = "appointments.links.grant_is_live"  # noqa: S105 - a function path
+
 # The scheduler sleeps until the next due action, never longer than this (seconds); a new
 # nearer action wakes it at once (PostgreSQL NOTIFY, or in-process).
 CALLS_SCHEDULER_MAX_SLEEP = env.float("CALLS_SCHEDULER_MAX_SLEEP", default=1.0)

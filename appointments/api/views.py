@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from appointments import selectors
 from appointments.joining import join_info
+from appointments.links import session_grant
 from appointments.models import Appointment, Patient
 from appointments.services.patient_sessions import patient_session_end
 from appointments.services.sign_in_codes import patient_sign_in_code_redeem
@@ -302,7 +303,12 @@ class JoinInfoView(PatientAPIView):
     )
     def get(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
-        info = join_info(patient=self.patient, appointment=appointment, now=timezone.now())
+        info = join_info(
+            patient=self.patient,
+            appointment=appointment,
+            now=timezone.now(),
+            grant=session_grant(request.auth),  # signing out revokes the token
+        )
         info["join_url"] = request.build_absolute_uri(info["join_url"])
         return Response(JoinInfoSerializer(info).data)
 

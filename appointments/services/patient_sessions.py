@@ -12,8 +12,10 @@ from django.utils import timezone
 
 from appointments.models import Patient, PatientSession
 
-# Ended and expired sessions stay this long, then go when the patient next signs in.
-SESSION_KEEP = timedelta(days=1)
+# Ended and expired sessions stay this long, then go when the patient next signs in: longer
+# than a calls token minted under the session lives (`joining.TOKEN_MAX_SECONDS`, a day), as
+# such a token dies with its session's row (`links.grant_is_live`).
+SESSION_KEEP = timedelta(days=2)
 
 
 def patient_session_start(*, patient: Patient, lifetime: timedelta) -> PatientSession:

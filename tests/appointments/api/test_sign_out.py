@@ -73,6 +73,6 @@ def test_old_sessions_are_pruned_at_the_next_sign_in(api, patient, frozen):
     ended.post(f"{BASE}/auth/sign-out")
     api(patient)  # expires in an hour
     assert PatientSession.objects.filter(patient=patient).count() == 2
-    frozen.shift(timedelta(days=1, hours=2))
+    frozen.shift(timedelta(days=2, hours=2))
     api(patient)
     assert PatientSession.objects.filter(patient=patient).count() == 1
