@@ -38,6 +38,9 @@ def patient_api_only(endpoints: list[tuple[str, str, str, Any]]) -> list:
 SCHEMA_SETTINGS: dict[str, Any] = {
     "DESCRIPTION": DESCRIPTION,
     "PREPROCESSING_HOOKS": ["appointments.api.schema.patient_api_only"],
+    # Request shapes apart from responses: they carry `minLength` for required text and
+    # `additionalProperties: false` (`serializers.StrictSerializer`).
+    "COMPONENT_SPLIT_REQUEST": True,
     "TAGS": [
         {"name": "sign-in", "description": "One-time code by email, then an access token."},
         {"name": "profile", "description": "The signed-in patient."},

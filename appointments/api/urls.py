@@ -37,5 +37,5 @@ v1 = [
 
 urlpatterns = [
     path("v1/", include(v1)),
-    re_path(r"^.*$", not_found_view),
+    re_path(r"^[\s\S]*\Z", not_found_view),  # any path, with newlines too
 ]

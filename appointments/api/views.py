@@ -6,6 +6,7 @@ so another patient's appointment or device is a 404, never a 403.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, ClassVar
 
 from django.utils import timezone
@@ -57,7 +58,10 @@ def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
 
 
-E400 = _error("`invalid`: the input is wrong; `fields` says where.")
+E400 = _error(
+    "`invalid`: the input is wrong (a value, an unknown field or an unknown query parameter); "
+    "`fields` says where."
+)
 E401 = _error("`not_authenticated`: no, an invalid, an expired or a revoked access token.")
 E404 = _error("`not_found`: no such object among yours (another patient's looks the same).")
 E409 = _error("`conflict`: the appointment is no longer open (cancelled or finished).")
@@ -91,9 +95,17 @@ class PatientAPIView(APIView):
     renderer_classes: ClassVar[list] = [JSONRenderer]
     parser_classes: ClassVar[list] = [JSONParser]
     throttle_classes: ClassVar[list] = []
+    # The query parameters the endpoint takes; any other is a 400 (as its schema says).
+    query_parameters: ClassVar[frozenset[str]] = frozenset()
 
     def get_exception_handler(self) -> Any:
         return exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication first: 401 before 400
+        unknown = sorted(set(request.query_params) - self.query_parameters)
+        if unknown:
+            raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
 
     @property
     def patient(self) -> Patient:
@@ -210,7 +222,7 @@ class SignOutView(PatientAPIView):
             "stay signed in. A token that is already signed out is 401."
         ),
         request=None,
-        responses={204: None, 401: E401},
+        responses={204: None, 400: E400, 401: E401},
     )
     def post(self, request: Request) -> Response:
         patient_session_end(session=request.auth)
@@ -227,7 +239,7 @@ class MeView(PatientAPIView):
         operation_id="me_retrieve",
         summary="My profile",
         description="The signed-in patient and their clinic.",
-        responses={200: MeSerializer, 401: E401},
+        responses={200: MeSerializer, 400: E400, 401: E401},
     )
     def get(self, request: Request) -> Response:
         # The patient and their clinic come with the authentication (one query).
@@ -238,13 +250,42 @@ class MeView(PatientAPIView):
 
 
 class AppointmentPagination(LimitOffsetPagination):
+    """`limit` (1 to 100, default 20) and `offset` (0 to MAX_OFFSET): anything else is a 400,
+    as the schema says (DRF's own pagination would quietly use its defaults)."""
+
     default_limit = 20
     max_limit = 100
+    MAX_OFFSET = 1_000_000
+
+    def _param(self, request: Request, name: str, default: int, least: int, most: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        if not re.fullmatch(r"[0-9]{1,7}", raw) or not least <= int(raw) <= most:
+            raise ValidationError({name: [f"Enter a whole number from {least} to {most}."]})
+        return int(raw)
+
+    def get_limit(self, request: Request) -> int:
+        return self._param(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return self._param(request, self.offset_query_param, 0, 0, self.MAX_OFFSET)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": 20},
+            self.offset_query_param: {"minimum": 0, "maximum": self.MAX_OFFSET, "default": 0},
+        }
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters
 
 
 class AppointmentListView(PatientAPIView, generics.GenericAPIView):
     serializer_class = AppointmentSerializer
     pagination_class = AppointmentPagination
+    query_parameters = frozenset({"scope", "limit", "offset"})
 
     @extend_schema(
         tags=["appointments"],
@@ -258,7 +299,8 @@ class AppointmentListView(PatientAPIView, generics.GenericAPIView):
         responses={200: AppointmentSerializer(many=True), 400: E400, 401: E401},
     )
     def get(self, request: Request) -> Response:
-        query = AppointmentListQuerySerializer(data=request.query_params)
+        # A plain dict: DRF would take an empty `scope=` from a QueryDict for its default.
+        query = AppointmentListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         appointments = selectors.patient_appointments(
             patient=self.patient,
@@ -279,7 +321,7 @@ class AppointmentDetailView(PatientAPIView):
             "never shown. Another patient's appointment is 404."
         ),
         parameters=[APPOINTMENT_ID],
-        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404},
+        responses={200: AppointmentDetailSerializer, 400: E400, 401: E401, 404: E404},
     )
     def get(self, request: Request, appointment_id: str) -> Response:
         return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
@@ -299,7 +341,7 @@ class JoinInfoView(PatientAPIView):
             "sign-in: the link itself is the key; it expires some hours after the appointment)."
         ),
         parameters=[APPOINTMENT_ID],
-        responses={200: JoinInfoSerializer, 401: E401, 404: E404},
+        responses={200: JoinInfoSerializer, 400: E400, 401: E401, 404: E404},
     )
     def get(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
@@ -324,7 +366,13 @@ class CheckInView(PatientAPIView):
         ),
         parameters=[APPOINTMENT_ID],
         request=None,
-        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404, 409: E409},
+        responses={
+            200: AppointmentDetailSerializer,
+            400: E400,
+            401: E401,
+            404: E404,
+            409: E409,
+        },
     )
     def post(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
@@ -343,7 +391,13 @@ class CancelRequestView(PatientAPIView):
         ),
         parameters=[APPOINTMENT_ID],
         request=None,
-        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404, 409: E409},
+        responses={
+            200: AppointmentDetailSerializer,
+            400: E400,
+            401: E401,
+            404: E404,
+            409: E409,
+        },
     )
     def post(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
@@ -360,7 +414,8 @@ class DeviceListView(PatientAPIView):
         operation_id="devices_create",
         summary="Register a push device",
         description=(
-            "A Web Push subscription (`token` = its https endpoint, `keys` required), an APNs "
+            "A Web Push subscription (`token` = its endpoint, a public https URL: others are "
+            "400 on `token`; `keys` required), an APNs "
             "token (`apns`, or `apns_voip` for PushKit) or an FCM token. Registering a token "
             "again re-activates it and returns the same id; a token registered by someone else "
             "moves to the signed-in patient (the phone changed hands)."
@@ -390,7 +445,7 @@ class DeviceDetailView(PatientAPIView):
         parameters=[
             OpenApiParameter("device_id", int, OpenApiParameter.PATH, description="Device id.")
         ],
-        responses={204: None, 401: E401, 404: E404},
+        responses={204: None, 400: E400, 401: E401, 404: E404},
     )
     def delete(self, request: Request, device_id: int) -> Response:
         device_remove(user_id=self.patient.call_user_id, device_id=device_id)
