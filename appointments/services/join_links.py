@@ -9,6 +9,7 @@ from appointments.models import CALL_TYPE, Appointment, StaffMember
 from calls.capabilities import SERVER
 from calls.outbox.queue import enqueue
 from calls.services.moderation import call_kick_user
+from calls.services.users import user_tokens_recheck
 
 from .booking import appointment_locked
 
@@ -28,7 +29,8 @@ def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, bas
 def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Appointment:
     """A new join link for the patient (the old one went to the wrong person, or was
     forwarded): the old link stops working at once, and so do the calls tokens minted from it
-    (their grant is the link's version: `links.grant_is_live`), and whoever is in the call or
+    (their grant is the link's version: `links.grant_is_live`; open sockets re-check), and
+    whoever is in the call or
     its lobby as the patient is put out (the patient comes back with the new link, or the app).
     The patient's app stays signed in, and its calls tokens keep working."""
     with transaction.atomic():
@@ -37,6 +39,8 @@ def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Ap
             raise ValidationError("This appointment is over: its link no longer works anyway.")
         appointment.link_version += 1
         appointment.save(update_fields=["link_version", "updated_at"])
+        # Sockets opened with the old link's tokens check them again, and close.
+        user_tokens_recheck(user_id=appointment.patient.call_user_id)
         call_kick_user(
             actor=SERVER,
             type_name=CALL_TYPE,

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from appointments.models import Patient, PatientSession
+from calls.services.users import user_tokens_recheck
 
 # Ended and expired sessions stay this long, then go when the patient next signs in: longer
 # than a calls token minted under the session lives (`joining.TOKEN_MAX_SECONDS`, a day), as
@@ -29,8 +30,14 @@ def patient_session_start(*, patient: Patient, lifetime: timedelta) -> PatientSe
 
 
 def patient_session_end(*, session: PatientSession) -> PatientSession:
-    """Sign-out: the session's tokens stop working at once. Ending it twice changes nothing."""
+    """Sign-out: the session's tokens stop working at once, and so do the calls tokens minted
+    under it (`links.grant_is_live`; open sockets re-check). Ending it twice changes nothing."""
     now = timezone.now()
-    PatientSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(ended_at=now)
+    with transaction.atomic():
+        ended = PatientSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(
+            ended_at=now
+        )
+        if ended:
+            user_tokens_recheck(user_id=session.patient.call_user_id)
     session.refresh_from_db(fields=["ended_at"])
     return session

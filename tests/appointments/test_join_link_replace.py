@@ -18,6 +18,7 @@ from appointments import links
 from appointments.api import auth
 from appointments.services.join_links import appointment_link_replace
 from calls.errors import CallsError
+from calls.models import CallEvent
 from calls.tokens import mint_user_token, verify
 from tests.factories import START, make_appointment
 
@@ -95,6 +96,25 @@ def test_signing_out_revokes_the_apps_calls_tokens(appointment, patient):
     assert not token_works(phone_token)
     assert token_works(tablet_token)
     assert token_works(page)
+
+
+def user_updates(patient) -> int:
+    return CallEvent.objects.filter(
+        type="user.updated", payload__user__id=patient.call_user_id
+    ).count()
+
+
+def test_replacing_the_link_and_signing_out_make_open_sockets_check_their_tokens(
+    appointment, doctor, patient
+):
+    """Sockets re-run `tokens.verify` on a `user.updated` of their user (tested in calls):
+    a socket opened with a token whose grant ended then closes."""
+    before = user_updates(patient)
+    appointment_link_replace(appointment=appointment, by=doctor)
+    assert user_updates(patient) == before + 1
+    app = app_for(patient)
+    assert app.post(f"{API}/auth/sign-out").status_code == 204
+    assert user_updates(patient) == before + 2
 
 
 @pytest.mark.parametrize(

@@ -185,12 +185,13 @@ CASES = [
         id="link-send",
     ),
     # the lock and the new version (2) (the old link's calls tokens die with its version);
-    # the kick: call, users (2), participants, event (5); two atomic blocks
+    # sockets re-check: user, event (2); the kick: call, users (2), participants, event (5);
+    # three atomic blocks
     pytest.param(
         "post",
         page("appointment_link_replace", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 7 + 2 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 9 + 3 * ATOMIC,
         id="link-replace",
     ),
     # the staff member's calls user (1); the ring: call lock, members, rings so far, new rings,

@@ -76,3 +76,11 @@ def test_old_sessions_are_pruned_at_the_next_sign_in(api, patient, frozen):
     frozen.shift(timedelta(days=2, hours=2))
     api(patient)
     assert PatientSession.objects.filter(patient=patient).count() == 1
+
+
+def test_sign_out_query_count(api, patient, django_assert_num_queries):
+    client = api(patient)
+    # the session with its patient (1); the end, a savepoint around it (3); the sockets'
+    # re-check: its savepoint, the calls user, the event (4); the session read back (1)
+    with django_assert_num_queries(9):
+        assert client.post(f"{BASE}/auth/sign-out").status_code == 204
