@@ -205,10 +205,11 @@ def rate_reset(limit: Limit, subject: str) -> None:
 
 
 def limit_code_request(request: HttpRequest, email: str) -> None:
-    """The limits of `POST auth/code`, widest first."""
-    rate_limit(GLOBAL_CODE_REQUESTS, EVERYONE)
+    """The limits of `POST auth/code`. The global count comes last, so that requests already
+    refused per IP or per address do not use up everyone's allowance."""
     rate_limit(IP_CODE_REQUESTS, client_ip(request))
     rate_limit(CODE_REQUESTS, canonical_email(email))
+    rate_limit(GLOBAL_CODE_REQUESTS, EVERYONE)
 
 
 def limit_code_attempt(request: HttpRequest, email: str) -> None:

@@ -178,6 +178,13 @@ def test_successes_do_not_open_the_circuit(api, kristin, settings):
         assert exchange(api(), code, **from_ip(f"198.51.100.{i}")).status_code == 200
 
 
+def test_one_client_refused_per_ip_does_not_use_up_everyones_code_requests(api, settings):
+    settings.PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS = 30
+    for i in range(40):  # 20 accepted, then refused per IP: those do not count in all
+        ask_code(api(), f"p{i}@example.com", **from_ip("198.51.100.7"))
+    assert ask_code(api(), "someone@example.com", **from_ip("203.0.113.9")).status_code == 202
+
+
 def test_too_many_code_requests_in_all_are_throttled(api, settings):
     settings.PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS = 3
     statuses = [
