@@ -1,5 +1,10 @@
 """Admin for clinics, staff, patients and appointments. Writes go through the services, so an
-appointment and its call never disagree, whichever screen changed them."""
+appointment and its call never disagree, whichever screen changed them.
+
+Superusers see every clinic. A clinic admin (`ClinicMembership.Role.ADMIN`, given the admin site
+by `services.staff`) sees only the clinics they administer: every list, every change page and
+every choice of clinic, patient or staff is limited to them (`ClinicScoped`). Opening a patient
+or an appointment is audited."""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms.models import construct_instance
 from django.http import HttpRequest
+
+from audit.record import Action, record
 
 from .models import Appointment, AppointmentMember, Clinic, ClinicMembership, Patient, StaffMember
 from .services.booking import (
@@ -26,14 +33,103 @@ from .services.staff import staff_create
 from .services.status import appointment_call_action
 
 
+def admin_clinic_ids(request: HttpRequest) -> list[int] | None:
+    """The clinics the signed-in user administers (None: all of them, a superuser)."""
+    if request.user.is_superuser:
+        return None
+    cache = request.__dict__
+    if "_admin_clinic_ids" not in cache:
+        cache["_admin_clinic_ids"] = list(
+            ClinicMembership.objects.filter(
+                staff__user=request.user, role=ClinicMembership.Role.ADMIN
+            ).values_list("clinic_id", flat=True)
+        )
+    return cache["_admin_clinic_ids"]
+
+
+class ClinicScoped(admin.ModelAdmin):
+    """Rows, and the choices of related clinics, patients and staff, limited to the clinics
+    the user administers. `clinic_path` leads from the model to its clinic."""
+
+    clinic_path = "clinic"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        qs = super().get_queryset(request)
+        ids = admin_clinic_ids(request)
+        if ids is None:
+            return qs
+        return qs.filter(**{f"{self.clinic_path}__in": ids}).distinct()
+
+    def scope_choices(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        ids = admin_clinic_ids(request)
+        if ids is None:
+            return queryset
+        model = queryset.model
+        if model is Clinic:
+            return queryset.filter(pk__in=ids)
+        if model is Patient:
+            return queryset.filter(clinic__in=ids)
+        if model is StaffMember:
+            return queryset.filter(memberships__clinic__in=ids).distinct()
+        return queryset.none()
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if field is not None and hasattr(field, "queryset"):
+            field.queryset = self.scope_choices(request, field.queryset)
+        return field
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        scope = self.scope_choices
+
+        class Scoped(form):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, **kw)
+                for field in self.fields.values():
+                    if isinstance(field, forms.ModelChoiceField):
+                        field.queryset = scope(request, field.queryset)
+
+        Scoped.__name__ = form.__name__
+        return Scoped
+
+
+class AuditedChangeView(admin.ModelAdmin):
+    """Opening a row's change page is a view of patient data: audit it."""
+
+    audit_object_type = ""
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            obj = self.get_object(request, object_id)
+            record(
+                action=Action.APPOINTMENT_VIEWED
+                if self.audit_object_type == "appointment"
+                else Action.PATIENT_VIEWED,
+                clinic=obj.clinic.slug if obj is not None else "",
+                object_type=self.audit_object_type,
+                object_id=object_id,
+            )
+        return response
+
+
 @admin.register(Clinic)
-class ClinicAdmin(admin.ModelAdmin):
+class ClinicAdmin(ClinicScoped):
+    clinic_path = "pk"
+
     list_display = ["name", "slug", "time_zone", "created_at"]
     search_fields = ["name", "slug"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The slug is the calls team id of every appointment of the clinic: fixed once made.
         return ["slug"] if obj else []
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # New clinics are a superuser's matter.
+        return request.user.is_superuser
 
 
 class ClinicMembershipInline(admin.TabularInline):
@@ -42,6 +138,12 @@ class ClinicMembershipInline(admin.TabularInline):
     fields = ["clinic", "role"]
     readonly_fields = ["clinic", "role"]
     can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # A clinic admin sees a shared colleague's memberships of their own clinics only.
+        ids = admin_clinic_ids(request)
+        qs = super().get_queryset(request)
+        return qs if ids is None else qs.filter(clinic__in=ids)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -59,10 +161,11 @@ class StaffCreationForm(forms.ModelForm):
 
 
 @admin.register(StaffMember)
-class StaffMemberAdmin(admin.ModelAdmin):
+class StaffMemberAdmin(ClinicScoped):
+    clinic_path = "memberships__clinic"
     list_display = ["display_name", "user", "call_user"]
     search_fields = ["display_name", "user__username"]
-    list_filter = ["memberships__clinic", "memberships__role"]
+    list_filter = [("memberships__clinic", admin.RelatedOnlyFieldListFilter), "memberships__role"]
     readonly_fields = ["user", "call_user"]
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> list:
@@ -95,9 +198,10 @@ class StaffMemberAdmin(admin.ModelAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(AuditedChangeView, ClinicScoped):
+    audit_object_type = "patient"
     list_display = ["name", "clinic", "email", "phone", "time_zone"]
-    list_filter = ["clinic"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "email", "phone"]
     fields = ["clinic", "name", "email", "phone", "time_zone", "preferred_language"]
     list_select_related = ["clinic"]
@@ -203,10 +307,11 @@ def _run(
 
 
 @admin.register(Appointment)
-class AppointmentAdmin(admin.ModelAdmin):
+class AppointmentAdmin(AuditedChangeView, ClinicScoped):
+    audit_object_type = "appointment"
     form = AppointmentForm
     list_display = ["id", "starts_at", "clinic", "patient", "status", "mode"]
-    list_filter = ["clinic", "status", "mode", "starts_at"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "status", "mode", "starts_at"]
     date_hierarchy = "starts_at"
     search_fields = ["id", "patient__name", "patient__email"]
     list_select_related = ["clinic", "patient"]

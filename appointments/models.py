@@ -112,6 +112,9 @@ class Patient(models.Model):
     phone = models.CharField(max_length=32, blank=True, default="")
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     preferred_language = models.CharField(max_length=16, blank=True, default="en")
+    # Set when the patient's personal data was erased (`services.patients.patient_erase`): the
+    # row stays, so their appointments and calls keep their history without identity.
+    erased_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

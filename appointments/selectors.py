@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from calls import selectors as call_selectors
 from calls.capabilities import Actor, capabilities_for
 from calls.models import Call, CallEvent
@@ -28,7 +29,10 @@ def staff_clinics(staff: StaffMember) -> QuerySet[Clinic]:
 
 
 def staff_clinic(staff: StaffMember, slug: str) -> Clinic:
-    clinic = staff_clinics(staff).filter(slug=slug).first()
+    """One of the staff member's clinics, with their role there as `staff_role`."""
+    clinic = (
+        staff_clinics(staff).filter(slug=slug).annotate(staff_role=F("memberships__role")).first()
+    )
     if clinic is None:
         raise Http404("No such clinic.")
     return clinic
@@ -196,3 +200,17 @@ def appointment_for_patient(*, patient: Patient, appointment_id: str) -> Appoint
     if appointment is None:
         raise Http404("No such appointment.")
     return appointment
+
+
+def clinic_audit_entries(*, clinic: Clinic) -> QuerySet[AuditEntry]:
+    """The clinic's audit trail, newest first: what happened to its data, and the sign-ins of
+    its staff and failed attempts on their accounts (which belong to no clinic)."""
+    staff_users = [
+        str(pk)
+        for pk in StaffMember.objects.filter(clinics=clinic).values_list("user_id", flat=True)
+    ]
+    return AuditEntry.objects.filter(
+        Q(clinic=clinic.slug)
+        | Q(clinic="", actor_kind=AuditEntry.ActorKind.STAFF, actor_id__in=staff_users)
+        | Q(clinic="", object_type="staff", object_id__in=staff_users)
+    ).order_by("-id")

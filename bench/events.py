@@ -123,6 +123,9 @@ def _server_env(*, eager: bool) -> dict[str, str]:
     env.update(
         {
             "DJANGO_DEBUG": "false",  # as in production: no query log
+            # Production must choose an email backend; the benchmark talks plain http locally.
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "SECURE_SSL_REDIRECT": "false",
             "SECRET_KEY": settings.SECRET_KEY,
             "CALLS_API_KEY": settings.CALLS_API_KEY,
             "CALLS_API_SECRET": settings.CALLS_API_SECRET,

@@ -166,6 +166,9 @@ def _env(settings_module: str) -> dict[str, str]:
         {
             "DJANGO_SETTINGS_MODULE": settings_module,
             "DJANGO_DEBUG": "false",  # as in production: no query log
+            # Production must choose an email backend; the benchmark talks plain http locally.
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "SECURE_SSL_REDIRECT": "false",
             "SECRET_KEY": settings.SECRET_KEY,
             "CALLS_API_KEY": settings.CALLS_API_KEY,
             "CALLS_API_SECRET": settings.CALLS_API_SECRET,

@@ -6,6 +6,16 @@ role for the cids it lists} — empty when the user is blocked. Server-side acto
 Teams: a team user reaches only calls of their teams; a teamless user only teamless calls (§6.1).
 An audio-only call (`video.enabled` off in its settings) grants nobody `send-video`.
 
+Least privilege (our rules, stricter than Stream's):
+- A call token (`call_cids`) reaches only the calls it lists, with its holder's capabilities
+  there; everything else (other calls, creating calls, the users directory, team sockets) is
+  403/17 (`in_scope`, `require_unscoped`). Stream's call tokens only add access.
+- Within a team, creating, ringing and notifying are staff acts: a user needs a staff role in
+  that team (`is_team_staff`: `teams_role[team]`, else the global role, in `STAFF_TEAM_ROLES`)
+  besides the grants. Teamless users and calls keep Stream's rules.
+- The users directory (`visible_users_q`): a user sees themselves, the users who share a call
+  with them, and every user of the teams where they are staff.
+
 The read rule (`can_read`) has its SQL form beside it (`readable_calls_q`), for lists.
 The join rule is `join_state`: every refusal to join (REST join, call socket, token minting,
 pages) derives from it.
@@ -16,17 +26,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 
 from .call_settings import effective
-from .models import Call, CallMember, CallType
-
-if TYPE_CHECKING:
-    from .models import CallUser
+from .errors import NotAllowed
+from .models import Call, CallMember, CallType, CallUser
 
 ALL_CAPABILITIES: tuple[str, ...] = (
     "block-users",
@@ -179,8 +186,64 @@ class Actor:
     def user_id(self) -> str | None:
         return self.user.id if self.user else None
 
+    @property
+    def is_call_scoped(self) -> bool:
+        """Acting with a call token: only the calls in `call_cids` are reachable."""
+        return bool(self.call_cids)
+
 
 SERVER = Actor()
+
+
+# --- least privilege: call tokens and staff -------------------------------------------------
+
+# A user's role in a team (Stream's `teams_role`, else their global role) that makes them staff
+# of that team. The clinic layer gives its staff's calls users `STAFF_TEAM_ROLE` in each of
+# their clinics; patients and guests have none.
+STAFF_TEAM_ROLE = "staff"
+STAFF_TEAM_ROLES = frozenset({STAFF_TEAM_ROLE, "admin"})
+
+
+def in_scope(actor: Actor, cid: str) -> bool:
+    """Is this call within the token's reach? A call token reaches only the calls it lists."""
+    return not actor.call_cids or cid in actor.call_cids
+
+
+def require_in_scope(actor: Actor, cid: str) -> None:
+    if not in_scope(actor, cid):
+        raise NotAllowed(f"a call token of user {actor.user_id} may not access call {cid}")
+
+
+def require_unscoped(actor: Actor, action: str) -> None:
+    """Anything that is not one of its own calls (creating a call, the users directory, a team's
+    events) is refused to a call token."""
+    if actor.is_call_scoped:
+        raise NotAllowed(f"a call token may only act on its own call, not {action}")
+
+
+def is_team_staff(actor: Actor, team: str | None) -> bool:
+    """Is the actor staff of this team (the server always is)? `teams_role[team]`, else the
+    global role, must be a staff role, and the team one of theirs."""
+    if actor.is_server:
+        return True
+    assert actor.user is not None  # noqa: S101
+    if team is None or team not in actor.teams:
+        return False
+    role = (actor.user.teams_role or {}).get(team) or actor.user.role
+    return role in STAFF_TEAM_ROLES
+
+
+def can_watch_team(actor: Actor, team: str) -> bool:
+    """May the actor subscribe to a team's events (each event still needs `can_read`)? The
+    server; a user of that team, not with a call token."""
+    return actor.is_server or (not actor.is_call_scoped and team in actor.teams)
+
+
+def can_call_out(actor: Actor, team: str | None) -> bool:
+    """May the actor start calls or ring / notify people in this team, as far as the team goes?
+    Within a team these are staff acts; teamless calls keep Stream's rules (the grants decide).
+    `can_create` and `can_ring` add the grants and the call token's scope."""
+    return team is None or is_team_staff(actor, team)
 
 
 def team_allows(actor: Actor, team: str | None) -> bool:
@@ -208,7 +271,11 @@ def capabilities_for(actor: Actor, call: Call, member: CallMember | None) -> lis
     """`own_capabilities` of the actor on the call, in Stream's enum order."""
     if actor.is_server:
         return list(ALL_CAPABILITIES)
-    if not team_allows(actor, call.team) or actor.user_id in (call.blocked_user_ids or []):
+    if (
+        not in_scope(actor, call.cid)
+        or not team_allows(actor, call.team)
+        or actor.user_id in (call.blocked_user_ids or [])
+    ):
         return []
     grants: dict[str, list[str]] = call.type.grants
     caps: set[str] = set()
@@ -259,6 +326,8 @@ def readable_calls_q(actor: Actor) -> Q:
             type_id__in=sorted(t for t, roles in readers.items() if roles & token_roles),
         )
     tenant = Q(team__in=sorted(actor.teams)) if actor.teams else Q(team__isnull=True)
+    if actor.call_cids:  # a call token reaches only its calls
+        tenant &= Q(cid__in=sorted(actor.call_cids))
     return tenant & q & ~_blocked_q(actor.user.id)
 
 
@@ -277,12 +346,66 @@ def _blocked_q(user_id: str) -> Q:
     return Q(pk__in=blocked)
 
 
-def can_create(actor: Actor, grants: dict[str, list[str]]) -> bool:
-    """Creating a call: there is no member row yet, so only the global role counts."""
+def can_create(actor: Actor, grants: dict[str, list[str]], team: str | None) -> bool:
+    """Creating a call in `team`: there is no member row yet, so only the global role's grant
+    counts; within a team only its staff create calls; a call token creates none."""
     if actor.is_server:
         return True
     assert actor.user is not None  # noqa: S101
-    return "create-call" in grants.get(actor.user.role, ())
+    return (
+        not actor.is_call_scoped
+        and "create-call" in grants.get(actor.user.role, ())
+        and can_call_out(actor, team)
+    )
+
+
+def can_ring(actor: Actor, call: Call, caps: list[str]) -> bool:
+    """Ringing or notifying the members of a call (RingCall, `ring` / `notify` on GetCall,
+    GetOrCreateCall and JoinCall): `read-call` there (so a call token only on its call), and
+    within a team only its staff. Stream has no capability for it; patients and guests must
+    not ring anybody."""
+    return actor.is_server or ("read-call" in caps and can_call_out(actor, call.team))
+
+
+# --- the users directory ---------------------------------------------------------------------
+
+
+def users_in_teams(teams: list[str]) -> Q:
+    """Users whose `teams` list contains any of these teams, on PostgreSQL (jsonb `?|`, which
+    matches string elements of an array) and on SQLite (json_each)."""
+    if not teams:
+        return Q(pk__in=[])
+    if connection.vendor == "postgresql":
+        return Q(teams__has_any_keys=teams)
+    placeholders = ", ".join(["%s"] * len(teams))
+    ids = CallUser.objects.filter(
+        pk__in=RawSQL(  # noqa: S611 - only placeholders are formatted in; values are params
+            "SELECT u.id FROM calls_calluser u, json_each(u.teams) t "  # noqa: S608
+            f"WHERE t.value IN ({placeholders})",
+            teams,
+        )
+    ).values("pk")
+    return Q(pk__in=ids)
+
+
+def visible_users_q(actor: Actor) -> Q:
+    """Which calls users the actor may see (QueryUsers), as a filter on users: the server, all;
+    a call token, none (403); a user, within their teams (§6.1): themselves, the users who
+    share a live call with them, and every user of the teams where they are staff."""
+    if actor.is_server:
+        return Q()
+    require_unscoped(actor, "the users directory")
+    assert actor.user is not None  # noqa: S101
+    tenant = users_in_teams(sorted(actor.teams)) if actor.teams else Q(teams=[])
+    my_calls = CallMember.objects.filter(
+        user_id=actor.user.id, call__deleted_at__isnull=True
+    ).values("call_id")
+    sharing = CallMember.objects.filter(call_id__in=my_calls).values("user_id")
+    staff_of = sorted(t for t in actor.teams if is_team_staff(actor, t))
+    seen = Q(pk=actor.user.id) | Q(pk__in=sharing) | users_in_teams(staff_of)
+    if not actor.teams and actor.user.role in STAFF_TEAM_ROLES:
+        seen = Q()  # staff of a teamless app: every teamless user
+    return tenant & seen
 
 
 # `call_end`'s reason when the max-duration timer ended the call.

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Prefetch, QuerySet
 
-from .capabilities import Actor, can_read, capabilities_for, team_allows
+from .capabilities import (
+    Actor,
+    can_read,
+    capabilities_for,
+    require_in_scope,
+    team_allows,
+    users_in_teams,
+    visible_users_q,
+)
 from .errors import InputError, NotAllowed, NotFound
 from .models import Call, CallEvent, CallMember, CallParticipant, CallType, CallUser
 
@@ -43,22 +49,6 @@ def members_base() -> QuerySet[CallMember]:
     return CallMember.objects.select_related("user")
 
 
-def users_in_teams(teams: list[str]) -> Q:
-    """Users whose `teams` list contains any of these teams, on PostgreSQL (jsonb `?|`, which
-    matches string elements of an array) and on SQLite (json_each)."""
-    if connection.vendor == "postgresql":
-        return Q(teams__has_any_keys=teams)
-    placeholders = ", ".join(["%s"] * len(teams))
-    ids = CallUser.objects.filter(
-        pk__in=RawSQL(  # noqa: S611 - only placeholders are formatted in; values are params
-            "SELECT u.id FROM calls_calluser u, json_each(u.teams) t "  # noqa: S608
-            f"WHERE t.value IN ({placeholders})",
-            teams,
-        )
-    ).values("pk")
-    return Q(pk__in=ids)
-
-
 def call_type_get(*, name: str) -> CallType:
     try:
         return CallType.objects.get(name=name)
@@ -75,7 +65,9 @@ def call_find(*, type_name: str, call_id: str) -> Call | None:
 
 
 def call_get(*, actor: Actor, type_name: str, call_id: str, for_update: bool = False) -> Call:
-    """The call the actor asks for, or NotFound / NotAllowed (team) errors."""
+    """The call the actor asks for, or NotFound / NotAllowed (team; another call than a call
+    token's, whether it exists or not) errors."""
+    require_in_scope(actor, f"{type_name}:{call_id}")
     qs = calls_base()
     if for_update:
         # Lock only the call row (the joined rows need no lock).
@@ -135,8 +127,10 @@ def users_query(
     *, actor: Actor, filter_conditions: dict, sort: list[dict] | None, limit: int, offset: int
 ) -> list[CallUser]:
     """QueryUsers: `id`, `role`, `name`, `language` ($eq/$in/$autocomplete) and `teams` ($in /
-    $eq / null). A user-side request is limited to the actor's teams (§6.1)."""
-    qs = CallUser.objects.all()
+    $eq / null). A user-side request sees what `capabilities.visible_users_q` lets it (its teams,
+    §6.1; people it shares a call with; its teams' users if it is their staff); a call token
+    none (403)."""
+    qs = CallUser.objects.filter(visible_users_q(actor))
     for field_name, cond in filter_conditions.items():
         ops = cond if isinstance(cond, dict) else {"$eq": cond}
         for op, value in ops.items():
@@ -165,8 +159,6 @@ def users_query(
                 qs = qs.filter(**{f"{column}__icontains": value})
             else:
                 raise InputError(f"unsupported operator {op}", fields={path: op})
-    if not actor.is_server:
-        qs = qs.filter(users_in_teams(sorted(actor.teams))) if actor.teams else qs.filter(teams=[])
     order = []
     for item in sort or []:
         column = _USER_SORT.get(str(item.get("field")))
@@ -208,7 +200,9 @@ def call_readable(*, actor: Actor, call_pk: int) -> bool:
 
 
 def call_pk_for_subscription(*, actor: Actor, cid: str) -> int:
-    """The call's pk, if the actor may read the call; NotFound / NotAllowed otherwise."""
+    """The call's pk, if the actor may read the call; NotFound / NotAllowed otherwise (a call
+    token: NotAllowed for any other cid, whether it exists or not)."""
+    require_in_scope(actor, cid)
     type_name, _, call_id = cid.partition(":")
     call = call_find(type_name=type_name, call_id=call_id) if call_id else None
     if call is None:

@@ -2,7 +2,9 @@
 
 Stream's JWTs (§2): HS256 with the API secret. A server token has no `user_id`; a user token
 names a calls user; a call token is a user token with `call_cids` (and optionally a `role`)
-for the calls it opens. The REST API (`calls.api.auth`), both WebSockets and the join pages
+for the calls it opens, and, unlike Stream's, for nothing else: the actor `verify` builds from
+it is call-scoped (`Actor.is_call_scoped`), and `calls.capabilities` refuses it everything
+outside those calls. The REST API (`calls.api.auth`), both WebSockets and the join pages
 use these functions directly; nobody else reads or writes a token.
 """
 
@@ -63,7 +65,8 @@ def mint_call_token(
 ) -> tuple[str, datetime] | None:
     """A token for one call, for a person the join rule admits now (`standing`, from
     `capabilities.join_state` for that person): None when it refuses them (too early, ended,
-    not allowed). Returns the token and when it expires."""
+    not allowed). Returns the token and when it expires. The token reaches only this call, with
+    the person's own capabilities there (`capabilities.in_scope`)."""
     if not standing.admits:
         return None
     token = mint_user_token(user_id, expires_in=expires_in, call_cids=[cid], grant=grant)

@@ -3,6 +3,12 @@
 uvicorn sends `lifespan.startup` in each worker process (its default `--lifespan auto`, and
 `serve`). Tests that run uvicorn inside the test process turn lifespan off, so the test
 process's collector is left alone.
+
+Shutdown needs nothing here: on SIGTERM uvicorn itself closes every WebSocket with 1012 (service
+restart) before it waits for connections, and `lifespan.shutdown` only comes after that wait.
+What bounds the wait is uvicorn's `--timeout-graceful-shutdown` (bin/web, `serve`): without
+it a socket whose client stopped reading keeps its unsent data, and the worker, forever
+(tests/test_web_process.py).
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ With no environment at all the app runs in its *embedded default*: SQLite, tasks
 development credentials. Production sets DJANGO_DEBUG=false, which makes the secrets mandatory.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -46,8 +48,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from here, not from a CDN
+    "axes",  # staff sign-in throttling (docs/security.md)
+    "django_otp",
+    "django_otp.plugins.otp_totp",  # staff two-factor authentication
+    "csp",
     "calls",
     "appointments",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -57,8 +64,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.sessions.IdleSessionMiddleware",  # idle and absolute session limits
+    "django_otp.middleware.OTPMiddleware",
+    "appointments.portal.security.TwoFactorMiddleware",  # verified before any staff page
+    "audit.middleware.AuditContextMiddleware",  # who and from where, for audit.record
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out sign-in
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -143,15 +156,109 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/patient/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # `check --deploy` would generate an OpenAPI schema of every URL, the calls API (Stream's
+    # wire format, which has no OpenAPI here) included, and warn about each of its views. The
+    # patient API's schema, the one served, is checked by its own tests.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
-# Patient sign-in codes go out by email; the development default prints them to the console.
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Sign-in codes and password resets go out by email. The development default prints them to
+# the console; with DEBUG off the backend must be chosen explicitly, and never the console (the
+# codes would end up in the worker's log).
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+if DEBUG:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=CONSOLE_EMAIL_BACKEND)
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="")
+    if not EMAIL_BACKEND or EMAIL_BACKEND == CONSOLE_EMAIL_BACKEND:
+        raise ImproperlyConfigured(
+            "EMAIL_BACKEND must be set with DJANGO_DEBUG=false (e.g. "
+            "django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST, EMAIL_PORT, "
+            "EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS); the console backend would "
+            "print sign-in codes into the log"
+        )
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="appointments@localhost")
+
+# ---- Staff sign-in and sessions (docs/security.md) -----------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username + address
+    "appointments.portal.security.StaffBackend",  # refuses the demo passwords with DEBUG off
+]
+# Lock out a username from one address after this many failures, for this long (the portal's
+# and the Django admin's sign-in forms alike). By username + address: an attacker cannot lock
+# a colleague out from elsewhere, and one address cannot guess forever.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # failures are recorded; successes need no row of their own
+# The client address is REMOTE_ADDR: behind a proxy, run uvicorn with --proxy-headers and
+# --forwarded-allow-ips (bin/web) so it is the real client's, never a header anyone can send.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+
+# Sessions end after SESSION_IDLE_TIMEOUT_SECONDS without a request, and at the latest
+# SESSION_MAX_AGE_SECONDS after sign-in (config.sessions).
+SESSION_IDLE_TIMEOUT_SECONDS = env.int("SESSION_IDLE_TIMEOUT_SECONDS", default=30 * 60)
+SESSION_MAX_AGE_SECONDS = env.int("SESSION_MAX_AGE_SECONDS", default=12 * 3600)
+SESSION_COOKIE_AGE = SESSION_MAX_AGE_SECONDS
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# Two-factor authentication (django-otp, TOTP): required for clinic admins and superusers,
+# optional for other staff (appointments.portal.security).
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Appointment Calls")
+
+# ---- HTTPS, cookies and the content security policy ----------------------------------------
+# Production (DEBUG off) defaults to HTTPS everywhere; the embedded default (http://127.0.0.1)
+# sets none of it. Behind a TLS-terminating proxy, uvicorn's --proxy-headers tells Django the
+# request was https (bin/web), or set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[])
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+if _proxy_ssl_header := env.str("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# django-csp: scripts and styles only from our origin (or with the page's nonce); the call page
+# needs camera and microphone (getUserMedia, no CSP directive), WebRTC and its WebSockets, which
+# 'self' covers (ws:/wss: to the page's own host); CSP_CONNECT_SRC adds other origins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF, *env.list("CSP_CONNECT_SRC", default=[])],
+        "media-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        **({"report-uri": [_report]} if (_report := env.str("CSP_REPORT_URI", default="")) else {}),
+    },
+}
+if env.bool("CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, None
+# ---- end of staff sign-in, sessions and HTTPS ----------------------------------------------
 
 # Redis is the broker in production; with no REDIS_URL tasks run in-process (embedded default).
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -194,6 +301,10 @@ CHANNEL_LAYERS = {
 # collections become rare (bench/events.py).
 # The app's name in the calls API's GET /api/v2/app.
 CALLS_APP_NAME = env.str("CALLS_APP_NAME", default="appointment-calls")
+
+# On SIGTERM, how long a web process lets open connections finish before it exits anyway
+# (bin/web passes the same variable to uvicorn; `manage.py serve` reads this).
+WEB_GRACEFUL_SHUTDOWN_SECONDS = env.int("WEB_GRACEFUL_SHUTDOWN_SECONDS", default=5)
 
 WEB_GC_FREEZE = env.bool("WEB_GC_FREEZE", default=True)
 WEB_GC_GEN0_THRESHOLD = env.int("WEB_GC_GEN0_THRESHOLD", default=10_000)
@@ -252,13 +363,28 @@ CALLS_TOKEN_GRANT_CHECK = "appointments.links.grant_is_live"  # noqa: S105 - a f
 # nearer action wakes it at once (PostgreSQL NOTIFY, or in-process).
 CALLS_SCHEDULER_MAX_SLEEP = env.float("CALLS_SCHEDULER_MAX_SLEEP", default=1.0)
 
+# Every record goes through one handler whose filter blanks secrets in URLs (join-link `?t=`,
+# socket `?token=`, codes, password-reset paths: config.log_filters). uvicorn's own loggers are
+# configured here too, so its access log (a request line per request, with the query string)
+# and its WebSocket lines go through the same filter: the app's settings are applied after
+# uvicorn's default logging config, in every worker (bin/web, `manage.py serve`).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "config.log_filters.RedactSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own default sends its records to a handler of its own too: ours only.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},  # propagates to "uvicorn"
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # ---- Push providers (calls.push) -----------------------------------------------------------
@@ -313,6 +439,12 @@ LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 # Attempts per delivery (408/429/5xx, timeouts, network errors) before it is dead, and the
 # timeout of each attempt (Stream's is 6 s).
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
+
+# Retention (calls.services.retention.retention_sweep, run by the scheduler's sweep): call
+# events older than this many days (once relayed) are deleted, with their deliveries; finished
+# push and webhook deliveries go sooner. 0 keeps them for ever.
+CALLS_EVENT_RETENTION_DAYS = env.int("CALLS_EVENT_RETENTION_DAYS", default=400)
+DELIVERY_RETENTION_DAYS = env.int("DELIVERY_RETENTION_DAYS", default=30)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=6.0)
 # Endpoint URLs must be https, except in development (DEBUG) or with this set (local receivers).
 WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)

@@ -5,7 +5,7 @@ from django.test import Client
 
 from calls.capabilities import SERVER
 from config import celery_app
-from tests.factories import NOW, ClinicFactory, make_patient, make_staff
+from tests.factories import NOW, ClinicFactory, login_verified, make_patient, make_staff
 
 
 @pytest.fixture
@@ -98,11 +98,12 @@ def other_patient(clinic):
 
 @pytest.fixture
 def client_for():
-    """`client_for(staff)`: a test client signed in as that staff member."""
+    """`client_for(staff)`: a test client signed in as that staff member (past the two-factor
+    step for those who must pass it: tests.factories.login_verified)."""
 
     def signed_in(staff) -> Client:
         client = Client()
-        client.force_login(staff.user)
+        login_verified(client, staff.user)
         return client
 
     return signed_in
@@ -114,6 +115,14 @@ def stranger_client():
     user = get_user_model().objects.create_user("nobody", "", "pw-test-1")
     client = Client()
     client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    """pytest-django's superuser client, past the two-factor step superusers must pass."""
+    client = Client()
+    login_verified(client, admin_user)
     return client
 
 

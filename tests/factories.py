@@ -96,3 +96,25 @@ def make_appointment(clinic=None, *, host=None, patient=None, starts_at=None, **
 # (12:00 in Paris, the clinic's zone; 07:00 in Recife, the patient's).
 NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
 START = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
+
+
+# --- staff sign-in ---------------------------------------------------------------------------
+
+
+def login_verified(client, user) -> None:
+    """Sign `user` in on a test client as a finished sign-in would: password, then (for those
+    who must: clinic admins, superusers) a verified TOTP device on the session."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from appointments.portal.security import two_factor_required
+
+    client.force_login(user)
+    if not two_factor_required(user):
+        return
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()

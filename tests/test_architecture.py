@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import grimp
 
-PACKAGES = ("calls", "appointments")
+PACKAGES = ("calls", "appointments", "audit")
 
 
 def _cycle(graph: grimp.ImportGraph) -> list[str] | None:

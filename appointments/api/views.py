@@ -33,6 +33,7 @@ from appointments.services.patient_sessions import patient_session_end
 from appointments.services.sign_in_codes import patient_sign_in_code_redeem
 from appointments.services.status import appointment_check_in, appointment_request_cancel
 from appointments.tasks import patient_send_sign_in_code
+from audit.record import ANONYMOUS, Action, Actor, client_ip, record
 from calls.services.devices import device_register, device_remove
 
 from . import auth
@@ -116,6 +117,21 @@ class PatientAPIView(APIView):
             patient=self.patient, appointment_id=appointment_id
         )
 
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
+        """A patient's successful read of their data goes to the audit trail."""
+        if request.method == "GET" and response.status_code == 200 and self.authentication_classes:
+            record(
+                action=Action.APPOINTMENT_VIEWED
+                if "appointment_id" in kwargs
+                else Action.PATIENT_VIEWED,
+                actor=Actor.patient(self.patient.pk),
+                clinic=self.patient.clinic.slug,
+                object_type="appointment" if "appointment_id" in kwargs else "patient",
+                object_id=kwargs.get("appointment_id", self.patient.pk),
+                ip=client_ip(request),
+            )
+        return super().finalize_response(request, response, *args, **kwargs)
+
 
 class PublicPatientAPIView(PatientAPIView):
     authentication_classes: ClassVar[list] = []
@@ -196,12 +212,26 @@ class TokenView(PublicPatientAPIView):
         if not matches:
             auth.code_attempt_failed()
             logger.info("sign-in code rejected")
+            record(
+                action=Action.SIGN_IN_FAILED,
+                actor=ANONYMOUS,
+                object_type="patient",
+                ip=client_ip(request),
+            )
             raise ValidationError({"code": ["The code is wrong or has expired."]})
         if len(matches) > 1:  # two clinics' codes coincide (one chance in a million)
             raise ValidationError({"clinic": ["This address is registered with several clinics."]})
         patient = matches[0]
         auth.code_attempt_succeeded(email)
         logger.info("patient %s signed in", patient.pk)
+        record(
+            action=Action.SIGNED_IN,
+            actor=Actor.patient(patient.pk),
+            clinic=patient.clinic.slug,
+            object_type="patient",
+            object_id=patient.pk,
+            ip=client_ip(request),
+        )
         return Response(
             {
                 "access_token": auth.access_token_for(patient),

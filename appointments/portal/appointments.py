@@ -16,9 +16,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from appointments import links, selectors
-from appointments.access import clinic_appointment, clinic_view
+from appointments.access import can_see_clinical, clinic_appointment, clinic_view
 from appointments.models import Appointment, AppointmentMember, Clinic, StaffMember
 from appointments.services import booking, guests, join_links, status
+from audit.record import Action, record
 from calls import realtime
 
 from .forms import AppointmentForm, attach_errors
@@ -61,7 +62,10 @@ def appointment_new(request: HttpRequest, *, staff: StaffMember, clinic: Clinic)
         clinic=clinic, staff=staff, patient_id=request.GET.get("patient"), now=timezone.now()
     )
     form = AppointmentForm(
-        request.POST if request.method == "POST" else None, clinic=clinic, initial=initial
+        request.POST if request.method == "POST" else None,
+        clinic=clinic,
+        initial=initial,
+        clinical=can_see_clinical(staff, clinic),
     )
     if request.method == "POST" and form.is_valid():
         appointment = _saved(
@@ -85,6 +89,7 @@ def appointment_edit(
         clinic=clinic,
         appointment=appointment,
         initial=AppointmentForm.initial_for_edit(booking=current),
+        clinical=can_see_clinical(staff, clinic),
     )
     if request.method == "POST" and form.is_valid():
         updated = _saved(
@@ -179,6 +184,12 @@ def appointment_detail(
     request: HttpRequest, *, staff: StaffMember, clinic: Clinic, appointment_id: str
 ) -> HttpResponse:
     appointment = clinic_appointment(staff, clinic, appointment_id)
+    record(
+        action=Action.APPOINTMENT_VIEWED,
+        clinic=clinic.slug,
+        object_type="appointment",
+        object_id=appointment.pk,
+    )
     context = {
         "clinic": clinic,
         "appointment": appointment,

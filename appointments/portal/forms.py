@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -15,6 +16,8 @@ from django.utils import timezone
 from appointments import selectors
 from appointments.models import Appointment, Clinic, Patient, StaffMember
 from appointments.services.booking import Booking
+from audit.models import AuditEntry
+from audit.record import Action
 
 TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
 
@@ -110,7 +113,9 @@ PATIENT_OPTIONS = 100
 
 
 class AppointmentForm(forms.Form):
-    """Schedule (no `appointment`) or edit an appointment of `clinic`."""
+    """Schedule (no `appointment`) or edit an appointment of `clinic`. Without `clinical`
+    (`access.can_see_clinical`) the form has no reason and notes: they are neither shown nor
+    written, and an edit keeps the appointment's own."""
 
     patient = PatientChoiceField(queryset=Patient.objects.none(), empty_label="Choose a patient")
     starts_at = forms.Field()  # replaced in __init__ (needs the clinic's time zone)
@@ -174,10 +179,15 @@ class AppointmentForm(forms.Form):
         *args: Any,
         clinic: Clinic,
         appointment: Appointment | None = None,
+        clinical: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        if not clinical:
+            del self.fields["reason"], self.fields["notes"]
+            self.initial.pop("reason", None)
+            self.initial.pop("notes", None)
         self.patient_choices: list[Patient] = []
         self.clinic = clinic
         self.appointment = appointment
@@ -281,8 +291,14 @@ class AppointmentForm(forms.Form):
 
     def booking(self, *, guests: list | None = None) -> Booking:
         patient = self.appointment.patient if self.appointment else self.cleaned_data["patient"]
+        kept: dict[str, str] = {}
+        if "reason" not in self.fields:
+            kept = {
+                "reason": self.appointment.reason if self.appointment else "",
+                "notes": self.appointment.notes if self.appointment else "",
+            }
         return Booking.from_data(
-            self.cleaned_data, clinic=self.clinic, patient=patient, guests=guests
+            self.cleaned_data, clinic=self.clinic, patient=patient, guests=guests, **kept
         )
 
 
@@ -341,3 +357,80 @@ class PatientForm(forms.Form):
         data = dict(self.cleaned_data)
         data["preferred_language"] = data["preferred_language"] or "en"
         return data
+
+
+# --- audit log -------------------------------------------------------------------------------
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters (all optional): a date range in the clinic's time zone, who,
+    what, and which record ("appointment k7x…" or "patient 12")."""
+
+    start = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    actor = forms.ChoiceField(required=False, label="Who")
+    action = forms.ChoiceField(
+        required=False, label="What", choices=[("", "Anything"), *Action.choices]
+    )
+    record = forms.CharField(
+        required=False,
+        max_length=64,
+        label="Record",
+        widget=forms.TextInput(attrs={"placeholder": "Code or patient no."}),
+    )
+
+    def __init__(self, *args: Any, clinic: Clinic, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.clinic = clinic
+        self.staff_names = {
+            str(s.user_id): s.display_name for s in selectors.clinic_staff(clinic=clinic)
+        }
+        self.fields["actor"].choices = [
+            ("", "Anyone"),
+            ("patient", "Patients"),
+            ("system", "The system"),
+            *((f"staff:{uid}", name) for uid, name in self.staff_names.items()),
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            self.add_error("end", "The end date is before the start date.")
+        return data
+
+    def filter(self, entries: Any) -> Any:
+        """The entries narrowed by the valid filters (invalid ones are shown on the form)."""
+        if not self.is_valid():
+            return entries.none()
+        data = self.cleaned_data
+        zone = zoneinfo.ZoneInfo(self.clinic.time_zone)
+        if data["start"]:
+            entries = entries.filter(at__gte=dt.datetime.combine(data["start"], dt.time.min, zone))
+        if data["end"]:
+            day_after = data["end"] + dt.timedelta(days=1)
+            entries = entries.filter(at__lt=dt.datetime.combine(day_after, dt.time.min, zone))
+        actor = data["actor"]
+        if actor.startswith("staff:"):
+            entries = entries.filter(
+                actor_kind=AuditEntry.ActorKind.STAFF, actor_id=actor.removeprefix("staff:")
+            )
+        elif actor:
+            entries = entries.filter(actor_kind=actor)
+        if data["action"]:
+            entries = entries.filter(action=data["action"])
+        wanted = data["record"].strip().lower()
+        if wanted:
+            kind, _, number = wanted.rpartition(" ")
+            entries = entries.filter(object_id=number)
+            if kind in ("appointment", "patient"):
+                entries = entries.filter(object_type=kind)
+        return entries
+
+    def query_string(self) -> str:
+        """The filters, to carry over to the other pages and the download."""
+        return urlencode({k: v for k, v in self.data.items() if k in self.fields and v})

@@ -9,12 +9,18 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from appointments import selectors
-from appointments.access import clinic_patient, clinic_view
+from appointments.access import clinic_admin_view, clinic_patient, clinic_view
 from appointments.models import Clinic, StaffMember
-from appointments.services.patients import patient_create, patient_update
+from appointments.services.patients import (
+    patient_create,
+    patient_erase,
+    patient_export,
+    patient_update,
+)
+from audit.record import Action, record
 
 from .forms import PatientForm, SearchForm, attach_errors
 from .pages import page
@@ -91,6 +97,17 @@ def patient_edit(
     request: HttpRequest, *, staff: StaffMember, clinic: Clinic, patient_id: int
 ) -> HttpResponse:
     patient = clinic_patient(staff, clinic, patient_id)
+    if request.method == "GET":
+        record(
+            action=Action.PATIENT_VIEWED,
+            clinic=clinic.slug,
+            object_type="patient",
+            object_id=patient.pk,
+        )
+    if patient.erased_at is not None:
+        return page(
+            request, staff, "portal/patient_erased.html", {"clinic": clinic, "patient": patient}
+        )
     form = PatientForm(
         request.POST if request.method == "POST" else None, clinic=clinic, patient=patient
     )
@@ -108,3 +125,36 @@ def patient_edit(
         "portal/patient_form.html",
         {"clinic": clinic, "form": form, "patient": patient},
     )
+
+
+@require_POST
+@clinic_admin_view
+def patient_data_export(
+    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, patient_id: int
+) -> HttpResponse:
+    """The patient's data as a JSON download (clinic admins; audited by the service)."""
+    patient = clinic_patient(staff, clinic, patient_id)
+    response = JsonResponse(
+        patient_export(patient=patient, by=staff), json_dumps_params={"indent": 2}
+    )
+    response["Content-Disposition"] = f'attachment; filename="patient-{patient.pk}.json"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@clinic_admin_view
+def patient_data_erase(
+    request: HttpRequest, *, staff: StaffMember, clinic: Clinic, patient_id: int
+) -> HttpResponse:
+    """GET asks for confirmation; POST erases the patient's personal data (clinic admins)."""
+    patient = clinic_patient(staff, clinic, patient_id)
+    if request.method == "POST":
+        try:
+            patient_erase(patient=patient, by=staff)
+        except ValidationError as exc:
+            messages.error(request, "Not erased: " + " ".join(exc.messages))
+            return redirect("portal:patient_edit", clinic.slug, patient.pk)
+        messages.success(request, "The patient's personal data is erased.")
+        return redirect("portal:patients", clinic.slug)
+    return page(request, staff, "portal/patient_erase.html", {"clinic": clinic, "patient": patient})

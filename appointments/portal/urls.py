@@ -6,7 +6,7 @@ from django.urls import include, path
 
 from appointments.join import views as join_views
 
-from . import appointments, patients, schedule
+from . import account, appointments, audit, patients, schedule
 
 app_name = "portal"
 
@@ -59,6 +59,10 @@ clinic_patterns = [
     path("patients/new/", patients.patient_new, name="patient_new"),
     path("patients/search.json", patients.patient_search, name="patient_search"),
     path("patients/<int:patient_id>/edit/", patients.patient_edit, name="patient_edit"),
+    path("patients/<int:patient_id>/export/", patients.patient_data_export, name="patient_export"),
+    path("patients/<int:patient_id>/erase/", patients.patient_data_erase, name="patient_erase"),
+    path("audit/", audit.audit_log, name="audit"),
+    path("audit/export.csv", audit.audit_export, name="audit_export"),
 ]
 
 urlpatterns = [
@@ -69,5 +73,15 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Staff accounts (account.py): the two-factor step, the password reset by email.
+    path("account/2fa/", account.two_factor, name="two_factor"),
+    path("account/password-reset/", account.password_reset, name="password_reset"),
+    path("account/password-reset/sent/", account.password_reset_done, name="password_reset_done"),
+    path(
+        "account/reset/<uidb64>/<token>/",
+        account.password_reset_confirm,
+        name="password_reset_confirm",
+    ),
+    path("account/reset/done/", account.password_reset_complete, name="password_reset_complete"),
     path("c/<slug:slug>/", include(clinic_patterns)),
 ]

@@ -4,7 +4,7 @@ transaction, so an appointment and its call never disagree."""
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
@@ -23,6 +23,7 @@ from appointments.models import (
     Patient,
     StaffMember,
 )
+from audit.record import Action, Actor, changed, record, snapshot
 from calls.capabilities import SERVER
 from calls.models import CallUser
 from calls.services.base import MemberSpec
@@ -293,7 +294,23 @@ def appointment_book(
             starts_at=appointment.starts_at,
             **_call_schedule(appointment),
         )
+        appointment_audit(Action.APPOINTMENT_CREATED, appointment, by=by)
         return appointment
+
+
+def appointment_audit(
+    action: str, appointment: Appointment, *, by: StaffMember | None, fields: Sequence[str] = ()
+) -> None:
+    """The audit entry of a change (ids and field names only); the actor is `by`, else the
+    request's."""
+    record(
+        action=action,
+        actor=Actor.staff(by.user_id) if by is not None else None,
+        clinic=appointment.clinic.slug,
+        object_type="appointment",
+        object_id=appointment.pk,
+        fields=fields,
+    )
 
 
 def booking_of(appointment: Appointment) -> Booking:
@@ -345,6 +362,7 @@ def appointment_update(
             raise ValidationError({"patient": "The patient of an appointment cannot change."})
         booking_validate(booking=booking, appointment=appointment, now=now)
         old_members = set(appointment.members.values_list("call_user_id", flat=True))
+        before = snapshot(appointment)
         _apply(appointment, booking)
         appointment.save()
         appointment.members.all().delete()
@@ -368,6 +386,10 @@ def appointment_update(
             settings_override=_call_settings(appointment),
             **_call_schedule(appointment),
         )
+        patient_user = appointment.patient.call_user_id
+        members_changed = old_members != {m.user_id for m in new_members} - {patient_user}
+        fields = changed(before, snapshot(appointment)) + (["members"] if members_changed else [])
+        appointment_audit(Action.APPOINTMENT_CHANGED, appointment, by=None, fields=fields)
         return appointment
 
 
@@ -383,4 +405,5 @@ def appointment_cancel(*, appointment: Appointment, by: StaffMember | None = Non
         appointment.cancelled_at = timezone.now()
         appointment.save()
         call_end(actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, reason="cancelled")
+        appointment_audit(Action.APPOINTMENT_CANCELLED, appointment, by=by, fields=["status"])
         return appointment

@@ -10,13 +10,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from appointments.models import CALL_TYPE, Appointment, AppointmentMember, StaffMember
+from audit.record import Action
 from calls.capabilities import SERVER
 from calls.services.base import MemberSpec
 from calls.services.calls import call_members_update
 from calls.services.moderation import call_kick_user
 from calls.services.users import UserSpec, user_tokens_revoke, users_upsert
 
-from .booking import appointment_locked
+from .booking import appointment_audit, appointment_locked
 
 # The video mesh carries four people well: the clinician, the patient and two guests.
 MAX_GUESTS = 2
@@ -65,6 +66,7 @@ def appointment_guest_invite(
                 MemberSpec(user_id=user.id, role=AppointmentMember.CALL_ROLES["guest"])
             ],
         )
+        appointment_audit(Action.APPOINTMENT_CHANGED, appointment, by=by, fields=["guests"])
         return member
 
 
@@ -93,3 +95,4 @@ def appointment_guest_remove(*, appointment: Appointment, by: StaffMember, membe
             actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, remove_members=[user_id]
         )
         user_tokens_revoke(user_id=user_id, minted_until=timezone.now())
+        appointment_audit(Action.APPOINTMENT_CHANGED, appointment, by=by, fields=["guests"])

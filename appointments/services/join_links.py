@@ -6,12 +6,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from appointments.models import CALL_TYPE, Appointment, StaffMember
+from audit.record import Action
 from calls.capabilities import SERVER
 from calls.outbox.queue import enqueue
 from calls.services.moderation import call_kick_user
 from calls.services.users import user_tokens_recheck
 
-from .booking import appointment_locked
+from .booking import appointment_audit, appointment_locked
 
 
 def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, base_url: str) -> None:
@@ -20,6 +21,7 @@ def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, bas
         raise ValidationError("This appointment is over: there is no link to send.")
     if not appointment.patient.email:
         raise ValidationError("The patient has no email address: copy the link instead.")
+    appointment_audit(Action.LINK_SENT, appointment, by=by)
     # By name (`appointments.tasks` imports these services; nothing imports it back).
     transaction.on_commit(
         lambda: enqueue("appointments.tasks.appointment_send_join_link", appointment.pk, base_url)
@@ -30,9 +32,9 @@ def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Ap
     """A new join link for the patient (the old one went to the wrong person, or was
     forwarded): the old link stops working at once, and so do the calls tokens minted from it
     (their grant is the link's version: `links.grant_is_live`; open sockets re-check), and
-    whoever is in the call or
-    its lobby as the patient is put out (the patient comes back with the new link, or the app).
-    The patient's app stays signed in, and its calls tokens keep working."""
+    whoever is in the call or its lobby as the patient is put out (the patient comes back with
+    the new link, or the app). The patient's app stays signed in, and its calls tokens keep
+    working."""
     with transaction.atomic():
         appointment = appointment_locked(appointment)
         if not appointment.is_open:
@@ -48,4 +50,5 @@ def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Ap
             user_id=appointment.patient.call_user_id,
             kicked_by_id=by.call_user_id,
         )
+        appointment_audit(Action.LINK_REPLACED, appointment, by=by)
         return appointment

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from appointments import selectors
 from appointments.models import CALL_TYPE, Appointment, StaffMember
+from audit.record import Action, Actor, record
 from calls.errors import CallsError
 from calls.services.live import call_end, call_go_live, call_stop_live
 from calls.services.ringing import call_ring
@@ -24,11 +25,27 @@ def appointment_check_in(*, appointment: Appointment) -> Appointment:
         appointment = appointment_locked(appointment)
         if not appointment.is_open:
             raise ValidationError("This appointment is no longer open.")
+        fields = [] if appointment.checked_in_at else ["checked_in_at"]
         appointment.checked_in_at = appointment.checked_in_at or timezone.now()
         if appointment.status == Appointment.Status.SCHEDULED:
             appointment.status = Appointment.Status.WAITING
+            fields.append("status")
         appointment.save()
+        _patient_audit(appointment, fields)
         return appointment
+
+
+def _patient_audit(appointment: Appointment, fields: list[str]) -> None:
+    """A change the patient made (from their app), when it changed something."""
+    if fields:
+        record(
+            action=Action.APPOINTMENT_CHANGED,
+            actor=Actor.patient(appointment.patient_id),
+            clinic=appointment.clinic.slug,
+            object_type="appointment",
+            object_id=appointment.pk,
+            fields=fields,
+        )
 
 
 def appointment_request_cancel(*, appointment: Appointment) -> Appointment:
@@ -37,8 +54,10 @@ def appointment_request_cancel(*, appointment: Appointment) -> Appointment:
         appointment = appointment_locked(appointment)
         if not appointment.is_open:
             raise ValidationError("This appointment is no longer open.")
+        fields = [] if appointment.cancel_requested_at else ["cancel_requested_at"]
         appointment.cancel_requested_at = appointment.cancel_requested_at or timezone.now()
         appointment.save()
+        _patient_audit(appointment, fields)
         return appointment
 
 

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from calls import filters, selectors, wire
-from calls.capabilities import capabilities_for
+from calls.capabilities import capabilities_for, require_in_scope
 from calls.errors import InputError, NotAllowed, NotFound
 from calls.models import ID_REGEX, Task
 from calls.services import base as call_base
@@ -567,6 +567,8 @@ class UnsupportedView(StreamView):
     """Pin, recording, HLS, RTMP, transcription, SIP, stats...: a well-formed 400/4 (§3.1)."""
 
     def dispatch_any(self, request: Request, **kwargs: Any) -> Response:
+        if "type" in kwargs and "id" in kwargs:  # a call token: its own call's paths only
+            require_in_scope(self.actor, f"{kwargs['type']}:{kwargs['id']}")
         raise InputError(f"{request.path} is not supported by this server")
 
     get = post = put = patch = delete = dispatch_any

@@ -22,7 +22,8 @@ Subscribing (client → server)
     `{"type": "subscribe", "cid": "appointment:abc", "last_event_id": 123}`: the call's events,
         if the user may read it (GetCall's rule: team + `read-call`, from calls.capabilities).
     `{"type": "subscribe_team", "team": "clinic-a", "last_event_id": 123}`: events of every
-        call of the team the user may read (user in the team, or a server token).
+        call of the team the user may read (user in the team, or a server token; never a call
+        token, which reaches only its own calls: `capabilities.can_watch_team`).
     `last_event_id` (optional): replay the outbox after that id, in id order, then go live.
         Without it, only events after the subscription. Either way the server answers with
         `{"type": "subscribed", "cid"|"team": ..., "last_event_id": N, "replayed": n}` once the

@@ -10,7 +10,8 @@ replays the outbox after that id *after* joining the group, so nothing falls bet
 replay and the live stream (a live event also replayed is dropped as a duplicate).
 
 Access: the same rule as GetCall, from the same code (`team_allows` + `capabilities_for`
-"read-call"). It is checked when a subscription is made; for team subscriptions once per
+"read-call"; a call token reaches only its own cids, and no team: `can_watch_team`). It is
+checked when a subscription is made; for team subscriptions once per
 call (cached); again whenever an event concerns the connected user's access to a call
 (member added / removed / updated, blocked, kicked, permissions), and for every subscription
 when the user changes (`user.updated`: teams, deactivation, token revocation), which also
@@ -48,7 +49,7 @@ except ImportError:  # another ASGI server
     ClientDisconnected = ConnectionError  # type: ignore[misc,assignment]
 
 from calls import selectors, tokens
-from calls.capabilities import Actor, team_allows
+from calls.capabilities import Actor, can_watch_team
 from calls.errors import AuthError, CallsError, InputError, NotAllowed, TokenExpired
 
 from . import fanout, groups
@@ -353,8 +354,8 @@ class EventsConsumer(JsonSocket):
             raise InputError("subscribe_team needs a `team`", fields={"team": "required"})
         after = _last_id(content)
         assert self.actor is not None  # noqa: S101
-        if not self.actor.is_server and team not in self.actor.teams:
-            raise NotAllowed(f"user {self.actor.user_id} is not in team {team}")
+        if not can_watch_team(self.actor, team):
+            raise NotAllowed(f"user {self.actor.user_id} may not watch team {team}")
         if team not in self.team_subs:
             self._check_room()
         await self._join(groups.team_group(team))
@@ -505,7 +506,7 @@ class EventsConsumer(JsonSocket):
             return
         self.actor = actor
         for team in list(self.team_subs):
-            if not team_allows(actor, team):
+            if not can_watch_team(actor, team):
                 await self.unsubscribe_team(
                     team,
                     reason=f"user {actor.user_id} is no longer in team {team}",

@@ -26,7 +26,7 @@ from calls.models import DueAction
 from calls.outbox import relay, webhooks
 from calls.outbox.events import event_emit
 from calls.outbox.push import delivery as push_delivery
-from calls.services import live, ringing, sessions
+from calls.services import live, retention, ringing, sessions
 
 from .due import NOTIFY_CHANNEL, should_go_live, wake_up
 
@@ -244,6 +244,7 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                     sessions.participants_sweep()
                     push_delivery.sweep()
                     webhooks.sweep()
+                    retention.retention_sweep_if_due()
                     last_sweep = time.monotonic()
                     next_sweep = last_sweep + max_sleep
                     wait = seconds_until_next()

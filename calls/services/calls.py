@@ -15,8 +15,10 @@ from calls.capabilities import (
     Actor,
     can_create,
     can_read,
+    can_ring,
     capabilities_for,
     join_state,
+    require_in_scope,
     team_allows,
 )
 from calls.errors import InputError, NotAllowed
@@ -83,9 +85,10 @@ def _creator(
     """Who creates the call, with the team rules for user-side creation (§3.3, §6.1)."""
     if not actor.is_server:
         assert actor.user is not None  # noqa: S101
-        if not can_create(actor, call_type.grants):
+        if not can_create(actor, call_type.grants, team):
             raise NotAllowed(
                 f"user {actor.user.id} is not allowed to create {call_type.name} calls"
+                + (f" in team {team}" if team else "")
             )
         if actor.teams and team not in actor.teams:
             raise NotAllowed(
@@ -161,6 +164,7 @@ def call_get_or_create(
     for the same id meet at the unique constraint: the loser reads the winner's call.
     """
     answer = {"ring": ring, "notify": notify, "video": video, "members_limit": members_limit}
+    require_in_scope(actor, f"{type_name}:{call_id}")
     existing = selectors.call_find(type_name=type_name, call_id=call_id)
     if existing is not None:
         return _existing_call_view(actor=actor, call=existing, **answer)
@@ -318,6 +322,8 @@ def call_read(
     caps = capabilities_for(actor, call, member)
     if not can_read(actor, call, member):
         raise NotAllowed(f"user {actor.user_id} is not allowed to read call {call.cid}")
+    if (ring or notify) and not can_ring(actor, call, caps):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to ring or notify {call.cid}")
     if ring or notify:
         with transaction.atomic():
             locked = selectors.call_get(

@@ -10,13 +10,13 @@ from django.utils import timezone
 
 from calls import selectors, wire
 from calls.call_settings import effective
-from calls.capabilities import Actor
-from calls.errors import InputError
+from calls.capabilities import Actor, can_ring, capabilities_for
+from calls.errors import InputError, NotAllowed
 from calls.models import Call, CallMember, CallRing, CallUser
 from calls.outbox.events import event_emit
 from calls.scheduling.due import ring_timeout_clear, ring_timeout_set
 
-from .base import locked_call, require
+from .base import locked_call
 from .sessions import session_record_answer
 
 
@@ -181,7 +181,8 @@ def call_ring(
         )
         members = selectors.call_members(call=call)
         member = next((m for m in members if m.user_id == actor.user_id), None)
-        require(actor, call, member, "read-call")
+        if not can_ring(actor, call, capabilities_for(actor, call, member)):
+            raise NotAllowed(f"user {actor.user_id} is not allowed to ring {call.cid}")
         if call.ended_at is not None:
             raise InputError(f"call {call.cid} has ended and cannot ring")
         known = {m.user_id for m in members}

@@ -7,7 +7,9 @@ import importlib
 import pytest
 from django.apps import apps
 
-from calls.models import Call
+from appointments.services.staff import staff_set_membership
+from calls.capabilities import STAFF_TEAM_ROLE
+from calls.models import Call, CallUser
 from tests.factories import make_appointment
 
 pytestmark = pytest.mark.django_db
@@ -35,3 +37,44 @@ def test_calls_booked_before_the_rule_get_their_staff_join_ahead(clinic, doctor,
     assert _backstage(old)["hosts_join_ahead_seconds"] == 30 * 60
     assert _backstage(old)["join_ahead_time_seconds"] == old.lobby_opens_minutes * 60  # kept
     assert _backstage(edited)["hosts_join_ahead_seconds"] == 60  # already set: left alone
+
+
+staff_team_roles = importlib.import_module("appointments.migrations.0006_staff_team_roles")
+
+
+def test_staff_made_before_the_rule_become_staff_of_their_clinics_teams(
+    clinic, other_clinic, doctor, patient
+):
+    staff_set_membership(staff=doctor, clinic=other_clinic, role="coordinator")
+    CallUser.objects.filter(pk=doctor.call_user_id).update(teams_role={})  # as made before
+
+    staff_team_roles.forwards(apps, None)
+
+    assert CallUser.objects.get(pk=doctor.call_user_id).teams_role == {
+        "clinic-a": STAFF_TEAM_ROLE,
+        "clinic-b": STAFF_TEAM_ROLE,
+    }
+    assert CallUser.objects.get(pk=patient.call_user_id).teams_role == {}  # patients: none
+
+
+clinic_admins_admin_site = importlib.import_module(
+    "appointments.migrations.0008_clinic_admins_admin_site"
+)
+
+
+def test_clinic_admins_made_before_roles_reached_the_admin_get_it(clinic, doctor):
+    from django.contrib.auth import get_user_model
+
+    from appointments.models import ClinicMembership
+
+    # An admin as made before: the membership only, no admin site.
+    ClinicMembership.objects.filter(staff=doctor).update(role="admin")
+    get_user_model().objects.filter(pk=doctor.user_id).update(is_staff=False)
+    doctor.user.groups.clear()
+
+    clinic_admins_admin_site.forward(apps, None)
+
+    user = get_user_model().objects.get(pk=doctor.user_id)
+    assert user.is_staff
+    assert user.has_perm("appointments.change_appointment")
+    assert not user.has_perm("appointments.delete_appointment")

@@ -318,9 +318,9 @@ def test_today_page_query_count_does_not_grow_with_appointments(
     with CaptureQueriesContext(connection) as one:
         response = client.get(url)
     assert len(response.context["rows"]) == 1
-    # session, user, staff, clinic (by slug and membership), appointments (+ clinic, patient),
-    # their members (+ staff, call user), their calls, the header's clinics.
-    assert len(one) == 8, [q["sql"] for q in one.captured_queries]
+    # session, user, the two-factor step, staff, clinic (by slug and membership), appointments
+    # (+ clinic, patient), their members (+ staff, call user), their calls, the header's clinics.
+    assert len(one) == 9, [q["sql"] for q in one.captured_queries]
 
     for i in range(1, 20):
         book(i)
@@ -546,3 +546,103 @@ def test_outsider_cannot_edit_a_patient(patient, outsider, client_for):
         assert response.status_code == 404
     patient.refresh_from_db()
     assert patient.name == "Ana Lima"
+
+
+# --- roles over patient data -----------------------------------------------------------------
+# Coordinators schedule and see contact details, never the reason or notes; clinicians and
+# clinic admins see them (appointments.access.can_see_clinical).
+
+CLINICAL_REASON = "chest pain since Tuesday"
+CLINICAL_NOTES = "bring the ECG"
+
+
+@pytest.fixture
+def clinical(clinic, doctor, patient):
+    return make_appointment(
+        clinic,
+        host=doctor,
+        patient=patient,
+        starts_at=timezone.now() + dt.timedelta(hours=3),
+        reason=CLINICAL_REASON,
+        notes=CLINICAL_NOTES,
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "sees"), [("coordinator", False), ("clinician", True), ("admin", True)]
+)
+@pytest.mark.parametrize("page_name", ["appointment", "appointment_edit"])
+def test_the_reason_and_notes_follow_the_role(client_for, clinic, clinical, role, sees, page_name):
+    staff = make_staff(clinic, f"who-{role}", role=role)
+    html = client_for(staff).get(reverse(f"portal:{page_name}", args=[clinic.slug, clinical.pk]))
+    assert html.status_code == 200
+    content = html.content.decode()
+    assert (CLINICAL_REASON in content) is sees
+    assert (CLINICAL_NOTES in content) is sees
+    assert ('name="reason"' in content) is (sees and page_name == "appointment_edit")
+    # Contact details are for everyone who schedules.
+    if page_name == "appointment":
+        assert "ana@example.com" in content
+
+
+def _edit_form(appointment, **changes) -> dict:
+    local = timezone.localtime(appointment.starts_at, PARIS)
+    host = appointment.members.get(kind="host").staff_id
+    return {
+        "starts_at_0": f"{local:%Y-%m-%d}",
+        "starts_at_1": f"{local:%H:%M}",
+        "duration_minutes": appointment.duration_minutes,
+        "host": host,
+        "mode": "video",
+        "backstage_enabled": "on",
+        "staff_join_ahead_minutes": 15,
+        "lobby_opens_minutes": 10,
+        "ring_at_start": "on",
+        **changes,
+    }
+
+
+def test_a_coordinator_reschedules_without_touching_the_reason(client_for, coordinator, clinical):
+    url = reverse("portal:appointment_edit", args=["clinic-a", clinical.pk])
+    form = _edit_form(clinical, duration_minutes=40, reason="overwritten", notes="")
+    assert client_for(coordinator).post(url, form).status_code == 302
+    clinical.refresh_from_db()
+    assert clinical.duration_minutes == 40
+    assert (clinical.reason, clinical.notes) == (CLINICAL_REASON, CLINICAL_NOTES)
+
+
+def test_a_coordinator_books_without_a_reason(client_for, coordinator, doctor, patient):
+    starts = timezone.localtime(timezone.now() + dt.timedelta(days=2), PARIS)
+    form = {
+        "patient": patient.pk,
+        "starts_at_0": f"{starts:%Y-%m-%d}",
+        "starts_at_1": "09:00",
+        "duration_minutes": 20,
+        "host": doctor.pk,
+        "mode": "video",
+        "staff_join_ahead_minutes": 15,
+        "lobby_opens_minutes": 10,
+        "reason": "smuggled in",
+    }
+    response = client_for(coordinator).post(
+        reverse("portal:appointment_new", args=["clinic-a"]), form
+    )
+    assert response.status_code == 302
+    assert Appointment.objects.get().reason == ""
+
+
+def test_a_clinician_edits_the_reason(client_for, doctor, clinical):
+    url = reverse("portal:appointment_edit", args=["clinic-a", clinical.pk])
+    form = _edit_form(clinical, reason="follow-up", notes=CLINICAL_NOTES)
+    assert client_for(doctor).post(url, form).status_code == 302
+    clinical.refresh_from_db()
+    assert clinical.reason == "follow-up"
+
+
+def test_the_schedule_rows_carry_no_clinical_text(client_for, coordinator, doctor, clinical):
+    day = timezone.localtime(clinical.starts_at, PARIS).date().isoformat()
+    for staff in (coordinator, doctor):
+        url = reverse("portal:today_rows", args=["clinic-a"]) + f"?date={day}"
+        content = client_for(staff).get(url).content.decode()
+        assert "Ana Lima" in content
+        assert CLINICAL_REASON not in content

@@ -2,12 +2,14 @@
 are part of the contract). One appointment here; the schedule with many is test_portal.py's.
 
 Portal requests are `doctor`'s, signed in, with the clinic already remembered (no session
-write). Each starts with the same four queries, SIGNED_IN: the session, the user, their staff
-member, the URL's clinic among theirs; an appointment's page or button adds two, APPOINTMENT: the
+write). Each starts with the same five queries, SIGNED_IN: the session, the user, the
+two-factor step (appointments.portal.security), their staff member, the URL's clinic among
+theirs; an appointment's page or button adds two, APPOINTMENT: the
 appointment (with its clinic and patient, among the staff member's clinics) and its members. A
 full page ends with PAGE_FRAME: the staff member's clinics for the header. Services run in
 `transaction.atomic()`; inside a test's transaction each atomic block is a SAVEPOINT and its
-RELEASE, so each counts two (ATOMIC) here."""
+RELEASE, so each counts two (ATOMIC) here. What views or changes patient data, signs in or
+sends a link writes an audit entry, AUDIT: the chain's lock, its last row, the new row."""
 
 from __future__ import annotations
 
@@ -25,10 +27,13 @@ from tests.factories import START, make_appointment
 
 pytestmark = pytest.mark.django_db
 
-SIGNED_IN = 4
+SIGNED_IN = 5
+# What any request with a staff session costs before its view: session, user, two-factor step.
+STAFF_SESSION = 3
 APPOINTMENT = 2
 PAGE_FRAME = 1
 ATOMIC = 2
+AUDIT = 3
 
 
 @dataclass
@@ -101,7 +106,7 @@ CASES = [
         "post",
         page("appointment_new"),
         booking_form,
-        SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC,
+        SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT,
         id="new-post",
     ),
     # the call, its members, their users, events, attendance (5)
@@ -109,7 +114,7 @@ CASES = [
         "get",
         page("appointment", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 5 + PAGE_FRAME,
+        SIGNED_IN + APPOINTMENT + 5 + PAGE_FRAME + AUDIT,
         id="detail",
     ),
     # the booking's members (1) and the staff choices, read three times (3)
@@ -129,7 +134,7 @@ CASES = [
         "post",
         page("appointment_edit", appointment_id),
         booking_form,
-        SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC + AUDIT,
         id="edit-post",
     ),
     pytest.param(
@@ -145,7 +150,7 @@ CASES = [
         "post",
         page("appointment_cancel", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 2 + 9 + 2 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 2 + 9 + 2 * ATOMIC + AUDIT,
         id="cancel-post",
     ),
     # the staff member's calls user (1), the call with its type (1), their membership (1)
@@ -163,7 +168,7 @@ CASES = [
         "post",
         page("appointment_guest_invite", appointment_id),
         lambda v: {"name": "Jo Lima"},
-        SIGNED_IN + APPOINTMENT + 14 + 3 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 14 + 3 * ATOMIC + AUDIT,
         id="guest-invite",
     ),
     # the lock, the guest, its removal (3); the kick: call, users (2), participants, event
@@ -173,15 +178,15 @@ CASES = [
         "post",
         page("appointment_guest_remove", appointment_id, lambda v: v.guest.pk),
         None,
-        SIGNED_IN + APPOINTMENT + 16 + 4 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 16 + 4 * ATOMIC + AUDIT,
         id="guest-remove",
     ),
-    # nothing more: the email goes after commit, from a worker
+    # the audit entry; the email goes after commit, from a worker
     pytest.param(
         "post",
         page("appointment_link_send", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT,
+        SIGNED_IN + APPOINTMENT + AUDIT,
         id="link-send",
     ),
     # the lock and the new version (2) (the old link's calls tokens die with its version);
@@ -191,7 +196,7 @@ CASES = [
         "post",
         page("appointment_link_replace", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 9 + 3 * ATOMIC,
+        SIGNED_IN + APPOINTMENT + 9 + 3 * ATOMIC + AUDIT,
         id="link-replace",
     ),
     # the staff member's calls user (1); the ring: call lock, members, rings so far, new rings,
@@ -213,7 +218,7 @@ CASES = [
         "post",
         page("patient_new"),
         patient_form,
-        SIGNED_IN + 11 + 3 * ATOMIC,
+        SIGNED_IN + 11 + 3 * ATOMIC + AUDIT,
         id="patient-new-post",
     ),
     # the matching patients (1)
@@ -225,17 +230,18 @@ CASES = [
         "get",
         page("patient_edit", lambda v: v.patient.pk),
         None,
-        SIGNED_IN + 1 + PAGE_FRAME,
+        SIGNED_IN + 1 + PAGE_FRAME + AUDIT,
         id="patient-edit",
     ),
-    # the patient (1), the form's email check (1); the service's email check (1); full_clean:
+    # the patient (1), the form's email check (1); the stored patient, locked (1); the
+    # service's email check (1); full_clean:
     # the clinic, the calls user, the email (3), a constraint check (1); the update (1); the
     # calls user: lock, update, event (3); three atomic blocks
     pytest.param(
         "post",
         page("patient_edit", lambda v: v.patient.pk),
         patient_form,
-        SIGNED_IN + 11 + 3 * ATOMIC,
+        SIGNED_IN + 12 + 3 * ATOMIC + AUDIT,
         id="patient-edit-post",
     ),
 ]
@@ -253,27 +259,31 @@ def test_portal_query_counts(visit, method, url, data, queries, django_assert_nu
 def test_login_and_logout_query_counts(doctor, client, django_assert_num_queries):
     with django_assert_num_queries(0):  # the sign-in form
         assert client.get("/login/").status_code == 200
-    # the user (1), the new session: key check, insert (2), the last login (1), the session
-    # saved again (1); two atomic blocks
-    with django_assert_num_queries(5 + 2 * ATOMIC):
+    # the lockout check (1), the user (1), the new session: key check, insert (2), the
+    # username's failures cleared (2), the last login (1), the session saved again (1); two
+    # atomic blocks; the sign-in's audit entry
+    with django_assert_num_queries(8 + 2 * ATOMIC + AUDIT):
         response = client.post("/login/", {"username": "drhouse", "password": "pw-test-1"})
     assert response.status_code == 302
-    # the session (1), the user (1), the session read again and deleted (2)
-    with django_assert_num_queries(4):
+    # the session (1), the user (1), axes' look-up of the sign-in's attempts (1), the session
+    # read again and deleted (2)
+    with django_assert_num_queries(5):
         assert client.post("/logout/").status_code == 302
 
 
 def test_patient_join_page_query_count(visit, django_assert_num_queries):
     # the link: the appointment (with patient and clinic), its patient with their calls user,
-    # its members (3); join info: the call with its type, the patient's membership (2)
-    with django_assert_num_queries(5):
+    # its members (3); join info: the call with its type, the patient's membership (2); the
+    # visiting client's staff session (STAFF_SESSION)
+    with django_assert_num_queries(5 + STAFF_SESSION):
         response = visit.client.get(links.join_link_path(visit.appointment))
     assert response.status_code == 200
 
 
 def test_guest_join_page_query_count(visit, django_assert_num_queries):
     # the link: the guest with their appointment, calls user, clinic and patient (1); join
-    # info: the call with its type, the guest's membership (2)
-    with django_assert_num_queries(3):
+    # info: the call with its type, the guest's membership (2); the visiting client's staff
+    # session (STAFF_SESSION)
+    with django_assert_num_queries(3 + STAFF_SESSION):
         response = visit.client.get(links.guest_link_path(visit.guest))
     assert response.status_code == 200

@@ -7,7 +7,7 @@ from calls.capabilities import SERVER
 from calls.models import Call, CallEvent
 from calls.services.base import MemberSpec
 from calls.services.calls import call_get_or_create
-from tests.factories import CallUserFactory
+from tests.factories import CallUserFactory, login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def admin_client(client):
     user = get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client.force_login(user)
+    login_verified(client, user)
     return client
 
 

@@ -6,10 +6,16 @@ import pytest
 
 from calls.capabilities import (
     ALL_CAPABILITIES,
+    BUILTIN_GRANTS,
     SERVER,
+    STAFF_TEAM_ROLE,
     Actor,
+    can_create,
     can_read,
+    can_ring,
+    can_watch_team,
     capabilities_for,
+    is_team_staff,
     join_state,
     readable_calls_q,
 )
@@ -29,6 +35,60 @@ def test_server_has_every_capability():
     call = CallFactory()
     assert capabilities_for(SERVER, call, None) == list(ALL_CAPABILITIES)
     assert len(ALL_CAPABILITIES) == 36
+
+
+# --- least privilege: staff of a team, call tokens -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("persona", "staff", "creates", "rings", "watches"),
+    [
+        # Staff of clinic-a (the clinic layer's team role), with their portal's user token.
+        ("staff", True, True, True, True),
+        # The same staff member with a call token for the call: only that call, no creating.
+        ("staff call token", True, False, True, False),
+        # A patient (or guest) of clinic-a: the `user` grants, but not staff.
+        ("patient", False, False, False, True),
+        ("patient call token", False, False, False, False),
+        # The app's admin role counts as staff in each of their teams.
+        ("admin", True, True, True, True),
+        # Staff of clinic-b only: nothing in clinic-a.
+        ("other team's staff", False, False, False, False),
+    ],
+)
+def test_within_a_team_creating_ringing_are_staff_acts(persona, staff, creates, rings, watches):
+    call = CallFactory(team="clinic-a")  # `default`: the `user` role may create and read
+    users = {
+        "staff": CallUserFactory(teams=["clinic-a"], teams_role={"clinic-a": STAFF_TEAM_ROLE}),
+        "patient": CallUserFactory(teams=["clinic-a"]),
+        "admin": CallUserFactory(teams=["clinic-a"], role="admin"),
+        "other team's staff": CallUserFactory(
+            teams=["clinic-b"], teams_role={"clinic-b": STAFF_TEAM_ROLE}
+        ),
+    }
+    user = users[persona.removesuffix(" call token")]
+    who = actor(user, call_cids=[call.cid] if persona.endswith("call token") else [])
+    caps = capabilities_for(who, call, None)
+    assert is_team_staff(who, "clinic-a") is staff
+    assert can_create(who, BUILTIN_GRANTS["default"], "clinic-a") is creates
+    assert can_ring(who, call, caps) is rings
+    assert can_watch_team(who, "clinic-a") is watches
+
+
+def test_teamless_users_keep_streams_rules():
+    loner = actor(CallUserFactory())
+    teamless = CallFactory(team=None)
+    assert can_create(loner, BUILTIN_GRANTS["default"], None)
+    assert can_ring(loner, teamless, capabilities_for(loner, teamless, None))
+
+
+def test_a_call_token_has_no_capabilities_on_other_calls():
+    user = CallUserFactory(teams=["clinic-a"], teams_role={"clinic-a": STAFF_TEAM_ROLE})
+    own, other = CallFactory(team="clinic-a"), CallFactory(team="clinic-a")
+    scoped = actor(user, call_cids=[own.cid], call_role="host")
+    assert "end-call" in capabilities_for(scoped, own, None)
+    assert capabilities_for(scoped, other, None) == []
+    assert "read-call" in capabilities_for(actor(user), other, None)  # without the token
 
 
 @pytest.mark.parametrize(
@@ -210,6 +270,9 @@ def test_the_read_rule_and_its_sql_agree_over_a_persona_x_call_matrix(django_ass
     assert readable[("member", calls["picky-a"].call_id)] is False  # call_member cannot read
     assert readable[("call token as host", calls["picky-a"].call_id)] is True
     assert readable[("call token", calls["picky-a"].call_id)] is False
+    # A call token reaches only its calls: the same user reads `default-a` without it.
+    assert readable[("same-team non-member", calls["default-a"].call_id)] is True
+    assert readable[("call token", calls["default-a"].call_id)] is False
     assert readable[("blocked member", calls["appointment-a"].call_id)] is False
     assert readable[("other team", calls["appointment-b"].call_id)] is False  # not a member
     assert readable[("other team", calls["default-b"].call_id)] is True

@@ -248,6 +248,8 @@ def start_second_server() -> tuple[subprocess.Popen, str]:
             "CALLS_API_KEY": settings.CALLS_API_KEY,
             "CALLS_API_SECRET": settings.CALLS_API_SECRET,
             "DJANGO_DEBUG": "false",
+            # Production refuses to start without an email backend chosen (docs/security.md).
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "LOG_LEVEL": "WARNING",
         }
     )

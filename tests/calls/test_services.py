@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def people():
     return {
-        "doc": CallUserFactory(id="doc", teams=["clinic-a"]),
+        "doc": CallUserFactory(id="doc", teams=["clinic-a"], teams_role={"clinic-a": "staff"}),
         "pat": CallUserFactory(id="pat", teams=["clinic-a"]),
         "other": CallUserFactory(id="other", teams=["clinic-b"]),
     }
@@ -223,6 +223,12 @@ def test_user_creating_a_call_must_use_one_of_their_teams(people):
         make_call(actor=doc, team="clinic-b")
     view = make_call(actor=doc, team="clinic-a")
     assert view.call.created_by_id == "doc"
+
+
+def test_within_a_team_only_its_staff_create_calls(people):
+    # `pat` is of clinic-a, not its staff: the `user` grant of `create-call` is not enough.
+    with pytest.raises(NotAllowed, match="in team clinic-a"):
+        make_call(actor=actor_for(people["pat"]), team="clinic-a", members=[])
 
 
 def test_appointment_type_denies_creation_to_plain_users(people):

@@ -11,7 +11,7 @@ import pytest
 import time_machine
 
 from calls import wire
-from calls.capabilities import SERVER, Actor
+from calls.capabilities import SERVER, STAFF_TEAM_ROLE, Actor
 from calls.errors import NotAllowed
 from calls.models import Call, CallEvent, CallParticipant, CallSession, DueAction
 from calls.scheduling import scheduler
@@ -37,8 +37,13 @@ CLINIC = "clinic-a"
 
 @pytest.fixture
 def people():
+    """`doc` and `interp` are staff of the clinic's team (`teams_role`); `pat` is not."""
+    staff = {CLINIC: STAFF_TEAM_ROLE}
     return {
-        user_id: CallUserFactory(id=user_id, teams=[CLINIC]) for user_id in ("doc", "pat", "interp")
+        user_id: CallUserFactory(
+            id=user_id, teams=[CLINIC], teams_role=staff if user_id != "pat" else {}
+        )
+        for user_id in ("doc", "pat", "interp")
     }
 
 

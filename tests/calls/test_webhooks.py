@@ -17,7 +17,7 @@ from calls import wire
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
 from calls.outbox import webhooks
 from calls.outbox.events import event_emit
-from tests.factories import CallFactory
+from tests.factories import CallFactory, login_verified
 
 from .webhook_receiver import PATIENT_NAME, REASON, create_call, only_delivery, sweep_at
 
@@ -319,7 +319,7 @@ def test_admin_shows_endpoints_and_the_delivery_log(client, settings):
 
     settings.CALLS_EVENT_CONSUMERS = []
     user = get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client.force_login(user)
+    login_verified(client, user)
     hook = endpoint("https://hooks.example/all")
     call = CallFactory()
     event = CallEvent.objects.create(

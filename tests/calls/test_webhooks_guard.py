@@ -26,7 +26,7 @@ from calls import netguard
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
 from calls.outbox import webhooks
 from tests.calls.webhook_receiver import Receiver, create_call, only_delivery, sweep_at
-from tests.factories import CallFactory
+from tests.factories import CallFactory, login_verified
 
 State = WebhookDelivery.State
 HOST = "hooks.clinic.test"  # resolves nowhere but through the stand-in resolver
@@ -166,7 +166,7 @@ def test_saving_accepts_public_targets_and_names_the_setting_for_private_ones(se
 @pytest.fixture
 def admin_client(client):
     user = get_user_model().objects.create_superuser("root", "", "pw-for-tests-only")
-    client.force_login(user)
+    login_verified(client, user)
     return client
 
 

@@ -2,7 +2,8 @@
 today's appointments, one of them starting a few minutes from now.
 
 Safe to re-run: existing people are kept, and a new "starting soon" appointment is booked
-whenever none is due in the next few minutes. Development only (refuses with DEBUG off).
+whenever none is due in the next few minutes. Development only (refuses with DEBUG off; the
+demo passwords are refused at sign-in with DEBUG off too: appointments.demo).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from appointments import demo
 from appointments.models import Appointment, Clinic, Patient, StaffMember
 from appointments.services.booking import Booking, appointment_book
 from appointments.services.patients import patient_create
 from appointments.services.staff import clinic_create, staff_create
 from appointments.services.status import appointment_call_action
 
-ADMIN = ("admin", "admin")  # Django admin superuser
-STAFF_PASSWORD = "demo-pass-1"  # noqa: S105 - printed development credential
+ADMIN = (demo.ADMIN_USERNAME, demo.ADMIN_PASSWORD)  # Django admin superuser
+STAFF_PASSWORD = demo.STAFF_PASSWORD
 SOON_MINUTES = 3
 
 
@@ -29,7 +31,7 @@ class Command(BaseCommand):
     help = "Create demo clinics, staff, patients and today's appointments (development only)."
 
     def handle(self, *args: object, **options: object) -> None:
-        if not settings.DEBUG:
+        if not demo.demo_credentials_allowed():
             raise CommandError("seed_demo creates known passwords; it runs only with DEBUG on")
         user_model = get_user_model()
         if not user_model.objects.filter(username=ADMIN[0]).exists():
@@ -41,6 +43,7 @@ class Command(BaseCommand):
         okafor = self._staff("okafor", "Dr Chidi Okafor", {riverside: "clinician"})
         self._staff("desk", "Sam (front desk)", {riverside: "coordinator"})
         self._staff("hill", "Dr Ines Hill", {hillside: "clinician"})
+        self._staff("lee", "Jo Lee (clinic admin)", {riverside: "admin"})
         patients = [
             self._patient(riverside, "Ana Lima", "ana@example.org", "Europe/Lisbon"),
             self._patient(riverside, "Ben Carter", "ben@example.org", "Europe/London"),
@@ -85,6 +88,10 @@ class Command(BaseCommand):
         w("")
         w("  Demo data")
         w(f"    Django admin:  /admin/   user {ADMIN[0]!r}  password {ADMIN[1]!r}")
+        w(
+            "                   (development only: with DEBUG on, this demo superuser skips the "
+            "two-factor step that every other superuser and clinic admin must pass)"
+        )
         w(f"    Staff portal:  /login/   password {STAFF_PASSWORD!r} for every staff login:")
         for staff in StaffMember.objects.select_related("user").order_by("display_name"):
             clinics = ", ".join(c.name for c in staff.clinics.order_by("name"))

@@ -7,6 +7,7 @@ import os
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from calls.scheduling import scheduler
@@ -39,6 +40,12 @@ class Command(BaseCommand):
                 # Compressing each event once per connection costs more CPU than the
                 # fan-out itself (bench/events.py --deflate --server-deflate).
                 ws_per_message_deflate=False,
+                # On Ctrl-C / SIGTERM, sockets get 1012 at once; one whose client stopped
+                # reading would hold the process open for good without a bound (bin/web).
+                timeout_graceful_shutdown=settings.WEB_GRACEFUL_SHUTDOWN_SECONDS,
+                # The app's settings.LOGGING, configured by Django, stays: its filter blanks
+                # tokens in URLs, the access log's included (config/log_filters.py).
+                log_config=None,
             )
         finally:
             stopping.set()

@@ -114,7 +114,8 @@ def test_the_list_runs_the_same_queries_for_1_or_20_appointments(
     # 2. the count for pagination
     # 3. the page of appointments (with clinic and patient)
     # 4. their members (with staff and calls users), prefetched
-    with django_assert_num_queries(4):
+    # 5-7. the read's audit entry: the chain's lock, its last row, the new row
+    with django_assert_num_queries(7):
         response = client.get(f"{BASE}/appointments?limit=100")
     assert len(response.json()["results"]) == how_many
 
@@ -193,10 +194,11 @@ def test_the_detail_and_me_run_a_fixed_number_of_queries(
             booking=Booking(**{**vars(booking_of(appointment)), "clinicians": extra}),
         )
     client = api(appointment.patient)
-    # 1. the patient (with clinic and calls user) behind the token
-    with django_assert_num_queries(1):
+    # 1. the patient (with clinic and calls user) behind the token; 2-4. the audit entry
+    with django_assert_num_queries(4):
         assert client.get(f"{BASE}/me").status_code == 200
     # 1. the patient; 2. the appointment (with clinic and patient); 3. its members (with staff)
-    with django_assert_num_queries(3):
+    # 4-6. the audit entry
+    with django_assert_num_queries(6):
         response = client.get(f"{BASE}/appointments/{appointment.id}")
     assert len(response.json()["clinicians"]) == 1 + clinicians

@@ -6,6 +6,8 @@ Personas (STYLE: permission tests are matrices over personas):
 - `colleague`: another clinic-a doctor who is *not* a member of the call;
 - `outsider`: a doctor of clinic-b;
 - `loner`: a user with no team at all.
+Doctors are staff of their clinic's team (`teams_role`, as `appointments` writes it): within a
+team only staff create calls, ring, and see the team's users (`calls.capabilities`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from calls.capabilities import ALL_CAPABILITIES, BUILTIN_GRANTS
+from calls.capabilities import ALL_CAPABILITIES, BUILTIN_GRANTS, STAFF_TEAM_ROLE
 from calls.models import CallEvent, CallUser
 from calls.tokens import mint_server_token, mint_user_token
 from tests.factories import CallUserFactory
@@ -244,7 +246,9 @@ def measure(request: Callable[[], Any]) -> tuple[Any, int, list[str]]:
 
 @pytest.fixture
 def host(db) -> CallUser:
-    return CallUserFactory(id="dr-host", name="Dr Host", teams=[CLINIC_A])
+    return CallUserFactory(
+        id="dr-host", name="Dr Host", teams=[CLINIC_A], teams_role={CLINIC_A: STAFF_TEAM_ROLE}
+    )
 
 
 @pytest.fixture
@@ -254,12 +258,22 @@ def patient(db) -> CallUser:
 
 @pytest.fixture
 def colleague(db) -> CallUser:
-    return CallUserFactory(id="dr-colleague", name="Dr Colleague", teams=[CLINIC_A])
+    return CallUserFactory(
+        id="dr-colleague",
+        name="Dr Colleague",
+        teams=[CLINIC_A],
+        teams_role={CLINIC_A: STAFF_TEAM_ROLE},
+    )
 
 
 @pytest.fixture
 def outsider(db) -> CallUser:
-    return CallUserFactory(id="dr-outsider", name="Dr Outsider", teams=[CLINIC_B])
+    return CallUserFactory(
+        id="dr-outsider",
+        name="Dr Outsider",
+        teams=[CLINIC_B],
+        teams_role={CLINIC_B: STAFF_TEAM_ROLE},
+    )
 
 
 @pytest.fixture

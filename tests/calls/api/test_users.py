@@ -143,15 +143,32 @@ def test_query_users_by_team(api, host, patient, outsider, loner):
     assert [u["id"] for u in body["users"]] == [loner.id]
 
 
+def _query_ids(api, user, ids) -> list[str]:
+    payload = {"filter_conditions": {"id": {"$in": ids}}}
+    body = assert_ok(
+        api.get("/api/v2/users", params={"payload": json.dumps(payload)}, as_user=user)
+    )
+    return [u["id"] for u in body["users"]]
+
+
 @pytest.mark.django_db
 def test_query_users_client_side_is_limited_to_own_teams(api, host, patient, outsider):
-    payload = {"filter_conditions": {"id": {"$in": [host.id, outsider.id]}}}
+    # Staff of clinic-a see its users, never another clinic's.
+    assert _query_ids(api, host, [patient.id, outsider.id]) == [patient.id]
 
-    body = assert_ok(
-        api.get("/api/v2/users", params={"payload": json.dumps(payload)}, as_user=patient)
-    )
 
-    assert [u["id"] for u in body["users"]] == [host.id]
+@pytest.mark.django_db
+def test_a_non_staff_user_sees_only_people_they_share_a_call_with(
+    api, create_call, host, patient, colleague, outsider
+):
+    everyone = [host.id, patient.id, colleague.id, outsider.id]
+    assert _query_ids(api, patient, everyone) == [patient.id]  # themselves only
+    create_call("shared", team=CLINIC_A, members=[{"user_id": host.id}, {"user_id": patient.id}])
+    assert _query_ids(api, patient, everyone) == [host.id, patient.id]
+    # A call token sees nobody: the users directory is not its call.
+    token = api.token_for(host, call_cids=["default:shared"])
+    payload = json.dumps({"filter_conditions": {}})
+    assert_error(api.get("/api/v2/users", params={"payload": payload}, token=token), 403, 17)
 
 
 @pytest.mark.django_db
@@ -214,24 +231,27 @@ def test_updating_many_users_costs_what_one_does(api, django_assert_num_queries)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("as_patient", [False, True], ids=["server", "patient-user"])
+@pytest.mark.parametrize(
+    ("persona", "seen"), [("server", 31), ("host", 31), ("patient", 1)], ids=str
+)
 def test_query_users_query_count_does_not_grow_with_users(
-    api, patient, django_assert_num_queries, as_patient
+    request, api, host, patient, django_assert_num_queries, persona, seen
 ):
-    user = patient if as_patient else None
+    user = None if persona == "server" else request.getfixturevalue(persona)
     payload = {"filter_conditions": {"teams": {"$in": [CLINIC_A]}}, "limit": 100}
     params = {"payload": json.dumps(payload)}
 
-    # Server, 1: the page of users. A user token adds 1: (1) the token's user (whose teams
-    # bound the query).
-    with django_assert_num_queries(2 if as_patient else 1):
+    # Server, 1: the page of users. A user token adds 1: (1) the token's user (whose teams,
+    # team roles and calls bound the query, in subqueries of the same page query).
+    with django_assert_num_queries(1 if user is None else 2):
         one = api.get("/api/v2/users", params=params, as_user=user)
 
-    assert [u["id"] for u in assert_ok(one)["users"]] == [patient.id]
+    # Staff see their team; a patient who shares no call sees only themselves.
+    assert len(assert_ok(one)["users"]) == (2 if seen > 1 else 1)
 
-    for i in range(30):
+    for i in range(29):
         CallUserFactory(id=f"u-{i:02}", teams=[CLINIC_A])
-    with django_assert_num_queries(2 if as_patient else 1):
+    with django_assert_num_queries(1 if user is None else 2):
         many = api.get("/api/v2/users", params=params, as_user=user)
 
-    assert len(assert_ok(many)["users"]) == 31
+    assert len(assert_ok(many)["users"]) == seen

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('appointments', '0005_call_hosts_join_ahead'),
+        ('appointments', '0008_clinic_admins_admin_site'),
     ]
 
     operations = [

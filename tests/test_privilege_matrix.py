@@ -1,0 +1,479 @@
+"""The least privilege matrix: persona x surface x action -> expected outcome, in one table
+(`MATRIX`), walked by one parametrised test.
+
+Each persona acts with the credentials the app really gives them:
+
+| persona        | calls API and sockets                        | patient API     | portal        |
+|----------------|----------------------------------------------|-----------------|---------------|
+| `patient`      | the call token of their join info (scoped)   | their API token | not signed in |
+| `guest`        | the call token of their guest link page      | that call token | not signed in |
+| `link_holder`  | the call token of the patient's join page    | that call token | not signed in |
+| `coordinator`  | the portal's user token (staff of clinic-a)  | none            | signed in     |
+| `clinician`    | the staff join page's call token (the host)  | none            | signed in     |
+| `clinic_admin` | the portal's user token (staff of clinic-a)  | none            | signed in     |
+| `other_clinic` | the portal's user token (staff of clinic-b)  | none            | signed in     |
+| `superuser`    | a server token                               | none            | Django admin  |
+
+The world: clinic-a with the appointment `own` (the patient, the clinician as host, a guest),
+`other` (another patient of clinic-a, same clinician), and clinic-b's `far` appointment.
+"Own" means the persona's call / appointment (for staff: clinic-a's `own` appointment).
+
+Outcomes: an HTTP status; for QueryCalls which calls are listed (`own`, `far`, `none`, `all`); for
+sockets the answer to the subscription (`subscribed`, `error 17`).
+
+To add a row: append `(persona, surface, action, expected)`; a new action is one function in
+`ACTIONS`. A new persona is one entry in `World.calls_token` / `World.portal_client` /
+`World.patient_credentials`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers, get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from websockets.sync.client import connect
+
+from appointments import links
+from appointments.api.auth import access_token_for
+from appointments.joining import join_info
+from appointments.services.guests import appointment_guest_invite
+from calls.realtime import browser_connection
+from calls.services.devices import device_register
+from calls.tokens import mint_server_token
+from tests.calls.realtime_server import running_server
+from tests.factories import login_verified, make_appointment, make_patient, make_staff
+
+# --- the table ---------------------------------------------------------------------------------
+
+MATRIX: list[tuple[str, str, str, Any]] = [
+    # --- patient: patient API token; call token from their join info
+    ("patient", "calls", "users", 403),
+    ("patient", "calls", "create_call", 403),
+    ("patient", "calls", "get_own_call", 200),
+    ("patient", "calls", "get_other_call", 403),
+    ("patient", "calls", "ring_own_call", 403),
+    ("patient", "calls", "event_own_call", 201),
+    ("patient", "calls", "event_other_call", 403),
+    ("patient", "calls", "query_calls", "own"),
+    ("patient", "calls", "call_types", 403),
+    ("patient", "calls", "record_other_call", 403),  # unsupported, but not theirs first
+    ("patient", "calls", "devices", 404),  # no such endpoint here: the patient API has them
+    ("patient", "patient", "me", 200),
+    ("patient", "patient", "appointments", 200),
+    ("patient", "patient", "own_appointment", 200),
+    ("patient", "patient", "other_appointment", 404),
+    ("patient", "patient", "other_device", 404),
+    ("patient", "portal", "today", 302),
+    ("patient", "portal", "own_appointment", 302),
+    ("patient", "portal", "admin", 302),
+    ("patient", "socket", "own_call", "subscribed"),
+    ("patient", "socket", "other_call", "error 17"),
+    ("patient", "socket", "team", "error 17"),
+    ("patient", "socket", "unknown_call", "error 17"),  # not 16: nothing learnt of other ids
+    # --- guest: the call token of their guest link page
+    ("guest", "calls", "users", 403),
+    ("guest", "calls", "create_call", 403),
+    ("guest", "calls", "get_own_call", 200),
+    ("guest", "calls", "get_other_call", 403),
+    ("guest", "calls", "ring_own_call", 403),
+    ("guest", "calls", "event_own_call", 201),
+    ("guest", "calls", "query_calls", "own"),
+    ("guest", "patient", "me", 401),
+    ("guest", "patient", "own_appointment", 401),
+    ("guest", "portal", "today", 302),
+    ("guest", "socket", "own_call", "subscribed"),
+    ("guest", "socket", "other_call", "error 17"),
+    ("guest", "socket", "team", "error 17"),
+    # --- link holder: whoever opens the patient's join link, no sign-in
+    ("link_holder", "calls", "users", 403),
+    ("link_holder", "calls", "create_call", 403),
+    ("link_holder", "calls", "get_own_call", 200),
+    ("link_holder", "calls", "get_other_call", 403),
+    ("link_holder", "calls", "ring_own_call", 403),
+    ("link_holder", "calls", "event_own_call", 201),
+    ("link_holder", "calls", "query_calls", "own"),
+    ("link_holder", "calls", "app", 403),
+    ("link_holder", "patient", "me", 401),
+    ("link_holder", "patient", "appointments", 401),
+    ("link_holder", "portal", "today", 302),
+    ("link_holder", "portal", "patient_page", 302),
+    ("link_holder", "socket", "own_call", "subscribed"),
+    ("link_holder", "socket", "other_call", "error 17"),
+    ("link_holder", "socket", "team", "error 17"),
+    # --- coordinator: the portal (session) and its socket token; in no call
+    ("coordinator", "calls", "users", 200),
+    ("coordinator", "calls", "get_own_call", 403),  # not a member of the appointment
+    ("coordinator", "calls", "ring_own_call", 403),
+    ("coordinator", "calls", "query_calls", "none"),
+    ("coordinator", "patient", "me", 401),
+    ("coordinator", "portal", "today", 200),
+    ("coordinator", "portal", "own_appointment", 200),
+    ("coordinator", "portal", "far_appointment", 404),
+    ("coordinator", "portal", "patient_page", 200),
+    ("coordinator", "portal", "admin", 302),
+    ("coordinator", "socket", "own_call", "error 17"),
+    ("coordinator", "socket", "team", "subscribed"),
+    # --- clinician: the host; the staff join page's call token
+    ("clinician", "calls", "users", 403),  # a call token, even a host's
+    ("clinician", "calls", "create_call", 403),
+    ("clinician", "calls", "get_own_call", 200),
+    ("clinician", "calls", "get_other_call", 403),  # their other appointment: another call
+    ("clinician", "calls", "ring_own_call", 201),
+    ("clinician", "calls", "event_own_call", 201),
+    ("clinician", "calls", "query_calls", "own"),
+    ("clinician", "patient", "me", 401),
+    ("clinician", "portal", "today", 200),
+    ("clinician", "portal", "own_appointment", 200),
+    ("clinician", "portal", "far_appointment", 404),
+    ("clinician", "portal", "patient_page", 200),
+    ("clinician", "socket", "own_call", "subscribed"),
+    ("clinician", "socket", "other_call", "error 17"),
+    ("clinician", "socket", "team", "error 17"),
+    # --- clinic admin: the portal and its socket token
+    ("clinic_admin", "calls", "users", 200),
+    ("clinic_admin", "calls", "create_call", 201),  # staff of the team, `default` grants it
+    ("clinic_admin", "calls", "get_own_call", 403),  # not a member of the appointment
+    ("clinic_admin", "calls", "query_calls", "none"),
+    ("clinic_admin", "calls", "call_types", 403),
+    ("clinic_admin", "patient", "me", 401),
+    ("clinic_admin", "portal", "today", 200),
+    ("clinic_admin", "portal", "own_appointment", 200),
+    ("clinic_admin", "portal", "far_appointment", 404),
+    ("clinic_admin", "portal", "patient_page", 200),
+    ("clinic_admin", "socket", "team", "subscribed"),
+    # --- other clinic: clinic-b's clinician
+    ("other_clinic", "calls", "users", 200),  # clinic-b's own users only (test below)
+    ("other_clinic", "calls", "create_call", 403),  # in clinic-a
+    ("other_clinic", "calls", "get_own_call", 403),
+    ("other_clinic", "calls", "ring_own_call", 403),
+    ("other_clinic", "calls", "event_own_call", 403),
+    ("other_clinic", "calls", "query_calls", "far"),  # their own clinic's call only
+    ("other_clinic", "patient", "me", 401),
+    ("other_clinic", "portal", "today", 404),
+    ("other_clinic", "portal", "own_appointment", 404),
+    ("other_clinic", "portal", "far_appointment", 200),
+    ("other_clinic", "portal", "patient_page", 404),
+    ("other_clinic", "socket", "own_call", "error 17"),
+    ("other_clinic", "socket", "team", "error 17"),
+    # --- superuser: Django admin session; a server token
+    ("superuser", "calls", "users", 200),
+    ("superuser", "calls", "create_call", 201),
+    ("superuser", "calls", "get_own_call", 200),
+    ("superuser", "calls", "ring_own_call", 201),
+    ("superuser", "calls", "query_calls", "all"),
+    ("superuser", "calls", "call_types", 200),
+    ("superuser", "calls", "record_other_call", 400),  # recording is not supported
+    ("superuser", "patient", "me", 401),
+    ("superuser", "portal", "today", 403),  # not staff of a clinic
+    ("superuser", "portal", "admin", 200),
+    ("superuser", "socket", "own_call", "subscribed"),
+    ("superuser", "socket", "team", "subscribed"),
+    ("superuser", "socket", "unknown_call", "error 16"),
+]
+
+
+# --- the world ---------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Everyone and everything the rows touch; credentials are made on first use."""
+
+    clinic: Any
+    far_clinic: Any
+    clinician: Any
+    coordinator: Any
+    clinic_admin: Any
+    other_clinic: Any
+    patient: Any
+    other_patient: Any
+    own: Any
+    other: Any
+    far: Any
+    guest: Any
+    superuser: Any
+    other_device: Any = None  # the other patient's phone
+
+    # -- credentials
+
+    def calls_token(self, persona: str) -> str:
+        return {
+            "patient": lambda: self.patient_join_info_token,
+            "guest": lambda: room_token(Client().get(links.guest_link_path(self.guest))),
+            "link_holder": lambda: room_token(Client().get(links.join_link_path(self.own))),
+            "clinician": lambda: room_token(
+                self.portal_client("clinician").get(
+                    reverse("portal:appointment_join", args=["clinic-a", self.own.id])
+                )
+            ),
+            "coordinator": lambda: self.portal_token(self.coordinator),
+            "clinic_admin": lambda: self.portal_token(self.clinic_admin),
+            "other_clinic": lambda: self.portal_token(self.other_clinic),
+            "superuser": mint_server_token,
+        }[persona]()
+
+    @cached_property
+    def patient_join_info_token(self) -> str:
+        token = join_info(patient=self.patient, appointment=self.own, now=datetime.now(tz=UTC))
+        assert token["token"], token["state"]
+        return token["token"]
+
+    @staticmethod
+    def portal_token(staff: Any) -> str:
+        return browser_connection(user_id=staff.call_user_id)["token"]
+
+    def portal_client(self, persona: str) -> Client:
+        client = Client()
+        user = {
+            "coordinator": lambda: self.coordinator.user,
+            "clinician": lambda: self.clinician.user,
+            "clinic_admin": lambda: self.clinic_admin.user,
+            "other_clinic": lambda: self.other_clinic.user,
+            "superuser": lambda: self.superuser,
+        }.get(persona)
+        if user is not None:
+            login_verified(client, user())
+        return client
+
+    def patient_credentials(self, persona: str) -> str | None:
+        """The Authorization header a persona can send the patient API."""
+        if persona == "patient":
+            return f"Bearer {access_token_for(self.patient)}"
+        if persona in ("guest", "link_holder"):
+            return f"Bearer {self.calls_token(persona)}"
+        return None
+
+
+def room_token(page) -> str:
+    match = re.search(
+        rb'<script id="room-config" type="application/json">(.*?)</script>', page.content
+    )
+    assert match, page.status_code
+    token = json.loads(match.group(1))["token"]
+    assert token
+    return token
+
+
+@pytest.fixture
+def world(clinic, other_clinic, patient, other_patient) -> World:
+    soon = datetime.now(tz=UTC) + timedelta(minutes=5)  # the lobby is open, hosts are let in
+    clinician = make_staff(clinic, "drhouse", display_name="Dr House")
+    outsider = make_staff(other_clinic, "drbee", display_name="Dr Bee")
+    own = make_appointment(clinic, host=clinician, patient=patient, starts_at=soon)
+    superuser = get_user_model().objects.create_superuser("root", "", "pw-test-1")
+    world = World(
+        clinic=clinic,
+        far_clinic=other_clinic,
+        clinician=clinician,
+        coordinator=make_staff(clinic, "desk", role="coordinator"),
+        clinic_admin=make_staff(clinic, "boss", role="admin"),
+        other_clinic=outsider,
+        patient=patient,
+        other_patient=other_patient,
+        own=own,
+        other=make_appointment(
+            clinic, host=clinician, patient=other_patient, starts_at=soon + timedelta(hours=1)
+        ),
+        far=make_appointment(
+            other_clinic,
+            host=outsider,
+            patient=make_patient(other_clinic, name="Far Away"),
+            starts_at=soon,
+        ),
+        guest=appointment_guest_invite(appointment=own, by=clinician, name="Maria"),
+        superuser=superuser,
+    )
+    world.other_device = device_register(
+        user_id=other_patient.call_user_id, kind="fcm", token="other-patients-phone"
+    )
+    return world
+
+
+# --- the actions -------------------------------------------------------------------------------
+
+
+def _calls(world: World, persona: str, method: str, path: str, body: Any = None, **params: Any):
+    query = urlencode({"api_key": settings.CALLS_API_KEY, **params})
+    return Client().generic(
+        method,
+        f"{path}?{query}",
+        data="" if body is None else json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": world.calls_token(persona), "stream-auth-type": "jwt"},
+    )
+
+
+def _call(appointment: Any, suffix: str = "") -> str:
+    path = f"/api/v2/video/call/appointment/{appointment.id}"
+    return f"{path}/{suffix}" if suffix else path
+
+
+def _event(world: World, persona: str, appointment: Any) -> int:
+    body: dict[str, Any] = {"custom": {"kind": "running_late"}}
+    if persona == "superuser":
+        body["user_id"] = world.clinician.call_user_id  # server-side events name a sender
+    return _calls(world, persona, "POST", _call(appointment, "event"), body).status_code
+
+
+def _query_calls(world: World, persona: str) -> str:
+    response = _calls(world, persona, "POST", "/api/v2/video/calls", {})
+    assert response.status_code == 201, response.content[:300]
+    listed = {c["call"]["id"] for c in response.json()["calls"]}
+    everything = {world.own.id, world.other.id, world.far.id}
+    return {
+        frozenset(): "none",
+        frozenset({world.own.id}): "own",
+        frozenset({world.far.id}): "far",
+        frozenset(everything): "all",
+    }.get(frozenset(listed), str(sorted(listed)))
+
+
+def _create_call(world: World, persona: str) -> int:
+    members = [{"user_id": world.other_patient.call_user_id}]
+    data: dict[str, Any] = {"team": "clinic-a", "members": members}
+    if persona == "superuser":
+        data["created_by_id"] = world.clinician.call_user_id
+    return _calls(
+        world, persona, "POST", "/api/v2/video/call/default/new-1", {"data": data}
+    ).status_code
+
+
+def _patient_api(world: World, persona: str, method: str, path: str) -> int:
+    header = world.patient_credentials(persona)
+    headers = {"Authorization": header} if header else {}
+    return Client().generic(method, f"/api/patient/v1/{path}", headers=headers).status_code
+
+
+def _portal(world: World, persona: str, path: str) -> int:
+    return world.portal_client(persona).get(path).status_code
+
+
+def _subscribe(world: World, persona: str, message: dict[str, Any]) -> str:
+    channel_layers.backends.clear()
+    layer = get_channel_layer()
+    if hasattr(layer, "flush"):
+        async_to_sync(layer.flush)()
+    channel_layers.backends.clear()
+    token = world.calls_token(persona)
+    with running_server() as base:
+        query = urlencode({"api_key": settings.CALLS_API_KEY})
+        with connect(f"ws://{base}/ws/v1/events?{query}", open_timeout=5) as conn:
+            conn.send(json.dumps({"type": "auth", "token": token}))
+            hello = json.loads(conn.recv(timeout=5))
+            assert hello["type"] == "connected", hello
+            conn.send(json.dumps(message))
+            answer = json.loads(conn.recv(timeout=5))
+    channel_layers.backends.clear()
+    return answer["type"] if answer["type"] != "error" else f"error {answer['code']}"
+
+
+ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
+    # calls API (Stream's wire API)
+    ("calls", "users"): lambda w, p: (
+        _calls(
+            w, p, "GET", "/api/v2/users", payload=json.dumps({"filter_conditions": {}})
+        ).status_code
+    ),
+    ("calls", "create_call"): _create_call,
+    ("calls", "get_own_call"): lambda w, p: _calls(w, p, "GET", _call(w.own)).status_code,
+    ("calls", "get_other_call"): lambda w, p: _calls(w, p, "GET", _call(w.other)).status_code,
+    ("calls", "ring_own_call"): lambda w, p: (
+        _calls(w, p, "POST", _call(w.own, "ring"), {}).status_code
+    ),
+    ("calls", "event_own_call"): lambda w, p: _event(w, p, w.own),
+    ("calls", "event_other_call"): lambda w, p: _event(w, p, w.other),
+    ("calls", "query_calls"): _query_calls,
+    ("calls", "call_types"): lambda w, p: (
+        _calls(w, p, "GET", "/api/v2/video/calltypes").status_code
+    ),
+    ("calls", "record_other_call"): lambda w, p: (
+        _calls(w, p, "POST", _call(w.other, "start_recording"), {}).status_code
+    ),
+    ("calls", "devices"): lambda w, p: _calls(w, p, "GET", "/api/v2/devices").status_code,
+    ("calls", "app"): lambda w, p: _calls(w, p, "GET", "/api/v2/app").status_code,
+    # patient API
+    ("patient", "me"): lambda w, p: _patient_api(w, p, "GET", "me"),
+    ("patient", "appointments"): lambda w, p: _patient_api(w, p, "GET", "appointments"),
+    ("patient", "own_appointment"): lambda w, p: _patient_api(
+        w, p, "GET", f"appointments/{w.own.id}"
+    ),
+    ("patient", "other_appointment"): lambda w, p: _patient_api(
+        w, p, "GET", f"appointments/{w.other.id}"
+    ),
+    ("patient", "other_device"): lambda w, p: _patient_api(
+        w, p, "DELETE", f"devices/{w.other_device.pk}"
+    ),
+    # portal pages
+    ("portal", "today"): lambda w, p: _portal(w, p, reverse("portal:today", args=["clinic-a"])),
+    ("portal", "own_appointment"): lambda w, p: _portal(
+        w, p, reverse("portal:appointment", args=["clinic-a", w.own.id])
+    ),
+    ("portal", "far_appointment"): lambda w, p: _portal(
+        w, p, reverse("portal:appointment", args=["clinic-b", w.far.id])
+    ),
+    ("portal", "patient_page"): lambda w, p: _portal(
+        w, p, reverse("portal:patient_edit", args=["clinic-a", w.patient.pk])
+    ),
+    ("portal", "admin"): lambda w, p: _portal(w, p, "/admin/"),
+    # the events socket (a real server)
+    ("socket", "own_call"): lambda w, p: _subscribe(
+        w, p, {"type": "subscribe", "cid": w.own.call_cid}
+    ),
+    ("socket", "other_call"): lambda w, p: _subscribe(
+        w, p, {"type": "subscribe", "cid": w.other.call_cid}
+    ),
+    ("socket", "unknown_call"): lambda w, p: _subscribe(
+        w, p, {"type": "subscribe", "cid": "appointment:nope"}
+    ),
+    ("socket", "team"): lambda w, p: _subscribe(
+        w, p, {"type": "subscribe_team", "team": "clinic-a"}
+    ),
+}
+
+
+def _param(row: tuple[str, str, str, Any]) -> Any:
+    persona, surface, action, expected = row
+    # Sockets need a real server, which sees only committed rows.
+    db = pytest.mark.django_db(transaction=surface == "socket")
+    return pytest.param(*row, marks=[db], id=f"{persona}-{surface}-{action}-{expected}")
+
+
+@pytest.mark.parametrize(
+    ("persona", "surface", "action", "expected"), [_param(row) for row in MATRIX]
+)
+def test_least_privilege(world, eager_tasks, persona, surface, action, expected):
+    assert ACTIONS[surface, action](world, persona) == expected
+
+
+def test_the_matrix_names_only_known_actions_and_no_row_twice():
+    assert {(s, a) for _, s, a, _ in MATRIX} <= set(ACTIONS)
+    keys = [(p, s, a) for p, s, a, _ in MATRIX]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.django_db
+def test_staff_see_only_their_own_clinics_users(world, eager_tasks):
+    def seen(persona: str) -> set[str]:
+        payload = json.dumps({"filter_conditions": {}, "limit": 100})
+        response = _calls(world, persona, "GET", "/api/v2/users", payload=payload)
+        return {u["id"] for u in response.json()["users"]}
+
+    clinic_a = seen("coordinator")
+    assert {world.patient.call_user_id, world.other_patient.call_user_id} <= clinic_a
+    assert world.other_clinic.call_user_id not in clinic_a
+    clinic_b = seen("other_clinic")
+    assert world.other_clinic.call_user_id in clinic_b
+    assert not clinic_b & {world.patient.call_user_id, world.clinician.call_user_id}
