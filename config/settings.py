@@ -321,15 +321,13 @@ CACHES = {
 # Patient API access tokens (appointments/api/auth.py).
 PATIENT_TOKEN_TTL_SECONDS = env.int("PATIENT_TOKEN_TTL_SECONDS", default=3600)
 # Patient sign-in limits per 10 minutes (appointments/api/auth.py), besides 5 per address: per
-# client IP, and over all clients (a circuit breaker). The client IP is REMOTE_ADDR; behind N
-# reverse proxies that append to X-Forwarded-For, set PATIENT_API_TRUSTED_PROXIES=N.
+# client IP (REMOTE_ADDR, as above), and over all clients (a circuit breaker).
 PATIENT_SIGN_IN_IP_MAX_CODE_REQUESTS = env.int("PATIENT_SIGN_IN_IP_MAX_CODE_REQUESTS", default=20)
 PATIENT_SIGN_IN_IP_MAX_ATTEMPTS = env.int("PATIENT_SIGN_IN_IP_MAX_ATTEMPTS", default=20)
 PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS = env.int(
     "PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS", default=2000
 )
 PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES = env.int("PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES", default=1000)
-PATIENT_API_TRUSTED_PROXIES = env.int("PATIENT_API_TRUSTED_PROXIES", default=0)
 
 # Calls engine knobs.
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)

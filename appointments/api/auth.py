@@ -25,10 +25,10 @@ Limits (Django's cache, Redis in production; all per RATE_WINDOW_SECONDS, then 4
 per client IP, PATIENT_SIGN_IN_IP_MAX_CODE_REQUESTS and PATIENT_SIGN_IN_IP_MAX_ATTEMPTS; over
 all clients, PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS and PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES
 (a circuit breaker: past it every sign-in waits until the window ends). The client IP is
-REMOTE_ADDR (`client_ip`): behind reverse proxies, set PATIENT_API_TRUSTED_PROXIES to their
-number so it is read from `X-Forwarded-For` instead, and make sure the proxies overwrite or
-append to that header (never pass a client's own on). Keys are HMACs of the address or IP, so
-the cache holds neither. Answers never tell whether an address is registered: a code request
+REMOTE_ADDR (`client_ip`): behind a reverse proxy, uvicorn's --proxy-headers with
+FORWARDED_ALLOW_IPS (bin/web) sets it from the proxy's `X-Forwarded-For`, and a header sent by
+anyone else counts for nothing. Keys are HMACs of the address or IP, so the cache holds
+neither. Answers never tell whether an address is registered: a code request
 is always 202, and an unknown address fails and is throttled exactly like a wrong code.
 
 Nothing here logs an address, an IP, a name or a code.
@@ -37,7 +37,6 @@ Nothing here logs an address, an IP, a name or a code.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import time
 import unicodedata
@@ -59,6 +58,7 @@ from rest_framework.request import Request
 
 from appointments.models import Patient, PatientSession
 from appointments.services.patient_sessions import patient_session_start
+from audit.record import client_ip as record_client_ip
 
 logger = logging.getLogger("appointments.api.auth")
 
@@ -105,21 +105,9 @@ def patients_by_email(email: str, clinic: str | None = None) -> list[Patient]:
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The client's IP: REMOTE_ADDR, or, behind PATIENT_API_TRUSTED_PROXIES reverse proxies,
-    the address the outermost of them saw (that many entries from the right of
-    `X-Forwarded-For`). A malformed value counts as the proxy's own address."""
-    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
-    proxies = int(getattr(settings, "PATIENT_API_TRUSTED_PROXIES", 0))
-    if proxies <= 0:
-        return remote
-    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    hops = [h for h in hops if h]
-    if len(hops) < proxies:
-        return remote
-    try:
-        return str(ipaddress.ip_address(hops[-proxies]))
-    except ValueError:
-        return remote
+    """The client's IP: the project's one rule (`audit.record.client_ip`, REMOTE_ADDR; behind
+    a proxy, uvicorn's --proxy-headers sets it from trusted proxies only, bin/web)."""
+    return record_client_ip(request) or "unknown"
 
 
 # --- rate limits -----------------------------------------------------------------------------
