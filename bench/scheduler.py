@@ -384,9 +384,11 @@ def _cleanup_broker(event_ids: set[int]) -> None:
         if _is_ours(raw, event_ids):
             client.hdel("unacked", tag)
             client.zrem("unacked_index", tag)
-    for raw in client.lrange("celery", 0, -1):
-        if _is_ours(raw, event_ids):
-            client.lrem("celery", 1, raw)
+    # The default queue, in each of its priority lists (`celery`, `celery\x06\x163`, ...).
+    for key in client.scan_iter(match="celery*", _type="LIST"):
+        for raw in client.lrange(key, 0, -1):
+            if _is_ours(raw, event_ids):
+                client.lrem(key, 1, raw)
 
 
 def _cleanup(*, beat: bool) -> None:

@@ -273,8 +273,40 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_SOFT_TIME_LIMIT = 50
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
+# A broker outage (calls.outbox.queue): enqueues happen after a commit and are a best effort,
+# so a publish must give up quickly (the outbox row waits for the scheduler's sweep): a short
+# connect timeout and two quick retries, about 4 s at worst on an unreachable host, well under
+# a second on a refused connection. Workers, on the other hand, never give up: they retry the
+# broker forever, at start-up too, and come back by themselves after any number of restarts
+# (tests/calls/test_broker_restart.py restarts a real Redis under a real worker).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=1.0)
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+# Rings jump the queue (calls.outbox.queue.URGENT = 0): every other message has priority 5,
+# which kombu's Redis transport keeps in a list of its own (step 3 of its priority steps) and
+# reads after the urgent one.
+CELERY_TASK_DEFAULT_PRIORITY = 5
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    # redis-py's own timeouts for the broker's sockets: connecting is bounded like the
+    # publish; reads (a publish's reply on a half-open connection) allow for the worker's
+    # blocking BRPOP (1 s) with a margin.
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": 5,
+    "socket_keepalive": True,
+    "retry_on_timeout": False,
+    "health_check_interval": 10,
+}
 
 # WebSocket groups (calls.realtime): Redis in production and CI, so every web process sees
 # every event; in-memory in the embedded default, where web and relay share one process.
@@ -379,6 +411,7 @@ LOGGING = {
         # Django's own default sends its records to a handler of its own too: ours only.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # a line per sign-in: the audit trail records those
         "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},  # propagates to "uvicorn"
         "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
@@ -429,6 +462,10 @@ if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
         "PUSH_SENDING_STALE_SECONDS must exceed PUSH_SEND_TIME_LIMIT_SECONDS: a live send "
         "would be taken for dead and sent twice at once"
     )
+# A ring push is not sent once its event is older than this (a phone ringing for a call that
+# started long ago); a ring that could not be sent in time falls back to a notify push and a
+# staff alert (calls.services.ringing.rings_unsent_sweep).
+PUSH_RING_MAX_AGE_SECONDS = env.float("PUSH_RING_MAX_AGE_SECONDS", default=60.0)
 # httpx logs every request URL at INFO, and APNs URLs carry device tokens.
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
 # ---- end of push providers -----------------------------------------------------------------

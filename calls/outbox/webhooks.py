@@ -46,7 +46,7 @@ from django.utils import timezone
 from calls import netguard
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
 
-from .queue import enqueue
+from .queue import enqueue_each
 
 logger = logging.getLogger("calls.outbox.webhooks")
 
@@ -101,8 +101,7 @@ def matching_endpoints(event: CallEvent) -> list[WebhookEndpoint]:
 
 
 def _enqueue(ids: Iterable[int]) -> None:
-    for pk in ids:
-        enqueue("calls.outbox.tasks.deliver_webhook", pk)
+    enqueue_each("calls.outbox.tasks.deliver_webhook", ids)
 
 
 def body_of(event: CallEvent) -> bytes:

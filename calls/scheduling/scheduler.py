@@ -26,6 +26,7 @@ from calls.models import DueAction
 from calls.outbox import relay, webhooks
 from calls.outbox.events import event_emit
 from calls.outbox.push import delivery as push_delivery
+from calls.services import calls as call_services
 from calls.services import live, retention, ringing, sessions
 
 from .due import NOTIFY_CHANNEL, should_go_live, wake_up
@@ -134,6 +135,16 @@ def _go_live_together(claimed: list[DueAction], now: datetime) -> list[DueAction
     return [a for a in claimed if a.pk not in done]
 
 
+def _ring_too_late(action: DueAction) -> None:
+    """A ring at the start that is too late to ring (the scheduler was down) falls back like
+    a ring that could not be sent: a notify push and the staff alert."""
+    try:
+        with transaction.atomic():
+            ringing.call_ring_failed_at_start(call=action.call)
+    except Exception:
+        logger.exception("due action %s: the ring's fallback failed", action.pk)
+
+
 def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     """Claim and apply up to `limit` due actions in one transaction. Returns how many."""
     now = now or timezone.now()
@@ -154,6 +165,8 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
             except Stale as exc:
                 rows.update(state=DueAction.State.DONE, done_at=now, last_error=str(exc))
                 logger.warning("due action %s (%s) %s", action.pk, action.kind, exc)
+                if action.kind == DueAction.Kind.RING:
+                    _ring_too_late(action)
             except CallsError as exc:
                 # The call no longer allows it (ended, nobody to ring...): final, not retried.
                 rows.update(state=DueAction.State.DONE, done_at=now, last_error=exc.message[:500])
@@ -175,6 +188,29 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
                         due_at=now + timedelta(seconds=2**attempts),
                     )
     return len(claimed)
+
+
+def run_sweeps(*, now: datetime | None = None) -> None:
+    """The housekeeping of the outbox: each kind of row that an enqueue hands to a worker has
+    a sweep here, which hands it again when the enqueue was lost (a broker outage at commit,
+    a crash): committed events not relayed, push and webhook deliveries, API tasks; rings
+    that never reached a phone fall back to a notify push and a staff alert
+    (`ringing.rings_unsent_sweep`); silent participants leave; old events and deliveries go
+    (`retention`, hourly). Each sweep is independent: one
+    that fails does not keep the others from running."""
+    for sweep in (
+        relay.sweep,
+        sessions.participants_sweep,
+        push_delivery.sweep,
+        webhooks.sweep,
+        call_services.tasks_sweep,
+        ringing.rings_unsent_sweep,
+        retention.retention_sweep_if_due,
+    ):
+        try:
+            sweep(now=now)
+        except Exception:
+            logger.exception("sweep %s failed", sweep.__qualname__)
 
 
 def seconds_until_next(*, now: datetime | None = None) -> float | None:
@@ -240,11 +276,7 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
                 clock = time.monotonic()
                 busy = wait is not None and wait < max_sleep
                 if clock >= next_sweep and (not busy or clock >= last_sweep + SWEEP_PUT_OFF):
-                    relay.sweep()
-                    sessions.participants_sweep()
-                    push_delivery.sweep()
-                    webhooks.sweep()
-                    retention.retention_sweep_if_due()
+                    run_sweeps()
                     last_sweep = time.monotonic()
                     next_sweep = last_sweep + max_sleep
                     wait = seconds_until_next()

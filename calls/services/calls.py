@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -24,7 +24,7 @@ from calls.capabilities import (
 from calls.errors import InputError, NotAllowed
 from calls.models import Call, CallEvent, CallMember, CallType, CallUser, Task
 from calls.outbox.events import event_emit
-from calls.outbox.queue import enqueue
+from calls.outbox.queue import enqueue, enqueue_each
 from calls.scheduling.due import due_actions_sync
 
 from .base import (
@@ -586,7 +586,7 @@ def call_delete(
                 id=str(uuid.uuid4()), kind="call_hard_delete", params={"call_pk": call.pk}
             )
             event_emit(type="call.deleted", for_call=None, call_cid=call.cid, call=call_data)
-            transaction.on_commit(lambda: enqueue("calls.tasks.run_task", task.id))
+            transaction.on_commit(lambda: enqueue(RUN_TASK, task.id))
         else:
             event_emit(type="call.deleted", for_call=call, call=call_data)
         return call, task
@@ -605,6 +605,26 @@ def call_hard_delete_run(*, task_id: str) -> Task | None:
         task.result = {"deleted_call": True}
         task.save()
         return task
+
+
+RUN_TASK = "calls.tasks.run_task"
+# A task still pending this long after it was created (or last enqueued) lost its enqueue (a
+# broker outage at commit): the scheduler's sweep enqueues it again, at most once per bound.
+TASK_PENDING_GRACE = timedelta(seconds=30)
+
+
+def tasks_sweep(*, now: datetime | None = None) -> int:
+    """Enqueue the pending API tasks whose message was lost; how many. A duplicate is harmless
+    (`call_hard_delete_run` locks the task and is quiet once it is done)."""
+    now = now or timezone.now()
+    ids = list(
+        Task.objects.filter(status=Task.Status.PENDING, updated_at__lt=now - TASK_PENDING_GRACE)
+        .order_by("updated_at")
+        .values_list("id", flat=True)[:100]
+    )
+    Task.objects.filter(id__in=ids, status=Task.Status.PENDING).update(updated_at=now)
+    enqueue_each(RUN_TASK, ids)
+    return len(ids)
 
 
 # --- sessions and participants (browser joins: calls.realtime.rtc) ----------------------------

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,8 +13,9 @@ from calls import selectors, wire
 from calls.call_settings import effective
 from calls.capabilities import Actor, can_ring, capabilities_for
 from calls.errors import InputError, NotAllowed
-from calls.models import Call, CallMember, CallRing, CallUser
+from calls.models import Call, CallEvent, CallMember, CallRing, CallUser, PushDelivery, PushDevice
 from calls.outbox.events import event_emit
+from calls.outbox.push.delivery import ring_max_age
 from calls.scheduling.due import ring_timeout_clear, ring_timeout_set
 
 from .base import locked_call
@@ -198,3 +200,147 @@ def call_ring(
         return ring_and_notify(
             call=call, members=targets, caller=caller, ring=True, notify=False, video=video
         )
+
+
+# --- rings that never reached a phone ---------------------------------------------------------
+
+RING_FAILED = "call.ring_failed"
+# How far back the sweep looks: a ring older than this is history, not a call waiting.
+RING_FALLBACK_WINDOW = timedelta(hours=1)
+
+
+def ring_settled_after() -> timedelta:
+    """When a ring's fate is known: past `ring_max_age()` no push of it is started any more
+    (`push.delivery` fails it "ring expired"), and one started just before has its send time
+    limit to finish."""
+    return ring_max_age() + timedelta(seconds=settings.PUSH_SEND_TIME_LIMIT_SECONDS)
+
+
+def rings_unsent_sweep(*, now: datetime | None = None) -> int:
+    """The fallback of a ring that could not be sent (the worker or the broker was down when
+    the call started, and the ring push expired): instead of disappearing, it becomes a
+    `call.ring_failed` event, which
+
+    - pushes a notify to those members ("you have a call waiting", no call or patient data;
+      `outbox.push.dispatch`), which does not expire like a ring;
+    - is the staff alert: relayed like any event to the call's and the team's sockets and to
+      webhooks, with `members` (who was not reached), `user` (the caller) and
+      `ring_event_id` (the `call.ring` it stands for).
+
+    A member counts as not reached when they have an active push device, none of the ring's
+    pushes to them was sent, and they did not answer the ring. Once per ring: the call is
+    locked and an existing `call.ring_failed` for the same ring is looked for first, so two
+    schedulers never alert twice. Run by the scheduler's sweeps; returns how many events it
+    wrote."""
+    now = now or timezone.now()
+    rings = list(
+        CallEvent.objects.filter(
+            type="call.ring",
+            call__isnull=False,
+            call__ended_at__isnull=True,
+            call__deleted_at__isnull=True,
+            created_at__gte=now - RING_FALLBACK_WINDOW,
+            created_at__lt=now - ring_settled_after(),
+        ).values("pk", "call_id", "payload", "relayed_at", "created_at")
+    )
+    if not rings:
+        return 0
+    handled = set(
+        CallEvent.objects.filter(
+            type=RING_FAILED, created_at__gte=now - RING_FALLBACK_WINDOW
+        ).values_list("payload__ring_event_id", flat=True)
+    )
+    rings = [r for r in rings if r["pk"] not in handled]
+    if not rings:
+        return 0
+    ring_ids = [r["pk"] for r in rings]
+    deliveries = PushDelivery.objects.filter(
+        event_id__in=ring_ids, purpose=PushDelivery.Purpose.RING
+    ).values_list("event_id", "device__user_id", "state")
+    pushed: set[tuple[int, str]] = set()
+    sent: set[tuple[int, str]] = set()
+    for event_id, user_id, state in deliveries:
+        pushed.add((event_id, user_id))
+        if state == PushDelivery.State.SENT:
+            sent.add((event_id, user_id))
+    targets = {r["pk"]: _rung_user_ids(r["payload"]) for r in rings}
+    everyone = set().union(*targets.values())
+    with_devices = set(
+        PushDevice.objects.filter(user_id__in=everyone, active=True).values_list(
+            "user_id", flat=True
+        )
+    )
+    answered = set(
+        CallRing.objects.filter(
+            call_id__in={r["call_id"] for r in rings},
+            outcome__in=[CallRing.Outcome.ACCEPTED, CallRing.Outcome.REJECTED],
+        ).values_list("call_id", "user_id")
+    )
+    written = 0
+    for ring in rings:
+        pk = ring["pk"]
+        missed = sorted(
+            user_id
+            for user_id in targets[pk]
+            if user_id in with_devices
+            and (pk, user_id) not in sent
+            and (ring["call_id"], user_id) not in answered
+            # Relayed, yet no ring push for them: ring pushes are off for them (a call type's
+            # settings), not lost. Not relayed yet: none could be made.
+            and ((pk, user_id) in pushed or ring["relayed_at"] is None)
+        )
+        if missed and _ring_failed_emit(ring, missed):
+            written += 1
+    return written
+
+
+def _rung_user_ids(payload: dict[str, Any]) -> set[str]:
+    caller = (payload.get("user") or {}).get("id")
+    ids = {m.get("user_id") for m in payload.get("members") or [] if isinstance(m, dict)}
+    return {i for i in ids if isinstance(i, str) and i != caller}
+
+
+def _ring_failed_emit(ring: dict[str, Any], user_ids: list[str]) -> bool:
+    with transaction.atomic():
+        call = selectors.calls_base().select_for_update(of=("self",)).get(pk=ring["call_id"])
+        if CallEvent.objects.filter(
+            call=call, type=RING_FAILED, payload__ring_event_id=ring["pk"]
+        ).exists():
+            return False  # another scheduler got here first
+        members = list(selectors.members_base().filter(call=call, user_id__in=user_ids))
+        if not members:
+            return False
+        event_emit(
+            type=RING_FAILED,
+            for_call=call,
+            call=wire.call_response(call),
+            members=[wire.member_response(m) for m in members],
+            user=ring["payload"].get("user") or {},
+            ring_event_id=ring["pk"],
+            rung_at=ring["payload"].get("created_at"),
+        )
+        return True
+
+
+def call_ring_failed_at_start(*, call: Call) -> bool:
+    """The ring at the start could not happen in time at all (its due action was too late: the
+    scheduler was down): `call.ring_failed` for the members the ring would have rung (all but
+    the call's creator), without `ring_event_id`. Nothing for an ended call. Returns whether
+    it wrote the event."""
+    with transaction.atomic():
+        call = selectors.calls_base().select_for_update(of=("self",)).get(pk=call.pk)
+        if call.ended_at is not None:
+            return False
+        members = [m for m in selectors.call_members(call=call) if m.user_id != call.created_by_id]
+        if not members:
+            return False
+        event_emit(
+            type=RING_FAILED,
+            for_call=call,
+            call=wire.call_response(call),
+            members=[wire.member_response(m) for m in members],
+            user=wire.user_response(call.created_by),
+            ring_event_id=None,
+            rung_at=None,
+        )
+        return True

@@ -151,7 +151,7 @@ def clinic_admin_client(client, clinic):
     staff.user.refresh_from_db()
     assert staff.user.is_staff
     assert not staff.user.is_superuser
-    client.force_login(staff.user)
+    login_verified(client, staff.user)
     return client
 
 

@@ -16,6 +16,7 @@ from appointments.api import auth
 from audit.models import AuditEntry
 from audit.record import verify
 from tests.audit.conftest import NOTES, REASON, assert_no_phi, entries
+from tests.factories import login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -171,7 +172,7 @@ def test_admin_change_pages_are_recorded(client, clinic, appointment, patient):
     root = make_staff(clinic, "root", role="admin")
     root.user.is_staff = root.user.is_superuser = True
     root.user.save()
-    client.force_login(root.user)
+    login_verified(client, root.user)
     before = AuditEntry.objects.count()
     assert client.get(f"/admin/appointments/patient/{patient.pk}/change/").status_code == 200
     url = f"/admin/appointments/appointment/{appointment.pk}/change/"
@@ -223,7 +224,7 @@ def test_changes_made_in_the_admin_name_the_admin_user(client, clinic, patient):
     from tests.factories import make_staff
 
     boss = make_staff(clinic, "boss", role="admin")
-    client.force_login(boss.user)
+    login_verified(client, boss.user)
     response = client.post(
         f"/admin/appointments/patient/{patient.pk}/change/",
         {

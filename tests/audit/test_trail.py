@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection, transaction
 
 from audit.models import AuditEntry
 from audit.record import GENESIS, Action, Actor, entry_hash, record, verify
+from tests.factories import login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -155,12 +156,12 @@ def test_superusers_read_the_whole_trail_in_the_admin_and_no_one_edits_it(client
 
     record(action=Action.PATIENT_VIEWED, clinic="clinic-b", object_type="patient", object_id=7)
     root = get_user_model().objects.create_superuser("root", "", "pw-test-1")
-    client.force_login(root)
+    login_verified(client, root)
     assert client.get("/admin/audit/auditentry/").status_code == 200
     assert client.get("/admin/audit/auditentry/1/change/").status_code == 200
     assert client.post("/admin/audit/auditentry/1/delete/").status_code == 403
     boss = make_staff(clinic, "boss", role="admin")
-    client.force_login(boss.user)
+    login_verified(client, boss.user)
     assert client.get("/admin/audit/auditentry/").status_code == 403
 
 

@@ -148,9 +148,10 @@ def test_the_log_runs_the_same_queries_for_1_or_30_entries(
             object_type="patient",
             object_id=patient.pk,
         )
-    # the session, the user, the staff member, the clinic with their role (4); the clinic's
-    # staff for the "Who" choices (1); the staff's user ids for their sign-ins (1); the count
-    # and the page of entries (2); the patients named on the page (1); the header's clinics (1)
-    with django_assert_num_queries(10):
+    # the session, the user, the verified two-factor device, the staff member, the clinic with
+    # their role (5); the clinic's staff for the "Who" choices (1); the staff's user ids for
+    # their sign-ins (1); the count and the page of entries (2); the patients named on the page
+    # (1); the header's clinics (1)
+    with django_assert_num_queries(11):
         response = client.get(URL)
     assert len(response.context["rows"]) == min(how_many + 2, 50)

@@ -102,10 +102,13 @@ def test_the_events_of_one_transaction_leave_in_one_task(
     from calls.outbox import tasks
 
     sent: list[list[int]] = []
-    real_delay = tasks.relay_events.delay
-    monkeypatch.setattr(
-        tasks.relay_events, "delay", lambda ids: (sent.append(list(ids)), real_delay(ids))[1]
-    )
+    real_apply = tasks.relay_events.apply_async
+
+    def apply_async(args, **options):
+        sent.append(list(args[0]))
+        return real_apply(args, **options)
+
+    monkeypatch.setattr(tasks.relay_events, "apply_async", apply_async)
     with django_capture_on_commit_callbacks(execute=True):
         call = create()
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():

@@ -106,7 +106,7 @@ def test_the_scheduler_runs_the_retention_sweep(monkeypatch):
     from calls.scheduling import scheduler
 
     calls = []
-    monkeypatch.setattr(retention, "retention_sweep_if_due", lambda: calls.append(1))
+    monkeypatch.setattr(retention, "retention_sweep_if_due", lambda **_: calls.append(1))
     rounds = iter([False, True])
     scheduler.run_forever(max_sleep=0.01, stop=lambda: next(rounds))
     assert calls == [1]

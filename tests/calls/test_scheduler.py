@@ -342,6 +342,12 @@ def test_a_ring_long_overdue_is_skipped_not_rung(late, applied):
     assert action.state == "done"
     assert CallEvent.objects.filter(call=call, type="call.ring").exists() is applied
     assert action.last_error.startswith("skipped") is not applied
+    # Not rung is not dropped: the members get the "call waiting" notify and staff the alert.
+    fallbacks = CallEvent.objects.filter(call=call, type="call.ring_failed")
+    assert fallbacks.exists() is not applied
+    for event in fallbacks:
+        assert [m["user_id"] for m in event.payload["members"]] == ["pat"]
+        assert event.payload["ring_event_id"] is None
 
 
 @pytest.mark.django_db
@@ -392,7 +398,7 @@ def test_a_loop_that_finds_the_due_work_locked_does_not_sweep_on_every_pass(monk
     )
     action = DueAction.objects.get(call=call, kind="go_live", state="pending")
     swept = []
-    monkeypatch.setattr(relay, "sweep", lambda: swept.append(True))
+    monkeypatch.setattr(relay, "sweep", lambda **_: swept.append(True))
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)

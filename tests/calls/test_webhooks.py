@@ -348,7 +348,7 @@ def test_the_scheduler_loop_sweeps_webhooks(monkeypatch):
     from calls.scheduling import scheduler
 
     swept = []
-    monkeypatch.setattr(webhooks, "sweep", lambda: swept.append(True))
+    monkeypatch.setattr(webhooks, "sweep", lambda **_: swept.append(True))
     checks = iter([False, True])
     scheduler.run_forever(max_sleep=0, stop=lambda: next(checks))
     assert swept == [True]

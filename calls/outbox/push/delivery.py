@@ -23,7 +23,7 @@ PUSH_SEND_TIME_LIMIT_SECONDS (soft, recorded as a retry; then killed), which set
 to be shorter than the bound, and a send is at most two requests of PUSH_TIMEOUT_SECONDS
 (FCM's token exchange, then the push). Worker pools without time limits (solo, threads) lose
 that guarantee, not the claim: the newer attempt's record wins, and the device still shows one
-notification. A ring is never sent once its event is older than RING_MAX_AGE, resend or not.
+notification. A ring is never sent once its event is older than `ring_max_age()`, resend or not.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from calls.models import PushDelivery, PushDevice
@@ -47,8 +47,6 @@ logger = logging.getLogger("calls.push")
 
 State = PushDelivery.State
 MAX_BACKOFF_SECONDS = 600.0
-# A ring pushed later than this is pointless (the phone would ring for a call long gone).
-RING_MAX_AGE = timedelta(seconds=60)
 # A `retrying` row waits for its countdown (at most MAX_BACKOFF_SECONDS): past this, its retry
 # message was lost. (`sending` and `queued` rows use PUSH_SENDING_STALE_SECONDS.)
 STRANDED_AFTER = timedelta(minutes=15)
@@ -116,9 +114,8 @@ def deliver(delivery_id: int) -> float | None:
     if not device.active:
         _record(delivery, State.FAILED, Result(Outcome.FAILED, error="device inactive"))
         return None
-    if delivery.purpose == PushDelivery.Purpose.RING and now - delivery.event.created_at > (
-        RING_MAX_AGE
-    ):
+    ring_age = now - delivery.event.created_at
+    if delivery.purpose == PushDelivery.Purpose.RING and ring_age > ring_max_age():
         _record(delivery, State.FAILED, Result(Outcome.FAILED, error="ring expired"))
         return None
     try:
@@ -191,6 +188,12 @@ def _record(delivery: PushDelivery, state: str, result: Result) -> bool:
     return True
 
 
+def ring_max_age() -> timedelta:
+    """A ring pushed later than this is pointless (the phone would ring for a call long gone):
+    PUSH_RING_MAX_AGE_SECONDS."""
+    return timedelta(seconds=settings.PUSH_RING_MAX_AGE_SECONDS)
+
+
 def stale_after() -> timedelta:
     """How long a row may stay `sending` before its run is taken for dead."""
     return timedelta(seconds=settings.PUSH_SENDING_STALE_SECONDS)
@@ -205,7 +208,7 @@ def sweep(*, now: datetime | None = None) -> int:
       has used PUSH_MAX_ATTEMPTS;
     - `queued` for as long (a lost enqueue) or `retrying` past STRANDED_AFTER (a lost retry):
       enqueued again, at most once per bound (a duplicate message is harmless: the claim);
-    - among those, rings whose event is older than RING_MAX_AGE → failed "ring expired".
+    - among those, rings whose event is older than `ring_max_age()` → failed "ring expired".
     """
     now = now or timezone.now()
     stale = now - stale_after()
@@ -215,7 +218,7 @@ def sweep(*, now: datetime | None = None) -> int:
     )
     rows = PushDelivery.objects.filter(interrupted | lost)
     expired = rows.filter(
-        purpose=PushDelivery.Purpose.RING, event__created_at__lt=now - RING_MAX_AGE
+        purpose=PushDelivery.Purpose.RING, event__created_at__lt=now - ring_max_age()
     ).update(state=State.FAILED, last_error="ring expired", updated_at=now)
     given_up = (
         PushDelivery.objects.filter(interrupted)
@@ -224,7 +227,11 @@ def sweep(*, now: datetime | None = None) -> int:
     )
     if given_up:
         logger.warning("push sweep: %d interrupted deliveries had no attempt left", given_up)
-    ids = list(rows.order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH])
+    # Rings first: those left are still fresh, and a worker back from an outage should ring
+    # before it works through the notifies queued meanwhile.
+    ring_first = Case(When(purpose=PushDelivery.Purpose.RING, then=0), default=1)
+    picked = list(rows.order_by(ring_first, "pk").values_list("pk", "purpose")[:SWEEP_BATCH])
+    ids = [pk for pk, _ in picked]
     if not ids:
         return expired + given_up
     # Conditional like the claim: a row another sweep (or its run) moved on is left alone.
@@ -234,5 +241,6 @@ def sweep(*, now: datetime | None = None) -> int:
     PushDelivery.objects.filter(lost, pk__in=ids).update(updated_at=now)
     if resent:
         logger.warning("push sweep: %d interrupted deliveries sent again", resent)
-    enqueue_deliveries(ids)
+    enqueue_deliveries([pk for pk, p in picked if p == PushDelivery.Purpose.RING], urgent=True)
+    enqueue_deliveries([pk for pk, p in picked if p != PushDelivery.Purpose.RING])
     return expired + given_up + len(ids)

@@ -6,6 +6,11 @@
 | call.notification                     | notify  | payload members, never the sender         |
 | call.live_started, call.reminder      | notify  | the call's current `call_member` members  |
 | call.missed                           | missed  | payload members, never the caller         |
+| call.ring_failed                      | notify  | payload members, never the caller         |
+
+`call.ring_failed` is the fallback of a ring that could not be sent in time
+(`services.ringing.rings_unsent_sweep`): a notify with fixed text ("you have a call waiting"),
+which, unlike a ring, does not expire.
 
 Each type's `notification_settings` switch applies (reminders follow `call_notification`).
 Idempotent: rows are unique per (event, device, purpose), so a second relay adds nothing, and
@@ -24,7 +29,7 @@ from django.db import transaction
 
 from calls.call_settings import BUILTIN_NOTIFICATION_SETTINGS
 from calls.models import CallEvent, CallMember, PushDelivery, PushDevice
-from calls.outbox.queue import enqueue
+from calls.outbox.queue import URGENT, enqueue_each
 
 from .base import Message
 
@@ -40,6 +45,7 @@ PUSHED_EVENTS: dict[str, tuple[str, str]] = {
     "call.live_started": (Purpose.NOTIFY, "call_live_started"),
     "call.reminder": (Purpose.NOTIFY, "call_notification"),
     "call.missed": (Purpose.MISSED, "call_missed"),
+    "call.ring_failed": (Purpose.NOTIFY, "call_notification"),
 }
 # Events about the call as a whole go to its patients / guests, not to the host who runs it.
 TO_CALL_MEMBERS = {"call.live_started", "call.reminder"}
@@ -47,6 +53,9 @@ CALL_MEMBER_ROLE = "call_member"
 
 # Reminders have no notification_settings entry of their own (Stream has no such event).
 REMINDER_TEXT = ("Upcoming call", "Your call starts soon.")
+# A ring that could not be sent in time: fixed text, like reminders (no call or caller data).
+RING_FAILED_TEXT = ("Call waiting", "You have a call waiting. Open the app to join.")
+FIXED_TEXT = {"call.reminder": REMINDER_TEXT, "call.ring_failed": RING_FAILED_TEXT}
 _TEMPLATE = re.compile(r"{{|}}")
 MAX_TEXT = 120
 # The namespace of push ids (uuid5 of the delivery row): fixed, so a resend has the same id.
@@ -80,13 +89,13 @@ def on_event(event: CallEvent) -> None:
             "pk", flat=True
         )
     )
-    transaction.on_commit(lambda: enqueue_deliveries(ids))
+    urgent = purpose == Purpose.RING
+    transaction.on_commit(lambda: enqueue_deliveries(ids, urgent=urgent))
 
 
-def enqueue_deliveries(ids: Iterable[int]) -> None:
-    """One `deliver_push` task per delivery row (`calls.outbox.tasks`)."""
-    for pk in ids:
-        enqueue("calls.outbox.tasks.deliver_push", pk)
+def enqueue_deliveries(ids: Iterable[int], *, urgent: bool = False) -> None:
+    """One `deliver_push` task per delivery row (`calls.outbox.tasks`); rings are urgent."""
+    enqueue_each("calls.outbox.tasks.deliver_push", ids, priority=URGENT if urgent else None)
 
 
 def _targets(event: CallEvent) -> set[str]:
@@ -166,8 +175,8 @@ def message_for(event: CallEvent, purpose: str, *, delivery_id: int) -> Message:
     delivery's stable identifiers only."""
     cid = event.call_cid
     call_type, _, call_id = cid.partition(":")
-    if event.type == "call.reminder":
-        title, body = REMINDER_TEXT
+    if event.type in FIXED_TEXT:
+        title, body = FIXED_TEXT[event.type]
     else:
         key = PUSHED_EVENTS[event.type][1]
         default = BUILTIN_NOTIFICATION_SETTINGS[key]["apns"]

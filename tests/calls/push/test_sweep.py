@@ -86,7 +86,7 @@ def test_an_interrupted_ring_too_old_to_ring_is_not_resent(rows, webpush_service
     ring, _ = rows
     PushDelivery.objects.filter(pk=ring.pk).update(state="sending", attempts=1)
     age(ring, settings.PUSH_SENDING_STALE_SECONDS + 1)
-    ring.event.created_at = timezone.now() - delivery.RING_MAX_AGE - timedelta(seconds=1)
+    ring.event.created_at = timezone.now() - delivery.ring_max_age() - timedelta(seconds=1)
     ring.event.save()
 
     delivery.sweep()
@@ -119,7 +119,7 @@ def test_the_stale_bound_outlasts_the_send_time_limit(settings):
     assert deliver_push.time_limit == settings.PUSH_SEND_TIME_LIMIT_SECONDS
     assert deliver_push.soft_time_limit < deliver_push.time_limit
     assert deliver_push.time_limit < settings.PUSH_SENDING_STALE_SECONDS
-    assert timedelta(seconds=settings.PUSH_SENDING_STALE_SECONDS) < delivery.RING_MAX_AGE
+    assert timedelta(seconds=settings.PUSH_SENDING_STALE_SECONDS) < delivery.ring_max_age()
 
 
 def test_a_bound_not_longer_than_the_send_limit_fails_at_start_up():
