@@ -47,3 +47,11 @@ class TokenIssuedInFuture(CallsError):
 
 class TokenSignatureInvalid(CallsError):
     code, status = 43, 401
+
+
+class PayloadTooLarge(CallsError):
+    code, status = 22, 413
+
+
+class RateLimited(CallsError):
+    code, status = 9, 429

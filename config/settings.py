@@ -145,6 +145,12 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    # JSON under calls.limits (size, depth, NaN, NUL: 413 / 400, never a 500); forms as usual.
+    "DEFAULT_PARSER_CLASSES": [
+        "calls.limits.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
@@ -365,6 +371,25 @@ PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES = env.int("PATIENT_SIGN_IN_GLOBAL_MAX_FAILUR
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
 # Browser origins (besides the page's own host) allowed to open the events WebSocket.
 CALLS_WS_ALLOWED_ORIGINS = env.list("CALLS_WS_ALLOWED_ORIGINS", default=[])
+
+# What one client may send or hold (calls.limits, docs/limits.md). Bodies above the limit are
+# answered 413 (code 22); `custom` objects above theirs 400 (code 4), before anything is stored.
+CALLS_API_MAX_BODY_BYTES = env.int("CALLS_API_MAX_BODY_BYTES", default=1024 * 1024)
+CALLS_CUSTOM_MAX_BYTES = env.int("CALLS_CUSTOM_MAX_BYTES", default=5 * 1024)
+# Sockets: the largest client message (uvicorn's --ws-max-size should say the same), live
+# messages a connection may have queued before it is closed as a slow consumer (4008), and
+# open sockets per user across all web processes (4009 above it).
+CALLS_WS_MAX_MESSAGE_BYTES = env.int("CALLS_WS_MAX_MESSAGE_BYTES", default=128 * 1024)
+CALLS_WS_SEND_QUEUE = env.int("CALLS_WS_SEND_QUEUE", default=256)
+CALLS_WS_MAX_CONNECTIONS_PER_USER = env.int("CALLS_WS_MAX_CONNECTIONS_PER_USER", default=20)
+# uvicorn's WebSocket options, for `serve` and the tests' servers (the README gives the same as
+# flags): frames above the message limit are refused by uvicorn itself (close 1009), at most
+# 16 client messages wait per connection, and no per-message compression (bench/events.py).
+UVICORN_WS_OPTIONS = {
+    "ws_max_size": CALLS_WS_MAX_MESSAGE_BYTES,
+    "ws_max_queue": 16,
+    "ws_per_message_deflate": False,
+}
 
 # In-browser media (calls.media, docs/media.md). The mesh needs no server of its own; STUN /
 # TURN servers help browsers behind NAT (none: host candidates only, which work on a LAN).

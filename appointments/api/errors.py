@@ -34,6 +34,7 @@ CODES: dict[str, int] = {
     "method_not_allowed": 405,
     "not_acceptable": 406,
     "conflict": 409,
+    "payload_too_large": 413,
     "unsupported_media_type": 415,
     "throttled": 429,
     "server_error": 500,

@@ -19,7 +19,6 @@ from drf_spectacular.utils import (
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,6 +33,7 @@ from appointments.services.sign_in_codes import patient_sign_in_code_redeem
 from appointments.services.status import appointment_check_in, appointment_request_cancel
 from appointments.tasks import patient_send_sign_in_code
 from audit.record import ANONYMOUS, Action, Actor, client_ip, record
+from calls.limits import JSONParser  # JSON under calls.limits (docs/limits.md)
 from calls.services.devices import device_register, device_remove
 
 from . import auth

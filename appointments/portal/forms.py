@@ -40,6 +40,16 @@ class DayForm(forms.Form):
 
     date = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
 
+    # The page works with the day before and after, in any time zone: the ends of the
+    # calendar (0001-01-01, 9999-12-31) would overflow, so they count as invalid.
+    MARGIN = dt.timedelta(days=7)
+
+    def clean_date(self) -> dt.date | None:
+        day = self.cleaned_data["date"]
+        if day is not None and not (dt.date.min + self.MARGIN <= day <= dt.date.max - self.MARGIN):
+            raise forms.ValidationError("out of range")
+        return day
+
     def day(self, *, clinic: Clinic) -> dt.date:
         if self.is_valid() and self.cleaned_data["date"]:
             return self.cleaned_data["date"]

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any, ClassVar
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.renderers import JSONRenderer
@@ -14,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from calls.capabilities import Actor
-from calls.errors import CallsError, InputError, NotAllowed, NotFound
+from calls.errors import CallsError, InputError, NotAllowed, NotFound, PayloadTooLarge
 
 from .auth import authenticate
 
@@ -90,6 +91,8 @@ class StreamView(APIView):
             # The server unquoted `a%2Fdelete` into `a/delete` before routing (§1.8): refuse
             # rather than act on another endpoint.
             raise InputError("call type and id may not contain '/'", fields={"id": "invalid"})
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise InputError("the path may not contain NUL characters")
         self.actor = authenticate(request._request)
 
     def operation(self) -> str:
@@ -107,6 +110,8 @@ class StreamView(APIView):
             exc = NotFound(str(exc) or "not found")
         elif isinstance(exc, drf_exceptions.PermissionDenied):
             exc = NotAllowed(str(exc.detail))
+        elif isinstance(exc, RequestDataTooBig | TooManyFieldsSent):
+            exc = PayloadTooLarge("request body is too large")
         elif isinstance(exc, drf_exceptions.APIException):
             exc = InputError(str(exc.detail))
         if not isinstance(exc, CallsError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -10,7 +9,7 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from calls import filters, selectors, wire
+from calls import filters, limits, selectors, wire
 from calls.capabilities import capabilities_for, require_in_scope
 from calls.errors import InputError, NotAllowed, NotFound
 from calls.models import ID_REGEX, Task
@@ -50,7 +49,7 @@ def _check_ids(type_name: str, call_id: str) -> None:
     bad = {
         k: "must match ^[A-Za-z0-9_-]{1,64}$"
         for k, v in (("type", type_name), ("id", call_id))
-        if not _ID.match(v)
+        if not _ID.fullmatch(v)
     }
     if bad:
         raise InputError("invalid call type or id", fields=bad)
@@ -491,10 +490,7 @@ class UsersView(StreamView):
         raw = request.query_params.get("payload")
         if not raw:
             raise InputError("payload is required", fields={"payload": "required"})
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            raise InputError("payload must be JSON", fields={"payload": "invalid JSON"}) from None
+        payload = limits.parse_json(raw, max_bytes=limits.max_body_bytes(), what="payload")
         if not isinstance(payload, dict):
             raise InputError("payload must be a JSON object", fields={"payload": "not an object"})
         body = validated(s.QueryUsersPayload, drop_none(payload))

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from rest_framework import serializers
 
-from calls.errors import InputError
+from calls import limits
+from calls.errors import InputError, PayloadTooLarge
 
 
 def parse_body(request: HttpRequest) -> dict[str, Any]:
-    """The JSON body as an object; a missing or empty body is `{}` (mark_ended sends none)."""
-    raw = request.body
+    """The JSON body as an object; a missing or empty body is `{}` (mark_ended sends none).
+    Size, depth and content rules are `calls.limits`: 413 above the size, 400 otherwise."""
+    limit = limits.max_body_bytes()
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:  # refused before it is read
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    try:
+        if declared or hasattr(request, "_body"):
+            raw = request.body
+        else:
+            # No Content-Length (a chunked body): read no more than the limit allows, and
+            # keep it as the body, as `request.body` would have (it reads the whole stream).
+            raw = request._body = request.read(limit + 1)  # type: ignore[attr-defined]
+    except RequestDataTooBig:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes") from None
     if not raw or not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InputError("request body is not valid JSON") from None
+    data = limits.parse_json(raw, max_bytes=limit)
     if not isinstance(data, dict):
         raise InputError("request body must be a JSON object")
     return data

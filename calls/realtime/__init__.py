@@ -16,7 +16,10 @@ Connecting
     Failures: `{"type": "error", "code": <Stream code>, "message": ...}`, then close code
     4000 + code: 4005 missing/garbled token or no auth within 5 s, 4002 bad api_key,
     4040 expired or revoked, 4041 not valid yet (nbf), 4042 issued in the future,
-    4043 bad signature. Malformed messages get an `error` (code 4) and the connection stays.
+    4043 bad signature, 4009 the user has CALLS_WS_MAX_CONNECTIONS_PER_USER sockets open
+    (events and call sockets, all processes). Malformed messages (not a JSON object, binary,
+    NaN, too deep, NUL) get an `error` (code 4) and the connection stays; a message above
+    CALLS_WS_MAX_MESSAGE_BYTES is refused by uvicorn (close 1009). docs/limits.md has them all.
 
 Subscribing (client → server)
     `{"type": "subscribe", "cid": "appointment:abc", "last_event_id": 123}`: the call's events,
@@ -36,7 +39,9 @@ Events (server → client)
     `{"type": "event", "id": <CallEvent.id>, "event": <Stream event>}`: `event` is the outbox
     payload as is (Stream's `type` names and fields, int-nanosecond timestamps). Ids increase;
     per call they arrive strictly in order, without gaps and without duplicates (a gap is filled
-    from the outbox before the newer event is sent). Keep the highest id seen per subscription
+    from the outbox before the newer event is sent). A client that falls CALLS_WS_SEND_QUEUE
+    events behind (it stopped reading) is closed with 4008 ("slow consumer"): reconnect with
+    the last ids seen. Keep the highest id seen per subscription
     and send it as `last_event_id` when reconnecting.
     `{"type": "unsubscribed", "cid"|"team": ..., "code": 17, "message": ...}`: access was lost
     (removed from the call, blocked, left the team); nothing more comes for it.

@@ -29,6 +29,7 @@ work goes through `database_sync_to_async`, which closes old connections itself)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -48,11 +49,19 @@ try:
 except ImportError:  # another ASGI server
     ClientDisconnected = ConnectionError  # type: ignore[misc,assignment]
 
-from calls import selectors, tokens
+from calls import limits, selectors, tokens
 from calls.capabilities import Actor, can_watch_team
-from calls.errors import AuthError, CallsError, InputError, NotAllowed, TokenExpired
+from calls.errors import (
+    AuthError,
+    CallsError,
+    InputError,
+    NotAllowed,
+    RateLimited,
+    TokenExpired,
+)
 
-from . import fanout, groups
+from . import connections, fanout, groups
+from .outbound import CLOSE_SLOW_CONSUMER
 from .publish import EVENT_MESSAGE, remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
@@ -63,6 +72,8 @@ MAX_SUBSCRIPTIONS = 100
 # WebSocket close codes: 4000 + the Stream error code (§2, §5).
 CLOSE_BASE = 4000
 CLOSE_BAD_REQUEST = CLOSE_BASE + InputError.code  # 4004
+# Stream's rate-limit code (9): the user has CALLS_WS_MAX_CONNECTIONS_PER_USER sockets open.
+CLOSE_TOO_MANY_CONNECTIONS = CLOSE_BASE + RateLimited.code  # 4009
 
 # Events after which the connected user's access to the call may have changed.
 ACCESS_EVENTS = frozenset(
@@ -118,18 +129,61 @@ class TeamSub:
 
 
 class JsonSocket(AsyncJsonWebsocketConsumer):
-    """What both sockets share: JSON messages (a garbled one decodes as None, answered with an
-    `error` by `receive_json`) and the error message shape (Stream's codes)."""
+    """What both sockets share: JSON messages parsed under `calls.limits` (a garbled, too deep
+    or too large one, or a binary frame, is answered with an `error` and the connection
+    stays), the error message shape (Stream's codes), and the per-user connection cap."""
 
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        if text_data is None:
+            await self.error(InputError("messages are JSON text frames"))
+            return
         try:
-            return json.loads(text_data)
-        except ValueError:
-            return None
+            content = limits.parse_json(
+                text_data.encode(), max_bytes=limits.max_message_bytes(), what="message"
+            )
+        except CallsError as exc:
+            await self.error(exc)
+            return
+        await self.receive_json(content)
 
     async def error(self, exc: CallsError, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": exc.code, "message": exc.message, **extra})
+
+    async def fail(self, exc: CallsError) -> None:
+        raise NotImplementedError
+
+    # --- the per-user cap (calls.realtime.connections) -----------------------------------------
+
+    lease: connections.Lease | None = None
+
+    async def take_place(self, actor: Actor) -> bool:
+        """Count this connection among its user's sockets; above the cap it fails with 4009.
+        Server tokens (no user) are not counted."""
+        if actor.user_id is None or self.lease is not None:
+            return True
+        lease = connections.Lease(actor.user_id)
+        if not await lease.take():
+            await self.fail(_too_many())
+            return False
+        self.lease = lease
+        lease.keep(self._place_lost)
+        return True
+
+    async def _place_lost(self) -> None:
+        self.lease = None
+        await self.fail(_too_many())
+
+    async def release_place(self) -> None:
+        if self.lease is not None:
+            lease, self.lease = self.lease, None
+            await lease.release()
+
+
+def _too_many() -> RateLimited:
+    cap = settings.CALLS_WS_MAX_CONNECTIONS_PER_USER
+    return RateLimited(f"at most {cap} open sockets per user")
 
 
 class EventsConsumer(JsonSocket):
@@ -146,8 +200,10 @@ class EventsConsumer(JsonSocket):
         remember_server_loop(asyncio.get_running_loop())
         self.channel_layer = get_channel_layer()
         self.fanout = fanout.for_layer(self.channel_layer)
-        self.inbox: deque[dict[str, Any]] = deque()
+        self.inbox: deque[dict[str, Any]] = deque()  # at most CALLS_WS_SEND_QUEUE
         self.draining: asyncio.Task | None = None
+        self.slow = False
+        self.closer: asyncio.Task | None = None
         self.actor = None
         self.call_subs: dict[str, CallSub] = {}
         self.team_subs: dict[str, TeamSub] = {}
@@ -179,6 +235,7 @@ class EventsConsumer(JsonSocket):
         for name in list(getattr(self, "joined", ())):
             await self.fanout.discard(name, self)
         self.joined = set()
+        await self.release_place()
 
     # --- one message at a time -----------------------------------------------------------------
 
@@ -195,10 +252,25 @@ class EventsConsumer(JsonSocket):
             await super().dispatch(message)
 
     def deliver(self, message: dict[str, Any]) -> None:
-        """A group message from the process fan-out: queue it (returns at once)."""
+        """A group message from the process fan-out: queue it (returns at once). A connection
+        whose queue is full is not keeping up (a client that stops reading blocks our sends):
+        it is closed with CLOSE_SLOW_CONSUMER, and reconnects with its last event id."""
+        if self.slow:
+            return
+        if len(self.inbox) >= settings.CALLS_WS_SEND_QUEUE:
+            self.slow = True
+            self.inbox.clear()
+            self.actor = None  # nothing more is handled or sent
+            self.closer = asyncio.create_task(self._close_slow())
+            return
         self.inbox.append(message)
         if self.draining is None:
             self.draining = asyncio.create_task(self._drain())
+
+    async def _close_slow(self) -> None:
+        logger.info("closing a slow events socket (%d queued)", settings.CALLS_WS_SEND_QUEUE)
+        with contextlib.suppress(ClientDisconnected, ConnectionError):
+            await self.close(code=CLOSE_SLOW_CONSUMER)
 
     async def _drain(self) -> None:
         try:
@@ -267,6 +339,8 @@ class EventsConsumer(JsonSocket):
             await self.fail(AuthError("a connection cannot change user"))
             return
         first = self.actor is None
+        if first and not await self.take_place(actor):
+            return
         self.actor, self.token = actor, token
         if self.timer is not None:
             self.timer.cancel()

@@ -15,18 +15,20 @@ inactivity timeout and may resume with its `user_session_id`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from django.conf import settings
 from django.utils import timezone
 
 from calls import selectors, tokens
 from calls.capabilities import Actor
-from calls.errors import AuthError, CallsError, InputError, NotAllowed
+from calls.errors import AuthError, CallsError, InputError, NotAllowed, RateLimited
 from calls.media import join_media
 from calls.models import Call, CallParticipant
 from calls.services.live import call_end, call_go_live
@@ -41,6 +43,7 @@ from calls.services.sessions import (
 
 from . import groups, page
 from .consumer import CLOSE_BASE, JsonSocket, origin_allowed
+from .outbound import BoundedSend
 from .publish import remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
@@ -106,6 +109,11 @@ def _call_updated(call_pk: int) -> dict[str, Any]:
 class RtcConsumer(JsonSocket):
     """`/ws/v1/rtc`: see docs/media.md."""
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Everything sent to the client goes through a bounded queue (outbound).
+        self.outbound = BoundedSend(send)
+        await super().__call__(scope, receive, self.outbound)
+
     async def connect(self) -> None:
         remember_server_loop(asyncio.get_running_loop())
         self.actor: Actor | None = None
@@ -125,8 +133,10 @@ class RtcConsumer(JsonSocket):
         self.timer: asyncio.Task | None = asyncio.create_task(self._join_timeout())
 
     async def disconnect(self, code: int) -> None:
+        self.outbound.stop()
         if self.timer is not None:
             self.timer.cancel()
+        await self.release_place()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
         if self.user_session_id and self.state:
@@ -205,6 +215,8 @@ class RtcConsumer(JsonSocket):
             if actor.call_cids and cid not in actor.call_cids:
                 # A token minted for other calls (a patient's link) opens only those.
                 raise NotAllowed(f"this token is not valid for call {cid}")
+            if not await self.take_place(actor):
+                return
             self.type_name, _, self.call_id = cid.partition(":")
             entry = await database_sync_to_async(participant_enter)(
                 actor=actor,
@@ -258,9 +270,13 @@ class RtcConsumer(JsonSocket):
         )
         if not channel:
             raise InputError(f"{to} is not in this call", fields={"to": "not in the call"})
-        await self.channel_layer.send(
-            channel, {"type": "rtc.signal", "from": self.user_session_id, "data": data}
-        )
+        try:
+            await self.channel_layer.send(
+                channel, {"type": "rtc.signal", "from": self.user_session_id, "data": data}
+            )
+        except ChannelFull:
+            # The peer's channel holds its capacity of unread messages (docs/limits.md).
+            raise RateLimited(f"{to} is not reading its messages", fields={"to": "full"}) from None
 
     async def media_state(self, content: dict[str, Any]) -> None:
         audio, video = content.get("audio"), content.get("video")
@@ -281,7 +297,8 @@ class RtcConsumer(JsonSocket):
         for channel in await database_sync_to_async(selectors.peer_channels)(
             call_pk=self.call_pk, exclude=self.user_session_id
         ):
-            await self.channel_layer.send(channel, message)
+            with contextlib.suppress(ChannelFull):  # that peer's page catches up on rejoin
+                await self.channel_layer.send(channel, message)
 
     async def moderate(self, kind: str, content: dict[str, Any]) -> None:
         """`mute` (MuteUsers, the microphone) or `remove` (KickUser) the user of a participant

@@ -22,6 +22,7 @@ from calls.capabilities import (
     team_allows,
 )
 from calls.errors import InputError, NotAllowed
+from calls.limits import check_custom
 from calls.models import Call, CallEvent, CallMember, CallType, CallUser, Task
 from calls.outbox.events import event_emit
 from calls.outbox.queue import enqueue, enqueue_each
@@ -122,6 +123,8 @@ def _members_shape_check(members: list[MemberSpec]) -> None:
             f"at most {MAX_MEMBERS_PER_REQUEST} members per request",
             fields={"members": f"at most {MAX_MEMBERS_PER_REQUEST}"},
         )
+    for i, member in enumerate(members):
+        check_custom(member.custom, field=f"members.{i}.custom")
     seen: set[str] = set()
     dupes = sorted({m.user_id for m in members if m.user_id in seen or seen.add(m.user_id)})
     if dupes:
@@ -172,6 +175,7 @@ def call_get_or_create(
     members = members or []
     override = settings_or_error(settings_override, "data.settings_override")
     _members_shape_check(members)
+    check_custom(custom, field="data.custom")
     fields = {
         "team": team or None,
         "custom": custom or {},
@@ -391,6 +395,7 @@ def call_update(
 ) -> CallView:
     """PATCH: replace `custom` when given, deep-merge `settings_override`, move `starts_at`;
     the scheduled actions follow in the same transaction."""
+    check_custom(custom)
     override = settings_or_error(settings_override, "settings_override")
     offsets = (
         None
@@ -543,6 +548,7 @@ def call_send_event(
     user_id: str | None = None,
 ) -> None:
     """SendCallEvent: a `custom` event to the call's members (e.g. "running late")."""
+    check_custom(custom)
     with transaction.atomic():
         call = selectors.call_get(
             actor=actor, type_name=type_name, call_id=call_id, for_update=True

@@ -11,6 +11,7 @@ from django.db import transaction
 from calls import wire
 from calls.capabilities import Actor
 from calls.errors import InputError, NotAllowed, NotFound
+from calls.limits import check_custom
 from calls.models import CallUser
 from calls.outbox.events import event_emit
 from calls.tokens import revocation_point
@@ -56,6 +57,7 @@ def users_upsert(*, actor: Actor, users: list[UserSpec]) -> list[CallUser]:
         existing = {u.id: u for u in CallUser.objects.select_for_update().filter(id__in=ids)}
         saved: list[CallUser] = []
         for spec in users:
+            check_custom(spec.custom, field=f"users.{spec.id}.custom")
             user = existing.get(spec.id) or CallUser(id=spec.id)
             user.name = spec.name or ""
             user.image = spec.image or ""
@@ -116,7 +118,14 @@ def users_partial_update(
                         f"{name} must be a {expected.__name__}",
                         fields={f"users.{user_id}.set.{name}": f"must be {expected.__name__}"},
                     )
+                max_length = getattr(CallUser._meta.get_field(name), "max_length", None)
+                if max_length and len(value) > max_length:
+                    raise InputError(
+                        f"{name} is longer than {max_length} characters",
+                        fields={f"users.{user_id}.set.{name}": f"at most {max_length}"},
+                    )
                 setattr(user, name, value)
+            check_custom(user.custom, field=f"users.{user_id}.custom")
             user.teams, user.teams_role = _clean_teams(
                 user.teams, user.teams_role, f"users.{user_id}.set.teams"
             )

@@ -254,6 +254,14 @@ def test_a_bad_date_falls_back_to_today(doctor, client_for):
     assert response.context["day"] == today
 
 
+@pytest.mark.parametrize("date", ["9999-12-31", "0001-01-01", "9999-12-28", "0001-01-03"])
+@pytest.mark.parametrize("path", ["/c/clinic-a/today/", "/c/clinic-a/today/rows/"])
+def test_a_date_at_the_ends_of_the_calendar_falls_back_to_today(doctor, client_for, path, date):
+    response = client_for(doctor).get(path, {"date": date})
+    assert response.status_code == 200
+    assert response.context["day"] == timezone.localdate(timezone=PARIS)
+
+
 def test_rows_partial_renders_only_the_rows(appointment, doctor, client_for):
     response = client_for(doctor).get("/c/clinic-a/today/rows/")
     html = response.content.decode()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers, get_channel_layer
+from django.conf import settings
+
+from calls.realtime import connections
 
 from .realtime_server import running_server
 from .webhook_receiver import Receiver
@@ -20,9 +24,21 @@ def base(eager_tasks):
     if hasattr(layer, "flush"):
         async_to_sync(layer.flush)()
     channel_layers.backends.clear()
+    _forget_socket_leases()
     with running_server() as address:
         yield address
     channel_layers.backends.clear()
+
+
+def _forget_socket_leases() -> None:
+    """Sockets of an earlier test's server (stopped without their goodbyes) hold places among
+    their user's sockets until the leases lapse: a new server starts with none."""
+    connections._local.clear()
+    if settings.REDIS_URL:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(match=f"{connections.KEY_PREFIX}*"))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(scope="module")

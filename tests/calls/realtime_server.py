@@ -43,7 +43,7 @@ def running_server() -> Iterator[str]:
         port=port,
         lifespan="off",
         log_level="warning",
-        ws_per_message_deflate=False,  # as in production (README, `serve`)
+        **settings.UVICORN_WS_OPTIONS,  # as in production (README, `serve`)
         # Channels-redis receives block up to 5 s; do not wait for them at shutdown.
         timeout_graceful_shutdown=1,
     )

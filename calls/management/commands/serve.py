@@ -37,9 +37,9 @@ class Command(BaseCommand):
                 host=options["host"],
                 port=options["port"],
                 lifespan="on",  # config.lifespan: the garbage collector's tuning
-                # Compressing each event once per connection costs more CPU than the
-                # fan-out itself (bench/events.py --deflate --server-deflate).
-                ws_per_message_deflate=False,
+                # Message size and queue limits (docs/limits.md); no per-message deflate:
+                # compressing each event once per connection costs more CPU than the fan-out.
+                **settings.UVICORN_WS_OPTIONS,
                 # On Ctrl-C / SIGTERM, sockets get 1012 at once; one whose client stopped
                 # reading would hold the process open for good without a bound (bin/web).
                 timeout_graceful_shutdown=settings.WEB_GRACEFUL_SHUTDOWN_SECONDS,
