@@ -49,7 +49,9 @@ from websockets.sync.client import connect
 from appointments import links
 from appointments.api.auth import access_token_for
 from appointments.joining import join_info
+from appointments.links import session_grant
 from appointments.services.guests import appointment_guest_invite
+from appointments.services.patient_sessions import patient_session_start
 from calls.realtime import browser_connection
 from calls.services.devices import device_register
 from calls.tokens import mint_server_token
@@ -241,7 +243,13 @@ class World:
 
     @cached_property
     def patient_join_info_token(self) -> str:
-        token = join_info(patient=self.patient, appointment=self.own, now=datetime.now(tz=UTC))
+        session = patient_session_start(patient=self.patient, lifetime=timedelta(hours=1))
+        token = join_info(
+            patient=self.patient,
+            appointment=self.own,
+            now=datetime.now(tz=UTC),
+            grant=session_grant(session),  # as the patient API's view does
+        )
         assert token["token"], token["state"]
         return token["token"]
 
