@@ -74,6 +74,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "calls", "record_other_call", 403),  # unsupported, but not theirs first
     ("patient", "calls", "devices", 404),  # no such endpoint here: the patient API has them
     ("patient", "patient", "me", 200),
+    ("patient", "patient", "me_after_sign_out", 401),
     ("patient", "patient", "appointments", 200),
     ("patient", "patient", "own_appointment", 200),
     ("patient", "patient", "other_appointment", 404),
@@ -95,6 +96,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("guest", "calls", "event_own_call", 201),
     ("guest", "calls", "query_calls", "own"),
     ("guest", "patient", "me", 401),
+    ("guest", "patient", "me_after_sign_out", 401),
     ("guest", "patient", "own_appointment", 401),
     ("guest", "portal", "today", 302),
     ("guest", "socket", "own_call", "subscribed"),
@@ -379,6 +381,14 @@ def _patient_api(world: World, persona: str, method: str, path: str) -> int:
     return Client().generic(method, f"/api/patient/v1/{path}", headers=headers).status_code
 
 
+def _me_after_sign_out(world: World, persona: str) -> int:
+    """The patient API's `me` with the same credentials, once they signed out."""
+    header = world.patient_credentials(persona)
+    headers = {"Authorization": header} if header else {}
+    Client().post("/api/patient/v1/auth/sign-out", headers=headers)
+    return Client().get("/api/patient/v1/me", headers=headers).status_code
+
+
 def _portal(world: World, persona: str, path: str) -> int:
     return world.portal_client(persona).get(path).status_code
 
@@ -440,6 +450,7 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
     ("calls", "app"): lambda w, p: _calls(w, p, "GET", "/api/v2/app").status_code,
     # patient API
     ("patient", "me"): lambda w, p: _patient_api(w, p, "GET", "me"),
+    ("patient", "me_after_sign_out"): _me_after_sign_out,
     ("patient", "appointments"): lambda w, p: _patient_api(w, p, "GET", "appointments"),
     ("patient", "own_appointment"): lambda w, p: _patient_api(
         w, p, "GET", f"appointments/{w.own.id}"

@@ -257,6 +257,14 @@ class SignOutView(PatientAPIView):
     def post(self, request: Request) -> Response:
         patient_session_end(session=request.auth)
         logger.info("patient %s signed out", self.patient.pk)
+        record(
+            action=Action.SIGNED_OUT,
+            actor=Actor.patient(self.patient.pk),
+            clinic=self.patient.clinic.slug,
+            object_type="patient",
+            object_id=self.patient.pk,
+            ip=client_ip(request),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

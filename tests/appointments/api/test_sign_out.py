@@ -45,6 +45,20 @@ def test_sign_out_revokes_the_token(api, patient):
     assert client.post(f"{BASE}/auth/sign-out").status_code == 401
 
 
+def test_sign_out_is_in_the_audit_trail(api, patient):
+    from audit.models import AuditEntry
+
+    signed_in(api).post(f"{BASE}/auth/sign-out")
+
+    entry = AuditEntry.objects.filter(action="sign_out").get()
+    assert (entry.actor_kind, entry.actor_id) == ("patient", str(patient.pk))
+    assert (entry.clinic, entry.object_type, entry.object_id) == (
+        patient.clinic.slug,
+        "patient",
+        str(patient.pk),
+    )
+
+
 def test_sign_out_leaves_the_patients_other_devices_signed_in(api, patient):
     phone, tablet = signed_in(api), signed_in(api)
     assert phone.post(f"{BASE}/auth/sign-out").status_code == 204
@@ -81,6 +95,7 @@ def test_old_sessions_are_pruned_at_the_next_sign_in(api, patient, frozen):
 def test_sign_out_query_count(api, patient, django_assert_num_queries):
     client = api(patient)
     # the session with its patient (1); the end, a savepoint around it (3); the sockets'
-    # re-check: its savepoint, the calls user, the event (4); the session read back (1)
-    with django_assert_num_queries(9):
+    # re-check: its savepoint, the calls user, the event (4); the session read back (1); the
+    # audit entry: the chain's lock, its last row, the insert (3)
+    with django_assert_num_queries(12):
         assert client.post(f"{BASE}/auth/sign-out").status_code == 204
