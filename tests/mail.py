@@ -120,20 +120,22 @@ class SMTPServer:
     def __init__(self) -> None:
         self._handler = _Handler()
         self.host = HOST
-        self.port = _free_port()
+        self.port = 0
         self.username = USERNAME
         self.password = PASSWORD
-        self._controller = Controller(
+        self._controller: Controller | None = None
+
+    def _controller_on(self, port: int) -> Controller:
+        return Controller(
             self._handler,
             hostname=self.host,
-            port=self.port,
+            port=port,
             # AUTH over plain text is fine on the loopback of a test; the server still
             # advertises and checks it.
             auth_require_tls=False,
             auth_required=True,
             authenticator=_authenticate,
         )
-        self._running = False
 
     @property
     def messages(self) -> list[ReceivedMail]:
@@ -150,13 +152,24 @@ class SMTPServer:
         self._handler.refused.add(address.lower())
 
     def start(self) -> None:
-        self._controller.start()
-        self._running = True
+        # aiosmtpd needs the port up front: take a free one; another process on this machine
+        # may take it meanwhile, then try the next.
+        for attempt in range(5):
+            port = _free_port()
+            controller = self._controller_on(port)
+            try:
+                controller.start()
+            except OSError:
+                if attempt == 4:
+                    raise
+                continue
+            self._controller, self.port = controller, port
+            return
 
     def stop(self) -> None:
-        if self._running:
+        if self._controller is not None:
             self._controller.stop()
-            self._running = False
+            self._controller = None
 
 
 def use_smtp_server(settings, server: SMTPServer) -> None:

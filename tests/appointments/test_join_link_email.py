@@ -5,6 +5,7 @@ reason for the visit."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 import time_machine
@@ -109,3 +110,16 @@ def test_the_join_link_email_through_a_real_smtp_server(
         page = Client().get(link)
     assert page.status_code == 200
     assert "Riverside Clinic" in page.content.decode()
+
+
+def test_a_refused_join_link_email_logs_no_address(
+    appointment, doctor, eager_tasks, smtp_server, django_capture_on_commit_callbacks, caplog
+):
+    smtp_server.refuse("ana@example.com")
+    with caplog.at_level(logging.DEBUG), django_capture_on_commit_callbacks(execute=True):
+        appointment_join_link_send(
+            appointment=appointment, by=doctor, base_url="https://c.example/"
+        )
+    assert smtp_server.messages == []
+    assert f"join link email failed for appointment {appointment.pk}" in caplog.text
+    assert "ana@example.com" not in caplog.text

@@ -38,3 +38,20 @@ def test_the_code_arrives_by_smtp_and_signs_in(api, patient, smtp_server, caplog
     assert not re.search(rf"\b{code}\b", caplog.text)
     assert PATIENT_EMAIL not in caplog.text.lower()
     assert "ana@" not in caplog.text.lower()
+
+
+@pytest.mark.parametrize("failure", ["down", "refused"])
+def test_a_mail_failure_is_not_the_patients_error_and_logs_no_address(
+    api, patient, smtp_server, caplog, failure
+):
+    if failure == "down":
+        smtp_server.stop()
+    else:
+        smtp_server.refuse(PATIENT_EMAIL)
+    with caplog.at_level(logging.DEBUG):
+        asked = api().post(f"{BASE}/auth/code", {"email": PATIENT_EMAIL}, format="json")
+    # The same answer as for any address: the patient asks again later.
+    assert asked.status_code == 202
+    assert smtp_server.messages == []
+    assert f"sign-in code email failed for patient {patient.pk}" in caplog.text
+    assert PATIENT_EMAIL not in caplog.text.lower()
