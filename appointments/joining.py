@@ -77,10 +77,16 @@ def _call_state(
 
 
 def _call_token(
-    user_id: str, appointment: Appointment, state: str, standing: JoinState, now: datetime
+    user_id: str,
+    appointment: Appointment,
+    state: str,
+    standing: JoinState,
+    now: datetime,
+    grant: str | None = None,
 ) -> tuple[str | None, datetime | None]:
     """A token scoped to the call, only when the join rule admits the person now (and the
-    clinic has not cancelled or finished the appointment)."""
+    clinic has not cancelled or finished the appointment); living only while `grant` does
+    (`links.grant_is_live`), when given."""
     if state in ("cancelled", "ended"):
         return None, None
     minted = mint_call_token(
@@ -88,16 +94,21 @@ def _call_token(
         cid=appointment.call_cid,
         standing=standing,
         expires_in=_token_lifetime(appointment, now),
+        grant=grant,
     )
     return minted if minted is not None else (None, None)
 
 
-def join_info(*, patient: Patient, appointment: Appointment, now: datetime) -> dict[str, Any]:
+def join_info(
+    *, patient: Patient, appointment: Appointment, now: datetime, grant: str
+) -> dict[str, Any]:
     """`appointment` must come from `appointment_for_patient(patient=patient, ...)` (or a
-    checked join link). Queries: the call (with its type), the patient's member row.
-    `join_url` is the patient's join link (a path: the caller makes it absolute)."""
+    checked join link). `grant`: what the token hangs on (`links.link_grant` for the join
+    page, `links.session_grant` for the app). Queries: the call (with its type), the
+    patient's member row. `join_url` is the patient's join link (a path: the caller makes it
+    absolute)."""
     return {
-        **_lobby_info(patient_actor(patient), appointment, now),
+        **_lobby_info(patient_actor(patient), appointment, now, grant),
         "call_type": CALL_TYPE,
         "call_id": appointment.id,
         "api_key": settings.CALLS_API_KEY,
@@ -114,13 +125,17 @@ def guest_join_info(
 
 
 def _standing(
-    actor: Actor, appointment: Appointment, now: datetime, states: dict[str, str]
+    actor: Actor,
+    appointment: Appointment,
+    now: datetime,
+    states: dict[str, str],
+    grant: str | None = None,
 ) -> tuple[dict[str, Any], JoinState]:
     """What every join page and join info says of a person: their state, and a token for
     this call when the join rule admits them now."""
     assert actor.user is not None  # noqa: S101 - people who join are users
     state, standing = _call_state(actor=actor, appointment=appointment, now=now, states=states)
-    token, token_expires_at = _call_token(actor.user.id, appointment, state, standing, now)
+    token, token_expires_at = _call_token(actor.user.id, appointment, state, standing, now, grant)
     info = {
         "call_cid": appointment.call_cid,
         "token": token,
@@ -133,9 +148,11 @@ def _standing(
     return info, standing
 
 
-def _lobby_info(actor: Actor, appointment: Appointment, now: datetime) -> dict[str, Any]:
+def _lobby_info(
+    actor: Actor, appointment: Appointment, now: datetime, grant: str | None = None
+) -> dict[str, Any]:
     """The standing of someone who waits in the lobby until go-live (a patient, a guest)."""
-    info, standing = _standing(actor, appointment, now, _STATES)
+    info, standing = _standing(actor, appointment, now, _STATES, grant)
     return {**info, "lobby_opens_at": standing.opens_at}
 
 

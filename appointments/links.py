@@ -8,6 +8,12 @@ shows it the same, until staff replace it (`services.appointment_link_replace`: 
 and the old link stops working). A link works until `LINK_VALID_AFTER_END` past the
 appointment's *current* end, so it follows a reschedule; after that it has expired. A link
 never opens another appointment.
+
+Calls tokens handed out by the clinic layer carry a grant (`calls.tokens.grant_is_live` asks
+`grant_is_live` here): a token from the patient's join page lives as long as that link (its
+version), one from the patient API's join info as long as the app's session. So replacing a
+link kills the old link's tokens at once, and no others (not the app's, nor the new link's
+minted in the same second); signing out kills that session's tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from django.core import signing
 from django.urls import reverse
 
 from . import selectors
-from .models import Appointment, AppointmentMember, Patient
+from .models import Appointment, AppointmentMember, Patient, PatientSession
 
 SALT = "appointments.join-link"
 LINK_VALID_AFTER_END = timedelta(hours=6)
@@ -126,3 +132,34 @@ def _claims(token: str, appointment_id: str, key: str, kind: type) -> dict[str, 
 def _check_not_expired(appointment: Appointment, now: datetime) -> None:
     if now > appointment.ends_at + LINK_VALID_AFTER_END:
         raise ExpiredLink("the link has expired")
+
+
+# --- grants of calls tokens ------------------------------------------------------------------
+
+_LINK_GRANT = "link"
+_SESSION_GRANT = "session"
+
+
+def link_grant(appointment: Appointment) -> str:
+    """The grant of tokens minted from the patient's current join link."""
+    return f"{_LINK_GRANT}:{appointment.pk}:{appointment.link_version}"
+
+
+def session_grant(session: PatientSession) -> str:
+    """The grant of tokens minted for an app signed in to the patient API."""
+    return f"{_SESSION_GRANT}:{session.key}"
+
+
+def grant_is_live(grant: str) -> bool:
+    """Whether tokens minted under `grant` still work (settings.CALLS_TOKEN_GRANT_CHECK): a
+    link's while it is the appointment's current link, a session's until it is signed out
+    (not when it expires: a call may outlast the app's access token). Queries: one."""
+    kind, _, rest = grant.partition(":")
+    if kind == _LINK_GRANT:
+        appointment_id, _, version = rest.rpartition(":")
+        return version.isdigit() and (
+            Appointment.objects.filter(pk=appointment_id, link_version=int(version)).exists()
+        )
+    if kind == _SESSION_GRANT:
+        return PatientSession.objects.filter(key=rest, ended_at__isnull=True).exists()
+    return False

@@ -284,13 +284,15 @@ class PatientSignInCode(models.Model):
     """A one-time code emailed to a patient for the patient API's sign-in (`POST auth/code`).
 
     Only an HMAC of the code is stored, never the code itself. A code lives 10 minutes, works
-    once (`used_at`), and a new request replaces the patient's unused codes; the services
+    once (`used_at`), dies after `SIGN_IN_CODE_MAX_GUESSES` wrong guesses (`failed_attempts`),
+    and a new request replaces the patient's unused codes; the services
     (`patient_sign_in_code_issue`, `patient_sign_in_code_redeem`) keep these rules."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="sign_in_codes")
     code_hash = models.CharField(max_length=64)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -308,3 +310,29 @@ class PatientSignInCode(models.Model):
 
     def __str__(self) -> str:
         return f"sign-in code {self.pk} of patient {self.patient_id}"
+
+
+def new_session_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class PatientSession(models.Model):
+    """A patient's signed-in app (one per sign-in): the patient API's access tokens name it,
+    and die with it (`services.patient_sessions`: sign-out ends one session, so one device
+    signs out without the others). The key is random; the token carrying it is signed."""
+
+    key = models.CharField(max_length=64, unique=True, default=new_session_key)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="sessions")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            # patient_session_start: a patient's sessions that are over, to prune.
+            models.Index(fields=["patient", "expires_at"], name="appt_psession_patient_exp_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} of patient {self.patient_id}"

@@ -44,6 +44,7 @@ class Action(models.TextChoices):
     LINK_REPLACED = "link.replaced", "Replaced a join link"
     SIGNED_IN = "sign_in.succeeded", "Signed in"
     SIGN_IN_FAILED = "sign_in.failed", "Failed to sign in"
+    SIGNED_OUT = "sign_out", "Signed out"
     AUDIT_EXPORTED = "audit.exported", "Downloaded the audit log"
     RETENTION_PURGED = "retention.purged", "Deleted old call records"
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import jwt
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from .capabilities import SERVER, Actor, JoinState
 from .errors import (
@@ -42,8 +43,10 @@ def mint_user_token(
     expires_in: int | None = 3600,
     call_cids: list[str] | None = None,
     role: str | None = None,
+    grant: str | None = None,
 ) -> str:
-    """A user token (a call token with `call_cids`)."""
+    """A user token (a call token with `call_cids`); with `grant`, it lives only as long as
+    that grant (`grant_is_live`)."""
     now = int(time.time())
     claims: dict[str, Any] = {"user_id": user_id, "iat": now - IAT_BACKDATE_S}
     if expires_in is not None:
@@ -52,11 +55,13 @@ def mint_user_token(
         claims["call_cids"] = list(call_cids)
     if role:
         claims["role"] = role
+    if grant:
+        claims["grant"] = grant
     return jwt.encode(claims, settings.CALLS_API_SECRET, algorithm="HS256")
 
 
 def mint_call_token(
-    *, user_id: str, cid: str, standing: JoinState, expires_in: int
+    *, user_id: str, cid: str, standing: JoinState, expires_in: int, grant: str | None = None
 ) -> tuple[str, datetime] | None:
     """A token for one call, for a person the join rule admits now (`standing`, from
     `capabilities.join_state` for that person): None when it refuses them (too early, ended,
@@ -64,7 +69,7 @@ def mint_call_token(
     the person's own capabilities there (`capabilities.in_scope`)."""
     if not standing.admits:
         return None
-    token = mint_user_token(user_id, expires_in=expires_in, call_cids=[cid])
+    token = mint_user_token(user_id, expires_in=expires_in, call_cids=[cid], grant=grant)
     # Counted from the current whole second, like the token's own `exp`.
     return token, datetime.fromtimestamp(int(time.time()) + expires_in, tz=UTC)
 
@@ -107,8 +112,8 @@ def _decode(token: str) -> dict[str, Any]:
 
 def verify(*, api_key: str, token: str) -> tuple[Actor, float | None]:
     """Who a request or a socket acts as: the API key, then the token (signature, times,
-    revocation, the user's state). Returns the actor and the token's `exp` (None: none).
-    Queries: the user (user tokens)."""
+    revocation, its grant, the user's state). Returns the actor and the token's `exp` (None:
+    none). Queries: the user (user tokens); the grant's check (tokens with a grant)."""
     if not hmac.compare_digest(api_key.encode(), settings.CALLS_API_KEY.encode()):
         raise UnknownApiKey(f"api_key not valid (got {api_key[:40]!r})")
     token = token.strip()
@@ -129,6 +134,8 @@ def verify(*, api_key: str, token: str) -> tuple[Actor, float | None]:
         raise AuthError(f"JWTAuth error: user {user_id} does not exist")
     if is_revoked(user, claims.get("iat", 0)):
         raise TokenExpired("JWTAuth error: token has been revoked")
+    if "grant" in claims and not grant_is_live(claims["grant"]):
+        raise TokenExpired("JWTAuth error: token has been revoked")
     if user.deactivated_at is not None:
         raise AuthError(f"JWTAuth error: user {user_id} is deactivated")
     cids = claims.get("call_cids") or []
@@ -148,6 +155,16 @@ def revocation_point(minted_until: float) -> datetime:
     """A `revoke_tokens_issued_before` that revokes every token minted up to `minted_until`
     (its whole second: `iat` is in whole seconds) and none minted from the next second on."""
     return datetime.fromtimestamp(int(minted_until) - IAT_BACKDATE_S + 1, tz=UTC)
+
+
+def grant_is_live(grant: Any) -> bool:
+    """A token minted under a grant (its `grant` claim: an opaque string naming what handed it
+    out, such as a join link or an app's session) lives while the grant does:
+    `settings.CALLS_TOKEN_GRANT_CHECK` names a function `(grant) -> bool` that says so. With
+    none configured, no grant is live. This revokes one grant's tokens and no others, with no
+    clock involved (unlike `revocation_point`)."""
+    check = getattr(settings, "CALLS_TOKEN_GRANT_CHECK", "")
+    return isinstance(grant, str) and bool(check) and bool(import_string(check)(grant))
 
 
 def is_revoked(user: CallUser, iat: Any) -> bool:

@@ -358,6 +358,14 @@ CACHES = {
 
 # Patient API access tokens (appointments/api/auth.py).
 PATIENT_TOKEN_TTL_SECONDS = env.int("PATIENT_TOKEN_TTL_SECONDS", default=3600)
+# Patient sign-in limits per 10 minutes (appointments/api/auth.py), besides 5 per address: per
+# client IP (REMOTE_ADDR, as above), and over all clients (a circuit breaker).
+PATIENT_SIGN_IN_IP_MAX_CODE_REQUESTS = env.int("PATIENT_SIGN_IN_IP_MAX_CODE_REQUESTS", default=20)
+PATIENT_SIGN_IN_IP_MAX_ATTEMPTS = env.int("PATIENT_SIGN_IN_IP_MAX_ATTEMPTS", default=20)
+PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS = env.int(
+    "PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS", default=2000
+)
+PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES = env.int("PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES", default=1000)
 
 # Calls engine knobs.
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
@@ -401,6 +409,10 @@ CALLS_EVENT_CONSUMERS: list[str] = [
     "calls.outbox.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
     "appointments.events.on_event",  # the appointment follows its call (no-show, completed)
 ]
+
+# Calls tokens minted under a grant (a patient's join link, an app session) live while this
+# says the grant does (calls/tokens.py `grant_is_live`).
+CALLS_TOKEN_GRANT_CHECK = "appointments.links.grant_is_live"  # noqa: S105 - a function path
 
 # The scheduler sleeps until the next due action, never longer than this (seconds); a new
 # nearer action wakes it at once (PostgreSQL NOTIFY, or in-process).

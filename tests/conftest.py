@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
@@ -6,6 +8,7 @@ from django.test import Client
 from calls.capabilities import SERVER
 from config import celery_app
 from tests.factories import NOW, ClinicFactory, login_verified, make_patient, make_staff
+from tests.mail import SMTPServer, use_smtp_server
 
 
 @pytest.fixture
@@ -20,6 +23,24 @@ def eager_tasks():
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, with Django's SMTP backend sending to it
+    (tests/mail.py: `.messages`, `.to(address)`, `.refuse(address)`, `.stop()`).
+
+    The server's own log (logger "mail.log", which names every recipient) stays out of the
+    test's log capture: it stands for the mail provider, and `caplog` checks are about ours."""
+    server = SMTPServer()
+    server_log = logging.getLogger("mail.log")
+    disabled = server_log.disabled
+    server_log.disabled = True  # not propagate=False: pytest's capture attaches to those too
+    server.start()
+    use_smtp_server(settings, server)
+    yield server
+    server.stop()
+    server_log.disabled = disabled
 
 
 @pytest.fixture(autouse=True)

@@ -49,7 +49,9 @@ from websockets.sync.client import connect
 from appointments import links
 from appointments.api.auth import access_token_for
 from appointments.joining import join_info
+from appointments.links import session_grant
 from appointments.services.guests import appointment_guest_invite
+from appointments.services.patient_sessions import patient_session_start
 from calls.realtime import browser_connection
 from calls.services.devices import device_register
 from calls.tokens import mint_server_token
@@ -72,6 +74,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "calls", "record_other_call", 403),  # unsupported, but not theirs first
     ("patient", "calls", "devices", 404),  # no such endpoint here: the patient API has them
     ("patient", "patient", "me", 200),
+    ("patient", "patient", "me_after_sign_out", 401),
     ("patient", "patient", "appointments", 200),
     ("patient", "patient", "own_appointment", 200),
     ("patient", "patient", "other_appointment", 404),
@@ -79,6 +82,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "portal", "today", 302),
     ("patient", "portal", "own_appointment", 302),
     ("patient", "portal", "admin", 302),
+    ("patient", "portal", "audit_log", 302),
     ("patient", "socket", "own_call", "subscribed"),
     ("patient", "socket", "other_call", "error 17"),
     ("patient", "socket", "team", "error 17"),
@@ -92,6 +96,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("guest", "calls", "event_own_call", 201),
     ("guest", "calls", "query_calls", "own"),
     ("guest", "patient", "me", 401),
+    ("guest", "patient", "me_after_sign_out", 401),
     ("guest", "patient", "own_appointment", 401),
     ("guest", "portal", "today", 302),
     ("guest", "socket", "own_call", "subscribed"),
@@ -124,6 +129,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("coordinator", "portal", "far_appointment", 404),
     ("coordinator", "portal", "patient_page", 200),
     ("coordinator", "portal", "admin", 302),
+    ("coordinator", "portal", "reason", "no reason"),  # schedules; not clinical
+    ("coordinator", "portal", "audit_log", 403),
+    ("coordinator", "portal", "patient_export", 403),
     ("coordinator", "socket", "own_call", "error 17"),
     ("coordinator", "socket", "team", "subscribed"),
     # --- clinician: the host; the staff join page's call token
@@ -139,6 +147,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinician", "portal", "own_appointment", 200),
     ("clinician", "portal", "far_appointment", 404),
     ("clinician", "portal", "patient_page", 200),
+    ("clinician", "portal", "reason", "reason"),
+    ("clinician", "portal", "audit_log", 403),
+    ("clinician", "portal", "patient_export", 403),
     ("clinician", "socket", "own_call", "subscribed"),
     ("clinician", "socket", "other_call", "error 17"),
     ("clinician", "socket", "team", "error 17"),
@@ -153,6 +164,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinic_admin", "portal", "own_appointment", 200),
     ("clinic_admin", "portal", "far_appointment", 404),
     ("clinic_admin", "portal", "patient_page", 200),
+    ("clinic_admin", "portal", "reason", "reason"),
+    ("clinic_admin", "portal", "audit_log", 200),
+    ("clinic_admin", "portal", "patient_export", 200),
     ("clinic_admin", "socket", "team", "subscribed"),
     # --- other clinic: clinic-b's clinician
     ("other_clinic", "calls", "users", 200),  # clinic-b's own users only (test below)
@@ -166,6 +180,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("other_clinic", "portal", "own_appointment", 404),
     ("other_clinic", "portal", "far_appointment", 200),
     ("other_clinic", "portal", "patient_page", 404),
+    ("other_clinic", "portal", "reason", "404"),
+    ("other_clinic", "portal", "audit_log", 404),
+    ("other_clinic", "portal", "patient_export", 404),
     ("other_clinic", "socket", "own_call", "error 17"),
     ("other_clinic", "socket", "team", "error 17"),
     # --- superuser: Django admin session; a server token
@@ -179,6 +196,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "patient", "me", 401),
     ("superuser", "portal", "today", 403),  # not staff of a clinic
     ("superuser", "portal", "admin", 200),
+    ("superuser", "portal", "audit_log", 403),
     ("superuser", "socket", "own_call", "subscribed"),
     ("superuser", "socket", "team", "subscribed"),
     ("superuser", "socket", "unknown_call", "error 16"),
@@ -227,7 +245,13 @@ class World:
 
     @cached_property
     def patient_join_info_token(self) -> str:
-        token = join_info(patient=self.patient, appointment=self.own, now=datetime.now(tz=UTC))
+        session = patient_session_start(patient=self.patient, lifetime=timedelta(hours=1))
+        token = join_info(
+            patient=self.patient,
+            appointment=self.own,
+            now=datetime.now(tz=UTC),
+            grant=session_grant(session),  # as the patient API's view does
+        )
         assert token["token"], token["state"]
         return token["token"]
 
@@ -272,7 +296,7 @@ def world(clinic, other_clinic, patient, other_patient) -> World:
     soon = datetime.now(tz=UTC) + timedelta(minutes=5)  # the lobby is open, hosts are let in
     clinician = make_staff(clinic, "drhouse", display_name="Dr House")
     outsider = make_staff(other_clinic, "drbee", display_name="Dr Bee")
-    own = make_appointment(clinic, host=clinician, patient=patient, starts_at=soon)
+    own = make_appointment(clinic, host=clinician, patient=patient, starts_at=soon, reason=REASON)
     superuser = get_user_model().objects.create_superuser("root", "", "pw-test-1")
     world = World(
         clinic=clinic,
@@ -357,6 +381,14 @@ def _patient_api(world: World, persona: str, method: str, path: str) -> int:
     return Client().generic(method, f"/api/patient/v1/{path}", headers=headers).status_code
 
 
+def _me_after_sign_out(world: World, persona: str) -> int:
+    """The patient API's `me` with the same credentials, once they signed out."""
+    header = world.patient_credentials(persona)
+    headers = {"Authorization": header} if header else {}
+    Client().post("/api/patient/v1/auth/sign-out", headers=headers)
+    return Client().get("/api/patient/v1/me", headers=headers).status_code
+
+
 def _portal(world: World, persona: str, path: str) -> int:
     return world.portal_client(persona).get(path).status_code
 
@@ -378,6 +410,18 @@ def _subscribe(world: World, persona: str, message: dict[str, Any]) -> str:
             answer = json.loads(conn.recv(timeout=5))
     channel_layers.backends.clear()
     return answer["type"] if answer["type"] != "error" else f"error {answer['code']}"
+
+
+REASON = "Persistent cough since March"  # the clinical reason: who reads the page sees it?
+
+
+def _sees_reason(world: World, persona: str) -> str:
+    response = world.portal_client(persona).get(
+        reverse("portal:appointment", args=["clinic-a", world.own.id])
+    )
+    if response.status_code != 200:
+        return str(response.status_code)
+    return "reason" if REASON in response.content.decode() else "no reason"
 
 
 ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
@@ -406,6 +450,7 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
     ("calls", "app"): lambda w, p: _calls(w, p, "GET", "/api/v2/app").status_code,
     # patient API
     ("patient", "me"): lambda w, p: _patient_api(w, p, "GET", "me"),
+    ("patient", "me_after_sign_out"): _me_after_sign_out,
     ("patient", "appointments"): lambda w, p: _patient_api(w, p, "GET", "appointments"),
     ("patient", "own_appointment"): lambda w, p: _patient_api(
         w, p, "GET", f"appointments/{w.own.id}"
@@ -428,6 +473,13 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
         w, p, reverse("portal:patient_edit", args=["clinic-a", w.patient.pk])
     ),
     ("portal", "admin"): lambda w, p: _portal(w, p, "/admin/"),
+    ("portal", "reason"): _sees_reason,
+    ("portal", "audit_log"): lambda w, p: _portal(w, p, reverse("portal:audit", args=["clinic-a"])),
+    ("portal", "patient_export"): lambda w, p: (
+        w.portal_client(p)
+        .post(reverse("portal:patient_export", args=["clinic-a", w.patient.pk]))
+        .status_code
+    ),
     # the events socket (a real server)
     ("socket", "own_call"): lambda w, p: _subscribe(
         w, p, {"type": "subscribe", "cid": w.own.call_cid}

@@ -3,22 +3,35 @@
 1. `POST auth/code {email}`: for each active patient with that address, a Celery task
    (`appointments.tasks.patient_send_sign_in_code`) issues a 6-digit code and emails it. Codes
    are rows (`PatientSignInCode`) holding only an HMAC of the code, bound to the patient and
-   their address; a code lives 10 minutes, works once, and a new request replaces the
-   patient's unused code (`services.patient_sign_in_code_issue` / `_redeem`). The request
-   only enqueues (no mail server, no write), so a registered and an unknown address answer in
-   about the same time.
+   their address; a code lives 10 minutes, works once, is void after 5 wrong guesses, and a
+   new request replaces the patient's unused code (`services.patient_sign_in_code_issue` /
+   `_redeem`). The request only enqueues (no mail server, no write), so a registered and an
+   unknown address answer in about the same time.
 2. `POST auth/token {email, code}`: the code is redeemed for one of the patients with that
-   address and becomes an access token, a `TimestampSigner`-signed object {patient id, issued
-   at, email tag}, valid PATIENT_TOKEN_TTL_SECONDS (default 1 hour). A token dies early when
-   the patient's email changes, when their calls user's tokens are revoked
+   address and starts a session (`PatientSession`, `services.patient_sessions`); the access
+   token is a `TimestampSigner`-signed object {session key, email tag}, valid
+   PATIENT_TOKEN_TTL_SECONDS (default 1 hour). A token dies early at sign-out
+   (`POST auth/sign-out` ends its session only: the patient's other devices stay signed in),
+   when the patient's email changes, when their calls user's tokens are revoked
    (`revoke_tokens_issued_before`) or when that user is deactivated.
 
-Wrong codes are limited per email address (5 failures per 10 minutes, then 429), and so are
-code requests, both in Django's cache. Keys are derived from the address with an HMAC, so the
-cache holds no address. Answers never tell whether an address is registered: a code request is
-always 202, and an unknown address fails and is throttled exactly like a wrong code.
+One address, one spelling: `canonical_email` (NFKC + case folding) is both the rate-limit key
+and the test a patient's stored address must pass, so Unicode spellings that the database
+would fold together (long s U+017F, the Kelvin sign U+212A, ...) share one allowance, and
+spellings it folds but we do not (dotless i U+0131) match no one.
 
-Nothing here logs an address, a name or a code.
+Limits (Django's cache, Redis in production; all per RATE_WINDOW_SECONDS, then 429 with
+`Retry-After`): per address, 5 code requests and 5 wrong codes (a success clears the latter);
+per client IP, PATIENT_SIGN_IN_IP_MAX_CODE_REQUESTS and PATIENT_SIGN_IN_IP_MAX_ATTEMPTS; over
+all clients, PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS and PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES
+(a circuit breaker: past it every sign-in waits until the window ends). The client IP is
+REMOTE_ADDR (`client_ip`): behind a reverse proxy, uvicorn's --proxy-headers with
+FORWARDED_ALLOW_IPS (bin/web) sets it from the proxy's `X-Forwarded-For`, and a header sent by
+anyone else counts for nothing. Keys are HMACs of the address or IP, so the cache holds
+neither. Answers never tell whether an address is registered: a code request
+is always 202, and an unknown address fails and is throttled exactly like a wrong code.
+
+Nothing here logs an address, an IP, a name or a code.
 """
 
 from __future__ import annotations
@@ -26,12 +39,16 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -39,7 +56,9 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from appointments.models import Patient
+from appointments.models import Patient, PatientSession
+from appointments.services.patient_sessions import patient_session_start
+from audit.record import client_ip as record_client_ip
 
 logger = logging.getLogger("appointments.api.auth")
 
@@ -56,21 +75,39 @@ def token_ttl_seconds() -> int:
     return int(getattr(settings, "PATIENT_TOKEN_TTL_SECONDS", DEFAULT_TOKEN_TTL_SECONDS))
 
 
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
+def canonical_email(email: str) -> str:
+    """The one form of an address that sign-in compares and counts: NFKC with full case
+    folding (NFKC_Casefold, as Unicode's caseless matching), so long s (U+017F) is `s` and the
+    Kelvin sign (U+212A) is `k`."""
+    folded = unicodedata.normalize("NFKC", email.strip()).casefold()
+    return unicodedata.normalize("NFKC", folded)
 
 
 # --- who an address belongs to ---------------------------------------------------------------
 
 
-def patients_by_email(email: str, clinic: str | None = None) -> QuerySet[Patient]:
-    """Active patients with this address (an address is unique per clinic only)."""
+def patients_by_email(email: str, clinic: str | None = None) -> list[Patient]:
+    """Active patients whose address is this one (`canonical_email`; an address is unique per
+    clinic only). The database narrows (its case-insensitive match), the canonical form
+    decides: a spelling PostgreSQL folds differently matches no one."""
+    wanted = canonical_email(email)
     qs = Patient.objects.filter(
-        email__iexact=normalize_email(email), call_user__deactivated_at__isnull=True
+        Q(email__iexact=wanted) | Q(email__iexact=email.strip().lower()),
+        call_user__deactivated_at__isnull=True,
     ).exclude(email="")
     if clinic:
         qs = qs.filter(clinic__slug=clinic)
-    return qs.select_related("clinic", "call_user").order_by("pk")
+    qs = qs.select_related("clinic", "call_user").order_by("pk")
+    return [p for p in qs if canonical_email(p.email) == wanted]
+
+
+# --- who is asking ---------------------------------------------------------------------------
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's IP: the project's one rule (`audit.record.client_ip`, REMOTE_ADDR; behind
+    a proxy, uvicorn's --proxy-headers sets it from trusted proxies only, bin/web)."""
+    return record_client_ip(request) or "unknown"
 
 
 # --- rate limits -----------------------------------------------------------------------------
@@ -79,58 +116,125 @@ def patients_by_email(email: str, clinic: str | None = None) -> QuerySet[Patient
 @dataclass(frozen=True)
 class Limit:
     name: str
-    max_hits: int
+    default_max: int
     window_seconds: int
+    setting: str | None = None  # a setting that overrides `default_max`
+
+    @property
+    def max_hits(self) -> int:
+        if self.setting is None:
+            return self.default_max
+        return int(getattr(settings, self.setting, self.default_max))
 
 
 CODE_REQUESTS = Limit("code-requests", MAX_CODE_REQUESTS, RATE_WINDOW_SECONDS)
 # Every verification counts; a success clears the count. So 5 failures are allowed.
 CODE_ATTEMPTS = Limit("code-attempts", MAX_CODE_FAILURES, RATE_WINDOW_SECONDS)
+# Per client IP: every request and every attempt counts (a success clears nothing).
+IP_CODE_REQUESTS = Limit(
+    "ip-code-requests", 20, RATE_WINDOW_SECONDS, "PATIENT_SIGN_IN_IP_MAX_CODE_REQUESTS"
+)
+IP_CODE_ATTEMPTS = Limit(
+    "ip-code-attempts", 20, RATE_WINDOW_SECONDS, "PATIENT_SIGN_IN_IP_MAX_ATTEMPTS"
+)
+# Over all clients (the circuit breaker): code requests, and wrong codes.
+GLOBAL_CODE_REQUESTS = Limit(
+    "global-code-requests", 2000, RATE_WINDOW_SECONDS, "PATIENT_SIGN_IN_GLOBAL_MAX_CODE_REQUESTS"
+)
+GLOBAL_FAILURES = Limit(
+    "global-failures", 1000, RATE_WINDOW_SECONDS, "PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES"
+)
+EVERYONE = ""  # the subject of the global limits
 
 
-def _rate_keys(limit: Limit, email: str) -> tuple[str, str]:
-    digest = salted_hmac(_KEY_SALT, normalize_email(email), algorithm="sha256").hexdigest()
+def _rate_keys(limit: Limit, subject: str) -> tuple[str, str]:
+    digest = salted_hmac(_KEY_SALT, subject, algorithm="sha256").hexdigest()
     base = f"patient-api:{limit.name}:{digest[:32]}"
     return f"{base}:count", f"{base}:since"
 
 
-def rate_limit(limit: Limit, email: str) -> None:
-    """Count an attempt for this address, and raise Throttled (429, with Retry-After) past the
-    allowance. Counting first makes concurrent attempts safe: each gets its own number. The
-    window starts at the first attempt and lasts `window_seconds`; refused attempts count too
-    but do not extend it."""
-    count_key, since_key = _rate_keys(limit, email)
+def _throttled(limit: Limit, since_key: str) -> exceptions.Throttled:
+    since = cache.get(since_key) or time.time()
+    wait = max(1, int(since + limit.window_seconds - time.time()))
+    return exceptions.Throttled(wait=wait, detail="Too many attempts; try again later.")
+
+
+def rate_count(limit: Limit, subject: str) -> int:
+    """Count a hit for `subject` (an address's canonical form, an IP, EVERYONE); the count so
+    far in this window. Counting first makes concurrent hits safe: each gets its own number.
+    The window starts at the first hit and lasts `window_seconds`."""
+    count_key, since_key = _rate_keys(limit, subject)
     cache.add(since_key, time.time(), timeout=limit.window_seconds)
     cache.add(count_key, 0, timeout=limit.window_seconds)
     try:
-        count = cache.incr(count_key)
+        return cache.incr(count_key)
     except ValueError:  # expired between add and incr
         cache.set(count_key, 1, timeout=limit.window_seconds)
-        count = 1
-    if count > limit.max_hits:
-        since = cache.get(since_key) or time.time()
-        wait = max(1, int(since + limit.window_seconds - time.time()))
-        raise exceptions.Throttled(wait=wait, detail="Too many attempts; try again later.")
+        return 1
 
 
-def rate_reset(limit: Limit, email: str) -> None:
-    cache.delete_many(list(_rate_keys(limit, email)))
+def rate_limit(limit: Limit, subject: str) -> None:
+    """Count a hit and raise Throttled (429, with Retry-After) past the allowance. Refused
+    hits count too but do not extend the window."""
+    if rate_count(limit, subject) > limit.max_hits:
+        raise _throttled(limit, _rate_keys(limit, subject)[1])
+
+
+def rate_check(limit: Limit, subject: str) -> None:
+    """Raise Throttled if the allowance is used up, without counting (`rate_count` counts
+    what should count, e.g. only failures)."""
+    count_key, since_key = _rate_keys(limit, subject)
+    if (cache.get(count_key) or 0) >= limit.max_hits:
+        raise _throttled(limit, since_key)
+
+
+def rate_reset(limit: Limit, subject: str) -> None:
+    cache.delete_many(list(_rate_keys(limit, subject)))
+
+
+def limit_code_request(request: HttpRequest, email: str) -> None:
+    """The limits of `POST auth/code`. The global count comes last, so that requests already
+    refused per IP or per address do not use up everyone's allowance."""
+    rate_limit(IP_CODE_REQUESTS, client_ip(request))
+    rate_limit(CODE_REQUESTS, canonical_email(email))
+    rate_limit(GLOBAL_CODE_REQUESTS, EVERYONE)
+
+
+def limit_code_attempt(request: HttpRequest, email: str) -> None:
+    """The limits of `POST auth/token`, before the code is checked (`code_attempt_failed` /
+    `code_attempt_succeeded` after)."""
+    rate_check(GLOBAL_FAILURES, EVERYONE)
+    rate_limit(IP_CODE_ATTEMPTS, client_ip(request))
+    rate_limit(CODE_ATTEMPTS, canonical_email(email))
+
+
+def code_attempt_failed() -> None:
+    rate_count(GLOBAL_FAILURES, EVERYONE)
+
+
+def code_attempt_succeeded(email: str) -> None:
+    rate_reset(CODE_ATTEMPTS, canonical_email(email))
 
 
 # --- access tokens ---------------------------------------------------------------------------
 
 
 def _email_tag(email: str) -> str:
-    return salted_hmac(_TOKEN_SALT, normalize_email(email)).hexdigest()[:16]
+    return salted_hmac(_TOKEN_SALT, canonical_email(email)).hexdigest()[:16]
 
 
 def access_token_for(patient: Patient) -> str:
-    payload = {"p": patient.pk, "t": int(time.time()), "e": _email_tag(patient.email)}
+    """Sign the patient in: a new session, and an access token naming it."""
+    session = patient_session_start(
+        patient=patient, lifetime=timedelta(seconds=token_ttl_seconds())
+    )
+    payload = {"s": session.key, "e": _email_tag(patient.email)}
     return signing.TimestampSigner(salt=_TOKEN_SALT).sign_object(payload)
 
 
-def patient_for_token(token: str) -> Patient:
-    """The patient a token belongs to, or AuthenticationFailed (401)."""
+def session_for_token(token: str) -> PatientSession:
+    """The live session a token names (with its patient, clinic and calls user), or
+    AuthenticationFailed (401). Queries: the session with the rest joined."""
     try:
         payload = signing.TimestampSigner(salt=_TOKEN_SALT).unsign_object(
             token, max_age=token_ttl_seconds()
@@ -139,28 +243,42 @@ def patient_for_token(token: str) -> Patient:
         raise exceptions.AuthenticationFailed("The access token has expired.") from None
     except (signing.BadSignature, ValueError):
         raise exceptions.AuthenticationFailed("The access token is not valid.") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("p"), int):
+    if not isinstance(payload, dict) or not isinstance(payload.get("s"), str):
         raise exceptions.AuthenticationFailed("The access token is not valid.")
-    patient = Patient.objects.select_related("clinic", "call_user").filter(pk=payload["p"]).first()
-    if patient is None or not hmac.compare_digest(
-        str(payload.get("e", "")), _email_tag(patient.email)
+    session = (
+        PatientSession.objects.select_related("patient__clinic", "patient__call_user")
+        .filter(key=payload["s"])
+        .first()
+    )
+    if session is None or not hmac.compare_digest(
+        str(payload.get("e", "")), _email_tag(session.patient.email)
     ):
         raise exceptions.AuthenticationFailed("The access token is not valid.")
-    user = patient.call_user
+    if session.expires_at < timezone.now():
+        raise exceptions.AuthenticationFailed("The access token has expired.")
+    user = session.patient.call_user
     revoked = user.revoke_tokens_issued_before
-    if user.deactivated_at is not None or (
-        revoked is not None and payload.get("t", 0) < revoked.timestamp()
+    if (
+        session.ended_at is not None
+        or user.deactivated_at is not None
+        or (revoked is not None and session.created_at < revoked)
     ):
         raise exceptions.AuthenticationFailed("The access token has been revoked.")
-    return patient
+    return session
+
+
+def patient_for_token(token: str) -> Patient:
+    """The patient a token belongs to, or AuthenticationFailed (401)."""
+    return session_for_token(token).patient
 
 
 class PatientTokenAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <access_token>`; request.user becomes the Patient."""
+    """`Authorization: Bearer <access_token>`; request.user becomes the Patient, request.auth
+    their session."""
 
     keyword = "bearer"
 
-    def authenticate(self, request: Request) -> tuple[Patient, str] | None:
+    def authenticate(self, request: Request) -> tuple[Patient, PatientSession] | None:
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.encode():
             return None
@@ -170,7 +288,8 @@ class PatientTokenAuthentication(BaseAuthentication):
             token = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The access token is not valid.") from None
-        return patient_for_token(token), token
+        session = session_for_token(token)
+        return session.patient, session
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="patient-api"'

@@ -16,6 +16,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
@@ -160,6 +161,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     return Response(body, status=api_exc.status_code, headers=headers)
 
 
+@csrf_exempt  # any method: a 404, never a CSRF page (the API takes no cookies)
 def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Unknown paths under the patient API: 404 in the error shape (never an HTML page)."""
     return JsonResponse(error_body("not_found", "No such endpoint."), status=404)

@@ -7,15 +7,55 @@ never shown to patients.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from appointments.models import SLUG_REGEX, Appointment, AppointmentMember
 from calls.models import PushDevice
 
+# --- input -----------------------------------------------------------------------------------
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input shape that takes only its own fields, with their JSON types: an unknown field
+    is a 400 (`invalid`, under its name), and so is a number where text is expected (DRF would
+    take `0` for `"0"`); the schema says both (`additionalProperties: false`, `string`)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            errors = {str(name): ["Unknown field."] for name in data if name not in self.fields}
+            for name, field in self.fields.items():
+                value = data.get(name)
+                if isinstance(field, serializers.CharField) and not isinstance(value, str | None):
+                    errors[name] = ["Not a valid string."]
+            if errors:
+                raise serializers.ValidationError(dict(sorted(errors.items())))
+        return super().to_internal_value(data)
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """`additionalProperties: false` on the request shapes of `StrictSerializer`s."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
+
+
+# A string with something in it besides spaces (input is trimmed, then must not be blank).
+NOT_BLANK = r"\S"
+
 # --- sign-in ---------------------------------------------------------------------------------
 
 
-class CodeRequestSerializer(serializers.Serializer):
+class CodeRequestSerializer(StrictSerializer):
     email = serializers.EmailField(max_length=254)
     clinic = serializers.RegexField(
         SLUG_REGEX,
@@ -26,7 +66,7 @@ class CodeRequestSerializer(serializers.Serializer):
 
 class TokenRequestSerializer(CodeRequestSerializer):
     code = serializers.RegexField(
-        r"^\d{6}$",
+        r"^[0-9]{6}$",
         help_text="The 6-digit code from the email.",
         error_messages={"invalid": "Enter the 6-digit code from the email."},
     )
@@ -137,19 +177,19 @@ class JoinInfoSerializer(serializers.Serializer):
 # --- devices ---------------------------------------------------------------------------------
 
 
-class WebPushKeysSerializer(serializers.Serializer):
-    p256dh = serializers.CharField(max_length=256)
-    auth = serializers.CharField(max_length=256)
+class WebPushKeysSerializer(StrictSerializer):
+    p256dh = serializers.RegexField(NOT_BLANK, max_length=256)
+    auth = serializers.RegexField(NOT_BLANK, max_length=256)
 
 
-class DeviceCreateSerializer(serializers.Serializer):
+class DeviceCreateSerializer(StrictSerializer):
     kind = serializers.ChoiceField(
         choices=PushDevice.Kind.choices,
         help_text="`webpush`: a Web Push subscription (token = its endpoint URL, with keys). "
         "`apns` / `apns_voip`: an APNs device token (alert / PushKit VoIP). `fcm`: an FCM "
         "registration token.",
     )
-    token = serializers.CharField(max_length=4096, trim_whitespace=True)
+    token = serializers.RegexField(NOT_BLANK, max_length=4096)
     keys = WebPushKeysSerializer(
         required=False, help_text="Web Push subscription keys (required for `webpush`)."
     )

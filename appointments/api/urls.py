@@ -22,6 +22,7 @@ APPOINTMENT = "appointments/<str:appointment_id>"
 v1 = [
     path("auth/code", views.SignInCodeView.as_view(), name="auth-code"),
     path("auth/token", views.TokenView.as_view(), name="auth-token"),
+    path("auth/sign-out", views.SignOutView.as_view(), name="auth-sign-out"),
     path("me", views.MeView.as_view(), name="me"),
     path("appointments", views.AppointmentListView.as_view(), name="appointments"),
     path(APPOINTMENT, views.AppointmentDetailView.as_view(), name="appointment"),
@@ -36,5 +37,5 @@ v1 = [
 
 urlpatterns = [
     path("v1/", include(v1)),
-    re_path(r"^.*$", not_found_view),
+    re_path(r"^[\s\S]*\Z", not_found_view),  # any path, with newlines too
 ]

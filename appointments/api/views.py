@@ -6,6 +6,7 @@ so another patient's appointment or device is a 404, never a 403.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, ClassVar
 
 from django.utils import timezone
@@ -25,7 +26,9 @@ from rest_framework.views import APIView
 
 from appointments import selectors
 from appointments.joining import join_info
+from appointments.links import session_grant
 from appointments.models import Appointment, Patient
+from appointments.services.patient_sessions import patient_session_end
 from appointments.services.sign_in_codes import patient_sign_in_code_redeem
 from appointments.services.status import appointment_check_in, appointment_request_cancel
 from appointments.tasks import patient_send_sign_in_code
@@ -56,11 +59,17 @@ def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
 
 
-E400 = _error("`invalid`: the input is wrong; `fields` says where.")
+E400 = _error(
+    "`invalid`: the input is wrong (a value, an unknown field or an unknown query parameter); "
+    "`fields` says where."
+)
 E401 = _error("`not_authenticated`: no, an invalid, an expired or a revoked access token.")
 E404 = _error("`not_found`: no such object among yours (another patient's looks the same).")
 E409 = _error("`conflict`: the appointment is no longer open (cancelled or finished).")
-E429 = _error("`throttled`: too many attempts for this address; see `Retry-After`.")
+E429 = _error(
+    "`throttled`: too many attempts (for this address, from this IP, or sign-in is paused for "
+    "everyone); see `Retry-After`."
+)
 
 APPOINTMENT_ID = OpenApiParameter(
     "appointment_id", str, OpenApiParameter.PATH, description="The appointment id."
@@ -87,9 +96,17 @@ class PatientAPIView(APIView):
     renderer_classes: ClassVar[list] = [JSONRenderer]
     parser_classes: ClassVar[list] = [JSONParser]
     throttle_classes: ClassVar[list] = []
+    # The query parameters the endpoint takes; any other is a 400 (as its schema says).
+    query_parameters: ClassVar[frozenset[str]] = frozenset()
 
     def get_exception_handler(self) -> Any:
         return exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication first: 401 before 400
+        unknown = sorted(set(request.query_params) - self.query_parameters)
+        if unknown:
+            raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
 
     @property
     def patient(self) -> Patient:
@@ -133,7 +150,8 @@ class SignInCodeView(PublicPatientAPIView):
             "Sends a 6-digit code to every patient registered with this address (in `clinic` "
             "only, when given). A code is valid 10 minutes and works once; a new request "
             "replaces the previous code. Always 202, registered or not. At most 5 requests "
-            "per address per 10 minutes."
+            "per address per 10 minutes (all spellings of an address count as one), and "
+            "fewer per client IP and in all than a deployment's limits: then 429."
         ),
         request=CodeRequestSerializer,
         responses={202: AcceptedSerializer, 400: E400, 429: E429},
@@ -143,7 +161,7 @@ class SignInCodeView(PublicPatientAPIView):
         data = CodeRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"]
-        auth.rate_limit(auth.CODE_REQUESTS, email)
+        auth.limit_code_request(request, email)
         for patient in auth.patients_by_email(email, data.validated_data.get("clinic")):
             # Nothing was written, so no commit to wait for; the task issues and emails the code.
             try:
@@ -171,10 +189,12 @@ class TokenView(PublicPatientAPIView):
             "Checks the code against every patient with this address (in `clinic` only, "
             "when given). A wrong code, an expired code and an unknown address all answer 400 "
             "with `fields.code`, and so do a code already exchanged and one replaced by a "
-            "newer request. After 5 failures for an address within 10 minutes, every "
-            "attempt answers 429 until the window ends. The token is sent as "
-            "`Authorization: Bearer <access_token>` and lives `expires_in` seconds; there is "
-            "no refresh token: sign in again."
+            "newer request. After 5 wrong guesses the code is void: ask for a new one. After "
+            "5 failures for an address within 10 minutes, every attempt answers 429 until the "
+            "window ends; attempts are limited per client IP too, and all sign-ins pause when "
+            "too many fail in all. The token is sent as `Authorization: Bearer "
+            "<access_token>` and lives `expires_in` seconds, or until `POST auth/sign-out`; "
+            "there is no refresh token: sign in again."
         ),
         request=TokenRequestSerializer,
         responses={200: TokenSerializer, 400: E400, 429: E429},
@@ -184,12 +204,13 @@ class TokenView(PublicPatientAPIView):
         data = TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         email, code = data.validated_data["email"], data.validated_data["code"]
-        auth.rate_limit(auth.CODE_ATTEMPTS, email)
+        auth.limit_code_attempt(request, email)
         candidates = auth.patients_by_email(email, data.validated_data.get("clinic"))
         # Every candidate's code is tried, and a match is used up: a code that happens to
         # match two patients' codes signs in neither.
         matches = [p for p in candidates if patient_sign_in_code_redeem(patient=p, code=code)]
         if not matches:
+            auth.code_attempt_failed()
             logger.info("sign-in code rejected")
             record(
                 action=Action.SIGN_IN_FAILED,
@@ -201,7 +222,7 @@ class TokenView(PublicPatientAPIView):
         if len(matches) > 1:  # two clinics' codes coincide (one chance in a million)
             raise ValidationError({"clinic": ["This address is registered with several clinics."]})
         patient = matches[0]
-        auth.rate_reset(auth.CODE_ATTEMPTS, email)
+        auth.code_attempt_succeeded(email)
         logger.info("patient %s signed in", patient.pk)
         record(
             action=Action.SIGNED_IN,
@@ -220,6 +241,33 @@ class TokenView(PublicPatientAPIView):
         )
 
 
+class SignOutView(PatientAPIView):
+    @extend_schema(
+        tags=["sign-in"],
+        operation_id="auth_sign_out",
+        summary="Sign out",
+        description=(
+            "Ends the session of the access token sent: that token, and the calls-API tokens "
+            "`join-info` gave under it, stop working at once. The patient's other devices "
+            "stay signed in. A token that is already signed out is 401."
+        ),
+        request=None,
+        responses={204: None, 400: E400, 401: E401},
+    )
+    def post(self, request: Request) -> Response:
+        patient_session_end(session=request.auth)
+        logger.info("patient %s signed out", self.patient.pk)
+        record(
+            action=Action.SIGNED_OUT,
+            actor=Actor.patient(self.patient.pk),
+            clinic=self.patient.clinic.slug,
+            object_type="patient",
+            object_id=self.patient.pk,
+            ip=client_ip(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 # --- profile ---------------------------------------------------------------------------------
 
 
@@ -229,7 +277,7 @@ class MeView(PatientAPIView):
         operation_id="me_retrieve",
         summary="My profile",
         description="The signed-in patient and their clinic.",
-        responses={200: MeSerializer, 401: E401},
+        responses={200: MeSerializer, 400: E400, 401: E401},
     )
     def get(self, request: Request) -> Response:
         # The patient and their clinic come with the authentication (one query).
@@ -240,13 +288,42 @@ class MeView(PatientAPIView):
 
 
 class AppointmentPagination(LimitOffsetPagination):
+    """`limit` (1 to 100, default 20) and `offset` (0 to MAX_OFFSET): anything else is a 400,
+    as the schema says (DRF's own pagination would quietly use its defaults)."""
+
     default_limit = 20
     max_limit = 100
+    MAX_OFFSET = 1_000_000
+
+    def _param(self, request: Request, name: str, default: int, least: int, most: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        if not re.fullmatch(r"[0-9]{1,7}", raw) or not least <= int(raw) <= most:
+            raise ValidationError({name: [f"Enter a whole number from {least} to {most}."]})
+        return int(raw)
+
+    def get_limit(self, request: Request) -> int:
+        return self._param(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return self._param(request, self.offset_query_param, 0, 0, self.MAX_OFFSET)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": 20},
+            self.offset_query_param: {"minimum": 0, "maximum": self.MAX_OFFSET, "default": 0},
+        }
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters
 
 
 class AppointmentListView(PatientAPIView, generics.GenericAPIView):
     serializer_class = AppointmentSerializer
     pagination_class = AppointmentPagination
+    query_parameters = frozenset({"scope", "limit", "offset"})
 
     @extend_schema(
         tags=["appointments"],
@@ -260,7 +337,8 @@ class AppointmentListView(PatientAPIView, generics.GenericAPIView):
         responses={200: AppointmentSerializer(many=True), 400: E400, 401: E401},
     )
     def get(self, request: Request) -> Response:
-        query = AppointmentListQuerySerializer(data=request.query_params)
+        # A plain dict: DRF would take an empty `scope=` from a QueryDict for its default.
+        query = AppointmentListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         appointments = selectors.patient_appointments(
             patient=self.patient,
@@ -281,7 +359,7 @@ class AppointmentDetailView(PatientAPIView):
             "never shown. Another patient's appointment is 404."
         ),
         parameters=[APPOINTMENT_ID],
-        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404},
+        responses={200: AppointmentDetailSerializer, 400: E400, 401: E401, 404: E404},
     )
     def get(self, request: Request, appointment_id: str) -> Response:
         return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
@@ -301,11 +379,16 @@ class JoinInfoView(PatientAPIView):
             "sign-in: the link itself is the key; it expires some hours after the appointment)."
         ),
         parameters=[APPOINTMENT_ID],
-        responses={200: JoinInfoSerializer, 401: E401, 404: E404},
+        responses={200: JoinInfoSerializer, 400: E400, 401: E401, 404: E404},
     )
     def get(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
-        info = join_info(patient=self.patient, appointment=appointment, now=timezone.now())
+        info = join_info(
+            patient=self.patient,
+            appointment=appointment,
+            now=timezone.now(),
+            grant=session_grant(request.auth),  # signing out revokes the token
+        )
         info["join_url"] = request.build_absolute_uri(info["join_url"])
         return Response(JoinInfoSerializer(info).data)
 
@@ -321,7 +404,13 @@ class CheckInView(PatientAPIView):
         ),
         parameters=[APPOINTMENT_ID],
         request=None,
-        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404, 409: E409},
+        responses={
+            200: AppointmentDetailSerializer,
+            400: E400,
+            401: E401,
+            404: E404,
+            409: E409,
+        },
     )
     def post(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
@@ -340,7 +429,13 @@ class CancelRequestView(PatientAPIView):
         ),
         parameters=[APPOINTMENT_ID],
         request=None,
-        responses={200: AppointmentDetailSerializer, 401: E401, 404: E404, 409: E409},
+        responses={
+            200: AppointmentDetailSerializer,
+            400: E400,
+            401: E401,
+            404: E404,
+            409: E409,
+        },
     )
     def post(self, request: Request, appointment_id: str) -> Response:
         appointment = self._appointment(appointment_id)
@@ -357,7 +452,8 @@ class DeviceListView(PatientAPIView):
         operation_id="devices_create",
         summary="Register a push device",
         description=(
-            "A Web Push subscription (`token` = its https endpoint, `keys` required), an APNs "
+            "A Web Push subscription (`token` = its endpoint, a public https URL: others are "
+            "400 on `token`; `keys` required), an APNs "
             "token (`apns`, or `apns_voip` for PushKit) or an FCM token. Registering a token "
             "again re-activates it and returns the same id; a token registered by someone else "
             "moves to the signed-in patient (the phone changed hands)."
@@ -387,7 +483,7 @@ class DeviceDetailView(PatientAPIView):
         parameters=[
             OpenApiParameter("device_id", int, OpenApiParameter.PATH, description="Device id.")
         ],
-        responses={204: None, 401: E401, 404: E404},
+        responses={204: None, 400: E400, 401: E401, 404: E404},
     )
     def delete(self, request: Request, device_id: int) -> Response:
         device_remove(user_id=self.patient.call_user_id, device_id=device_id)

@@ -178,7 +178,9 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
     except (links.BadLink, Http404) as refusal:
         return _link_error(request, PATIENT_LINK_ERRORS, refusal)
     patient = appointment.patient
-    info = joining.join_info(patient=patient, appointment=appointment, now=now)
+    info = joining.join_info(
+        patient=patient, appointment=appointment, now=now, grant=links.link_grant(appointment)
+    )
     return _room(
         request,
         role="patient",

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from appointments.models import CALL_TYPE, Appointment, StaffMember
 from audit.record import Action
 from calls.capabilities import SERVER
 from calls.outbox.queue import enqueue
 from calls.services.moderation import call_kick_user
-from calls.services.users import user_tokens_revoke
+from calls.services.users import user_tokens_recheck
 
 from .booking import appointment_audit, appointment_locked
 
@@ -31,16 +30,19 @@ def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, bas
 
 def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Appointment:
     """A new join link for the patient (the old one went to the wrong person, or was
-    forwarded): the old link stops working at once, the patient's call tokens minted until now
-    are revoked, and whoever is in the call or its lobby as the patient is put out (the patient
-    comes back with the new link)."""
+    forwarded): the old link stops working at once, and so do the calls tokens minted from it
+    (their grant is the link's version: `links.grant_is_live`; open sockets re-check), and
+    whoever is in the call or its lobby as the patient is put out (the patient comes back with
+    the new link, or the app). The patient's app stays signed in, and its calls tokens keep
+    working."""
     with transaction.atomic():
         appointment = appointment_locked(appointment)
         if not appointment.is_open:
             raise ValidationError("This appointment is over: its link no longer works anyway.")
         appointment.link_version += 1
         appointment.save(update_fields=["link_version", "updated_at"])
-        user_tokens_revoke(user_id=appointment.patient.call_user_id, minted_until=timezone.now())
+        # Sockets opened with the old link's tokens check them again, and close.
+        user_tokens_recheck(user_id=appointment.patient.call_user_id)
         call_kick_user(
             actor=SERVER,
             type_name=CALL_TYPE,

@@ -1,5 +1,6 @@
 """The patient API's sign-in codes: six digits, emailed (`appointments.tasks`), stored only as
-a hash, valid once and briefly."""
+a hash, valid once and briefly, and void after `SIGN_IN_CODE_MAX_GUESSES` wrong guesses (the
+rate limits of `appointments.api.auth` live in a cache, which may forget; this does not)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import secrets
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -18,6 +19,8 @@ SIGN_IN_CODE_DIGITS = 6
 SIGN_IN_CODE_LIFETIME = timedelta(minutes=10)
 # Used and expired codes stay this long, then go when the patient next asks for a code.
 SIGN_IN_CODE_KEEP = timedelta(days=1)
+# Wrong guesses against a patient's current code before it is void (ask for a new one).
+SIGN_IN_CODE_MAX_GUESSES = 5
 _SIGN_IN_CODE_SALT = "appointments.patient-sign-in-code"
 
 
@@ -47,8 +50,9 @@ def patient_sign_in_code_issue(*, patient: Patient) -> str:
 
 
 def patient_sign_in_code_redeem(*, patient: Patient, code: str) -> bool:
-    """True once for the patient's newest unused, unexpired code; False for anything else (a
-    wrong, older, expired or used code, or none at all)."""
+    """True once for the patient's newest unused, unexpired, not yet void code; False for
+    anything else (a wrong, older, expired, used or void code, or none at all). A wrong guess
+    counts against the current code, which is void at the `SIGN_IN_CODE_MAX_GUESSES`th."""
     now = timezone.now()
     row = (
         PatientSignInCode.objects.filter(
@@ -57,12 +61,16 @@ def patient_sign_in_code_redeem(*, patient: Patient, code: str) -> bool:
             expires_at__gt=now,
             # A code from a process whose clock is ahead is not valid yet (used_at >= created_at).
             created_at__lte=now,
+            failed_attempts__lt=SIGN_IN_CODE_MAX_GUESSES,
         )
         .order_by("-created_at", "-pk")
         .only("pk", "code_hash")
         .first()
     )
-    if row is None or not hmac.compare_digest(row.code_hash, _sign_in_code_hash(patient, code)):
+    if row is None:
+        return False
+    if not hmac.compare_digest(row.code_hash, _sign_in_code_hash(patient, code)):
+        PatientSignInCode.objects.filter(pk=row.pk).update(failed_attempts=F("failed_attempts") + 1)
         return False
     # The claim: of two concurrent exchanges of one code, only one changes the row.
     claimed = PatientSignInCode.objects.filter(pk=row.pk, used_at__isnull=True).update(used_at=now)

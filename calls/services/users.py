@@ -143,3 +143,11 @@ def user_tokens_revoke(*, user_id: str, minted_until: datetime) -> CallUser:
         user.save(update_fields=["revoke_tokens_issued_before", "updated_at"])
         event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
         return user
+
+
+def user_tokens_recheck(*, user_id: str) -> None:
+    """The user's connected sockets run their token checks again (a grant of theirs ended:
+    `tokens.grant_is_live`), through the `user.updated` they re-check on; nothing changes."""
+    with transaction.atomic():
+        user = CallUser.objects.get(id=user_id)
+        event_emit(type="user.updated", for_call=None, user=wire.user_response(user))

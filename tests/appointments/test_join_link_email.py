@@ -4,9 +4,13 @@ reason for the visit."""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from appointments import links
 from appointments.services.booking import appointment_cancel
@@ -83,3 +87,39 @@ def test_another_clinics_staff_cannot_send_it(appointment, outsider, mailoutbox,
     response = client_for(outsider).post(f"/c/clinic-a/appointments/{appointment.id}/link/send/")
     assert response.status_code == 404
     assert mailoutbox == []
+
+
+def test_the_join_link_email_through_a_real_smtp_server(
+    appointment, doctor, eager_tasks, smtp_server, django_capture_on_commit_callbacks, client_for
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(doctor).post(f"/c/clinic-a/appointments/{appointment.id}/link/send/")
+
+    (received,) = smtp_server.messages
+    assert received.rcpt_tos == ["ana@example.com"]
+    assert received.subject == "Your video appointment with Riverside Clinic"
+    link = f"http://testserver{links.join_link_path(appointment)}"
+    assert link in received.text
+    # Nothing of the reason anywhere in what left the building: headers, text, HTML, raw bytes.
+    raw = received.message.as_string()
+    for word in (REASON, "chest"):
+        assert word not in raw
+        assert word not in received.html
+    # The link in the email opens the patient's waiting room.
+    with time_machine.travel(START - dt.timedelta(minutes=10), tick=False):
+        page = Client().get(link)
+    assert page.status_code == 200
+    assert "Riverside Clinic" in page.content.decode()
+
+
+def test_a_refused_join_link_email_logs_no_address(
+    appointment, doctor, eager_tasks, smtp_server, django_capture_on_commit_callbacks, caplog
+):
+    smtp_server.refuse("ana@example.com")
+    with caplog.at_level(logging.DEBUG), django_capture_on_commit_callbacks(execute=True):
+        appointment_join_link_send(
+            appointment=appointment, by=doctor, base_url="https://c.example/"
+        )
+    assert smtp_server.messages == []
+    assert f"join link email failed for appointment {appointment.pk}" in caplog.text
+    assert "ana@example.com" not in caplog.text

@@ -189,13 +189,14 @@ CASES = [
         SIGNED_IN + APPOINTMENT + AUDIT,
         id="link-send",
     ),
-    # the lock and the new version (2); the patient's tokens revoked: user, update, event (3);
-    # the kick: call, users (2), participants, event (5); three atomic blocks
+    # the lock and the new version (2) (the old link's calls tokens die with its version);
+    # sockets re-check: user, event (2); the kick: call, users (2), participants, event (5);
+    # three atomic blocks
     pytest.param(
         "post",
         page("appointment_link_replace", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 10 + 3 * ATOMIC + AUDIT,
+        SIGNED_IN + APPOINTMENT + 9 + 3 * ATOMIC + AUDIT,
         id="link-replace",
     ),
     # the staff member's calls user (1); the ring: call lock, members, rings so far, new rings,

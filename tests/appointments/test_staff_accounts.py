@@ -6,6 +6,7 @@ factor required), a superuser."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 
 import pytest
@@ -264,6 +265,62 @@ def test_password_reset_by_email(doctor, clinic):
     assert sign_in(Client(), "drhouse", PASSWORD).status_code == 200
     # The link works once.
     assert "does not work" in client.get(link[1], follow=True).content.decode()
+
+
+def test_password_reset_through_a_real_smtp_server(doctor, smtp_server):
+    """The same reset, with the email sent by Django's SMTP backend (signed in to the server)
+    and read back from what the server received."""
+    doctor.user.email = "house@example.com"
+    doctor.user.save()
+    client = Client()
+    response = client.post(reverse("portal:password_reset"), {"email": "house@example.com"})
+    assert response["Location"] == reverse("portal:password_reset_done")
+    (received,) = smtp_server.messages
+    assert received.rcpt_tos == ["house@example.com"]
+    assert received.login == smtp_server.username
+    assert received.message["To"] == "house@example.com"
+    link = re.search(r"https?://[^/\s]+(/account/reset/\S+/)", received.text)
+    assert link is not None, received.text
+    form = client.get(link[1], follow=True)
+    assert "Choose a new password" in form.content.decode()
+    done = client.post(
+        form.redirect_chain[-1][0],
+        {"new_password1": "a-new-long-passphrase", "new_password2": "a-new-long-passphrase"},
+    )
+    assert done["Location"] == reverse("portal:password_reset_complete")
+    assert sign_in(Client(), "drhouse", "a-new-long-passphrase").status_code == 302
+    assert sign_in(Client(), "drhouse", PASSWORD).status_code == 200
+
+
+def _reset_mail_failure_is_quiet(client: Client, caplog, user) -> None:
+    """The page says "sent" as usual; one warning names the user's id, no log line names the
+    address (nor carries a traceback that would)."""
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(reverse("portal:password_reset"), {"email": "house@example.com"})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("portal:password_reset_done")
+    assert client.get(response["Location"]).status_code == 200
+    assert "house@example.com" not in caplog.text  # the formatted lines, tracebacks included
+    assert all(r.exc_info is None for r in caplog.records)
+    failures = [r for r in caplog.records if "password reset email failed" in r.getMessage()]
+    assert [(r.levelno, r.getMessage().split(": ")[0]) for r in failures] == [
+        (logging.WARNING, f"password reset email failed for user {user.pk}")
+    ]
+
+
+def test_password_reset_when_the_smtp_server_is_down(doctor, smtp_server, caplog):
+    doctor.user.email = "house@example.com"
+    doctor.user.save()
+    smtp_server.stop()
+    _reset_mail_failure_is_quiet(Client(raise_request_exception=True), caplog, doctor.user)
+
+
+def test_password_reset_when_the_smtp_server_refuses_the_address(doctor, smtp_server, caplog):
+    doctor.user.email = "house@example.com"
+    doctor.user.save()
+    smtp_server.refuse("house@example.com")
+    _reset_mail_failure_is_quiet(Client(raise_request_exception=True), caplog, doctor.user)
+    assert smtp_server.messages == []
 
 
 def test_password_reset_for_an_unknown_address_sends_nothing_and_says_the_same():

@@ -7,6 +7,8 @@ import re
 
 import pytest
 from django.urls import reverse
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
 from tests.factories import make_appointment, make_staff
@@ -23,6 +25,7 @@ def test_an_admin_reads_and_filters_the_log(
     from django.test import Client
 
     chief = make_staff(clinic, "chief", role="admin", display_name="Chief Admin")
+    device = TOTPDevice.objects.create(user=chief.user, name="phone", confirmed=True)
     appointment = make_appointment(clinic, host=doctor, patient=patient, reason="Follow-up")
     colleague = Client()
     colleague.force_login(doctor.user)
@@ -33,6 +36,9 @@ def test_an_admin_reads_and_filters_the_log(
     page.get_by_label("Username").fill(chief.user.username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    # A clinic admin's second step: the code of their authenticator app.
+    page.get_by_label("Code from your authenticator app").fill(f"{totp(device.bin_key):06d}")
+    page.get_by_role("button", name="Verify").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
     expect(page).to_have_title(re.compile("Audit log"))
     expect(page.locator("table.audit")).to_contain_text("Opened an appointment")

@@ -26,7 +26,9 @@ from django.urls import reverse
 
 from appointments import links
 from appointments.joining import join_info
+from appointments.links import session_grant
 from appointments.services.guests import appointment_guest_invite
+from appointments.services.patient_sessions import patient_session_start
 from appointments.services.status import appointment_call_action
 from calls.models import Call, CallEvent
 from calls.realtime import browser_connection
@@ -109,7 +111,13 @@ def scoped_token(request, appointment, patient) -> str:
         return request.getfixturevalue("link_token")
     if request.param == "guest":
         return request.getfixturevalue("guest_token")
-    info = join_info(patient=patient, appointment=appointment, now=START - dt.timedelta(minutes=5))
+    session = patient_session_start(patient=patient, lifetime=dt.timedelta(hours=1))
+    info = join_info(
+        patient=patient,
+        appointment=appointment,
+        now=START - dt.timedelta(minutes=5),
+        grant=session_grant(session),  # as the patient API's view does
+    )
     assert info["token"]
     return info["token"]
 
