@@ -97,6 +97,10 @@ class Command(BaseCommand):
             clinics = ", ".join(c.name for c in staff.clinics.order_by("name"))
             w(f"      {staff.user.username:8s} {staff.display_name} ({clinics})")
         w(
+            "                   clinic admins set up two-factor sign-in (an authenticator app) "
+            "the first time"
+        )
+        w(
             f"    Patient API:   /api/patient/v1/  sign in with e.g. {patient.email}; the "
             "code is printed below when requested"
         )
