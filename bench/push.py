@@ -35,6 +35,8 @@ as MEETS / MISSES (exit status 1 on MISSES). Everything it writes has an id star
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -341,6 +343,72 @@ def _run_baseline(subscriptions, payload: dict, private_key: str, arrivals: Arri
     }
 
 
+def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
+    """Where one delivery's time goes: the measured ring's rows are queued again (their event
+    made fresh, so the ring is not expired) and `count` of them sent in this process, one
+    after another, under cProfile (the worker's code path, without Celery)."""
+    import cProfile
+    import pstats
+
+    from django.utils import timezone
+
+    from calls.models import CallEvent, PushDelivery
+    from calls.outbox.push import delivery
+
+    [event] = CallEvent.objects.filter(call_cid=f"{CALL_TYPE}:{call_id}", type="call.ring")
+    CallEvent.objects.filter(pk=event.pk).update(created_at=timezone.now())
+    ids = list(PushDelivery.objects.filter(event=event).order_by("pk").values_list("pk", flat=True))
+    ids = ids[:count]
+    PushDelivery.objects.filter(pk__in=ids).update(state="queued", attempts=0)
+    delivery.deliver(ids.pop())  # warm: the provider is built once per process
+    arrivals.start()
+    profiler = cProfile.Profile()
+    cpu, wall = _self_cpu(), time.perf_counter()
+    profiler.enable()
+    for pk in ids:
+        delivery.deliver(pk)
+    profiler.disable()
+    cpu, wall = _self_cpu() - cpu, time.perf_counter() - wall
+    n = len(ids)
+    stats = pstats.Stats(profiler)
+
+    def per(path: str, func: str) -> str:
+        # The largest cumulative time of a function of that name in that file (a subclass
+        # calling its parent's method of the same name is not counted twice).
+        found = [
+            entry[3]
+            for (file, _line, name), entry in stats.stats.items()
+            if name == func and file.endswith(path)
+        ]
+        return f"{max(found, default=0.0) * 1000 / n:6.2f} ms"
+
+    print(
+        f"\nprofile: {n} deliveries sent one after another in this process (cProfile on; "
+        f"wall {wall * 1000 / n:.2f} ms, CPU {cpu * 1000 / n:.2f} ms per delivery incl. the "
+        "push service's decrypt in the same process)"
+    )
+    print("  per delivery, cumulative (stages overlap: each includes those indented below it):")
+    rows = [
+        ("delivery.deliver", "outbox/push/delivery.py", "deliver"),
+        ("  WebPushProvider.send", "outbox/push/webpush.py", "send"),
+        ("    pywebpush encrypt (aes128gcm)", "pywebpush/__init__.py", "encode"),
+        ("    VAPID sign (py_vapid)", "py_vapid/__init__.py", "sign"),
+        ("    netguard.post", "calls/netguard.py", "post"),
+        ("      check_url", "calls/netguard.py", "check_url"),
+        ("      httpx.create_ssl_context", "httpx/_config.py", "create_ssl_context"),
+        ("      httpx Client.send", "httpx/_client.py", "send"),
+        ("  message_for", "outbox/push/dispatch.py", "message_for"),
+        ("  SQL (CursorWrapper.execute)", "db/backends/utils.py", "execute"),
+    ]
+    for label, name, func in rows:
+        print(f"  {label:<38}{per(name, func)}")
+    print("  top 12 by own time:")
+    top = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:12]
+    for (file, line, func), entry in top:
+        where = f"{Path(file).name}:{line} {func}"
+        print(f"    {entry[2] * 1000 / n:6.2f} ms  {where}")
+
+
 # --- report --------------------------------------------------------------------------------------
 
 
@@ -376,6 +444,13 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument(
         "--concurrency", type=int, default=None, help="worker processes (default: CPU count)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=200,
+        metavar="N",
+        help="after the runs, profile N deliveries in-process (0: skip)",
     )
     args = parser.parse_args()
     count = args.devices
@@ -418,6 +493,7 @@ def main() -> int:
         "worker", cmd, _env("config.settings"), logs / "worker.log", ping="bench-push@bench"
     )
     failures: list[str] = []
+    profile_out = io.StringIO()
     try:
         worker.start()
         _wait_ready([worker])
@@ -447,6 +523,10 @@ def main() -> int:
             for p in _check_payloads(service, subscriptions, ours["cid"], ours["tag"])
         ]
         load_after = os.getloadavg()
+        if args.profile:
+            worker.stop()
+            with contextlib.redirect_stdout(profile_out):
+                _profile(call_id, args.profile, arrivals)
     finally:
         service.on_push = None
         worker.stop()
@@ -473,6 +553,7 @@ def main() -> int:
     print(f"every payload valid, one per device: {'yes' if valid else 'NO'}")
     for failure in failures[:20]:
         print(f"  {failure}")
+    print(profile_out.getvalue(), end="")
     meets = valid and ratio >= TARGET_RATIO
     print(
         f"target (>= {TARGET_RATIO:.0f}x faster than the sequential loop, every payload "
