@@ -300,6 +300,7 @@ def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dic
         "cpu": {"worker": cpu_worker, "this process (push service, ring)": cpu_self},
         "load": load,
         "tag": f"ring-{event.pk}",
+        "event_bytes": len(json.dumps(event.payload)),
         "cid": event.call_cid,
     }
 
@@ -545,6 +546,10 @@ def main() -> int:
         count,
     )
     print(f"  call_ring (the service call, until commit): {_ms(ours['ring_call_s'])}")
+    print(
+        f"  the call.ring event's payload (read back by each delivery): "
+        f"{ours['event_bytes'] / 1024:,.0f} KiB"
+    )
     _print_design("baseline: sequential pywebpush webpush() loop, same payloads", base, count)
     print(f"\nload after (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load_after)}")
     ratio = base["total"] / ours["total"]
