@@ -27,6 +27,7 @@ import concurrent.futures
 import ipaddress
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -262,6 +263,22 @@ def check_url(
     )
 
 
+_ssl_contexts: dict[tuple[str, str], ssl.SSLContext] = {}
+_ssl_contexts_lock = threading.Lock()
+
+
+def ssl_context() -> ssl.SSLContext:
+    """The TLS context of every outgoing request, made once per process (and per CA setting):
+    loading the CA bundle costs ~27 ms, more than the rest of a push's delivery together
+    (bench/push.py). It honours SSL_CERT_FILE / SSL_CERT_DIR, as httpx does by default."""
+    key = (os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", ""))
+    with _ssl_contexts_lock:
+        context = _ssl_contexts.get(key)
+        if context is None:
+            context = _ssl_contexts[key] = httpx.create_ssl_context(trust_env=True)
+        return context
+
+
 def post(
     url: str,
     *,
@@ -288,9 +305,8 @@ def post(
     extensions = {} if target.is_literal else {"sni_hostname": target.hostname}
     candidates = target.addresses[:MAX_CONNECT_ADDRESSES]
     # Straight to the checked address, never through an environment proxy (it would resolve
-    # the name again, and httpcore's proxy tunnel ignores sni_hostname). The CA bundle still
-    # honours SSL_CERT_FILE / SSL_CERT_DIR, as httpx does by default.
-    verify = httpx.create_ssl_context(trust_env=True)
+    # the name again, and httpcore's proxy tunnel ignores sni_hostname).
+    verify = ssl_context()
     with httpx.Client(
         timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
     ) as client:

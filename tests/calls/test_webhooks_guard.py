@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -575,3 +576,30 @@ def test_a_huge_answer_is_read_no_further_than_the_cap(hook_settings, receiver):
     create_call()
     delivery = only_delivery()
     assert delivery.last_response == "x" * webhooks.RESPONSE_EXCERPT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ca_bundle_is_loaded_once_per_process(hook_settings, receiver, monkeypatch):
+    """Loading the CA store cost more than the rest of a push's delivery (bench/push.py)."""
+    made = []
+    real = httpx.create_ssl_context
+    monkeypatch.setattr(netguard, "_ssl_contexts", {})
+    monkeypatch.setattr(
+        httpx, "create_ssl_context", lambda *a, **k: made.append(1) or real(*a, **k)
+    )
+    receiver.statuses = [200, 200]
+    headers = {
+        "X-Webhook-Id": "wh-direct",
+        "X-Signature": webhooks.sign(b"{}", hook_settings.CALLS_API_SECRET),
+    }
+    for _ in range(2):
+        answer = netguard.post(
+            receiver.url,
+            content=b"{}",
+            headers=headers,
+            timeout=2.0,
+            allow_http=True,
+            allow_private=True,
+        )
+        assert answer.status_code == 200
+    assert len(made) == 1
