@@ -107,8 +107,12 @@ def deliver(delivery_id: int) -> float | None:
     ).update(state=State.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now)
     if claimed != 1:
         return None  # gone, finished, or being sent by another run: never two sends at once
-    delivery = PushDelivery.objects.select_related("device", "event__call__type").get(
-        pk=delivery_id
+    # Not the event's payload: a ring's lists every member (449 KiB at 1,000), and each of its
+    # deliveries would read and decode it again (bench/push.py); the message needs none of it.
+    delivery = (
+        PushDelivery.objects.select_related("device", "event__call__type")
+        .defer("event__payload")
+        .get(pk=delivery_id)
     )
     device = delivery.device
     if not device.active:

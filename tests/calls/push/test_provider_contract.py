@@ -215,3 +215,24 @@ def test_a_row_being_sent_is_not_sent_by_a_second_run(
     assert provider.standin.received == []
     row.refresh_from_db()
     assert (row.state, row.attempts) == ("sending", 1)  # the sweep decides, after the bound
+
+
+def test_a_delivery_does_not_read_its_events_payload(
+    provider, settings, django_capture_on_commit_callbacks
+):
+    """A ring's payload lists every member: each of its deliveries reading it made a ring to
+    N devices cost N x N (bench/push.py)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.CALLS_EVENT_CONSUMERS = []  # the delivery is driven by hand
+    device = provider.devices["notify"]
+    call = ring_call(django_capture_on_commit_callbacks, ring=False, notify=True)
+    row = delivery_for(call, device, "notify")
+
+    with CaptureQueriesContext(connection) as queries:
+        delivery.deliver(row.pk)
+
+    row.refresh_from_db()
+    assert row.state == "sent"
+    assert not [q for q in queries if '"calls_callevent"."payload"' in q["sql"]]
