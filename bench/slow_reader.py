@@ -15,9 +15,9 @@ On a 2-core machine, 1,200 events of 64 KiB: +5 MiB with the default queue (256;
 closed as a slow consumer and its queue freed; +21 MiB since the close is written at once),
 +77 MiB with an unbounded one. The 4008 close is written at once behind the data already sent
 (calls.realtime.wsprotocol): a client that reads again within 10 s sees the data, then 4008
-(tests/calls/test_socket_limits.py); after that the server has reset the connection, and this
-client, which reads again ~11 s after the close, gets what reached its socket buffer and then
-no close code (None).
+(tests/calls/test_socket_limits.py); after that the server has reset the connection. This
+client reads again only once the publishing ends (over 10 s after the close): it gets what
+reached its socket buffer, then no close code (None).
 """
 
 from __future__ import annotations
