@@ -389,6 +389,8 @@ UVICORN_WS_OPTIONS = {
     "ws_max_size": CALLS_WS_MAX_MESSAGE_BYTES,
     "ws_max_queue": 16,
     "ws_per_message_deflate": False,
+    # uvicorn's protocol with a close that never waits for a client that stopped reading.
+    "ws": "calls.realtime.wsprotocol:WebSocketProtocol",
 }
 
 # In-browser media (calls.media, docs/media.md). The mesh needs no server of its own; STUN /

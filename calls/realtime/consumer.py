@@ -261,6 +261,10 @@ class EventsConsumer(JsonSocket):
             self.slow = True
             self.inbox.clear()
             self.actor = None  # nothing more is handled or sent
+            if self.draining is not None:
+                # Its send waits for the client to read; the close (calls.realtime.wsprotocol)
+                # goes out at once, behind what is already written.
+                self.draining.cancel()
             self.closer = asyncio.create_task(self._close_slow())
             return
         self.inbox.append(message)

@@ -6,7 +6,9 @@ The call socket reads its channel-layer channel one message at a time; without t
 to a client that reads nothing blocks that reader, and the layer quietly drops what comes
 next (channels-redis keeps the newest messages of a full channel). With it, every ASGI
 message the consumer sends (accept excepted) is queued in order and one task writes them; a
-close is queued behind the messages before it, so an `error` always precedes its close.
+close is queued behind the messages before it, so an `error` always precedes its close. The
+slow consumer's close is the exception: the queue is dropped and the close written at once,
+behind what the client has not read yet (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class BoundedSend:
             while not self.queue.empty():
                 self.queue.get_nowait()
             message = {"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER}
+            if self.writer is not None:
+                # Its send waits for the client to read; the close (calls.realtime.wsprotocol)
+                # goes out at once, behind what is already written.
+                self.writer.cancel()
+                self.writer = None
         self.queue.put_nowait(message)
         if self.writer is None:
             self.writer = asyncio.create_task(self._write(), name="calls socket writer")

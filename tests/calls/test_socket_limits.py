@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 import pytest
@@ -19,7 +20,7 @@ from websockets.sync.client import connect
 
 from calls import realtime
 from calls.models import CallEvent
-from calls.realtime import connections, consumer, outbound
+from calls.realtime import connections, consumer, outbound, wsprotocol
 from tests.factories import CallFactory, CallUserFactory
 
 from .realtime_server import RECV_TIMEOUT_S, token_for, ws_connect
@@ -69,7 +70,8 @@ def test_a_client_that_stops_reading_is_closed_as_a_slow_consumer(
         # Events of 64 KiB (as the attack's), straight from the outbox to the groups.
         payload = {"type": "custom", "call_cid": call.cid, "custom": {"note": "x" * 65536}}
         sent = 0
-        while not any(c.slow for c in consumer_connections()):
+        (reader,) = consumer_connections()  # until it is closed
+        while not reader.slow:
             event = CallEvent.objects.create(
                 call=call, call_cid=call.cid, type="custom", payload=payload, created_at=now()
             )
@@ -242,6 +244,9 @@ def test_a_call_socket_peer_that_stops_reading_is_closed_and_never_fails_the_sen
             if any(q.slow for q in queues):
                 break
         assert any(q.slow for q in queues), "the peer's queue never filled"
+        # The server's side: the close has been written, though the peer still reads nothing.
+        (slow,) = {q for q in queues if q.slow}
+        wait_for(lambda: slow.writer is not None and slow.writer.done(), "the close written")
         codes = []
         try:
             while True:
@@ -250,3 +255,74 @@ def test_a_call_socket_peer_that_stops_reading_is_closed_and_never_fails_the_sen
             codes.append(exc.rcvd.code if exc.rcvd else None)
     assert codes == [4008]
     assert max(queued) <= QUEUE
+
+
+@contextmanager
+def stopped_reader(base: str, call, settings):
+    """A client with small socket buffers, subscribed to `call`, that reads nothing more until
+    the test says so, and events of 64 KiB published until the server finds it slow. Its own
+    keepalive is off: its pings would go unanswered (the server's pongs wait behind the data it
+    does not read) and it would fail the connection itself, discarding what it reads."""
+    settings.CALLS_WS_SEND_QUEUE = QUEUE
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = base.split(":")
+    sock.connect((host, int(port)))
+    query = urlencode({"api_key": settings.CALLS_API_KEY, "token": token_for(None)})
+    url = f"ws://{base}/ws/v1/events?{query}"
+    with connect(url, sock=sock, max_queue=2, ping_interval=None) as conn:
+        assert json.loads(conn.recv(timeout=RECV_TIMEOUT_S))["type"] == "connected"
+        conn.send(json.dumps({"type": "subscribe", "cid": call.cid}))
+        assert json.loads(conn.recv(timeout=RECV_TIMEOUT_S))["type"] == "subscribed"
+        (slow,) = consumer_connections()
+        payload = {"type": "custom", "call_cid": call.cid, "custom": {"note": "x" * 65536}}
+        for _ in range(1000):
+            event = CallEvent.objects.create(
+                call=call, call_cid=call.cid, type="custom", payload=payload, created_at=now()
+            )
+            realtime.publish(event)
+            if slow.slow:
+                break
+        assert slow.slow, "never closed as slow"
+        yield conn, slow
+
+
+def read_until_closed(conn) -> tuple[int, int | None]:
+    received = 0
+    try:
+        while True:
+            conn.recv(timeout=RECV_TIMEOUT_S)
+            received += 1
+    except ConnectionClosed as exc:
+        return received, exc.rcvd.code if exc.rcvd else None
+
+
+def test_a_slow_consumer_close_is_written_at_once_and_read_after_the_data(base, call, settings):
+    """The server's close does not wait for the client to read: it is written behind the data
+    already sent, and a client that reads again later gets that data, then 4008."""
+    with stopped_reader(base, call, settings) as (conn, slow):
+        # The server's side: the close has been handed to the transport (it waited for the
+        # client to read before).
+        wait_for(lambda: slow.closer is not None and slow.closer.done(), "the close written")
+        received, code = read_until_closed(conn)
+    assert received > 0  # what was already written comes first
+    assert code == consumer.CLOSE_SLOW_CONSUMER == 4008
+
+
+def test_a_slow_consumer_that_never_reads_again_is_dropped(base, call, settings, monkeypatch):
+    """A client that does not read up to the close frame (and answer it) within uvicorn's close
+    timeout is dropped (TCP reset, calls.realtime.wsprotocol): the server's connection ends
+    without the client reading, and the client's socket then reports the end, without a code."""
+    lost: list[object] = []
+    sansio = wsprotocol.WebSocketsSansIOProtocol  # uvicorn's, whose end the fix bounds
+    connection_lost = sansio.connection_lost
+
+    def recording(self, exc):
+        lost.append(self)
+        connection_lost(self, exc)
+
+    monkeypatch.setattr(sansio, "connection_lost", recording)
+    with stopped_reader(base, call, settings) as (conn, _slow):
+        wait_for(lambda: lost, "the server's side of the connection ended", timeout=30)
+        _received, code = read_until_closed(conn)
+    assert code is None  # reset: what reached the client's buffer, then no close frame
