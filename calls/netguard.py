@@ -24,6 +24,7 @@ takes longer than `RESOLVE_TIMEOUT_S` (or the request's timeout) is a network er
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import ipaddress
 import os
 import socket
@@ -263,20 +264,16 @@ def check_url(
     )
 
 
-_ssl_contexts: dict[tuple[str, str], ssl.SSLContext] = {}
-_ssl_contexts_lock = threading.Lock()
-
-
 def ssl_context() -> ssl.SSLContext:
     """The TLS context of every outgoing request, made once per process (and per CA setting):
     loading the CA bundle costs ~27 ms, more than the rest of a push's delivery together
     (bench/push.py). It honours SSL_CERT_FILE / SSL_CERT_DIR, as httpx does by default."""
-    key = (os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", ""))
-    with _ssl_contexts_lock:
-        context = _ssl_contexts.get(key)
-        if context is None:
-            context = _ssl_contexts[key] = httpx.create_ssl_context(trust_env=True)
-        return context
+    return _ssl_context_for(os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", ""))
+
+
+@functools.cache
+def _ssl_context_for(cert_file: str, cert_dir: str) -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=True)  # reads the same two variables
 
 
 def post(

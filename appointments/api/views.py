@@ -88,6 +88,22 @@ ERROR_EXAMPLE = OpenApiExample(
 )
 
 
+def _record_patient(
+    request: Request, patient: Patient, action: str, *, on: tuple[str, str] | None = None
+) -> None:
+    """An audit entry of something the patient did: to `on` (object type, id), else to their
+    own record."""
+    object_type, object_id = on or ("patient", patient.pk)
+    record(
+        action=action,
+        actor=Actor.patient(patient.pk),
+        clinic=patient.clinic.slug,
+        object_type=object_type,
+        object_id=object_id,
+        ip=client_ip(request),
+    )
+
+
 class PatientAPIView(APIView):
     """Bearer access token, JSON in and out, and the patient API's error shape."""
 
@@ -120,16 +136,15 @@ class PatientAPIView(APIView):
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
         """A patient's successful read of their data goes to the audit trail."""
         if request.method == "GET" and response.status_code == 200 and self.authentication_classes:
-            record(
-                action=Action.APPOINTMENT_VIEWED
-                if "appointment_id" in kwargs
-                else Action.PATIENT_VIEWED,
-                actor=Actor.patient(self.patient.pk),
-                clinic=self.patient.clinic.slug,
-                object_type="appointment" if "appointment_id" in kwargs else "patient",
-                object_id=kwargs.get("appointment_id", self.patient.pk),
-                ip=client_ip(request),
-            )
+            if "appointment_id" in kwargs:
+                _record_patient(
+                    request,
+                    self.patient,
+                    Action.APPOINTMENT_VIEWED,
+                    on=("appointment", kwargs["appointment_id"]),
+                )
+            else:
+                _record_patient(request, self.patient, Action.PATIENT_VIEWED)
         return super().finalize_response(request, response, *args, **kwargs)
 
 
@@ -224,14 +239,7 @@ class TokenView(PublicPatientAPIView):
         patient = matches[0]
         auth.code_attempt_succeeded(email)
         logger.info("patient %s signed in", patient.pk)
-        record(
-            action=Action.SIGNED_IN,
-            actor=Actor.patient(patient.pk),
-            clinic=patient.clinic.slug,
-            object_type="patient",
-            object_id=patient.pk,
-            ip=client_ip(request),
-        )
+        _record_patient(request, patient, Action.SIGNED_IN)
         return Response(
             {
                 "access_token": auth.access_token_for(patient),
@@ -257,14 +265,7 @@ class SignOutView(PatientAPIView):
     def post(self, request: Request) -> Response:
         patient_session_end(session=request.auth)
         logger.info("patient %s signed out", self.patient.pk)
-        record(
-            action=Action.SIGNED_OUT,
-            actor=Actor.patient(self.patient.pk),
-            clinic=self.patient.clinic.slug,
-            object_type="patient",
-            object_id=self.patient.pk,
-            ip=client_ip(request),
-        )
+        _record_patient(request, self.patient, Action.SIGNED_OUT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -583,7 +583,7 @@ def test_the_ca_bundle_is_loaded_once_per_process(hook_settings, receiver, monke
     """Loading the CA store cost more than the rest of a push's delivery (bench/push.py)."""
     made = []
     real = httpx.create_ssl_context
-    monkeypatch.setattr(netguard, "_ssl_contexts", {})
+    netguard._ssl_context_for.cache_clear()
     monkeypatch.setattr(
         httpx, "create_ssl_context", lambda *a, **k: made.append(1) or real(*a, **k)
     )
