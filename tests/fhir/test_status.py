@@ -37,19 +37,21 @@ def status_at(ehr, appointment_id: str, moment: datetime) -> str:
 
 @pytest.fixture
 def booked(eager_tasks, ehr, patient, doctor, django_capture_on_commit_callbacks):
-    with time_machine.travel(T - timedelta(days=1), tick=False):
-        with django_capture_on_commit_callbacks(execute=True):
-            answer = fhir_at(ehr).post("Appointment", appointment_body(patient, doctor, ISO))
+    with (
+        time_machine.travel(T - timedelta(days=1), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        answer = fhir_at(ehr).post("Appointment", appointment_body(patient, doctor, ISO))
     assert answer.status_code == 201, answer.content
     return answer.json()
 
 
 def test_the_ehr_cancels_and_the_call_ends(booked, ehr, django_capture_on_commit_callbacks):
-    with time_machine.travel(T - timedelta(hours=2), tick=False):
-        with django_capture_on_commit_callbacks(execute=True):
-            answer = fhir_at(ehr).put(
-                f"Appointment/{booked['id']}", dict(booked, status="cancelled")
-            )
+    with (
+        time_machine.travel(T - timedelta(hours=2), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        answer = fhir_at(ehr).put(f"Appointment/{booked['id']}", dict(booked, status="cancelled"))
     assert answer.status_code == 200, answer.content
     assert answer.json()["status"] == "cancelled"
     call = Call.objects.get(call_id=booked["id"])
