@@ -17,7 +17,7 @@ from calls.models import Call, CallEvent
 from fhir_api.models import Identifier
 from tests.factories import make_appointment, make_patient
 
-from .conftest import appointment_body
+from .ehr import appointment_body
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from fhir_api import scopes
 from fhir_api.models import UsedAssertion
 from tests.factories import make_appointment, make_patient
 
-from .conftest import (
+from .ehr import (
     ALL_SCOPES,
     EC_KEY,
     OTHER_KEY,

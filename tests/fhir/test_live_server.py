@@ -19,7 +19,7 @@ from appointments.models import Appointment
 from tests.calls.realtime_server import running_server
 from tests.factories import make_appointment
 
-from .conftest import ALL_SCOPES, appointment_body, assertion, register
+from .ehr import ALL_SCOPES, appointment_body, assertion, register
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -89,8 +89,12 @@ def test_fhirclient_reads_and_searches_appointments(clinic, doctor, patient):
         assert one.status == "booked"
         assert one.participant[0].actor.reference == f"Patient/{patient.pk}"
         search = SmartAppointment.where(
-            struct={"patient": f"Patient/{patient.pk}", "date": f"ge{START.date().isoformat()}"}
+            struct={
+                "patient": f"Patient/{patient.pk}",
+                "date": f"ge{START.date().isoformat()}",
+                "_count": "2",  # two pages: fhirclient follows the next link
+            }
         )
-        found = search.perform_resources(smart.server)
+        found = list(search.perform_resources_iter(smart.server))
     assert [a.id for a in found] == [a.pk for a in booked]
     assert {a.start.datetime for a in found} == {a.starts_at for a in booked}

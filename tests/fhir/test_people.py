@@ -15,7 +15,7 @@ from audit.models import AuditEntry
 from fhir_api.models import Client as EhrClient
 from tests.factories import login_verified, make_patient, make_staff
 
-from .conftest import jwks
+from .ehr import jwks
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from calls.models import Call, CallEvent
 from calls.services.live import call_end
 from tests.appointments.test_call_events import enter, patient_actor, run_due
 
-from .conftest import Fhir, appointment_body, token_for
+from .ehr import Fhir, appointment_body, token_for
 
 pytestmark = pytest.mark.django_db
 
