@@ -80,6 +80,10 @@ def fhir_view(
                 return error_response(exc)
             except CallsError as exc:
                 return error_response(from_calls_error(exc))
+            except Exception:
+                # Our bug: logged (the traceback, no request data), answered in FHIR's shape.
+                logger.exception("FHIR %s %s failed", request.method, view.__name__)
+                return error_response(FhirError(500, "Internal error.", code="exception"))
             finally:
                 if token is not None:
                     context_reset(token)

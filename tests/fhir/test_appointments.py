@@ -83,9 +83,14 @@ def test_create_then_read_round_trips_through_the_booking_service(
     assert "persistent cough" not in str(call.custom)
     assert not CallEvent.objects.filter(payload__icontains="persistent cough").exists()
     assert answer["ETag"] == f'W/"{created["meta"]["versionId"]}"'
+    version = created["meta"]["versionId"]
+    assert answer["Location"] == (
+        f"http://testserver/fhir/r4/Appointment/{appointment.pk}/_history/{version}"
+    )
 
     read = fhir.get(f"Appointment/{appointment.pk}")
     assert read.status_code == 200
+    assert "Location" not in read
     resource = read.json()
     assert resource == created
     assert resource["status"] == "booked"
