@@ -184,9 +184,9 @@ def _one(request: HttpRequest, principal: Principal, appointment_id: str, status
     (appointment,) = _appointments([appointment_id])
     (resource,) = _appointment_resources(request, [appointment])
     headers = _etag(resource["meta"]["versionId"])
-    headers["Location"] = (
-        f"{_base(request)}/Appointment/{appointment.pk}/_history/" + (resource["meta"]["versionId"])
-    )
+    if status == 201:
+        version = resource["meta"]["versionId"]
+        headers["Location"] = f"{_base(request)}/Appointment/{appointment.pk}/_history/{version}"
     return response(resource, status, headers)
 
 
