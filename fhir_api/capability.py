@@ -39,6 +39,17 @@ RESOURCES: dict[str, dict[str, Any]] = {
         "conditionalCreate": False,
         "params": {"_id": "token", "identifier": "token", "name": "string", "email": "token"},
     },
+    "Schedule": {
+        "interactions": ["read", "search-type"],
+        "conditionalCreate": False,
+        "params": {"_id": "token", "actor": "reference"},
+    },
+    # Free/busy derived from appointments: search only (schedule, start ge/lt, status).
+    "Slot": {
+        "interactions": ["search-type"],
+        "conditionalCreate": False,
+        "params": {"schedule": "reference", "start": "date", "status": "token"},
+    },
 }
 
 

@@ -17,6 +17,8 @@ from fhir.resources.R4B.bundle import Bundle as FhirBundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement as FhirCapability
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.practitioner import Practitioner as FhirPractitioner
+from fhir.resources.R4B.schedule import Schedule as FhirSchedule
+from fhir.resources.R4B.slot import Slot as FhirSlot
 from pydantic import ValidationError
 
 from appointments.models import Appointment, AppointmentMember, Patient, StaffMember
@@ -27,6 +29,8 @@ MODELS = {
     "Appointment": FhirAppointment,
     "Patient": FhirPatient,
     "Practitioner": FhirPractitioner,
+    "Schedule": FhirSchedule,
+    "Slot": FhirSlot,
     "Bundle": FhirBundle,
     "CapabilityStatement": FhirCapability,
 }
@@ -425,3 +429,29 @@ def practitioner_out(staff: StaffMember) -> dict[str, Any]:
     if staff.user.email:
         resource["telecom"] = [{"system": "email", "value": staff.user.email}]
     return checked_out(resource)
+
+
+def schedule_out(staff: StaffMember) -> dict[str, Any]:
+    """A staff member's calendar: the Slots of `schedule=Schedule/<id>`."""
+    return checked_out(
+        {
+            "resourceType": "Schedule",
+            "id": str(staff.pk),
+            "active": staff.user.is_active,
+            "actor": [{"reference": f"Practitioner/{staff.pk}"}],
+        }
+    )
+
+
+def slot_out(staff: StaffMember, status: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """A free or busy period (derived, not stored: its id names the schedule and the start)."""
+    return checked_out(
+        {
+            "resourceType": "Slot",
+            "id": f"{staff.pk}-{int(start.timestamp())}-{status}",
+            "schedule": {"reference": f"Schedule/{staff.pk}"},
+            "status": status,
+            "start": _instant(start),
+            "end": _instant(end),
+        }
+    )

@@ -1,13 +1,14 @@
-"""SMART system scopes: `system/<Type|*>.<permissions>`, in v2 form (`.cruds`, any ordered
-subset: `.rs`, `.cu`) or v1 form (`.read` = rs, `.write` = cud, `.*` = cruds). A scope is a
-set of (resource type, letter) pairs; granting is intersecting. Patient and user scopes, launch
-scopes and v2 query parameters (`?category=`) are not supported: never granted."""
+"""SMART system scopes: `system/<Type|*>.<permissions>` (the types of `RESOURCE_TYPES`), in
+v2 form (`.cruds`, any ordered subset: `.rs`, `.cu`) or v1 form (`.read` = rs, `.write` = cud,
+`.*` = cruds). A scope is a set of (resource type, letter) pairs; granting is intersecting.
+Patient and user scopes, launch scopes and v2 query parameters (`?category=`) are not
+supported: never granted."""
 
 from __future__ import annotations
 
 import re
 
-RESOURCE_TYPES = ("Appointment", "Patient", "Practitioner")
+RESOURCE_TYPES = ("Appointment", "Patient", "Practitioner", "Schedule", "Slot")
 LETTERS = "cruds"
 V1 = {"read": "rs", "write": "cud", "*": LETTERS}
 _SCOPE = re.compile(r"^system/(?P<type>[A-Za-z]+|\*)\.(?P<perm>[a-z*]+)$")

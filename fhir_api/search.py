@@ -239,3 +239,116 @@ def practitioners(clinic: Clinic, params: list[tuple[str, str]]) -> Search:
 def as_pairs(query: Any) -> list[tuple[str, str]]:
     """A QueryDict's parameters in order, repeats kept."""
     return [(name, value) for name, values in query.lists() for value in values]
+
+
+# --- Schedule and Slot: free/busy, derived from appointments ---------------------------------
+
+# How far one Slot search may look (the window between its start=ge and start=lt).
+MAX_SLOT_WINDOW = timedelta(days=31)
+BUSY_KINDS = ("host", "clinician", "interpreter")
+
+
+def schedules(clinic: Clinic, params: list[tuple[str, str]]) -> Search:
+    """One Schedule per staff member of the clinic (its id is theirs)."""
+
+    def actor(_: str, v: str) -> Q:
+        ref = _ref(v, "Practitioner")
+        return Q(pk=int(ref)) if is_id(ref) else Q(pk__in=[])
+
+    handlers: dict[str, Handler] = {
+        "_id": lambda _, v: Q(pk=int(v)) if is_id(v) else Q(pk__in=[]),
+        "actor": actor,
+    }
+    qs = StaffMember.objects.filter(memberships__clinic=clinic).select_related("user")
+    return _search(qs, params, handlers)
+
+
+@dataclass
+class SlotQuery:
+    staff: StaffMember
+    start: datetime
+    end: datetime
+    statuses: set[str]
+    count: int
+    offset: int
+    summary_count: bool
+    params: list[tuple[str, str]]
+
+
+def slot_query(clinic: Clinic, params: list[tuple[str, str]]) -> SlotQuery:
+    """`schedule=Schedule/<id>` (one), `start=ge…` and `start=lt…` (a window of at most
+    MAX_SLOT_WINDOW), optional `status=free,busy`."""
+    count, offset, summary = _paging(params)
+    schedule, lo, hi, statuses, kept = None, None, None, {"free", "busy"}, []
+    for name, raw in params:
+        if name in CONTROL:
+            continue
+        kept.append((name, raw))
+        if name == "schedule":
+            ref = _ref(raw, "Schedule")
+            if not is_id(ref):
+                raise _bad("schedule: a Schedule reference.", name)
+            schedule = int(ref)
+        elif name == "start":
+            prefix, value = raw[:2], raw[2:]
+            if prefix not in ("ge", "lt"):
+                raise _bad("start: ge<instant> and lt<instant>.", name)
+            bound, _ = _range(value, name, clinic.tz)
+            if prefix == "ge":
+                lo = bound
+            else:
+                hi = bound
+        elif name == "status":
+            statuses = set(raw.split(","))
+            if not statuses <= {"free", "busy"}:
+                raise _bad("status: free or busy.", name)
+        else:
+            raise FhirError(
+                400, f"Unknown search parameter {name!r}.", code="not-supported", expression=[name]
+            )
+    if schedule is None:
+        raise _bad("A Slot search needs schedule=Schedule/<id>.", "schedule")
+    if lo is None or hi is None or not lo < hi or hi - lo > MAX_SLOT_WINDOW:
+        raise _bad("A Slot search needs start=ge… and start=lt…, at most 31 days apart.", "start")
+    staff = StaffMember.objects.filter(memberships__clinic=clinic, pk=schedule).first()
+    if staff is None:
+        raise FhirError(404, "No such Schedule.", code="not-found", expression=["schedule"])
+    return SlotQuery(staff, lo, hi, statuses, count, offset, summary, kept)
+
+
+def busy(clinic: Clinic, query: SlotQuery) -> list[tuple[datetime, datetime]]:
+    """The staff member's appointments (not cancelled) overlapping the window, merged."""
+    rows = (
+        Appointment.objects.filter(
+            clinic=clinic,
+            members__staff=query.staff,
+            members__kind__in=BUSY_KINDS,
+            starts_at__lt=query.end,
+            ends_at__gt=query.start,
+        )
+        .exclude(status=Appointment.Status.CANCELLED)
+        .order_by("starts_at")
+        .values_list("starts_at", "ends_at")
+        .distinct()
+    )
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in rows:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def free_busy(clinic: Clinic, query: SlotQuery) -> list[tuple[str, datetime, datetime]]:
+    """The window cut into busy periods and the free gaps between them, in time order."""
+    out: list[tuple[str, datetime, datetime]] = []
+    cursor = query.start
+    for start, end in busy(clinic, query):
+        if start > cursor:
+            out.append(("free", cursor, start))
+        out.append(("busy", max(start, query.start), min(end, query.end)))
+        cursor = max(cursor, end)
+    if cursor < query.end:
+        out.append(("free", cursor, query.end))
+    return [row for row in out if row[0] in query.statuses]

@@ -23,5 +23,8 @@ urlpatterns = [
     path("r4/Patient/<str:patient_id>", views.patient_instance, name="patient"),
     path("r4/Practitioner", views.practitioner_type, name="practitioners"),
     path("r4/Practitioner/<str:staff_id>", views.practitioner_instance, name="practitioner"),
+    path("r4/Schedule", views.schedule_type, name="schedules"),
+    path("r4/Schedule/<str:staff_id>", views.schedule_instance, name="schedule"),
+    path("r4/Slot", views.slot_type, name="slots"),
     re_path(r"^(?P<rest>[\s\S]*)\Z", views.not_found),
 ]

@@ -270,6 +270,9 @@ def _bundle(
             idents = _patient_identifiers(ids)
             resources = [mapping.patient_out(p, idents.get(str(p.pk), [])) for p in patients]
             audit_type = "patient"
+        elif resource_type == "Schedule":
+            resources = [mapping.schedule_out(s) for s in page]
+            ids, audit_type = [], ""
         else:
             resources = [mapping.practitioner_out(s) for s in page]
             ids, audit_type = [], ""
@@ -306,6 +309,7 @@ _ORDER = {
     "Appointment": ("starts_at", "pk"),
     "Patient": ("pk",),
     "Practitioner": ("pk",),
+    "Schedule": ("pk",),
 }
 
 
@@ -383,6 +387,52 @@ def practitioner_instance(
     if staff is None:
         raise FhirError(404, "No such Practitioner.", code="not-found")
     return response(mapping.practitioner_out(staff))
+
+
+# --- Schedule and Slot (free/busy, read only) ------------------------------------------------
+
+
+@fhir_view("Schedule")
+def schedule_type(request: HttpRequest, principal: Principal) -> HttpResponse:
+    _require(principal, "Schedule", "s")
+    found = search.schedules(principal.clinic, search.as_pairs(request.GET))
+    return _bundle(request, principal, "Schedule", found)
+
+
+@fhir_view("Schedule")
+def schedule_instance(request: HttpRequest, principal: Principal, staff_id: str) -> HttpResponse:
+    _require(principal, "Schedule", "r")
+    found = search.schedules(principal.clinic, [("_id", staff_id)]).queryset.first()
+    if found is None:
+        raise FhirError(404, "No such Schedule.", code="not-found")
+    return response(mapping.schedule_out(found))
+
+
+@fhir_view("Slot")
+def slot_type(request: HttpRequest, principal: Principal) -> HttpResponse:
+    """Free and busy periods of one schedule in a window (no patient data: times only)."""
+    _require(principal, "Slot", "s")
+    query = search.slot_query(principal.clinic, search.as_pairs(request.GET))
+    periods = search.free_busy(principal.clinic, query)
+    base = _base(request)
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(periods)}
+    self_params = [*query.params, ("_count", str(query.count))]
+    links = [{"relation": "self", "url": f"{base}/Slot?" + urlencode(self_params)}]
+    if not query.summary_count:
+        page = periods[query.offset : query.offset + query.count]
+        bundle["entry"] = [
+            {
+                "fullUrl": f"{base}/Slot/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in (mapping.slot_out(query.staff, *p) for p in page)
+        ] or None
+        if query.offset + query.count < len(periods) and query.count > 0:
+            nxt = [*self_params, ("_offset", str(query.offset + query.count))]
+            links.append({"relation": "next", "url": f"{base}/Slot?" + urlencode(nxt)})
+    bundle["link"] = links
+    return response({k: v for k, v in bundle.items() if v is not None})
 
 
 # --- metadata, SMART, token, anything else ---------------------------------------------------

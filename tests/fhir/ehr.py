@@ -20,7 +20,10 @@ from fhir_api.models import Client as EhrClient
 TOKEN_URL = "http://testserver/fhir/auth/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FHIR_JSON = "application/fhir+json"
-ALL_SCOPES = "system/Appointment.cruds system/Patient.crs system/Practitioner.rs"
+ALL_SCOPES = (
+    "system/Appointment.cruds system/Patient.crs system/Practitioner.rs system/Schedule.rs "
+    "system/Slot.s"
+)
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP384R1())
