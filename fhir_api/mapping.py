@@ -250,6 +250,13 @@ def identifiers_in(resource: Any, kind: str) -> list[tuple[str, str]]:
 
 def appointment_in(data: Any) -> AppointmentIn:
     resource = validate("Appointment", data)
+    if resource.status not in FHIR_STATUSES:  # a required binding the model does not check
+        raise FhirError(
+            400,
+            f"Appointment.status: {resource.status!r} is not an appointment status.",
+            code="code-invalid",
+            expression=["Appointment.status"],
+        )
     paths = {}
     if resource.start is None:
         raise _unprocessable("An appointment needs a start.", "Appointment.start")

@@ -371,3 +371,25 @@ def test_query_counts(fhir, clinic, doctor, patient, django_assert_max_num_queri
     # client; count; page ids; appointments, members; identifiers; codes; 3 audit
     with django_assert_max_num_queries(10):
         assert len(ids(fhir.get("Appointment", {"_count": 30}))) == 30
+
+
+def test_reason_and_notes_stay_out_of_logs_and_events(
+    fhir, patient, doctor, caplog, eager_tasks, django_capture_on_commit_callbacks
+):
+    caplog.set_level("DEBUG")
+    body = appointment_body(patient, doctor, ISO, reasonCode=[{"text": "chest pain"}])
+    body["comment"] = "history of angina"
+    with django_capture_on_commit_callbacks(execute=True):
+        created = fhir.post("Appointment", body).json()
+        moved = dict(created, start=(START + timedelta(hours=1)).isoformat())
+        moved.pop("end")
+        assert fhir.put(f"Appointment/{created['id']}", moved).status_code == 200
+        assert fhir.put(f"Appointment/{created['id']}", dict(moved, status="x")).status_code == 400
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    events = str(list(CallEvent.objects.values_list("payload", flat=True)))
+    audit = str(list(AuditEntry.objects.values()))
+    for secret in ("chest pain", "angina"):
+        assert secret not in logged
+        assert secret not in events
+        assert secret not in audit
+    assert CallEvent.objects.filter(call_cid=f"appointment:{created['id']}").count() >= 2
