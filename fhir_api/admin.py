@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin
 
 from appointments.admin import ClinicScoped
+from appointments.models import Clinic
 
 from . import scopes
 from .auth import jwks_problem
@@ -44,4 +45,15 @@ class ClientAdmin(ClinicScoped):
     form = ClientForm
     list_display = ["name", "clinic", "client_id", "scopes", "is_active", "created_at"]
     list_filter = ["is_active"]
-    readonly_fields = ["client_id", "created_at"]
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> list[str]:
+        # The client id is made at the first save: shown from then on.
+        return ["client_id", "created_at"] if obj is not None else []
+
+    def get_changeform_initial_data(self, request: Any) -> dict[str, Any]:
+        """An admin of one clinic registers for that clinic: chosen already."""
+        initial = super().get_changeform_initial_data(request)
+        clinics = self.scope_choices(request, Clinic.objects.all())
+        if "clinic" not in initial and len(clinics[:2]) == 1:
+            initial["clinic"] = clinics[0].pk
+        return initial

@@ -24,9 +24,11 @@ class Client(models.Model):
     name = models.CharField(max_length=200)
     client_id = models.CharField(max_length=64, unique=True, default=new_client_id)
     # The public keys, as a JWK set ({"keys": [...]}): RS384 (RSA) or ES384 (P-384).
-    jwks = models.JSONField()
+    jwks = models.JSONField("public keys (JWK set)")
     # Space-separated SMART scopes the client may be granted (`system/Appointment.cruds`, ...).
-    scopes = models.TextField(default="system/Appointment.cruds system/Patient.crs")
+    scopes = models.TextField(
+        "allowed scopes", default="system/Appointment.cruds system/Patient.crs"
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
