@@ -14,11 +14,14 @@ class AuditEntry(models.Model):
         PATIENT = "patient", "Patient"
         SYSTEM = "system", "System"
         ANONYMOUS = "anonymous", "Unknown person"
+        # A clinic's EHR through the FHIR API (`fhir`): the id is its client id.
+        CLIENT = "client", "EHR system"
 
     # Set by the writer under its lock: one more than the last row, so a gap shows too.
     id = models.BigIntegerField(primary_key=True)
     at = models.DateTimeField()
-    # Who: a staff member's user id, a patient's id, or nobody (system, a failed sign-in).
+    # Who: a staff member's user id, a patient's id, an EHR's client id, or nobody (system, a
+    # failed sign-in).
     actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
     actor_id = models.CharField(max_length=64, blank=True, default="")
     # The clinic (its slug) whose data it was; empty for what belongs to no clinic.
@@ -45,7 +48,7 @@ class AuditEntry(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(actor_kind__in=["staff", "patient", "system", "anonymous"]),
+                condition=Q(actor_kind__in=["staff", "patient", "system", "anonymous", "client"]),
                 name="%(app_label)s_%(class)s_actor_kind_valid",
             ),
         ]

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "calls",
     "appointments",
     "audit",
+    "fhir_api",
 ]
 
 MIDDLEWARE = [
@@ -516,3 +517,16 @@ WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
 # reserved addresses stay refused.
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)
 # ---- end of webhooks -----------------------------------------------------------------------
+
+# --- FHIR facade (fhir_api, docs/fhir.md) ---------------------------------------------------
+# Access tokens from /fhir/auth/token live this long (SMART recommends at most 5 minutes).
+FHIR_ACCESS_TOKEN_TTL_SECONDS = env.int("FHIR_ACCESS_TOKEN_TTL_SECONDS", default=300)
+# The largest FHIR request body (413 OperationOutcome above it; docs/limits.md).
+FHIR_MAX_BODY_BYTES = env.int("FHIR_MAX_BODY_BYTES", default=64 * 1024)
+# Search paging: _count's default and maximum, the deepest _offset, parameters per search.
+FHIR_DEFAULT_COUNT = env.int("FHIR_DEFAULT_COUNT", default=20)
+FHIR_MAX_COUNT = env.int("FHIR_MAX_COUNT", default=100)
+FHIR_MAX_OFFSET = env.int("FHIR_MAX_OFFSET", default=10_000)
+FHIR_MAX_SEARCH_PARAMS = env.int("FHIR_MAX_SEARCH_PARAMS", default=20)
+# Our identifiers' system URIs start with this (`<it>:appointment`, `<it>:patient`, ...).
+FHIR_IDENTIFIER_SYSTEM = env.str("FHIR_IDENTIFIER_SYSTEM", default="urn:appointment-calls")

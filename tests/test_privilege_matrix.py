@@ -14,6 +14,10 @@ Each persona acts with the credentials the app really gives them:
 | `other_clinic` | the portal's user token (staff of clinic-b)  | none            | signed in     |
 | `superuser`    | a server token                               | none            | Django admin  |
 
+On the FHIR API (`fhir`), each persona above sends what it holds (a patient API token, a call
+token, a portal session, a server token) and none of it is a FHIR token; `ehr` is clinic-a's
+EHR client with every scope, `ehr_narrow` the same clinic's client with `system/Patient.r`.
+
 The world: clinic-a with the appointment `own` (the patient, the clinician as host, a guest),
 `other` (another patient of clinic-a, same clinician), and clinic-b's `far` appointment.
 "Own" means the persona's call / appointment (for staff: clinic-a's `own` appointment).
@@ -200,6 +204,28 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "socket", "own_call", "subscribed"),
     ("superuser", "socket", "team", "subscribed"),
     ("superuser", "socket", "unknown_call", "error 16"),
+    # --- the FHIR API: EHR clients (SMART Backend Services); nobody else has a FHIR token
+    ("ehr", "fhir", "own_appointment", 200),
+    ("ehr", "fhir", "far_appointment", 404),  # another clinic's: not found, not forbidden
+    ("ehr", "fhir", "search_appointments", "own+other"),  # their clinic's, not clinic-b's
+    ("ehr", "fhir", "own_patient", 200),
+    ("ehr", "fhir", "far_patient", 404),
+    ("ehr", "fhir", "far_practitioner", 404),
+    ("ehr", "fhir", "book", 201),
+    ("ehr_narrow", "fhir", "own_patient", 200),
+    ("ehr_narrow", "fhir", "own_appointment", 403),
+    ("ehr_narrow", "fhir", "search_appointments", 403),
+    ("ehr_narrow", "fhir", "book", 403),
+    ("patient", "fhir", "own_appointment", 401),
+    ("patient", "fhir", "own_patient", 401),
+    ("guest", "fhir", "own_appointment", 401),
+    ("link_holder", "fhir", "own_appointment", 401),
+    ("coordinator", "fhir", "own_appointment", 401),
+    ("clinician", "fhir", "book", 401),
+    ("clinic_admin", "fhir", "own_patient", 401),
+    ("other_clinic", "fhir", "far_appointment", 401),
+    ("superuser", "fhir", "search_appointments", 401),
+    ("superuser", "fhir", "book", 401),
 ]
 
 
@@ -279,6 +305,31 @@ class World:
         if persona in ("guest", "link_holder"):
             return f"Bearer {self.calls_token(persona)}"
         return None
+
+    def fhir_request(self, persona: str, method: str, path: str, body: Any = None):
+        """A FHIR request with what the persona holds: an EHR's access token, else the
+        patient API's or calls API's token, or a portal session."""
+        client = Client()
+        header = None
+        if persona in ("ehr", "ehr_narrow"):
+            from tests.fhir.ehr import register, token_for
+
+            scopes = None if persona == "ehr" else "system/Patient.r"
+            ehr = register(self.clinic, **({"scopes": scopes} if scopes else {}))
+            header = f"Bearer {token_for(ehr)}"
+        elif persona in ("patient", "guest", "link_holder"):
+            header = self.patient_credentials(persona)
+        elif persona == "superuser":
+            header = f"Bearer {mint_server_token()}"
+        else:
+            client = self.portal_client(persona)
+        return client.generic(
+            method,
+            f"/fhir/r4/{path}",
+            data="" if body is None else json.dumps(body),
+            content_type="application/fhir+json",
+            headers={"Authorization": header} if header else {},
+        )
 
 
 def room_token(page) -> str:
@@ -494,6 +545,40 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
         w, p, {"type": "subscribe_team", "team": "clinic-a"}
     ),
 }
+
+
+def _fhir(world: World, persona: str, path: str) -> int:
+    return world.fhir_request(persona, "GET", path).status_code
+
+
+def _fhir_search(world: World, persona: str) -> Any:
+    response = world.fhir_request(persona, "GET", "Appointment")
+    if response.status_code != 200:
+        return response.status_code
+    found = {e["resource"]["id"] for e in response.json().get("entry", [])}
+    names = {world.own.id: "own", world.other.id: "other", world.far.id: "far"}
+    return "+".join(sorted((names.get(i, i) for i in found), key=["own", "other", "far"].index))
+
+
+def _fhir_book(world: World, persona: str) -> int:
+    from tests.fhir.ehr import appointment_body
+
+    start = (datetime.now(tz=UTC) + timedelta(days=2)).isoformat()
+    body = appointment_body(world.patient, world.clinician, start)
+    return world.fhir_request(persona, "POST", "Appointment", body).status_code
+
+
+ACTIONS.update(
+    {
+        ("fhir", "own_appointment"): lambda w, p: _fhir(w, p, f"Appointment/{w.own.id}"),
+        ("fhir", "far_appointment"): lambda w, p: _fhir(w, p, f"Appointment/{w.far.id}"),
+        ("fhir", "search_appointments"): _fhir_search,
+        ("fhir", "own_patient"): lambda w, p: _fhir(w, p, f"Patient/{w.patient.pk}"),
+        ("fhir", "far_patient"): lambda w, p: _fhir(w, p, f"Patient/{w.far.patient_id}"),
+        ("fhir", "far_practitioner"): lambda w, p: _fhir(w, p, f"Practitioner/{w.other_clinic.pk}"),
+        ("fhir", "book"): _fhir_book,
+    }
+)
 
 
 def _param(row: tuple[str, str, str, Any]) -> Any:

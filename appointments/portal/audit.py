@@ -66,6 +66,8 @@ def _rows(clinic: Clinic, entries: list[AuditEntry], staff_names: dict[str, str]
             who = f"Patient: {patients.get(int(e.actor_id), e.actor_id)}"
         elif e.actor_kind == AuditEntry.ActorKind.SYSTEM:
             who = "The system"
+        elif e.actor_kind == AuditEntry.ActorKind.CLIENT:
+            who = f"EHR system (client {e.actor_id})"
         else:
             who = "Someone not signed in"
         record_label, url = "", ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Q
 
 from appointments.models import Clinic, ClinicMembership, StaffMember
 
@@ -77,13 +78,16 @@ CLINIC_ADMIN_PERMISSIONS = [
     "add_appointment",
     "change_appointment",
 ]
+# Their EHRs' FHIR clients (the `fhir_api` app, named here, never imported): register, change.
+CLINIC_ADMIN_FHIR_PERMISSIONS = ["view_client", "add_client", "change_client"]
 
 
 def clinic_admins_group() -> Group:
     group, _ = Group.objects.get_or_create(name=CLINIC_ADMINS_GROUP)
     wanted = set(
         Permission.objects.filter(
-            content_type__app_label="appointments", codename__in=CLINIC_ADMIN_PERMISSIONS
+            Q(content_type__app_label="appointments", codename__in=CLINIC_ADMIN_PERMISSIONS)
+            | Q(content_type__app_label="fhir_api", codename__in=CLINIC_ADMIN_FHIR_PERMISSIONS)
         ).values_list("pk", flat=True)
     )
     if set(group.permissions.values_list("pk", flat=True)) != wanted:

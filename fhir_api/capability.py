@@ -1,0 +1,126 @@
+"""What the facade supports, said once: the CapabilityStatement (`/fhir/r4/metadata`) and
+the SMART configuration (`.well-known/smart-configuration`) are built from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import scopes
+
+SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+RESOURCES: dict[str, dict[str, Any]] = {
+    "Appointment": {
+        "interactions": ["read", "create", "update", "search-type"],
+        "conditionalCreate": True,
+        "params": {
+            "_id": "token",
+            "date": "date",
+            "patient": "reference",
+            "practitioner": "reference",
+            "status": "token",
+            "_lastUpdated": "date",
+            "identifier": "token",
+        },
+    },
+    "Patient": {
+        "interactions": ["read", "create", "search-type"],
+        "conditionalCreate": True,
+        "params": {
+            "_id": "token",
+            "identifier": "token",
+            "name": "string",
+            "email": "token",
+            "_lastUpdated": "date",
+        },
+    },
+    "Practitioner": {
+        "interactions": ["read", "search-type"],
+        "conditionalCreate": False,
+        "params": {"_id": "token", "identifier": "token", "name": "string", "email": "token"},
+    },
+    "Schedule": {
+        "interactions": ["read", "search-type"],
+        "conditionalCreate": False,
+        "params": {"_id": "token", "actor": "reference"},
+    },
+    # Free/busy derived from appointments: search only (schedule, start ge/lt, status).
+    "Slot": {
+        "interactions": ["search-type"],
+        "conditionalCreate": False,
+        "params": {"schedule": "reference", "start": "date", "status": "token"},
+    },
+}
+
+
+def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
+    resources = []
+    for kind, spec in RESOURCES.items():
+        resources.append(
+            {
+                "type": kind,
+                "interaction": [{"code": code} for code in spec["interactions"]],
+                "versioning": "versioned-update"
+                if "update" in spec["interactions"]
+                else "versioned",
+                "readHistory": False,
+                "updateCreate": False,
+                "conditionalCreate": spec["conditionalCreate"],
+                "conditionalUpdate": False,
+                "conditionalDelete": "not-supported",
+                "searchParam": [{"name": n, "type": t} for n, t in spec["params"].items()]
+                + [
+                    {"name": "_count", "type": "number"},
+                    {"name": "_summary", "type": "token"},
+                ],
+            }
+        )
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-12-07",
+        "kind": "instance",
+        "software": {"name": "appointment-calls"},
+        "implementation": {"description": "Video appointments (FHIR R4 facade)", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/"
+                                    "restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "SMART Backend Services: client_credentials with a "
+                    "private_key_jwt assertion (RS384 or ES384), system scopes.",
+                    "extension": [
+                        {
+                            "url": SMART_OAUTH_URIS,
+                            "extension": [{"url": "token", "valueUri": token_url}],
+                        }
+                    ],
+                },
+                "resource": resources,
+            }
+        ],
+    }
+
+
+def smart_configuration(*, token_url: str) -> dict[str, Any]:
+    return {
+        "token_endpoint": token_url,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "grant_types_supported": ["client_credentials"],
+        "scopes_supported": scopes.supported(),
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+    }

@@ -1,0 +1,308 @@
+"""The facade's writes, each over the clinic layer's services (`appointments.services`): the
+same booking, rescheduling and cancelling as the portal, in one transaction with what the
+facade keeps beside them (the EHR's identifiers and codings). Conditional creates serialise on
+a PostgreSQL advisory lock named by the clinic, the resource type and the `If-None-Exist`
+query, so an EHR that retries (or sends twenty at once) books once."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+
+from appointments.models import Appointment, Patient, StaffMember
+from appointments.services.booking import (
+    Booking,
+    appointment_book,
+    appointment_cancel,
+    appointment_update,
+    booking_of,
+)
+from appointments.services.patients import patient_create
+
+from . import mapping, search
+from .mapping import AppointmentIn, PatientIn
+from .models import AppointmentCodes, Identifier
+from .outcome import FhirError, issue
+from .scopes import Principal
+
+# Our booking form's fields → the elements they come from.
+APPOINTMENT_PATHS = {
+    "starts_at": "Appointment.start",
+    "duration_minutes": "Appointment.minutesDuration",
+    "patient": "Appointment.participant",
+    "clinicians": "Appointment.participant",
+    "mode": "Appointment.extension",
+    "lobby_opens_minutes": "Appointment",
+    "staff_join_ahead_minutes": "Appointment",
+}
+PATIENT_PATHS = {
+    "name": "Patient.name",
+    "email": "Patient.telecom",
+    "phone": "Patient.telecom",
+    "preferred_language": "Patient.communication",
+}
+
+
+def unprocessable(exc: ValidationError, paths: dict[str, str], resource_type: str) -> FhirError:
+    """A service's refusal (keyed by form field) as a 422 naming the elements."""
+    if hasattr(exc, "error_dict"):
+        pairs = [(k, m) for k, msgs in exc.message_dict.items() for m in msgs]
+    else:
+        pairs = [("", m) for m in exc.messages]
+    issues = [
+        issue(m, code="business-rule", expression=[paths.get(k, resource_type)]) for k, m in pairs
+    ]
+    return FhirError(422, issues[0]["diagnostics"], code="business-rule", issues=issues)
+
+
+def _lock(*parts: Any) -> None:
+    """A transaction-level advisory lock named by `parts` (PostgreSQL; SQLite serialises
+    writers anyway)."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _conditional(principal: Principal, resource_type: str, query: Sequence[tuple[str, str]]):
+    """The one match of an `If-None-Exist` query, None when there is none, 412 for several.
+    Call inside the create's transaction: the lock holds until it commits."""
+    _lock(principal.clinic.pk, resource_type, sorted(query))
+    finder = search.appointments if resource_type == "Appointment" else search.patients
+    found = list(finder(principal.clinic, list(query)).queryset.order_by("pk")[:2])
+    if len(found) > 1:
+        raise FhirError(
+            412, "If-None-Exist matches more than one resource.", code="multiple-matches"
+        )
+    return found[0] if found else None
+
+
+def _identifiers_free(principal: Principal, resource_type: str, idents, resource_id=None) -> None:
+    taken = Identifier.objects.filter(clinic=principal.clinic, resource_type=resource_type).exclude(
+        resource_id=str(resource_id)
+    )
+    for i, (system, value) in enumerate(idents):
+        if taken.filter(system=system, value=value).exists():
+            raise FhirError(
+                409,
+                "Another resource of this clinic has this identifier.",
+                code="duplicate",
+                expression=[f"{resource_type}.identifier[{i}]"],
+            )
+
+
+def _identifiers_set(principal: Principal, resource_type: str, resource_id: Any, idents) -> None:
+    rows = Identifier.objects.filter(
+        clinic=principal.clinic, resource_type=resource_type, resource_id=str(resource_id)
+    )
+    if sorted(rows.values_list("system", "value")) == sorted(idents):
+        return
+    rows.delete()
+    try:
+        with transaction.atomic():
+            Identifier.objects.bulk_create(
+                Identifier(
+                    clinic=principal.clinic,
+                    resource_type=resource_type,
+                    resource_id=str(resource_id),
+                    system=s,
+                    value=v,
+                )
+                for s, v in dict.fromkeys(idents)
+            )
+    except IntegrityError:  # a parallel request took it after our check
+        raise FhirError(
+            409, "Another resource of this clinic has this identifier.", code="duplicate"
+        ) from None
+
+
+def _staff(principal: Principal, ids: list[str], path: str) -> dict[str, StaffMember]:
+    found = {
+        str(s.pk): s
+        for s in StaffMember.objects.filter(
+            memberships__clinic=principal.clinic, pk__in=[int(i) for i in ids if search.is_id(i)]
+        )
+    }
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise FhirError(
+            422,
+            f"No such Practitioner in this clinic: {', '.join(missing)}.",
+            code="business-rule",
+            expression=[path],
+        )
+    return found
+
+
+def _booking(principal: Principal, data: AppointmentIn, base: Booking | None) -> Booking:
+    clinic = principal.clinic
+    patient = (
+        Patient.objects.filter(
+            clinic=clinic, pk=int(data.patient_id), erased_at__isnull=True
+        ).first()
+        if search.is_id(data.patient_id)
+        else None
+    )
+    if patient is None:
+        raise FhirError(
+            422,
+            "No such Patient in this clinic.",
+            code="business-rule",
+            expression=[data.paths.get("patient", "Appointment.participant")],
+        )
+    ids = [data.host_id, *data.clinician_ids] + (
+        [data.interpreter_id] if data.interpreter_id else []
+    )
+    staff = _staff(principal, ids, data.paths.get("host", "Appointment.participant"))
+    values = {
+        "clinic": clinic,
+        "patient": patient,
+        "starts_at": data.starts_at,
+        "host": staff[data.host_id],
+        "duration_minutes": data.duration_minutes,
+        "clinicians": [staff[i] for i in data.clinician_ids],
+        "interpreter": staff[data.interpreter_id] if data.interpreter_id else None,
+        "reason": data.reason,
+        "notes": data.notes,
+        "mode": data.mode,
+    }
+    if base is None:
+        return Booking(**values)
+    for name, value in values.items():
+        setattr(base, name, value)
+    return base
+
+
+def _codes_set(appointment: Appointment, data: AppointmentIn) -> None:
+    if data.service_type or data.appointment_type:
+        AppointmentCodes.objects.update_or_create(
+            appointment=appointment,
+            defaults={
+                "service_type": data.service_type,
+                "appointment_type": data.appointment_type,
+            },
+        )
+    else:
+        AppointmentCodes.objects.filter(appointment=appointment).delete()
+
+
+def appointment_create(
+    *,
+    principal: Principal,
+    data: AppointmentIn,
+    if_none_exist: Sequence[tuple[str, str]] | None = None,
+) -> tuple[Appointment, bool]:
+    """Book (through `appointment_book`), or with `if_none_exist` return the one appointment
+    the query finds. Returns the appointment and whether it was created."""
+    with transaction.atomic():
+        if if_none_exist is not None:
+            existing = _conditional(principal, "Appointment", if_none_exist)
+            if existing is not None:
+                return existing, False
+        if data.status != "booked":
+            raise FhirError(
+                422,
+                "Appointments are created booked (proposed, pending and waitlist are not "
+                "supported).",
+                code="not-supported",
+                expression=["Appointment.status"],
+            )
+        _identifiers_free(principal, "Appointment", data.identifiers)
+        booking = _booking(principal, data, None)
+        try:
+            with transaction.atomic():
+                appointment = appointment_book(booking=booking)
+        except ValidationError as exc:
+            raise unprocessable(exc, APPOINTMENT_PATHS, "Appointment") from None
+        _identifiers_set(principal, "Appointment", appointment.pk, data.identifiers)
+        _codes_set(appointment, data)
+        return appointment, True
+
+
+def appointment_change(
+    *, principal: Principal, appointment_id: str, data: AppointmentIn, if_match: str | None
+) -> Appointment:
+    """A PUT: reschedule and edit through `appointment_update`, or cancel through
+    `appointment_cancel` (status `cancelled`). Other statuses follow the call: an EHR may
+    send the current one back, not set another. With `if_match`, a version conflict is 412."""
+    with transaction.atomic():
+        appointment = (
+            Appointment.objects.select_for_update()
+            .filter(clinic=principal.clinic, pk=appointment_id)
+            .first()
+        )
+        if appointment is None:
+            raise FhirError(404, "No such Appointment.", code="not-found")
+        if if_match is not None and if_match != mapping.version_of(appointment.updated_at):
+            raise FhirError(
+                412,
+                "The appointment has changed since that version (If-Match).",
+                code="conflict",
+            )
+        current = mapping.STATUS_OUT[appointment.status]
+        _identifiers_free(principal, "Appointment", data.identifiers, appointment.pk)
+        try:
+            if data.status == "cancelled" and current != "cancelled":
+                appointment = appointment_cancel(appointment=appointment)
+            elif data.status != current:
+                raise FhirError(
+                    422,
+                    f"The status is {current}: an EHR may cancel an appointment; arrived, "
+                    "fulfilled and noshow follow the call.",
+                    code="business-rule",
+                    expression=["Appointment.status"],
+                )
+            else:
+                base = booking_of(appointment)
+                if str(appointment.patient_id) != data.patient_id:
+                    raise FhirError(
+                        422,
+                        "The patient of an appointment cannot change.",
+                        code="business-rule",
+                        expression=[data.paths.get("patient", "Appointment.participant")],
+                    )
+                booking = _booking(principal, data, booking_of(appointment))
+                if booking != base:
+                    with transaction.atomic():
+                        appointment = appointment_update(appointment=appointment, booking=booking)
+        except ValidationError as exc:
+            raise unprocessable(exc, APPOINTMENT_PATHS, "Appointment") from None
+        _identifiers_set(principal, "Appointment", appointment.pk, data.identifiers)
+        _codes_set(appointment, data)
+        return Appointment.objects.select_related("clinic", "patient").get(pk=appointment.pk)
+
+
+def patient_add(
+    *,
+    principal: Principal,
+    data: PatientIn,
+    if_none_exist: Sequence[tuple[str, str]] | None = None,
+) -> tuple[Patient, bool]:
+    """A patient of the client's clinic (through `patient_create`), or the one
+    `if_none_exist` finds."""
+    with transaction.atomic():
+        if if_none_exist is not None:
+            existing = _conditional(principal, "Patient", if_none_exist)
+            if existing is not None:
+                return existing, False
+        _identifiers_free(principal, "Patient", data.identifiers)
+        try:
+            with transaction.atomic():
+                patient = patient_create(
+                    clinic=principal.clinic,
+                    name=data.name,
+                    email=data.email,
+                    phone=data.phone,
+                    time_zone=principal.clinic.time_zone,
+                    preferred_language=data.preferred_language,
+                )
+        except ValidationError as exc:
+            raise unprocessable(exc, PATIENT_PATHS, "Patient") from None
+        _identifiers_set(principal, "Patient", patient.pk, data.identifiers)
+        return patient, True
