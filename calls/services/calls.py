@@ -168,9 +168,12 @@ def call_get_or_create(
     """
     answer = {"ring": ring, "notify": notify, "video": video, "members_limit": members_limit}
     require_in_scope(actor, f"{type_name}:{call_id}")
-    existing = selectors.call_find(type_name=type_name, call_id=call_id)
-    if existing is not None:
-        return _existing_call_view(actor=actor, call=existing, **answer)
+    # An existing call and its members come in one round trip (the common case).
+    found = selectors.call_find_with_members(
+        type_name=type_name, call_id=call_id, limit=members_limit
+    )
+    if found is not None:
+        return _existing_call_view(actor=actor, call=found[0], members=found[1], **answer)
     call_type = selectors.call_type_get(name=type_name)
     members = members or []
     override = settings_or_error(settings_override, "data.settings_override")
@@ -290,6 +293,7 @@ def _existing_call_view(
     notify: bool,
     video: bool | None,
     members_limit: int | None,
+    members: list[CallMember] | None = None,
 ) -> CallView:
     return call_read(
         actor=actor,
@@ -300,6 +304,7 @@ def _existing_call_view(
         video=video,
         members_limit=members_limit,
         call=call,
+        members=members,
     )
 
 
@@ -313,13 +318,18 @@ def call_read(
     video: bool | None = None,
     members_limit: int | None = None,
     call: Call | None = None,
+    members: list[CallMember] | None = None,
 ) -> CallView:
-    """GetCall: a read, which may also ring or notify the members of the existing call."""
+    """GetCall: a read, which may also ring or notify the members of the existing call.
+    `call` (and `members`, read with `members_limit`) when the caller has read them."""
     if call is None:
-        call = selectors.call_get(actor=actor, type_name=type_name, call_id=call_id)
+        call, members = selectors.call_get_with_members(
+            actor=actor, type_name=type_name, call_id=call_id, limit=members_limit
+        )
     elif not team_allows(actor, call.team):
         raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
-    members = selectors.call_members(call=call, limit=members_limit)
+    if members is None:
+        members = selectors.call_members(call=call, limit=members_limit)
     member = next((m for m in members if m.user_id == actor.user_id), None)
     if member is None and members_limit is not None and len(members) == members_limit:
         member = selectors.member_of(actor=actor, call=call)  # the page may have cut them off
