@@ -499,15 +499,19 @@ def _members_upsert(call: Call, specs: list[MemberSpec]) -> tuple[list[str], lis
     }
     added: list[str] = []
     updated: list[str] = []
+    new_rows: list[CallMember] = []
+    changed_rows: list[CallMember] = []
     role_changed = False
     for spec in specs:
         row = current.get(spec.user_id)
         if row is None:
-            CallMember.objects.create(
-                call=call,
-                user_id=spec.user_id,
-                role=spec.role or "call_member",
-                custom=spec.custom or {},
+            new_rows.append(
+                CallMember(
+                    call=call,
+                    user_id=spec.user_id,
+                    role=spec.role or "call_member",
+                    custom=spec.custom or {},
+                )
             )
             added.append(spec.user_id)
             continue
@@ -516,8 +520,16 @@ def _members_upsert(call: Call, specs: list[MemberSpec]) -> tuple[list[str], lis
         if (new_role, new_custom) != (row.role, row.custom):
             role_changed |= new_role != row.role
             row.role, row.custom = new_role, new_custom
-            row.save(update_fields=["role", "custom", "updated_at"])
+            changed_rows.append(row)
             updated.append(spec.user_id)
+    # One INSERT for the new members, one UPDATE for the changed ones, however many.
+    if new_rows:
+        CallMember.objects.bulk_create(new_rows)
+    if changed_rows:
+        now = timezone.now()  # bulk_update leaves auto_now alone
+        for row in changed_rows:
+            row.updated_at = now
+        CallMember.objects.bulk_update(changed_rows, ["role", "custom", "updated_at"])
     return added, updated, role_changed
 
 
