@@ -219,10 +219,16 @@ def call_type_get(*, name: str) -> CallType:
     return _call_type_from_row(row, 0, cols)
 
 
-def _datetime_from_db(value: Any) -> Any:
+@cache
+def _updated_at_converters() -> tuple[Any, list[Callable[..., Any]]]:
     field = CallType._meta.get_field("updated_at")
     col = field.get_col(CallType._meta.db_table)
-    for func in [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]:
+    return col, [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]
+
+
+def _datetime_from_db(value: Any) -> Any:
+    col, converters = _updated_at_converters()
+    for func in converters:
         value = func(value, col, connection)
     return value
 

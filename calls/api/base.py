@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any, ClassVar
 
@@ -71,9 +70,28 @@ def raw_path(request: HttpRequest) -> str:
     return uri.partition("?")[0]  # RAW_URI and REQUEST_URI carry the query string too
 
 
-# Where orjson and Python's json (DRF's JSONRenderer) write the same value differently: a float
-# with a one-digit negative exponent (orjson `1e-7`, Python `1e-07`).
-_FLOAT_SPELLING = re.compile(rb"[0-9]e-[0-9](?![0-9])")
+_DIGITS = b"0123456789"
+
+
+def _has_short_negative_exponent(out: bytes) -> bool:
+    """Where orjson and Python's json (DRF's JSONRenderer) write the same value differently: a
+    float with a one-digit negative exponent (orjson `1e-7`, Python `1e-07`). `e-` is common
+    in bodies (`create-call`), so each is looked at, not regex-scanned (ten times slower)."""
+    at = out.find(b"e-")
+    end = len(out)
+    while at != -1:
+        if (
+            at > 0
+            and out[at - 1] in _DIGITS
+            and at + 2 < end
+            and out[at + 2] in _DIGITS
+            and (at + 3 >= end or out[at + 3] not in _DIGITS)
+        ):
+            return True
+        at = out.find(b"e-", at + 2)
+    return False
+
+
 _ORJSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -104,7 +122,7 @@ class StreamJSONRenderer(JSONRenderer):
             out = orjson.dumps(data, default=_not_plain_json, option=_ORJSON_OPTIONS)
         except TypeError:  # orjson.JSONEncodeError included
             return super().render(data, accepted_media_type, renderer_context)
-        if b"e-" in out and _FLOAT_SPELLING.search(out):
+        if _has_short_negative_exponent(out):
             return super().render(data, accepted_media_type, renderer_context)
         # As DRF does: U+2028 and U+2029 escaped, for JavaScript that evals JSON.
         return out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
