@@ -363,6 +363,27 @@ def call_members(*, call: Call, limit: int | None = None) -> list[CallMember]:
     return _members_from_rows(rows)
 
 
+@cache
+def _users_sql() -> tuple[str, _Columns]:
+    q = connection.ops.quote_name
+    cols = _Columns(CallUser, "u")
+    table = q(CallUser._meta.db_table)
+    return f"SELECT {cols.sql} FROM {table} u WHERE u.{q('id')} IN ", cols  # noqa: S608
+
+
+def users_by_id(*, ids: list[str]) -> dict[str, CallUser]:
+    """Calls users by id, as `CallUser.objects.in_bulk(ids)` gives them (one query; none for
+    no ids), built the hot reads' way (a call's creation reads its members' users)."""
+    unique = list(dict.fromkeys(ids))
+    if not unique:
+        return {}
+    sql, cols = _users_sql()
+    with _hot_cursor() as cursor:
+        cursor.execute(f"{sql}({', '.join(['%s'] * len(unique))})", unique)
+        rows = cursor.fetchall()
+    return {user.id: user for user in (cols.build(row, 0) for row in rows)}
+
+
 def member_of(*, actor: Actor, call: Call) -> CallMember | None:
     if actor.is_server:
         return None

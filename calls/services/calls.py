@@ -45,7 +45,7 @@ from .users import UserSpec, users_upsert
 def _members_check(members: list[MemberSpec]) -> dict[str, CallUser]:
     """Shape and existence of a members list; returns the users by id (one query)."""
     _members_shape_check(members)
-    users = CallUser.objects.in_bulk([m.user_id for m in members]) if members else {}
+    users = selectors.users_by_id(ids=[m.user_id for m in members])
     _members_missing(members, users)
     return users
 
@@ -231,7 +231,7 @@ def _creator_and_members(
     wanted = [m.user_id for m in members]
     if actor.is_server and created_by is None and created_by_id:
         wanted.append(created_by_id)
-    users = CallUser.objects.in_bulk(wanted) if wanted else {}
+    users = selectors.users_by_id(ids=wanted)
     creator = _creator(
         actor=actor,
         call_type=call_type,

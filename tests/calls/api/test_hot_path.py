@@ -88,6 +88,18 @@ def test_the_locked_read_is_the_same_call(busy_call):
 
 
 @pytest.mark.django_db
+def test_users_by_id_reads_what_in_bulk_reads(busy_call):
+    ids = ["b-1", "dr-host", "b-0", "nobody", "b-1"]
+
+    users = selectors.users_by_id(ids=ids)
+
+    expected = CallUser.objects.in_bulk(ids)
+    assert sorted(users) == sorted(expected) == ["b-0", "b-1", "dr-host"]
+    assert {k: _fields(u) for k, u in users.items()} == {k: _fields(u) for k, u in expected.items()}
+    assert selectors.users_by_id(ids=[]) == {}
+
+
+@pytest.mark.django_db
 def test_an_unknown_call_reads_as_none(db):
     assert selectors.call_find_with_members(type_name="default", call_id="nope") is None
     assert selectors.call_find(type_name="default", call_id="nope") is None
