@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import JSONField, Model, Prefetch, QuerySet
+from django.db.models.base import ModelState
 
 from .capabilities import (
     Actor,
@@ -14,7 +22,15 @@ from .capabilities import (
     visible_users_q,
 )
 from .errors import InputError, NotAllowed, NotFound
-from .models import Call, CallEvent, CallMember, CallParticipant, CallType, CallUser
+from .models import (
+    Call,
+    CallEvent,
+    CallMember,
+    CallParticipant,
+    CallSession,
+    CallType,
+    CallUser,
+)
 
 
 def calls_base() -> QuerySet[Call]:
@@ -49,44 +65,323 @@ def members_base() -> QuerySet[CallMember]:
     return CallMember.objects.select_related("user")
 
 
-def call_type_get(*, name: str) -> CallType:
+# --- the hot reads: a call, its members (GetCall, GetOrCreateCall, the services' locks) --------
+#
+# Each is one SQL statement written once per process from the models' columns and read back
+# through Django's own converters (`get_db_converters`, as the ORM does), so the same rows make
+# the same instances as `calls_base()` / `members_base()`, on every database Django supports.
+# Building an ORM query costs more than running it here (bench/api.py, docs/performance.md).
+
+
+# A JSON column's most common values, decoded without a parser (`{}` custom data, `[]` teams).
+_EMPTY_JSON: dict[str, Callable[[], Any]] = {"{}": dict, "[]": list}
+
+
+class _Columns:
+    """One model's concrete columns under a table alias, and how to turn a row slice back into
+    an instance: the fields' converters (Django's own, as the ORM applies them), then the
+    instance as `Model.from_db` makes it, without running `__init__` (no model here has
+    init signals; a hundred members make two hundred instances)."""
+
+    def __init__(self, model: type[Model], alias: str) -> None:
+        quote = connection.ops.quote_name
+        self.model = model
+        self.db = connection.alias
+        self.fields = list(model._meta.concrete_fields)
+        self.names = [f.attname for f in self.fields]
+        self.sql = ", ".join(f"{quote(alias)}.{quote(f.column)}" for f in self.fields)
+        self.width = len(self.fields)
+        self.converters: list[tuple[int, list[Callable[..., Any]], Any, bool]] = []
+        for i, f in enumerate(self.fields):
+            col = f.get_col(alias)
+            funcs = [*connection.ops.get_db_converters(col), *f.get_db_converters(connection)]
+            if funcs:
+                plain_json = isinstance(f, JSONField) and f.decoder is None
+                self.converters.append((i, funcs, col, plain_json))
+
+    def build(self, row: tuple[Any, ...], start: int) -> Any:
+        values = list(row[start : start + self.width])
+        for i, funcs, col, plain_json in self.converters:
+            value = values[i]
+            if plain_json and value in _EMPTY_JSON:
+                values[i] = _EMPTY_JSON[value]()
+                continue
+            for func in funcs:
+                value = func(value, col, connection)
+            values[i] = value
+        obj = self.model.__new__(self.model)
+        obj.__dict__.update(zip(self.names, values, strict=True))
+        state = obj._state = ModelState()
+        state.adding, state.db = False, self.db
+        return obj
+
+
+@cache
+def _fast_timestamptz() -> Any:
+    """psycopg's C loader of timestamptz, where it gives what Django's loader gives (PostgreSQL
+    with the C implementation, USE_TZ: the session's time zone is UTC, as Django's loader makes
+    it) at a tenth of the cost (Django's subclasses the Python loader); None elsewhere."""
+    if connection.vendor != "postgresql" or not settings.USE_TZ:
+        return None
     try:
-        return CallType.objects.get(name=name)
-    except CallType.DoesNotExist:
-        raise NotFound(f"call type {name} does not exist") from None
+        from psycopg_binary._psycopg import TimestamptzLoader
+    except ImportError:  # pragma: no cover - the pure-Python psycopg
+        return None
+    return TimestamptzLoader
+
+
+@contextmanager
+def _hot_cursor() -> Iterator[Any]:
+    with connection.cursor() as cursor:
+        loader = _fast_timestamptz()
+        if loader is not None and connection.timezone_name == "UTC":
+            cursor.cursor.adapters.register_loader("timestamptz", loader)
+        yield cursor
+
+
+@cache
+def _call_sql() -> tuple[str, _Columns, _Columns, _Columns, _Columns]:
+    """The live call by (type, id) with its creator, its session and its type (the type's
+    JSON is read as text and decoded only when the type changed: `_call_type_fresh`)."""
+    q = connection.ops.quote_name
+    call, user, session = _Columns(Call, "c"), _Columns(CallUser, "u"), _Columns(CallSession, "s")
+    call_type = _Columns(CallType, "t")
+    type_version = ", t.xmin::text" if connection.vendor == "postgresql" else ", NULL"
+    # S608: names from the models' metadata, values bound.
+    sql = (
+        f"SELECT {call.sql}, {user.sql}, {session.sql}, {call_type.sql}{type_version} "  # noqa: S608
+        f"FROM {q(Call._meta.db_table)} c "
+        f"INNER JOIN {q(CallType._meta.db_table)} t ON t.{q('name')} = c.{q('type_id')} "
+        f"INNER JOIN {q(CallUser._meta.db_table)} u ON u.{q('id')} = c.{q('created_by_id')} "
+        f"LEFT OUTER JOIN {q(CallSession._meta.db_table)} s ON s.{q('id')} = c.{q('session_id')} "
+        f"WHERE c.{q('type_id')} = %s AND c.{q('call_id')} = %s AND c.{q('deleted_at')} IS NULL"
+    )
+    return sql, call, user, session, call_type
+
+
+@cache
+def _members_sql() -> tuple[str, _Columns, _Columns]:
+    q = connection.ops.quote_name
+    member, user = _Columns(CallMember, "m"), _Columns(CallUser, "u")
+    sql = (
+        f"SELECT {member.sql}, {user.sql} FROM {q(CallMember._meta.db_table)} m "  # noqa: S608
+        f"INNER JOIN {q(CallUser._meta.db_table)} u ON u.{q('id')} = m.{q('user_id')} "
+        f"WHERE m.{q('call_id')} = %s ORDER BY m.{q('created_at')}, m.{q('id')}"
+    )
+    return sql, member, user
+
+
+# Call types by name, as last decoded. Every read of a call or a type still reads the type's
+# row with it (its JSON as text, and on PostgreSQL its row version `xmin`, which any write
+# changes, a bulk UPDATE included), and decodes it again when the version differs: a change
+# made by another process is seen by the next request, never served stale, at no extra query.
+_call_types: dict[str, tuple[tuple[Any, Any], CallType]] = {}
+
+
+def _call_type_fresh(name: str, stamp: tuple[Any, Any]) -> CallType | None:
+    hit = _call_types.get(name)
+    return hit[1] if hit is not None and hit[0] == stamp else None
+
+
+@cache
+def _call_type_sql() -> tuple[str, _Columns]:
+    q = connection.ops.quote_name
+    cols = _Columns(CallType, "t")
+    fresh = ", t.xmin::text" if connection.vendor == "postgresql" else ", NULL"
+    table = q(CallType._meta.db_table)
+    sql = f"SELECT {cols.sql}{fresh} FROM {table} t WHERE t.{q('name')} = %s"  # noqa: S608
+    return sql, cols
+
+
+def _call_type_from_row(row: tuple[Any, ...], start: int, cols: _Columns) -> CallType:
+    """The call type in this row slice (followed by its `xmin`): the cached instance while
+    the row has not changed, else the row's, decoded and cached."""
+    name = row[start + cols.names.index("name")]
+    updated_at = row[start + cols.names.index("updated_at")]
+    stamp = (_datetime_from_db(updated_at), row[start + cols.width])
+    cached = _call_type_fresh(name, stamp)
+    if cached is not None:
+        return cached
+    call_type = cols.build(row, start)
+    _call_types[name] = (stamp, call_type)
+    return call_type
+
+
+def call_type_get(*, name: str) -> CallType:
+    """The call type (shared, read-only: never mutate it; services re-read what they change).
+    One query; its JSON is decoded only when the row changed since this process last read it."""
+    sql, cols = _call_type_sql()
+    with _hot_cursor() as cursor:
+        cursor.execute(sql, [name])
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound(f"call type {name} does not exist")
+    return _call_type_from_row(row, 0, cols)
+
+
+@cache
+def _updated_at_converters() -> tuple[Any, list[Callable[..., Any]]]:
+    field = CallType._meta.get_field("updated_at")
+    col = field.get_col(CallType._meta.db_table)
+    return col, [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]
+
+
+def _datetime_from_db(value: Any) -> Any:
+    col, converters = _updated_at_converters()
+    for func in converters:
+        value = func(value, col, connection)
+    return value
+
+
+def _call_from_row(row: tuple[Any, ...]) -> Call:
+    _sql, call_cols, user_cols, session_cols, type_cols = _call_sql()
+    call = call_cols.build(row, 0)
+    at = call_cols.width
+    creator = user_cols.build(row, at)
+    at += user_cols.width
+    session = session_cols.build(row, at) if row[at] is not None else None
+    at += session_cols.width
+    Call.type.field.set_cached_value(call, _call_type_from_row(row, at, type_cols))
+    Call.created_by.field.set_cached_value(call, creator)
+    Call.session.field.set_cached_value(call, session)
+    return call
+
+
+def _members_from_rows(rows: list[tuple[Any, ...]]) -> list[CallMember]:
+    _sql, member_cols, user_cols = _members_sql()
+    members = []
+    set_user = CallMember.user.field.set_cached_value
+    for row in rows:
+        member = member_cols.build(row, 0)
+        set_user(member, user_cols.build(row, member_cols.width))
+        members.append(member)
+    return members
+
+
+def _call_row(type_name: str, call_id: str, *, for_update: bool) -> Call | None:
+    sql = _call_sql()[0]
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE OF c" if connection.features.has_select_for_update_of else " FOR UPDATE"
+    with _hot_cursor() as cursor:
+        cursor.execute(sql, [type_name, call_id])
+        row = cursor.fetchone()
+    return None if row is None else _call_from_row(row)
+
+
+@cache
+def _members_of_cid_sql() -> str:
+    """The members statement for the call with this (type, id), as a subquery."""
+    q = connection.ops.quote_name
+    call_pk = (
+        f"(SELECT {q('id')} FROM {q(Call._meta.db_table)} WHERE {q('type_id')} = %s "  # noqa: S608
+        f"AND {q('call_id')} = %s AND {q('deleted_at')} IS NULL)"
+    )
+    return _members_sql()[0].replace(f"m.{q('call_id')} = %s", f"m.{q('call_id')} = {call_pk}")
+
+
+def _one_round_trip(cursor: Any) -> bool:
+    """Can this cursor run two statements in one execute (psycopg's client-side binding, the
+    Django default on PostgreSQL)?"""
+    try:
+        from psycopg import ClientCursor
+    except ImportError:  # pragma: no cover - not PostgreSQL with psycopg 3
+        return False
+    return isinstance(getattr(cursor, "cursor", None), ClientCursor)
+
+
+def call_find_with_members(
+    *, type_name: str, call_id: str, limit: int | None = None
+) -> tuple[Call, list[CallMember]] | None:
+    """`call_find` and `call_members` in one round trip to the database (on PostgreSQL, both
+    statements in one execute; elsewhere two), or None. Unfiltered: callers check access."""
+    if limit == 0:
+        call = call_find(type_name=type_name, call_id=call_id)
+        return None if call is None else (call, [])
+    limit_sql = "" if limit is None else " LIMIT %s"
+    params: list[Any] = [type_name, call_id]
+    with _hot_cursor() as cursor:
+        if not _one_round_trip(cursor):
+            cursor.close()
+            call = call_find(type_name=type_name, call_id=call_id)
+            return None if call is None else (call, call_members(call=call, limit=limit))
+        cursor.execute(
+            f"{_call_sql()[0]}; {_members_of_cid_sql()}{limit_sql}",
+            params + params + ([] if limit is None else [limit]),
+        )
+        row = cursor.fetchone()
+        cursor.nextset()
+        rows = cursor.fetchall()
+    if row is None:
+        return None
+    return _call_from_row(row), _members_from_rows(rows)
 
 
 def call_find(*, type_name: str, call_id: str) -> Call | None:
     """The live call with this cid, unfiltered (callers check access), or None."""
-    try:
-        return calls_base().get(type_id=type_name, call_id=call_id)
-    except Call.DoesNotExist:
-        return None
+    return _call_row(type_name, call_id, for_update=False)
 
 
 def call_get(*, actor: Actor, type_name: str, call_id: str, for_update: bool = False) -> Call:
     """The call the actor asks for, or NotFound / NotAllowed (team; another call than a call
     token's, whether it exists or not) errors."""
     require_in_scope(actor, f"{type_name}:{call_id}")
-    qs = calls_base()
-    if for_update:
-        # Lock only the call row (the joined rows need no lock).
-        qs = qs.select_for_update(of=("self",))
-    try:
-        # get(), not first(): no ORDER BY to build or run for a unique row.
-        call = qs.get(type_id=type_name, call_id=call_id)
-    except Call.DoesNotExist:
-        raise NotFound(f"call {type_name}:{call_id} does not exist") from None
+    # With for_update, only the call row is locked (the joined rows need no lock).
+    call = _call_row(type_name, call_id, for_update=for_update)
+    if call is None:
+        raise NotFound(f"call {type_name}:{call_id} does not exist")
     if not team_allows(actor, call.team):
         raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
     return call
 
 
+def call_get_with_members(
+    *, actor: Actor, type_name: str, call_id: str, limit: int | None = None
+) -> tuple[Call, list[CallMember]]:
+    """`call_get` (the same refusals, in the same order) with the call's members, in one round
+    trip (`call_find_with_members`)."""
+    require_in_scope(actor, f"{type_name}:{call_id}")
+    found = call_find_with_members(type_name=type_name, call_id=call_id, limit=limit)
+    if found is None:
+        raise NotFound(f"call {type_name}:{call_id} does not exist")
+    if not team_allows(actor, found[0].team):
+        raise NotAllowed(f"user {actor.user_id} is not allowed to access call {found[0].cid}")
+    return found
+
+
 def call_members(*, call: Call, limit: int | None = None) -> list[CallMember]:
-    qs = members_base().filter(call=call).order_by("created_at", "pk")
+    """The call's members with their users, oldest first (one query)."""
+    if limit == 0:
+        return []
+    sql = _members_sql()[0]
+    params: list[Any] = [call.pk]
     if limit is not None:
-        qs = qs[:limit]
-    return list(qs)
+        sql += " LIMIT %s"
+        params.append(limit)
+    with _hot_cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return _members_from_rows(rows)
+
+
+@cache
+def _users_sql() -> tuple[str, _Columns]:
+    q = connection.ops.quote_name
+    cols = _Columns(CallUser, "u")
+    table = q(CallUser._meta.db_table)
+    return f"SELECT {cols.sql} FROM {table} u WHERE u.{q('id')} IN ", cols  # noqa: S608
+
+
+def users_by_id(*, ids: list[str]) -> dict[str, CallUser]:
+    """Calls users by id, as `CallUser.objects.in_bulk(ids)` gives them (one query; none for
+    no ids), built the hot reads' way (a call's creation reads its members' users)."""
+    unique = list(dict.fromkeys(ids))
+    if not unique:
+        return {}
+    sql, cols = _users_sql()
+    with _hot_cursor() as cursor:
+        cursor.execute(f"{sql}({', '.join(['%s'] * len(unique))})", unique)
+        rows = cursor.fetchall()
+    return {user.id: user for user in (cols.build(row, 0) for row in rows)}
 
 
 def member_of(*, actor: Actor, call: Call) -> CallMember | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -122,15 +123,25 @@ def _flatten(errors: Any, prefix: str, out: dict[str, str]) -> None:
         out[prefix or "body"] = str(errors)
 
 
+@cache
+def _validator(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """One instance per request shape, kept: building a serializer deep-copies its whole field
+    tree (a GetOrCreateCall body's is about twenty fields), which cost more than validating.
+    Validation keeps no state on the instance or its fields (`run_validation` is what
+    `is_valid` runs; the request shapes have no `validate` hooks and no context)."""
+    return serializer_class()
+
+
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     """Validate with a serializer; errors become one InputError with dotted field paths."""
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
+    try:
+        value = _validator(serializer_class).run_validation(data)
+    except serializers.ValidationError as exc:  # what `is_valid` keeps as `errors`
         fields: dict[str, str] = {}
-        _flatten(serializer.errors, "", fields)
+        _flatten(exc.detail, "", fields)
         summary = "; ".join(f"{k}: {v}" for k, v in fields.items())
-        raise InputError(summary, fields=fields)
-    return _strip_absent(serializer.validated_data)
+        raise InputError(summary, fields=fields) from None
+    return _strip_absent(value)
 
 
 def _strip_absent(data: Any) -> Any:

@@ -45,7 +45,7 @@ from .users import UserSpec, users_upsert
 def _members_check(members: list[MemberSpec]) -> dict[str, CallUser]:
     """Shape and existence of a members list; returns the users by id (one query)."""
     _members_shape_check(members)
-    users = CallUser.objects.in_bulk([m.user_id for m in members]) if members else {}
+    users = selectors.users_by_id(ids=[m.user_id for m in members])
     _members_missing(members, users)
     return users
 
@@ -168,9 +168,12 @@ def call_get_or_create(
     """
     answer = {"ring": ring, "notify": notify, "video": video, "members_limit": members_limit}
     require_in_scope(actor, f"{type_name}:{call_id}")
-    existing = selectors.call_find(type_name=type_name, call_id=call_id)
-    if existing is not None:
-        return _existing_call_view(actor=actor, call=existing, **answer)
+    # An existing call and its members come in one round trip (the common case).
+    found = selectors.call_find_with_members(
+        type_name=type_name, call_id=call_id, limit=members_limit
+    )
+    if found is not None:
+        return _existing_call_view(actor=actor, call=found[0], members=found[1], **answer)
     call_type = selectors.call_type_get(name=type_name)
     members = members or []
     override = settings_or_error(settings_override, "data.settings_override")
@@ -228,7 +231,7 @@ def _creator_and_members(
     wanted = [m.user_id for m in members]
     if actor.is_server and created_by is None and created_by_id:
         wanted.append(created_by_id)
-    users = CallUser.objects.in_bulk(wanted) if wanted else {}
+    users = selectors.users_by_id(ids=wanted)
     creator = _creator(
         actor=actor,
         call_type=call_type,
@@ -290,6 +293,7 @@ def _existing_call_view(
     notify: bool,
     video: bool | None,
     members_limit: int | None,
+    members: list[CallMember] | None = None,
 ) -> CallView:
     return call_read(
         actor=actor,
@@ -300,6 +304,7 @@ def _existing_call_view(
         video=video,
         members_limit=members_limit,
         call=call,
+        members=members,
     )
 
 
@@ -313,13 +318,18 @@ def call_read(
     video: bool | None = None,
     members_limit: int | None = None,
     call: Call | None = None,
+    members: list[CallMember] | None = None,
 ) -> CallView:
-    """GetCall: a read, which may also ring or notify the members of the existing call."""
+    """GetCall: a read, which may also ring or notify the members of the existing call.
+    `call` (and `members`, read with `members_limit`) when the caller has read them."""
     if call is None:
-        call = selectors.call_get(actor=actor, type_name=type_name, call_id=call_id)
+        call, members = selectors.call_get_with_members(
+            actor=actor, type_name=type_name, call_id=call_id, limit=members_limit
+        )
     elif not team_allows(actor, call.team):
         raise NotAllowed(f"user {actor.user_id} is not allowed to access call {call.cid}")
-    members = selectors.call_members(call=call, limit=members_limit)
+    if members is None:
+        members = selectors.call_members(call=call, limit=members_limit)
     member = next((m for m in members if m.user_id == actor.user_id), None)
     if member is None and members_limit is not None and len(members) == members_limit:
         member = selectors.member_of(actor=actor, call=call)  # the page may have cut them off
@@ -489,15 +499,19 @@ def _members_upsert(call: Call, specs: list[MemberSpec]) -> tuple[list[str], lis
     }
     added: list[str] = []
     updated: list[str] = []
+    new_rows: list[CallMember] = []
+    changed_rows: list[CallMember] = []
     role_changed = False
     for spec in specs:
         row = current.get(spec.user_id)
         if row is None:
-            CallMember.objects.create(
-                call=call,
-                user_id=spec.user_id,
-                role=spec.role or "call_member",
-                custom=spec.custom or {},
+            new_rows.append(
+                CallMember(
+                    call=call,
+                    user_id=spec.user_id,
+                    role=spec.role or "call_member",
+                    custom=spec.custom or {},
+                )
             )
             added.append(spec.user_id)
             continue
@@ -506,8 +520,16 @@ def _members_upsert(call: Call, specs: list[MemberSpec]) -> tuple[list[str], lis
         if (new_role, new_custom) != (row.role, row.custom):
             role_changed |= new_role != row.role
             row.role, row.custom = new_role, new_custom
-            row.save(update_fields=["role", "custom", "updated_at"])
+            changed_rows.append(row)
             updated.append(spec.user_id)
+    # One INSERT for the new members, one UPDATE for the changed ones, however many.
+    if new_rows:
+        CallMember.objects.bulk_create(new_rows)
+    if changed_rows:
+        now = timezone.now()  # bulk_update leaves auto_now alone
+        for row in changed_rows:
+            row.updated_at = now
+        CallMember.objects.bulk_update(changed_rows, ["role", "custom", "updated_at"])
     return added, updated, role_changed
 
 
