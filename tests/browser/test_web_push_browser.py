@@ -1,5 +1,6 @@
 """Web Push to a browser that has only the join link, end to end in Chromium: the patient
-subscribes on the join page ("Notify me on this device"), staff ring the call, our server's
+subscribes on the join page ("Notify me on this device"), staff ring the call and take it
+live, our server's
 push goes to the push service (`tests/gcm.py`, Google's push service for Chromium on this
 machine: checkin, registration, MCS and the https endpoint), reaches Chromium over its MCS
 socket, is decrypted there, and the join pages' service worker shows the notification.
@@ -24,6 +25,7 @@ from calls import netguard
 from calls.capabilities import Actor
 from calls.models import PushDelivery, PushDevice
 from calls.outbox.push import delivery
+from calls.services.live import call_go_live
 from calls.services.ringing import call_ring
 from tests.calls.push.standins import vapid_keypair
 from tests.factories import make_appointment
@@ -139,12 +141,20 @@ def test_a_patient_subscribes_on_the_join_page_and_a_ring_reaches_the_browser(
     (shown,) = wait_for_notifications(page)
     assert shown["tag"].startswith("ring-")
     assert shown["data"] == {"cid": appointment.call_cid, "type": "call.ring"}
-    assert shown["title"]
     token = url.split("t=", 1)[1]
     assert token not in repr(shown)
     assert patient.name not in repr(shown)
-    (sent,) = PushDelivery.objects.filter(device=device)
-    assert sent.state == PushDelivery.State.SENT
+    assert (shown["title"], shown["body"]) == ("Incoming call", "Tap to answer.")
+
+    # The clinician takes the call live ("your clinician is ready"): a second notification.
+    call_go_live(actor=Actor.of(doctor.call_user), type_name="appointment", call_id=appointment.id)
+    shown = wait_for_notifications(page, 2)
+    assert {n["title"] for n in shown} == {"Incoming call", "Your call is live"}
+    assert {n["data"]["type"] for n in shown} == {"call.ring", "call.live_started"}
+    assert list(PushDelivery.objects.filter(device=device).values_list("state", flat=True)) == [
+        PushDelivery.State.SENT,
+        PushDelivery.State.SENT,
+    ]
 
     # Stopping removes the device here, and the subscription in the browser.
     toggle.click()
