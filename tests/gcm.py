@@ -20,10 +20,11 @@ talks to three Google services; Chromium's switches point each one here:
 And the push service's HTTP side (RFC 8030, as those hosts serve it): the app server
 POSTs `/fcm/send/<token>` with a VAPID header (RFC 8292; `k` must be the key the subscription
 was made with, the JWT's `aud` the endpoint's origin) and an aes128gcm body, which is
-forwarded over the device's MCS connection. It listens on port 443 of a loopback address with
-a certificate for those names; the test resolves them there and trusts the
-certificate (`cert_path`). Chromium accepts the MCS server's certificate by its SPKI hash
-(`--ignore-certificate-errors-spki-list`, honoured with a `--user-data-dir`).
+forwarded over the device's MCS connection. It listens on port 443 of a loopback address
+(another port, `push_port`, when it may not bind 443) with a certificate for those names; the
+test resolves them there and trusts the certificate (`cert_path`). Chromium accepts the MCS
+server's certificate by its SPKI hash (`--ignore-certificate-errors-spki-list`, honoured with
+a `--user-data-dir`; without it, Chromium refuses the handshake).
 
 The messages are defined with protobuf's descriptor API (the field numbers and types of
 chromium's `mcs.proto` and `checkin.proto`, only the fields used here; unknown fields are
@@ -53,6 +54,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 # The push service's hosts: Chromium makes subscriptions' endpoints at jmt17.google.com
 # (older versions: fcm.googleapis.com).
@@ -343,7 +345,11 @@ class GcmService:
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.http_url = f"http://127.0.0.1:{self.http.server_address[1]}"
         # the push endpoint, as https://<push host> (port 443)
-        self.push_http = ThreadingHTTPServer((self.push_address, 443), Handler)
+        try:
+            self.push_http = ThreadingHTTPServer((self.push_address, 443), Handler)
+        except PermissionError:  # not root: another port, which the test sends to instead
+            self.push_http = ThreadingHTTPServer((self.push_address, 0), Handler)
+        self.push_port = self.push_http.server_address[1]
         self.push_http.socket = self._tls().wrap_socket(self.push_http.socket, server_side=True)
         # MCS
         self.mcs = socket.create_server(("127.0.0.1", 0))
@@ -553,7 +559,10 @@ class GcmService:
     def _serve(self, context: ssl.SSLContext, raw: socket.socket) -> None:
         try:
             sock = context.wrap_socket(raw, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
+        except (ssl.SSLEOFError, ConnectionResetError):
+            raw.close()  # the browser went away mid-handshake (it was closing)
+            return
+        except (ssl.SSLError, OSError) as exc:  # e.g. the browser refused our certificate
             self.errors.append(f"MCS TLS handshake failed: {exc!r}")
             raw.close()
             return
@@ -596,7 +605,9 @@ class GcmService:
                         self.changed.notify_all()
                 elif name == "Close":
                     return
-        except (OSError, ValueError) as exc:
+        except (ssl.SSLEOFError, ConnectionResetError):
+            pass  # the browser went away (closed without a TLS close_notify): not an error
+        except (OSError, ValueError, DecodeError) as exc:
             if not self._stopping:
                 self.errors.append(f"MCS connection: {exc!r}")
         finally:

@@ -12,8 +12,10 @@ test resolves that name to the stand-in's loopback address and trusts its certif
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import tempfile
+import time
 from datetime import timedelta
 
 import pytest
@@ -68,6 +70,16 @@ def gcm(settings, monkeypatch):
         return real_getaddrinfo(address if host in PUSH_HOSTS else host, *args, **kwargs)
 
     monkeypatch.setattr(netguard.socket, "getaddrinfo", getaddrinfo)
+    if service.push_port != 443:  # not root: the stand-in could not bind 443
+        real_check_url = netguard.check_url
+
+        def check_url(url, **kwargs):
+            target = real_check_url(url, **kwargs)
+            if target.hostname not in PUSH_HOSTS:
+                return target
+            return dataclasses.replace(target, url=target.url.copy_with(port=service.push_port))
+
+        monkeypatch.setattr(netguard, "check_url", check_url)
     monkeypatch.setenv("SSL_CERT_FILE", service.cert_path)
     netguard._ssl_context_for.cache_clear()
     delivery._build.cache_clear()
@@ -103,9 +115,13 @@ def push_browser(browser, console, gcm):
         context.close()
 
 
-def wait_for_notifications(page, count: int = 1) -> list[dict]:
-    page.wait_for_function(f"({NOTIFICATIONS})().then((shown) => shown.length >= {count})")
-    return page.evaluate(NOTIFICATIONS)
+def wait_for_notifications(page, count: int = 1, timeout: float = 15) -> list[dict]:
+    """The notifications the service worker shows, once there are `count` (or at the end of
+    `timeout`, whatever there is)."""
+    deadline = time.monotonic() + timeout
+    while len(shown := page.evaluate(NOTIFICATIONS)) < count and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    return shown
 
 
 def test_a_patient_subscribes_on_the_join_page_and_a_ring_reaches_the_browser(
@@ -134,6 +150,12 @@ def test_a_patient_subscribes_on_the_join_page_and_a_ring_reaches_the_browser(
     assert set(device.keys) == {"p256dh", "auth"}
     # The service worker will open this page on a click: stored in the browser, not pushed.
     assert page.evaluate(STORED_LINK, appointment.call_cid) == url
+    # Back on the page later: it knows this browser is subscribed, and says so again to the
+    # server (the same device).
+    page.reload()
+    page.wait_for_selector("#notify[data-subscribed='true']")
+    assert toggle.inner_text() == "Stop notifications on this device"
+    assert list(PushDevice.objects.values_list("pk", flat=True)) == [device.pk]
 
     # Staff ring the call: the push goes out, through the push service, to Chromium.
     call_ring(actor=Actor.of(doctor.call_user), type_name="appointment", call_id=appointment.id)

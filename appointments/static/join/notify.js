@@ -107,13 +107,24 @@
   const follow = () => { box.hidden = Boolean(call && !call.hidden); };
   if (call) new MutationObserver(follow).observe(call, { attributes: true, attributeFilter: ["hidden"] });
 
+  // Already subscribed (from this link or another): this page's link becomes the one a click
+  // opens for this call, and the server hears of the subscription again for this link's
+  // person (idempotent; it may have dropped the device meanwhile).
   (async () => {
-    let on = false;
+    let subscription = null;
     if (Notification.permission === "granted") {
       const existing = await navigator.serviceWorker.getRegistration(text.scope);
-      on = Boolean(existing && await existing.pushManager.getSubscription());
+      subscription = existing ? await existing.pushManager.getSubscription() : null;
     }
-    show(on);
+    show(Boolean(subscription));
     follow();
+    if (subscription) {
+      try {
+        await rememberLink();
+        await send("POST", { subscription: subscription.toJSON() });
+      } catch (error) {
+        // Best effort: the toggle still works, and the next visit tries again.
+      }
+    }
   })();
 })();
