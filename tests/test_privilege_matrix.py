@@ -17,6 +17,8 @@ Each persona acts with the credentials the app really gives them:
 On the FHIR API (`fhir`), each persona above sends what it holds (a patient API token, a call
 token, a portal session, a server token) and none of it is a FHIR token; `ehr` is clinic-a's
 EHR client with every scope, `ehr_narrow` the same clinic's client with `system/Patient.r`.
+On the join pages' endpoints (`join`) a persona sends the join link it has: the patient's
+(`link_holder`) or the guest's (`guest`); the others have none (staff send their session).
 
 The world: clinic-a with the appointment `own` (the patient, the clinician as host, a guest),
 `other` (another patient of clinic-a, same clinician), and clinic-b's `far` appointment.
@@ -34,19 +36,22 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers, get_channel_layer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from websockets.sync.client import connect
 
@@ -59,6 +64,7 @@ from appointments.services.patient_sessions import patient_session_start
 from calls.realtime import browser_connection
 from calls.services.devices import device_register
 from calls.tokens import mint_server_token
+from tests.calls.push.standins import b64url, vapid_keypair
 from tests.calls.realtime_server import running_server
 from tests.factories import login_verified, make_appointment, make_patient, make_staff
 
@@ -77,6 +83,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "calls", "call_types", 403),
     ("patient", "calls", "record_other_call", 403),  # unsupported, but not theirs first
     ("patient", "calls", "devices", 404),  # no such endpoint here: the patient API has them
+    ("patient", "join", "push_own", 403),  # the app's token is not a join link
     ("patient", "patient", "me", 200),
     ("patient", "patient", "me_after_sign_out", 401),
     ("patient", "patient", "appointments", 200),
@@ -103,6 +110,8 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("guest", "patient", "me_after_sign_out", 401),
     ("guest", "patient", "own_appointment", 401),
     ("guest", "portal", "today", 302),
+    ("guest", "join", "push_own", 201),  # for the guest, never the patient
+    ("guest", "join", "push_other", 403),
     ("guest", "socket", "own_call", "subscribed"),
     ("guest", "socket", "other_call", "error 17"),
     ("guest", "socket", "team", "error 17"),
@@ -119,6 +128,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("link_holder", "patient", "appointments", 401),
     ("link_holder", "portal", "today", 302),
     ("link_holder", "portal", "patient_page", 302),
+    ("link_holder", "join", "push_own", 201),  # "Notify me on this device"
+    ("link_holder", "join", "push_other", 403),
+    ("link_holder", "join", "unsubscribe_other_patients", 404),
     ("link_holder", "socket", "own_call", "subscribed"),
     ("link_holder", "socket", "other_call", "error 17"),
     ("link_holder", "socket", "team", "error 17"),
@@ -136,10 +148,12 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("coordinator", "portal", "reason", "no reason"),  # schedules; not clinical
     ("coordinator", "portal", "audit_log", 403),
     ("coordinator", "portal", "patient_export", 403),
+    ("coordinator", "join", "push_own", 403),  # a portal session is no join link
     ("coordinator", "socket", "own_call", "error 17"),
     ("coordinator", "socket", "team", "subscribed"),
     # --- clinician: the host; the staff join page's call token
     ("clinician", "calls", "users", 403),  # a call token, even a host's
+    ("clinician", "join", "push_own", 403),
     ("clinician", "calls", "create_call", 403),
     ("clinician", "calls", "get_own_call", 200),
     ("clinician", "calls", "get_other_call", 403),  # their other appointment: another call
@@ -187,6 +201,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("other_clinic", "portal", "reason", "404"),
     ("other_clinic", "portal", "audit_log", 404),
     ("other_clinic", "portal", "patient_export", 404),
+    ("other_clinic", "join", "push_own", 403),
     ("other_clinic", "socket", "own_call", "error 17"),
     ("other_clinic", "socket", "team", "error 17"),
     # --- superuser: Django admin session; a server token
@@ -201,6 +216,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "portal", "today", 403),  # not staff of a clinic
     ("superuser", "portal", "admin", 200),
     ("superuser", "portal", "audit_log", 403),
+    ("superuser", "join", "push_own", 403),
     ("superuser", "socket", "own_call", "subscribed"),
     ("superuser", "socket", "team", "subscribed"),
     ("superuser", "socket", "unknown_call", "error 16"),
@@ -463,6 +479,61 @@ def _subscribe(world: World, persona: str, message: dict[str, Any]) -> str:
     return answer["type"] if answer["type"] != "error" else f"error {answer['code']}"
 
 
+VAPID_KEY = vapid_keypair()[0]
+PUSH_ENDPOINT = "https://push.example.org/send/"
+
+
+def _browser_keys() -> dict[str, str]:
+    public = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    return {"p256dh": b64url(public), "auth": b64url(secrets.token_bytes(16))}
+
+
+def _join_push(
+    world: World, persona: str, appointment: Any, *, unsubscribe: str | None = None
+) -> int:
+    """A browser's Web Push subscription sent (or, with `unsubscribe`, that endpoint removed)
+    with the persona's join link; staff send their portal session and no link."""
+    link = {
+        "link_holder": lambda: links.join_link_path(world.own),
+        "guest": lambda: links.guest_link_path(world.guest),
+    }.get(persona)
+    token = parse_qs(urlsplit(link()).query)["t"][0] if link else ""
+    name = "join:guest_push" if persona == "guest" else "join:patient_push"
+    body: dict[str, Any] = {"t": token}
+    if unsubscribe:
+        body["endpoint"] = unsubscribe
+    else:
+        endpoint = PUSH_ENDPOINT + secrets.token_urlsafe(8)
+        body["subscription"] = {"endpoint": endpoint, "keys": _browser_keys()}
+    with override_settings(
+        WEBPUSH_VAPID_PRIVATE_KEY=VAPID_KEY, WEBPUSH_VAPID_SUBJECT="mailto:ops@clinic.example"
+    ):
+        return (
+            world.portal_client(persona)
+            .generic(
+                "DELETE" if unsubscribe else "POST",
+                reverse(name, args=[appointment.id]),
+                json.dumps(body),
+                content_type="application/json",
+            )
+            .status_code
+        )
+
+
+def _unsubscribe_other_patients(world: World, persona: str) -> int:
+    theirs = device_register(
+        user_id=world.other_patient.call_user_id,
+        kind="webpush",
+        token=PUSH_ENDPOINT + "other-patients-browser",
+        keys=_browser_keys(),
+    )
+    return _join_push(world, persona, world.own, unsubscribe=theirs.token)
+
+
 REASON = "Persistent cough since March"  # the clinical reason: who reads the page sees it?
 
 
@@ -531,6 +602,10 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
         .post(reverse("portal:patient_export", args=["clinic-a", w.patient.pk]))
         .status_code
     ),
+    # the join pages' "Notify me on this device" (appointments.join.notify)
+    ("join", "push_own"): lambda w, p: _join_push(w, p, w.own),
+    ("join", "push_other"): lambda w, p: _join_push(w, p, w.other),
+    ("join", "unsubscribe_other_patients"): _unsubscribe_other_patients,
     # the events socket (a real server)
     ("socket", "own_call"): lambda w, p: _subscribe(
         w, p, {"type": "subscribe", "cid": w.own.call_cid}

@@ -24,6 +24,7 @@ from appointments import joining, links
 from appointments.access import clinic_appointment, clinic_view
 from appointments.models import Appointment, Clinic, StaffMember
 from calls.realtime.routing import RTC_PATH
+from calls.services.devices import webpush_application_server_key
 
 # The call socket of docs/media.md.
 RTC_WS_PATH = f"/{RTC_PATH}"
@@ -90,6 +91,8 @@ def _room(
                 "name": name,
                 "back_url": back_url,
                 "config": None if closed else config,
+                # "Notify me on this device" (notify.py): for patients and guests.
+                "webpush_key": None if role == "staff" else webpush_application_server_key(),
             },
         )
     response["Referrer-Policy"] = "no-referrer"

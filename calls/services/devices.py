@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 
+from cryptography.hazmat.primitives import serialization
+from django.conf import settings
 from django.db import transaction
 
 from calls import netguard
 from calls.errors import InputError, NotFound
-from calls.models import PushDevice
+from calls.models import CallUser, PushDevice
+from calls.outbox.push.webpush import _load_key
 
 
 def device_register(
@@ -38,6 +43,8 @@ def device_register(
             )
     token_hash = hashlib.sha256(token.encode()).hexdigest()
     with transaction.atomic():
+        # One registration of this user at a time: the bound below counts what it sees.
+        CallUser.objects.select_for_update().filter(pk=user_id).exists()
         device, _ = PushDevice.objects.select_for_update().update_or_create(
             kind=kind,
             token_hash=token_hash,
@@ -49,13 +56,53 @@ def device_register(
                 "deactivated_reason": "",
             },
         )
+        _keep_newest_devices(user_id)
         return device
+
+
+def _keep_newest_devices(user_id: str) -> None:
+    """At most `PUSH_MAX_DEVICES_PER_USER` devices per user: a new registration replaces the
+    least recently registered (a browser or phone long gone), so whoever holds a patient's
+    link cannot grow the table, nor the fan-out of every ring, without bound."""
+    stale = PushDevice.objects.filter(user_id=user_id).order_by("-updated_at", "-pk")[
+        settings.PUSH_MAX_DEVICES_PER_USER :
+    ]
+    stale_ids = list(stale.values_list("pk", flat=True))
+    if stale_ids:
+        PushDevice.objects.filter(pk__in=stale_ids).delete()
 
 
 def device_remove(*, user_id: str, device_id: int) -> None:
     deleted, _ = PushDevice.objects.filter(user_id=user_id, pk=device_id).delete()
     if not deleted:
         raise NotFound(f"device {device_id} does not exist")
+
+
+def device_remove_token(*, user_id: str, kind: str, token: str) -> None:
+    """Remove this user's device with this token (a browser that unsubscribes knows its
+    endpoint, not our id); another user's device with the token is not found."""
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    deleted, _ = PushDevice.objects.filter(
+        user_id=user_id, kind=kind, token_hash=token_hash
+    ).delete()
+    if not deleted:
+        raise NotFound("no such device")
+
+
+def webpush_application_server_key() -> str | None:
+    """The VAPID public key browsers subscribe with (base64url, the uncompressed P-256
+    point), or None when Web Push is not configured."""
+    if not (settings.WEBPUSH_VAPID_PRIVATE_KEY and settings.WEBPUSH_VAPID_SUBJECT):
+        return None
+    return _application_server_key(settings.WEBPUSH_VAPID_PRIVATE_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _application_server_key(private_key: str) -> str:
+    public = _load_key(private_key).public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return base64.urlsafe_b64encode(public).rstrip(b"=").decode()
 
 
 # --- call types ------------------------------------------------------------------------------
