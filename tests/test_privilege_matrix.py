@@ -17,6 +17,7 @@ Each persona acts with the credentials the app really gives them:
 On the FHIR API (`fhir`), each persona above sends what it holds (a patient API token, a call
 token, a portal session, a server token) and none of it is a FHIR token; `ehr` is clinic-a's
 EHR client with every scope, `ehr_narrow` the same clinic's client with `system/Patient.r`.
+
 On the join pages' endpoints (`join`) a persona sends the join link it has: the patient's
 (`link_holder`) or the guest's (`guest`); the others have none (staff send their session).
 
