@@ -94,6 +94,9 @@ class Call(models.Model):
     )
     # Why the call ended (`call_end`'s reason): a call ended by its timer refuses rejoin.
     end_reason = models.CharField(max_length=64, blank=True, default="")
+    # What a host or staff tells the people in the lobby (services.sessions.call_lobby_message).
+    lobby_message = models.CharField(max_length=140, blank=True, default="")
+    lobby_message_at = models.DateTimeField(null=True, blank=True)
     blocked_user_ids = models.JSONField(default=list, blank=True)
     # UpdateUserPermissions: {user_id: {capability: granted?}} for screenshare, send-audio and
     # send-video, over what the user's roles give (capabilities.capabilities_for).

@@ -244,9 +244,15 @@ def call_by_pk(*, pk: int) -> Call:
     return calls_base().get(pk=pk)
 
 
+def host_roles(call: Call) -> set[str]:
+    """The roles that let a participant into backstage: the call's hosts (the waiting room's
+    "a host is present" too)."""
+    return {role for role, caps in call.type.grants.items() if "join-backstage" in caps}
+
+
 def host_present(*, call: Call) -> bool:
     """Is someone in the call whose role lets them into backstage (a host getting ready)?"""
-    roles = {role for role, caps in call.type.grants.items() if "join-backstage" in caps}
+    roles = host_roles(call)
     joined = call_participants(call=call, states=(CallParticipant.State.JOINED,))
     return any(p.role in roles or p.user.role in roles for p in joined)
 
