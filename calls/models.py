@@ -347,6 +347,13 @@ class CallParticipant(models.Model):
         indexes = [
             # Who is in the call now (join, leave, lobby lists).
             models.Index(fields=["call", "state"], name="calls_participant_state_idx"),
+            # Who waits in a lobby now, across a team's calls (selectors.team_lobby: a
+            # clinic's waiting queue); small, as people wait only while they are there.
+            models.Index(
+                fields=["waiting_since"],
+                condition=Q(state="waiting"),
+                name="calls_participant_waiting_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -40,6 +40,22 @@ def call_participants(*, call: Call, states: tuple[str, ...]) -> list[CallPartic
     )
 
 
+def team_lobby(*, team: str, type_name: str) -> list[CallParticipant]:
+    """Everyone waiting now in the lobby of a team's open calls of one type, longest waiting
+    first, with their call and user (a clinic's waiting queue). One query."""
+    return list(
+        CallParticipant.objects.filter(
+            state=CallParticipant.State.WAITING,
+            call__team=team,
+            call__type__name=type_name,
+            call__ended_at__isnull=True,
+            call__deleted_at__isnull=True,
+        )
+        .select_related("call", "user")
+        .order_by("waiting_since", "pk")
+    )
+
+
 def call_attendance(*, call: Call) -> list[CallParticipant]:
     """Everyone who waited or joined, in every session of the call, oldest first."""
     return list(CallParticipant.objects.filter(call=call).select_related("user").order_by("pk"))
