@@ -63,7 +63,12 @@
   function announce(item) {
     var at = item.getAttribute("data-at") || "";
     var text = "Someone is waiting for your " + at + " appointment.";
-    var record = { id: item.getAttribute("data-waiting"), sound: chime(), notification: false };
+    var record = {
+      id: item.getAttribute("data-waiting"),
+      at: Date.now(), // when the queue showed them (tests compare it with the lobby entry)
+      sound: chime(),
+      notification: false,
+    };
     if (notificationsOn()) {
       try {
         var shown = new Notification("Patient waiting", { body: text, tag: "waiting-" + record.id });
