@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 
 from appointments.links import join_link_path
 from appointments.services.status import appointment_call_action
+from appointments.services.waiting import appointment_lobby_message
 from calls.models import CallParticipant
 from tests.browser.test_video_browser import READ_INBOUND, enter, sign_in
 from tests.factories import make_appointment
@@ -118,6 +119,17 @@ def test_the_patient_waits_for_the_clinician_in_a_live_call(
     # --- a lobby message from the Today page reaches the patient's page ---
     today.get_by_text("Message", exact=True).click()
     today.get_by_label("Message to the waiting room").fill("Running 5 minutes late")
+    # A live update while typing (another message, from the appointment page) keeps the open
+    # form and what was typed.
+    appointment_lobby_message(appointment=appointment, text="Back soon")
+    expect(patient_page.locator("#lobby-message")).to_have_text(
+        "Message from the clinic: Back soon"
+    )
+    expect(today.locator("[data-waiting]")).to_contain_text("Message shown: “Back soon”")
+    expect(today.get_by_label("Message to the waiting room")).to_have_value(
+        "Running 5 minutes late"
+    )
+    expect(today.get_by_label("Message to the waiting room")).to_be_focused()
     today.get_by_role("button", name="Send").click()
     expect(today.locator(".messages")).to_contain_text("Message shown in the waiting room.")
     expect(patient_page.locator("#lobby-message")).to_have_text(

@@ -93,6 +93,48 @@
     });
   }
 
+  /* The queue is replaced on every live update (portal.js): an open Message form, what was
+     typed in it and its focus must survive that. Kept by the form's action URL. */
+  var drafts = {}; // action → {open, text, focused}
+
+  function draftOf(node) {
+    var details = node.closest && node.closest("details.waiting-message");
+    var form = details && details.querySelector("form");
+    if (!form) return null;
+    var key = form.getAttribute("action");
+    if (!drafts[key]) drafts[key] = { open: false, text: null, focused: false };
+    return { key: key, draft: drafts[key], details: details, form: form };
+  }
+
+  function remember(event) {
+    if (event.type === "focusin") {
+      Object.keys(drafts).forEach(function (key) {
+        drafts[key].focused = false; // focus moved: only the new place keeps it
+      });
+    }
+    var found = draftOf(event.target);
+    if (!found) return;
+    var input = found.form.querySelector("input[name=text]");
+    found.draft.open = found.details.open;
+    found.draft.text = input ? input.value : null;
+    if (event.type === "focusin") found.draft.focused = event.target === input;
+  }
+
+  function restoreDrafts() {
+    document.querySelectorAll("details.waiting-message").forEach(function (details) {
+      var found = draftOf(details);
+      if (!found || !found.draft.open || details.open) return;
+      details.open = true;
+      var input = found.form.querySelector("input[name=text]");
+      if (!input) return;
+      if (found.draft.text !== null) input.value = found.draft.text;
+      if (found.draft.focused) {
+        input.focus();
+        input.setSelectionRange(input.value.length, input.value.length);
+      }
+    });
+  }
+
   function startOptIn(button) {
     function show() {
       var possible = "Notification" in window && Notification.permission !== "denied";
@@ -130,7 +172,15 @@
     scan(true); // whoever waits already when the page opens is not news
     document.querySelectorAll("[data-notify-optin]").forEach(startOptIn);
     document.addEventListener("click", unlockAudio, { once: true });
+    ["toggle", "input", "focusin"].forEach(function (type) {
+      document.addEventListener(type, remember, true);
+    });
+    document.addEventListener("submit", function (event) {
+      var found = draftOf(event.target);
+      if (found) delete drafts[found.key]; // sent: nothing to keep
+    }, true);
     new MutationObserver(function () {
+      restoreDrafts();
       scan(false);
     }).observe(document.body, { childList: true, subtree: true });
   }
