@@ -338,8 +338,10 @@ def participant_admit(
 def call_lobby_message(*, actor: Actor, type_name: str, call_id: str, text: str) -> Call:
     """A host (or staff, as the server) tells the people waiting in the lobby something
     short ("Running 5 minutes late"); empty clears it. Stored with the call, shown to the
-    waiting room at once (`call.lobby_message`)."""
+    waiting room at once (the `call.lobby_message` event, which does not carry the text)."""
     text = " ".join(text.split())
+    if "\x00" in text:
+        raise InputError("the lobby message may not hold a NUL character", fields={"text": "NUL"})
     if len(text) > LOBBY_MESSAGE_MAX:
         raise InputError(
             f"the lobby message is at most {LOBBY_MESSAGE_MAX} characters",
@@ -354,7 +356,9 @@ def call_lobby_message(*, actor: Actor, type_name: str, call_id: str, text: str)
         call.lobby_message = text
         call.lobby_message_at = timezone.now() if text else None
         call.save(update_fields=["lobby_message", "lobby_message_at", "updated_at"])
-        event_emit(type="call.lobby_message", for_call=call, text=text)
+        # The event says only that it changed: free text typed by staff may name someone,
+        # and events reach webhooks. The waiting tabs read it from the call.
+        event_emit(type="call.lobby_message", for_call=call, has_message=bool(text))
         return call
 
 

@@ -298,7 +298,10 @@ def test_the_lobby_message(people, clock):
     assert call.lobby_message == "Running 5 minutes late"
     assert call.lobby_message_at == T + timedelta(minutes=1)
     event = CallEvent.objects.get(type="call.lobby_message")
-    assert event.payload["text"] == "Running 5 minutes late"
+    assert event.payload["has_message"] is True
+    assert "Running" not in str(event.payload)  # staff's free text stays out of events
+    with pytest.raises(InputError):
+        call_lobby_message(actor=SERVER, type_name="appointment", call_id="visit-1", text="a\x00b")
     with pytest.raises(InputError):
         call_lobby_message(
             actor=SERVER,
