@@ -57,7 +57,8 @@ def _call_state(
     *, actor: Actor, appointment: Appointment, now: datetime, states: dict[str, str]
 ) -> tuple[str, JoinState]:
     """The person's state (mapped through `states`) and the join rule's answer it comes from.
-    Queries: the call (with its type), the person's member row."""
+    Queries: the call (with its type), the person's member row, and (a live call's waiting
+    room, for someone who waits in it) who is in the call."""
     standing = JoinState("not_allowed")
     try:
         call = call_selectors.call_get(actor=actor, type_name=CALL_TYPE, call_id=appointment.id)
@@ -66,7 +67,12 @@ def _call_state(
     if call is not None:
         member = call_selectors.member_of(actor=actor, call=call)
         caps = capabilities_for(actor, call, member)
-        standing = join_state(caps=caps, call=call, now=now)
+        standing = join_state(
+            caps=caps,
+            call=call,
+            now=now,
+            host_present=lambda: call_selectors.host_present(call=call),
+        )
     state = states.get(standing.state, "unavailable")
     # The clinic's word on the appointment wins over the call's.
     if appointment.status == Appointment.Status.CANCELLED:

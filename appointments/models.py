@@ -9,6 +9,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -43,6 +44,18 @@ class Clinic(models.Model):
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     # Seconds before an appointment when patients get a reminder (24 h, 1 h, 10 min).
     reminder_offsets = models.JSONField(default=default_reminder_offsets, blank=True)
+    # The waiting room (its calls' `backstage.waiting_room`): patients and guests wait in the
+    # lobby until a clinician is in the call. Admitted at once when one arrives, or only when
+    # staff press Admit; the lobby says "Running late" this many minutes after the start.
+    auto_admit = models.BooleanField(
+        default=True, help_text="Let waiting patients in as soon as a clinician joins the call."
+    )
+    running_late_after_minutes = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MaxValueValidator(240)],
+        help_text="Minutes after the start when the waiting room tells the patient that the "
+        "clinician is running late.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

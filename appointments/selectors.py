@@ -13,7 +13,7 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from calls import selectors as call_selectors
 from calls.capabilities import Actor, capabilities_for
-from calls.models import Call, CallEvent
+from calls.models import Call, CallEvent, CallParticipant
 
 from .models import CALL_TYPE, Appointment, AppointmentMember, Clinic, Patient, StaffMember
 
@@ -134,6 +134,86 @@ def clinic_schedule(*, clinic: Clinic, start: datetime, end: datetime) -> list[A
         _appointments().filter(clinic=clinic, starts_at__gte=start, starts_at__lt=end)
     )
     return with_calls(appointments)
+
+
+@dataclass
+class Waiting:
+    """One person waiting in the lobby of one of the clinic's calls (from one browser tab):
+    who, since when, and whether the staff member looking takes part in the appointment."""
+
+    appointment: Appointment
+    name: str
+    kind: str  # Patient, Guest, Interpreter, Clinician
+    user_session_id: str
+    waiting_since: datetime | None
+    call_live: bool
+    lobby_message: str
+    mine: bool
+
+
+def clinic_waiting(*, clinic: Clinic, staff: StaffMember) -> list[Waiting]:
+    """The clinic's waiting queue: everyone in the lobby of its appointments' calls now,
+    longest waiting first. Queries: the waiting participants with their calls and users (1),
+    and when someone waits, their appointments with clinic and patient (1) and members (1)."""
+    waiting = call_selectors.team_lobby(team=clinic.slug, type_name=CALL_TYPE)
+    if not waiting:
+        return []
+    appointments = {
+        a.pk: a
+        for a in _appointments().filter(clinic=clinic, pk__in={p.call.call_id for p in waiting})
+    }
+    queue = []
+    for p in waiting:
+        appointment = appointments.get(p.call.call_id)
+        if appointment is None:
+            continue
+        members = list(appointment.members.all())
+        member = next((m for m in members if m.call_user_id == p.user_id), None)
+        if p.user_id == appointment.patient.call_user_id:
+            name, kind = appointment.patient.name, "Patient"
+        elif member is not None and member.staff is not None:
+            name, kind = member.staff.display_name, member.get_kind_display()
+        else:
+            name, kind = p.user.name or "Guest", "Guest"
+        queue.append(
+            Waiting(
+                appointment=appointment,
+                name=name,
+                kind=kind,
+                user_session_id=p.user_session_id,
+                waiting_since=p.waiting_since,
+                call_live=not p.call.backstage,
+                lobby_message=p.call.lobby_message,
+                mine=any(m.staff_id == staff.pk for m in members),
+            )
+        )
+    return queue
+
+
+def appointment_lobby(*, appointment: Appointment) -> list[CallParticipant]:
+    """Who waits in the lobby of the appointment's call now, longest first. One query."""
+    return list(
+        CallParticipant.objects.filter(
+            call__type__name=CALL_TYPE,
+            call__call_id=appointment.id,
+            call__deleted_at__isnull=True,
+            state=CallParticipant.State.WAITING,
+        )
+        .select_related("user")
+        .order_by("waiting_since", "pk")
+    )
+
+
+def clinic_requests(*, clinic: Clinic, since: datetime) -> list[Appointment]:
+    """The clinic's open appointments from `since` on that the patient checked in to or
+    asked to cancel (the patient API), soonest first. Queries: the appointments with clinic
+    and patient (1), their members (1)."""
+    return list(
+        _appointments()
+        .filter(clinic=clinic, status__in=Appointment.OPEN_STATUSES, starts_at__gte=since)
+        .filter(Q(checked_in_at__isnull=False) | Q(cancel_requested_at__isnull=False))
+        .order_by("starts_at", "pk")
+    )
 
 
 def _check_appointment_id(appointment_id: str) -> None:

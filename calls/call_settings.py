@@ -593,6 +593,13 @@ _SECTION_SPECS: dict[str, _Spec] = {
             # Our extension: holders of join-backstage enter from this long before the start
             # (unset: any time). Enforced by capabilities.join_state.
             "hosts_join_ahead_seconds": _Int(0, 86_400),
+            # Our extension, the waiting room (capabilities.join_state): in a live call,
+            # people without join-backstage wait in the lobby until a host is present
+            # (`auto_admit`, default true) or a host or staff admits them; the lobby says
+            # "running late" this long after the start.
+            "waiting_room": _BOOL,
+            "auto_admit": _BOOL,
+            "running_late_after_seconds": _Int(0, 86_400),
         }
     ),
     "ring": _Object(

@@ -23,7 +23,7 @@ pages) derives from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -452,12 +452,38 @@ def _before_start(call: Call, seconds: int | None) -> datetime | None:
     return call.starts_at - timedelta(seconds=seconds)
 
 
-def join_state(*, caps: list[str], call: Call, now: datetime) -> JoinState:
+def waiting_room(call: Call) -> tuple[bool, bool]:
+    """The call's waiting room (our extension, `backstage.waiting_room` and
+    `backstage.auto_admit`): whether people without `join-backstage` wait in the lobby of a
+    live call until a host is present, and whether a host's presence admits them at once
+    (else a host or staff admit each one)."""
+    backstage = effective(call).get("backstage") or {}
+    return bool(backstage.get("waiting_room")), backstage.get("auto_admit", True) is not False
+
+
+def join_state(
+    *,
+    caps: list[str],
+    call: Call,
+    now: datetime,
+    host_present: bool | Callable[[], bool] = False,
+    admitted: bool = False,
+) -> JoinState:
     """The one join rule. Ordinary members wait in the lobby of a backstage call from its
     `join_ahead_time_seconds` before the start (0: only at go-live); holders of
     `join-backstage` enter backstage from `hosts_join_ahead_seconds` before the start (our
     extension; unset: any time). A call ended by its max-duration timer stays ended, whatever
-    the grants say."""
+    the grants say.
+
+    The waiting room (`waiting_room(call)`): in a live call, someone without
+    `join-backstage` is in the `lobby` (no media, no signaling) until a host (a joined
+    participant holding `join-backstage`) is present and the call admits automatically, or
+    until they are `admitted` (a host or staff pressed Admit; a joined participant keeps
+    it). `host_present` may be a function (a query), called only when the answer matters.
+    Callers that do not know who is present (the REST join, token minting) leave it False:
+    such a person may hold a token and enter the lobby; the call socket
+    (`services.sessions.participant_enter`) asks with the presence it reads under the
+    call's lock."""
     backstage = effective(call).get("backstage") or {}
     lobby_ahead = backstage.get("join_ahead_time_seconds") or 0
     lobby_opens = _before_start(call, lobby_ahead) if lobby_ahead > 0 else None
@@ -467,6 +493,13 @@ def join_state(*, caps: list[str], call: Call, now: datetime) -> JoinState:
     if "join-call" not in caps:
         return JoinState("not_allowed", lobby_opens)
     if not call.backstage:
+        if "join-backstage" in caps or admitted:
+            return JoinState("live", lobby_opens)
+        waits, auto_admit = waiting_room(call)
+        if waits and not (
+            auto_admit and (host_present() if callable(host_present) else host_present)
+        ):
+            return JoinState("lobby", lobby_opens, then="live")
         return JoinState("live", lobby_opens)
     if "join-backstage" in caps:
         hosts_opens = _before_start(call, backstage.get("hosts_join_ahead_seconds"))

@@ -94,6 +94,9 @@ class Call(models.Model):
     )
     # Why the call ended (`call_end`'s reason): a call ended by its timer refuses rejoin.
     end_reason = models.CharField(max_length=64, blank=True, default="")
+    # What a host or staff tells the people in the lobby (services.sessions.call_lobby_message).
+    lobby_message = models.CharField(max_length=140, blank=True, default="")
+    lobby_message_at = models.DateTimeField(null=True, blank=True)
     blocked_user_ids = models.JSONField(default=list, blank=True)
     # UpdateUserPermissions: {user_id: {capability: granted?}} for screenshare, send-audio and
     # send-video, over what the user's roles give (capabilities.capabilities_for).
@@ -344,6 +347,13 @@ class CallParticipant(models.Model):
         indexes = [
             # Who is in the call now (join, leave, lobby lists).
             models.Index(fields=["call", "state"], name="calls_participant_state_idx"),
+            # Who waits in a lobby now, across a team's calls (selectors.team_lobby: a
+            # clinic's waiting queue); small, as people wait only while they are there.
+            models.Index(
+                fields=["waiting_since"],
+                condition=Q(state="waiting"),
+                name="calls_participant_waiting_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -56,6 +56,22 @@ def call_participants(*, call: Call, states: tuple[str, ...]) -> list[CallPartic
     )
 
 
+def team_lobby(*, team: str, type_name: str) -> list[CallParticipant]:
+    """Everyone waiting now in the lobby of a team's open calls of one type, longest waiting
+    first, with their call and user (a clinic's waiting queue). One query."""
+    return list(
+        CallParticipant.objects.filter(
+            state=CallParticipant.State.WAITING,
+            call__team=team,
+            call__type__name=type_name,
+            call__ended_at__isnull=True,
+            call__deleted_at__isnull=True,
+        )
+        .select_related("call", "user")
+        .order_by("waiting_since", "pk")
+    )
+
+
 def call_attendance(*, call: Call) -> list[CallParticipant]:
     """Everyone who waited or joined, in every session of the call, oldest first."""
     return list(CallParticipant.objects.filter(call=call).select_related("user").order_by("pk"))
@@ -539,9 +555,15 @@ def call_by_pk(*, pk: int) -> Call:
     return calls_base().get(pk=pk)
 
 
+def host_roles(call: Call) -> set[str]:
+    """The roles that let a participant into backstage: the call's hosts (the waiting room's
+    "a host is present" too)."""
+    return {role for role, caps in call.type.grants.items() if "join-backstage" in caps}
+
+
 def host_present(*, call: Call) -> bool:
     """Is someone in the call whose role lets them into backstage (a host getting ready)?"""
-    roles = {role for role, caps in call.type.grants.items() if "join-backstage" in caps}
+    roles = host_roles(call)
     joined = call_participants(call=call, states=(CallParticipant.State.JOINED,))
     return any(p.role in roles or p.user.role in roles for p in joined)
 

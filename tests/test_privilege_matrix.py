@@ -62,6 +62,7 @@ from appointments.joining import join_info
 from appointments.links import session_grant
 from appointments.services.guests import appointment_guest_invite
 from appointments.services.patient_sessions import patient_session_start
+from calls.models import Call
 from calls.realtime import browser_connection
 from calls.services.devices import device_register
 from calls.tokens import mint_server_token
@@ -95,6 +96,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "portal", "own_appointment", 302),
     ("patient", "portal", "admin", 302),
     ("patient", "portal", "audit_log", 302),
+    ("patient", "portal", "waiting", 302),
+    ("patient", "portal", "lobby_message", "login"),
+    ("patient", "portal", "admit", "login"),
     ("patient", "socket", "own_call", "subscribed"),
     ("patient", "socket", "other_call", "error 17"),
     ("patient", "socket", "team", "error 17"),
@@ -150,6 +154,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("coordinator", "portal", "audit_log", 403),
     ("coordinator", "portal", "patient_export", 403),
     ("coordinator", "join", "push_own", 403),  # a portal session is no join link
+    ("coordinator", "portal", "waiting", 200),
+    ("coordinator", "portal", "lobby_message", "stored"),
+    ("coordinator", "portal", "admit", "done"),
     ("coordinator", "socket", "own_call", "error 17"),
     ("coordinator", "socket", "team", "subscribed"),
     # --- clinician: the host; the staff join page's call token
@@ -169,6 +176,8 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinician", "portal", "reason", "reason"),
     ("clinician", "portal", "audit_log", 403),
     ("clinician", "portal", "patient_export", 403),
+    ("clinician", "portal", "waiting", 200),
+    ("clinician", "portal", "lobby_message", "stored"),
     ("clinician", "socket", "own_call", "subscribed"),
     ("clinician", "socket", "other_call", "error 17"),
     ("clinician", "socket", "team", "error 17"),
@@ -186,6 +195,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinic_admin", "portal", "reason", "reason"),
     ("clinic_admin", "portal", "audit_log", 200),
     ("clinic_admin", "portal", "patient_export", 200),
+    ("clinic_admin", "portal", "waiting", 200),
     ("clinic_admin", "socket", "team", "subscribed"),
     # --- other clinic: clinic-b's clinician
     ("other_clinic", "calls", "users", 200),  # clinic-b's own users only (test below)
@@ -203,6 +213,9 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("other_clinic", "portal", "audit_log", 404),
     ("other_clinic", "portal", "patient_export", 404),
     ("other_clinic", "join", "push_own", 403),
+    ("other_clinic", "portal", "waiting", 404),
+    ("other_clinic", "portal", "lobby_message", "404"),
+    ("other_clinic", "portal", "admit", "404"),
     ("other_clinic", "socket", "own_call", "error 17"),
     ("other_clinic", "socket", "team", "error 17"),
     # --- superuser: Django admin session; a server token
@@ -218,6 +231,8 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "portal", "admin", 200),
     ("superuser", "portal", "audit_log", 403),
     ("superuser", "join", "push_own", 403),
+    ("superuser", "portal", "waiting", 403),
+    ("superuser", "portal", "lobby_message", "403"),
     ("superuser", "socket", "own_call", "subscribed"),
     ("superuser", "socket", "team", "subscribed"),
     ("superuser", "socket", "unknown_call", "error 16"),
@@ -533,6 +548,22 @@ def _unsubscribe_other_patients(world: World, persona: str) -> int:
         keys=_browser_keys(),
     )
     return _join_push(world, persona, world.own, unsubscribe=theirs.token)
+def _portal_post(world: World, persona: str, name: str, data: dict[str, str]) -> str:
+    """A portal button on the own appointment: `login` (sent to sign in), `done` (back to
+    the page, the service asked), or the refusal's status."""
+    response = world.portal_client(persona).post(
+        reverse(f"portal:{name}", args=["clinic-a", world.own.id]), data
+    )
+    if response.status_code != 302:
+        return str(response.status_code)
+    return "login" if "/login/" in response["Location"] else "done"
+
+
+def _lobby_message(world: World, persona: str) -> str:
+    """The waiting room's message on the own appointment: `stored` when it changed."""
+    outcome = _portal_post(world, persona, "appointment_lobby_message", {"text": persona})
+    stored = Call.objects.get(call_id=world.own.id).lobby_message == persona
+    return "stored" if outcome == "done" and stored else outcome
 
 
 REASON = "Persistent cough since March"  # the clinical reason: who reads the page sees it?
@@ -596,6 +627,11 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
         w, p, reverse("portal:patient_edit", args=["clinic-a", w.patient.pk])
     ),
     ("portal", "admin"): lambda w, p: _portal(w, p, "/admin/"),
+    ("portal", "waiting"): lambda w, p: _portal(w, p, reverse("portal:waiting", args=["clinic-a"])),
+    ("portal", "lobby_message"): _lobby_message,
+    ("portal", "admit"): lambda w, p: _portal_post(
+        w, p, "appointment_admit", {"user_session_id": "nobody"}
+    ),
     ("portal", "reason"): _sees_reason,
     ("portal", "audit_log"): lambda w, p: _portal(w, p, reverse("portal:audit", args=["clinic-a"])),
     ("portal", "patient_export"): lambda w, p: (

@@ -24,6 +24,7 @@ from calls import realtime
 
 from .forms import AppointmentForm, attach_errors
 from .pages import PHASE_LABELS, page
+from .waiting import appointment_waiting_context
 
 ACTION_MESSAGES = {
     "go_live": "The call is live: the patient can join now.",
@@ -207,6 +208,7 @@ def appointment_detail(
             if m.kind == AppointmentMember.Kind.GUEST
         ],
         "max_guests": guests.MAX_GUESTS,
+        **appointment_waiting_context(staff, appointment),
     }
     return page(request, staff, "portal/appointment_detail.html", context)
 

@@ -159,7 +159,11 @@ class AppointmentForm(forms.Form):
         required=False,
         initial=True,
         label="Backstage",
-        help_text="Staff enter first; the patient joins when a clinician presses Go live.",
+        help_text=(
+            "Staff can enter before the start. The call goes live at the start time (or "
+            "when a clinician presses Go live); the patient waits in the waiting room until "
+            "a clinician is in the call."
+        ),
     )
     staff_join_ahead_minutes = forms.IntegerField(
         label="Staff may join (minutes before)", min_value=0, max_value=240, initial=15

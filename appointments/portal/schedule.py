@@ -9,12 +9,14 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from appointments import joining, selectors
 from appointments.access import SESSION_CLINIC, clinic_view, staff_view
 from appointments.models import Clinic, StaffMember
+from appointments.services.waiting import LOBBY_MESSAGE_MAX
 from calls import realtime
 
 from .forms import DayForm
@@ -55,17 +57,26 @@ def _day_context(request: HttpRequest, clinic: Clinic, staff: StaffMember) -> di
     start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
     now = timezone.now()
+    today = timezone.localdate(timezone=zone)
+    # The waiting room, on today's page only (waiting.py: the queue and its badge).
+    waiting = selectors.clinic_waiting(clinic=clinic, staff=staff) if day == today else []
+    waiting_since = {}
+    for w in reversed(waiting):  # longest waiting first: the first one wins
+        waiting_since[w.appointment.pk] = w.waiting_since
     rows = [
         {
             "appointment": row.appointment,
             "phase": row.phase,
             "phase_label": PHASE_LABELS[row.phase],
             "joinable": _joinable(row, staff, now),
+            "waiting_since": waiting_since.get(row.appointment.pk),
         }
         for row in selectors.clinic_schedule(clinic=clinic, start=start, end=end)
     ]
-    today = timezone.localdate(timezone=zone)
     return {
+        "waiting": waiting,
+        "waiting_back": reverse("portal:today", args=[clinic.slug]),
+        "lobby_message_max": LOBBY_MESSAGE_MAX,
         "clinic": clinic,
         "day": day,
         "today": today,

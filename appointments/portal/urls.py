@@ -6,13 +6,25 @@ from django.urls import include, path
 
 from appointments.join import views as join_views
 
-from . import account, appointments, audit, patients, schedule
+from . import account, appointments, audit, patients, schedule, waiting
 
 app_name = "portal"
 
 clinic_patterns = [
     path("today/", schedule.today, name="today"),
     path("today/rows/", schedule.today_rows, name="today_rows"),
+    path("waiting/", waiting.waiting_now, name="waiting"),
+    path("waiting/rows/", waiting.waiting_rows, name="waiting_rows"),
+    path(
+        "appointments/<str:appointment_id>/admit/",
+        waiting.appointment_admit,
+        name="appointment_admit",
+    ),
+    path(
+        "appointments/<str:appointment_id>/lobby-message/",
+        waiting.appointment_lobby_message,
+        name="appointment_lobby_message",
+    ),
     path("appointments/new/", appointments.appointment_new, name="appointment_new"),
     path("appointments/<str:appointment_id>/", appointments.appointment_detail, name="appointment"),
     path(

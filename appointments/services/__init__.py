@@ -8,7 +8,8 @@
 - `status`: what moves an appointment after booking (check-in, a cancel request, its call's
   events, the portal's call buttons);
 - `sign_in_codes`: the patient API's emailed sign-in codes;
-- `call_users`: the calls user behind each staff member and patient.
+- `call_users`: the calls user behind each staff member and patient;
+- `waiting`: the waiting room from the clinic's side (Admit, the lobby message).
 
 An appointment and its call never disagree: booking, rescheduling, changing members and
 cancelling change the call through `calls.services` inside the same transaction, so a failure

@@ -230,6 +230,10 @@ def _call_settings(appointment: Appointment) -> dict[str, Any]:
             "enabled": appointment.backstage_enabled,
             "join_ahead_time_seconds": appointment.lobby_opens_minutes * 60,
             "hosts_join_ahead_seconds": appointment.staff_join_ahead_minutes * 60,
+            # The waiting room: the patient sees the clinician only once one is in the call.
+            "waiting_room": True,
+            "auto_admit": appointment.clinic.auto_admit,
+            "running_late_after_seconds": appointment.clinic.running_late_after_minutes * 60,
         },
         # The session's timer starts with the first join, which may be staff entering
         # backstage early: the slot, the overrun grace and that early time.

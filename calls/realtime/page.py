@@ -129,7 +129,8 @@ _PRESENCE = frozenset(
 def steps(payload: dict[str, Any], tab: Tab) -> list[str]:
     """What this call event means for this tab, in order: `call_ended`, `call_updated`,
     `admitted` (into the call from the lobby), `participant_joined`, `participant_left`,
-    `waiting` (the lobby list changed), `lobby` (someone came or went while this tab waits),
+    `waiting` (the lobby list changed), `lobby` (someone came or went while this tab waits, or
+    the lobby message changed),
     `gone` (this participant left without asking), `timer_warning`, `muted`, `permissions`,
     `removed` (no longer a member). Empty: nothing to do."""
     if not tab.state:
@@ -143,6 +144,8 @@ def steps(payload: dict[str, Any], tab: Tab) -> list[str]:
         participant = payload.get("participant") or {}
         mine = participant.get("user_session_id") == tab.user_session_id
         return _participant_steps(kind, mine, tab)
+    if kind == "call.lobby_message":
+        return ["lobby"] if tab.state == WAITING else []
     if kind == "call.session_timer_warning":
         return ["timer_warning"] if tab.state == JOINED else []
     if _concerns_me(kind, payload, tab):
@@ -152,6 +155,20 @@ def steps(payload: dict[str, Any], tab: Tab) -> list[str]:
             "call.member_removed": ["removed"],
         }[kind]
     return []
+
+
+def waiting_room(call: Call) -> dict[str, Any]:
+    """What the lobby page shows of the call's waiting room: whether it waits for a host,
+    whether a host's arrival admits at once, when it says "running late", and the message a
+    host or staff left for the lobby."""
+    backstage = effective(call)["backstage"]
+    return {
+        "enabled": bool(backstage.get("waiting_room")),
+        "auto_admit": backstage.get("auto_admit", True) is not False,
+        "running_late_after_seconds": backstage.get("running_late_after_seconds"),
+        "message": call.lobby_message,
+        "message_at": iso(call.lobby_message_at),
+    }
 
 
 def call_ended(payload: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,8 @@ from calls.models import Call, CallParticipant
 from calls.services.live import call_end, call_go_live
 from calls.services.moderation import call_kick_user, call_mute_users
 from calls.services.sessions import (
+    call_lobby_message,
+    participant_admit,
     participant_disconnected,
     participant_enter,
     participant_leave,
@@ -65,6 +67,7 @@ def _lobby_message(call_pk: int) -> dict[str, Any]:
         "state": "lobby",
         "host_present": selectors.host_present(call=call),
         "call": page.call_summary(call, now=timezone.now()),
+        "waiting_room": page.waiting_room(call),
     }
 
 
@@ -190,6 +193,10 @@ class RtcConsumer(JsonSocket):
                 await self._as_user(call_end)
             elif kind in ("mute", "remove"):
                 await self.moderate(kind, content)
+            elif kind == "admit":
+                await self.admit(content)
+            elif kind == "lobby_message":
+                await self.lobby_message(content)
             elif kind == "leave":
                 await self.leave()
             else:
@@ -324,6 +331,23 @@ class RtcConsumer(JsonSocket):
                 actor=self.actor, type_name=self.type_name, call_id=self.call_id, user_id=user_id
             )
 
+    async def admit(self, content: dict[str, Any]) -> None:
+        """A host lets someone in from the lobby (`participant_admit`: the call decides)."""
+        target = content.get("user_session_id")
+        if not isinstance(target, str) or not target:
+            raise InputError("admit needs a `user_session_id`")
+        await database_sync_to_async(participant_admit)(
+            actor=self.actor, type_name=self.type_name, call_id=self.call_id, user_session_id=target
+        )
+
+    async def lobby_message(self, content: dict[str, Any]) -> None:
+        text = content.get("text")
+        if not isinstance(text, str):
+            raise InputError("lobby_message needs a `text` string")
+        await database_sync_to_async(call_lobby_message)(
+            actor=self.actor, type_name=self.type_name, call_id=self.call_id, text=text
+        )
+
     async def _as_user(self, service: Any) -> None:
         await database_sync_to_async(service)(
             actor=self.actor, type_name=self.type_name, call_id=self.call_id
@@ -440,9 +464,10 @@ class RtcConsumer(JsonSocket):
         )
         if state != State.LEFT or reason in ("left", "call_ended"):
             return  # our own leave, or the call's end (call_ended follows)
-        if reason == "backstage":
-            # The call went back to backstage: this tab waits in the lobby again (a `lobby`
-            # message while joined tells the page to close its peer connections).
+        if reason in ("backstage", "lobby"):
+            # The call went back to backstage, or its last host left (the waiting room): this
+            # tab waits in the lobby again (a `lobby` message while joined tells the page to
+            # close its peer connections).
             await self._reenter()
             return
         self.state = ""

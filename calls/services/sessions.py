@@ -3,7 +3,9 @@ lobby, being admitted, leaving, timing out (calls.realtime.rtc is their door).""
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +16,7 @@ from django.utils import timezone
 
 from calls import selectors, wire
 from calls.call_settings import effective
-from calls.capabilities import Actor, capabilities_for, join_state
+from calls.capabilities import Actor, JoinState, capabilities_for, join_state, waiting_room
 from calls.errors import InputError, NotAllowed
 from calls.models import Call, CallMember, CallParticipant, CallRing, CallSession
 from calls.outbox.events import event_emit
@@ -24,10 +26,14 @@ from calls.scheduling.due import (
     participant_timeout_set,
 )
 
+from .base import require
+
 # A joined participant whose connection has not been heard from for this long has gone
 # (a server crash leaves no disconnect behind): the sweep makes them leave.
 
 PARTICIPANT_SILENT_AFTER = timedelta(seconds=90)
+# A lobby message is a line ("Running 5 minutes late"), not a letter.
+LOBBY_MESSAGE_MAX = 140
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,23 @@ def _admit(call: Call, participant: CallParticipant, now: datetime) -> None:
     _count_updated(call, session)
 
 
+def _presence(call: Call) -> Callable[[], bool]:
+    """Is a host in the call? Asked by the join rule only when the answer matters (a live
+    call's waiting room), read at most once."""
+    return functools.cache(lambda: selectors.host_present(call=call))
+
+
+def _standing(
+    call: Call,
+    caps: list[str],
+    now: datetime,
+    *,
+    present: Callable[[], bool] | bool,
+    admitted: bool = False,
+) -> JoinState:
+    return join_state(caps=caps, call=call, now=now, host_present=present, admitted=admitted)
+
+
 def participant_enter(
     *,
     actor: Actor,
@@ -159,11 +182,14 @@ def participant_enter(
     audio: bool = True,
     video: bool = True,
 ) -> Entry:
-    """A browser tab asks to be in the call. The join rule (`join_state`) decides; a person
-    who may not enter a backstage call yet (no `join-backstage`) waits in the lobby and is
-    admitted at go-live (`participants_admit`). `user_session_id` resumes a connection that
-    dropped: same participant, no events. `audio` / `video`: what the tab sends from the start
-    (as far as the user may send it), so the others' first view of it is right."""
+    """A browser tab asks to be in the call. The join rule (`join_state`, asked with who is
+    present) decides; a person who may not enter a backstage call yet (no `join-backstage`)
+    waits in the lobby and is admitted at go-live (`participants_admit`), and in a call with
+    a waiting room waits until a host is present or admits them (`participant_admit`). A
+    host who enters admits the waiting room when the call admits automatically.
+    `user_session_id` resumes a connection that dropped: same participant, no events.
+    `audio` / `video`: what the tab sends from the start (as far as the user may send it),
+    so the others' first view of it is right."""
     if actor.is_server or actor.user is None:
         raise InputError("joining is done with a user token")
     with transaction.atomic():
@@ -173,12 +199,14 @@ def participant_enter(
         member = selectors.member_of(actor=actor, call=call)
         caps = capabilities_for(actor, call, member)
         now = timezone.now()
-        denial = join_state(caps=caps, call=call, now=now).denial
-        if denial is not None:
-            raise NotAllowed(denial)
-        waits = call.backstage and "join-backstage" not in caps
+        present = _presence(call)
+        standing = _standing(call, caps, now, present=present)
+        if standing.denial is not None:
+            raise NotAllowed(standing.denial)
         if user_session_id:
-            resumed = _resume(call, actor, user_session_id, channel_name, waits=waits, now=now)
+            resumed = _resume(
+                call, actor, caps, user_session_id, channel_name, present=present, now=now
+            )
             if resumed is not None:
                 return Entry(call=call, participant=resumed, capabilities=caps, resumed=True)
         participant = CallParticipant.objects.create(
@@ -192,19 +220,35 @@ def participant_enter(
             audio=audio and "send-audio" in caps,
             video=video and "send-video" in caps,
         )
-        if waits:
+        if standing.state == "lobby":
             _participant_event(call, participant, "call.lobby_participant_joined")
         else:
             _admit(call, participant, now)
+            _host_admits(call, caps)
         return Entry(call=call, participant=participant, capabilities=caps)
 
 
+def _host_admits(call: Call, caps: list[str]) -> None:
+    """A host just entered a live call: its waiting room is admitted (if the call admits
+    automatically: the join rule decides for each)."""
+    if "join-backstage" in caps and not call.backstage and waiting_room(call)[0]:
+        participants_admit(call=call)
+
+
 def _resume(
-    call: Call, actor: Actor, user_session_id: str, channel_name: str, *, waits: bool, now: datetime
+    call: Call,
+    actor: Actor,
+    caps: list[str],
+    user_session_id: str,
+    channel_name: str,
+    *,
+    present: Callable[[], bool],
+    now: datetime,
 ) -> CallParticipant | None:
     """A dropped connection comes back: the same participant at its new channel (admitted if
-    the call went live meanwhile), or None when it must enter anew (gone, or the call went
-    back to backstage while a joined participant was away: they wait again)."""
+    the join rule now lets them in: the call went live, a host came), or None when it must
+    enter anew (gone, or the call went back to backstage while a joined participant was
+    away: they wait again). A joined participant keeps their admission."""
     participant = (
         CallParticipant.objects.select_for_update()
         .filter(call=call, user=actor.user, user_session_id=user_session_id)
@@ -213,7 +257,9 @@ def _resume(
     )
     if participant is None:
         return None
-    if participant.state == CallParticipant.State.JOINED and waits:
+    joined = participant.state == CallParticipant.State.JOINED
+    waits = _standing(call, caps, now, present=present, admitted=joined).state == "lobby"
+    if joined and waits:
         participant_leave(user_session_id=participant.user_session_id, reason="backstage")
         return None
     participant.channel_name = channel_name
@@ -223,20 +269,97 @@ def _resume(
     participant_timeout_clear(call, participant.user_session_id)
     if participant.state == CallParticipant.State.WAITING and not waits:
         _admit(call, participant, now)
+        _host_admits(call, caps)
     return participant
 
 
 def participants_admit(*, call: Call) -> list[CallParticipant]:
-    """The call went live: everyone waiting in its lobby who may now join is admitted.
-    Called by the services that make a call live, in their transaction."""
+    """Everyone waiting in the call's lobby whom the join rule now lets in is admitted: the
+    call went live, or a host entered a call with a waiting room. Called by those services,
+    in their transaction (the call locked)."""
     now = timezone.now()
+    waiting = list(
+        CallParticipant.objects.select_for_update()
+        .select_related("user")
+        .filter(call=call, state=CallParticipant.State.WAITING)
+        .order_by("pk")
+    )
+    if not waiting:
+        return []
+    present = _presence(call)
+    members = {m.user_id: m for m in CallMember.objects.filter(call=call)}
     admitted = []
-    for participant in CallParticipant.objects.select_for_update().filter(
-        call=call, state=CallParticipant.State.WAITING
-    ):
-        _admit(call, participant, now)
-        admitted.append(participant)
+    for participant in waiting:
+        caps = capabilities_for(Actor.of(participant.user), call, members.get(participant.user_id))
+        if _standing(call, caps, now, present=present).state != "lobby":
+            _admit(call, participant, now)
+            admitted.append(participant)
     return admitted
+
+
+def participant_admit(
+    *, actor: Actor, type_name: str, call_id: str, user_session_id: str
+) -> CallParticipant:
+    """A host (or staff, as the server) admits one person waiting in a live call's lobby,
+    whoever is present (the join rule's `admitted`). Admitting someone already in the call
+    changes nothing."""
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        if not actor.is_server:
+            require(actor, call, selectors.member_of(actor=actor, call=call), "join-backstage")
+        participant = (
+            CallParticipant.objects.select_for_update()
+            .select_related("user")
+            .filter(call=call, user_session_id=user_session_id)
+            .exclude(state=CallParticipant.State.LEFT)
+            .first()
+        )
+        if participant is None:
+            raise InputError(
+                f"{user_session_id} is not waiting in this call",
+                fields={"user_session_id": "not waiting"},
+            )
+        if participant.state == CallParticipant.State.JOINED:
+            return participant
+        member = CallMember.objects.filter(call=call, user_id=participant.user_id).first()
+        caps = capabilities_for(Actor.of(participant.user), call, member)
+        now = timezone.now()
+        standing = _standing(call, caps, now, present=False, admitted=True)
+        if standing.state != "live":
+            raise NotAllowed(
+                standing.denial or "the call is not live yet: go live to admit the lobby"
+            )
+        _admit(call, participant, now)
+        return participant
+
+
+def call_lobby_message(*, actor: Actor, type_name: str, call_id: str, text: str) -> Call:
+    """A host (or staff, as the server) tells the people waiting in the lobby something
+    short ("Running 5 minutes late"); empty clears it. Stored with the call, shown to the
+    waiting room at once (the `call.lobby_message` event, which does not carry the text)."""
+    text = " ".join(text.split())
+    if "\x00" in text:
+        raise InputError("the lobby message may not hold a NUL character", fields={"text": "NUL"})
+    if len(text) > LOBBY_MESSAGE_MAX:
+        raise InputError(
+            f"the lobby message is at most {LOBBY_MESSAGE_MAX} characters",
+            fields={"text": "too long"},
+        )
+    with transaction.atomic():
+        call = selectors.call_get(
+            actor=actor, type_name=type_name, call_id=call_id, for_update=True
+        )
+        if not actor.is_server:
+            require(actor, call, selectors.member_of(actor=actor, call=call), "join-backstage")
+        call.lobby_message = text
+        call.lobby_message_at = timezone.now() if text else None
+        call.save(update_fields=["lobby_message", "lobby_message_at", "updated_at"])
+        # The event says only that it changed: free text typed by staff may name someone,
+        # and events reach webhooks. The waiting tabs read it from the call.
+        event_emit(type="call.lobby_message", for_call=call, has_message=bool(text))
+        return call
 
 
 def participant_leave(*, user_session_id: str, reason: str = "left") -> CallParticipant | None:
@@ -290,7 +413,25 @@ def participant_leave(*, user_session_id: str, reason: str = "left") -> CallPart
             session_end(call, session, now)
         else:
             _count_updated(call, session)
+            _back_to_lobby_if_host_left(call, participant)
         return participant
+
+
+def _back_to_lobby_if_host_left(call: Call, gone: CallParticipant) -> None:
+    """The waiting room: when the last host leaves a live call, the people left without one
+    go back to its lobby (reason `lobby`; their call socket puts them there) rather than sit
+    in an empty call."""
+    if call.backstage or call.ended_at is not None or not waiting_room(call)[0]:
+        return
+    roles = selectors.host_roles(call)
+    if (gone.role not in roles and gone.user.role not in roles) or selectors.host_present(
+        call=call
+    ):
+        return
+    for user_session_id in CallParticipant.objects.filter(
+        call=call, state=CallParticipant.State.JOINED
+    ).values_list("user_session_id", flat=True):
+        participant_leave(user_session_id=user_session_id, reason="lobby")
 
 
 def participant_disconnected(*, user_session_id: str) -> None:

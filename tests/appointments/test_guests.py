@@ -13,6 +13,7 @@ from django.test import Client
 
 from appointments import links
 from appointments.models import AppointmentMember
+from appointments.selectors import staff_actor
 from appointments.services.booking import appointment_cancel, appointment_update, booking_of
 from appointments.services.guests import (
     MAX_GUESTS,
@@ -60,7 +61,7 @@ def test_a_guest_gets_a_calls_user_a_call_membership_and_a_link(appointment, doc
     assert "Back to the appointment" not in page
 
 
-def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doctor, frozen):
+def test_a_guest_waits_in_the_lobby_until_live_with_a_clinician(appointment, doctor, frozen):
     member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria")
     frozen.move_to(START - dt.timedelta(minutes=5))
     guest = Actor(user=member.call_user, teams=frozenset(member.call_user.teams))
@@ -71,6 +72,11 @@ def test_a_guest_waits_in_the_lobby_and_is_admitted_at_go_live(appointment, doct
 
     assert not entry.admitted
     appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    entry.participant.refresh_from_db()
+    assert entry.participant.state == "waiting"  # live, but nobody to see them yet
+    participant_enter(
+        actor=staff_actor(doctor), type_name="appointment", call_id=appointment.id, channel_name="d"
+    )
     entry.participant.refresh_from_db()
     assert entry.participant.state == "joined"
 

@@ -20,7 +20,8 @@ from django.test import Client
 from django.urls import reverse
 
 from appointments import links
-from appointments.models import Appointment
+from appointments.models import CALL_TYPE, Appointment
+from appointments.selectors import staff_actor
 from appointments.services.booking import (
     Booking,
     appointment_cancel,
@@ -111,9 +112,22 @@ def test_before_the_lobby_opens_the_page_says_when(appointment):
     assert config["token"] is None
 
 
-def test_a_live_call_is_joined_directly(appointment, doctor, frozen):
+def test_a_live_call_without_its_clinician_is_a_waiting_room(appointment, doctor, frozen):
     frozen.move_to(START)
     appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    response = open_link(links.join_link_path(appointment))
+    config = room_config(response)
+    assert config["state"] == "lobby"
+    assert config["token"]  # the patient may wait inside; the call socket decides the rest
+    assert b"Enter the waiting room" in response.content
+
+
+def test_a_live_call_with_its_clinician_is_joined_directly(appointment, doctor, frozen):
+    frozen.move_to(START)
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    participant_enter(
+        actor=staff_actor(doctor), type_name=CALL_TYPE, call_id=appointment.id, channel_name="c"
+    )
     response = open_link(links.join_link_path(appointment))
     assert room_config(response)["state"] == "live"
     assert b"Join the call" in response.content

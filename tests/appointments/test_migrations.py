@@ -78,3 +78,30 @@ def test_clinic_admins_made_before_roles_reached_the_admin_get_it(clinic, doctor
     assert user.is_staff
     assert user.has_perm("appointments.change_appointment")
     assert not user.has_perm("appointments.delete_appointment")
+
+
+calls_waiting_room = importlib.import_module("appointments.migrations.0011_calls_waiting_room")
+
+
+def test_open_appointments_booked_before_the_waiting_room_get_one(clinic, doctor, colleague):
+    clinic.auto_admit = False
+    clinic.running_late_after_minutes = 7
+    clinic.save()
+    old = make_appointment(clinic, host=doctor)
+    done = make_appointment(clinic, host=colleague)
+    for appointment in (old, done):
+        call = Call.objects.get(call_id=appointment.id)
+        override = call.settings_override
+        for key in ("waiting_room", "auto_admit", "running_late_after_seconds"):
+            del override["backstage"][key]  # as booked before
+        Call.objects.filter(pk=call.pk).update(settings_override=override)
+    type(done).objects.filter(pk=done.pk).update(status="completed")
+
+    calls_waiting_room.forwards(apps, None)
+
+    backstage = _backstage(old)
+    assert backstage["waiting_room"] is True
+    assert backstage["auto_admit"] is False
+    assert backstage["running_late_after_seconds"] == 7 * 60
+    assert backstage["hosts_join_ahead_seconds"] == old.staff_join_ahead_minutes * 60  # kept
+    assert "waiting_room" not in _backstage(done)  # finished: left as it was

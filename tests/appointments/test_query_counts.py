@@ -92,9 +92,13 @@ def patient_form(v: Visit) -> dict:
 CASES = [
     # SIGNED_IN, whose clinic query is the list of the staff member's clinics here
     pytest.param("get", lambda v: reverse("portal:home"), None, SIGNED_IN, id="home"),
-    # the day's appointments with clinic and patient, their members, their calls (3)
-    pytest.param("get", page("today"), None, SIGNED_IN + 3 + PAGE_FRAME, id="today"),
-    pytest.param("get", page("today_rows"), None, SIGNED_IN + 3, id="today_rows"),
+    # the waiting room (nobody waits: 1), the day's appointments with clinic and patient, their
+    # members, their calls (3)
+    pytest.param("get", page("today"), None, SIGNED_IN + 1 + 3 + PAGE_FRAME, id="today"),
+    pytest.param("get", page("today_rows"), None, SIGNED_IN + 1 + 3, id="today_rows"),
+    # the waiting room (1), the requests (1); with people and requests: test_waiting.py
+    pytest.param("get", page("waiting"), None, SIGNED_IN + 1 + 1 + PAGE_FRAME, id="waiting"),
+    pytest.param("get", page("waiting_rows"), None, SIGNED_IN + 1 + 1, id="waiting_rows"),
     # the clinic's patients for the patient choice (1) and the staff choices, read once by each
     # of the form's three staff fields (3)
     pytest.param("get", page("appointment_new"), None, SIGNED_IN + 1 + 3 + PAGE_FRAME, id="new"),
@@ -109,12 +113,12 @@ CASES = [
         SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT,
         id="new-post",
     ),
-    # the call, its members, their users, events, attendance (5)
+    # the call, its members, their users, events, attendance, who waits in its lobby (6)
     pytest.param(
         "get",
         page("appointment", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 5 + PAGE_FRAME + AUDIT,
+        SIGNED_IN + APPOINTMENT + 6 + PAGE_FRAME + AUDIT,
         id="detail",
     ),
     # the booking's members (1) and the staff choices, read three times (3)

@@ -40,6 +40,8 @@ def presence(kind, who, **extra):
         (presence("lobby_participant_joined", OTHER), tab(may_admit=True), ["waiting"]),
         (presence("lobby_participant_joined", OTHER), tab(), []),  # patients see no lobby
         (presence("session_participant_count_updated", OTHER), tab(), []),
+        ({"type": "call.lobby_message", "text": "Running late"}, tab("waiting"), ["lobby"]),
+        ({"type": "call.lobby_message", "text": "Running late"}, tab(), []),
         ({"type": "call.session_timer_warning"}, tab(), ["timer_warning"]),
         ({"type": "call.session_timer_warning"}, tab("waiting"), []),
         ({"type": "call.user_muted", "muted_user_ids": ["pat"]}, tab(), ["muted"]),

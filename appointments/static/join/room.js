@@ -114,6 +114,9 @@
   }
 
   function lobbyText() {
+    // [waiting room hook] lobby.js words a live call's waiting room (null: not one).
+    var room = window.RoomLobby && window.RoomLobby.text(call, hostPresent, serverNow());
+    if (room) return room;
     var late = call.backstage && call.starts_at && serverNow() > Date.parse(call.starts_at);
     if (hostPresent) {
       return "The clinician is getting ready. You will be let in automatically: keep this page open.";
@@ -175,6 +178,8 @@
       return (p.user && p.user.name) || "Someone";
     });
     var show = phase === "joined" && who.length > 0;
+    // [waiting room hook] Admit buttons for hosts (lobby.js).
+    if (window.RoomLobby) window.RoomLobby.waiting(waiting, caps, phase === "joined", send);
     el.waiting.hidden = !show;
     var text = show ? names(who) + (who.length === 1 ? " is" : " are") + " waiting in the lobby." : "";
     if (el.waiting.textContent !== text) el.waiting.textContent = text;
@@ -593,6 +598,7 @@
       phase = "lobby";
       hostPresent = !!m.host_present;
       setCall(m.call);
+      if (window.RoomLobby) window.RoomLobby.update(m); // [waiting room hook]
       showLobby();
     } else if (m.type === "joined") {
       onJoined(m);
@@ -691,6 +697,7 @@
   }
 
   function onJoined(m) {
+    if (window.RoomLobby) window.RoomLobby.hide(); // [waiting room hook]
     reconnecting = false;
     retryMs = RETRY_MIN_MS;
     var resumed = !!media && sessionId === m.user_session_id;
@@ -900,6 +907,7 @@
   function finish(title, text, canRejoin) {
     if (phase === "finished") return;
     phase = "finished";
+    if (window.RoomLobby) window.RoomLobby.hide(); // [waiting room hook]
     clearInterval(pingTimer);
     if (media) media.close();
     local.getTracks().forEach(function (t) {

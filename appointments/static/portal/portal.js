@@ -23,7 +23,7 @@
      with backoff. A refused token (expired, revoked) stops the retries: polling carries on. */
 
   var LIVE_POLL_MS = 60000;
-  var DEBOUNCE_MS = 250;
+  var DEBOUNCE_MS = 100; // events of one change come together; the waiting queue must show within 1 s
   var FATAL_CLOSE = { 4002: 1, 4005: 1, 4040: 1, 4041: 1, 4042: 1, 4043: 1 };
 
   function focusKey(container) {

@@ -11,9 +11,12 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from appointments.links import join_link_path
+from appointments.models import CALL_TYPE
+from appointments.selectors import staff_actor
 from appointments.services.booking import appointment_cancel
 from appointments.services.status import appointment_call_action
 from calls.models import Call
+from calls.services.sessions import participant_enter
 from tests.factories import NOW, START, make_appointment
 
 from .conftest import BASE
@@ -84,9 +87,15 @@ def test_the_lobby_opens_before_the_start(api, booked, frozen):
     assert info["token_expires_at"] == iso(START + timedelta(minutes=50))
 
 
-def test_live_after_the_host_goes_live_then_ended(api, booked, doctor, frozen):
+def test_live_once_the_host_is_in_the_live_call_then_ended(api, booked, doctor, frozen):
     frozen.move_to(START)
     appointment_call_action(appointment=booked, staff=doctor, action="go_live")
+    info = join_info(api, booked)
+    assert info["state"] == "lobby"  # live, but no clinician in it yet: the waiting room
+    assert info["token"]
+    participant_enter(
+        actor=staff_actor(doctor), type_name=CALL_TYPE, call_id=booked.id, channel_name="c"
+    )
     info = join_info(api, booked)
     assert info["state"] == "live"
     assert info["token"]
