@@ -14,7 +14,15 @@ from .capabilities import (
     visible_users_q,
 )
 from .errors import InputError, NotAllowed, NotFound
-from .models import Call, CallEvent, CallMember, CallParticipant, CallType, CallUser
+from .models import (
+    Call,
+    CallChatMessage,
+    CallEvent,
+    CallMember,
+    CallParticipant,
+    CallType,
+    CallUser,
+)
 
 
 def calls_base() -> QuerySet[Call]:
@@ -38,6 +46,16 @@ def call_participants(*, call: Call, states: tuple[str, ...]) -> list[CallPartic
         .select_related("user")
         .order_by("pk")
     )
+
+
+def call_chat(*, call: Call, last: int | None = None) -> list[CallChatMessage]:
+    """The call's chat, oldest first (only its `last` messages if given), with the senders.
+    The caller has already been allowed the call (a joined participant's socket, the clinic's
+    appointment page)."""
+    rows = CallChatMessage.objects.filter(call=call).select_related("user")
+    if last is None:
+        return list(rows.order_by("created_at", "pk"))
+    return list(reversed(rows.order_by("-created_at", "-pk")[:last]))
 
 
 def call_attendance(*, call: Call) -> list[CallParticipant]:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from calls import selectors, wire
@@ -28,6 +28,10 @@ from calls.scheduling.due import (
 # (a server crash leaves no disconnect behind): the sweep makes them leave.
 
 PARTICIPANT_SILENT_AFTER = timedelta(seconds=90)
+
+# What a person sent (microphone, camera) is remembered this long after their tab left: a
+# reload, a second tab or a quick rejoin starts as they were (muted stays muted).
+MEDIA_REMEMBERED_FOR = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,8 @@ def participant_enter(
             resumed = _resume(call, actor, user_session_id, channel_name, waits=waits, now=now)
             if resumed is not None:
                 return Entry(call=call, participant=resumed, capabilities=caps, resumed=True)
+        # The server's record of what this person sent wins over what the tab says.
+        audio, video = _recorded_media(call, actor, now) or (audio, video)
         participant = CallParticipant.objects.create(
             call=call,
             user=actor.user,
@@ -196,7 +202,25 @@ def participant_enter(
             _participant_event(call, participant, "call.lobby_participant_joined")
         else:
             _admit(call, participant, now)
+        # One person, one place in the call: this newer tab takes over from the person's other
+        # tabs (in the call or its lobby), which leave with reason `replaced` (their sockets
+        # close and say so). Admitted first, so a session of one does not end in between.
+        for other in participants_present(call, [actor.user.id]).exclude(pk=participant.pk):
+            participant_leave(user_session_id=other.user_session_id, reason="replaced")
         return Entry(call=call, participant=participant, capabilities=caps)
+
+
+def _recorded_media(call: Call, actor: Actor, now: datetime) -> tuple[bool, bool] | None:
+    """(audio, video) this person last sent in this call, if they are still here (another
+    tab) or left within MEDIA_REMEMBERED_FOR; else None (the tab's own choice stands)."""
+    assert actor.user is not None  # noqa: S101 - checked by the caller
+    return (
+        CallParticipant.objects.filter(call=call, user=actor.user)
+        .filter(Q(left_at__isnull=True) | Q(left_at__gte=now - MEDIA_REMEMBERED_FOR))
+        .order_by("-pk")
+        .values_list("audio", "video")
+        .first()
+    )
 
 
 def _resume(
