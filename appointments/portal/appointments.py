@@ -22,6 +22,7 @@ from appointments.services import booking, guests, join_links, status
 from audit.record import Action, record
 from calls import realtime
 
+from . import chat
 from .forms import AppointmentForm, attach_errors
 from .pages import PHASE_LABELS, page
 
@@ -208,6 +209,7 @@ def appointment_detail(
         ],
         "max_guests": guests.MAX_GUESTS,
     }
+    context.update(chat.transcript_context(staff, clinic, context["call"]))
     return page(request, staff, "portal/appointment_detail.html", context)
 
 
