@@ -13,6 +13,7 @@ import zoneinfo
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -74,6 +75,7 @@ def _room(
         "then": info.get("then", "lobby"),
         "audio_only": appointment.mode == Appointment.Mode.AUDIO,
         "back_url": back_url,
+        "chat_max_chars": settings.CALLS_CHAT_MAX_CHARS,
     }
     with timezone.override(zoneinfo.ZoneInfo(time_zone)):
         response = render(
@@ -90,6 +92,7 @@ def _room(
                 "name": name,
                 "back_url": back_url,
                 "config": None if closed else config,
+                "chat_max_chars": config["chat_max_chars"],
             },
         )
     response["Referrer-Policy"] = "no-referrer"

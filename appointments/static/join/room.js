@@ -5,19 +5,29 @@
 
    window.__room (for tests and support): stats() → per-peer inbound/outbound bytes,
    phase() → prejoin | connecting | lobby | joined | finished, peers(), sessionId(),
-   devices() → the ids of the camera and microphone in use. */
+   devices() → the ids of the camera and microphone in use, sharing() → a screen is shared.
+
+   The call screen's parts live beside this file: stage.js (layout, self-view, timer,
+   connection quality, shortcuts), chat.js (the chat panel). The seam for a waiting-room
+   screen: showLobby(message) when the page waits in the lobby, showStage() when it joins; a
+   `window.RoomLobby` ({show(message), hide()}) loaded before this file is told both.
+   Texts go through Django's JavaScript catalog (gettext). */
 (function () {
   "use strict";
 
   var config = document.getElementById("room-config");
   if (!config) return;
   var cfg = JSON.parse(config.textContent);
+  var _ = window.gettext || function (s) {
+    return s;
+  };
 
   var RETRY_MIN_MS = 500;
   var RETRY_MAX_MS = 5000;
   var PING_MS = 25000;
   var TICK_MS = 1000;
   var OUTBOX_MAX = 500;
+  var NOTICE_MS = 8000;
 
   function $(id) {
     return document.getElementById(id);
@@ -58,6 +68,9 @@
     finishedTitle: $("h-finished"),
     finishedText: $("finished-text"),
     rejoin: $("rejoin"),
+    share: $("share-toggle"),
+    shareBanner: $("share-banner"),
+    shareStop: $("share-stop"),
   };
 
   /* --- time: the server's clock, shown in the person's time zone ---------------------- */
@@ -85,6 +98,48 @@
   }
 
   syncClock(cfg.server_time);
+
+  /* --- the call screen's parts (stage.js, chat.js) ------------------------------------ */
+
+  var stage = window.RoomStage.create({
+    stats: function () {
+      return media ? media.stats() : Promise.resolve({});
+    },
+    now: serverNow,
+    closePanels: closePanels,
+  });
+
+  var chat = window.RoomChat.create({
+    timeFormat: timeFormat,
+    send: function (text) {
+      if (phase !== "joined" || reconnecting) {
+        notice(_("The message was not sent: the connection is not back yet."));
+        return false;
+      }
+      return send({ type: "chat", text: text });
+    },
+    onOpen: function () {
+      closePanels();
+    },
+    onNew: function (who) {
+      notice(interpolate(_("New message from %(name)s."), { name: who }, true));
+    },
+  });
+
+  function interpolate(text, args) {
+    if (window.interpolate) return window.interpolate(text, args, true);
+    return text.replace(/%\((\w+)\)s/g, function (m, k) {
+      return args[k];
+    });
+  }
+
+  // The panels over the stage (devices, chat, the end dialog): one at a time.
+  function closePanels() {
+    el.devicesPanel.hidden = true;
+    el.devicesToggle.setAttribute("aria-expanded", "false");
+    el.endConfirm.hidden = true;
+    chat.close();
+  }
 
   /* --- state -------------------------------------------------------------------------- */
 
@@ -150,16 +205,19 @@
       setStatus(reconnecting ? "The connection was lost. Reconnecting…" : lobbyText());
     } else if (phase === "joined") {
       if (reconnecting) {
-        setStatus("The connection was lost. Reconnecting…");
+        setStatus(_("The connection was lost. Reconnecting…"));
       } else if (call.backstage) {
-        setStatus("You are backstage: the patient cannot see or hear you until the call goes live.");
+        setStatus(_("You are backstage: the patient cannot see or hear you until the call goes live."));
       } else {
-        setStatus("You are in the call.");
+        setStatus(_("You are in the call."));
       }
-      el.banner.textContent = call.backstage ? "Backstage" : "Live";
+      stage.setReconnecting(reconnecting);
+      var banner = call.backstage ? _("Backstage") : _("Live");
+      if (el.banner.textContent !== banner) el.banner.textContent = banner;
       el.banner.className = "call-banner " + (call.backstage ? "is-backstage" : "is-live");
       el.goLive.hidden = !(call.backstage && caps.indexOf("update-call") >= 0);
       el.end.hidden = caps.indexOf("end-call") < 0;
+      el.share.hidden = !canShare();
     }
     renderWaiting();
   }
@@ -183,6 +241,7 @@
   function setCall(summary) {
     if (!summary) return;
     call = summary;
+    stage.startTimer(summary.session_started_at);
     if (summary.server_time) syncClock(summary.server_time);
     if (summary.starts_at && el.starts) {
       el.starts.textContent = clockTime(summary.starts_at);
@@ -275,7 +334,7 @@
       if (kind === "audio") track.enabled = !micMuted;
       if (tracksOf(kind, local).indexOf(track) < 0) local.addTrack(track);
     }
-    if (media) media.replaceTrack(kind, track);
+    if (media) media.replaceTrack(kind, kind === "video" && screenTrack ? screenTrack : track);
     showSelf();
     sendMediaState();
   }
@@ -291,7 +350,7 @@
     el.selfOff.textContent = offText;
     el.previewOff.hidden = !!view;
     el.selfOff.hidden = !!view;
-    el.selfFlags.textContent = micMuted || !local.getAudioTracks().length ? "Muted" : "";
+    el.selfFlags.textContent = micMuted || !local.getAudioTracks().length ? _("Muted") : "";
   }
 
   async function checkDevices() {
@@ -407,22 +466,89 @@
     });
   }
 
+  // A control's visible label (its accessible name) and its on / off look.
+  function setControl(button, label, off) {
+    button.querySelector(".ctl-label").textContent = label;
+    button.classList.toggle("is-off", !!off);
+  }
+
   function setMicMuted(muted) {
     micMuted = muted;
     local.getAudioTracks().forEach(function (t) {
       t.enabled = !micMuted;
     });
-    el.mic.textContent = micMuted ? "Unmute" : "Mute";
+    setControl(el.mic, micMuted ? _("Unmute") : _("Mute"), micMuted);
     showSelf();
     sendMediaState();
   }
 
   function setCamera(on) {
     wantCamera = on;
-    el.cam.textContent = wantCamera ? "Camera off" : "Camera on";
+    setControl(el.cam, wantCamera ? _("Camera off") : _("Camera on"), !wantCamera);
     if (wantCamera) switchDevice("video");
     else useLocal("video", null); // stops the camera (its light goes off)
   }
+
+  /* --- screen share: the shared screen takes the camera's place on every connection
+     (replaceTrack, no renegotiation); stopping puts the camera back. Only with the
+     `screenshare` capability (the server checks it again on `media_state`). --- */
+
+  var screenTrack = null;
+
+  function canShare() {
+    return (
+      caps.indexOf("screenshare") >= 0 &&
+      !cfg.audio_only &&
+      !!(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia)
+    );
+  }
+
+  function startShare() {
+    if (screenTrack || !canShare()) return;
+    navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }).then(
+      function (stream) {
+        var track = stream.getVideoTracks()[0];
+        if (!track || phase !== "joined") {
+          stream.getTracks().forEach(function (t) {
+            t.stop();
+          });
+          return;
+        }
+        screenTrack = track;
+        track.addEventListener("ended", stopShare); // the browser's own "Stop sharing"
+        if (media) media.replaceTrack("video", track);
+        renderShare();
+        sendMediaState();
+      },
+      function (error) {
+        // Cancelled in the browser's picker: nothing to say.
+        if (!error || error.name !== "NotAllowedError") notice(_("Your screen could not be shared."));
+      }
+    );
+  }
+
+  function stopShare() {
+    if (!screenTrack) return;
+    var track = screenTrack;
+    screenTrack = null;
+    track.stop();
+    if (media) media.replaceTrack("video", tracksOf("video", local)[0] || null);
+    renderShare();
+    sendMediaState();
+  }
+
+  function renderShare() {
+    var on = !!screenTrack;
+    setControl(el.share, on ? _("Stop sharing") : _("Share screen"), false);
+    el.share.classList.toggle("is-active", on);
+    el.shareBanner.hidden = !on;
+  }
+
+  el.share.addEventListener("click", function () {
+    if (screenTrack) stopShare();
+    else startShare();
+  });
+  el.shareStop.addEventListener("click", stopShare);
 
   el.mic.addEventListener("click", function () {
     setMicMuted(!micMuted);
@@ -436,6 +562,8 @@
   /* What the call lets this person send (UpdateUserPermissions can take it away and give it
      back): without send-audio the microphone is muted and its button disabled; the same for
      the camera without send-video. Regained, the buttons work again (nothing turns on alone). */
+  var titles = { mic: el.mic.title, cam: el.cam.title };
+
   function applyPermissions() {
     var mayAudio = caps.indexOf("send-audio") >= 0;
     var mayVideo = caps.indexOf("send-video") >= 0;
@@ -443,12 +571,13 @@
     if (!mayVideo && wantCamera && !cfg.audio_only) setCamera(false);
     el.mic.disabled = !mayAudio;
     el.cam.disabled = !mayVideo;
-    el.mic.title = mayAudio ? "" : "The clinic has turned off your microphone in this call";
-    el.cam.title = mayVideo ? "" : "The clinic has turned off your camera in this call";
+    el.mic.title = mayAudio ? titles.mic : _("The clinic has turned off your microphone in this call");
+    el.cam.title = mayVideo ? titles.cam : _("The clinic has turned off your camera in this call");
   }
 
   el.devicesToggle.addEventListener("click", function () {
     var open = el.devicesPanel.hidden;
+    if (open) closePanels();
     if (open && el.pickers.parentNode !== el.devicesPanel) el.devicesPanel.appendChild(el.pickers);
     el.devicesPanel.hidden = !open;
     el.devicesToggle.setAttribute("aria-expanded", String(open));
@@ -489,6 +618,7 @@
       type: "media_state",
       audio: !micMuted && local.getAudioTracks().length > 0,
       video: local.getVideoTracks().length > 0,
+      screen: !!screenTrack,
     });
   }
 
@@ -550,6 +680,14 @@
       var text = (lastError && lastError.message) || error[1];
       if (/ended/i.test(text)) {
         finish("The call has ended", "It cannot be joined again.", false);
+      } else if (/another tab/i.test(text)) {
+        // The same person opened the call elsewhere, which took over (the server decides).
+        finish(
+          _("This call is open in another tab"),
+          _("You are in the call in your other tab or device. To use this one instead, select “Use here”."),
+          true,
+          _("Use here")
+        );
       } else if (/removed/i.test(text)) {
         // Kicked (may join again) or blocked ("cannot join it again"): never rejoin on our own.
         finish("You were removed from the call", sentence(text), !/cannot/i.test(text));
@@ -593,7 +731,7 @@
       phase = "lobby";
       hostPresent = !!m.host_present;
       setCall(m.call);
-      showLobby();
+      showLobby(m);
     } else if (m.type === "joined") {
       onJoined(m);
     } else if (m.type === "participant_joined") {
@@ -613,8 +751,11 @@
       if (p) {
         p.audio = !!m.audio;
         p.video = !!m.video;
+        p.screen = !!m.screen;
         tileFor(m.user_session_id);
       }
+    } else if (m.type === "chat") {
+      if (m.message) chat.add(m.message);
     } else if (m.type === "muted") {
       var what = [];
       if (m.audio && !micMuted) {
@@ -666,6 +807,9 @@
   }
 
   function backToLobby() {
+    stopShare();
+    stage.stop();
+    closePanels();
     if (media) media.close();
     media = null;
     sessionId = null; // the server gives a new one when the call goes live again
@@ -684,9 +828,11 @@
     el.status.focus();
   }
 
-  function showLobby() {
+  // The seam for the waiting room's screen: `message` is the server's `lobby` message.
+  function showLobby(message) {
     el.join.hidden = true;
     el.lobbyLeave.hidden = false;
+    if (window.RoomLobby) window.RoomLobby.show(message);
     render();
   }
 
@@ -727,9 +873,11 @@
       if (!listed[id]) dropPeer(id);
     });
     waiting = m.waiting || [];
+    adoptMediaState(m.participant);
+    chat.load(m.chat, m.participant && m.participant.user ? m.participant.user.id : null);
     var entering = phase !== "joined";
     phase = "joined";
-    if (entering) showCall();
+    if (entering) showStage();
     render();
     sendMediaState();
     var queued = outbox;
@@ -739,6 +887,15 @@
     });
   }
 
+  // What the server recorded for this person wins over this tab's defaults (a reload keeps
+  // the microphone muted and the camera off).
+  function adoptMediaState(me) {
+    if (!me) return;
+    if (local.getAudioTracks().length && micMuted !== !me.audio) setMicMuted(!me.audio);
+    var cameraOn = wantCamera && !cfg.audio_only;
+    if (!cfg.audio_only && caps.indexOf("send-video") >= 0 && cameraOn !== !!me.video) setCamera(!!me.video);
+  }
+
   function newer(a, b) {
     var at = Date.parse(a && a.joined_at) || 0;
     var bt = Date.parse(b && b.joined_at) || 0;
@@ -746,11 +903,14 @@
     return a.user_session_id > b.user_session_id;
   }
 
-  function showCall() {
+  // The call screen takes over the page (the seam's other side: the lobby screen hides).
+  function showStage() {
+    if (window.RoomLobby) window.RoomLobby.hide();
     el.prejoin.hidden = true;
     el.call.hidden = false;
     if (el.pickers.parentNode !== el.devicesPanel) el.devicesPanel.appendChild(el.pickers);
     showSelf();
+    stage.start();
     el.banner.focus();
   }
 
@@ -798,17 +958,29 @@
       });
       actions.appendChild(mute);
       actions.appendChild(remove);
+      // The connection's quality (stage.js fills it from getStats).
+      var quality = document.createElement("span");
+      quality.className = "tile-quality";
+      quality.setAttribute("role", "img");
+      quality.setAttribute("data-level", "unknown");
+      quality.setAttribute("aria-label", _("Connection unknown"));
+      for (var bar = 0; bar < 3; bar++) quality.appendChild(document.createElement("i"));
       figure.appendChild(video);
       figure.appendChild(off);
+      figure.appendChild(quality);
       figure.appendChild(caption);
       figure.appendChild(actions);
       el.tiles.appendChild(figure);
       p.tile = figure;
     }
     var tile = p.tile;
-    tile.querySelector(".tile-name").textContent = p.name;
     tile.querySelector("video").setAttribute("aria-label", "Video of " + p.name);
-    tile.querySelector(".tile-flags").textContent = p.audio ? "" : "Muted";
+    tile.querySelector(".tile-flags").textContent = p.audio ? "" : _("Muted");
+    tile.setAttribute("data-muted", p.audio ? "0" : "1");
+    tile.setAttribute("data-screen", p.screen ? "1" : "0");
+    tile.querySelector(".tile-name").textContent = p.screen
+      ? interpolate(_("%(name)s (screen)"), { name: p.name })
+      : p.name;
     var muteButton = tile.querySelector(".tile-mute");
     muteButton.setAttribute("aria-label", "Mute " + p.name);
     muteButton.hidden = !p.audio || caps.indexOf("mute-users") < 0;
@@ -816,9 +988,9 @@
     removeButton.setAttribute("aria-label", "Remove " + p.name + " from the call");
     removeButton.hidden = caps.indexOf("kick-user") < 0;
     var off = tile.querySelector(".tile-off");
-    off.textContent = p.video ? "Connecting…" : "Camera off";
+    off.textContent = p.video ? _("Connecting…") : _("Camera off");
     off.hidden = p.video && !!tile.getAttribute("data-streaming");
-    el.tiles.setAttribute("data-count", String(el.tiles.children.length));
+    stage.layout();
     return tile;
   }
 
@@ -844,7 +1016,7 @@
     var p = people[id];
     if (p && p.tile) p.tile.remove();
     delete people[id];
-    el.tiles.setAttribute("data-count", String(el.tiles.children.length));
+    stage.layout();
   }
 
   function dropPeer(id) {
@@ -852,8 +1024,17 @@
     dropTile(id);
   }
 
+  // A passing notice on the stage (aria-live): it goes after NOTICE_MS.
+  var noticeTimer = null;
+
   function notice(text) {
     el.notice.textContent = text;
+    clearTimeout(noticeTimer);
+    if (text) {
+      noticeTimer = setTimeout(function () {
+        el.notice.textContent = "";
+      }, NOTICE_MS);
+    }
   }
 
   /* --- joining, leaving, ending ------------------------------------------------------- */
@@ -897,10 +1078,13 @@
     window.location.reload();
   });
 
-  function finish(title, text, canRejoin) {
+  function finish(title, text, canRejoin, rejoinLabel) {
     if (phase === "finished") return;
     phase = "finished";
     clearInterval(pingTimer);
+    stopShare();
+    stage.stop();
+    closePanels();
     if (media) media.close();
     local.getTracks().forEach(function (t) {
       t.stop();
@@ -921,6 +1105,7 @@
     el.finishedText.textContent = text;
     el.finishedText.hidden = !text;
     el.rejoin.hidden = !canRejoin;
+    el.rejoin.textContent = rejoinLabel || _("Join again");
     el.finished.hidden = false;
     el.finished.setAttribute("data-state", title === "The call has ended" ? "ended" : "left");
     setStatus(title + ".");
@@ -952,6 +1137,9 @@
     },
     devices: function () {
       return { audio: currentDevice("audio"), video: currentDevice("video") };
+    },
+    sharing: function () {
+      return !!screenTrack;
     },
   };
 
