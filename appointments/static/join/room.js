@@ -200,9 +200,9 @@
         setStatus("Check your camera and microphone below, then select “" + joinLabel() + "”.");
       }
     } else if (phase === "connecting") {
-      setStatus(reconnecting ? "The connection was lost. Reconnecting…" : "Connecting…");
+      setStatus(reconnecting ? _("The connection was lost. Reconnecting…") : _("Connecting…"));
     } else if (phase === "lobby") {
-      setStatus(reconnecting ? "The connection was lost. Reconnecting…" : lobbyText());
+      setStatus(reconnecting ? _("The connection was lost. Reconnecting…") : lobbyText());
     } else if (phase === "joined") {
       if (reconnecting) {
         setStatus(_("The connection was lost. Reconnecting…"));
@@ -663,12 +663,14 @@
     };
   }
 
+  var ENDED = _("The call has ended");
+
   var FATAL = {
-    5: ["You cannot join this call", "You are not allowed to join it. Contact the clinic."],
-    16: ["This call does not exist", "Contact the clinic."],
-    17: ["You cannot join right now", ""],
-    40: ["This page has expired", "Reload the page to join again."],
-    43: ["This page is not valid any more", "Reload the page to join again."],
+    5: [_("You cannot join this call"), _("You are not allowed to join it. Contact the clinic.")],
+    16: [_("This call does not exist"), _("Contact the clinic.")],
+    17: [_("You cannot join right now"), ""],
+    40: [_("This page has expired"), _("Reload the page to join again.")],
+    43: [_("This page is not valid any more"), _("Reload the page to join again.")],
   };
 
   function closed(socket, code) {
@@ -676,10 +678,10 @@
     ws = null;
     if (phase === "finished" || phase === "prejoin") return;
     if (code >= 4000 && code < 5000) {
-      var error = FATAL[code - 4000] || ["You cannot join right now", ""];
+      var error = FATAL[code - 4000] || [_("You cannot join right now"), ""];
       var text = (lastError && lastError.message) || error[1];
       if (/ended/i.test(text)) {
-        finish("The call has ended", "It cannot be joined again.", false);
+        finish(ENDED, _("It cannot be joined again."), false);
       } else if (/another tab/i.test(text)) {
         // The same person opened the call elsewhere, which took over (the server decides).
         finish(
@@ -690,7 +692,7 @@
         );
       } else if (/removed/i.test(text)) {
         // Kicked (may join again) or blocked ("cannot join it again"): never rejoin on our own.
-        finish("You were removed from the call", sentence(text), !/cannot/i.test(text));
+        finish(_("You were removed from the call"), sentence(text), !/cannot/i.test(text));
       } else {
         finish(error[0], sentence(text) || error[1], true);
       }
@@ -709,7 +711,7 @@
   }
 
   function personName(p) {
-    return (p && p.user && (p.user.name || p.user.id)) || "Someone";
+    return (p && p.user && (p.user.name || p.user.id)) || _("Someone");
   }
 
   function know(p) {
@@ -741,11 +743,11 @@
         return w.user_session_id !== m.participant.user_session_id;
       });
       renderWaiting();
-      notice(personName(m.participant) + " joined.");
+      notice(interpolate(_("%(name)s joined."), { name: personName(m.participant) }));
     } else if (m.type === "participant_left") {
       var who = people[m.user_session_id];
       dropPeer(m.user_session_id);
-      if (who) notice(who.name + " left the call.");
+      if (who) notice(interpolate(_("%(name)s left the call."), { name: who.name }));
     } else if (m.type === "participant_updated") {
       var p = people[m.user_session_id];
       if (p) {
@@ -766,8 +768,13 @@
         setCamera(false);
         what.push("camera");
       }
-      if (what.length === 1) notice("Your " + what[0] + " was turned off by the host. You can turn it on again.");
-      if (what.length === 2) notice("Your microphone and camera were turned off by the host. You can turn them on again.");
+      if (what.length === 2) {
+        notice(_("Your microphone and camera were turned off by the host. You can turn them on again."));
+      } else if (what[0] === "microphone") {
+        notice(_("Your microphone was turned off by the host. You can turn it on again."));
+      } else if (what[0] === "camera") {
+        notice(_("Your camera was turned off by the host. You can turn it on again."));
+      }
     } else if (m.type === "permissions") {
       caps = m.own_capabilities || [];
       applyPermissions();
@@ -783,25 +790,32 @@
       el.goLive.disabled = false;
       render();
     } else if (m.type === "call_ended") {
-      finish("The call has ended", cfg.role !== "staff" ? "Thank you. You can close this page." : "", false);
+      finish(ENDED, cfg.role !== "staff" ? _("Thank you. You can close this page.") : "", false);
     } else if (m.type === "left") {
       finish(
-        phase === "lobby" ? "You left the waiting room" : "You left the call",
-        "You can join again while the appointment is on.",
+        phase === "lobby" ? _("You left the waiting room") : _("You left the call"),
+        _("You can join again while the appointment is on."),
         true
       );
     } else if (m.type === "timer_warning") {
       var minutes = Math.max(1, Math.round((m.remaining_seconds || 0) / 60));
+      var about = window.ngettext
+        ? window.ngettext("in about %(n)s minute", "in about %(n)s minutes", minutes)
+        : minutes === 1
+          ? "in about %(n)s minute"
+          : "in about %(n)s minutes";
       notice(
-        "The call ends automatically at " + clockTime(m.timer_ends_at) + " (in about " + minutes +
-          (minutes === 1 ? " minute)." : " minutes).")
+        interpolate(_("The call ends automatically at %(time)s (%(about)s)."), {
+          time: clockTime(m.timer_ends_at),
+          about: interpolate(about, { n: minutes }),
+        })
       );
     } else if (m.type === "error") {
       lastError = m;
       el.goLive.disabled = false;
       // Code 4 (bad input) is a stale signal to someone who just left: nothing to tell.
       if ((phase === "joined" || phase === "lobby") && m.code !== 4) {
-        notice(sentence(m.message || "Something went wrong."));
+        notice(sentence(m.message || _("Something went wrong.")));
       }
     }
   }
@@ -851,7 +865,7 @@
       }
       media = window.RoomMedia && window.RoomMedia.create(m.media && m.media.kind);
       if (!media) {
-        finish("This call cannot be joined from this page", "Its media server is not supported here.", true);
+        finish(_("This call cannot be joined from this page"), _("Its media server is not supported here."), true);
         return;
       }
       media.on("stream", attachStream);
@@ -942,17 +956,17 @@
       var mute = document.createElement("button");
       mute.type = "button";
       mute.className = "tile-mute";
-      mute.textContent = "Mute";
+      mute.textContent = _("Mute");
       mute.addEventListener("click", function () {
         send({ type: "mute", user_session_id: id });
       });
       var remove = document.createElement("button");
       remove.type = "button";
       remove.className = "tile-remove";
-      remove.textContent = "Remove";
+      remove.textContent = _("Remove");
       remove.addEventListener("click", function () {
         var who = people[id] ? people[id].name : "this person";
-        if (window.confirm("Remove " + who + " from the call? They can join again.")) {
+        if (window.confirm(interpolate(_("Remove %(name)s from the call? They can join again."), { name: who }))) {
           send({ type: "remove", user_session_id: id });
         }
       });
@@ -974,7 +988,7 @@
       p.tile = figure;
     }
     var tile = p.tile;
-    tile.querySelector("video").setAttribute("aria-label", "Video of " + p.name);
+    tile.querySelector("video").setAttribute("aria-label", interpolate(_("Video of %(name)s"), { name: p.name }));
     tile.querySelector(".tile-flags").textContent = p.audio ? "" : _("Muted");
     tile.setAttribute("data-muted", p.audio ? "0" : "1");
     tile.setAttribute("data-screen", p.screen ? "1" : "0");
@@ -982,10 +996,10 @@
       ? interpolate(_("%(name)s (screen)"), { name: p.name })
       : p.name;
     var muteButton = tile.querySelector(".tile-mute");
-    muteButton.setAttribute("aria-label", "Mute " + p.name);
+    muteButton.setAttribute("aria-label", interpolate(_("Mute %(name)s"), { name: p.name }));
     muteButton.hidden = !p.audio || caps.indexOf("mute-users") < 0;
     var removeButton = tile.querySelector(".tile-remove");
-    removeButton.setAttribute("aria-label", "Remove " + p.name + " from the call");
+    removeButton.setAttribute("aria-label", interpolate(_("Remove %(name)s from the call"), { name: p.name }));
     removeButton.hidden = caps.indexOf("kick-user") < 0;
     var off = tile.querySelector(".tile-off");
     off.textContent = p.video ? _("Connecting…") : _("Camera off");
@@ -996,7 +1010,7 @@
 
   function attachStream(id, stream) {
     // Media may come before the news of who it is (signals are direct, events are relayed).
-    if (!people[id]) people[id] = { name: "Someone joining…", audio: true, video: true, tile: null };
+    if (!people[id]) people[id] = { name: _("Someone joining…"), audio: true, video: true, tile: null };
     var tile = tileFor(id);
     if (!tile) return;
     var video = tile.querySelector("video");
@@ -1006,7 +1020,7 @@
     var playing = video.play();
     if (playing && playing.catch) {
       playing.catch(function () {
-        notice("Select the video to hear the others (your browser blocked autoplay).");
+        notice(_("Select the video to hear the others (your browser blocked autoplay)."));
         video.controls = true;
       });
     }
@@ -1049,7 +1063,7 @@
 
   function leave() {
     if (!send({ type: "leave" })) {
-      finish("You left the call", "", true);
+      finish(_("You left the call"), "", true);
     }
   }
 
@@ -1107,7 +1121,7 @@
     el.rejoin.hidden = !canRejoin;
     el.rejoin.textContent = rejoinLabel || _("Join again");
     el.finished.hidden = false;
-    el.finished.setAttribute("data-state", title === "The call has ended" ? "ended" : "left");
+    el.finished.setAttribute("data-state", title === ENDED ? "ended" : "left");
     setStatus(title + ".");
     el.finished.focus();
   }
