@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from calls.call_settings import effective
+from calls.services.sessions import REPLACED, REPLACED_MESSAGE
 
 if TYPE_CHECKING:
     from calls.models import Call, CallChatMessage, CallParticipant
@@ -21,7 +22,7 @@ GONE_MESSAGES = {
     "kicked": "you were removed from the call",
     "blocked": "you were removed from the call and cannot join it again",
     # The same person opened the call in another tab (or device): the newer one takes over.
-    "replaced": "this call is open in another tab",
+    REPLACED: REPLACED_MESSAGE,
 }
 
 

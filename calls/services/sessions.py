@@ -33,6 +33,10 @@ PARTICIPANT_SILENT_AFTER = timedelta(seconds=90)
 # reload, a second tab or a quick rejoin starts as they were (muted stays muted).
 MEDIA_REMEMBERED_FOR = timedelta(minutes=10)
 
+# The leave reason of a tab another tab of the same person took over, and what it is told.
+REPLACED = "replaced"
+REPLACED_MESSAGE = "this call is open in another tab"
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -185,6 +189,12 @@ def participant_enter(
             resumed = _resume(call, actor, user_session_id, channel_name, waits=waits, now=now)
             if resumed is not None:
                 return Entry(call=call, participant=resumed, capabilities=caps, resumed=True)
+            if CallParticipant.objects.filter(
+                call=call, user=actor.user, user_session_id=user_session_id, left_reason=REPLACED
+            ).exists():
+                # A tab that was away when another took over comes back: it does not take
+                # the call back (the newer tab keeps it; the person chooses, "Use here").
+                raise NotAllowed(REPLACED_MESSAGE)
         # The server's record of what this person sent wins over what the tab says.
         audio, video = _recorded_media(call, actor, now) or (audio, video)
         participant = CallParticipant.objects.create(
@@ -206,7 +216,7 @@ def participant_enter(
         # tabs (in the call or its lobby), which leave with reason `replaced` (their sockets
         # close and say so). Admitted first, so a session of one does not end in between.
         for other in participants_present(call, [actor.user.id]).exclude(pk=participant.pk):
-            participant_leave(user_session_id=other.user_session_id, reason="replaced")
+            participant_leave(user_session_id=other.user_session_id, reason=REPLACED)
         return Entry(call=call, participant=participant, capabilities=caps)
 
 

@@ -109,12 +109,12 @@ CASES = [
         SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT,
         id="new-post",
     ),
-    # the call, its members, their users, events, attendance (5)
+    # the call, its members, their users, events, attendance, the chat transcript (6)
     pytest.param(
         "get",
         page("appointment", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 5 + PAGE_FRAME + AUDIT,
+        SIGNED_IN + APPOINTMENT + 6 + PAGE_FRAME + AUDIT,
         id="detail",
     ),
     # the booking's members (1) and the staff choices, read three times (3)

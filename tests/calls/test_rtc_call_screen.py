@@ -225,3 +225,22 @@ def test_the_screen_flag_needs_screenshare(base, visit):
             assert (updated["video"], updated["screen"]) == (False, False)
             patient.send({"type": "media_state", "audio": True, "video": True, "screen": "yes"})
             assert patient.expect("error")["code"] == 4
+
+
+def test_a_tab_that_was_away_does_not_take_the_call_back(base, visit):
+    with rtc(base, **join_as("dr-host", visit)) as host:
+        go_live(host)
+        with rtc(base, **join_as("patient-a", visit)) as first:
+            away = admitted(first, host)["user_session_id"]
+        # Its connection dropped (no leave); meanwhile she opened the call in another tab.
+        with rtc(base, **join_as("patient-a", visit)) as second:
+            second.expect("joined")
+            host.expect("participant_left")
+            # The first tab's reconnection (its user_session_id) is refused, not a takeover.
+            with rtc(base, **join_as("patient-a", visit, user_session_id=away)) as back:
+                received, code = back.closed_with()
+                assert code == 4017
+                assert received[-1]["message"] == "this call is open in another tab"
+            second.send({"type": "ping"})
+            assert second.expect("pong") == {"type": "pong"}
+            assert len(present("patient-a")) == 1
