@@ -360,6 +360,34 @@ class CallParticipant(models.Model):
         return f"{self.user_id} ({self.state}) in call {self.call_id}"
 
 
+class CallChatMessage(models.Model):
+    """A text message in a call's chat, sent by a participant who was in the call
+    (`services.chat`). Patient data: delivered over the call socket to the call's joined
+    participants and shown on the clinic's appointment page; never in an outbox event (so never
+    in a webhook, a push or a team socket), never logged."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="chat_messages")
+    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="+")
+    user_session_id = models.CharField(max_length=64)
+    text = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(text=""), name="%(app_label)s_%(class)s_text_not_empty"
+            ),
+        ]
+        indexes = [
+            # The call's transcript in order, and the sender's rate within the call.
+            models.Index(fields=["call", "created_at"], name="calls_chat_call_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chat message {self.pk} in call {self.call_id}"
+
+
 class DueAction(models.Model):
     """Work due at a time: the scheduler's source of truth (never the broker).
 

@@ -24,6 +24,7 @@ from .capabilities import (
 from .errors import InputError, NotAllowed, NotFound
 from .models import (
     Call,
+    CallChatMessage,
     CallEvent,
     CallMember,
     CallParticipant,
@@ -70,6 +71,16 @@ def team_lobby(*, team: str, type_name: str) -> list[CallParticipant]:
         .select_related("call", "user")
         .order_by("waiting_since", "pk")
     )
+
+
+def call_chat(*, call: Call, last: int | None = None) -> list[CallChatMessage]:
+    """The call's chat, oldest first (only its `last` messages if given), with the senders.
+    The caller has already been allowed the call (a joined participant's socket, the clinic's
+    appointment page)."""
+    rows = CallChatMessage.objects.filter(call=call).select_related("user")
+    if last is None:
+        return list(rows.order_by("created_at", "pk"))
+    return list(reversed(rows.order_by("-created_at", "-pk")[:last]))
 
 
 def call_attendance(*, call: Call) -> list[CallParticipant]:

@@ -383,6 +383,11 @@ CALLS_CUSTOM_MAX_BYTES = env.int("CALLS_CUSTOM_MAX_BYTES", default=5 * 1024)
 CALLS_WS_MAX_MESSAGE_BYTES = env.int("CALLS_WS_MAX_MESSAGE_BYTES", default=128 * 1024)
 CALLS_WS_SEND_QUEUE = env.int("CALLS_WS_SEND_QUEUE", default=256)
 CALLS_WS_MAX_CONNECTIONS_PER_USER = env.int("CALLS_WS_MAX_CONNECTIONS_PER_USER", default=20)
+# In-call chat (calls.services.chat): the longest message in characters, messages one person
+# may send per minute in one call, and messages one call may hold in all.
+CALLS_CHAT_MAX_CHARS = env.int("CALLS_CHAT_MAX_CHARS", default=1000)
+CALLS_CHAT_PER_MINUTE = env.int("CALLS_CHAT_PER_MINUTE", default=20)
+CALLS_CHAT_MAX_PER_CALL = env.int("CALLS_CHAT_MAX_PER_CALL", default=1000)
 # uvicorn's WebSocket options, for `serve` and the tests' servers (the README gives the same as
 # flags): frames above the message limit are refused by uvicorn itself (close 1009), at most
 # 16 client messages wait per connection, and no per-message compression (bench/events.py).

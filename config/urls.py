@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -9,4 +10,6 @@ urlpatterns = [
     path("", include("calls.api.urls")),
     path("", include("appointments.join.urls")),
     path("", include("appointments.portal.urls")),
+    # The join pages' scripts translate their texts with Django's catalog (gettext in JS).
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
 ]

@@ -60,11 +60,15 @@ from appointments import links
 from appointments.api.auth import access_token_for
 from appointments.joining import join_info
 from appointments.links import session_grant
+from appointments.models import CALL_TYPE
 from appointments.services.guests import appointment_guest_invite
 from appointments.services.patient_sessions import patient_session_start
-from calls.models import Call
+from calls.capabilities import Actor
+from calls.models import Call, CallChatMessage
 from calls.realtime import browser_connection
+from calls.services.chat import chat_message_send
 from calls.services.devices import device_register
+from calls.services.sessions import participant_enter
 from calls.tokens import mint_server_token
 from tests.calls.push.standins import b64url, vapid_keypair
 from tests.calls.realtime_server import running_server
@@ -99,6 +103,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("patient", "portal", "waiting", 302),
     ("patient", "portal", "lobby_message", "login"),
     ("patient", "portal", "admit", "login"),
+    ("patient", "portal", "chat_transcript", "302"),
     ("patient", "socket", "own_call", "subscribed"),
     ("patient", "socket", "other_call", "error 17"),
     ("patient", "socket", "team", "error 17"),
@@ -117,6 +122,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("guest", "portal", "today", 302),
     ("guest", "join", "push_own", 201),  # for the guest, never the patient
     ("guest", "join", "push_other", 403),
+    ("guest", "portal", "chat_transcript", "302"),
     ("guest", "socket", "own_call", "subscribed"),
     ("guest", "socket", "other_call", "error 17"),
     ("guest", "socket", "team", "error 17"),
@@ -132,6 +138,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("link_holder", "patient", "me", 401),
     ("link_holder", "patient", "appointments", 401),
     ("link_holder", "portal", "today", 302),
+    ("link_holder", "portal", "chat_transcript", "302"),
     ("link_holder", "portal", "patient_page", 302),
     ("link_holder", "join", "push_own", 201),  # "Notify me on this device"
     ("link_holder", "join", "push_other", 403),
@@ -151,6 +158,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("coordinator", "portal", "patient_page", 200),
     ("coordinator", "portal", "admin", 302),
     ("coordinator", "portal", "reason", "no reason"),  # schedules; not clinical
+    ("coordinator", "portal", "chat_transcript", "no transcript"),  # patient data, clinical
     ("coordinator", "portal", "audit_log", 403),
     ("coordinator", "portal", "patient_export", 403),
     ("coordinator", "join", "push_own", 403),  # a portal session is no join link
@@ -174,6 +182,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinician", "portal", "far_appointment", 404),
     ("clinician", "portal", "patient_page", 200),
     ("clinician", "portal", "reason", "reason"),
+    ("clinician", "portal", "chat_transcript", "transcript"),
     ("clinician", "portal", "audit_log", 403),
     ("clinician", "portal", "patient_export", 403),
     ("clinician", "portal", "waiting", 200),
@@ -193,6 +202,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("clinic_admin", "portal", "far_appointment", 404),
     ("clinic_admin", "portal", "patient_page", 200),
     ("clinic_admin", "portal", "reason", "reason"),
+    ("clinic_admin", "portal", "chat_transcript", "transcript"),
     ("clinic_admin", "portal", "audit_log", 200),
     ("clinic_admin", "portal", "patient_export", 200),
     ("clinic_admin", "portal", "waiting", 200),
@@ -210,6 +220,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("other_clinic", "portal", "far_appointment", 200),
     ("other_clinic", "portal", "patient_page", 404),
     ("other_clinic", "portal", "reason", "404"),
+    ("other_clinic", "portal", "chat_transcript", "404"),
     ("other_clinic", "portal", "audit_log", 404),
     ("other_clinic", "portal", "patient_export", 404),
     ("other_clinic", "join", "push_own", 403),
@@ -233,6 +244,7 @@ MATRIX: list[tuple[str, str, str, Any]] = [
     ("superuser", "join", "push_own", 403),
     ("superuser", "portal", "waiting", 403),
     ("superuser", "portal", "lobby_message", "403"),
+    ("superuser", "portal", "chat_transcript", "403"),
     ("superuser", "socket", "own_call", "subscribed"),
     ("superuser", "socket", "team", "subscribed"),
     ("superuser", "socket", "unknown_call", "error 16"),
@@ -548,6 +560,8 @@ def _unsubscribe_other_patients(world: World, persona: str) -> int:
         keys=_browser_keys(),
     )
     return _join_push(world, persona, world.own, unsubscribe=theirs.token)
+
+
 def _portal_post(world: World, persona: str, name: str, data: dict[str, str]) -> str:
     """A portal button on the own appointment: `login` (sent to sign in), `done` (back to
     the page, the service asked), or the refusal's status."""
@@ -576,6 +590,28 @@ def _sees_reason(world: World, persona: str) -> str:
     if response.status_code != 200:
         return str(response.status_code)
     return "reason" if REASON in response.content.decode() else "no reason"
+
+
+CHAT_LINE = "My inhaler ran out yesterday"  # said in the own call's chat
+
+
+def _sees_transcript(world: World, persona: str) -> str:
+    """The own call's chat (a line the clinician wrote in the call) on the appointment page."""
+    if not CallChatMessage.objects.filter(text=CHAT_LINE).exists():
+        entry = participant_enter(
+            actor=Actor.of(world.clinician.call_user),
+            type_name=CALL_TYPE,
+            call_id=world.own.id,
+            channel_name="test-channel",
+        )
+        assert entry.admitted  # the host, backstage
+        chat_message_send(user_session_id=entry.participant.user_session_id, text=CHAT_LINE)
+    response = world.portal_client(persona).get(
+        reverse("portal:appointment", args=["clinic-a", world.own.id])
+    )
+    if response.status_code != 200:
+        return str(response.status_code)
+    return "transcript" if CHAT_LINE in response.content.decode() else "no transcript"
 
 
 ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
@@ -633,6 +669,7 @@ ACTIONS: dict[tuple[str, str], Callable[[World, str], Any]] = {
         w, p, "appointment_admit", {"user_session_id": "nobody"}
     ),
     ("portal", "reason"): _sees_reason,
+    ("portal", "chat_transcript"): _sees_transcript,
     ("portal", "audit_log"): lambda w, p: _portal(w, p, reverse("portal:audit", args=["clinic-a"])),
     ("portal", "patient_export"): lambda w, p: (
         w.portal_client(p)

@@ -13,6 +13,7 @@ import zoneinfo
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -75,6 +76,7 @@ def _room(
         "then": info.get("then", "lobby"),
         "audio_only": appointment.mode == Appointment.Mode.AUDIO,
         "back_url": back_url,
+        "chat_max_chars": settings.CALLS_CHAT_MAX_CHARS,
     }
     with timezone.override(zoneinfo.ZoneInfo(time_zone)):
         response = render(
@@ -93,6 +95,7 @@ def _room(
                 "config": None if closed else config,
                 # "Notify me on this device" (notify.py): for patients and guests.
                 "webpush_key": None if role == "staff" else webpush_application_server_key(),
+                "chat_max_chars": config["chat_max_chars"],
             },
         )
     response["Referrer-Policy"] = "no-referrer"

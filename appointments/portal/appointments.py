@@ -22,6 +22,7 @@ from appointments.services import booking, guests, join_links, status
 from audit.record import Action, record
 from calls import realtime
 
+from . import chat
 from .forms import AppointmentForm, attach_errors
 from .pages import PHASE_LABELS, page
 from .waiting import appointment_waiting_context
@@ -210,6 +211,7 @@ def appointment_detail(
         "max_guests": guests.MAX_GUESTS,
         **appointment_waiting_context(staff, appointment),
     }
+    context.update(chat.transcript_context(staff, clinic, context["call"]))
     return page(request, staff, "portal/appointment_detail.html", context)
 
 

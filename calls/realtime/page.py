@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from calls.call_settings import effective
+from calls.services.sessions import REPLACED, REPLACED_MESSAGE
 
 if TYPE_CHECKING:
-    from calls.models import Call, CallParticipant
+    from calls.models import Call, CallChatMessage, CallParticipant
 
 WAITING, JOINED = "waiting", "joined"
 # What a participant who was made to leave is told (KickUser, BlockUser); the page reads
@@ -20,6 +21,8 @@ WAITING, JOINED = "waiting", "joined"
 GONE_MESSAGES = {
     "kicked": "you were removed from the call",
     "blocked": "you were removed from the call and cannot join it again",
+    # The same person opened the call in another tab (or device): the newer one takes over.
+    REPLACED: REPLACED_MESSAGE,
 }
 
 
@@ -54,6 +57,8 @@ def call_summary(call: Call, *, now: datetime) -> dict[str, Any]:
         "live_started_at": iso(call.live_started_at),
         "join_ahead_time_seconds": effective(call)["backstage"].get("join_ahead_time_seconds", 0),
         "timer_ends_at": iso(session.timer_ends_at) if running and session else None,
+        # The call timer counts from here (the running session's start).
+        "session_started_at": iso(session.started_at) if running and session else None,
         "server_time": now.isoformat(),
     }
 
@@ -203,3 +208,14 @@ def muted(payload: dict[str, Any], media: tuple[bool, bool]) -> dict[str, Any]:
 
 def gone_message(reason: str) -> str:
     return GONE_MESSAGES.get(reason, f"you left the call ({reason})")
+
+
+def chat_message(m: CallChatMessage) -> dict[str, Any]:
+    """A chat message as the call page shows it."""
+    return {
+        "id": m.pk,
+        "user_session_id": m.user_session_id,
+        "user": {"id": m.user_id, "name": m.user.name},
+        "text": m.text,
+        "created_at": iso(m.created_at),
+    }

@@ -31,6 +31,7 @@ from calls.capabilities import Actor
 from calls.errors import AuthError, CallsError, InputError, NotAllowed, RateLimited
 from calls.media import join_media
 from calls.models import Call, CallParticipant
+from calls.services.chat import chat_message_send
 from calls.services.live import call_end, call_go_live
 from calls.services.moderation import call_kick_user, call_mute_users
 from calls.services.sessions import (
@@ -53,6 +54,7 @@ logger = logging.getLogger("calls.realtime")
 JOIN_TIMEOUT_S = 10.0
 MAX_SIGNAL_BYTES = 64 * 1024
 SEEN_EVERY_S = 15.0  # heartbeat writes, at most this often
+CHAT_HISTORY = 100  # chat messages a tab receives when it joins
 
 State = CallParticipant.State
 
@@ -98,6 +100,8 @@ def _joined_message(call_pk: int, user_session_id: str, caps: list[str]) -> dict
         "media": join_media(call=call, participant=me),
         "own_capabilities": caps,
         "call": page.call_summary(call, now=timezone.now()),
+        # The chat so far (its last CHAT_HISTORY messages): a reload or a late joiner sees it.
+        "chat": [page.chat_message(m) for m in selectors.call_chat(call=call, last=CHAT_HISTORY)],
     }
 
 
@@ -187,6 +191,8 @@ class RtcConsumer(JsonSocket):
                 await self.signal(content)
             elif kind == "media_state":
                 await self.media_state(content)
+            elif kind == "chat":
+                await self.chat(content)
             elif kind == "go_live":
                 await self._as_user(call_go_live)
             elif kind == "end_call":
@@ -287,25 +293,46 @@ class RtcConsumer(JsonSocket):
 
     async def media_state(self, content: dict[str, Any]) -> None:
         audio, video = content.get("audio"), content.get("video")
+        screen = content.get("screen", False)
         if not isinstance(audio, bool) or not isinstance(video, bool):
             raise InputError("media_state needs `audio` and `video` booleans")
+        if not isinstance(screen, bool):
+            raise InputError("media_state's `screen` is a boolean")
         # What the user may not send (UpdateUserPermissions), they are not sending.
         audio = audio and "send-audio" in self.caps
         video = video and "send-video" in self.caps
+        # `screen`: the video is a shared screen (not recorded: a reload ends the sharing).
+        screen = screen and "screenshare" in self.caps
         await database_sync_to_async(participant_media_update)(
-            user_session_id=self.user_session_id, audio=audio, video=video
+            user_session_id=self.user_session_id, audio=audio, video=video or screen
         )
         message = {
             "type": "rtc.media",
             "user_session_id": self.user_session_id,
             "audio": audio,
-            "video": video,
+            "video": video or screen,
+            "screen": screen,
         }
+        await self._to_peers(message, exclude=self.user_session_id)
+
+    async def _to_peers(self, message: dict[str, Any], *, exclude: str) -> None:
+        """Send a channel-layer message to the call's joined participants (but `exclude`)."""
         for channel in await database_sync_to_async(selectors.peer_channels)(
-            call_pk=self.call_pk, exclude=self.user_session_id
+            call_pk=self.call_pk, exclude=exclude
         ):
             with contextlib.suppress(ChannelFull):  # that peer's page catches up on rejoin
                 await self.channel_layer.send(channel, message)
+
+    async def chat(self, content: dict[str, Any]) -> None:
+        """A chat message: stored with the call, then sent to everyone in the call (this tab
+        included, so every page shows the stored message in the same order)."""
+        if self.state != State.JOINED:
+            raise NotAllowed("chat is for the people in the call")
+        stored = await database_sync_to_async(chat_message_send)(
+            user_session_id=self.user_session_id, text=content.get("text")
+        )
+        message = {"type": "rtc.chat", "message": page.chat_message(stored)}
+        await self._to_peers(message, exclude="")
 
     async def moderate(self, kind: str, content: dict[str, Any]) -> None:
         """`mute` (MuteUsers, the microphone) or `remove` (KickUser) the user of a participant
@@ -383,8 +410,13 @@ class RtcConsumer(JsonSocket):
                     "user_session_id": message["user_session_id"],
                     "audio": message["audio"],
                     "video": message["video"],
+                    "screen": message.get("screen", False),
                 }
             )
+
+    async def rtc_chat(self, message: dict[str, Any]) -> None:
+        if self.state == State.JOINED:
+            await self.send_json({"type": "chat", "message": message["message"]})
 
     async def calls_event(self, message: dict[str, Any]) -> None:
         """The call's outbox events (publish.EVENT_MESSAGE): `page.steps` says what each means

@@ -13,9 +13,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from calls.models import CallEvent, CallMember, CallUser, PushDelivery, PushDevice, WebhookDelivery
+from calls.models import (
+    CallChatMessage,
+    CallEvent,
+    CallMember,
+    CallUser,
+    PushDelivery,
+    PushDevice,
+    WebhookDelivery,
+)
 
 # Rows deleted per statement: a sweep never holds long locks.
 BATCH = 1000
@@ -48,6 +57,9 @@ def user_identity_erase(*, user_id: str) -> int:
         )
         CallMember.objects.filter(user_id=user_id).update(custom={})
         PushDevice.objects.filter(user_id=user_id).delete()
+        # The chat of the user's calls is free text with them and about them: all of it goes.
+        member_of = CallMember.objects.filter(user_id=user_id).values("call_id")
+        CallChatMessage.objects.filter(Q(user_id=user_id) | Q(call_id__in=member_of)).delete()
         rewritten = 0
         # Events that mention the user (their id is in the JSON text); the scrub decides.
         for event in CallEvent.objects.filter(payload__icontains=user_id).iterator():

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from calls import selectors, wire
@@ -34,6 +34,14 @@ from .base import require
 PARTICIPANT_SILENT_AFTER = timedelta(seconds=90)
 # A lobby message is a line ("Running 5 minutes late"), not a letter.
 LOBBY_MESSAGE_MAX = 140
+
+# What a person sent (microphone, camera) is remembered this long after their tab left: a
+# reload, a second tab or a quick rejoin starts as they were (muted stays muted).
+MEDIA_REMEMBERED_FOR = timedelta(minutes=10)
+
+# The leave reason of a tab another tab of the same person took over, and what it is told.
+REPLACED = "replaced"
+REPLACED_MESSAGE = "this call is open in another tab"
 
 
 @dataclass(frozen=True)
@@ -209,6 +217,14 @@ def participant_enter(
             )
             if resumed is not None:
                 return Entry(call=call, participant=resumed, capabilities=caps, resumed=True)
+            if CallParticipant.objects.filter(
+                call=call, user=actor.user, user_session_id=user_session_id, left_reason=REPLACED
+            ).exists():
+                # A tab that was away when another took over comes back: it does not take
+                # the call back (the newer tab keeps it; the person chooses, "Use here").
+                raise NotAllowed(REPLACED_MESSAGE)
+        # The server's record of what this person sent wins over what the tab says.
+        audio, video = _recorded_media(call, actor, now) or (audio, video)
         participant = CallParticipant.objects.create(
             call=call,
             user=actor.user,
@@ -225,6 +241,11 @@ def participant_enter(
         else:
             _admit(call, participant, now)
             _host_admits(call, caps)
+        # One person, one place in the call: this newer tab takes over from the person's other
+        # tabs (in the call or its lobby), which leave with reason `replaced` (their sockets
+        # close and say so). Admitted first, so a session of one does not end in between.
+        for other in participants_present(call, [actor.user.id]).exclude(pk=participant.pk):
+            participant_leave(user_session_id=other.user_session_id, reason=REPLACED)
         return Entry(call=call, participant=participant, capabilities=caps)
 
 
@@ -233,6 +254,19 @@ def _host_admits(call: Call, caps: list[str]) -> None:
     automatically: the join rule decides for each)."""
     if "join-backstage" in caps and not call.backstage and waiting_room(call)[0]:
         participants_admit(call=call)
+
+
+def _recorded_media(call: Call, actor: Actor, now: datetime) -> tuple[bool, bool] | None:
+    """(audio, video) this person last sent in this call, if they are still here (another
+    tab) or left within MEDIA_REMEMBERED_FOR; else None (the tab's own choice stands)."""
+    assert actor.user is not None  # noqa: S101 - checked by the caller
+    return (
+        CallParticipant.objects.filter(call=call, user=actor.user)
+        .filter(Q(left_at__isnull=True) | Q(left_at__gte=now - MEDIA_REMEMBERED_FOR))
+        .order_by("-pk")
+        .values_list("audio", "video")
+        .first()
+    )
 
 
 def _resume(

@@ -113,12 +113,13 @@ CASES = [
         SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT,
         id="new-post",
     ),
-    # the call, its members, their users, events, attendance, who waits in its lobby (6)
+    # the call, its members, their users, events, attendance, who waits in its lobby, the chat
+    # transcript (7)
     pytest.param(
         "get",
         page("appointment", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 6 + PAGE_FRAME + AUDIT,
+        SIGNED_IN + APPOINTMENT + 7 + PAGE_FRAME + AUDIT,
         id="detail",
     ),
     # the booking's members (1) and the staff choices, read three times (3)

@@ -20,8 +20,9 @@ from appointments.services.guests import appointment_guest_invite
 from audit.models import AuditEntry
 from audit.record import verify
 from calls.capabilities import Actor
-from calls.models import CallEvent, CallMember, CallParticipant, CallUser
+from calls.models import CallChatMessage, CallEvent, CallMember, CallParticipant, CallUser
 from calls.services.calls import call_send_event
+from calls.services.chat import chat_message_send
 from calls.services.live import call_go_live
 from calls.services.sessions import participant_enter, participant_leave
 from tests.audit.conftest import NOTES, REASON, entries
@@ -61,6 +62,9 @@ def visited(clinic, doctor, patient):
             type_name="appointment",
             call_id=appointment.id,
             custom={"message": "Ana here, my camera is broken"},
+        )
+        chat_message_send(
+            user_session_id=entry.participant.user_session_id, text="My name is Ana Lima"
         )
     with time_machine.travel(T + dt.timedelta(minutes=20), tick=False):
         participant_leave(user_session_id=entry.participant.user_session_id)
@@ -119,6 +123,7 @@ def test_the_patient_page_offers_data_rights_to_admins_only(
 def test_erasure_removes_identity_and_keeps_history(client_for, chief, clinic, patient, visited):
     guest_user = visited.members.get(kind="guest").call_user_id
     events_before = CallEvent.objects.filter(call_cid=visited.call_cid).count()
+    assert CallChatMessage.objects.filter(call__call_id=visited.id).count() == 1
     assert CallEvent.objects.filter(payload__icontains="Ana Lima").exists()
     assert CallEvent.objects.filter(payload__icontains="camera is broken").exists()
     client = client_for(chief)
@@ -141,6 +146,8 @@ def test_erasure_removes_identity_and_keeps_history(client_for, chief, clinic, p
     assert CallEvent.objects.filter(call_cid=visited.call_cid).count() == events_before
     for name in ("Ana Lima", "Maria Lima", "ana@example.com", "camera is broken"):
         assert not CallEvent.objects.filter(payload__icontains=name).exists(), name
+    # The call's chat (free text with and about her) is gone.
+    assert not CallChatMessage.objects.filter(call__call_id=visited.id).exists()
     assert (
         CallParticipant.objects.filter(user_id=patient.call_user_id)
         .exclude(joined_at=None)

@@ -178,6 +178,7 @@ def test_backstage_lobby_go_live_signaling_and_leave(base, visit):
                 "user_session_id": patient_usid,
                 "audio": False,
                 "video": True,
+                "screen": False,
             }
 
             patient.send({"type": "leave"})

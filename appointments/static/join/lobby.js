@@ -60,6 +60,10 @@
       if (late !== null) return t("late").replace("%(minutes)s", String(late));
       return t("shortly");
     },
+    /* room.js's seam (showLobby): the same as `update`. */
+    show: function (m) {
+      window.RoomLobby.update(m);
+    },
     /* The tab left the lobby (joined, finished). */
     hide: function () {
       inLobby = false;

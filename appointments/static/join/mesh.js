@@ -13,7 +13,8 @@
      media.onSignal(fromPeerId, data)           // a signal from the socket (unknown peer: answer)
      media.replaceTrack(kind, trackOrNull)      // device switch, camera off/on: no renegotiation
      media.peers()                              // ids with a connection
-     media.stats()                              // Promise of {peerId: {audio: {...}, video: {...}}}
+     media.stats()                              // Promise of {peerId: {audio: {...}, video: {...},
+                                                //   outbound: {...}, rtt: seconds or null}}
      media.close()
 
    Perfect negotiation (the W3C pattern): the polite peer is the one whose id sorts lower;
@@ -51,7 +52,10 @@
     var selfId = null;
     var closed = false;
 
+    var chosen = {}; // kind → the track replaceTrack put in place (a shared screen, none)
+
     function localTrack(kind) {
+      if (kind in chosen) return chosen[kind];
       if (!local) return null;
       var tracks = kind === "audio" ? local.getAudioTracks() : local.getVideoTracks();
       return tracks.length ? tracks[0] : null;
@@ -184,17 +188,30 @@
     }
 
     function summarize(report) {
-      var out = { audio: null, video: null, outbound: { audio: null, video: null } };
+      var out = { audio: null, video: null, outbound: { audio: null, video: null }, rtt: null };
       report.forEach(function (s) {
+        // The round-trip time of the pair of ICE candidates in use (seconds).
+        if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+          if (s.currentRoundTripTime != null) out.rtt = s.currentRoundTripTime;
+          return;
+        }
         var kind = s.kind || s.mediaType;
         if (KINDS.indexOf(kind) < 0) return;
         // Summed over the connection's streams of that kind (after a renegotiation there
         // may be more than one).
         if (s.type === "inbound-rtp") {
-          var inbound = out[kind] || { bytesReceived: 0, packetsReceived: 0, framesDecoded: 0 };
+          var inbound = out[kind] || {
+            bytesReceived: 0,
+            packetsReceived: 0,
+            packetsLost: 0,
+            framesDecoded: 0,
+            frameWidth: 0,
+          };
           inbound.bytesReceived += s.bytesReceived || 0;
           inbound.packetsReceived += s.packetsReceived || 0;
+          inbound.packetsLost += s.packetsLost || 0;
           inbound.framesDecoded += s.framesDecoded || 0;
+          inbound.frameWidth = Math.max(inbound.frameWidth, s.frameWidth || 0);
           out[kind] = inbound;
         } else if (s.type === "outbound-rtp") {
           var outbound = out.outbound[kind] || { bytesSent: 0 };
@@ -247,6 +264,7 @@
       },
 
       replaceTrack: function (kind, track) {
+        chosen[kind] = track; // what later connections send too
         peers.forEach(function (peer) {
           if (peer.tx[kind]) useTrack(peer.tx[kind], track);
         });

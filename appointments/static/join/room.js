@@ -5,19 +5,29 @@
 
    window.__room (for tests and support): stats() → per-peer inbound/outbound bytes,
    phase() → prejoin | connecting | lobby | joined | finished, peers(), sessionId(),
-   devices() → the ids of the camera and microphone in use. */
+   devices() → the ids of the camera and microphone in use, sharing() → a screen is shared.
+
+   The call screen's parts live beside this file: stage.js (layout, self-view, timer,
+   connection quality, shortcuts), chat.js (the chat panel). The seam for a waiting-room
+   screen: showLobby(message) when the page waits in the lobby, showStage() when it joins; a
+   `window.RoomLobby` ({show(message), hide()}) loaded before this file is told both.
+   Texts go through Django's JavaScript catalog (gettext). */
 (function () {
   "use strict";
 
   var config = document.getElementById("room-config");
   if (!config) return;
   var cfg = JSON.parse(config.textContent);
+  var _ = window.gettext || function (s) {
+    return s;
+  };
 
   var RETRY_MIN_MS = 500;
   var RETRY_MAX_MS = 5000;
   var PING_MS = 25000;
   var TICK_MS = 1000;
   var OUTBOX_MAX = 500;
+  var NOTICE_MS = 8000;
 
   function $(id) {
     return document.getElementById(id);
@@ -58,6 +68,9 @@
     finishedTitle: $("h-finished"),
     finishedText: $("finished-text"),
     rejoin: $("rejoin"),
+    share: $("share-toggle"),
+    shareBanner: $("share-banner"),
+    shareStop: $("share-stop"),
   };
 
   /* --- time: the server's clock, shown in the person's time zone ---------------------- */
@@ -85,6 +98,48 @@
   }
 
   syncClock(cfg.server_time);
+
+  /* --- the call screen's parts (stage.js, chat.js) ------------------------------------ */
+
+  var stage = window.RoomStage.create({
+    stats: function () {
+      return media ? media.stats() : Promise.resolve({});
+    },
+    now: serverNow,
+    closePanels: closePanels,
+  });
+
+  var chat = window.RoomChat.create({
+    timeFormat: timeFormat,
+    send: function (text) {
+      if (phase !== "joined" || reconnecting) {
+        notice(_("The message was not sent: the connection is not back yet."));
+        return false;
+      }
+      return send({ type: "chat", text: text });
+    },
+    onOpen: function () {
+      closePanels();
+    },
+    onNew: function (who) {
+      notice(interpolate(_("New message from %(name)s."), { name: who }, true));
+    },
+  });
+
+  function interpolate(text, args) {
+    if (window.interpolate) return window.interpolate(text, args, true);
+    return text.replace(/%\((\w+)\)s/g, function (m, k) {
+      return args[k];
+    });
+  }
+
+  // The panels over the stage (devices, chat, the end dialog): one at a time.
+  function closePanels() {
+    el.devicesPanel.hidden = true;
+    el.devicesToggle.setAttribute("aria-expanded", "false");
+    el.endConfirm.hidden = true;
+    chat.close();
+  }
 
   /* --- state -------------------------------------------------------------------------- */
 
@@ -148,21 +203,24 @@
         setStatus("Check your camera and microphone below, then select “" + joinLabel() + "”.");
       }
     } else if (phase === "connecting") {
-      setStatus(reconnecting ? "The connection was lost. Reconnecting…" : "Connecting…");
+      setStatus(reconnecting ? _("The connection was lost. Reconnecting…") : _("Connecting…"));
     } else if (phase === "lobby") {
-      setStatus(reconnecting ? "The connection was lost. Reconnecting…" : lobbyText());
+      setStatus(reconnecting ? _("The connection was lost. Reconnecting…") : lobbyText());
     } else if (phase === "joined") {
       if (reconnecting) {
-        setStatus("The connection was lost. Reconnecting…");
+        setStatus(_("The connection was lost. Reconnecting…"));
       } else if (call.backstage) {
-        setStatus("You are backstage: the patient cannot see or hear you until the call goes live.");
+        setStatus(_("You are backstage: the patient cannot see or hear you until the call goes live."));
       } else {
-        setStatus("You are in the call.");
+        setStatus(_("You are in the call."));
       }
-      el.banner.textContent = call.backstage ? "Backstage" : "Live";
+      stage.setReconnecting(reconnecting);
+      var banner = call.backstage ? _("Backstage") : _("Live");
+      if (el.banner.textContent !== banner) el.banner.textContent = banner;
       el.banner.className = "call-banner " + (call.backstage ? "is-backstage" : "is-live");
       el.goLive.hidden = !(call.backstage && caps.indexOf("update-call") >= 0);
       el.end.hidden = caps.indexOf("end-call") < 0;
+      el.share.hidden = !canShare();
     }
     renderWaiting();
   }
@@ -188,6 +246,7 @@
   function setCall(summary) {
     if (!summary) return;
     call = summary;
+    stage.startTimer(summary.session_started_at);
     if (summary.server_time) syncClock(summary.server_time);
     if (summary.starts_at && el.starts) {
       el.starts.textContent = clockTime(summary.starts_at);
@@ -280,7 +339,7 @@
       if (kind === "audio") track.enabled = !micMuted;
       if (tracksOf(kind, local).indexOf(track) < 0) local.addTrack(track);
     }
-    if (media) media.replaceTrack(kind, track);
+    if (media) media.replaceTrack(kind, kind === "video" && screenTrack ? screenTrack : track);
     showSelf();
     sendMediaState();
   }
@@ -296,7 +355,7 @@
     el.selfOff.textContent = offText;
     el.previewOff.hidden = !!view;
     el.selfOff.hidden = !!view;
-    el.selfFlags.textContent = micMuted || !local.getAudioTracks().length ? "Muted" : "";
+    el.selfFlags.textContent = micMuted || !local.getAudioTracks().length ? _("Muted") : "";
   }
 
   async function checkDevices() {
@@ -412,22 +471,89 @@
     });
   }
 
+  // A control's visible label (its accessible name) and its on / off look.
+  function setControl(button, label, off) {
+    button.querySelector(".ctl-label").textContent = label;
+    button.classList.toggle("is-off", !!off);
+  }
+
   function setMicMuted(muted) {
     micMuted = muted;
     local.getAudioTracks().forEach(function (t) {
       t.enabled = !micMuted;
     });
-    el.mic.textContent = micMuted ? "Unmute" : "Mute";
+    setControl(el.mic, micMuted ? _("Unmute") : _("Mute"), micMuted);
     showSelf();
     sendMediaState();
   }
 
   function setCamera(on) {
     wantCamera = on;
-    el.cam.textContent = wantCamera ? "Camera off" : "Camera on";
+    setControl(el.cam, wantCamera ? _("Camera off") : _("Camera on"), !wantCamera);
     if (wantCamera) switchDevice("video");
     else useLocal("video", null); // stops the camera (its light goes off)
   }
+
+  /* --- screen share: the shared screen takes the camera's place on every connection
+     (replaceTrack, no renegotiation); stopping puts the camera back. Only with the
+     `screenshare` capability (the server checks it again on `media_state`). --- */
+
+  var screenTrack = null;
+
+  function canShare() {
+    return (
+      caps.indexOf("screenshare") >= 0 &&
+      !cfg.audio_only &&
+      !!(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia)
+    );
+  }
+
+  function startShare() {
+    if (screenTrack || !canShare()) return;
+    navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }).then(
+      function (stream) {
+        var track = stream.getVideoTracks()[0];
+        if (!track || phase !== "joined") {
+          stream.getTracks().forEach(function (t) {
+            t.stop();
+          });
+          return;
+        }
+        screenTrack = track;
+        track.addEventListener("ended", stopShare); // the browser's own "Stop sharing"
+        if (media) media.replaceTrack("video", track);
+        renderShare();
+        sendMediaState();
+      },
+      function (error) {
+        // Cancelled in the browser's picker: nothing to say.
+        if (!error || error.name !== "NotAllowedError") notice(_("Your screen could not be shared."));
+      }
+    );
+  }
+
+  function stopShare() {
+    if (!screenTrack) return;
+    var track = screenTrack;
+    screenTrack = null;
+    track.stop();
+    if (media) media.replaceTrack("video", tracksOf("video", local)[0] || null);
+    renderShare();
+    sendMediaState();
+  }
+
+  function renderShare() {
+    var on = !!screenTrack;
+    setControl(el.share, on ? _("Stop sharing") : _("Share screen"), false);
+    el.share.classList.toggle("is-active", on);
+    el.shareBanner.hidden = !on;
+  }
+
+  el.share.addEventListener("click", function () {
+    if (screenTrack) stopShare();
+    else startShare();
+  });
+  el.shareStop.addEventListener("click", stopShare);
 
   el.mic.addEventListener("click", function () {
     setMicMuted(!micMuted);
@@ -441,6 +567,8 @@
   /* What the call lets this person send (UpdateUserPermissions can take it away and give it
      back): without send-audio the microphone is muted and its button disabled; the same for
      the camera without send-video. Regained, the buttons work again (nothing turns on alone). */
+  var titles = { mic: el.mic.title, cam: el.cam.title };
+
   function applyPermissions() {
     var mayAudio = caps.indexOf("send-audio") >= 0;
     var mayVideo = caps.indexOf("send-video") >= 0;
@@ -448,12 +576,13 @@
     if (!mayVideo && wantCamera && !cfg.audio_only) setCamera(false);
     el.mic.disabled = !mayAudio;
     el.cam.disabled = !mayVideo;
-    el.mic.title = mayAudio ? "" : "The clinic has turned off your microphone in this call";
-    el.cam.title = mayVideo ? "" : "The clinic has turned off your camera in this call";
+    el.mic.title = mayAudio ? titles.mic : _("The clinic has turned off your microphone in this call");
+    el.cam.title = mayVideo ? titles.cam : _("The clinic has turned off your camera in this call");
   }
 
   el.devicesToggle.addEventListener("click", function () {
     var open = el.devicesPanel.hidden;
+    if (open) closePanels();
     if (open && el.pickers.parentNode !== el.devicesPanel) el.devicesPanel.appendChild(el.pickers);
     el.devicesPanel.hidden = !open;
     el.devicesToggle.setAttribute("aria-expanded", String(open));
@@ -494,6 +623,7 @@
       type: "media_state",
       audio: !micMuted && local.getAudioTracks().length > 0,
       video: local.getVideoTracks().length > 0,
+      screen: !!screenTrack,
     });
   }
 
@@ -538,12 +668,14 @@
     };
   }
 
+  var ENDED = _("The call has ended");
+
   var FATAL = {
-    5: ["You cannot join this call", "You are not allowed to join it. Contact the clinic."],
-    16: ["This call does not exist", "Contact the clinic."],
-    17: ["You cannot join right now", ""],
-    40: ["This page has expired", "Reload the page to join again."],
-    43: ["This page is not valid any more", "Reload the page to join again."],
+    5: [_("You cannot join this call"), _("You are not allowed to join it. Contact the clinic.")],
+    16: [_("This call does not exist"), _("Contact the clinic.")],
+    17: [_("You cannot join right now"), ""],
+    40: [_("This page has expired"), _("Reload the page to join again.")],
+    43: [_("This page is not valid any more"), _("Reload the page to join again.")],
   };
 
   function closed(socket, code) {
@@ -551,13 +683,21 @@
     ws = null;
     if (phase === "finished" || phase === "prejoin") return;
     if (code >= 4000 && code < 5000) {
-      var error = FATAL[code - 4000] || ["You cannot join right now", ""];
+      var error = FATAL[code - 4000] || [_("You cannot join right now"), ""];
       var text = (lastError && lastError.message) || error[1];
       if (/ended/i.test(text)) {
-        finish("The call has ended", "It cannot be joined again.", false);
+        finish(ENDED, _("It cannot be joined again."), false);
+      } else if (/another tab/i.test(text)) {
+        // The same person opened the call elsewhere, which took over (the server decides).
+        finish(
+          _("This call is open in another tab"),
+          _("You are in the call in your other tab or device. To use this one instead, select “Use here”."),
+          true,
+          _("Use here")
+        );
       } else if (/removed/i.test(text)) {
         // Kicked (may join again) or blocked ("cannot join it again"): never rejoin on our own.
-        finish("You were removed from the call", sentence(text), !/cannot/i.test(text));
+        finish(_("You were removed from the call"), sentence(text), !/cannot/i.test(text));
       } else {
         finish(error[0], sentence(text) || error[1], true);
       }
@@ -576,7 +716,7 @@
   }
 
   function personName(p) {
-    return (p && p.user && (p.user.name || p.user.id)) || "Someone";
+    return (p && p.user && (p.user.name || p.user.id)) || _("Someone");
   }
 
   function know(p) {
@@ -598,8 +738,7 @@
       phase = "lobby";
       hostPresent = !!m.host_present;
       setCall(m.call);
-      if (window.RoomLobby) window.RoomLobby.update(m); // [waiting room hook]
-      showLobby();
+      showLobby(m); // [waiting room hook] RoomLobby.show(m) in showLobby
     } else if (m.type === "joined") {
       onJoined(m);
     } else if (m.type === "participant_joined") {
@@ -609,18 +748,21 @@
         return w.user_session_id !== m.participant.user_session_id;
       });
       renderWaiting();
-      notice(personName(m.participant) + " joined.");
+      notice(interpolate(_("%(name)s joined."), { name: personName(m.participant) }));
     } else if (m.type === "participant_left") {
       var who = people[m.user_session_id];
       dropPeer(m.user_session_id);
-      if (who) notice(who.name + " left the call.");
+      if (who) notice(interpolate(_("%(name)s left the call."), { name: who.name }));
     } else if (m.type === "participant_updated") {
       var p = people[m.user_session_id];
       if (p) {
         p.audio = !!m.audio;
         p.video = !!m.video;
+        p.screen = !!m.screen;
         tileFor(m.user_session_id);
       }
+    } else if (m.type === "chat") {
+      if (m.message) chat.add(m.message);
     } else if (m.type === "muted") {
       var what = [];
       if (m.audio && !micMuted) {
@@ -631,8 +773,13 @@
         setCamera(false);
         what.push("camera");
       }
-      if (what.length === 1) notice("Your " + what[0] + " was turned off by the host. You can turn it on again.");
-      if (what.length === 2) notice("Your microphone and camera were turned off by the host. You can turn them on again.");
+      if (what.length === 2) {
+        notice(_("Your microphone and camera were turned off by the host. You can turn them on again."));
+      } else if (what[0] === "microphone") {
+        notice(_("Your microphone was turned off by the host. You can turn it on again."));
+      } else if (what[0] === "camera") {
+        notice(_("Your camera was turned off by the host. You can turn it on again."));
+      }
     } else if (m.type === "permissions") {
       caps = m.own_capabilities || [];
       applyPermissions();
@@ -648,30 +795,40 @@
       el.goLive.disabled = false;
       render();
     } else if (m.type === "call_ended") {
-      finish("The call has ended", cfg.role !== "staff" ? "Thank you. You can close this page." : "", false);
+      finish(ENDED, cfg.role !== "staff" ? _("Thank you. You can close this page.") : "", false);
     } else if (m.type === "left") {
       finish(
-        phase === "lobby" ? "You left the waiting room" : "You left the call",
-        "You can join again while the appointment is on.",
+        phase === "lobby" ? _("You left the waiting room") : _("You left the call"),
+        _("You can join again while the appointment is on."),
         true
       );
     } else if (m.type === "timer_warning") {
       var minutes = Math.max(1, Math.round((m.remaining_seconds || 0) / 60));
+      var about = window.ngettext
+        ? window.ngettext("in about %(n)s minute", "in about %(n)s minutes", minutes)
+        : minutes === 1
+          ? "in about %(n)s minute"
+          : "in about %(n)s minutes";
       notice(
-        "The call ends automatically at " + clockTime(m.timer_ends_at) + " (in about " + minutes +
-          (minutes === 1 ? " minute)." : " minutes).")
+        interpolate(_("The call ends automatically at %(time)s (%(about)s)."), {
+          time: clockTime(m.timer_ends_at),
+          about: interpolate(about, { n: minutes }),
+        })
       );
     } else if (m.type === "error") {
       lastError = m;
       el.goLive.disabled = false;
       // Code 4 (bad input) is a stale signal to someone who just left: nothing to tell.
       if ((phase === "joined" || phase === "lobby") && m.code !== 4) {
-        notice(sentence(m.message || "Something went wrong."));
+        notice(sentence(m.message || _("Something went wrong.")));
       }
     }
   }
 
   function backToLobby() {
+    stopShare();
+    stage.stop();
+    closePanels();
     if (media) media.close();
     media = null;
     sessionId = null; // the server gives a new one when the call goes live again
@@ -690,9 +847,11 @@
     el.status.focus();
   }
 
-  function showLobby() {
+  // The seam for the waiting room's screen: `message` is the server's `lobby` message.
+  function showLobby(message) {
     el.join.hidden = true;
     el.lobbyLeave.hidden = false;
+    if (window.RoomLobby) window.RoomLobby.show(message);
     render();
   }
 
@@ -712,7 +871,7 @@
       }
       media = window.RoomMedia && window.RoomMedia.create(m.media && m.media.kind);
       if (!media) {
-        finish("This call cannot be joined from this page", "Its media server is not supported here.", true);
+        finish(_("This call cannot be joined from this page"), _("Its media server is not supported here."), true);
         return;
       }
       media.on("stream", attachStream);
@@ -734,9 +893,11 @@
       if (!listed[id]) dropPeer(id);
     });
     waiting = m.waiting || [];
+    adoptMediaState(m.participant);
+    chat.load(m.chat, m.participant && m.participant.user ? m.participant.user.id : null);
     var entering = phase !== "joined";
     phase = "joined";
-    if (entering) showCall();
+    if (entering) showStage();
     render();
     sendMediaState();
     var queued = outbox;
@@ -746,6 +907,15 @@
     });
   }
 
+  // What the server recorded for this person wins over this tab's defaults (a reload keeps
+  // the microphone muted and the camera off).
+  function adoptMediaState(me) {
+    if (!me) return;
+    if (local.getAudioTracks().length && micMuted !== !me.audio) setMicMuted(!me.audio);
+    var cameraOn = wantCamera && !cfg.audio_only;
+    if (!cfg.audio_only && caps.indexOf("send-video") >= 0 && cameraOn !== !!me.video) setCamera(!!me.video);
+  }
+
   function newer(a, b) {
     var at = Date.parse(a && a.joined_at) || 0;
     var bt = Date.parse(b && b.joined_at) || 0;
@@ -753,11 +923,14 @@
     return a.user_session_id > b.user_session_id;
   }
 
-  function showCall() {
+  // The call screen takes over the page (the seam's other side: the lobby screen hides).
+  function showStage() {
+    if (window.RoomLobby) window.RoomLobby.hide();
     el.prejoin.hidden = true;
     el.call.hidden = false;
     if (el.pickers.parentNode !== el.devicesPanel) el.devicesPanel.appendChild(el.pickers);
     showSelf();
+    stage.start();
     el.banner.focus();
   }
 
@@ -789,49 +962,61 @@
       var mute = document.createElement("button");
       mute.type = "button";
       mute.className = "tile-mute";
-      mute.textContent = "Mute";
+      mute.textContent = _("Mute");
       mute.addEventListener("click", function () {
         send({ type: "mute", user_session_id: id });
       });
       var remove = document.createElement("button");
       remove.type = "button";
       remove.className = "tile-remove";
-      remove.textContent = "Remove";
+      remove.textContent = _("Remove");
       remove.addEventListener("click", function () {
         var who = people[id] ? people[id].name : "this person";
-        if (window.confirm("Remove " + who + " from the call? They can join again.")) {
+        if (window.confirm(interpolate(_("Remove %(name)s from the call? They can join again."), { name: who }))) {
           send({ type: "remove", user_session_id: id });
         }
       });
       actions.appendChild(mute);
       actions.appendChild(remove);
+      // The connection's quality (stage.js fills it from getStats).
+      var quality = document.createElement("span");
+      quality.className = "tile-quality";
+      quality.setAttribute("role", "img");
+      quality.setAttribute("data-level", "unknown");
+      quality.setAttribute("aria-label", _("Connection unknown"));
+      for (var bar = 0; bar < 3; bar++) quality.appendChild(document.createElement("i"));
       figure.appendChild(video);
       figure.appendChild(off);
+      figure.appendChild(quality);
       figure.appendChild(caption);
       figure.appendChild(actions);
       el.tiles.appendChild(figure);
       p.tile = figure;
     }
     var tile = p.tile;
-    tile.querySelector(".tile-name").textContent = p.name;
-    tile.querySelector("video").setAttribute("aria-label", "Video of " + p.name);
-    tile.querySelector(".tile-flags").textContent = p.audio ? "" : "Muted";
+    tile.querySelector("video").setAttribute("aria-label", interpolate(_("Video of %(name)s"), { name: p.name }));
+    tile.querySelector(".tile-flags").textContent = p.audio ? "" : _("Muted");
+    tile.setAttribute("data-muted", p.audio ? "0" : "1");
+    tile.setAttribute("data-screen", p.screen ? "1" : "0");
+    tile.querySelector(".tile-name").textContent = p.screen
+      ? interpolate(_("%(name)s (screen)"), { name: p.name })
+      : p.name;
     var muteButton = tile.querySelector(".tile-mute");
-    muteButton.setAttribute("aria-label", "Mute " + p.name);
+    muteButton.setAttribute("aria-label", interpolate(_("Mute %(name)s"), { name: p.name }));
     muteButton.hidden = !p.audio || caps.indexOf("mute-users") < 0;
     var removeButton = tile.querySelector(".tile-remove");
-    removeButton.setAttribute("aria-label", "Remove " + p.name + " from the call");
+    removeButton.setAttribute("aria-label", interpolate(_("Remove %(name)s from the call"), { name: p.name }));
     removeButton.hidden = caps.indexOf("kick-user") < 0;
     var off = tile.querySelector(".tile-off");
-    off.textContent = p.video ? "Connecting…" : "Camera off";
+    off.textContent = p.video ? _("Connecting…") : _("Camera off");
     off.hidden = p.video && !!tile.getAttribute("data-streaming");
-    el.tiles.setAttribute("data-count", String(el.tiles.children.length));
+    stage.layout();
     return tile;
   }
 
   function attachStream(id, stream) {
     // Media may come before the news of who it is (signals are direct, events are relayed).
-    if (!people[id]) people[id] = { name: "Someone joining…", audio: true, video: true, tile: null };
+    if (!people[id]) people[id] = { name: _("Someone joining…"), audio: true, video: true, tile: null };
     var tile = tileFor(id);
     if (!tile) return;
     var video = tile.querySelector("video");
@@ -841,7 +1026,7 @@
     var playing = video.play();
     if (playing && playing.catch) {
       playing.catch(function () {
-        notice("Select the video to hear the others (your browser blocked autoplay).");
+        notice(_("Select the video to hear the others (your browser blocked autoplay)."));
         video.controls = true;
       });
     }
@@ -851,7 +1036,7 @@
     var p = people[id];
     if (p && p.tile) p.tile.remove();
     delete people[id];
-    el.tiles.setAttribute("data-count", String(el.tiles.children.length));
+    stage.layout();
   }
 
   function dropPeer(id) {
@@ -859,8 +1044,17 @@
     dropTile(id);
   }
 
+  // A passing notice on the stage (aria-live): it goes after NOTICE_MS.
+  var noticeTimer = null;
+
   function notice(text) {
     el.notice.textContent = text;
+    clearTimeout(noticeTimer);
+    if (text) {
+      noticeTimer = setTimeout(function () {
+        el.notice.textContent = "";
+      }, NOTICE_MS);
+    }
   }
 
   /* --- joining, leaving, ending ------------------------------------------------------- */
@@ -875,7 +1069,7 @@
 
   function leave() {
     if (!send({ type: "leave" })) {
-      finish("You left the call", "", true);
+      finish(_("You left the call"), "", true);
     }
   }
 
@@ -904,11 +1098,14 @@
     window.location.reload();
   });
 
-  function finish(title, text, canRejoin) {
+  function finish(title, text, canRejoin, rejoinLabel) {
     if (phase === "finished") return;
     phase = "finished";
     if (window.RoomLobby) window.RoomLobby.hide(); // [waiting room hook]
     clearInterval(pingTimer);
+    stopShare();
+    stage.stop();
+    closePanels();
     if (media) media.close();
     local.getTracks().forEach(function (t) {
       t.stop();
@@ -929,8 +1126,9 @@
     el.finishedText.textContent = text;
     el.finishedText.hidden = !text;
     el.rejoin.hidden = !canRejoin;
+    el.rejoin.textContent = rejoinLabel || _("Join again");
     el.finished.hidden = false;
-    el.finished.setAttribute("data-state", title === "The call has ended" ? "ended" : "left");
+    el.finished.setAttribute("data-state", title === ENDED ? "ended" : "left");
     setStatus(title + ".");
     el.finished.focus();
   }
@@ -960,6 +1158,9 @@
     },
     devices: function () {
       return { audio: currentDevice("audio"), video: currentDevice("video") };
+    },
+    sharing: function () {
+      return !!screenTrack;
     },
   };
 
