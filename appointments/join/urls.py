@@ -10,4 +10,5 @@ app_name = "join"
 urlpatterns = [
     path("join/<str:appointment_id>/", views.patient_join, name="patient"),
     path("join/<str:appointment_id>/guest/", views.guest_join, name="guest"),
+    path("join/<str:appointment_id>/calendar.ics", views.patient_calendar, name="calendar"),
 ]

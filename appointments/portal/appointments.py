@@ -207,6 +207,7 @@ def appointment_detail(
             if m.kind == AppointmentMember.Kind.GUEST
         ],
         "max_guests": guests.MAX_GUESTS,
+        "messages_line": selectors.appointment_messages(appointment=appointment),
     }
     return page(request, staff, "portal/appointment_detail.html", context)
 
