@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from calls.models import CallEvent
+from calls.wire import to_ns
 
 from .messaging.delivery import messages_plan, patient_in_call, reminder_key
 from .models import CALL_TYPE, Appointment, AppointmentMember, MessageDelivery
@@ -55,6 +56,11 @@ def _remind(call_id: str, payload: dict) -> None:
     appointment = _open_appointment(call_id)
     offset = payload.get("starts_in_seconds")
     if appointment is None or not isinstance(offset, int):
+        return
+    # The start the reminder was for (the call as it was then): an old reminder relayed after
+    # a move plans nothing for the new time, which has reminders of its own.
+    reminded_start = (payload.get("call") or {}).get("starts_at")
+    if reminded_start != to_ns(appointment.starts_at):
         return
     with transaction.atomic():
         messages_plan(
