@@ -158,14 +158,13 @@ def test_a_cancel_drops_the_reminders(
 def test_the_patient_hears_when_the_clinician_is_in_the_call(
     visit, doctor, smtp_server, twilio, django_capture_on_commit_callbacks
 ):
-    with time_machine.travel(START - dt.timedelta(minutes=5), tick=False):
-        with django_capture_on_commit_callbacks(execute=True):
-            participant_enter(
-                actor=staff_actor(doctor),
-                type_name="appointment",
-                call_id=visit.id,
-                channel_name="x",
-            )
+    with (
+        time_machine.travel(START - dt.timedelta(minutes=5), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        participant_enter(
+            actor=staff_actor(doctor), type_name="appointment", call_id=visit.id, channel_name="x"
+        )
     (mail,) = smtp_server.to("ana@example.com")
     assert mail.subject == "Riverside Clinic: your clinician is ready"
     (text,) = twilio.messages
@@ -177,13 +176,12 @@ def test_no_clinician_ready_before_the_lobby_opens(
     visit, doctor, smtp_server, twilio, django_capture_on_commit_callbacks
 ):
     # Staff may enter 15 minutes ahead; the patient's lobby opens 10 minutes ahead.
-    with time_machine.travel(START - dt.timedelta(minutes=14), tick=False):
-        with django_capture_on_commit_callbacks(execute=True):
-            participant_enter(
-                actor=staff_actor(doctor),
-                type_name="appointment",
-                call_id=visit.id,
-                channel_name="x",
-            )
+    with (
+        time_machine.travel(START - dt.timedelta(minutes=14), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        participant_enter(
+            actor=staff_actor(doctor), type_name="appointment", call_id=visit.id, channel_name="x"
+        )
     assert smtp_server.messages == []
     assert twilio.messages == []

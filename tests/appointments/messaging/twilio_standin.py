@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 import httpx
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
-AUTH_TOKEN = "standin-auth-token-0123456789abcd"  # noqa: S105 - a test credential
+AUTH_TOKEN = "standin-auth-token-0123456789abcd"
 FROM_NUMBER = "+15005550006"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
