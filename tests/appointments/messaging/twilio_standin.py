@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -48,6 +49,7 @@ class SentMessage:
     form: dict[str, str]
     auth: tuple[str, str]
     path: str
+    received_at: float = field(default_factory=time.time)  # wall clock, for lateness
 
     @property
     def to(self) -> str:
