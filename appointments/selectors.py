@@ -257,6 +257,14 @@ def _message_words(delivery: MessageDelivery, tz: zoneinfo.ZoneInfo) -> str:
     return f"SMS {delivery.state}{time}"
 
 
+def _error_words(error: str) -> str:
+    """The row's error without the channel it names again ("sms: …", "mail: …")."""
+    for prefix in ("sms: ", "mail: "):
+        if error.startswith(prefix):
+            return error[len(prefix) :]
+    return error
+
+
 def appointment_messages(*, appointment: Appointment) -> list[dict[str, Any]]:
     """The appointment page's line about the messages (staff, clinic time): the latest
     message to the patient and the guests, how each channel went ("Reminder emailed 09:00 ·
@@ -281,7 +289,7 @@ def appointment_messages(*, appointment: Appointment) -> list[dict[str, Any]]:
         failed = d.state in (MessageDelivery.State.FAILED, MessageDelivery.State.BOUNCED)
         text = f"{_MESSAGE_NOUNS[d.kind]} {words}" if i == 0 else words
         if failed and d.last_error:
-            text += f": {d.last_error}"
+            text += f": {_error_words(d.last_error)}"
         parts.append({"text": text, "failed": failed})
     failed_before = [
         d
@@ -292,7 +300,10 @@ def appointment_messages(*, appointment: Appointment) -> list[dict[str, Any]]:
     for d in failed_before[-3:]:
         parts.append(
             {
-                "text": f"{_MESSAGE_NOUNS[d.kind]} {_message_words(d, tz)}: {d.last_error}",
+                "text": (
+                    f"{_MESSAGE_NOUNS[d.kind]} {_message_words(d, tz)}: "
+                    f"{_error_words(d.last_error)}"
+                ),
                 "failed": True,
             }
         )

@@ -102,7 +102,7 @@ def test_an_undelivered_text_is_a_failure_staff_see(
     assert row.state == "failed"
     assert row.last_error == "sms: undelivered, error 30003"
     page = client_for(doctor).get(f"/c/clinic-a/appointments/{appointment.pk}/").content.decode()
-    assert "SMS failed: sms: undelivered, error 30003" in page
+    assert "SMS failed: undelivered, error 30003" in page
     assert 'class="message-failed"' in page
 
 
