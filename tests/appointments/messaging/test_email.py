@@ -10,6 +10,7 @@ import datetime as dt
 import zoneinfo
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from icalendar import Calendar
 
@@ -137,9 +138,9 @@ def test_a_guest_with_an_email_gets_the_messages_with_their_own_link(
     book, patient, doctor, smtp_server, django_capture_on_commit_callbacks
 ):
     appointment = book(patient)
-    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Maria Lima")
-    member.email = "maria@example.com"
-    member.save()
+    member = appointment_guest_invite(
+        appointment=appointment, by=doctor, name="Maria Lima", email="Maria@Example.com"
+    )
     with django_capture_on_commit_callbacks(execute=True):
         appointment_cancel(appointment=appointment)
     (mail,) = smtp_server.to("maria@example.com")
@@ -176,3 +177,14 @@ def test_the_join_page_and_the_patient_api_give_the_ics(frozen, clinic, doctor, 
     refused = Client().get(url, {"t": token + "x"})
     assert refused.status_code == 403
     assert b"BEGIN:VCALENDAR" not in refused.content
+
+
+def test_a_guests_contact_details_are_checked(book, patient, doctor):
+    appointment = book(patient)
+    with pytest.raises(ValidationError) as refused:
+        appointment_guest_invite(appointment=appointment, by=doctor, name="Jo", phone="12")
+    assert "phone" in refused.value.message_dict
+    member = appointment_guest_invite(
+        appointment=appointment, by=doctor, name="Jo", phone="+33 6 12 34 56 78"
+    )
+    assert member.phone == "+33612345678"
