@@ -115,14 +115,16 @@ def patient_update(*, patient: Patient, **fields: Any) -> Patient:
         raise ValidationError("This patient's data was erased: there is nothing to edit.")
     if "phone" in fields:
         fields["phone"] = _phone(fields["phone"])
-    elif patient.phone:
-        patient.phone = _phone(patient.phone)  # an admin form sets it on the instance
     with transaction.atomic():
         # As stored (an admin form has already set the new values on `patient`).
         stored = Patient.objects.select_for_update().get(pk=patient.pk)
         before = snapshot(stored)
         for name, value in fields.items():
             setattr(patient, name, value.strip().lower() if name == "email" else value)
+        if patient.phone != stored.phone:
+            # A number changed on the instance (the admin form): the same rule. A number
+            # stored before the rule is left as it is until someone edits it.
+            patient.phone = _phone(patient.phone)
         sms_back_on = patient.notify_sms and not stored.notify_sms and "notify_sms" in fields
         if patient.phone != stored.phone or sms_back_on:
             patient.sms_opted_out_at = None
@@ -171,6 +173,12 @@ def patient_export(*, patient: Patient, by: StaffMember | None = None) -> dict[s
             "phone": patient.phone,
             "time_zone": patient.time_zone,
             "preferred_language": patient.preferred_language,
+            "messages": {
+                "email": patient.notify_email,
+                "sms": patient.notify_sms,
+                "push": patient.notify_push,
+                "sms_opted_out_at": _when(patient.sms_opted_out_at),
+            },
             "created_at": _when(patient.created_at),
             "erased_at": _when(patient.erased_at),
         },
@@ -204,9 +212,9 @@ def patient_export(*, patient: Patient, by: StaffMember | None = None) -> dict[s
 
 def patient_erase(*, patient: Patient, by: StaffMember | None = None) -> Patient:
     """Erase the patient's personal data (the right to erasure): name, contacts and language;
-    the reason and notes of their appointments; their guests' names; the name and custom data
-    the call engine holds for them and their guests (also inside stored call events); their
-    sign-in codes and push devices. Appointments, calls and attendance stay, without identity.
+    the reason and notes of their appointments; their guests' names and contacts; the name
+    and custom data the call engine holds for them and their guests (also inside stored call
+    events); their sign-in codes and push devices. Appointments, calls and attendance stay, without identity.
     The audit trail holds no personal data, so it is left as it is (and stays valid).
     A patient with open appointments is refused: cancel them first. Erasing twice is a no-op."""
     with transaction.atomic():
@@ -223,9 +231,11 @@ def patient_erase(*, patient: Patient, by: StaffMember | None = None) -> Patient
         patient.save()
         patient.appointments.update(reason="", notes="", updated_at=timezone.now())
         patient.sign_in_codes.all().delete()
-        guests = AppointmentMember.objects.filter(
+        guest_rows = AppointmentMember.objects.filter(
             appointment__patient=patient, kind=AppointmentMember.Kind.GUEST
-        ).values_list("call_user_id", flat=True)
+        )
+        guests = list(guest_rows.values_list("call_user_id", flat=True))
+        guest_rows.update(email="", phone="")  # their contact details, too
         for user_id in [patient.call_user_id, *guests]:
             user_identity_erase(user_id=user_id)
         record(

@@ -66,3 +66,10 @@ def test_the_appointment_as_ics(api, patient, other_patient, appointment):
     assert other.status_code == 404
     assert other.json()["error"]["code"] == "not_found"
     assert api().get(f"{BASE}/appointments/{appointment.pk}/calendar.ics").status_code == 401
+
+
+def test_an_old_number_stored_before_the_rule_does_not_block_the_preferences(api, patient):
+    Patient.objects.filter(pk=patient.pk).update(phone="0612 (old)")
+    response = api(patient).patch(f"{BASE}/me/preferences", {"email": False}, format="json")
+    assert response.status_code == 200
+    assert Patient.objects.get(pk=patient.pk).phone == "0612 (old)"

@@ -178,3 +178,24 @@ def test_nothing_of_the_reason_the_token_or_the_address_in_texts_or_logs(
     assert "message " in logged  # the sends were logged...
     for secret in (REASON, "chest", token, "ana@example.com", "+5581998765432", "Ana Lima"):
         assert secret not in logged, secret
+
+
+def test_erasing_the_patient_erases_the_guests_contacts_and_sends_nothing_more(
+    planned, doctor, smtp_server, twilio
+):
+    from appointments.models import AppointmentMember
+    from appointments.services.guests import appointment_guest_invite
+    from appointments.services.patients import patient_erase
+
+    appointment_guest_invite(
+        appointment=planned, by=doctor, name="Maria", email="maria@example.com"
+    )
+    appointment_cancel(appointment=planned)
+    patient_erase(patient=planned.patient, by=doctor)
+    guest = AppointmentMember.objects.get(appointment=planned, kind="guest")
+    assert (guest.email, guest.phone) == ("", "")
+    for row in rows(planned, state="queued"):
+        delivery.deliver(row.pk)
+    assert smtp_server.messages == []
+    assert twilio.messages == []
+    assert set(rows(planned).values_list("state", flat=True)) == {"skipped"}
