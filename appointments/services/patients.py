@@ -216,7 +216,8 @@ def patient_erase(*, patient: Patient, by: StaffMember | None = None) -> Patient
     and custom data the call engine holds for them and their guests (also inside stored call
     events); their sign-in codes and push devices. Appointments, calls and attendance stay,
     without identity. The audit trail holds no personal data, so it is left as it is (and
-    stays valid). A patient with open appointments is refused: cancel them first. Erasing twice is a no-op."""
+    stays valid). A patient with open appointments is refused: cancel them first. Erasing
+    twice is a no-op."""
     with transaction.atomic():
         patient = Patient.objects.select_for_update().select_related("clinic").get(pk=patient.pk)
         if patient.erased_at is not None:
