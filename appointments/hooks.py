@@ -41,10 +41,12 @@ def sms_status(request: HttpRequest) -> HttpResponse:
     if not _signed(request):
         logger.warning("SMS status callback refused: bad signature")
         return HttpResponse(status=403)
+    delivery_id = request.GET.get("d", "")
     delivery.sms_status_update(
         provider_id=request.POST.get("MessageSid", "")[:64],
         status=request.POST.get("MessageStatus", "")[:32],
         error_code=request.POST.get("ErrorCode", "")[:16],
+        delivery_id=int(delivery_id) if delivery_id.isdigit() and len(delivery_id) < 19 else None,
     )
     return HttpResponse(status=204)
 

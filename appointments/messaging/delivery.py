@@ -307,7 +307,9 @@ def _send_sms(delivery: MessageDelivery, person: texts.Person) -> None:
         _record(delivery, State.SKIPPED, error="no phone number")
         return
     body = texts.sms(delivery.kind, delivery.appointment, person)
-    callback = settings.PUBLIC_BASE_URL + reverse("messaging:sms-status")
+    # The row's id rides in the callback URL (signed with it): a callback that overtakes our
+    # record of the provider's id still finds its row.
+    callback = f"{settings.PUBLIC_BASE_URL}{reverse('messaging:sms-status')}?d={delivery.pk}"
     result = sms.provider().send(to=person.phone, body=body, status_callback=callback)
     if result.outcome == sms.Outcome.SENT:
         _record(delivery, State.SENT, provider_id=result.provider_id)
@@ -413,18 +415,27 @@ _SMS_STATES = {
 }
 
 
-def sms_status_update(*, provider_id: str, status: str, error_code: str = "") -> bool:
+def sms_status_update(
+    *, provider_id: str, status: str, error_code: str = "", delivery_id: int | None = None
+) -> bool:
     """A status callback: the row follows (never back from delivered, never out of a state
-    another callback finished). Error 21610 (the number sent STOP) opts the number out."""
+    another callback finished). The row is the callback URL's `delivery_id` (its provider id
+    must match, or not be recorded yet: the callback overtook the send's record), else the
+    one with that provider id. Error 21610 (the number sent STOP) opts the number out."""
     state = _SMS_STATES.get(status)
     if not provider_id or state is None:
         return False
     now = timezone.now()
-    rows = MessageDelivery.objects.filter(provider_id=provider_id, channel=Channel.SMS)
+    rows = MessageDelivery.objects.filter(channel=Channel.SMS)
+    if delivery_id is not None:
+        rows = rows.filter(pk=delivery_id).filter(
+            Q(provider_id=provider_id) | Q(state=State.SENDING, provider_id="")
+        )
+    else:
+        rows = rows.filter(provider_id=provider_id)
     if state == State.SENT:
-        rows = rows.filter(state=State.SENT)  # already; nothing to move
-        return rows.exists()
-    fields: dict = {"state": state, "updated_at": now}
+        return rows.exists()  # "sent" is what the send's record says already
+    fields: dict = {"state": state, "updated_at": now, "provider_id": provider_id}
     if state == State.DELIVERED:
         fields["delivered_at"] = now
     else:

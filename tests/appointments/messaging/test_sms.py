@@ -5,6 +5,7 @@ signature check, STOP and error 21610, retries."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import httpx
@@ -58,7 +59,7 @@ def test_the_confirmation_text_is_a_twilio_messages_request(
     assert text.auth == (ACCOUNT_SID, AUTH_TOKEN)
     assert text.form["To"] == "+447911123456"
     assert text.form["From"] == FROM_NUMBER
-    assert text.form["StatusCallback"] == f"{site}/hooks/sms/status"
+    assert text.form["StatusCallback"] == f"{site}/hooks/sms/status?d={sms_row(appointment).pk}"
     assert text.body.startswith("Riverside Clinic: video appointment on ")
     assert f"{site}/join/{appointment.pk}/?t=" in text.body
     assert "chest" not in text.body
@@ -155,3 +156,21 @@ def test_a_provider_error_is_retried_with_backoff(
     row = sms_row(appointment)
     assert (row.state, row.attempts) == ("sent", 2)
     assert len(twilio.messages) == 1
+
+
+def test_a_callback_that_overtakes_the_sends_record_finds_its_row(
+    site, twilio, clinic, doctor, sms_patient
+):
+    appointment = book(clinic, doctor, sms_patient)
+    (text,) = twilio.messages
+    # As if the worker had not recorded the provider's id yet when the callback came.
+    MessageDelivery.objects.filter(pk=sms_row(appointment).pk).update(
+        state="sending", provider_id=""
+    )
+    assert twilio.status_callback(text, "delivered").status_code == 204
+    row = sms_row(appointment)
+    assert (row.state, row.provider_id) == ("delivered", text.sid)
+    # Another message's id on this row's URL changes nothing.
+    other = dataclasses.replace(text, sid="SM" + "f" * 32)
+    twilio.status_callback(other, "undelivered", error_code="30003")
+    assert sms_row(appointment).state == "delivered"
