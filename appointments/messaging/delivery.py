@@ -55,8 +55,6 @@ MAX_BACKOFF_SECONDS = 3600.0
 # A queued row not claimed this long after it was written or retried lost its enqueue.
 LOST_AFTER = timedelta(seconds=15)
 SWEEP_BATCH = 200
-# The kinds that carry the calendar invite.
-WITH_INVITE = frozenset({Kind.CONFIRMATION, Kind.UPDATE, Kind.CANCELLATION, Kind.JOIN_LINK})
 # The kinds a move or a cancel makes pointless while still queued.
 DROPPED_ON_MOVE = (Kind.REMINDER, Kind.READY, Kind.CONFIRMATION, Kind.UPDATE)
 DROPPED_ON_CANCEL = (Kind.REMINDER, Kind.READY, Kind.CONFIRMATION, Kind.UPDATE, Kind.JOIN_LINK)
@@ -269,7 +267,7 @@ def _send_email(delivery: MessageDelivery, person: texts.Person) -> None:
         headers={"Message-ID": _message_id(delivery), "Auto-Submitted": "auto-generated"},
     )
     message.attach_alternative(content.html, "text/html")
-    if delivery.kind in WITH_INVITE:
+    if delivery.kind in texts.WITH_INVITE:
         invite = ics.calendar(
             appointment,
             link=person.link,

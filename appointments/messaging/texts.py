@@ -96,6 +96,19 @@ def _headline(kind: str, appointment: Appointment, values: dict[str, str]) -> tu
     )
 
 
+# The kinds whose email carries the calendar invite (or its cancellation).
+WITH_INVITE = frozenset({Kind.CONFIRMATION, Kind.UPDATE, Kind.CANCELLATION, Kind.JOIN_LINK})
+
+
+def _calendar_note(kind: str) -> str:
+    """What the attached invite does."""
+    if kind not in WITH_INVITE:
+        return ""
+    if kind == Kind.CANCELLATION:
+        return _("The attached file removes it from your calendar.")
+    return _("The attached invite adds it to your calendar.")
+
+
 def email(kind: str, appointment: Appointment, person: Person) -> Email:
     with translation.override(person.language or settings.LANGUAGE_CODE):
         values = when(appointment, person)
@@ -111,9 +124,7 @@ def email(kind: str, appointment: Appointment, person: Person) -> Email:
                 "room until the clinician lets you in. The link is for you only: please do not "
                 "forward it."
             ),
-            "calendar": ""
-            if kind == Kind.READY
-            else _("The attached invite adds it to your calendar."),
+            "calendar": _calendar_note(kind),
             "cancelled": cancelled,
             "language": translation.get_language(),
         }

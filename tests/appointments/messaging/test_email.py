@@ -90,6 +90,8 @@ def test_a_move_keeps_the_uid_and_raises_the_sequence_and_a_cancel_cancels(
     assert cancellation.subject == "Cancelled: your video appointment with Riverside Clinic"
     assert "Tuesday 5 May 2026 at 09:00" in cancellation.text
     assert links.join_link_path(appointment) not in cancellation.text  # nothing to join
+    assert "The attached file removes it from your calendar." in cancellation.text
+    assert "The attached invite adds it to your calendar." in change.text
     invites = [invite_of(m)[0] for m in (confirmation, change, cancellation)]
     events = [c.walk("VEVENT")[0] for c in invites]
     assert len({str(e["UID"]) for e in events}) == 1

@@ -71,6 +71,9 @@ def test_reminders_go_at_the_clinics_offsets_by_email_and_sms(
     (mail,) = smtp_server.to("ana@example.com")
     assert mail.subject == "Reminder: your video appointment with Riverside Clinic at 07:00"
     assert "Monday 4 May 2026 at 07:00 (America/Recife)" in mail.text
+    # A reminder carries no invite (the confirmation did), and does not say it does.
+    assert "calendar" not in mail.text
+    assert [p.get_content_type() for p in mail.message.iter_attachments()] == []
     (text,) = twilio.messages
     assert text.to == "+5581998765432"
     assert text.body.startswith("Riverside Clinic reminder: video appointment Mon 4 May at 07:00")
