@@ -421,7 +421,9 @@ def appointment_update(
         )
         patient_user = appointment.patient.call_user_id
         members_changed = old_members != {m.user_id for m in new_members} - {patient_user}
-        fields = changed(before, snapshot(appointment)) + (["members"] if members_changed else [])
+        # The invite's sequence follows the move: not a change of its own.
+        fields = [f for f in changed(before, snapshot(appointment)) if f != "calendar_sequence"]
+        fields += ["members"] if members_changed else []
         appointment_audit(Action.APPOINTMENT_CHANGED, appointment, by=None, fields=fields)
         if moved:
             messages_drop(appointment=appointment, kinds=DROPPED_ON_MOVE)
