@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from audit.record import Action, record
 
 from .models import Appointment, AppointmentMember, Clinic, ClinicMembership, Patient, StaffMember
+from .phones import phone_normalise
 from .services.booking import (
     Booking,
     appointment_book,
@@ -197,23 +198,42 @@ class StaffMemberAdmin(ClinicScoped):
         obj.call_user_id = staff.call_user_id
 
 
+PATIENT_ADMIN_FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "time_zone",
+    "preferred_language",
+    "notify_email",
+    "notify_sms",
+    "notify_push",
+)
+
+
+class PatientAdminForm(forms.ModelForm):
+    class Meta:
+        model = Patient
+        fields = ["clinic", *PATIENT_ADMIN_FIELDS]
+
+    def clean_phone(self) -> str:
+        return phone_normalise(self.cleaned_data.get("phone", ""))
+
+
 @admin.register(Patient)
 class PatientAdmin(AuditedChangeView, ClinicScoped):
     audit_object_type = "patient"
+    form = PatientAdminForm
     list_display = ["name", "clinic", "email", "phone", "time_zone"]
     list_filter = [("clinic", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "email", "phone"]
-    fields = ["clinic", "name", "email", "phone", "time_zone", "preferred_language"]
+    fields = ["clinic", *PATIENT_ADMIN_FIELDS, "sms_opted_out_at"]
     list_select_related = ["clinic"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["clinic"] if obj else []
+        return ["clinic", "sms_opted_out_at"] if obj else ["sms_opted_out_at"]
 
     def save_model(self, request: HttpRequest, obj: Patient, form: Any, change: bool) -> None:
-        fields = {
-            k: form.cleaned_data[k]
-            for k in ("name", "email", "phone", "time_zone", "preferred_language")
-        }
+        fields = {k: form.cleaned_data[k] for k in PATIENT_ADMIN_FIELDS}
         if change:
             patient_update(patient=obj, **fields)
         else:

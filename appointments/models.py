@@ -125,6 +125,14 @@ class Patient(models.Model):
     phone = models.CharField(max_length=32, blank=True, default="")
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     preferred_language = models.CharField(max_length=16, blank=True, default="en")
+    # The channels the patient gets the clinic's messages on (confirmations, changes,
+    # reminders: appointments.messaging), set by staff or by the patient's app.
+    notify_email = models.BooleanField(default=True)
+    notify_sms = models.BooleanField(default=True)
+    notify_push = models.BooleanField(default=True)
+    # The patient answered STOP (or the SMS provider says they did): no SMS until staff or
+    # the patient turn SMS on again.
+    sms_opted_out_at = models.DateTimeField(null=True, blank=True)
     # Set when the patient's personal data was erased (`services.patients.patient_erase`): the
     # row stays, so their appointments and calls keep their history without identity.
     erased_at = models.DateTimeField(null=True, blank=True)
@@ -182,6 +190,8 @@ class Appointment(models.Model):
     checked_in_at = models.DateTimeField(null=True, blank=True)
     # The patient's join link carries it: replacing the link (a new version) voids the old one.
     link_version = models.PositiveIntegerField(default=1)
+    # The calendar invite's SEQUENCE (RFC 5545): one more at each move and at the cancel.
+    calendar_sequence = models.PositiveIntegerField(default=0)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -267,6 +277,10 @@ class AppointmentMember(models.Model):
         StaffMember, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # A guest's contact details, when staff have them: the guest then gets the patient's
+    # messages (confirmation, changes, reminders) with their own join link.
+    email = models.EmailField(blank=True, default="")
+    phone = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["pk"]
@@ -349,3 +363,98 @@ class PatientSession(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.pk} of patient {self.patient_id}"
+
+
+class MessageDelivery(models.Model):
+    """One message to one person on one channel (appointments.messaging.delivery): the
+    outbox row of the clinic's messages. Written in the transaction of the change it tells
+    about (or by the event consumer, for reminders and "your clinician is ready"), sent by a
+    worker that claims it first, retried with backoff, and swept when its task was lost.
+    Unique per (appointment, kind, key, channel, recipient): planned twice, sent once."""
+
+    class Kind(models.TextChoices):
+        CONFIRMATION = "confirmation", "Confirmation"
+        UPDATE = "update", "Change"
+        CANCELLATION = "cancellation", "Cancellation"
+        REMINDER = "reminder", "Reminder"
+        READY = "ready", "Clinician ready"
+        JOIN_LINK = "join_link", "Join link"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        SMS = "sms", "SMS"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        BOUNCED = "bounced", "Bounced"
+        SKIPPED = "skipped", "Not sent (no longer relevant)"
+
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, related_name="message_deliveries"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Tells two messages of one kind apart: the reminder's offset and start, the change's
+    # calendar sequence, the session the clinician opened, the staff's request.
+    key = models.CharField(max_length=64, blank=True, default="")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    # The patient's or the guest's calls user; the address is read when sending.
+    recipient = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="+")
+    # The site the join link points to ("" = settings.PUBLIC_BASE_URL).
+    base_url = models.CharField(max_length=200, blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # The provider's id of the message (Twilio's MessageSid), for its status callbacks.
+    provider_id = models.CharField(max_length=64, blank=True, default="")
+    last_error = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            # messaging.delivery.sweep: the queued and sending rows.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(state__in=["queued", "sending"]),
+                name="appt_msg_pending_idx",
+            ),
+            # The status callback finds its row by the provider's id.
+            models.Index(
+                fields=["provider_id"], condition=~Q(provider_id=""), name="appt_msg_provider_idx"
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appointment", "kind", "key", "channel", "recipient"],
+                name="%(app_label)s_%(class)s_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=[
+                        "queued",
+                        "sending",
+                        "sent",
+                        "delivered",
+                        "failed",
+                        "bounced",
+                        "skipped",
+                    ]
+                ),
+                name="%(app_label)s_%(class)s_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=["email", "sms"]),
+                name="%(app_label)s_%(class)s_channel_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.channel} to {self.recipient_id} ({self.state})"

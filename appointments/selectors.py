@@ -3,8 +3,10 @@ see: a staff member their clinics, a patient their own appointments."""
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
@@ -15,7 +17,15 @@ from calls import selectors as call_selectors
 from calls.capabilities import Actor, capabilities_for
 from calls.models import Call, CallEvent, CallParticipant
 
-from .models import CALL_TYPE, Appointment, AppointmentMember, Clinic, Patient, StaffMember
+from .models import (
+    CALL_TYPE,
+    Appointment,
+    AppointmentMember,
+    Clinic,
+    MessageDelivery,
+    Patient,
+    StaffMember,
+)
 
 
 def staff_actor(staff: StaffMember) -> Actor:
@@ -303,3 +313,78 @@ def clinic_audit_entries(*, clinic: Clinic) -> QuerySet[AuditEntry]:
         | Q(clinic="", actor_kind=AuditEntry.ActorKind.STAFF, actor_id__in=staff_users)
         | Q(clinic="", object_type="staff", object_id__in=staff_users)
     ).order_by("-id")
+
+
+# --- patient messages ------------------------------------------------------------------------
+
+_MESSAGE_NOUNS = {
+    MessageDelivery.Kind.CONFIRMATION: "Confirmation",
+    MessageDelivery.Kind.UPDATE: "Change",
+    MessageDelivery.Kind.CANCELLATION: "Cancellation",
+    MessageDelivery.Kind.REMINDER: "Reminder",
+    MessageDelivery.Kind.READY: "Clinician ready",
+    MessageDelivery.Kind.JOIN_LINK: "Join link",
+}
+
+
+def _message_words(delivery: MessageDelivery, tz: zoneinfo.ZoneInfo) -> str:
+    S = MessageDelivery.State
+    at = {S.SENT: delivery.sent_at, S.DELIVERED: delivery.delivered_at}.get(delivery.state)
+    time = f" {timezone.localtime(at, tz):%H:%M}" if at else ""
+    if delivery.channel == MessageDelivery.Channel.EMAIL:
+        words = {S.SENT: "emailed", S.DELIVERED: "emailed", S.BOUNCED: "email bounced"}
+        return words.get(delivery.state, f"email {delivery.state}") + time
+    return f"SMS {delivery.state}{time}"
+
+
+def _error_words(error: str) -> str:
+    """The row's error without the channel it names again ("sms: …", "mail: …")."""
+    for prefix in ("sms: ", "mail: "):
+        if error.startswith(prefix):
+            return error[len(prefix) :]
+    return error
+
+
+def appointment_messages(*, appointment: Appointment) -> list[dict[str, Any]]:
+    """The appointment page's line about the messages (staff, clinic time): the latest
+    message to the patient and the guests, how each channel went ("Reminder emailed 09:00 ·
+    SMS delivered 09:00"), then every failure since booking. One query."""
+    rows = list(
+        appointment.message_deliveries.exclude(state=MessageDelivery.State.SKIPPED).order_by(
+            "created_at", "pk"
+        )
+    )
+    if not rows:
+        return []
+    tz = appointment.clinic.tz
+    patient_user = appointment.patient.call_user_id
+    last = rows[-1]
+    latest = [d for d in rows if (d.kind, d.key) == (last.kind, last.key)]
+    latest.sort(key=lambda d: (d.recipient_id != patient_user, d.channel))
+    parts: list[dict[str, Any]] = []
+    for i, d in enumerate(latest):
+        words = _message_words(d, tz)
+        if d.recipient_id != patient_user:
+            words += " (guest)"
+        failed = d.state in (MessageDelivery.State.FAILED, MessageDelivery.State.BOUNCED)
+        text = f"{_MESSAGE_NOUNS[d.kind]} {words}" if i == 0 else words
+        if failed and d.last_error:
+            text += f": {_error_words(d.last_error)}"
+        parts.append({"text": text, "failed": failed})
+    failed_before = [
+        d
+        for d in rows
+        if d not in latest
+        and d.state in (MessageDelivery.State.FAILED, MessageDelivery.State.BOUNCED)
+    ]
+    for d in failed_before[-3:]:
+        parts.append(
+            {
+                "text": (
+                    f"{_MESSAGE_NOUNS[d.kind]} {_message_words(d, tz)}: "
+                    f"{_error_words(d.last_error)}"
+                ),
+                "failed": True,
+            }
+        )
+    return parts

@@ -197,6 +197,47 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="appointments@localhost")
 
+# ---- Patient messages (appointments.messaging; docs/architecture.md) -----------------------
+# Where the links in emails and texts point, and where the SMS provider posts its status
+# callbacks (the signature covers this exact URL): the site as patients reach it.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Numbers typed without a country code are read in this region (ISO 3166, e.g. "GB"); empty:
+# a country code is required.
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="")
+# A message is tried this many times (transient errors: backoff from MESSAGE_RETRY_BASE_SECONDS,
+# doubling); a send still `sending` past MESSAGE_SENDING_STALE_SECONDS died with its worker.
+MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
+MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=30.0)
+MESSAGE_SEND_TIME_LIMIT_SECONDS = env.float("MESSAGE_SEND_TIME_LIMIT_SECONDS", default=40.0)
+MESSAGE_SENDING_STALE_SECONDS = env.float(
+    "MESSAGE_SENDING_STALE_SECONDS", default=MESSAGE_SEND_TIME_LIMIT_SECONDS + 20
+)
+if MESSAGE_SENDING_STALE_SECONDS <= MESSAGE_SEND_TIME_LIMIT_SECONDS:
+    raise ImproperlyConfigured(
+        "MESSAGE_SENDING_STALE_SECONDS must exceed MESSAGE_SEND_TIME_LIMIT_SECONDS"
+    )
+# SMS: "" (none: texts are not sent) or "twilio" (Programmable Messaging REST API). The base
+# URL is Twilio's unless a test or a compatible provider says otherwise. Either a sender
+# number (E.164) or a Messaging Service SID.
+SMS_PROVIDER = env.str("SMS_PROVIDER", default="")
+SMS_TIMEOUT_SECONDS = env.float("SMS_TIMEOUT_SECONDS", default=10.0)
+TWILIO_BASE_URL = env.str("TWILIO_BASE_URL", default="https://api.twilio.com").rstrip("/")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+if SMS_PROVIDER not in ("", "twilio"):
+    raise ImproperlyConfigured('SMS_PROVIDER must be "" or "twilio"')
+if SMS_PROVIDER == "twilio" and not (
+    TWILIO_ACCOUNT_SID
+    and TWILIO_AUTH_TOKEN
+    and (TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID)
+):
+    raise ImproperlyConfigured(
+        "SMS_PROVIDER=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+        "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
+    )
+
 # ---- Staff sign-in and sessions (docs/security.md) -----------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username + address
@@ -415,8 +456,12 @@ CALLS_EVENT_CONSUMERS: list[str] = [
     # pushes: ring / notify / missed → devices (may send inline)
     "calls.outbox.push.dispatch.on_event",
     "calls.outbox.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
-    "appointments.events.on_event",  # the appointment follows its call (no-show, completed)
+    "appointments.events.on_event",  # the appointment follows its call; reminders, "ready"
 ]
+
+# Sweeps of other apps' outbox rows, run by the scheduler beside its own
+# (calls.scheduling.scheduler.run_sweeps): the patient messages.
+CALLS_EXTRA_SWEEPS: list[str] = ["appointments.messaging.delivery.sweep"]
 
 # Calls tokens minted under a grant (a patient's join link, an app session) live while this
 # says the grant does (calls/tokens.py `grant_is_live`).

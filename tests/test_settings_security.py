@@ -200,3 +200,18 @@ def test_djangos_request_log_and_reset_links_are_blanked_too():
         "django.request", "Not Found: %s", "/account/reset/MQ/cd4abc-0123456789abcdef/?code=123456"
     )
     assert "/account/reset/MQ/[redacted]/?code=[redacted]" in line
+
+
+def test_twilio_without_credentials_refuses_to_start():
+    env = {**PRODUCTION, "SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC1"}
+    environ_clean = {"TWILIO_AUTH_TOKEN": "", "TWILIO_FROM_NUMBER": ""}
+    result = run("import django; django.setup()", **env, **environ_clean)
+    assert result.returncode != 0
+    assert "SMS_PROVIDER=twilio needs" in result.stderr
+    ok = run(
+        "import django; django.setup()",
+        **env,
+        TWILIO_AUTH_TOKEN="token",
+        TWILIO_FROM_NUMBER="+15005550006",
+    )
+    assert ok.returncode == 0, ok.stderr

@@ -100,6 +100,42 @@ class MeSerializer(serializers.Serializer):
     clinic = ClinicSerializer()
 
 
+class PreferencesSerializer(serializers.Serializer):
+    email = serializers.BooleanField(
+        source="notify_email", help_text="Confirmations, changes and reminders by email."
+    )
+    sms = serializers.BooleanField(
+        source="notify_sms", help_text="Confirmations, changes and reminders by text (SMS)."
+    )
+    push = serializers.BooleanField(source="notify_push", help_text="Notifications in the app.")
+    sms_opted_out = serializers.SerializerMethodField(
+        help_text=(
+            "The number replied STOP to one of our texts: none is sent until it replies START "
+            "(or `sms` is set to true again here)."
+        )
+    )
+
+    def get_sms_opted_out(self, patient: Any) -> bool:
+        return patient.sms_opted_out_at is not None
+
+
+class PreferencesUpdateSerializer(StrictSerializer):
+    email = serializers.BooleanField(required=False)
+    sms = serializers.BooleanField(required=False)
+    push = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            wrong = {
+                str(name): ["Must be a boolean."]
+                for name in ("email", "sms", "push")
+                if name in data and not isinstance(data[name], bool)
+            }
+            if wrong:
+                raise serializers.ValidationError(wrong)
+        return super().to_internal_value(data)
+
+
 # --- appointments ----------------------------------------------------------------------------
 
 CLINICIAN_KINDS = (AppointmentMember.Kind.HOST, AppointmentMember.Kind.CLINICIAN)

@@ -9,7 +9,9 @@ import logging
 import re
 from typing import Any, ClassVar
 
+from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -27,8 +29,10 @@ from rest_framework.views import APIView
 from appointments import selectors
 from appointments.joining import join_info
 from appointments.links import session_grant
+from appointments.messaging import ics
 from appointments.models import Appointment, Patient
 from appointments.services.patient_sessions import patient_session_end
+from appointments.services.patients import patient_update
 from appointments.services.sign_in_codes import patient_sign_in_code_redeem
 from appointments.services.status import appointment_check_in, appointment_request_cancel
 from appointments.tasks import patient_send_sign_in_code
@@ -48,6 +52,8 @@ from .serializers import (
     DeviceSerializer,
     JoinInfoSerializer,
     MeSerializer,
+    PreferencesSerializer,
+    PreferencesUpdateSerializer,
     TokenRequestSerializer,
     TokenSerializer,
 )
@@ -285,6 +291,37 @@ class MeView(PatientAPIView):
         return Response(MeSerializer(self.patient).data)
 
 
+class PreferencesView(PatientAPIView):
+    @extend_schema(
+        tags=["profile"],
+        operation_id="me_preferences_retrieve",
+        summary="How the clinic may reach me",
+        description="The channels the signed-in patient gets the clinic's messages on.",
+        responses={200: PreferencesSerializer, 400: E400, 401: E401},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(PreferencesSerializer(self.patient).data)
+
+    @extend_schema(
+        tags=["profile"],
+        operation_id="me_preferences_update",
+        summary="Choose how the clinic may reach me",
+        description=(
+            "Turn email, SMS or app notifications on or off; the fields left out stay as they "
+            "are. Turning `sms` on again clears a STOP."
+        ),
+        request=PreferencesUpdateSerializer,
+        responses={200: PreferencesSerializer, 400: E400, 401: E401},
+        examples=[ERROR_EXAMPLE],
+    )
+    def patch(self, request: Request) -> Response:
+        data = PreferencesUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = {f"notify_{name}": value for name, value in data.validated_data.items()}
+        patient = patient_update(patient=self.patient, **fields) if fields else self.patient
+        return Response(PreferencesSerializer(patient).data)
+
+
 # --- appointments ----------------------------------------------------------------------------
 
 
@@ -364,6 +401,35 @@ class AppointmentDetailView(PatientAPIView):
     )
     def get(self, request: Request, appointment_id: str) -> Response:
         return Response(AppointmentDetailSerializer(self._appointment(appointment_id)).data)
+
+
+class CalendarView(PatientAPIView):
+    @extend_schema(
+        tags=["appointments"],
+        operation_id="appointments_calendar",
+        summary="The appointment as a calendar event (.ics)",
+        description=(
+            "An iCalendar file (RFC 5545) to add the appointment to a calendar: the start and "
+            "end in the patient's time zone, the join link, the clinic as organizer. Its UID "
+            "stays the same for the appointment and its SEQUENCE grows with each change; a "
+            "cancelled appointment comes as METHOD:CANCEL."
+        ),
+        parameters=[APPOINTMENT_ID],
+        responses={
+            (200, "text/calendar"): OpenApiResponse(
+                OpenApiTypes.STR, description="The iCalendar file."
+            ),
+            400: E400,
+            401: E401,
+            404: E404,
+        },
+    )
+    def get(self, request: Request, appointment_id: str) -> HttpResponse:
+        appointment = self._appointment(appointment_id)
+        body = ics.patient_calendar(appointment, base_url=request.build_absolute_uri("/"))
+        response = HttpResponse(body, content_type=ics.CONTENT_TYPE)
+        response["Content-Disposition"] = f'attachment; filename="{ics.filename(appointment)}"'
+        return response
 
 
 class JoinInfoView(PatientAPIView):

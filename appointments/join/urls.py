@@ -14,4 +14,5 @@ urlpatterns = [
     path("join/sw.js", notify.service_worker, name="service_worker"),
     path("join/<str:appointment_id>/push/", notify.patient_push, name="patient_push"),
     path("join/<str:appointment_id>/guest/push/", notify.guest_push, name="guest_push"),
+    path("join/<str:appointment_id>/calendar.ics", views.patient_calendar, name="calendar"),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import zoneinfo
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
@@ -23,6 +24,7 @@ from django.views.decorators.http import require_GET
 
 from appointments import joining, links
 from appointments.access import clinic_appointment, clinic_view
+from appointments.messaging import ics
 from appointments.models import Appointment, Clinic, StaffMember
 from calls.realtime.routing import RTC_PATH
 from calls.services.devices import webpush_application_server_key
@@ -58,6 +60,7 @@ def _room(
     name: str,
     time_zone: str,
     back_url: str | None,
+    calendar_url: str = "",
 ) -> HttpResponse:
     state = info["state"]
     closed = CLOSED_STATES.get(state)
@@ -92,6 +95,7 @@ def _room(
                 "time_zone": time_zone,
                 "name": name,
                 "back_url": back_url,
+                "calendar_url": calendar_url,
                 "config": None if closed else config,
                 # "Notify me on this device" (notify.py): for patients and guests.
                 "webpush_key": None if role == "staff" else webpush_application_server_key(),
@@ -195,7 +199,28 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         name=patient.name,
         time_zone=patient.time_zone,
         back_url=None,
+        calendar_url=reverse("join:calendar", args=[appointment.pk])
+        + "?"
+        + urlencode({"t": request.GET.get("t", "")}),
     )
+
+
+@never_cache
+@require_GET
+def patient_calendar(request: HttpRequest, appointment_id: str) -> HttpResponse:
+    """The appointment as an .ics file, from the patient's link (the same key as the room):
+    a refused link is the same error page."""
+    try:
+        appointment = links.appointment_from_link(
+            appointment_id=appointment_id, token=request.GET.get("t", ""), now=timezone.now()
+        )
+    except (links.BadLink, Http404) as refusal:
+        return _link_error(request, PATIENT_LINK_ERRORS, refusal)
+    body = ics.patient_calendar(appointment, base_url=request.build_absolute_uri("/"))
+    response = HttpResponse(body, content_type=ics.CONTENT_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{ics.filename(appointment)}"'
+    response["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @never_cache

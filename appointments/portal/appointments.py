@@ -210,6 +210,7 @@ def appointment_detail(
         ],
         "max_guests": guests.MAX_GUESTS,
         **appointment_waiting_context(staff, appointment),
+        "messages_line": selectors.appointment_messages(appointment=appointment),
     }
     context.update(chat.transcript_context(staff, clinic, context["call"]))
     return page(request, staff, "portal/appointment_detail.html", context)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from appointments import selectors
 from appointments.models import Appointment, Clinic, Patient, StaffMember
+from appointments.phones import phone_normalise
 from appointments.services.booking import Booking
 from audit.models import AuditEntry
 from audit.record import Action
@@ -342,6 +343,15 @@ class PatientForm(forms.Form):
         label="Preferred language",
         help_text="A language code such as en, fr or es.",
     )
+    notify_email = forms.BooleanField(
+        required=False, initial=True, label="Email confirmations, changes and reminders"
+    )
+    notify_sms = forms.BooleanField(
+        required=False, initial=True, label="Text confirmations, changes and reminders (SMS)"
+    )
+    notify_push = forms.BooleanField(
+        required=False, initial=True, label="Notifications in the patient's app"
+    )
 
     def __init__(self, *args: Any, clinic: Clinic, patient: Patient | None = None, **kwargs):
         if patient is not None and "initial" not in kwargs:
@@ -351,6 +361,9 @@ class PatientForm(forms.Form):
                 "phone": patient.phone,
                 "time_zone": patient.time_zone,
                 "preferred_language": patient.preferred_language,
+                "notify_email": patient.notify_email,
+                "notify_sms": patient.notify_sms,
+                "notify_push": patient.notify_push,
             }
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
@@ -367,7 +380,11 @@ class PatientForm(forms.Form):
             raise ValidationError("Another patient of this clinic has this email.")
         return email
 
-    def patient_fields(self) -> dict[str, str]:
+    def clean_phone(self) -> str:
+        # The service's rule (E.164), here so it shows with the other errors.
+        return phone_normalise(self.cleaned_data["phone"])
+
+    def patient_fields(self) -> dict[str, Any]:
         data = dict(self.cleaned_data)
         data["preferred_language"] = data["preferred_language"] or "en"
         return data

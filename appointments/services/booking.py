@@ -14,12 +14,19 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from appointments.messaging.delivery import (
+    DROPPED_ON_CANCEL,
+    DROPPED_ON_MOVE,
+    messages_drop,
+    messages_plan,
+)
 from appointments.models import (
     CALL_TYPE,
     Appointment,
     AppointmentMember,
     Clinic,
     ClinicMembership,
+    MessageDelivery,
     Patient,
     StaffMember,
 )
@@ -276,9 +283,15 @@ def _apply(appointment: Appointment, booking: Booking) -> None:
 
 
 def appointment_book(
-    *, booking: Booking, by: StaffMember | None = None, now: datetime | None = None
+    *,
+    booking: Booking,
+    by: StaffMember | None = None,
+    now: datetime | None = None,
+    notify: bool = True,
 ) -> Appointment:
-    """Book an appointment and create its call (same id, team = clinic) in one transaction."""
+    """Book an appointment and create its call (same id, team = clinic) in one transaction;
+    the patient's confirmation (email with the invite, SMS) leaves when it commits, unless
+    `notify` is False."""
     now = now or timezone.now()
     with transaction.atomic():
         _validate(booking, now=now)
@@ -299,6 +312,8 @@ def appointment_book(
             **_call_schedule(appointment),
         )
         appointment_audit(Action.APPOINTMENT_CREATED, appointment, by=by)
+        if notify:
+            messages_plan(appointment=appointment, kind=MessageDelivery.Kind.CONFIRMATION)
         return appointment
 
 
@@ -352,9 +367,16 @@ def appointment_locked(appointment: Appointment) -> Appointment:
 
 
 def appointment_update(
-    *, appointment: Appointment, booking: Booking, now: datetime | None = None
+    *,
+    appointment: Appointment,
+    booking: Booking,
+    now: datetime | None = None,
+    notify: bool = True,
 ) -> Appointment:
-    """Edit or reschedule: the call's start, members, custom data and settings follow."""
+    """Edit or reschedule: the call's start, members, custom data and settings follow. A move
+    (new start or length) raises the calendar invite's sequence, drops the messages still
+    queued for the old time (the call's reminders move with its due actions, here too) and
+    tells the patient and the guests (unless `notify` is False)."""
     now = now or timezone.now()
     with transaction.atomic():
         appointment = appointment_locked(appointment)
@@ -367,10 +389,21 @@ def appointment_update(
         booking_validate(booking=booking, appointment=appointment, now=now)
         old_members = set(appointment.members.values_list("call_user_id", flat=True))
         before = snapshot(appointment)
+        old_slot = (appointment.starts_at, appointment.ends_at)
         _apply(appointment, booking)
+        moved = (appointment.starts_at, appointment.ends_at) != old_slot
+        if moved:
+            appointment.calendar_sequence += 1
         appointment.save()
+        contacts = {
+            m.call_user_id: (m.email, m.phone)
+            for m in appointment.members.filter(kind=AppointmentMember.Kind.GUEST)
+        }
         appointment.members.all().delete()
-        AppointmentMember.objects.bulk_create(_member_rows(appointment, booking))
+        rows = _member_rows(appointment, booking)
+        for row in rows:  # guests keep the contact details staff gave
+            row.email, row.phone = contacts.get(row.call_user_id, ("", ""))
+        AppointmentMember.objects.bulk_create(rows)
         new_members = _call_members(booking)
         call_members_update(
             actor=SERVER,
@@ -392,13 +425,28 @@ def appointment_update(
         )
         patient_user = appointment.patient.call_user_id
         members_changed = old_members != {m.user_id for m in new_members} - {patient_user}
-        fields = changed(before, snapshot(appointment)) + (["members"] if members_changed else [])
+        # The invite's sequence follows the move: not a change of its own.
+        fields = [f for f in changed(before, snapshot(appointment)) if f != "calendar_sequence"]
+        fields += ["members"] if members_changed else []
         appointment_audit(Action.APPOINTMENT_CHANGED, appointment, by=None, fields=fields)
+        if moved:
+            messages_drop(appointment=appointment, kinds=DROPPED_ON_MOVE)
+            if notify:
+                messages_plan(
+                    appointment=appointment,
+                    kind=MessageDelivery.Kind.UPDATE,
+                    key=str(appointment.calendar_sequence),
+                )
         return appointment
 
 
-def appointment_cancel(*, appointment: Appointment, by: StaffMember | None = None) -> Appointment:
-    """Cancel and end the call for everyone. Cancelling twice changes nothing."""
+def appointment_cancel(
+    *, appointment: Appointment, by: StaffMember | None = None, notify: bool = True
+) -> Appointment:
+    """Cancel and end the call for everyone (its pending reminders go with its due actions,
+    and the messages still queued are dropped, here). The patient and the guests are told,
+    with the invite's cancellation, unless `notify` is False or the slot is over. Cancelling
+    twice changes nothing."""
     with transaction.atomic():
         appointment = appointment_locked(appointment)
         if appointment.status == Appointment.Status.CANCELLED:
@@ -407,7 +455,11 @@ def appointment_cancel(*, appointment: Appointment, by: StaffMember | None = Non
             raise ValidationError("A finished appointment cannot be cancelled.")
         appointment.status = Appointment.Status.CANCELLED
         appointment.cancelled_at = timezone.now()
+        appointment.calendar_sequence += 1
         appointment.save()
         call_end(actor=SERVER, type_name=CALL_TYPE, call_id=appointment.id, reason="cancelled")
         appointment_audit(Action.APPOINTMENT_CANCELLED, appointment, by=by, fields=["status"])
+        messages_drop(appointment=appointment, kinds=DROPPED_ON_CANCEL)
+        if notify and appointment.ends_at > appointment.cancelled_at:
+            messages_plan(appointment=appointment, kind=MessageDelivery.Kind.CANCELLATION)
         return appointment

@@ -6,10 +6,12 @@ from __future__ import annotations
 import secrets
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from appointments.models import CALL_TYPE, Appointment, AppointmentMember, StaffMember
+from appointments.phones import phone_normalise
 from audit.record import Action
 from calls.capabilities import SERVER
 from calls.services.base import MemberSpec
@@ -25,16 +27,28 @@ GUEST_NAME_MAX = 100
 
 
 def appointment_guest_invite(
-    *, appointment: Appointment, by: StaffMember, name: str
+    *, appointment: Appointment, by: StaffMember, name: str, email: str = "", phone: str = ""
 ) -> AppointmentMember:
     """A guest (a family member, a carer) for this appointment: a calls user of the clinic
     named as the patient says, a member of the call (waits in the lobby like the patient),
-    and a join link of their own (`links.guest_link_path`). No email, no account."""
+    and a join link of their own (`links.guest_link_path`). No account. With an email or a
+    phone number, the guest gets the patient's messages from now on (changes, reminders,
+    cancellation: `appointments.messaging`), with their own link."""
     name = " ".join((name or "").split())
     if not name or len(name) > GUEST_NAME_MAX:
         raise ValidationError(
             {"name": f"Give the guest's name (at most {GUEST_NAME_MAX} characters)."}
         )
+    email = (email or "").strip().lower()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise ValidationError({"email": "Enter a valid email address."}) from None
+    try:
+        phone = phone_normalise(phone)
+    except ValidationError as exc:
+        raise ValidationError({"phone": exc.messages}) from None
     with transaction.atomic():
         appointment = appointment_locked(appointment)
         if not appointment.is_open:
@@ -56,7 +70,11 @@ def appointment_guest_invite(
             ],
         )
         member = AppointmentMember.objects.create(
-            appointment=appointment, call_user=user, kind=AppointmentMember.Kind.GUEST
+            appointment=appointment,
+            call_user=user,
+            kind=AppointmentMember.Kind.GUEST,
+            email=email,
+            phone=phone,
         )
         call_members_update(
             actor=SERVER,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from appointments.models import CALL_TYPE, Appointment, StaffMember
+from appointments.messaging.delivery import messages_plan
+from appointments.models import CALL_TYPE, Appointment, MessageDelivery, StaffMember
 from audit.record import Action
 from calls.capabilities import SERVER
-from calls.outbox.queue import enqueue
 from calls.services.moderation import call_kick_user
 from calls.services.users import user_tokens_recheck
 
@@ -16,16 +18,25 @@ from .booking import appointment_audit, appointment_locked
 
 
 def appointment_join_link_send(*, appointment: Appointment, by: StaffMember, base_url: str) -> None:
-    """Email the patient their join link (after commit, from a worker)."""
+    """Email the patient their join link, with the calendar invite: a delivery row of its own
+    (`appointments.messaging.delivery`), written with the audit entry and sent by a worker
+    after commit (swept if the enqueue is lost). Each press is one more email, even if the
+    patient chose not to get the clinic's emails: staff asked for this one."""
     if not appointment.is_open:
         raise ValidationError("This appointment is over: there is no link to send.")
     if not appointment.patient.email:
         raise ValidationError("The patient has no email address: copy the link instead.")
-    appointment_audit(Action.LINK_SENT, appointment, by=by)
-    # By name (`appointments.tasks` imports these services; nothing imports it back).
-    transaction.on_commit(
-        lambda: enqueue("appointments.tasks.appointment_send_join_link", appointment.pk, base_url)
-    )
+    with transaction.atomic():
+        appointment_audit(Action.LINK_SENT, appointment, by=by)
+        messages_plan(
+            appointment=appointment,
+            kind=MessageDelivery.Kind.JOIN_LINK,
+            key=str(time.time_ns()),
+            channels=[MessageDelivery.Channel.EMAIL],
+            guests=False,
+            base_url=base_url,
+            force=True,
+        )
 
 
 def appointment_link_replace(*, appointment: Appointment, by: StaffMember) -> Appointment:

@@ -20,6 +20,7 @@ from appointments.models import (
     StaffMember,
     new_appointment_id,
 )
+from appointments.phones import phone_normalise
 from audit.record import Action, Actor, changed, record, snapshot
 from calls.models import CallParticipant
 from calls.services.retention import user_identity_erase
@@ -33,6 +34,14 @@ def _email_taken(*, clinic: Clinic, email: str, exclude: int | None = None) -> N
         raise ValidationError({"email": "Another patient of this clinic has this email."})
 
 
+def _phone(value: str) -> str:
+    """E.164, or the error on the field (appointments.phones: the one rule)."""
+    try:
+        return phone_normalise(value)
+    except ValidationError as exc:
+        raise ValidationError({"phone": exc.messages}) from None
+
+
 def patient_create(
     *,
     clinic: Clinic,
@@ -41,8 +50,13 @@ def patient_create(
     phone: str = "",
     time_zone: str = "UTC",
     preferred_language: str = "en",
+    notify_email: bool = True,
+    notify_sms: bool = True,
+    notify_push: bool = True,
 ) -> Patient:
-    """A patient and their calls user. The calls user id carries no personal data."""
+    """A patient and their calls user. The calls user id carries no personal data. The phone
+    number is kept in E.164."""
+    phone = _phone(phone)
     with transaction.atomic():
         call_user_id = f"patient-{new_appointment_id()}"
         call_user_sync(user_id=call_user_id, name=name, teams=[clinic.slug])
@@ -55,6 +69,9 @@ def patient_create(
             phone=phone,
             time_zone=time_zone,
             preferred_language=preferred_language,
+            notify_email=notify_email,
+            notify_sms=notify_sms,
+            notify_push=notify_push,
         )
         patient.full_clean()
         patient.save()
@@ -73,20 +90,44 @@ def _audit(action: str, patient: Patient, fields: Sequence[str] = ()) -> None:
     )
 
 
+PATIENT_FIELDS = frozenset(
+    {
+        "name",
+        "email",
+        "phone",
+        "time_zone",
+        "preferred_language",
+        "notify_email",
+        "notify_sms",
+        "notify_push",
+    }
+)
+
+
 def patient_update(*, patient: Patient, **fields: Any) -> Patient:
-    allowed = {"name", "email", "phone", "time_zone", "preferred_language"}
-    unknown = set(fields) - allowed
+    """Change a patient's details or message preferences (staff's form, the admin, the
+    patient's app). A new phone number is kept in E.164; turning SMS on again, or a new
+    number, clears a STOP recorded for the old one."""
+    unknown = set(fields) - PATIENT_FIELDS
     if unknown:
         raise ValueError(f"unknown patient fields: {sorted(unknown)}")
     if patient.erased_at is not None:
         raise ValidationError("This patient's data was erased: there is nothing to edit.")
-    if patient.erased_at is not None:
-        raise ValidationError("This patient's data was erased: there is nothing to edit.")
+    if "phone" in fields:
+        fields["phone"] = _phone(fields["phone"])
     with transaction.atomic():
         # As stored (an admin form has already set the new values on `patient`).
-        before = snapshot(Patient.objects.select_for_update().get(pk=patient.pk))
+        stored = Patient.objects.select_for_update().get(pk=patient.pk)
+        before = snapshot(stored)
         for name, value in fields.items():
             setattr(patient, name, value.strip().lower() if name == "email" else value)
+        if patient.phone != stored.phone:
+            # A number changed on the instance (the admin form): the same rule. A number
+            # stored before the rule is left as it is until someone edits it.
+            patient.phone = _phone(patient.phone)
+        sms_back_on = patient.notify_sms and not stored.notify_sms and "notify_sms" in fields
+        if patient.phone != stored.phone or sms_back_on:
+            patient.sms_opted_out_at = None
         _email_taken(clinic=patient.clinic, email=patient.email, exclude=patient.pk)
         patient.full_clean()
         patient.save()
@@ -132,6 +173,12 @@ def patient_export(*, patient: Patient, by: StaffMember | None = None) -> dict[s
             "phone": patient.phone,
             "time_zone": patient.time_zone,
             "preferred_language": patient.preferred_language,
+            "messages": {
+                "email": patient.notify_email,
+                "sms": patient.notify_sms,
+                "push": patient.notify_push,
+                "sms_opted_out_at": _when(patient.sms_opted_out_at),
+            },
             "created_at": _when(patient.created_at),
             "erased_at": _when(patient.erased_at),
         },
@@ -165,11 +212,12 @@ def patient_export(*, patient: Patient, by: StaffMember | None = None) -> dict[s
 
 def patient_erase(*, patient: Patient, by: StaffMember | None = None) -> Patient:
     """Erase the patient's personal data (the right to erasure): name, contacts and language;
-    the reason and notes of their appointments; their guests' names; the name and custom data
-    the call engine holds for them and their guests (also inside stored call events); their
-    sign-in codes and push devices. Appointments, calls and attendance stay, without identity.
-    The audit trail holds no personal data, so it is left as it is (and stays valid).
-    A patient with open appointments is refused: cancel them first. Erasing twice is a no-op."""
+    the reason and notes of their appointments; their guests' names and contacts; the name
+    and custom data the call engine holds for them and their guests (also inside stored call
+    events); their sign-in codes and push devices. Appointments, calls and attendance stay,
+    without identity. The audit trail holds no personal data, so it is left as it is (and
+    stays valid). A patient with open appointments is refused: cancel them first. Erasing
+    twice is a no-op."""
     with transaction.atomic():
         patient = Patient.objects.select_for_update().select_related("clinic").get(pk=patient.pk)
         if patient.erased_at is not None:
@@ -184,9 +232,11 @@ def patient_erase(*, patient: Patient, by: StaffMember | None = None) -> Patient
         patient.save()
         patient.appointments.update(reason="", notes="", updated_at=timezone.now())
         patient.sign_in_codes.all().delete()
-        guests = AppointmentMember.objects.filter(
+        guest_rows = AppointmentMember.objects.filter(
             appointment__patient=patient, kind=AppointmentMember.Kind.GUEST
-        ).values_list("call_user_id", flat=True)
+        )
+        guests = list(guest_rows.values_list("call_user_id", flat=True))
+        guest_rows.update(email="", phone="")  # their contact details, too
         for user_id in [patient.call_user_id, *guests]:
             user_identity_erase(user_id=user_id)
         record(

@@ -13,10 +13,12 @@ import select
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from calls import wire
 from calls.call_settings import effective
@@ -196,8 +198,9 @@ def run_sweeps(*, now: datetime | None = None) -> None:
     a crash): committed events not relayed, push and webhook deliveries, API tasks; rings
     that never reached a phone fall back to a notify push and a staff alert
     (`ringing.rings_unsent_sweep`); silent participants leave; old events and deliveries go
-    (`retention`, hourly). Each sweep is independent: one
-    that fails does not keep the others from running."""
+    (`retention`, hourly); then the other apps' (`settings.CALLS_EXTRA_SWEEPS`: the patient
+    messages). Each sweep is independent: one that fails does not keep the others from
+    running."""
     for sweep in (
         relay.sweep,
         sessions.participants_sweep,
@@ -206,11 +209,17 @@ def run_sweeps(*, now: datetime | None = None) -> None:
         call_services.tasks_sweep,
         ringing.rings_unsent_sweep,
         retention.retention_sweep_if_due,
+        *_extra_sweeps(tuple(getattr(settings, "CALLS_EXTRA_SWEEPS", ()))),
     ):
         try:
             sweep(now=now)
         except Exception:
             logger.exception("sweep %s failed", sweep.__qualname__)
+
+
+@cache
+def _extra_sweeps(paths: tuple[str, ...]) -> list[Callable[..., object]]:
+    return [import_string(path) for path in paths]
 
 
 def seconds_until_next(*, now: datetime | None = None) -> float | None:

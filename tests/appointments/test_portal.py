@@ -493,7 +493,7 @@ def test_create_patient(clinic, doctor, client_for):
         {
             "name": "Carla Dias",
             "email": "Carla@Example.com",
-            "phone": "+33 1 23",
+            "phone": "+33 1 23 45 67 89",
             "time_zone": "Europe/Lisbon",
             "preferred_language": "pt",
         },
@@ -502,6 +502,7 @@ def test_create_patient(clinic, doctor, client_for):
     patient = Patient.objects.get(name="Carla Dias")
     assert patient.clinic == clinic
     assert patient.email == "carla@example.com"
+    assert patient.phone == "+33123456789"  # E.164
     assert patient.time_zone == "Europe/Lisbon"
 
 

@@ -34,6 +34,9 @@ APPOINTMENT = 2
 PAGE_FRAME = 1
 ATOMIC = 2
 AUDIT = 3
+# A message planned (appointments.messaging.delivery.messages_plan): the guests with contact
+# details, the delivery rows inserted, their ids read back.
+MESSAGES = 3
 
 
 @dataclass
@@ -105,21 +108,22 @@ CASES = [
     # the form: the patient (2), the staff choices (1); the checks: clinic memberships, the
     # clinicians' lock, a clash (3); the appointment and its members (2); the call: none yet,
     # its type, the members' users, the call, its members, its event, its due actions, the
-    # scheduler's wake-up (8); three atomic blocks
+    # scheduler's wake-up (8); three atomic blocks; the confirmation's delivery rows: guests
+    # with contact details, the rows, their ids (MESSAGES)
     pytest.param(
         "post",
         page("appointment_new"),
         booking_form,
-        SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT,
+        SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT + MESSAGES,
         id="new-post",
     ),
     # the call, its members, their users, events, attendance, who waits in its lobby, the chat
-    # transcript (7)
+    # transcript (7); the messages' line (1)
     pytest.param(
         "get",
         page("appointment", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 7 + PAGE_FRAME + AUDIT,
+        SIGNED_IN + APPOINTMENT + 7 + 1 + PAGE_FRAME + AUDIT,
         id="detail",
     ),
     # the booking's members (1) and the staff choices, read three times (3)
@@ -134,12 +138,13 @@ CASES = [
     # the old members (1); the appointment saved, its members deleted and inserted (3); the
     # call's members: lock, users, members, members with users (4); the call's update: lock,
     # update, due actions read, dropped, read, inserted, the scheduler's wake-up, its event, its
-    # members (9); three atomic blocks
+    # members (9); three atomic blocks; the guests' contact details kept (1); a move: the
+    # queued messages dropped (1), the change's delivery rows (MESSAGES)
     pytest.param(
         "post",
         page("appointment_edit", appointment_id),
         booking_form,
-        SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC + AUDIT,
+        SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC + AUDIT + 2 + MESSAGES,
         id="edit-post",
     ),
     pytest.param(
@@ -150,12 +155,13 @@ CASES = [
         id="cancel",
     ),
     # the lock and update (2); the call's end: lock, participants, session, update, due
-    # actions read and dropped, rings, due actions dropped, event (9); two atomic blocks
+    # actions read and dropped, rings, due actions dropped, event (9); two atomic blocks; the
+    # queued messages dropped (1), the cancellation's delivery rows (MESSAGES)
     pytest.param(
         "post",
         page("appointment_cancel", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 2 + 9 + 2 * ATOMIC + AUDIT,
+        SIGNED_IN + APPOINTMENT + 2 + 9 + 2 * ATOMIC + AUDIT + 1 + MESSAGES,
         id="cancel-post",
     ),
     # the staff member's calls user (1), the call with its type (1), their membership (1)
@@ -186,12 +192,13 @@ CASES = [
         SIGNED_IN + APPOINTMENT + 16 + 4 * ATOMIC + AUDIT,
         id="guest-remove",
     ),
-    # the audit entry; the email goes after commit, from a worker
+    # the audit entry and the email's delivery row (its insert, its id), in one atomic block;
+    # the email goes after commit, from a worker
     pytest.param(
         "post",
         page("appointment_link_send", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + AUDIT,
+        SIGNED_IN + APPOINTMENT + ATOMIC + AUDIT + 2,
         id="link-send",
     ),
     # the lock and the new version (2) (the old link's calls tokens die with its version);

@@ -60,6 +60,10 @@ def test_opening_and_editing_a_patient_is_recorded(client_for, doctor, patient, 
             "phone": "+33 6 12 34 56 78",
             "time_zone": patient.time_zone,
             "preferred_language": "en",
+            # The message choices as the form shows them (checked boxes are sent).
+            "notify_email": "on",
+            "notify_sms": "on",
+            "notify_push": "on",
         },
     )
     assert response.status_code == 302
@@ -230,9 +234,12 @@ def test_changes_made_in_the_admin_name_the_admin_user(client, clinic, patient):
         {
             "name": patient.name,
             "email": patient.email,
-            "phone": "+351 900 000 000",
+            "phone": "+351 912 345 678",
             "time_zone": patient.time_zone,
             "preferred_language": "pt",
+            "notify_email": "on",
+            "notify_sms": "on",
+            "notify_push": "on",
         },
     )
     assert response.status_code == 302, response.content[:2000]

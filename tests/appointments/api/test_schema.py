@@ -18,9 +18,12 @@ EXPECTED_OPERATIONS = {
     ("post", "/api/patient/v1/auth/token"),
     ("post", "/api/patient/v1/auth/sign-out"),
     ("get", "/api/patient/v1/me"),
+    ("get", "/api/patient/v1/me/preferences"),
+    ("patch", "/api/patient/v1/me/preferences"),
     ("get", "/api/patient/v1/appointments"),
     ("get", "/api/patient/v1/appointments/{appointment_id}"),
     ("get", "/api/patient/v1/appointments/{appointment_id}/join-info"),
+    ("get", "/api/patient/v1/appointments/{appointment_id}/calendar.ics"),
     ("post", "/api/patient/v1/appointments/{appointment_id}/check-in"),
     ("post", "/api/patient/v1/appointments/{appointment_id}/cancel-request"),
     ("post", "/api/patient/v1/devices"),
@@ -143,7 +146,7 @@ def request_shapes(schema):
 def test_request_shapes_take_no_other_properties_and_no_blank_text(schema):
     components = schema["components"]["schemas"]
     shapes = dict(request_shapes(schema))
-    assert len(shapes) == 3  # auth/code, auth/token, devices
+    assert len(shapes) == 4  # auth/code, auth/token, devices, me/preferences
     nested = {"WebPushKeysRequest"}
     for name in {*shapes.values(), *nested}:
         assert components[name]["additionalProperties"] is False, name
