@@ -25,7 +25,7 @@ PATIENT = {
     "name": [{"family": "Souza", "given": ["Maria", "Clara"]}],
     "telecom": [
         {"system": "email", "value": "Maria@Example.com"},
-        {"system": "phone", "value": "+5581999"},
+        {"system": "phone", "value": "+55 81 99999-1234"},
     ],
     "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "pt"}]}}],
 }
@@ -46,7 +46,7 @@ def test_patient_round_trip_and_search(fhir, clinic, ehr):
         clinic,
         "Maria Clara Souza",
         "maria@example.com",
-        "+5581999",
+        "+5581999991234",  # E.164: the patients' one phone rule (appointments.phones)
     )
     assert patient.preferred_language == "pt"
     assert patient.time_zone == clinic.time_zone
@@ -84,6 +84,11 @@ def test_patient_conditional_create_and_validation(fhir):
     answer = fhir.post("Patient", dict(PATIENT, name=[{"given": "Maria"}]))
     assert answer.status_code == 400
     assert answer.json()["issue"][0]["expression"] == ["Patient.name[0].given"]
+    # A number that is no phone number is refused by the same rule as the staff's form.
+    telecom = [{"system": "phone", "value": "+5581999"}]
+    answer = fhir.post("Patient", dict(PATIENT, identifier=[], telecom=telecom))
+    assert answer.status_code == 422
+    assert answer.json()["issue"][0]["expression"] == ["Patient.telecom"]
     answer = fhir.post("Patient", dict(PATIENT, name=[]))
     assert answer.status_code == 422
     assert Patient.objects.count() == 1
