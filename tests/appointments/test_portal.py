@@ -217,19 +217,23 @@ def test_today_shows_the_appointment_its_people_and_call_phase(appointment, doct
     assert "Dr House" in html
     local = timezone.localtime(appointment.starts_at, PARIS)
     assert f"{local:%H:%M}" in html
-    assert 'data-phase="scheduled"' in html
+    assert 'data-status="scheduled"' in html
     assert ">Scheduled</span>" in html
+    assert "data-phase" not in html  # one status column, not the call's phase beside it
     assert f"/c/clinic-a/appointments/{appointment.id}/" in html
     assert "<title>Schedule" in html
     assert 'href="#main"' in html
 
 
-def test_today_shows_the_live_phase_after_go_live(appointment, doctor, client_for):
+def test_today_a_live_call_without_the_patient_is_still_scheduled(appointment, doctor, client_for):
+    """Going live (or stopping) does not make a visit: the one status follows the patient."""
     appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     html = client_for(doctor).get("/c/clinic-a/today/").content.decode()
-    assert 'data-phase="live"' in html
-    assert ">Live</span>" in html
-    assert "In progress" in html
+    assert 'data-status="scheduled"' in html
+    assert "In progress" not in html
+    appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
+    html = client_for(doctor).get("/c/clinic-a/today/").content.decode()
+    assert 'data-status="scheduled"' in html
 
 
 def test_days_are_the_clinics_days(clinic, doctor, patient, client_for):
@@ -269,14 +273,14 @@ def test_rows_partial_renders_only_the_rows(appointment, doctor, client_for):
     assert "<html" not in html
     assert "<table" in html
     assert "Ana Lima" in html
-    assert 'data-phase="scheduled"' in html
+    assert 'data-status="scheduled"' in html
 
 
 def test_rows_partial_follows_a_cancel(appointment, doctor, client_for):
     appointment_cancel(appointment=appointment, by=doctor)
     html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
     assert ">Cancelled</span>" in html
-    assert 'data-phase="ended"' in html
+    assert 'data-status="cancelled"' in html
 
 
 def test_empty_day_says_so(doctor, client_for):
@@ -327,8 +331,10 @@ def test_today_page_query_count_does_not_grow_with_appointments(
         response = client.get(url)
     assert len(response.context["rows"]) == 1
     # session, user, the two-factor step, staff, clinic (by slug and membership), appointments
-    # (+ clinic, patient), their members (+ staff, call user), their calls, the header's clinics.
-    assert len(one) == 9, [q["sql"] for q in one.captured_queries]
+    # (+ clinic, patient), their members (+ staff, call user), their calls (+ type), the
+    # patients' participant rows (the status), the staff member's calls user and member rows
+    # (the join rule's Join buttons), the header's clinics.
+    assert len(one) == 12, [q["sql"] for q in one.captured_queries]
 
     for i in range(1, 20):
         book(i)
@@ -350,10 +356,15 @@ def test_detail_shows_patient_members_call_and_history(appointment, doctor, clie
     assert response.status_code == 200
     assert "ana@example.com" in html
     assert "Dr House" in html
-    assert "<code>host</code>" in html  # the host's call role
-    assert "<code>call_member</code>" in html  # the patient's
+    # Roles by name, not the engine's call roles.
+    assert "<td>Host clinician</td>" in html
+    assert "<td>Patient</td>" in html
+    assert "call_member" not in html
+    assert "<code>host</code>" not in html
     assert f"appointment:{appointment.id}" in html
-    assert "call.created" in html  # event history
+    assert "Call set up" in html  # the history in sentences
+    assert "call.created" in html  # the raw log, folded away
+    assert html.index("<details") < html.index("call.created")
     assert ">Go live</button>" in html
     assert ">Stop live" not in html
     assert ">End call</button>" in html

@@ -92,9 +92,11 @@ def patient_form(v: Visit) -> dict:
 CASES = [
     # SIGNED_IN, whose clinic query is the list of the staff member's clinics here
     pytest.param("get", lambda v: reverse("portal:home"), None, SIGNED_IN, id="home"),
-    # the day's appointments with clinic and patient, their members, their calls (3)
-    pytest.param("get", page("today"), None, SIGNED_IN + 3 + PAGE_FRAME, id="today"),
-    pytest.param("get", page("today_rows"), None, SIGNED_IN + 3, id="today_rows"),
+    # the day's appointments with clinic and patient, their members, their calls with their
+    # types (3); the status: the patients' participant rows (1); the Join buttons (the join
+    # rule): the staff member's calls user and member rows (2)
+    pytest.param("get", page("today"), None, SIGNED_IN + 6 + PAGE_FRAME, id="today"),
+    pytest.param("get", page("today_rows"), None, SIGNED_IN + 6, id="today_rows"),
     # the clinic's patients for the patient choice (1) and the staff choices, read once by each
     # of the form's three staff fields (3)
     pytest.param("get", page("appointment_new"), None, SIGNED_IN + 1 + 3 + PAGE_FRAME, id="new"),
@@ -109,7 +111,8 @@ CASES = [
         SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT,
         id="new-post",
     ),
-    # the call, its members, their users, events, attendance (5)
+    # the call; the staff member's calls user and member row (their capabilities: the buttons
+    # and the join rule); the events; the participant rows (attendance, status, history) (5)
     pytest.param(
         "get",
         page("appointment", appointment_id),
@@ -137,11 +140,12 @@ CASES = [
         SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC + AUDIT,
         id="edit-post",
     ),
+    # the status: the call, the patient's participant rows (2)
     pytest.param(
         "get",
         page("appointment_cancel", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + PAGE_FRAME,
+        SIGNED_IN + APPOINTMENT + 2 + PAGE_FRAME,
         id="cancel",
     ),
     # the lock and update (2); the call's end: lock, participants, session, update, due
