@@ -25,6 +25,7 @@
 
   var el = {
     status: $("room-status"),
+    when: $("room-when"),
     waiting: $("room-waiting"),
     starts: $("room-starts"),
     prejoin: $("prejoin"),
@@ -552,9 +553,16 @@
         finish("The call has ended", "It cannot be joined again.", false);
       } else if (/removed/i.test(text)) {
         // Kicked (may join again) or blocked ("cannot join it again"): never rejoin on our own.
-        finish("You were removed from the call", sentence(text), !/cannot/i.test(text));
+        var blocked = /cannot/i.test(text);
+        finishUnlessLinkReplaced(
+          "You were removed from the call",
+          blocked
+            ? "You cannot join it again. Contact the clinic if you think this is a mistake."
+            : "You can join again if the clinic asks you to.",
+          !blocked
+        );
       } else {
-        finish(error[0], sentence(text) || error[1], true);
+        finishUnlessLinkReplaced(error[0], sentence(text) || error[1], true);
       }
       return;
     }
@@ -642,7 +650,11 @@
       el.goLive.disabled = false;
       render();
     } else if (m.type === "call_ended") {
-      finish("The call has ended", cfg.role !== "staff" ? "Thank you. You can close this page." : "", false);
+      finish(
+        "The call has ended",
+        cfg.role !== "staff" ? "Thank you. You can close this page." : "You can go back to the appointment.",
+        false
+      );
     } else if (m.type === "left") {
       finish(
         phase === "lobby" ? "You left the waiting room" : "You left the call",
@@ -897,9 +909,51 @@
     window.location.reload();
   });
 
+  /* --- end states (issue 15 item 4, branch staffpages) ---------------------------------
+     A removal or a refused token may mean the clinic replaced this link: then "Join again"
+     (a reload) cannot work. Before offering it, the page asks whether its own URL still
+     opens; if not, it says once that the link no longer works and what to do instead.
+     `ending` keeps the second close of the same event (the kick, then the token re-check)
+     from replacing the first one's screen. Staff pages are not links: no check. */
+  var ending = false;
+
+  function finishUnlessLinkReplaced(title, text, canRejoin) {
+    if (ending || phase === "finished") return;
+    if (!canRejoin || cfg.role === "staff" || !window.fetch) {
+      finish(title, text, canRejoin);
+      return;
+    }
+    ending = true;
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      .then(
+        function (response) {
+          return response.status;
+        },
+        function () {
+          return 0; // offline: keep the usual next step
+        }
+      )
+      .then(function (status) {
+        ending = false;
+        if ((status === 403 || status === 404 || status === 410) && cfg.role === "patient") {
+          finish(
+            "This link no longer works",
+            "The clinic has sent a new link for this appointment. Open the newest link they sent you, or contact the clinic.",
+            false
+          );
+        } else if (status === 403 || status === 404 || status === 410) {
+          // A guest the clinic took off the appointment: their link is gone for good.
+          finish(title, "Contact the clinic if you think this is a mistake.", false);
+        } else {
+          finish(title, text, canRejoin);
+        }
+      });
+  }
+
   function finish(title, text, canRejoin) {
     if (phase === "finished") return;
     phase = "finished";
+    ending = false;
     clearInterval(pingTimer);
     if (media) media.close();
     local.getTracks().forEach(function (t) {
@@ -923,8 +977,13 @@
     el.rejoin.hidden = !canRejoin;
     el.finished.hidden = false;
     el.finished.setAttribute("data-state", title === "The call has ended" ? "ended" : "left");
-    setStatus(title + ".");
+    // Said once, on the card above (focused, so screen readers read it): the intro's status
+    // line and "starts at" are over once the call is.
+    setStatus("");
+    el.status.hidden = true;
+    if (el.when) el.when.hidden = true;
     el.finished.focus();
+    /* --- end of the end states block --- */
   }
 
   window.addEventListener("pagehide", function () {
