@@ -924,24 +924,28 @@
       return;
     }
     ending = true;
-    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+    // The join views answer this header with {"link": "ok" | "refused"} (200 either way).
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Link-Check": "1" } })
+      .then(function (response) {
+        return response.ok ? response.json() : {};
+      })
       .then(
-        function (response) {
-          return response.status;
+        function (answer) {
+          return answer && answer.link === "refused";
         },
         function () {
-          return 0; // offline: keep the usual next step
+          return false; // offline: keep the usual next step
         }
       )
-      .then(function (status) {
+      .then(function (refused) {
         ending = false;
-        if ((status === 403 || status === 404 || status === 410) && cfg.role === "patient") {
+        if (refused && cfg.role === "patient") {
           finish(
             "This link no longer works",
             "The clinic has sent a new link for this appointment. Open the newest link they sent you, or contact the clinic.",
             false
           );
-        } else if (status === 403 || status === 404 || status === 410) {
+        } else if (refused) {
           // A guest the clinic took off the appointment: their link is gone for good.
           finish(title, "Contact the clinic if you think this is a mistake.", false);
         } else {
