@@ -37,6 +37,10 @@ _END_NOTES = {
 }
 
 
+# The engine's reasons for everyone leaving at once because the call ended.
+_CALL_ENDED = ("call_ended", "callended", "call_deleted")
+
+
 @dataclass
 class Visit:
     """One person's visit to the call: from their first tab's arrival to their last one's
@@ -51,6 +55,7 @@ class Visit:
     now: str  # "waiting", "in_call" or "left"
     seconds_in_call: int
     end_note: str = ""
+    ended_with_call: bool = False  # still there when the call ended
 
     @property
     def minutes(self) -> int:
@@ -98,6 +103,7 @@ def _visit(user_id: str, name: str, role: str, rows: list[CallParticipant], now:
         now=present,
         seconds_in_call=_in_call_seconds(rows, now),
         end_note=_END_NOTES.get(last.left_reason, "") if present == "left" else "",
+        ended_with_call=present == "left" and last.left_reason in _CALL_ENDED,
     )
 
 
@@ -160,8 +166,9 @@ class Moment:
 
 def summarise(events: Iterable[CallEvent], visits: list[Visit]) -> list[Moment]:
     """The call's story in sentences, oldest first: what the call did (`EVENT_SENTENCES`)
-    and who came and went ("Dr Ito joined", "Ana Silva waited in the lobby"). The same
-    sentence repeated in a row is said once, with a count."""
+    and who came and went ("Dr Ito joined", "Ana Silva came to the lobby"; those still there
+    at the end are not said to leave: "Call ended" says it). The same sentence repeated in a
+    row is said once, with a count."""
     moments = [
         Moment(at=e.created_at, text=EVENT_SENTENCES[e.type])
         for e in events
@@ -172,7 +179,7 @@ def summarise(events: Iterable[CallEvent], visits: list[Visit]) -> list[Moment]:
             moments.append(Moment(at=v.arrived_at, text=f"{v.name} came to the lobby"))
         if v.joined_at is not None:
             moments.append(Moment(at=v.joined_at, text=f"{v.name} joined"))
-        if v.left_at is not None:
+        if v.left_at is not None and not v.ended_with_call:  # "Call ended" says it
             note = f" ({v.end_note})" if v.end_note else ""
             moments.append(Moment(at=v.left_at, text=f"{v.name} left{note}"))
     moments.sort(key=lambda m: m.at)
