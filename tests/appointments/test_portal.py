@@ -22,7 +22,9 @@ from appointments.models import Appointment, Patient
 from appointments.services.booking import appointment_cancel
 from appointments.services.staff import staff_set_membership
 from appointments.services.status import appointment_call_action
-from calls.models import Call
+from calls.capabilities import Actor
+from calls.models import Call, CallUser
+from calls.services.sessions import participant_enter, participant_leave
 from tests.factories import make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -345,6 +347,33 @@ def test_today_page_query_count_does_not_grow_with_appointments(
     assert "Patient 19" in html
     with django_assert_max_num_queries(len(one) - 1):  # the partial has no header
         client.get("/c/clinic-a/today/rows/")
+
+
+def test_appointment_page_query_count_does_not_grow_with_visits_and_events(
+    clinic, doctor, patient, client_for
+):
+    """The status, the folded attendance and the history read the call's participant rows and
+    events once, however many there are (a long visit with reloads and rings)."""
+    start = timezone.now() + dt.timedelta(minutes=5)
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    client = client_for(doctor)
+    url = f"/c/clinic-a/appointments/{appointment.id}/"
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    patient_actor = Actor.of(CallUser.objects.get(pk=patient.call_user_id))
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    for _ in range(15):  # fifteen reloads: a participant row and two events each
+        entry = participant_enter(
+            actor=patient_actor, type_name="appointment", call_id=appointment.id, channel_name="x"
+        )
+        participant_leave(user_session_id=entry.participant.user_session_id)
+        appointment_call_action(appointment=appointment, staff=doctor, action="ring")
+    with CaptureQueriesContext(connection) as many:
+        response = client.get(url)
+    assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+    html = response.content.decode()
+    assert html.count('<li class="attendance-') == 1  # fifteen reloads within minutes: one visit
 
 
 # --- appointment detail and the call buttons -------------------------------------------------
