@@ -47,6 +47,9 @@ def with_axe(page):
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: bin/test installs it (npm ci --prefix tests/browser/a11y)")
     page.add_init_script(path=str(AXE))
+    # No transitions (the pages honour reduced motion): a button caught halfway from its
+    # disabled to its enabled colours would be measured at a contrast it never rests at.
+    page.emulate_media(reduced_motion="reduce")
     return page
 
 
