@@ -17,6 +17,7 @@ from django.conf import settings
 from calls import selectors as call_selectors
 from calls.capabilities import Actor, JoinState, capabilities_for, join_state
 from calls.errors import NotAllowed, NotFound
+from calls.models import Call
 from calls.tokens import mint_call_token
 
 from . import links, selectors
@@ -73,13 +74,17 @@ def _call_state(
             now=now,
             host_present=lambda: call_selectors.host_present(call=call),
         )
-    state = states.get(standing.state, "unavailable")
-    # The clinic's word on the appointment wins over the call's.
+    return _state_of(standing, appointment, states), standing
+
+
+def _state_of(standing: JoinState, appointment: Appointment, states: dict[str, str]) -> str:
+    """The join rule's answer, mapped through `states`; the clinic's word on the appointment
+    (cancelled, finished) wins over the call's."""
     if appointment.status == Appointment.Status.CANCELLED:
-        state = "cancelled"
-    elif appointment.status in _FINISHED:
-        state = "ended"
-    return state, standing
+        return "cancelled"
+    if appointment.status in _FINISHED:
+        return "ended"
+    return states.get(standing.state, "unavailable")
 
 
 def _call_token(
@@ -167,6 +172,42 @@ def staff_enters_at(appointment: Appointment) -> datetime:
     call carries it as `backstage.hosts_join_ahead_seconds`, which the join rule enforces).
     For the schedule's Join buttons, which must not read every row's call."""
     return appointment.starts_at - timedelta(minutes=appointment.staff_join_ahead_minutes)
+
+
+# The staff states in which the staff join page lets the person in (or into the lobby).
+STAFF_CAN_JOIN = ("backstage", "live", "lobby")
+
+
+def staff_joinable(
+    *, staff: StaffMember, appointments: list[Appointment], calls: dict[str, Call], now: datetime
+) -> set[str]:
+    """The ids of the appointments whose call the staff member may join now (the schedule's
+    Join buttons): `staff_join_info`'s state, from the same join rule, for many appointments
+    at once (`calls` as `selectors.with_calls` pairs them, types loaded). One query: the
+    staff member's member rows."""
+    actor = selectors.staff_actor(staff)
+    members = call_selectors.memberships_of(actor=actor, calls=list(calls.values()))
+    joinable = set()
+    for appointment in appointments:
+        call = calls.get(appointment.id)
+        if call is None:
+            continue
+        caps = capabilities_for(actor, call, members.get(call.pk))
+        state, _ = staff_state(appointment=appointment, call=call, caps=caps, now=now)
+        if state in STAFF_CAN_JOIN:
+            joinable.add(appointment.id)
+    return joinable
+
+
+def staff_state(
+    *, appointment: Appointment, call: Call | None, caps: list[str], now: datetime
+) -> tuple[str, JoinState]:
+    """`staff_join_info`'s state (and the join rule's answer) for a staff member whose
+    capabilities on the call the caller already has (the appointment page). No queries."""
+    standing = JoinState("not_allowed")
+    if call is not None:
+        standing = join_state(caps=caps, call=call, now=now)
+    return _state_of(standing, appointment, _STAFF_STATES), standing
 
 
 def staff_join_info(

@@ -74,37 +74,15 @@ def with_calls(appointments: list[Appointment]) -> list[AppointmentRow]:
 
 
 @dataclass
-class Attendance:
-    """One person's presence in the call, from one browser tab: waited in the lobby, joined,
-    left (with why and after how long; a stay still going on counts until now)."""
-
-    name: str
-    user_id: str
-    state: str  # waiting, joined, left
-    waiting_since: datetime | None
-    joined_at: datetime | None
-    left_at: datetime | None
-    left_reason: str
-    minutes: int | None  # in the call (None: never got in)
-
-
-def _minutes(joined_at: datetime | None, left_at: datetime | None) -> int | None:
-    if joined_at is None:
-        return None
-    end = left_at or timezone.now()
-    return max(0, round((end - joined_at).total_seconds() / 60))
-
-
-@dataclass
 class AppointmentCall:
-    """An appointment's call as one staff member sees it: the call, each member's call role,
-    the staff member's own capabilities and the event history (types and times)."""
+    """An appointment's call as one staff member sees it: the call, the staff member's own
+    capabilities, the event history (types and times) and every participant row (who waited,
+    joined and left, with their users), which `call_history` and `status_view` read."""
 
     call: Call | None
-    roles: dict[str, str]
     capabilities: list[str]
     events: list[CallEvent]
-    attendance: list[Attendance] = field(default_factory=list)
+    participants: list[CallParticipant] = field(default_factory=list)
 
     @property
     def phase(self) -> str:
@@ -114,27 +92,14 @@ class AppointmentCall:
 def appointment_call(*, staff: StaffMember, appointment: Appointment) -> AppointmentCall:
     call = call_selectors.call_find(type_name=CALL_TYPE, call_id=appointment.id)
     if call is None:
-        return AppointmentCall(call=None, roles={}, capabilities=[], events=[])
-    members = call_selectors.call_members(call=call)
-    own = next((m for m in members if m.user_id == staff.call_user_id), None)
+        return AppointmentCall(call=None, capabilities=[], events=[])
+    actor = staff_actor(staff)
+    own = call_selectors.member_of(actor=actor, call=call)
     return AppointmentCall(
         call=call,
-        roles={m.user_id: m.role for m in members},
-        capabilities=capabilities_for(staff_actor(staff), call, own),
+        capabilities=capabilities_for(actor, call, own),
         events=list(call_selectors.call_events(call=call)),
-        attendance=[
-            Attendance(
-                name=p.user.name or p.user_id,
-                user_id=p.user_id,
-                state=p.state,
-                waiting_since=p.waiting_since,
-                joined_at=p.joined_at,
-                left_at=p.left_at,
-                left_reason=p.left_reason,
-                minutes=_minutes(p.joined_at, p.left_at),
-            )
-            for p in call_selectors.call_attendance(call=call)
-        ],
+        participants=call_selectors.call_attendance(call=call),
     )
 
 

@@ -88,6 +88,18 @@ def call_attendance(*, call: Call) -> list[CallParticipant]:
     return list(CallParticipant.objects.filter(call=call).select_related("user").order_by("pk"))
 
 
+def participants_of_users(*, call_pks: list[int], user_ids: list[str]) -> list[CallParticipant]:
+    """The participant rows of these users in these calls (every state), in one query, without
+    their users: for pages that list many calls and ask where one person of each stands."""
+    if not call_pks or not user_ids:
+        return []
+    return list(
+        CallParticipant.objects.filter(call_id__in=call_pks, user_id__in=user_ids)
+        .only("call_id", "user_id", "state", "waiting_since", "joined_at", "left_at")
+        .order_by("pk")
+    )
+
+
 def members_base() -> QuerySet[CallMember]:
     return CallMember.objects.select_related("user")
 
@@ -492,8 +504,19 @@ def users_query(
 
 def calls_by_id(*, type_name: str, call_ids: list[str]) -> dict[str, Call]:
     """Live calls of one type by id, in one query (for pages listing many appointments)."""
-    qs = Call.objects.filter(type_id=type_name, call_id__in=call_ids, deleted_at__isnull=True)
+    qs = Call.objects.filter(
+        type_id=type_name, call_id__in=call_ids, deleted_at__isnull=True
+    ).select_related("type")  # the type's settings and grants: the join rule reads them
     return {c.call_id: c for c in qs}
+
+
+def memberships_of(*, actor: Actor, calls: list[Call]) -> dict[int, CallMember]:
+    """The actor's member rows in these calls, by call pk, in one query (`member_of` for a
+    page listing many calls)."""
+    if actor.is_server or not calls:
+        return {}
+    qs = CallMember.objects.filter(call__in=calls, user_id=actor.user_id)
+    return {m.call_id: m for m in qs}
 
 
 def call_phase(call: Call | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -164,7 +164,24 @@ GUEST_LINK_ERRORS: LinkErrors = {
 }
 
 
+# The room page asks whether its own link still opens (after a removal: was the link
+# replaced?) with this header; the answer is JSON, 200 either way (a refusal is the answer,
+# not an error), and nothing is minted.
+LINK_CHECK_HEADER = "X-Link-Check"
+
+
+def _link_check(request: HttpRequest, refusal: Exception | None = None) -> HttpResponse | None:
+    if request.headers.get(LINK_CHECK_HEADER) != "1":
+        return None
+    response = JsonResponse({"link": "refused" if refusal is not None else "ok"})
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 def _link_error(request: HttpRequest, errors: LinkErrors, refusal: Exception) -> HttpResponse:
+    checked = _link_check(request, refusal)
+    if checked is not None:
+        return checked
     title, text, status = next(
         answer for kind, answer in errors.items() if isinstance(refusal, kind)
     )
@@ -187,6 +204,8 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         )
     except (links.BadLink, Http404) as refusal:
         return _link_error(request, PATIENT_LINK_ERRORS, refusal)
+    if (checked := _link_check(request)) is not None:
+        return checked
     patient = appointment.patient
     info = joining.join_info(
         patient=patient, appointment=appointment, now=now, grant=links.link_grant(appointment)
@@ -235,6 +254,8 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         )
     except links.BadLink as refusal:
         return _link_error(request, GUEST_LINK_ERRORS, refusal)
+    if (checked := _link_check(request)) is not None:
+        return checked
     info = joining.guest_join_info(member=member, appointment=appointment, now=now)
     return _room(
         request,

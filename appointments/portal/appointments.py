@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from appointments import links, selectors
+from appointments import call_history, joining, links, selectors, status_view
 from appointments.access import can_see_clinical, clinic_appointment, clinic_view
 from appointments.models import Appointment, AppointmentMember, Clinic, StaffMember
 from appointments.services import booking, guests, join_links, status
@@ -125,23 +125,21 @@ def appointment_cancel(
         request,
         staff,
         "portal/appointment_cancel.html",
-        {"clinic": clinic, "appointment": appointment},
+        {
+            "clinic": clinic,
+            "appointment": appointment,
+            "status": status_view.appointment_status(appointment),
+        },
     )
 
 
-def _humanize_event(event_type: str) -> str:
-    return event_type.removeprefix("call.").replace("_", " ").replace(".", " ").capitalize()
-
-
-def _people(
-    staff: StaffMember, appointment: Appointment, call_roles: dict[str, str]
-) -> list[dict[str, Any]]:
-    """The appointment's people (staff, guests, then the patient) with their roles in the call."""
+def _people(staff: StaffMember, appointment: Appointment) -> list[dict[str, Any]]:
+    """The appointment's people (staff, guests, then the patient) with their role by name."""
     people = [
         {
             "name": m.staff.display_name if m.staff else m.call_user.name or "Guest",
-            "kind": m.get_kind_display(),
-            "role": call_roles.get(m.call_user_id, "—"),
+            "role": call_history.ROLE_NAMES[m.kind],
+            "user_id": m.call_user_id,
             "is_you": m.staff_id == staff.pk,
         }
         for m in appointment.members.all()
@@ -149,8 +147,8 @@ def _people(
     people.append(
         {
             "name": appointment.patient.name,
-            "kind": "Patient",
-            "role": call_roles.get(appointment.patient.call_user_id, "—"),
+            "role": call_history.PATIENT,
+            "user_id": appointment.patient.call_user_id,
             "is_you": False,
         }
     )
@@ -158,25 +156,38 @@ def _people(
 
 
 def _call_context(staff: StaffMember, appointment: Appointment) -> dict[str, Any]:
-    """The call, its members' roles, the staff member's capabilities and the event history."""
+    """The call, the appointment's status, its people by role, the attendance (one line per
+    person per visit), the history in sentences (and the raw log), and the buttons the staff
+    member's capabilities allow."""
     view = selectors.appointment_call(staff=staff, appointment=appointment)
     call, caps = view.call, view.capabilities
     ended = call is None or call.is_ended
+    people = _people(staff, appointment)
+    now = timezone.now()
+    visits = call_history.fold_attendance(
+        view.participants, names={p["user_id"]: (p["name"], p["role"]) for p in people}, now=now
+    )
+    patient_rows = [p for p in view.participants if p.user_id == appointment.patient.call_user_id]
+    join, standing = joining.staff_state(appointment=appointment, call=call, caps=caps, now=now)
     return {
         "call": call,
         "phase": view.phase,
         "phase_label": PHASE_LABELS[view.phase],
-        "people": _people(staff, appointment, view.roles),
-        "events": [
-            {"label": _humanize_event(e.type), "type": e.type, "at": e.created_at}
-            for e in view.events
-        ],
+        "status": status_view.visit_status(
+            appointment=appointment,
+            call=call,
+            patient=status_view.Presence.of(patient_rows),
+        ),
+        "people": people,
+        "visits": visits,
+        "moments": call_history.summarise(view.events, visits),
+        "events": [{"type": e.type, "at": e.created_at} for e in view.events],
         "can_go_live": not ended and call.backstage and "update-call" in caps,
         "can_stop_live": not ended and not call.backstage and "update-call" in caps,
         "can_end": not ended and "end-call" in caps,
         "can_ring": not ended and "read-call" in caps,
-        "attendance": view.attendance,
-        "patient_call_user": appointment.patient.call_user_id,
+        "can_join": join in joining.STAFF_CAN_JOIN,
+        "join_opens_at": standing.opens_at if join == "too_early" else None,
     }
 
 

@@ -1,5 +1,7 @@
 """The portal's home and a clinic's day: the schedule page and its rows (refreshed by the page
-every few seconds)."""
+every few seconds, and at once on the clinic's call events). Each row shows one status
+(`status_view.visit_status`) and a Join button only when the join rule lets the staff member in
+now (`joining.staff_joinable`)."""
 
 from __future__ import annotations
 
@@ -13,14 +15,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from appointments import joining, selectors
+from appointments import joining, selectors, status_view
 from appointments.access import SESSION_CLINIC, clinic_view, staff_view
 from appointments.models import Clinic, StaffMember
 from appointments.services.waiting import LOBBY_MESSAGE_MAX
 from calls import realtime
 
 from .forms import DayForm
-from .pages import PHASE_LABELS, page
+from .pages import page
 
 
 @require_GET
@@ -39,18 +41,6 @@ def home(request: HttpRequest, *, staff: StaffMember) -> HttpResponse:
     return render(request, "portal/choose_clinic.html", {"clinics": clinics})
 
 
-def _joinable(row: Any, staff: StaffMember, now: dt.datetime) -> bool:
-    """Offer "Join" on the schedule: the staff member takes part in this open appointment, its
-    call has not ended, and their join-ahead time has come (the join page decides the rest)."""
-    appointment = row.appointment
-    return (
-        appointment.is_open
-        and row.phase not in ("ended", "unknown")
-        and now >= joining.staff_enters_at(appointment)
-        and any(m.staff_id == staff.pk for m in appointment.members.all())
-    )
-
-
 def _day_context(request: HttpRequest, clinic: Clinic, staff: StaffMember) -> dict[str, Any]:
     zone = zoneinfo.ZoneInfo(clinic.time_zone)
     day = DayForm(request.GET).day(clinic=clinic)
@@ -63,15 +53,21 @@ def _day_context(request: HttpRequest, clinic: Clinic, staff: StaffMember) -> di
     waiting_since = {}
     for w in reversed(waiting):  # longest waiting first: the first one wins
         waiting_since[w.appointment.pk] = w.waiting_since
+    schedule = selectors.clinic_schedule(clinic=clinic, start=start, end=end)
+    appointments = [row.appointment for row in schedule]
+    calls = {row.appointment.id: row.call for row in schedule if row.call is not None}
+    presences = status_view.patient_presences(appointments=appointments, calls=calls)
+    joinable = joining.staff_joinable(staff=staff, appointments=appointments, calls=calls, now=now)
     rows = [
         {
             "appointment": row.appointment,
-            "phase": row.phase,
-            "phase_label": PHASE_LABELS[row.phase],
-            "joinable": _joinable(row, staff, now),
+            "status": status_view.visit_status(
+                appointment=row.appointment, call=row.call, patient=presences[row.appointment.id]
+            ),
+            "joinable": row.appointment.id in joinable,
             "waiting_since": waiting_since.get(row.appointment.pk),
         }
-        for row in selectors.clinic_schedule(clinic=clinic, start=start, end=end)
+        for row in schedule
     ]
     return {
         "waiting": waiting,

@@ -120,6 +120,10 @@ def _people_error(booking: Booking) -> str | None:
     return None
 
 
+# The kinds of member who cannot be in two appointments at once.
+_CLINICIAN_KINDS = (AppointmentMember.Kind.HOST, AppointmentMember.Kind.CLINICIAN)
+
+
 def _check_double_booking(booking: Booking, *, exclude: str | None) -> None:
     """Lock the clinicians' rows so two bookings for one clinician serialize (PostgreSQL row
     locks; SQLite serializes all writers), then look for an overlap."""
@@ -132,7 +136,7 @@ def _check_double_booking(booking: Booking, *, exclude: str | None) -> None:
             starts_at__lt=ends_at,
             ends_at__gt=booking.starts_at,
             members__staff__in=[s.pk for s in clinicians],
-            members__kind__in=[AppointmentMember.Kind.HOST, AppointmentMember.Kind.CLINICIAN],
+            members__kind__in=_CLINICIAN_KINDS,
         )
         .exclude(pk=exclude)
         .select_related("clinic")
@@ -140,8 +144,19 @@ def _check_double_booking(booking: Booking, *, exclude: str | None) -> None:
     )
     if clash is not None:
         local = timezone.localtime(clash.starts_at, zoneinfo.ZoneInfo(clash.clinic.time_zone))
+        booked = {
+            m.staff_id
+            for m in clash.members.filter(
+                staff__in=[s.pk for s in clinicians], kind__in=_CLINICIAN_KINDS
+            )
+        }
+        names = " and ".join(s.display_name for s in clinicians if s.pk in booked)
+        verb = "is" if len(booked) == 1 else "are"
         raise ValidationError(
-            {"starts_at": f"A clinician is already booked at {local:%H:%M} ({clash.clinic.name})."}
+            {
+                "starts_at": f"{names or 'A clinician'} {verb} already booked at "
+                f"{local:%H:%M} ({clash.clinic.name})."
+            }
         )
 
 

@@ -62,6 +62,9 @@ def test_attendance_from_lobby_to_leave(visit):
     with time_machine.travel(T + dt.timedelta(minutes=25), tick=False):
         participant_leave(user_session_id=waiting.participant.user_session_id)
         html = page(clinic, doctor, appointment)
-    assert "11:00\u201311:25" in html  # the patient's time in the call
-    assert "25 min" in html
-    assert "10:56\u2013<strong>now</strong>" in html  # the doctor is still in
+    # One line per person: the patient's wait and stay, the doctor still in the call.
+    assert "Joined 11:00\u201311:25, 25 min" in html
+    assert "(waited 4 min first)" in html
+    assert "Joined 10:56, in the call now (29 min)" in html
+    assert html.count("<li") == 2
+    assert "Did not join" not in html

@@ -159,7 +159,7 @@ def test_double_booking_the_same_clinician_is_an_error_on_the_start(
 ):
     first = make_appointment(clinic, host=doctor, starts_at=tomorrow_at(10, 30))
     response = client.post(NEW, form_data(patient, doctor, tomorrow_at(10, 45)))
-    assert_error_on(response, "starts_at", "A clinician is already booked at 10:30")
+    assert_error_on(response, "starts_at", f"{doctor.display_name} is already booked at 10:30")
     assert list(Appointment.objects.all()) == [first]
 
 
@@ -170,7 +170,9 @@ def test_double_booking_an_additional_clinician_is_refused_too(
     response = client.post(
         NEW, form_data(patient, doctor, tomorrow_at(10, 40), clinicians=[colleague.pk])
     )
-    assert_error_on(response, "starts_at", "A clinician is already booked at 10:30")
+    # The message names the one who is double-booked (the colleague), not the host.
+    assert_error_on(response, "starts_at", f"{colleague.display_name} is already booked at 10:30")
+    assert doctor.display_name not in response.content.decode().split("already booked")[0][-80:]
 
 
 def test_patient_of_another_clinic_is_an_error_on_the_patient(client, doctor, other_clinic):

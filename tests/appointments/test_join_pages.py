@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from appointments import links
 from appointments.models import CALL_TYPE, Appointment
@@ -365,6 +366,14 @@ def test_the_host_enters_backstage_from_the_staff_join_ahead_time(
 def test_the_detail_page_offers_join_and_the_patients_link(appointment, doctor, frozen, client_for):
     client = client_for(doctor)
     detail = reverse("portal:appointment", args=["clinic-a", appointment.id])
+    # Join only once the join rule lets the clinician in (their join-ahead time); before, the
+    # page says when.
+    frozen.move_to(appointment.starts_at - dt.timedelta(minutes=16))
+    page = client.get(detail).content.decode()
+    assert join_url(appointment) not in page
+    opens = appointment.starts_at - dt.timedelta(minutes=appointment.staff_join_ahead_minutes)
+    assert f"You can join from {timezone.localtime(opens, appointment.clinic.tz):%H:%M}" in page
+    frozen.move_to(appointment.starts_at - dt.timedelta(minutes=10))
     page = client.get(detail).content.decode()
     assert f'href="{join_url(appointment)}"' in page
     assert f"http://testserver{links.join_link_path(appointment)}".replace("&", "&amp;") in page
@@ -381,3 +390,19 @@ def test_the_patient_apis_join_url_opens_the_page(appointment, frozen):
     info = api.get(f"/api/patient/v1/appointments/{appointment.id}/join-info").json()
     assert info["join_url"] == f"http://testserver{links.join_link_path(appointment)}"
     assert room_config(Client().get(info["join_url"]))["call_cid"] == appointment.call_cid
+
+
+# --- the room page's link check (room.js, after a removal: was the link replaced?) ----------
+
+
+@pytest.mark.django_db
+def test_the_link_check_says_ok_or_refused_without_minting(clinic, doctor, patient, client):
+    appointment = make_appointment(clinic, host=doctor, patient=patient)
+    path = links.join_link_path(appointment)
+    answer = client.get(path, headers={"X-Link-Check": "1"})
+    assert (answer.status_code, answer.json()) == (200, {"link": "ok"})
+    assert b"token" not in answer.content
+    appointment_link_replace(appointment=appointment, by=doctor)
+    answer = client.get(path, headers={"X-Link-Check": "1"})
+    assert (answer.status_code, answer.json()) == (200, {"link": "refused"})
+    assert client.get(path).status_code == 403  # the page itself still refuses the old link

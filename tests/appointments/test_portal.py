@@ -22,7 +22,9 @@ from appointments.models import Appointment, Patient
 from appointments.services.booking import appointment_cancel
 from appointments.services.staff import staff_set_membership
 from appointments.services.status import appointment_call_action
-from calls.models import Call
+from calls.capabilities import Actor
+from calls.models import Call, CallUser
+from calls.services.sessions import participant_enter, participant_leave
 from tests.factories import make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -217,19 +219,23 @@ def test_today_shows_the_appointment_its_people_and_call_phase(appointment, doct
     assert "Dr House" in html
     local = timezone.localtime(appointment.starts_at, PARIS)
     assert f"{local:%H:%M}" in html
-    assert 'data-phase="scheduled"' in html
+    assert 'data-status="scheduled"' in html
     assert ">Scheduled</span>" in html
+    assert "data-phase" not in html  # one status column, not the call's phase beside it
     assert f"/c/clinic-a/appointments/{appointment.id}/" in html
     assert "<title>Schedule" in html
     assert 'href="#main"' in html
 
 
-def test_today_shows_the_live_phase_after_go_live(appointment, doctor, client_for):
+def test_today_a_live_call_without_the_patient_is_still_scheduled(appointment, doctor, client_for):
+    """Going live (or stopping) does not make a visit: the one status follows the patient."""
     appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
     html = client_for(doctor).get("/c/clinic-a/today/").content.decode()
-    assert 'data-phase="live"' in html
-    assert ">Live</span>" in html
-    assert "In progress" in html
+    assert 'data-status="scheduled"' in html
+    assert "In progress" not in html
+    appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
+    html = client_for(doctor).get("/c/clinic-a/today/").content.decode()
+    assert 'data-status="scheduled"' in html
 
 
 def test_days_are_the_clinics_days(clinic, doctor, patient, client_for):
@@ -269,14 +275,14 @@ def test_rows_partial_renders_only_the_rows(appointment, doctor, client_for):
     assert "<html" not in html
     assert "<table" in html
     assert "Ana Lima" in html
-    assert 'data-phase="scheduled"' in html
+    assert 'data-status="scheduled"' in html
 
 
 def test_rows_partial_follows_a_cancel(appointment, doctor, client_for):
     appointment_cancel(appointment=appointment, by=doctor)
     html = client_for(doctor).get("/c/clinic-a/today/rows/").content.decode()
     assert ">Cancelled</span>" in html
-    assert 'data-phase="ended"' in html
+    assert 'data-status="cancelled"' in html
 
 
 def test_empty_day_says_so(doctor, client_for):
@@ -327,9 +333,11 @@ def test_today_page_query_count_does_not_grow_with_appointments(
         response = client.get(url)
     assert len(response.context["rows"]) == 1
     # session, user, the two-factor step, staff, clinic (by slug and membership), appointments
-    # (+ clinic, patient), their members (+ staff, call user), their calls, the waiting room
-    # (nobody waits: one query), the header's clinics.
-    assert len(one) == 10, [q["sql"] for q in one.captured_queries]
+    # (+ clinic, patient), their members (+ staff, call user), their calls (+ type), the
+    # patients' participant rows (the status), the staff member's calls user and member rows
+    # (the join rule's Join buttons), the waiting room (nobody waits: one query), the header's
+    # clinics.
+    assert len(one) == 13, [q["sql"] for q in one.captured_queries]
 
     for i in range(1, 20):
         book(i)
@@ -342,6 +350,33 @@ def test_today_page_query_count_does_not_grow_with_appointments(
         client.get("/c/clinic-a/today/rows/")
 
 
+def test_appointment_page_query_count_does_not_grow_with_visits_and_events(
+    clinic, doctor, patient, client_for
+):
+    """The status, the folded attendance and the history read the call's participant rows and
+    events once, however many there are (a long visit with reloads and rings)."""
+    start = timezone.now() + dt.timedelta(minutes=5)
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    client = client_for(doctor)
+    url = f"/c/clinic-a/appointments/{appointment.id}/"
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    patient_actor = Actor.of(CallUser.objects.get(pk=patient.call_user_id))
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    for _ in range(15):  # fifteen reloads: a participant row and two events each
+        entry = participant_enter(
+            actor=patient_actor, type_name="appointment", call_id=appointment.id, channel_name="x"
+        )
+        participant_leave(user_session_id=entry.participant.user_session_id)
+        appointment_call_action(appointment=appointment, staff=doctor, action="ring")
+    with CaptureQueriesContext(connection) as many:
+        response = client.get(url)
+    assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+    html = response.content.decode()
+    assert html.count('<li class="attendance-') == 1  # fifteen reloads within minutes: one visit
+
+
 # --- appointment detail and the call buttons -------------------------------------------------
 
 
@@ -351,10 +386,15 @@ def test_detail_shows_patient_members_call_and_history(appointment, doctor, clie
     assert response.status_code == 200
     assert "ana@example.com" in html
     assert "Dr House" in html
-    assert "<code>host</code>" in html  # the host's call role
-    assert "<code>call_member</code>" in html  # the patient's
+    # Roles by name, not the engine's call roles.
+    assert "<td>Host clinician</td>" in html
+    assert "<td>Patient</td>" in html
+    assert "call_member" not in html
+    assert "<code>host</code>" not in html
     assert f"appointment:{appointment.id}" in html
-    assert "call.created" in html  # event history
+    assert "Call set up" in html  # the history in sentences
+    assert "call.created" in html  # the raw log, folded away
+    assert html.index("<details") < html.index("call.created")
     assert ">Go live</button>" in html
     assert ">Stop live" not in html
     assert ">End call</button>" in html

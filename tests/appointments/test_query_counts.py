@@ -95,10 +95,11 @@ def patient_form(v: Visit) -> dict:
 CASES = [
     # SIGNED_IN, whose clinic query is the list of the staff member's clinics here
     pytest.param("get", lambda v: reverse("portal:home"), None, SIGNED_IN, id="home"),
-    # the waiting room (nobody waits: 1), the day's appointments with clinic and patient, their
-    # members, their calls (3)
-    pytest.param("get", page("today"), None, SIGNED_IN + 1 + 3 + PAGE_FRAME, id="today"),
-    pytest.param("get", page("today_rows"), None, SIGNED_IN + 1 + 3, id="today_rows"),
+    # the waiting room (nobody waits: 1); the day's appointments with clinic and patient, their
+    # members, their calls with their types (3); the status: the patients' participant rows (1);
+    # the Join buttons (the join rule): the staff member's calls user and member rows (2)
+    pytest.param("get", page("today"), None, SIGNED_IN + 1 + 6 + PAGE_FRAME, id="today"),
+    pytest.param("get", page("today_rows"), None, SIGNED_IN + 1 + 6, id="today_rows"),
     # the waiting room (1), the requests (1); with people and requests: test_waiting.py
     pytest.param("get", page("waiting"), None, SIGNED_IN + 1 + 1 + PAGE_FRAME, id="waiting"),
     pytest.param("get", page("waiting_rows"), None, SIGNED_IN + 1 + 1, id="waiting_rows"),
@@ -117,13 +118,14 @@ CASES = [
         SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT + MESSAGES,
         id="new-post",
     ),
-    # the call, its members, their users, events, attendance, who waits in its lobby, the chat
-    # transcript (7); the messages' line (1)
+    # the call; the staff member's calls user and member row (their capabilities: the buttons
+    # and the join rule); the events; the participant rows (attendance, status, history) (5);
+    # who waits in its lobby (1); the chat transcript (1); the messages' line (1)
     pytest.param(
         "get",
         page("appointment", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + 7 + 1 + PAGE_FRAME + AUDIT,
+        SIGNED_IN + APPOINTMENT + 5 + 1 + 1 + 1 + PAGE_FRAME + AUDIT,
         id="detail",
     ),
     # the booking's members (1) and the staff choices, read three times (3)
@@ -147,11 +149,12 @@ CASES = [
         SIGNED_IN + APPOINTMENT + 2 + 1 + 3 + 1 + 3 + 4 + 9 + 3 * ATOMIC + AUDIT + 2 + MESSAGES,
         id="edit-post",
     ),
+    # the status: the call, the patient's participant rows (2)
     pytest.param(
         "get",
         page("appointment_cancel", appointment_id),
         None,
-        SIGNED_IN + APPOINTMENT + PAGE_FRAME,
+        SIGNED_IN + APPOINTMENT + 2 + PAGE_FRAME,
         id="cancel",
     ),
     # the lock and update (2); the call's end: lock, participants, session, update, due

@@ -15,7 +15,9 @@ from playwright.sync_api import expect
 from appointments.models import Appointment, Patient
 from appointments.services.booking import appointment_cancel
 from appointments.services.status import appointment_call_action
-from calls.models import Call
+from calls.capabilities import Actor
+from calls.models import Call, CallUser
+from calls.services.sessions import participant_enter
 from tests.factories import make_appointment, make_patient
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -119,15 +121,20 @@ def test_schedule_go_live_and_isolation(
     row = page.locator(f'tr[data-appointment="{appointment.id}"]')
     expect(row).to_contain_text("Ana Lima")
     expect(row).to_contain_text(f"{start:%H:%M}")
-    expect(row.locator(".phase")).to_have_text("Scheduled")
+    status = row.locator('td[data-label="Status"]')
+    expect(status).to_have_text("Scheduled")
+    expect(row.locator(".phase")).to_have_count(0)  # one status, not the call's phase beside it
     page.screenshot(path=str(artifacts / "portal-today.png"), full_page=True)
 
     # --- opens it and goes live: the phase on the page changes ---
     row.get_by_role("link", name="Ana Lima", exact=True).click()
     expect(page).to_have_url(f"{base}/c/clinic-a/appointments/{appointment.id}/")
-    expect(page.locator("#call-phase")).to_have_text("Call: Scheduled")
+    call_phase = page.locator("#call-card .phase")
+    expect(call_phase).to_have_text("Scheduled")
     page.get_by_role("button", name="Go live").click()
-    expect(page.locator("#call-phase")).to_have_text("Call: Live")
+    expect(call_phase).to_have_text("Live")
+    # The appointment's status follows the patient, who is not there: still Scheduled.
+    expect(page.locator("#appointment-status")).to_have_text("Scheduled")
     expect(page.get_by_role("status").first).to_contain_text("The call is live")
     expect(page.get_by_role("button", name="Go live")).to_have_count(0)
     expect(page.get_by_role("button", name=re.compile("Stop live"))).to_be_visible()
@@ -143,13 +150,25 @@ def test_schedule_go_live_and_isolation(
     page.screenshot(path=str(artifacts / "portal-detail.png"), full_page=True)
 
     # --- the schedule refreshes itself: a change elsewhere shows up without a reload ---
+    # (the patient joins the live call: In call, since when, in the clinic's time)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedule").click()
-    expect(row.locator(".phase")).to_have_text("Live")
+    expect(status).to_have_text("Scheduled")
     page.evaluate("window.__notReloaded = true")
-    appointment_call_action(appointment=appointment, staff=doctor, action="stop_live")
-    expect(row.locator(".phase")).to_have_text("Scheduled", timeout=12_000)
+    arrived = timezone.localtime(timezone.now(), PARIS)
+    participant_enter(
+        actor=Actor.of(CallUser.objects.get(pk=patient.call_user_id)),
+        type_name="appointment",
+        call_id=appointment.id,
+        channel_name="test",
+    )
+    expect(status).to_contain_text("In call", timeout=12_000)
+    expect(status).to_contain_text(re.compile(r"since \d\d:\d\d"))
     assert page.evaluate("window.__notReloaded") is True
-    expect(page.locator("#refresh-status")).to_contain_text("Updated")
+    # "Updated" in the clinic's time zone and the 24-hour clock, like the rest of the page.
+    hours = f"{arrived:%H}|{arrived + dt.timedelta(hours=1):%H}"  # (the hour may turn)
+    expect(page.locator("#refresh-status")).to_contain_text(
+        re.compile(rf"Updated ({hours}):\d\d:\d\d")
+    )
 
     # --- the same page on a phone ---
     phone = new_page(width=390, height=844)

@@ -35,6 +35,7 @@
 
   var el = {
     status: $("room-status"),
+    when: $("room-when"),
     waiting: $("room-waiting"),
     starts: $("room-starts"),
     prejoin: $("prejoin"),
@@ -697,9 +698,16 @@
         );
       } else if (/removed/i.test(text)) {
         // Kicked (may join again) or blocked ("cannot join it again"): never rejoin on our own.
-        finish(_("You were removed from the call"), sentence(text), !/cannot/i.test(text));
+        var blocked = /cannot/i.test(text);
+        finishUnlessLinkReplaced(
+          _("You were removed from the call"),
+          blocked
+            ? _("You cannot join it again. Contact the clinic if you think this is a mistake.")
+            : _("You can join again if the clinic asks you to."),
+          !blocked
+        );
       } else {
-        finish(error[0], sentence(text) || error[1], true);
+        finishUnlessLinkReplaced(error[0], sentence(text) || error[1], true);
       }
       return;
     }
@@ -795,7 +803,11 @@
       el.goLive.disabled = false;
       render();
     } else if (m.type === "call_ended") {
-      finish(ENDED, cfg.role !== "staff" ? _("Thank you. You can close this page.") : "", false);
+      finish(
+        ENDED,
+        cfg.role !== "staff" ? _("Thank you. You can close this page.") : _("You can go back to the appointment."),
+        false
+      );
     } else if (m.type === "left") {
       finish(
         phase === "lobby" ? _("You left the waiting room") : _("You left the call"),
@@ -1098,9 +1110,55 @@
     window.location.reload();
   });
 
+  /* --- end states (issue 15 item 4, branch staffpages) ---------------------------------
+     A removal or a refused token may mean the clinic replaced this link: then "Join again"
+     (a reload) cannot work. Before offering it, the page asks whether its own URL still
+     opens; if not, it says once that the link no longer works and what to do instead.
+     `ending` keeps the second close of the same event (the kick, then the token re-check)
+     from replacing the first one's screen. Staff pages are not links: no check. */
+  var ending = false;
+
+  function finishUnlessLinkReplaced(title, text, canRejoin) {
+    if (ending || phase === "finished") return;
+    if (!canRejoin || cfg.role === "staff" || !window.fetch) {
+      finish(title, text, canRejoin);
+      return;
+    }
+    ending = true;
+    // The join views answer this header with {"link": "ok" | "refused"} (200 either way).
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Link-Check": "1" } })
+      .then(function (response) {
+        return response.ok ? response.json() : {};
+      })
+      .then(
+        function (answer) {
+          return answer && answer.link === "refused";
+        },
+        function () {
+          return false; // offline: keep the usual next step
+        }
+      )
+      .then(function (refused) {
+        ending = false;
+        if (refused && cfg.role === "patient") {
+          finish(
+            _("This link no longer works"),
+            _("The clinic has sent a new link for this appointment. Open the newest link they sent you, or contact the clinic."),
+            false
+          );
+        } else if (refused) {
+          // A guest the clinic took off the appointment: their link is gone for good.
+          finish(title, _("Contact the clinic if you think this is a mistake."), false);
+        } else {
+          finish(title, text, canRejoin);
+        }
+      });
+  }
+
   function finish(title, text, canRejoin, rejoinLabel) {
     if (phase === "finished") return;
     phase = "finished";
+    ending = false;
     if (window.RoomLobby) window.RoomLobby.hide(); // [waiting room hook]
     clearInterval(pingTimer);
     stopShare();
@@ -1129,8 +1187,13 @@
     el.rejoin.textContent = rejoinLabel || _("Join again");
     el.finished.hidden = false;
     el.finished.setAttribute("data-state", title === ENDED ? "ended" : "left");
-    setStatus(title + ".");
+    // Said once, on the card above (focused, so screen readers read it): the intro's status
+    // line and "starts at" are over once the call is.
+    setStatus("");
+    el.status.hidden = true;
+    if (el.when) el.when.hidden = true;
     el.finished.focus();
+    /* --- end of the end states block --- */
   }
 
   window.addEventListener("pagehide", function () {

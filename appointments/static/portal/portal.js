@@ -9,8 +9,18 @@
 
   var REFRESH_MS = 5000;
 
-  function timeNow() {
-    return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  /* The time now in the clinic's time zone (data-time-zone, the page's IANA zone) and the
+     24-hour clock, like every other time on the portal; the browser's zone only if the
+     page gave none or the browser does not know it. */
+  function timeNow(zone) {
+    var options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    if (zone) options.timeZone = zone;
+    try {
+      return new Date().toLocaleTimeString("en-GB", options);
+    } catch (e) {
+      delete options.timeZone;
+      return new Date().toLocaleTimeString("en-GB", options);
+    }
   }
 
   /* --- live updates: the events WebSocket, with polling as the fallback -------------------
@@ -115,7 +125,9 @@
         .then(function (html) {
           if (html === null || html === undefined) return;
           swap(html);
-          setStatus("Updated " + timeNow() + (live ? " (live)" : ""));
+          setStatus(
+            "Updated " + timeNow(container.getAttribute("data-time-zone")) + (live ? " (live)" : "")
+          );
         })
         .catch(function () {
           setStatus("Could not update; retrying…");
