@@ -40,6 +40,10 @@ SEND_TIMEOUT_S = 5.0
 BATCH_SEND_S = 0.01  # more time per message of a batch
 # The channel-layer message type: `calls.event` is handled by `EventsConsumer.calls_event`.
 EVENT_MESSAGE = "calls.event"
+# A relay batch's events of one group, in one layer message (`publish_many`): handled by the
+# process fan-out (`fanout.Fanout.dispatch`) and `rtc.CallConsumer.calls_events`.
+EVENTS_MESSAGE = "calls.events"
+EVENTS_PER_MESSAGE = 100
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _publisher: _LoopThread | None = None
@@ -184,15 +188,22 @@ def event_messages(events: list[CallEvent]) -> list[tuple[dict[str, Any], list[s
 
 
 async def _group_sends(layer: Any, messages: list[tuple[dict[str, Any], list[str]]]) -> None:
-    """Each group gets its messages in id order; the groups are sent to concurrently."""
+    """One pass per group: its events of the batch, in id order, leave as one layer message
+    (EVENTS_MESSAGE, up to EVENTS_PER_MESSAGE events; a lone event as itself), so a batch of
+    500 events of 50 calls of one team is about 51 sends, not 1,000. The groups are sent to
+    concurrently."""
     per_group: dict[str, list[dict[str, Any]]] = {}
     for message, names in messages:
         for name in names:
             per_group.setdefault(name, []).append(message)
 
     async def in_order(name: str, queue: list[dict[str, Any]]) -> None:
-        for message in queue:
-            await layer.group_send(name, message)
+        for start in range(0, len(queue), EVENTS_PER_MESSAGE):
+            chunk = queue[start : start + EVENTS_PER_MESSAGE]
+            if len(chunk) == 1:
+                await layer.group_send(name, chunk[0])
+            else:
+                await layer.group_send(name, {"type": EVENTS_MESSAGE, "events": chunk})
 
     await asyncio.gather(*(in_order(name, queue) for name, queue in per_group.items()))
 
