@@ -391,11 +391,13 @@ def main() -> int:
         cpu_web_ours = _session_cpu(web.process.pid) - cpu_web
         load_after = os.getloadavg()
     finally:
-        if client is not None:
-            client.stop()
-        web.stop()
-        worker.stop()
-        _cleanup()
+        try:
+            if client is not None:
+                client.stop()
+        finally:
+            web.stop()
+            worker.stop()
+            _cleanup()
 
     others = [raw[:300] for _, raw in client.frames if json.loads(raw).get("type") != "event"]
     if others or client.error is not None:
