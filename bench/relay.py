@@ -119,6 +119,8 @@ class Client:
     def __init__(self, url: str) -> None:
         self.url = url
         self.frames: list[tuple[float, str]] = []
+        self.seen: dict[int, list[float]] = {}
+        self.parsed = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -156,18 +158,20 @@ class Client:
             self.error = exc
 
     def received(self) -> dict[int, list[float]]:
-        """event id → the times it arrived (more than one: doubled)."""
-        seen: dict[int, list[float]] = {}
-        for at, raw in list(self.frames):
+        """event id → the times it arrived (more than one: doubled); frames are parsed once
+        (parsing them all again every poll would starve the client's own reader)."""
+        frames = self.frames[self.parsed :]
+        for at, raw in frames:
             message = json.loads(raw)
             if message.get("type") == "event":
-                seen.setdefault(int(message["id"]), []).append(at)
-        return seen
+                self.seen.setdefault(int(message["id"]), []).append(at)
+        self.parsed += len(frames)
+        return self.seen
 
     def wait_for(self, ids: set[int], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ids <= set(self.received()):
+            if ids <= self.received().keys():
                 return True
             time.sleep(0.1)
         return ids <= set(self.received())
