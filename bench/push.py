@@ -17,8 +17,10 @@ Ours (the production path): N patients, each with one Web Push subscription regi
 worker runs in a subprocess as deployed (`celery -A config worker`, prefork, its default
 concurrency = CPU count unless `--concurrency`), on Redis. The clock starts just before
 `services.ringing.call_ring` (the doctor rings every member); the ring event is relayed by the
-worker (`relay_events`), the push consumer writes one PushDelivery per device and enqueues one
-`deliver_push` each; the clock stops when the push service has accepted the Nth push.
+worker (`relay_events`), the push consumer writes one PushDelivery per device and enqueues them
+in `deliver_pushes` tasks of PUSH_BATCH_SIZE rows, each sent concurrently on
+PUSH_SEND_CONCURRENCY threads over kept-alive connections; the clock stops when the push
+service has accepted the Nth push.
 
 Baseline, in the same run: a sequential loop of pywebpush `webpush()` calls (its default HTTP
 client, one request at a time) sending the same N payloads, with the same VAPID key, TTL and
@@ -345,16 +347,26 @@ def _run_baseline(subscriptions, payload: dict, private_key: str, arrivals: Arri
 
 
 def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
-    """Where one delivery's time goes: the measured ring's rows are queued again (their event
-    made fresh, so the ring is not expired) and `count` of them sent in this process, one
-    after another, under cProfile (the worker's code path, without Celery)."""
+    """Where a batch's time goes: the measured ring's rows are queued again (their event made
+    fresh, so the ring is not expired) and `count` of them sent in this process in batches of
+    PUSH_BATCH_SIZE (`delivery.deliver_many`, the worker's code path without Celery) under
+    cProfile, with the sends run one after another in this thread (cProfile sees one thread:
+    the sending threads are replaced by an inline executor)."""
+    import concurrent.futures
     import cProfile
     import pstats
 
+    from django.conf import settings
     from django.utils import timezone
 
     from calls.models import CallEvent, PushDelivery
     from calls.outbox.push import delivery
+
+    class Inline(concurrent.futures.Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.set_result(fn(*args, **kwargs))
+            return future
 
     [event] = CallEvent.objects.filter(call_cid=f"{CALL_TYPE}:{call_id}", type="call.ring")
     CallEvent.objects.filter(pk=event.pk).update(created_at=timezone.now())
@@ -363,13 +375,17 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     PushDelivery.objects.filter(pk__in=ids).update(state="queued", attempts=0)
     delivery.deliver(ids.pop())  # warm: the provider is built once per process
     arrivals.start()
+    real_senders = delivery._senders
+    delivery._senders = Inline
     profiler = cProfile.Profile()
     cpu, wall = _self_cpu(), time.perf_counter()
     profiler.enable()
-    for pk in ids:
-        delivery.deliver(pk)
+    size = settings.PUSH_BATCH_SIZE
+    for start in range(0, len(ids), size):
+        delivery.deliver_many(ids[start : start + size])
     profiler.disable()
     cpu, wall = _self_cpu() - cpu, time.perf_counter() - wall
+    delivery._senders = real_senders
     n = len(ids)
     stats = pstats.Stats(profiler)
 
@@ -384,13 +400,14 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
         return f"{max(found, default=0.0) * 1000 / n:6.2f} ms"
 
     print(
-        f"\nprofile: {n} deliveries sent one after another in this process (cProfile on; "
+        f"\nprofile: {n} deliveries sent in batches, one after another in this process "
+        "(cProfile on; "
         f"wall {wall * 1000 / n:.2f} ms, CPU {cpu * 1000 / n:.2f} ms per delivery incl. the "
         "push service's decrypt in the same process)"
     )
     print("  per delivery, cumulative (stages overlap: each includes those indented below it):")
     rows = [
-        ("delivery.deliver", "outbox/push/delivery.py", "deliver"),
+        ("delivery.deliver_many", "outbox/push/delivery.py", "deliver_many"),
         ("  WebPushProvider.send", "outbox/push/webpush.py", "send"),
         ("    pywebpush encrypt (aes128gcm)", "pywebpush/__init__.py", "encode"),
         ("    VAPID sign (py_vapid)", "py_vapid/__init__.py", "sign"),
@@ -541,7 +558,8 @@ def main() -> int:
     conc = args.concurrency or os.cpu_count()
     _print_design(
         f"ours: call_ring -> Celery worker (prefork, concurrency {conc}, Redis) -> "
-        "relay -> PushDelivery rows -> deliver_push",
+        f"relay -> PushDelivery rows -> deliver_pushes ({settings.PUSH_BATCH_SIZE} rows a task, "
+        f"{settings.PUSH_SEND_CONCURRENCY} sending threads a process)",
         ours,
         count,
     )

@@ -31,10 +31,13 @@ import socket
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import urllib3
 from django.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -276,6 +279,134 @@ def _ssl_context_for(cert_file: str, cert_dir: str) -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=True)  # reads the same two variables
 
 
+class Pool:
+    """Keep-alive connections for `post`, shared by the threads of one process (a ring's
+    pushes to one push service reuse a few connections instead of opening one each).
+
+    Every `post` through a pool still checks its URL and resolves its host (the guard is
+    per request); connections are kept per checked address, TLS name and port (a urllib3
+    connection pool each: lighter per request than httpx, headers and body in one write), so
+    a kept connection only ever goes where a check sent it. At most `per_origin` connections
+    per address and `origins` addresses are kept (the least recently used is closed); a pool
+    used after a fork starts empty (a child never writes on its parent's sockets). Errors
+    are raised as httpx's, like `post` without a pool."""
+
+    def __init__(self, *, per_origin: int = 8, origins: int = 64) -> None:
+        self.per_origin = per_origin
+        self.origins = origins
+        self._lock = threading.Lock()
+        self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
+        self._pid = os.getpid()
+
+    def connections(self, target: Target, address: IPAddress) -> urllib3.HTTPConnectionPool:
+        scheme, port = target.url.scheme, target.url.port
+        key = (scheme, target.hostname, str(address), port)
+        evicted: list[urllib3.HTTPConnectionPool] = []
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pools = OrderedDict()
+                self._pid = os.getpid()
+            pool = self._pools.get(key)
+            if pool is None:
+                options: dict[str, Any] = {"maxsize": self.per_origin, "block": True}
+                if scheme == "https":
+                    name = None if target.is_literal else target.hostname
+                    pool = urllib3.HTTPSConnectionPool(
+                        str(address),
+                        port or 443,
+                        ssl_context=ssl_context(),
+                        server_hostname=name,  # SNI and the certificate's name: the URL's
+                        assert_hostname=name or str(address),
+                        **options,
+                    )
+                else:
+                    pool = urllib3.HTTPConnectionPool(str(address), port or 80, **options)
+                self._pools[key] = pool
+                while len(self._pools) > self.origins:
+                    evicted.append(self._pools.popitem(last=False)[1])
+            else:
+                self._pools.move_to_end(key)
+        for old in evicted:
+            old.close()
+        return pool
+
+    def post(
+        self,
+        target: Target,
+        address: IPAddress,
+        content: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+    ) -> Answer:
+        pool = self.connections(target, address)
+        path = target.url.raw_path.decode("ascii")
+        try:
+            response = pool.urlopen(
+                "POST",
+                path,
+                body=content,
+                headers={**headers, "Host": target.url.netloc.decode("ascii")},
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                preload_content=False,
+                release_conn=False,
+            )
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc)) from exc
+        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.SSLError) as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc)) from exc
+        except urllib3.exceptions.HTTPError as exc:  # reset, closed mid-answer...
+            raise httpx.RemoteProtocolError(type(exc).__name__) from exc
+        try:
+            body = _read_urllib3(response, MAX_RESPONSE_BYTES, seconds=timeout)
+            return Answer(
+                status_code=response.status,
+                reason_phrase=response.reason or "",
+                headers=httpx.Headers(list(response.headers.items())),
+                content=body,
+            )
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            response.close()
+            raise httpx.ReadTimeout(str(exc)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            response.close()
+            raise httpx.RemoteProtocolError(type(exc).__name__) from exc
+        finally:
+            response.release_conn()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            pool.close()
+
+
+def _read_urllib3(response: urllib3.BaseHTTPResponse, limit: int, *, seconds: float) -> bytes:
+    """`_read_at_most` for a urllib3 answer; a body left unread closes its connection."""
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.stream(16 * 1024):
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit or time.monotonic() > deadline:
+            response.close()  # not kept: the rest of the body would come first on it
+            break
+    return b"".join(chunks)
+
+
+def _client(timeout: float) -> httpx.Client:
+    # Straight to the checked address, never through an environment proxy (it would resolve
+    # the name again, and httpcore's proxy tunnel ignores sni_hostname).
+    return httpx.Client(
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=ssl_context()
+    )
+
+
 def post(
     url: str,
     *,
@@ -286,10 +417,12 @@ def post(
     allow_private: bool,
     http_setting: str = WEBHOOK_SETTINGS["http_setting"],
     private_setting: str = WEBHOOK_SETTINGS["private_setting"],
+    pool: Pool | None = None,
 ) -> Answer:
     """POST to `url` at a checked address (never a second DNS lookup), without following
     redirects; the answer's body is read up to `MAX_RESPONSE_BYTES`. Raises Refused, or httpx
-    errors like httpx.post."""
+    errors like httpx.post. With a `pool`, the connection is kept for the next post to the
+    same checked address; without, it is closed."""
     target = check_url(
         url,
         allow_http=allow_http,
@@ -298,38 +431,53 @@ def post(
         http_setting=http_setting,
         private_setting=private_setting,
     )
-    host_header = target.url.netloc.decode("ascii")
-    extensions = {} if target.is_literal else {"sni_hostname": target.hostname}
     candidates = target.addresses[:MAX_CONNECT_ADDRESSES]
-    # Straight to the checked address, never through an environment proxy (it would resolve
-    # the name again, and httpcore's proxy tunnel ignores sni_hostname).
-    verify = ssl_context()
-    with httpx.Client(
-        timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
-    ) as client:
+    if pool is not None:
         for tried, address in enumerate(candidates, start=1):
-            request = client.build_request(
-                "POST",
-                target.url.copy_with(host=str(address)),
-                content=content,
-                headers={**headers, "Host": host_header},
-                extensions=extensions,
-            )
             try:
-                response = client.send(request, stream=True)
+                return pool.post(target, address, content, headers, timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 if tried == len(candidates):
                     raise
-                continue  # the next checked address
-            try:
-                return Answer(
-                    status_code=response.status_code,
-                    reason_phrase=response.reason_phrase,
-                    headers=response.headers,
-                    content=_read_at_most(response, MAX_RESPONSE_BYTES, seconds=timeout),
-                )
-            finally:
-                response.close()
+        raise ResolveError(f"could not resolve {target.hostname}")  # no address: not reached
+    with _client(timeout) as client:
+        return _post_checked(target, client, content, headers, timeout)
+
+
+def _post_checked(
+    target: Target,
+    client: httpx.Client,
+    content: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+) -> Answer:
+    host_header = target.url.netloc.decode("ascii")
+    extensions = {} if target.is_literal else {"sni_hostname": target.hostname}
+    candidates = target.addresses[:MAX_CONNECT_ADDRESSES]
+    for tried, address in enumerate(candidates, start=1):
+        request = client.build_request(
+            "POST",
+            target.url.copy_with(host=str(address)),
+            content=content,
+            headers={**headers, "Host": host_header},
+            extensions=extensions,
+            timeout=timeout,
+        )
+        try:
+            response = client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if tried == len(candidates):
+                raise
+            continue  # the next checked address
+        try:
+            return Answer(
+                status_code=response.status_code,
+                reason_phrase=response.reason_phrase,
+                headers=response.headers,
+                content=_read_at_most(response, MAX_RESPONSE_BYTES, seconds=timeout),
+            )
+        finally:
+            response.close()
     raise ResolveError(f"could not resolve {target.hostname}")  # no address: not reached
 
 

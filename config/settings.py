@@ -543,6 +543,11 @@ if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
         "PUSH_SENDING_STALE_SECONDS must exceed PUSH_SEND_TIME_LIMIT_SECONDS: a live send "
         "would be taken for dead and sent twice at once"
     )
+# One delivery task sends up to PUSH_BATCH_SIZE rows (a ring's deliveries leave in a few
+# tasks, not one each), on PUSH_SEND_CONCURRENCY threads per worker process over keep-alive
+# connections (at most that many per push service address).
+PUSH_BATCH_SIZE = env.int("PUSH_BATCH_SIZE", default=100)
+PUSH_SEND_CONCURRENCY = env.int("PUSH_SEND_CONCURRENCY", default=8)
 # A ring push is not sent once its event is older than this (a phone ringing for a call that
 # started long ago); a ring that could not be sent in time falls back to a notify push and a
 # staff alert (calls.services.ringing.rings_unsent_sweep).

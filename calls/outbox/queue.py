@@ -34,11 +34,16 @@ logger = logging.getLogger("calls.outbox.queue")
 URGENT = 0
 
 
-def enqueue(task: str, *args: Any, priority: int | None = None) -> bool:
+def enqueue(
+    task: str, *args: Any, priority: int | None = None, countdown: float | None = None
+) -> bool:
     """`task` is the task's full name, e.g. `calls.outbox.tasks.relay_events`. Returns whether
-    the broker took it; False (logged) leaves the work to the sweep."""
+    the broker took it; False (logged) leaves the work to the sweep. `countdown`: run it no
+    sooner than that many seconds from now (ignored in-process)."""
     handle = current_app.tasks[task]  # an unknown name is a bug: it raises
-    options = {} if priority is None else {"priority": priority}
+    options: dict[str, Any] = {} if priority is None else {"priority": priority}
+    if countdown:
+        options["countdown"] = countdown
     if handle.app.conf.task_always_eager:
         # In-process: the task's own errors are the caller's, as they always were.
         handle.apply_async(args, **options)
@@ -59,4 +64,17 @@ def enqueue_each(task: str, ids: Iterable[Any], *, priority: int | None = None) 
         if not enqueue(task, pk, priority=priority):
             break
         sent += 1
+    return sent
+
+
+def enqueue_chunks(task: str, ids: Iterable[Any], *, size: int, priority: int | None = None) -> int:
+    """One `task` per chunk of at most `size` ids (its one argument: the list), stopping at
+    the first that the broker refused. Returns how many ids left."""
+    ids = list(ids)
+    sent = 0
+    for start in range(0, len(ids), max(size, 1)):
+        chunk = ids[start : start + max(size, 1)]
+        if not enqueue(task, chunk, priority=priority):
+            break
+        sent += len(chunk)
     return sent

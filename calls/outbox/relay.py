@@ -1,8 +1,9 @@
 """The one event pipeline: every outbox event, after its transaction commits, is handed to
 each consumer (WebSocket groups, webhooks, pushes) in id order.
 
-`event_emit` schedules `relay_event` on commit; the scheduler's sweep relays anything that was
-missed (a crash between commit and enqueue, a broker outage). Consumers must be idempotent:
+`event_emit` schedules `relay_events` on commit (one task per transaction; a run also takes
+other waiting events along, in batches of RELAY_BATCH); the scheduler's sweep relays anything
+that was missed (a crash between commit and enqueue, a broker outage). Consumers must be idempotent:
 an event may reach them twice, never zero times.
 """
 
@@ -30,6 +31,9 @@ SWEEP_BATCH = 200
 RELAY_TASK = "calls.outbox.tasks.relay_events"
 
 
+RELAY_BATCH = 500  # events one relay run hands over at most (the rest: the next run's)
+
+
 def consumers() -> list[Callable[[CallEvent], None]]:
     return _load(tuple(settings.CALLS_EVENT_CONSUMERS))
 
@@ -40,14 +44,44 @@ def _load(paths: tuple[str, ...]) -> list[Callable[[CallEvent], None]]:
 
 
 def relay(event_ids: list[int]) -> int:
-    """Hand these events (those not relayed yet) to every consumer, in id order."""
-    events = list(
-        CallEvent.objects.filter(pk__in=event_ids, relayed_at__isnull=True).order_by("id")
-    )
-    for event in events:
+    """Hand these events (those not relayed yet), and other committed events still waiting
+    (up to RELAY_BATCH in all), to every consumer, in id order; returns how many.
+
+    A run claims its events (`FOR UPDATE SKIP LOCKED`: two workers never hand over the same
+    events at once) and marks them relayed in the same transaction, so a run that fails hands
+    nothing over for good: its events wait for the next run or the sweep (a consumer may see
+    an event twice, never zero times). Taking the waiting events along (committed in the
+    last SWEEP_AFTER) makes a burst of one-event commits a few runs of hundreds, not hundreds
+    of runs; the runs queued for those events then find nothing to do (one query). What the
+    consumers enqueue leaves when the run commits. A consumer with a `many` attribute gets the
+    batch at once (`realtime.publish`, `webhooks.on_event`: one query and one round of sends
+    for the batch); the others, each event in turn."""
+    ids = sorted({int(pk) for pk in event_ids})[:RELAY_BATCH]
+    with transaction.atomic():
+        pending = CallEvent.objects.select_related("call").select_for_update(
+            of=("self",), skip_locked=True
+        )
+        events = list(pending.filter(pk__in=ids, relayed_at__isnull=True).order_by("id"))
+        if len(events) < RELAY_BATCH:
+            # Fresh ones only: an older event still waiting is the sweep's (it may be one
+            # that a consumer keeps failing on, which must not fail every run).
+            waiting = pending.filter(
+                relayed_at__isnull=True, created_at__gte=timezone.now() - SWEEP_AFTER
+            ).exclude(pk__in=ids)
+            events += waiting.order_by("id")[: RELAY_BATCH - len(events)]
+            events.sort(key=lambda event: event.pk)
+        if not events:
+            return 0
         for consumer in consumers():
-            consumer(event)
-        CallEvent.objects.filter(pk=event.pk).update(relayed_at=timezone.now())
+            many = getattr(consumer, "many", None)
+            if many is not None:
+                many(events)
+            else:
+                for event in events:
+                    consumer(event)
+        CallEvent.objects.filter(pk__in=[event.pk for event in events]).update(
+            relayed_at=timezone.now()
+        )
     return len(events)
 
 

@@ -9,6 +9,9 @@ from django.conf import settings
 
 from . import relay, webhooks
 from .push import delivery as push_delivery
+from .queue import enqueue
+
+DELIVER_PUSHES = "calls.outbox.tasks.deliver_pushes"
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
@@ -27,9 +30,10 @@ def relay_events(event_ids: list[int]) -> int:
     soft_time_limit=0.8 * settings.PUSH_SEND_TIME_LIMIT_SECONDS,
 )
 def deliver_push(self, delivery_id: int) -> None:
-    """Send one push (calls.outbox.push.delivery): one live send per row at a time, sent again
-    with the same collapse ids if a run dies mid-send; quiet when it is gone, already sent, or
-    being sent by another run; retried with backoff on 429/5xx/timeouts."""
+    """Send one push (messages queued before `deliver_pushes` took over; the same code):
+    one live send per row at a time, sent again with the same collapse ids if a run dies
+    mid-send; quiet when it is gone, already sent, or being sent by another run; retried with
+    backoff on 429/5xx/timeouts."""
     countdown = push_delivery.deliver(delivery_id)
     while countdown is not None and self.request.is_eager:
         # In-process (embedded default, tests) Celery runs retries at once, ignoring the
@@ -38,6 +42,30 @@ def deliver_push(self, delivery_id: int) -> None:
         countdown = push_delivery.deliver(delivery_id)
     if countdown is not None:
         raise self.retry(countdown=countdown)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Shorter than PUSH_SENDING_STALE_SECONDS; a batch starts no send that could end past it.
+    time_limit=settings.PUSH_SEND_TIME_LIMIT_SECONDS,
+    soft_time_limit=0.8 * settings.PUSH_SEND_TIME_LIMIT_SECONDS,
+)
+def deliver_pushes(self, delivery_ids: list[int]) -> int:
+    """Send a batch of pushes (one event's, up to PUSH_BATCH_SIZE): each row claimed and
+    recorded as `deliver_push` does, sent concurrently (push.delivery.deliver_many). Rows the
+    provider asks to retry leave again in batches, after their backoff. Returns how many
+    rows were handed to a retry."""
+    retries = push_delivery.deliver_many(delivery_ids)
+    while retries and self.request.is_eager:
+        retries = push_delivery.deliver_many(list(retries))  # as deliver_push, in-process
+    by_delay: dict[float, list[int]] = {}
+    for pk, countdown in retries.items():
+        by_delay.setdefault(countdown, []).append(pk)
+    for countdown, ids in sorted(by_delay.items()):
+        enqueue(DELIVER_PUSHES, ids, countdown=countdown)  # refused: the sweep's (STRANDED_AFTER)
+    return len(retries)
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)

@@ -90,6 +90,48 @@ def on_event(event: CallEvent) -> None:
     transaction.on_commit(lambda: _enqueue(ids))
 
 
+def on_events(events: list[CallEvent]) -> None:
+    """`on_event` for a relay batch: one query for the endpoints of all its teams, one INSERT
+    and one enqueue round for all its deliveries."""
+    teams = {event.call.team for event in events if event.call is not None and event.call.team}
+    endpoints = list(
+        WebhookEndpoint.objects.filter(
+            Q(team__isnull=True) | Q(team__in=teams), active=True
+        ).order_by("pk")
+    )
+    if not endpoints:
+        return
+    now = timezone.now()
+    rows = []
+    for event in events:
+        team = event.call.team if event.call is not None else None
+        for endpoint in endpoints:
+            if endpoint.team is not None and (not team or endpoint.team != team):
+                continue  # as `matching_endpoints`
+            if endpoint.event_types and event.type not in endpoint.event_types:
+                continue
+            rows.append(
+                WebhookDelivery(
+                    endpoint=endpoint,
+                    event=event,
+                    webhook_id=str(uuid.uuid4()),
+                    next_attempt_at=now,
+                )
+            )
+    if not rows:
+        return
+    WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+    ids = list(
+        WebhookDelivery.objects.filter(
+            event__in=[event.pk for event in events], state=State.PENDING
+        ).values_list("pk", flat=True)
+    )
+    transaction.on_commit(lambda: _enqueue(ids))
+
+
+on_event.many = on_events  # type: ignore[attr-defined]
+
+
 def matching_endpoints(event: CallEvent) -> list[WebhookEndpoint]:
     """Active endpoints for all teams, or for the team of the event's call; then by type."""
     team = event.call.team if event.call is not None else None

@@ -12,6 +12,8 @@ like WebRTC signaling) still get every `group_send` through the layer, and each 
 joins with its own channel, so every process receives every event of the groups it has
 members in. Messages of other types that reach the process channel are ignored.
 
+- A relay batch reaches the process as one layer message per group (`calls.events`, the
+  group's events in id order), handed out as the single events it carries.
 - One message per event and member: an event goes to a call's and a team's group, so the
   process channel may get it twice; the first copy goes to the members of all the event's
   groups (`publish.message_groups`), later copies of the same event id are dropped.
@@ -35,7 +37,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from .publish import EVENT_MESSAGE, message_groups
+from .publish import EVENT_MESSAGE, EVENTS_MESSAGE, message_groups
 
 logger = logging.getLogger("calls.realtime")
 
@@ -128,7 +130,10 @@ class Fanout:
         return set(self.members.get(name, ()))
 
     def dispatch(self, message: dict[str, Any]) -> int:
-        """Hand one message from the layer to the local members of its groups; how many."""
+        """Hand one message from the layer to the local members of its groups; how many.
+        A relay batch (publish.EVENTS_MESSAGE) is its events, one after another."""
+        if message.get("type") == EVENTS_MESSAGE:
+            return sum(self.dispatch(event) for event in message.get("events") or ())
         if message.get("type") != EVENT_MESSAGE:
             return 0
         event_id = message.get("id")
@@ -156,7 +161,14 @@ class Fanout:
                 logger.exception("reading the fan-out channel failed")
                 await asyncio.sleep(RETRY_S)
                 continue
-            self.dispatch(message)
+            if message.get("type") == EVENTS_MESSAGE:
+                # One event at a time, letting the members' senders run in between: a batch
+                # is a burst, not a slow client (their queues are bounded: CALLS_WS_SEND_QUEUE).
+                for event in message.get("events") or ():
+                    self.dispatch(event)
+                    await asyncio.sleep(0)
+            else:
+                self.dispatch(message)
 
     async def _refresh(self) -> None:
         while True:

@@ -6,7 +6,8 @@ drop ids they have already seen). It never raises: a failed send is logged, and 
 clients still get the event, because each message carries `prev` (the id of the call's
 previous event) and a client connection that sees a gap reads the missing events from the
 outbox before sending (see `consumer`). Cost: one indexed query (the call's team and the
-previous event id) and one `group_send` per group.
+previous event id) and one `group_send` per group; a relay batch (`publish_many`) costs two
+queries and one hand-off to the publisher loop, each group getting its events in id order.
 
 Event loops: `publish` is sync code (a request thread, a Celery worker, the scheduler).
 - Redis layer: sends run on one long-lived publisher loop per process (a daemon thread), so
@@ -27,7 +28,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db.models import OuterRef, Subquery
+from django.db.models import Max, OuterRef, Q, Subquery
 
 from calls.models import Call, CallEvent
 
@@ -36,8 +37,13 @@ from . import groups
 logger = logging.getLogger("calls.realtime")
 
 SEND_TIMEOUT_S = 5.0
+BATCH_SEND_S = 0.01  # more time per message of a batch
 # The channel-layer message type: `calls.event` is handled by `EventsConsumer.calls_event`.
 EVENT_MESSAGE = "calls.event"
+# A relay batch's events of one group, in one layer message (`publish_many`): handled by the
+# process fan-out (`fanout.Fanout.dispatch`) and `rtc.CallConsumer.calls_events`.
+EVENTS_MESSAGE = "calls.events"
+EVENTS_PER_MESSAGE = 100
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _publisher: _LoopThread | None = None
@@ -124,7 +130,12 @@ async def _group_send(layer: Any, names: list[str], message: dict[str, Any]) -> 
     await asyncio.gather(*(layer.group_send(name, message) for name in names))
 
 
-def _run(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
+def _run(
+    coro: Coroutine[Any, Any, None],
+    loop: asyncio.AbstractEventLoop,
+    *,
+    timeout: float = SEND_TIMEOUT_S,
+) -> None:
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -133,7 +144,95 @@ def _run(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> No
         # Sync code called straight from the loop's own thread: it cannot wait.
         loop.create_task(coro)
         return
-    asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=SEND_TIMEOUT_S)
+    asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=timeout)
+
+
+def event_messages(events: list[CallEvent]) -> list[tuple[dict[str, Any], list[str]]]:
+    """`event_message` for a relay batch, with two queries for the whole batch (the calls'
+    teams; each call's event before its first one in the batch) instead of one per event."""
+    call_ids = {event.call_id for event in events if event.call_id is not None}
+    teams = dict(Call.objects.filter(pk__in=call_ids).values_list("pk", "team"))
+    first: dict[Any, int] = {}
+    for event in events:
+        if event.call_id is not None:
+            first.setdefault(event.call_id, event.pk)
+    before: dict[Any, int | None] = {}
+    if first:
+        scope = Q()
+        for call_id, pk in first.items():
+            scope |= Q(call_id=call_id, pk__lt=pk)
+        before = dict(
+            CallEvent.objects.filter(scope)
+            .values("call_id")
+            .annotate(prev=Max("pk"))
+            .values_list("call_id", "prev")
+        )
+    last: dict[Any, int | None] = {}
+    messages = []
+    for event in events:
+        prev = None
+        if event.call_id is not None:
+            prev = last.get(event.call_id, before.get(event.call_id))
+            last[event.call_id] = event.pk
+        message = {
+            "type": EVENT_MESSAGE,
+            "id": event.pk,
+            "cid": event.call_cid,
+            "call": event.call_id,
+            "team": teams.get(event.call_id),
+            "prev": prev,
+            "payload": event.payload,
+        }
+        messages.append((message, message_groups(message)))
+    return messages
+
+
+async def _group_sends(layer: Any, messages: list[tuple[dict[str, Any], list[str]]]) -> None:
+    """One pass per group: its events of the batch, in id order, leave as one layer message
+    (EVENTS_MESSAGE, up to EVENTS_PER_MESSAGE events; a lone event as itself), so a batch of
+    500 events of 50 calls of one team is about 51 sends, not 1,000. The groups are sent to
+    concurrently."""
+    per_group: dict[str, list[dict[str, Any]]] = {}
+    for message, names in messages:
+        for name in names:
+            per_group.setdefault(name, []).append(message)
+
+    async def in_order(name: str, queue: list[dict[str, Any]]) -> None:
+        for start in range(0, len(queue), EVENTS_PER_MESSAGE):
+            chunk = queue[start : start + EVENTS_PER_MESSAGE]
+            if len(chunk) == 1:
+                await layer.group_send(name, chunk[0])
+            else:
+                await layer.group_send(name, {"type": EVENTS_MESSAGE, "events": chunk})
+
+    await asyncio.gather(*(in_order(name, queue) for name, queue in per_group.items()))
+
+
+def _layer_loop(layer: Any) -> asyncio.AbstractEventLoop | None:
+    if isinstance(layer, InMemoryChannelLayer):
+        loop = _server_loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return None  # no WebSocket server in this process: nobody to deliver to
+        return loop
+    return _publisher_loop()
+
+
+def publish_many(events: list[CallEvent]) -> None:
+    """`publish` for a relay batch: one round of queries, one hand-off to the publisher loop."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    try:
+        loop = _layer_loop(layer)
+        if loop is None:
+            return
+        messages = [(m, names) for m, names in event_messages(events) if names]
+        if messages:
+            timeout = SEND_TIMEOUT_S + BATCH_SEND_S * len(messages)
+            _run(_group_sends(layer, messages), loop, timeout=timeout)
+    except Exception:
+        # As `publish`: never fail the relay; clients fill the gap from the outbox.
+        logger.exception("could not publish %d events to WebSocket groups", len(events))
 
 
 def publish(event: CallEvent) -> None:
@@ -142,12 +241,9 @@ def publish(event: CallEvent) -> None:
     if layer is None:
         return
     try:
-        if isinstance(layer, InMemoryChannelLayer):
-            loop = _server_loop
-            if loop is None or loop.is_closed() or not loop.is_running():
-                return  # no WebSocket server in this process: nobody to deliver to
-        else:
-            loop = _publisher_loop()
+        loop = _layer_loop(layer)
+        if loop is None:
+            return
         message, names = event_message(event)
         if names:
             _run(_group_send(layer, names, message), loop)
@@ -155,3 +251,7 @@ def publish(event: CallEvent) -> None:
         # Never fail the relay (webhooks and pushes come next); connected clients fill the
         # gap from the outbox with the next event of the call, reconnecting ones replay it.
         logger.exception("could not publish event %s to WebSocket groups", event.pk)
+
+
+# The relay hands a batch to `publish_many` (calls.outbox.relay: a consumer's `many`).
+publish.many = publish_many  # type: ignore[attr-defined]

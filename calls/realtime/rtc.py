@@ -418,6 +418,11 @@ class RtcConsumer(JsonSocket):
         if self.state == State.JOINED:
             await self.send_json({"type": "chat", "message": message["message"]})
 
+    async def calls_events(self, message: dict[str, Any]) -> None:
+        """A relay batch (publish.EVENTS_MESSAGE): its events in id order, one by one."""
+        for event in message["events"]:
+            await self.calls_event(event)
+
     async def calls_event(self, message: dict[str, Any]) -> None:
         """The call's outbox events (publish.EVENT_MESSAGE): `page.steps` says what each means
         for this tab; the `_on_<step>` methods carry it out."""

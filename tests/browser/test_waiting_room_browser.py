@@ -13,6 +13,7 @@ lobby, with no media."""
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 
 import pytest
@@ -25,6 +26,8 @@ from appointments.services.waiting import appointment_lobby_message
 from calls.models import CallParticipant
 from tests.browser.test_video_browser import READ_INBOUND, enter, sign_in
 from tests.factories import make_appointment
+
+SHOTS = tempfile.gettempdir()  # screenshots are looked at, never committed
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -192,6 +195,7 @@ def test_running_late_and_an_explicit_admit(
         "Running late — 2 min. Your clinician will be with you as soon as possible: "
         "please keep this page open."
     )
+    patient_page.screenshot(path=f"{SHOTS}/wroom-patient-late-390x844.png")
 
     # The clinician joins: the patient is told they know, and stays until admitted.
     clinician = launch_chromium()
@@ -205,6 +209,7 @@ def test_running_late_and_an_explicit_admit(
     admit = clinician.locator("#lobby-admit").get_by_role("button", name="Admit")
     expect(admit).to_have_count(1)
     expect(clinician.locator("#lobby-admit")).to_contain_text("Ana Lima")
+    clinician.screenshot(path=f"{SHOTS}/wroom-clinician-admit-1366x768.png")
     admit.click()
     expect(patient_page.locator("#call")).to_be_visible()
     expect(clinician.locator("#lobby-admit")).to_be_hidden()

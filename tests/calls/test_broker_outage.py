@@ -116,7 +116,7 @@ def test_every_kind_of_row_an_enqueue_missed_is_handed_again_by_the_sweeps(broke
     sent = queued_tasks(broker)
     relayed = {pk for name, args in sent if name == RELAY for pk in args[0]}
     assert event.pk in relayed
-    assert ("calls.outbox.tasks.deliver_push", [push.pk]) in sent
+    assert ("calls.outbox.tasks.deliver_pushes", [[push.pk]]) in sent
     assert ("calls.outbox.tasks.deliver_webhook", [webhook.pk]) in sent
     assert ("calls.tasks.run_task", [task.pk]) in sent
 
@@ -143,7 +143,7 @@ def test_a_ring_jumps_the_queue_of_a_worker_back_from_an_outage(broker):
     client = broker.client()
     urgent = [json.loads(raw)["headers"] for raw in client.lrange("celery", 0, -1)]
     assert sorted(h["task"] for h in urgent) == [
-        "calls.outbox.tasks.deliver_push",  # the ring's push
+        "calls.outbox.tasks.deliver_pushes",  # the ring's push
         "calls.outbox.tasks.relay_events",  # the transaction that rang
     ]
     enqueue(RELAY, [ring.pk + 1])  # any other message: the default priority

@@ -1,7 +1,8 @@
 """Pushes to devices: ring / notify / missed-call pushes for call events.
 
 - `dispatch.on_event` (a relay consumer) turns an event into `PushDelivery` rows and enqueues
-  one delivery task per row;
-- `delivery.deliver` claims a row, sends it through its provider and records the answer;
+  them in batches (PUSH_BATCH_SIZE rows per `deliver_pushes` task);
+- `delivery.deliver_many` claims a batch's rows, sends them concurrently through their
+  providers (kept-alive connections) and records the answers (`deliver`: one row);
 - `webpush`, `apns`, `fcm` are the providers, behind the small interface in `base`.
 """

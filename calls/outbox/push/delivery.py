@@ -28,19 +28,25 @@ notification. A ring is never sent once its event is older than `ring_max_age()`
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import os
+import threading
+import time
+from collections import defaultdict
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from calls.models import PushDelivery, PushDevice
 
 from . import apns, fcm, webpush
-from .base import Outcome, Provider, Result
+from .base import Message, Outcome, Provider, Result
 from .dispatch import enqueue_deliveries, message_for
 
 logger = logging.getLogger("calls.push")
@@ -51,6 +57,9 @@ MAX_BACKOFF_SECONDS = 600.0
 # message was lost. (`sending` and `queued` rows use PUSH_SENDING_STALE_SECONDS.)
 STRANDED_AFTER = timedelta(minutes=15)
 SWEEP_BATCH = 500
+# A batch starts its sends within PUSH_SEND_TIME_LIMIT_SECONDS - 2 x PUSH_TIMEOUT_SECONDS (5 s
+# by default) of its start, never less than this: the rest go back for another run.
+MIN_START_WINDOW_S = 1.0
 
 _FACTORIES = {
     PushDevice.Kind.WEBPUSH: webpush.provider,
@@ -65,6 +74,7 @@ _SETTINGS = {
         "WEBPUSH_ALLOW_HTTP_ENDPOINTS",
         "WEBPUSH_ALLOW_PRIVATE_NETWORKS",
         "PUSH_TIMEOUT_SECONDS",
+        "PUSH_SEND_CONCURRENCY",
     ),
     apns.provider: (
         "APNS_KEY_ID",
@@ -101,57 +111,196 @@ def _build(factory: Any, config: tuple[Any, ...]) -> Provider:
 def deliver(delivery_id: int) -> float | None:
     """Claim, send and record one delivery. Returns the delay before the next attempt when
     the provider asked to retry, else None (sent, failed, or not ours to send)."""
+    return deliver_many([delivery_id]).get(delivery_id)
+
+
+def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
+    """Claim, send and record these deliveries (one task's batch: a ring's to many devices).
+    The rows are claimed in one conditional UPDATE (each exactly as `deliver` claims one),
+    sent concurrently on this process's sending threads over kept-alive connections, and
+    recorded in a few UPDATEs. Returns {row: delay before its next attempt} for the rows
+    the provider asked to retry (and, with no delay, those left unsent at the batch's start
+    deadline: handed back unattempted). A row another run holds is not sent."""
     now = timezone.now()
-    claimed = PushDelivery.objects.filter(
-        pk=delivery_id, state__in=[State.QUEUED, State.RETRYING]
-    ).update(state=State.SENDING, attempts=F("attempts") + 1, claimed_at=now, updated_at=now)
-    if claimed != 1:
-        return None  # gone, finished, or being sent by another run: never two sends at once
+    claimed = _claim(delivery_ids, now)
+    if not claimed:
+        return {}
     # Not the event's payload: a ring's lists every member (449 KiB at 1,000), and each of its
     # deliveries would read and decode it again (bench/push.py); the message needs none of it.
-    delivery = (
+    rows = list(
         PushDelivery.objects.select_related("device", "event__call__type")
         .defer("event__payload")
-        .get(pk=delivery_id)
+        .filter(pk__in=claimed)
+        .order_by("pk")
     )
-    device = delivery.device
-    if not device.active:
-        _record(delivery, State.FAILED, Result(Outcome.FAILED, error="device inactive"))
-        return None
-    ring_age = now - delivery.event.created_at
-    if delivery.purpose == PushDelivery.Purpose.RING and ring_age > ring_max_age():
-        _record(delivery, State.FAILED, Result(Outcome.FAILED, error="ring expired"))
+    results: dict[int, Result | None] = {}
+    sends: list[tuple[PushDelivery, Provider, Message]] = []
+    for row in rows:
+        row.attempts = claimed[row.pk]
+        if not row.device.active:
+            results[row.pk] = Result(Outcome.FAILED, error="device inactive")
+            continue
+        if row.purpose == PushDelivery.Purpose.RING and now - row.event.created_at > ring_max_age():
+            results[row.pk] = Result(Outcome.FAILED, error="ring expired")
+            continue
+        try:
+            message = message_for(row.event, row.purpose, delivery_id=row.pk)
+            sends.append((row, provider_for(row.device.kind), message))
+        except Exception as exc:
+            logger.exception("push delivery %s: could not build its push", row.pk)
+            results[row.pk] = Result(Outcome.RETRY, error=f"outcome unknown: {type(exc).__name__}")
+    results.update(_send_all(sends))
+    return _record_all(rows, results)
+
+
+def _claim(ids: list[int], now: datetime) -> dict[int, int]:
+    """queued|retrying → sending, attempts + 1, in one statement: {row: its attempts}."""
+    ids = sorted({int(pk) for pk in ids})
+    if not ids:
+        return {}
+    table = connection.ops.quote_name(PushDelivery._meta.db_table)
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    # S608: only the table name and one "%s" per id are formatted in; values are parameters.
+    sql = (
+        f"UPDATE {table} SET state = %s, attempts = attempts + 1, claimed_at = %s, "  # noqa: S608
+        f"updated_at = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+        "AND state IN (%s, %s) RETURNING id, attempts"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [State.SENDING, stamp, stamp, *ids, State.QUEUED, State.RETRYING])
+        return dict(cursor.fetchall())
+
+
+def _send_all(sends: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, Result | None]:
+    """Each push's Result (None: not started before the batch's start deadline). One push is
+    sent in this thread; more on the process's sending threads. A send may start only while
+    it can still end inside the task's time limit (at most two requests of
+    PUSH_TIMEOUT_SECONDS: FCM's token, then the push), so no send outlives its claim's
+    PUSH_SENDING_STALE_SECONDS."""
+    start_by = time.monotonic() + max(
+        MIN_START_WINDOW_S,
+        settings.PUSH_SEND_TIME_LIMIT_SECONDS - 2 * settings.PUSH_TIMEOUT_SECONDS,
+    )
+    if len(sends) == 1:
+        row, provider, message = sends[0]
+        return {row.pk: _send_one(row, provider, message, start_by=None)}
+    futures = {
+        _senders().submit(_send_one, row, provider, message, start_by=start_by): row.pk
+        for row, provider, message in sends
+    }
+    results: dict[int, Result | None] = {}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            results[futures[future]] = future.result()
+    except Exception:
+        # The task's soft time limit: what answered is recorded; the rest stays `sending`
+        # (its send may still be on the wire) and the sweep sends it again past the bound.
+        for future in futures:
+            future.cancel()
+        logger.warning(
+            "push batch stopped with %d of %d sends unanswered",
+            len(futures) - len(results),
+            len(futures),
+        )
+    return results
+
+
+def _send_one(
+    row: PushDelivery, provider: Provider, message: Message, *, start_by: float | None
+) -> Result | None:
+    if start_by is not None and time.monotonic() > start_by:
         return None
     try:
-        message = message_for(delivery.event, delivery.purpose, delivery_id=delivery.pk)
-        result = provider_for(device.kind).send(device, message)
+        return provider.send(row.device, message)
     except Exception as exc:
         # Whether the push left is unknown (this includes the task's soft time limit): retried
         # with the same identifiers, within PUSH_MAX_ATTEMPTS.
-        logger.exception("push delivery %s: provider error", delivery_id)
-        result = Result(Outcome.RETRY, error=f"outcome unknown: {type(exc).__name__}")
-    return _after_send(delivery, result)
+        logger.exception("push delivery %s: provider error", row.pk)
+        return Result(Outcome.RETRY, error=f"outcome unknown: {type(exc).__name__}")
 
 
-def _after_send(delivery: PushDelivery, result: Result) -> float | None:
-    if result.outcome == Outcome.SENT:
-        _record(delivery, State.SENT, result)
-        return None
-    if result.outcome == Outcome.DEAD_TOKEN:
-        PushDevice.objects.filter(pk=delivery.device_id).update(
-            active=False,
-            deactivated_reason=f"{delivery.device.kind}: {result.error}"[:64],
-            updated_at=timezone.now(),
+_pool: tuple[tuple[int, int], concurrent.futures.ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _senders() -> concurrent.futures.ThreadPoolExecutor:
+    """This process's sending threads (PUSH_SEND_CONCURRENCY; made again after a fork)."""
+    global _pool
+    key = (os.getpid(), settings.PUSH_SEND_CONCURRENCY)
+    with _pool_lock:
+        if _pool is None or _pool[0] != key:
+            if _pool is not None and _pool[0][0] == key[0]:
+                _pool[1].shutdown(wait=False)  # the setting changed (tests)
+            executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=settings.PUSH_SEND_CONCURRENCY, thread_name_prefix="push-send"
+            )
+            _pool = (key, executor)
+        return _pool[1]
+
+
+def _record_all(rows: list[PushDelivery], results: dict[int, Result | None]) -> dict[int, float]:
+    """Record every answered row; returns the retry delays. Rows without an answer are left
+    `sending` (the sweep's), rows not started are handed back unattempted (delay 0)."""
+    retries: dict[int, float] = {}
+    by_outcome: dict[tuple, list[PushDelivery]] = defaultdict(list)
+    not_started = []
+    for row in rows:
+        if row.pk not in results:
+            continue
+        result = results[row.pk]
+        if result is None:
+            not_started.append(row.pk)
+            continue
+        if result.outcome == Outcome.RETRY and row.attempts < settings.PUSH_MAX_ATTEMPTS:
+            # Rare: one by one, so a row taken back meanwhile is known and not rescheduled.
+            if _record(row, State.RETRYING, result):
+                retries[row.pk] = backoff(row.attempts, result.retry_after)
+            continue
+        if result.outcome == Outcome.DEAD_TOKEN:
+            PushDevice.objects.filter(pk=row.device_id).update(
+                active=False,
+                deactivated_reason=f"{row.device.kind}: {result.error}"[:64],
+                updated_at=timezone.now(),
+            )
+            logger.info("push device %s deactivated (%s)", row.device_id, result.error)
+        state = State.SENT if result.outcome == Outcome.SENT else State.FAILED
+        by_outcome[(state, result, row.attempts)].append(row)
+    for (state, result, attempts), group in by_outcome.items():
+        _record_group(group, state, result, attempts)
+    if not_started:
+        PushDelivery.objects.filter(pk__in=not_started, state=State.SENDING).update(
+            state=State.RETRYING, attempts=F("attempts") - 1, updated_at=timezone.now()
         )
-        logger.info("push device %s deactivated (%s)", delivery.device_id, result.error)
-        _record(delivery, State.FAILED, result)
-        return None
-    if result.outcome == Outcome.RETRY and delivery.attempts < settings.PUSH_MAX_ATTEMPTS:
-        if not _record(delivery, State.RETRYING, result):
-            return None  # the row was taken back meanwhile: the newer attempt decides
-        return backoff(delivery.attempts, result.retry_after)
-    _record(delivery, State.FAILED, result)
-    return None
+        retries.update(dict.fromkeys(not_started, 0.0))
+    return retries
+
+
+def _record_group(group: list[PushDelivery], state: str, result: Result, attempts: int) -> None:
+    """`_record` for rows with the same outcome and attempt count, in one UPDATE."""
+    if len(group) == 1:
+        _record(group[0], state, result)
+        return
+    now = timezone.now()
+    recorded = PushDelivery.objects.filter(
+        pk__in=[row.pk for row in group], state=State.SENDING, attempts=attempts
+    ).update(
+        state=state,
+        last_status=result.status,
+        last_error=result.error[:200],
+        sent_at=now if state == State.SENT else None,
+        updated_at=now,
+    )
+    if recorded < len(group):
+        logger.warning(
+            "push deliveries: %d of %d answers (attempt %d) came after their rows were taken back",
+            len(group) - recorded,
+            len(group),
+            attempts,
+        )
+    if state == State.FAILED and result.outcome != Outcome.DEAD_TOKEN:
+        logger.warning(
+            "%d push deliveries failed after %d attempt(s): %s", recorded, attempts, result.error
+        )
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:

@@ -14,7 +14,8 @@ which, unlike a ring, does not expire.
 
 Each type's `notification_settings` switch applies (reminders follow `call_notification`).
 Idempotent: rows are unique per (event, device, purpose), so a second relay adds nothing, and
-the delivery task's claim makes a second enqueue harmless.
+the delivery task's claim makes a second enqueue harmless. An event's rows leave in a few
+tasks (PUSH_BATCH_SIZE rows each), not one per device.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from calls.call_settings import BUILTIN_NOTIFICATION_SETTINGS
 from calls.models import CallEvent, CallMember, PushDelivery, PushDevice
-from calls.outbox.queue import URGENT, enqueue_each
+from calls.outbox.queue import URGENT, enqueue_chunks
 
 from .base import Message
 
@@ -94,8 +96,15 @@ def on_event(event: CallEvent) -> None:
 
 
 def enqueue_deliveries(ids: Iterable[int], *, urgent: bool = False) -> None:
-    """One `deliver_push` task per delivery row (`calls.outbox.tasks`); rings are urgent."""
-    enqueue_each("calls.outbox.tasks.deliver_push", ids, priority=URGENT if urgent else None)
+    """`deliver_pushes` tasks (`calls.outbox.tasks`) of up to PUSH_BATCH_SIZE rows each: a
+    ring to a thousand devices is ten tasks, each sending its rows concurrently over
+    kept-alive connections (`delivery.deliver_many`). Rings are urgent."""
+    enqueue_chunks(
+        "calls.outbox.tasks.deliver_pushes",
+        ids,
+        size=settings.PUSH_BATCH_SIZE,
+        priority=URGENT if urgent else None,
+    )
 
 
 def _targets(event: CallEvent) -> set[str]:

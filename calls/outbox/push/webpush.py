@@ -7,8 +7,9 @@ the service worker shows it with the same `tag`, replacing the one already on sc
 A subscription's endpoint is a URL that a browser (so anyone with a patient's login) hands us,
 and the worker POSTs to it from inside the network: every send goes through the SSRF guard
 (`calls.netguard.post`: https, public addresses only unless WEBPUSH_ALLOW_PRIVATE_NETWORKS,
-connected to the address it checked). pywebpush encrypts and signs; `_GuardedSession` is the
-"requests session" it posts through.
+connected to the address it checked). pywebpush encrypts, py_vapid signs (one token per push
+service origin, reused: `vapid_headers`); `_GuardedSession` is the "requests session"
+pywebpush posts through, over the provider's keep-alive connections.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import base64
 import hashlib
 import json
 import os
+import threading
+import time
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 import requests
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid
-from pywebpush import WebPushException, webpush
+from pywebpush import WebPusher, WebPushException
 
 from calls import netguard
 
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
 
 RING_TTL = 0  # ring now or never: a late ring is worse than none
 NOTIFY_TTL = 3600
+VAPID_EXPIRY_S = 12 * 3600  # a VAPID token's `exp` (RFC 8292: at most 24 hours)
+VAPID_REUSE_S = 3600  # signed again after this
+VAPID_CACHE_SIZE = 256  # push service origins
 
 
 def _load_key(value: str) -> Vapid:
@@ -46,11 +53,13 @@ def _load_key(value: str) -> Vapid:
 
 
 class _GuardedSession:
-    """The `requests_session` pywebpush posts through: the SSRF guard's `post`."""
+    """The `requests_session` pywebpush posts through: the SSRF guard's `post`, over the
+    provider's keep-alive connections (a ring's pushes to one push service share a few)."""
 
-    def __init__(self, *, allow_http: bool, allow_private: bool) -> None:
+    def __init__(self, *, allow_http: bool, allow_private: bool, pool: netguard.Pool) -> None:
         self.allow_http = allow_http
         self.allow_private = allow_private
+        self.pool = pool
 
     def post(
         self, url: str, *, data: bytes | None, headers: dict, timeout: float
@@ -62,6 +71,7 @@ class _GuardedSession:
             timeout=timeout,
             allow_http=self.allow_http,
             allow_private=self.allow_private,
+            pool=self.pool,
             **netguard.WEBPUSH_SETTINGS,
         )
 
@@ -78,12 +88,19 @@ class WebPushProvider:
         timeout: float,
         allow_http: bool,
         allow_private: bool = False,
+        connections: int = 8,
     ):
         self.vapid = _load_key(private_key)
         self.subject = subject
         self.timeout = timeout
         self.allow_http = allow_http
-        self.session = _GuardedSession(allow_http=allow_http, allow_private=allow_private)
+        # Shared by the sending threads of this process (`delivery.deliver_many`).
+        self.pool = netguard.Pool(per_origin=connections)
+        self._lock = threading.Lock()
+        self._vapid: dict[str, tuple[dict[str, str], float]] = {}
+        self.session = _GuardedSession(
+            allow_http=allow_http, allow_private=allow_private, pool=self.pool
+        )
 
     def send(self, device: PushDevice, message: Message) -> Result:
         endpoint = device.token
@@ -91,16 +108,15 @@ class WebPushProvider:
             return Result(Outcome.FAILED, error="endpoint is not https")
         headers = {"Urgency": "high" if message.ring else "normal", "Topic": topic(message.tag)}
         try:
-            response = webpush(
-                subscription_info={"endpoint": endpoint, "keys": device.keys},
-                data=json.dumps(message.data()),
-                vapid_private_key=self.vapid,
-                # A fresh dict each time: pywebpush writes `aud` (the endpoint origin) into it.
-                vapid_claims={"sub": self.subject},
+            pusher = WebPusher(
+                {"endpoint": endpoint, "keys": device.keys}, requests_session=self.session
+            )
+            response = pusher.send(
+                json.dumps(message.data()),
+                {**headers, **self.vapid_headers(endpoint)},
                 ttl=RING_TTL if message.ring else NOTIFY_TTL,
-                headers=headers,
+                content_encoding="aes128gcm",
                 timeout=self.timeout,
-                requests_session=self.session,  # type: ignore[arg-type]
             )
         except WebPushException as exc:
             if exc.response is None:
@@ -115,7 +131,26 @@ class WebPushProvider:
             return Result(Outcome.RETRY, error=f"connection error: {type(exc).__name__}")
         except (KeyError, ValueError, TypeError):  # malformed subscription keys
             return Result(Outcome.FAILED, error="invalid subscription keys")
-        return _answer(response)
+        return _answer(response)  # type: ignore[arg-type]
+
+    def vapid_headers(self, endpoint: str) -> dict[str, str]:
+        """The VAPID Authorization header (RFC 8292) for the endpoint's push service: one
+        signed token per origin, reused for VAPID_REUSE_S of its VAPID_EXPIRY_S (a ring to a
+        thousand browsers signs a few tokens, not a thousand)."""
+        url = urlsplit(endpoint)
+        audience = f"{url.scheme}://{url.netloc}"
+        now = time.time()
+        with self._lock:
+            cached = self._vapid.get(audience)
+            if cached is not None and cached[1] > now:
+                return cached[0]
+        claims = {"sub": self.subject, "aud": audience, "exp": int(now) + VAPID_EXPIRY_S}
+        signed = self.vapid.sign(claims)
+        with self._lock:
+            if len(self._vapid) >= VAPID_CACHE_SIZE:
+                self._vapid.clear()
+            self._vapid[audience] = (signed, now + VAPID_REUSE_S)
+        return signed
 
 
 def _answer(response: netguard.Answer | requests.Response) -> Result:
@@ -151,4 +186,5 @@ def provider(settings) -> WebPushProvider | DisabledProvider:
         timeout=settings.PUSH_TIMEOUT_SECONDS,
         allow_http=settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS,
         allow_private=settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS,
+        connections=settings.PUSH_SEND_CONCURRENCY,
     )

@@ -88,6 +88,7 @@ class _Base:
     scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     retry_after: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: int = 0  # TCP connections accepted (HTTP/1.1 keeps them alive)
 
     def script(self, token: str, statuses: list[int], *, retry_after: str | None = None) -> None:
         with self.lock:
@@ -110,6 +111,7 @@ class _Base:
         if hasattr(self, "delay"):
             self.delay = 0.0
         with self.lock:
+            self.connections = 0
             self.received.clear()
             self.errors.clear()
             self.scripts.clear()
@@ -130,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # quiet test output
         pass
+
+    def setup(self):
+        super().setup()
+        with self.server_obj.lock:
+            self.server_obj.connections += 1
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
