@@ -126,6 +126,9 @@ def test_today_and_the_appointment_page_agree_through_a_visit(clinic, doctor, pa
         assert "since 10:55" in html.content.decode()  # the clinic's zone, 24-hour
     with time_machine.travel(T, tick=False):
         appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+        # Live, but no clinician in it yet: the waiting room keeps the patient waiting.
+        assert _status_on_pages(client, clinic, appointment) == ("Patient waiting",) * 2
+        _enter(staff_actor(doctor), appointment)  # the clinician arrives: the patient is let in
         assert _status_on_pages(client, clinic, appointment) == ("In call", "In call")
     with time_machine.travel(T + dt.timedelta(minutes=1), tick=False):
         # The patient's tab drops and comes back after Stop live: back in the lobby, and

@@ -150,7 +150,8 @@ def test_schedule_go_live_and_isolation(
     page.screenshot(path=str(artifacts / "portal-detail.png"), full_page=True)
 
     # --- the schedule refreshes itself: a change elsewhere shows up without a reload ---
-    # (the patient joins the live call: In call, since when, in the clinic's time)
+    # (the patient opens the live call, where no clinician is yet: the waiting room, since when,
+    # in the clinic's time)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedule").click()
     expect(status).to_have_text("Scheduled")
     page.evaluate("window.__notReloaded = true")
@@ -161,7 +162,7 @@ def test_schedule_go_live_and_isolation(
         call_id=appointment.id,
         channel_name="test",
     )
-    expect(status).to_contain_text("In call", timeout=12_000)
+    expect(status).to_contain_text("Patient waiting", timeout=12_000)
     expect(status).to_contain_text(re.compile(r"since \d\d:\d\d"))
     assert page.evaluate("window.__notReloaded") is True
     # "Updated" in the clinic's time zone and the 24-hour clock, like the rest of the page.
