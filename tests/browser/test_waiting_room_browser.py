@@ -209,6 +209,10 @@ def test_running_late_and_an_explicit_admit(
     admit = clinician.locator("#lobby-admit").get_by_role("button", name="Admit")
     expect(admit).to_have_count(1)
     expect(clinician.locator("#lobby-admit")).to_contain_text("Ana Lima")
+    # Since when, on the clinic's clock (the staff page's zone), not the browser's.
+    since = CallParticipant.objects.get(user_id=patient.call_user_id, state="waiting")
+    local = timezone.localtime(since.waiting_since, clinic.tz)
+    expect(clinician.locator("#lobby-admit")).to_contain_text(f"Waiting since {local:%H:%M}")
     clinician.screenshot(path=f"{SHOTS}/wroom-clinician-admit-1366x768.png")
     admit.click()
     expect(patient_page.locator("#call")).to_be_visible()

@@ -37,12 +37,26 @@
     return Math.max(1, Math.floor(late / 60000));
   }
 
+  // The page's own time zone (the clinic's for staff, the patient's for them) and 24-hour
+  // clock, like every other time on the page; not the browser's.
+  var configEl = document.getElementById("room-config");
+  var zone = undefined;
+  try {
+    zone = (configEl && JSON.parse(configEl.textContent).time_zone) || undefined;
+  } catch (e) {
+    zone = undefined;
+  }
+  var clock;
+  try {
+    clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone });
+  } catch (e) {
+    clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  }
+
   function waitingSince(iso) {
     var at = new Date(iso);
     if (isNaN(at.getTime())) return "";
-    var hh = String(at.getHours()).padStart(2, "0");
-    var mm = String(at.getMinutes()).padStart(2, "0");
-    return " · " + t("waiting") + " " + hh + ":" + mm;
+    return " · " + t("waiting") + " " + clock.format(at);
   }
 
   window.RoomLobby = {
