@@ -523,7 +523,9 @@ class DeviceListView(PatientAPIView):
             "400 on `token`; `keys` required), an APNs "
             "token (`apns`, or `apns_voip` for PushKit) or an FCM token. Registering a token "
             "again re-activates it and returns the same id; a token registered by someone else "
-            "moves to the signed-in patient (the phone changed hands)."
+            "moves to the signed-in patient (the phone changed hands). While the patient has app "
+            "notifications off (`me/preferences`, `push`), the device is kept but sent nothing "
+            "until they turn them on again."
         ),
         request=DeviceCreateSerializer,
         responses={201: DeviceSerializer, 400: E400, 401: E401},
@@ -537,6 +539,8 @@ class DeviceListView(PatientAPIView):
             kind=data.validated_data["kind"],
             token=data.validated_data["token"],
             keys=data.validated_data.get("keys"),
+            # App notifications off (preferences): kept, sent nothing until turned on again.
+            active=self.patient.notify_push,
         )
         return Response(DeviceSerializer(device).data, status=status.HTTP_201_CREATED)
 

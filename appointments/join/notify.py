@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -33,6 +35,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from appointments import links
+from appointments.services.patients import patient_update
 from calls.errors import CallsError
 from calls.models import PushDevice
 from calls.services.devices import (
@@ -118,14 +121,20 @@ def _push_device(request: HttpRequest, user_for_link) -> HttpResponse:
     try:
         body = _body(request)
         try:
-            user_id = user_for_link(body["t"])
+            user_id, opt_in = user_for_link(body["t"])
         except (links.BadLink, Http404):
             return _error(403, "bad_link", "This link does not work any more.")
         if request.method == "POST":
             endpoint, keys = _subscription(body)
-            device = device_register(
-                user_id=user_id, kind=PushDevice.Kind.WEBPUSH, token=endpoint, keys=keys
+            register = functools.partial(
+                device_register, user_id=user_id, kind=PushDevice.Kind.WEBPUSH, token=endpoint
             )
+            if opt_in is None:
+                device = register(keys=keys)
+            else:
+                with transaction.atomic():  # the device and the patient's choice, together
+                    device = register(keys=keys)
+                    opt_in()
             return JsonResponse({"id": device.pk}, status=201)
         endpoint = body.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint:
@@ -150,7 +159,12 @@ def patient_push(request: HttpRequest, appointment_id: str) -> HttpResponse:
         appointment = links.appointment_from_link(
             appointment_id=appointment_id, token=token, now=timezone.now()
         )
-        return appointment.patient.call_user_id
+        patient = appointment.patient
+        if patient.notify_push:
+            return patient.call_user_id, None
+        # The patient turned notifications off (or staff did for them) and now asks for them on
+        # this device, from their own link: their choice, recorded with the registration.
+        return patient.call_user_id, lambda: patient_update(patient=patient, notify_push=True)
 
     return _push_device(request, user_for_link)
 
@@ -165,6 +179,6 @@ def guest_push(request: HttpRequest, appointment_id: str) -> HttpResponse:
         _appointment, member = links.guest_from_link(
             appointment_id=appointment_id, token=token, now=timezone.now()
         )
-        return member.call_user_id
+        return member.call_user_id, None  # guests keep no message preferences
 
     return _push_device(request, user_for_link)

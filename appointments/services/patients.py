@@ -23,6 +23,7 @@ from appointments.models import (
 from appointments.phones import phone_normalise
 from audit.record import Action, Actor, changed, record, snapshot
 from calls.models import CallParticipant
+from calls.services.devices import devices_set_active
 from calls.services.retention import user_identity_erase
 
 from .call_users import call_user_sync
@@ -132,6 +133,10 @@ def patient_update(*, patient: Patient, **fields: Any) -> Patient:
         patient.full_clean()
         patient.save()
         call_user_sync(user_id=patient.call_user_id, name=patient.name, teams=[patient.clinic.slug])
+        if patient.notify_push != stored.notify_push:
+            # Pushes off: the patient's phones and browsers are sent nothing (push dispatch
+            # only reaches active devices); on again: they come back.
+            devices_set_active(user_id=patient.call_user_id, active=patient.notify_push)
         _audit(Action.PATIENT_CHANGED, patient, changed(before, snapshot(patient)))
         return patient
 

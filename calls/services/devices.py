@@ -15,12 +15,22 @@ from calls.errors import InputError, NotFound
 from calls.models import CallUser, PushDevice
 from calls.outbox.push.webpush import _load_key
 
+# Why a device is inactive when its person turned notifications off (`devices_set_active`):
+# only such devices come back when they turn them on again (a 410 Gone stays gone).
+TURNED_OFF = "notifications turned off"
+
 
 def device_register(
-    *, user_id: str, kind: str, token: str, keys: dict[str, str] | None = None
+    *,
+    user_id: str,
+    kind: str,
+    token: str,
+    keys: dict[str, str] | None = None,
+    active: bool = True,
 ) -> PushDevice:
     """Register (or re-activate and re-own) a push device. A token belongs to one user: a
-    phone that changes hands moves to its new owner."""
+    phone that changes hands moves to its new owner. `active=False`: kept, but sent nothing
+    until `devices_set_active` turns its person's devices on (they turned notifications off)."""
     if kind not in PushDevice.Kind.values:
         raise InputError(f"unknown device kind {kind}", fields={"kind": "unknown"})
     if not token or len(token) > 4096:
@@ -52,12 +62,24 @@ def device_register(
                 "user_id": user_id,
                 "token": token,
                 "keys": keys,
-                "active": True,
-                "deactivated_reason": "",
+                "active": active,
+                "deactivated_reason": "" if active else TURNED_OFF,
             },
         )
         _keep_newest_devices(user_id)
         return device
+
+
+def devices_set_active(*, user_id: str, active: bool) -> int:
+    """A person turned notifications off (their devices are sent nothing from now on) or on
+    again (the devices turned off that way come back; one a push service said is gone does
+    not). One UPDATE; the count of devices changed."""
+    devices = PushDevice.objects.filter(user_id=user_id)
+    if active:
+        return devices.filter(active=False, deactivated_reason=TURNED_OFF).update(
+            active=True, deactivated_reason=""
+        )
+    return devices.filter(active=True).update(active=False, deactivated_reason=TURNED_OFF)
 
 
 def _keep_newest_devices(user_id: str) -> None:
