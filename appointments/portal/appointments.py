@@ -300,9 +300,14 @@ def appointment_link_send(
 def appointment_guest_invite(
     request: HttpRequest, *, staff: StaffMember, appointment: Appointment
 ) -> str:
-    """Invite a guest (family, a carer) by name: they get a join link of their own."""
+    """Invite a guest (family, a carer) by name: they get a join link of their own, and with
+    an email or a mobile number the patient's messages (reminders, changes) too."""
     member = guests.appointment_guest_invite(
-        appointment=appointment, by=staff, name=request.POST.get("name", "")
+        appointment=appointment,
+        by=staff,
+        name=request.POST.get("name", ""),
+        email=request.POST.get("email", ""),
+        phone=request.POST.get("phone", ""),
     )
     return f"{member.call_user.name} is invited. Send them their link (below)."
 

@@ -163,6 +163,27 @@ def test_staff_invite_and_remove_guests_from_the_appointment_page(
     assert not AppointmentMember.objects.filter(kind="guest").exists()
 
 
+def test_staff_give_a_guest_an_email_and_a_mobile_for_the_messages(
+    appointment, doctor, frozen, client_for
+):
+    page = f"/c/clinic-a/appointments/{appointment.id}/"
+    client = client_for(doctor)
+    html = client.get(page).content.decode()
+    assert 'id="guest-email"' in html
+    assert 'id="guest-phone"' in html
+
+    # A number that is no phone number: refused by the patients' one phone rule, nobody invited.
+    refused = {"name": "Maria Lima", "email": "maria@example.com", "phone": "12"}
+    response = client.post(f"{page}guests/", refused, follow=True)
+    assert "Not invited" in response.content.decode()
+    assert not AppointmentMember.objects.filter(kind="guest").exists()
+
+    invited = {"name": "Maria Lima", "email": " Maria@Example.com ", "phone": "+33 6 12 34 56 78"}
+    client.post(f"{page}guests/", invited, follow=True)
+    member = AppointmentMember.objects.get(kind="guest")
+    assert (member.email, member.phone) == ("maria@example.com", "+33612345678")
+
+
 def test_another_clinics_staff_cannot_touch_the_guests(
     appointment, doctor, outsider, frozen, client_for
 ):

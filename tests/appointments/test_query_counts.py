@@ -89,6 +89,11 @@ def patient_form(v: Visit) -> dict:
         "email": "zoe@example.com",
         "time_zone": "Europe/Lisbon",
         "preferred_language": "pt",
+        # the message choices as they are (turning app notifications off also updates the
+        # devices: tests/appointments/api/test_push_preference.py)
+        "notify_email": "on",
+        "notify_sms": "on",
+        "notify_push": "on",
     }
 
 
