@@ -28,7 +28,7 @@ from .pages import PHASE_LABELS, page
 from .waiting import appointment_waiting_context
 
 ACTION_MESSAGES = {
-    "go_live": "The call is live: the patient can join now.",
+    "go_live": "The call is live: the patient is let in as soon as a clinician is in the call.",
     "stop_live": "The call is back in backstage: only staff can be inside.",
     "end": "The call has ended for everyone.",
     "ring": "Ringing the members of the call.",
