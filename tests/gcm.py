@@ -39,6 +39,7 @@ import datetime
 import hashlib
 import ipaddress
 import secrets
+import select
 import socket
 import ssl
 import tempfile
@@ -287,6 +288,31 @@ class _Connection:
     acked: list[str] = field(default_factory=list)
 
 
+class _LockedReader:
+    """Reads an MCS socket while a push may be written to it from another thread: an SSL
+    object must not be read and written at once (OpenSSL), so each read runs under the
+    connection's lock, taken only once data is there (`select`, or what TLS has buffered)."""
+
+    def __init__(self, sock: ssl.SSLSocket, lock: threading.Lock, stopping) -> None:
+        self.sock, self.lock, self.stopping = sock, lock, stopping
+
+    def read(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            if not self.sock.pending():
+                ready, _, _ = select.select([self.sock], [], [], 0.5)
+                if not ready:
+                    if self.stopping():
+                        return bytes(data)
+                    continue
+            with self.lock:
+                chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                return bytes(data)  # the end of the stream
+            data += chunk
+        return bytes(data)
+
+
 def _b64url_decode(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
@@ -307,6 +333,9 @@ class GcmService:
         self.checkins = 0
         self.logins = 0
         self.pushes: list[Push] = []
+        # As the real service: a message stays until the device acks it, and goes again on
+        # its next login (a browser that reconnected its MCS socket meanwhile still gets it).
+        self.unacked: dict[int, dict[str, bytes]] = {}
         self.errors: list[str] = []
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -508,6 +537,10 @@ class GcmService:
                 ("content-encoding", "aes128gcm"),
             ):
                 stanza.app_data.add(key=key, value=value)
+            with self.changed:
+                self.unacked.setdefault(registration.android_id, {})[stanza.persistent_id] = frame(
+                    stanza
+                )
             try:
                 with connection.lock:
                     connection.sock.sendall(frame(stanza))
@@ -567,8 +600,9 @@ class GcmService:
             raw.close()
             return
         connection: _Connection | None = None
+        lock = threading.Lock()
         try:
-            reader = sock.makefile("rb")
+            reader = _LockedReader(sock, lock, lambda: self._stopping)
             version = reader.read(1)
             if not version:
                 return
@@ -591,7 +625,7 @@ class GcmService:
                     if name != "LoginRequest":
                         self.errors.append(f"MCS {name} before LoginRequest")
                         return
-                    connection = self._login(sock, message)
+                    connection = self._login(sock, message, lock)
                     if connection is None:
                         return
                 elif name == "HeartbeatPing":
@@ -602,6 +636,8 @@ class GcmService:
                     acks.ParseFromString(message.extension.data)
                     with self.changed:
                         connection.acked.extend(acks.id)
+                        for acked in acks.id:
+                            self.unacked.get(connection.android_id, {}).pop(acked, None)
                         self.changed.notify_all()
                 elif name == "Close":
                     return
@@ -633,7 +669,7 @@ class GcmService:
             if shift > 28:
                 raise ValueError("MCS size varint too long")
 
-    def _login(self, sock: ssl.SSLSocket, request) -> _Connection | None:
+    def _login(self, sock: ssl.SSLSocket, request, lock: threading.Lock) -> _Connection | None:
         android_id = int(request.user) if request.user.isdigit() else 0
         token = int(request.auth_token) if request.auth_token.isdigit() else -1
         with self.lock:
@@ -648,11 +684,15 @@ class GcmService:
             id=request.id, server_timestamp=int(time.time() * 1000), last_stream_id_received=1
         )
         sock.sendall(bytes([MCS_VERSION]) + frame(response))
-        connection = _Connection(android_id=android_id, sock=sock)
+        connection = _Connection(android_id=android_id, sock=sock, lock=lock)
         with self.changed:
             self.logins += 1
             self.connections[android_id] = connection
+            again = list(self.unacked.get(android_id, {}).values())
             self.changed.notify_all()
+        with lock:
+            for stanza in again:
+                sock.sendall(stanza)
         return connection
 
     def web_push_registrations(self) -> list[Registration]:
