@@ -115,9 +115,10 @@ def push_browser(browser, console, gcm):
         context.close()
 
 
-def wait_for_notifications(page, count: int = 1, timeout: float = 15) -> list[dict]:
+def wait_for_notifications(page, count: int = 1, timeout: float = 45) -> list[dict]:
     """The notifications the service worker shows, once there are `count` (or at the end of
-    `timeout`, whatever there is)."""
+    `timeout`, whatever there is). Usually within a second; on a loaded machine Chromium has
+    taken over 15 s to wake the service worker for a push it had received."""
     deadline = time.monotonic() + timeout
     while len(shown := page.evaluate(NOTIFICATIONS)) < count and time.monotonic() < deadline:
         page.wait_for_timeout(100)
