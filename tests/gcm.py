@@ -35,14 +35,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import hashlib
-import ipaddress
 import secrets
 import select
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,11 +48,12 @@ from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
+
+from tests.calls.push.standins import self_signed_cert
 
 # The push service's hosts: Chromium makes subscriptions' endpoints at jmt17.google.com
 # (older versions: fcm.googleapis.com).
@@ -214,45 +212,15 @@ def frame(message) -> bytes:
 # --- certificates --------------------------------------------------------------------------------
 
 
-def _certificate(directory: str) -> tuple[str, str, str]:
+def _certificate() -> tuple[str, str, str]:
     """A self-signed certificate for the push hosts, localhost and 127.0.0.1: (cert path,
     key path, the base64 SHA-256 of its SubjectPublicKeyInfo, as Chromium's SPKI list wants)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gcm-standin")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    *(x509.DNSName(host) for host in PUSH_HOSTS),
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    cert_path, key_path = self_signed_cert(
+        common_name="gcm-standin", dns_names=(*PUSH_HOSTS, "localhost")
     )
-    cert_path, key_path = f"{directory}/gcm-cert.pem", f"{directory}/gcm-key.pem"
-    with open(cert_path, "wb") as file:
-        file.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as file:
-        file.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    spki = key.public_key().public_bytes(
+    with open(cert_path, "rb") as file:
+        cert = x509.load_pem_x509_certificate(file.read())
+    spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return cert_path, key_path, base64.b64encode(hashlib.sha256(spki).digest()).decode()
@@ -322,8 +290,7 @@ class GcmService:
     `chromium_args()`; `stop()` at the end."""
 
     def __init__(self, *, push_address: str = "127.0.0.1") -> None:
-        self.directory = tempfile.mkdtemp(prefix="gcm-standin-")
-        self.cert_path, self.key_path, self.spki = _certificate(self.directory)
+        self.cert_path, self.key_path, self.spki = _certificate()
         self.push_address = push_address  # where the push hosts resolve in the test
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)

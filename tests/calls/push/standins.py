@@ -393,10 +393,13 @@ class FcmServer(_Base, _HttpServer):
 # --- APNs -------------------------------------------------------------------------------------
 
 
-def self_signed_cert() -> tuple[str, str]:
-    """A throwaway certificate for 127.0.0.1: (cert PEM path, key PEM path)."""
+def self_signed_cert(
+    *, common_name: str = "apns-standin", dns_names: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 (and `dns_names`): (cert PEM path, key PEM
+    path), in a directory of its own."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "apns-standin")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -407,13 +410,18 @@ def self_signed_cert() -> tuple[str, str]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [
+                    *(x509.DNSName(host) for host in dns_names),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    directory = tempfile.mkdtemp(prefix="apns-standin-")
+    directory = tempfile.mkdtemp(prefix=f"{common_name}-")
     cert_path, key_path = f"{directory}/cert.pem", f"{directory}/key.pem"
     with open(cert_path, "wb") as file:
         file.write(cert.public_bytes(serialization.Encoding.PEM))
