@@ -220,6 +220,10 @@ PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="")
 # A message is tried this many times (transient errors: backoff from MESSAGE_RETRY_BASE_SECONDS,
 # doubling); a send still `sending` past MESSAGE_SENDING_STALE_SECONDS died with its worker.
 MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
+# The delivery record of a message ("Reminder emailed 09:00 · SMS delivered") is kept this many
+# days after its appointment's start, then deleted by the hourly retention (0: for ever). It
+# holds no address and no text: kinds, channels, states and times.
+MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=400)
 MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=30.0)
 MESSAGE_SEND_TIME_LIMIT_SECONDS = env.float("MESSAGE_SEND_TIME_LIMIT_SECONDS", default=40.0)
 MESSAGE_SENDING_STALE_SECONDS = env.float(
@@ -475,6 +479,9 @@ CALLS_EVENT_CONSUMERS: list[str] = [
 # Sweeps of other apps' outbox rows, run by the scheduler beside its own
 # (calls.scheduling.scheduler.run_sweeps): the patient messages.
 CALLS_EXTRA_SWEEPS: list[str] = ["appointments.messaging.delivery.sweep"]
+# Retention of other apps' rows, run with the calls' own (hourly, calls.services.retention):
+# the patient messages' delivery rows (MESSAGE_RETENTION_DAYS).
+CALLS_EXTRA_RETENTION: list[str] = ["appointments.messaging.delivery.retention_sweep"]
 
 # Calls tokens minted under a grant (a patient's join link, an app session) live while this
 # says the grant does (calls/tokens.py `grant_is_live`).

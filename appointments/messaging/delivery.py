@@ -42,6 +42,7 @@ from appointments import links
 from appointments.models import Appointment, AppointmentMember, MessageDelivery, Patient
 from calls.models import CallParticipant
 from calls.outbox.queue import enqueue_each
+from calls.services.retention import delete_in_batches
 
 from . import ics, sms, texts
 
@@ -447,6 +448,27 @@ def sms_status_update(
             if delivery.recipient_id == patient.call_user_id and patient.phone:
                 sms_opt_out(phone=patient.phone)
     return bool(updated)
+
+
+def retention_sweep(*, now: datetime | None = None) -> int:
+    """Delete the finished delivery rows of appointments that started more than
+    MESSAGE_RETENTION_DAYS ago (0 keeps them): run hourly with the calls' retention
+    (`settings.CALLS_EXTRA_RETENTION`). Counted from the appointment, not the row, so an
+    appointment's record stays whole while anyone may look at it, and no message that could
+    still be planned again loses the row that makes planning it twice send it once. Rows
+    still queued or being sent are the sweep's, never deleted here. Returns how many."""
+    days = settings.MESSAGE_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    now = now or timezone.now()
+    deleted = delete_in_batches(
+        MessageDelivery.objects.filter(
+            appointment__starts_at__lt=now - timedelta(days=days),
+        ).exclude(state__in=[State.QUEUED, State.SENDING])
+    )
+    if deleted:
+        logger.info("message retention: %d delivery rows deleted", deleted)
+    return deleted
 
 
 def sms_opt_out(*, phone: str) -> int:

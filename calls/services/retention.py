@@ -7,6 +7,7 @@ the user objects inside stored events, and their push devices."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from calls.models import (
     CallChatMessage,
@@ -25,6 +27,8 @@ from calls.models import (
     PushDevice,
     WebhookDelivery,
 )
+
+logger = logging.getLogger(__name__)
 
 # Rows deleted per statement: a sweep never holds long locks.
 BATCH = 1000
@@ -81,7 +85,9 @@ class Purged:
     webhook_deliveries: int
 
 
-def _delete_in_batches(queryset: Any) -> int:
+def delete_in_batches(queryset: Any) -> int:
+    """Delete the rows of `queryset` BATCH at a time (short statements, short locks): the one
+    way every retention deletes."""
     total = 0
     while True:
         ids = list(queryset.values_list("pk", flat=True)[:BATCH])
@@ -100,13 +106,13 @@ def retention_sweep(*, now: datetime | None = None) -> Purged:
     delivery_days = settings.DELIVERY_RETENTION_DAYS
     if delivery_days > 0:
         before = now - timedelta(days=delivery_days)
-        pushes = _delete_in_batches(
+        pushes = delete_in_batches(
             PushDelivery.objects.filter(
                 updated_at__lt=before,
                 state__in=[PushDelivery.State.SENT, PushDelivery.State.FAILED],
             )
         )
-        webhooks = _delete_in_batches(
+        webhooks = delete_in_batches(
             WebhookDelivery.objects.filter(
                 updated_at__lt=before,
                 state__in=[WebhookDelivery.State.DELIVERED, WebhookDelivery.State.DEAD],
@@ -114,7 +120,7 @@ def retention_sweep(*, now: datetime | None = None) -> Purged:
         )
     event_days = settings.CALLS_EVENT_RETENTION_DAYS
     if event_days > 0:
-        events = _delete_in_batches(
+        events = delete_in_batches(
             CallEvent.objects.filter(
                 created_at__lt=now - timedelta(days=event_days), relayed_at__isnull=False
             )
@@ -128,10 +134,18 @@ _last_run: datetime | None = None
 
 
 def retention_sweep_if_due(*, now: datetime | None = None) -> Purged | None:
-    """`retention_sweep` at most once per RETENTION_EVERY per scheduler process."""
+    """`retention_sweep`, then the other apps' retention (`settings.CALLS_EXTRA_RETENTION`:
+    the patient messages' delivery rows), at most once per RETENTION_EVERY per scheduler
+    process. One app's retention failing does not keep the others from running."""
     global _last_run  # one process-wide clock, like the scheduler's own
     now = now or timezone.now()
     if _last_run is not None and now - _last_run < RETENTION_EVERY:
         return None
     _last_run = now
-    return retention_sweep(now=now)
+    purged = retention_sweep(now=now)
+    for path in getattr(settings, "CALLS_EXTRA_RETENTION", ()):
+        try:
+            import_string(path)(now=now)
+        except Exception:
+            logger.exception("retention %s failed", path)
+    return purged

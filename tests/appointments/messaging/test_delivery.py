@@ -199,3 +199,48 @@ def test_erasing_the_patient_erases_the_guests_contacts_and_sends_nothing_more(
     assert smtp_server.messages == []
     assert twilio.messages == []
     assert set(rows(planned).values_list("state", flat=True)) == {"skipped"}
+
+
+def test_retention_deletes_the_finished_rows_of_old_appointments_only(
+    planned, frozen, clinic, doctor, ana, settings
+):
+    """Counted from the appointment's start: a booking months ahead keeps its confirmation's
+    row (planning it again must still send once); rows still queued or being sent are the
+    sweep's. Run by the calls' hourly retention (`CALLS_EXTRA_RETENTION`)."""
+    from calls.services import retention
+
+    settings.MESSAGE_RETENTION_DAYS = 30
+    rows(planned, channel="email").update(state="sent")
+    rows(planned, channel="sms").update(state="sending")
+    far_ahead = make_appointment(
+        clinic, host=doctor, patient=ana, starts_at=START + dt.timedelta(days=90)
+    )
+    rows(far_ahead).update(state="delivered")
+
+    soon = START + dt.timedelta(days=29)
+    assert delivery.retention_sweep(now=soon) == 0
+
+    later = START + dt.timedelta(days=31)
+    retention._last_run = None
+    retention.retention_sweep_if_due(now=later)
+    assert list(rows(planned).values_list("channel", flat=True)) == ["sms"]  # still sending
+    assert rows(far_ahead).count() == 2
+
+    settings.MESSAGE_RETENTION_DAYS = 0  # kept for ever
+    rows(planned).update(state="failed")
+    assert delivery.retention_sweep(now=later + dt.timedelta(days=999)) == 0
+    assert rows(planned).count() == 1
+
+
+def test_one_apps_retention_failing_leaves_the_others(settings, caplog):
+    from calls.services import retention
+
+    settings.CALLS_EXTRA_RETENTION = ["tests.appointments.messaging.test_delivery.broken"]
+    retention._last_run = None
+    with caplog.at_level(logging.ERROR):
+        assert retention.retention_sweep_if_due(now=NOW) is not None
+    assert "retention tests.appointments.messaging.test_delivery.broken failed" in caplog.text
+
+
+def broken(**_):
+    raise RuntimeError("disk on fire")
