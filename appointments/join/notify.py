@@ -10,7 +10,9 @@
   guard's rules); `DELETE` removes it. The link is the authority, with the join page's checks
   (`appointments.links`: this appointment, this person, this link version, not expired); it
   travels in the JSON body (`t`), never in the URL. No cookie authorises anything here, so
-  there is no CSRF check.
+  there is no CSRF check. A `POST` may name the endpoint it `replaces`: the service worker's
+  answer to `pushsubscriptionchange` (the push service rotated the subscription), which
+  registers the new one and removes the old one together.
 
 Answers are JSON: 201 `{"id": …}`, 204, or `{"error": code, "message": …}` with 400 (bad
 input), 403 (a bad, replaced or expired link), 404 (no such appointment, device, or Web Push
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import json
 from functools import cache
@@ -36,7 +39,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from appointments import links
 from appointments.services.patients import patient_update
-from calls.errors import CallsError
+from calls.errors import CallsError, NotFound
 from calls.models import PushDevice
 from calls.services.devices import (
     device_register,
@@ -49,6 +52,7 @@ SCOPE = "/join/"
 MAX_BODY_BYTES = 8 * 1024  # a subscription is ~500 bytes; a link ~100
 P256DH_BYTES = 65  # an uncompressed P-256 point (RFC 8291)
 AUTH_BYTES = 16  # the authentication secret (RFC 8291)
+MAX_ENDPOINT_CHARS = 4096  # as a device token (calls.services.devices)
 
 
 @cache
@@ -115,6 +119,15 @@ def _subscription(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
     }
 
 
+def _replaces(body: dict[str, Any], endpoint: str) -> str:
+    """The endpoint of the subscription the push service replaced (`replaces`, sent by the
+    service worker on `pushsubscriptionchange`): removed for this link's person only."""
+    replaces = body.get("replaces", "")
+    if not isinstance(replaces, str) or len(replaces) > MAX_ENDPOINT_CHARS:
+        raise _BadInput(f"`replaces` must be an endpoint of at most {MAX_ENDPOINT_CHARS} chars")
+    return "" if replaces == endpoint else replaces
+
+
 def _push_device(request: HttpRequest, user_for_link) -> HttpResponse:
     if webpush_application_server_key() is None:
         return _error(404, "webpush_off", "Notifications are not available.")
@@ -129,11 +142,18 @@ def _push_device(request: HttpRequest, user_for_link) -> HttpResponse:
             register = functools.partial(
                 device_register, user_id=user_id, kind=PushDevice.Kind.WEBPUSH, token=endpoint
             )
-            if opt_in is None:
+            replaces = _replaces(body, endpoint)
+            if not replaces and opt_in is None:
                 device = register(keys=keys)
-            else:
-                with transaction.atomic():  # the device and the patient's choice, together
-                    device = register(keys=keys)
+                return JsonResponse({"id": device.pk}, status=201)
+            with transaction.atomic():  # the device, the one it replaces, the patient's choice
+                device = register(keys=keys)
+                if replaces:
+                    with contextlib.suppress(NotFound):  # gone already (a 410 from the service)
+                        device_remove_token(
+                            user_id=user_id, kind=PushDevice.Kind.WEBPUSH, token=replaces
+                        )
+                if opt_in is not None:
                     opt_in()
             return JsonResponse({"id": device.pk}, status=201)
         endpoint = body.get("endpoint")

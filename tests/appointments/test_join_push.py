@@ -213,6 +213,41 @@ def test_unsubscribing_removes_only_this_patients_device(
     assert send("DELETE", push_url(appointment), {"t": token, "endpoint": ENDPOINT})[0] == 404
 
 
+def test_a_replaced_subscription_is_registered_and_the_old_one_removed_together(
+    vapid, appointment, other_appointment, patient, other_patient
+):
+    """The service worker's answer to `pushsubscriptionchange`: the new endpoint, replacing
+    the old one, for this link's person only; an old one already gone is no error."""
+    token = token_of(links.join_link_path(appointment))
+    subscribe(appointment, token, subscription())
+    theirs = device_register(
+        user_id=other_patient.call_user_id, kind="webpush", token=f"{ENDPOINT}/theirs", keys=keys()
+    )
+    new = f"{ENDPOINT}/rotated"
+    body = {"t": token, "subscription": subscription(new), "replaces": ENDPOINT}
+    status, answer = send("POST", push_url(appointment), body)
+    assert status == 201
+    mine = PushDevice.objects.filter(user=patient.call_user)
+    assert list(mine.values_list("pk", "token")) == [(answer["id"], new)]
+
+    # Again (the event fired twice, or two links of the patient told us): the same device.
+    assert send("POST", push_url(appointment), body) == (201, answer)
+    # Naming another person's endpoint removes nothing of theirs.
+    body = {"t": token, "subscription": subscription(new), "replaces": f"{ENDPOINT}/theirs"}
+    assert send("POST", push_url(appointment), body)[0] == 201
+    assert PushDevice.objects.filter(pk=theirs.pk).exists()
+    assert mine.count() == 1
+
+
+@pytest.mark.parametrize("replaces", [7, ["x"], "h" * 4097])
+def test_a_bad_replaces_is_refused_and_nothing_is_registered(vapid, appointment, replaces):
+    token = token_of(links.join_link_path(appointment))
+    body = {"t": token, "subscription": subscription(), "replaces": replaces}
+    status, answer = send("POST", push_url(appointment), body)
+    assert (status, answer["error"]) == (400, "bad_request")
+    assert not PushDevice.objects.exists()
+
+
 def test_devices_per_person_are_bounded_the_oldest_goes(
     vapid, appointment, patient, settings, frozen
 ):

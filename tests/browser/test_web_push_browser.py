@@ -215,3 +215,49 @@ def test_a_guest_subscribes_for_themselves_and_a_ring_reaches_them(
     (shown,) = wait_for_notifications(page)
     assert shown["data"]["cid"] == appointment.call_cid
     assert console.errors == []
+
+
+RENEW = """async () => {
+    const old = await self.registration.pushManager.getSubscription();
+    await old.unsubscribe();  // the push service dropped it
+    const told = await self.renewPushSubscription(old, null);
+    const fresh = await self.registration.pushManager.getSubscription();
+    return {told, old: old.endpoint, fresh: fresh && fresh.endpoint};
+}"""
+
+
+def test_a_replaced_subscription_is_renewed_by_the_service_worker_and_rings_still_arrive(
+    app_server, push_browser, gcm, console, eager_tasks, clinic, doctor, patient
+):
+    """`pushsubscriptionchange`: the push service replaced the subscription while no join
+    page was open. The service worker subscribes again with the same key and registers the
+    new endpoint through the link it stored, replacing the old device; the next ring reaches
+    the browser through the new subscription. (Chromium never fires the event itself: the
+    test calls the worker's handler as the event would.)"""
+    appointment = make_appointment(
+        clinic, host=doctor, patient=patient, starts_at=timezone.now() + timedelta(minutes=3)
+    )
+    page = push_browser(width=1280, height=800)
+    page.goto(f"{app_server.url}{join_link_path(appointment)}")
+    page.locator("#notify-toggle").click()
+    page.wait_for_selector("#notify[data-subscribed='true']")
+    old_device = PushDevice.objects.get()
+    assert gcm.wait(lambda: gcm.connections, timeout=15), "Chromium never logged in to MCS"
+
+    (worker,) = page.context.service_workers
+    renewed = worker.evaluate(RENEW)
+    assert renewed["told"] == 1
+    assert renewed["old"] == old_device.token
+    assert renewed["fresh"]
+    assert renewed["fresh"] != renewed["old"]
+    (device,) = PushDevice.objects.all()
+    assert (device.user_id, device.token) == (patient.call_user_id, renewed["fresh"])
+    # Made with the push service, with our key as the sender (the old one was unregistered).
+    fresh = {f"https://{PUSH_HOSTS[0]}/fcm/send/{r.token}" for r in gcm.web_push_registrations()}
+    assert renewed["fresh"] in fresh
+
+    call_ring(actor=Actor.of(doctor.call_user), type_name="appointment", call_id=appointment.id)
+    (shown,) = wait_for_notifications(page)
+    assert shown["data"] == {"cid": appointment.call_cid, "type": "call.ring"}
+    assert PushDelivery.objects.get().device_id == device.pk
+    assert console.errors == []

@@ -3,7 +3,7 @@
    notifications. Subscribing registers /join/sw.js, asks for permission, subscribes with the
    clinic server's VAPID key, stores this page's URL for the service worker (a notification
    click opens it: pushes never carry the link) and sends the subscription to the server with
-   the link's token; stopping removes it on both sides. */
+   the link's token; stopping removes it on both sides (and what the page stored). */
 "use strict";
 
 (function () {
@@ -19,6 +19,7 @@
   const token = new URLSearchParams(window.location.search).get("t") || "";
   const LINKS = "join-links";
   const LINK_KEY = "/join/sw-link/";
+  const PUSH_KEY = "/join/sw-push/";
 
   function keyBytes(key) {
     const base64 = key.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - key.length % 4) % 4);
@@ -55,6 +56,12 @@
     const page = new Response(window.location.href, { headers: { "Content-Type": "text/plain" } });
     await cache.put(LINK_KEY + encodeURIComponent(text.cid), page.clone());
     await cache.put(LINK_KEY + "latest", page);
+    // For the service worker, should the push service replace the subscription: where this
+    // link registers it, with which token and key (sw.js, renewPushSubscription).
+    const where = { url: new URL(text.url, window.location.href).href, t: token, key: text.key };
+    await cache.put(PUSH_KEY + encodeURIComponent(text.cid), new Response(JSON.stringify(where), {
+      headers: { "Content-Type": "application/json" },
+    }));
   }
 
   async function start() {
@@ -87,6 +94,8 @@
       await send("DELETE", { endpoint: subscription.endpoint });
       await subscription.unsubscribe();
     }
+    const cache = await caches.open(LINKS);
+    await cache.delete(PUSH_KEY + encodeURIComponent(text.cid));
     show(false, text.off);
   }
 
