@@ -29,7 +29,16 @@ LOCALE = ROOT / "locale"
 LANGUAGES = [code for code, _name in settings.LANGUAGES if code != "en"]
 NPLURALS = {"fr": 2, "es": 2, "de": 2, "pt": 2, "ar": 6}
 # What makemessages reads (the django domain's sources); the rest is not the app's text.
-IGNORE = [".venv", "tests", "bench", "node_modules", "test-artifacts", "docs", ".git"]
+IGNORE = [
+    ".venv",
+    "tests",
+    "bench",
+    "node_modules",
+    "test-artifacts",
+    "docs",
+    ".git",
+    "staticfiles",
+]
 PLACEHOLDER = re.compile(r"%\(\w+\)[sdif]|%[sdif]|\{\w*\}")
 
 
