@@ -239,3 +239,15 @@ def test_the_admin_refuses_an_unknown_language(clinic, admin_client):
     assert response.status_code == 200
     assert "preferred_language" in response.context["adminform"].form.errors
     assert not Patient.objects.filter(name="Zed").exists()
+
+
+def test_the_patient_api_says_not_found_in_the_patients_language(clinic):
+    from appointments.api import auth
+
+    patient = make_patient(clinic, name="Amal", email="amal@example.com", preferred_language="ar")
+    answer = Client().get(
+        "/api/patient/v1/appointments/nope00000000",
+        HTTP_AUTHORIZATION=f"Bearer {auth.access_token_for(patient)}",
+    )
+    assert answer.status_code == 404
+    assert answer.json()["error"]["message"] == "الموعد غير موجود."
