@@ -19,6 +19,7 @@ from django.http import HttpRequest
 
 from audit.record import Action, record
 
+from . import languages
 from .models import Appointment, AppointmentMember, Clinic, ClinicMembership, Patient, StaffMember
 from .phones import phone_normalise
 from .services.booking import (
@@ -211,6 +212,11 @@ PATIENT_ADMIN_FIELDS = (
 
 
 class PatientAdminForm(forms.ModelForm):
+    # One of our languages (appointments.languages), or none.
+    preferred_language = forms.ChoiceField(
+        choices=[("", "—"), *languages.choices()], required=False
+    )
+
     class Meta:
         model = Patient
         fields = ["clinic", *PATIENT_ADMIN_FIELDS]

@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.models import AuditEntry
 from calls import selectors as call_selectors
@@ -195,7 +196,7 @@ def _check_appointment_id(appointment_id: str) -> None:
     """An id from a URL with a NUL character names no appointment (PostgreSQL text cannot hold
     one, and the query would fail)."""
     if "\x00" in appointment_id:
-        raise Http404("No such appointment.")
+        raise Http404(gettext("No such appointment."))
 
 
 def appointment_for_staff(*, staff: StaffMember, appointment_id: str) -> Appointment:
@@ -262,7 +263,7 @@ def appointment_for_patient(*, patient: Patient, appointment_id: str) -> Appoint
     _check_appointment_id(appointment_id)
     appointment = _appointments().filter(pk=appointment_id, patient=patient).first()
     if appointment is None:
-        raise Http404("No such appointment.")
+        raise Http404(gettext("No such appointment."))  # the patient API's answer
     return appointment
 
 

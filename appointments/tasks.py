@@ -8,7 +8,11 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
+from .languages import language_for
 from .messaging import delivery
 from .models import Patient
 from .services.sign_in_codes import SIGN_IN_CODE_LIFETIME, patient_sign_in_code_issue
@@ -32,14 +36,25 @@ def patient_send_sign_in_code(patient_id: int) -> None:
         return
     code = patient_sign_in_code_issue(patient=patient)
     minutes = int(SIGN_IN_CODE_LIFETIME.total_seconds()) // 60
+    with translation.override(language_for(patient.preferred_language)):
+        subject = _("Your sign-in code")
+        message = (
+            _("Your sign-in code is %(code)s.") % {"code": code}
+            + "\n\n"
+            + ngettext(
+                "It is valid for %(minutes)d minute. If you did not ask for it, you can ignore "
+                "this email.",
+                "It is valid for %(minutes)d minutes. If you did not ask for it, you can ignore "
+                "this email.",
+                minutes,
+            )
+            % {"minutes": minutes}
+            + "\n"
+        )
     try:
         send_mail(
-            subject="Your sign-in code",
-            message=(
-                f"Your sign-in code is {code}.\n\n"
-                f"It is valid for {minutes} minutes. If you did not ask for it, you can "
-                "ignore this email.\n"
-            ),
+            subject=subject,
+            message=message,
             from_email=None,
             recipient_list=[patient.email],
         )

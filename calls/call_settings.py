@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext_noop
+
 if TYPE_CHECKING:
     from .models import Call
 
@@ -343,22 +345,30 @@ def _event_notification(*, enabled: bool, title: str, body: str) -> dict[str, An
 
 
 def _notification_settings() -> dict[str, Any]:
+    # English on the wire (Stream's settings); a push is written in its user's language
+    # (calls.outbox.push.dispatch translates these defaults, gettext_noop marks them).
     return {
         "enabled": True,
         "call_live_started": _event_notification(
-            enabled=True, title="Your call is live", body="Tap to join the call."
+            enabled=True,
+            title=gettext_noop("Your call is live"),
+            body=gettext_noop("Tap to join the call."),
         ),
         "call_missed": _event_notification(
-            enabled=True, title="Missed call", body="You missed a call."
+            enabled=True, title=gettext_noop("Missed call"), body=gettext_noop("You missed a call.")
         ),
         "call_notification": _event_notification(
-            enabled=True, title="Your call is ready", body="Tap to join the call."
+            enabled=True,
+            title=gettext_noop("Your call is ready"),
+            body=gettext_noop("Tap to join the call."),
         ),
         "call_ring": _event_notification(
-            enabled=True, title="Incoming call", body="Tap to answer."
+            enabled=True, title=gettext_noop("Incoming call"), body=gettext_noop("Tap to answer.")
         ),
         "session_started": _event_notification(
-            enabled=False, title="Call started", body="A call you are invited to has started."
+            enabled=False,
+            title=gettext_noop("Call started"),
+            body=gettext_noop("A call you are invited to has started."),
         ),
     }
 

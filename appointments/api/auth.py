@@ -50,6 +50,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -156,7 +157,7 @@ def _rate_keys(limit: Limit, subject: str) -> tuple[str, str]:
 def _throttled(limit: Limit, since_key: str) -> exceptions.Throttled:
     since = cache.get(since_key) or time.time()
     wait = max(1, int(since + limit.window_seconds - time.time()))
-    return exceptions.Throttled(wait=wait, detail="Too many attempts; try again later.")
+    return exceptions.Throttled(wait=wait, detail=_("Too many attempts; try again later."))
 
 
 def rate_count(limit: Limit, subject: str) -> int:
@@ -240,11 +241,11 @@ def session_for_token(token: str) -> PatientSession:
             token, max_age=token_ttl_seconds()
         )
     except signing.SignatureExpired:
-        raise exceptions.AuthenticationFailed("The access token has expired.") from None
+        raise exceptions.AuthenticationFailed(_("The access token has expired.")) from None
     except (signing.BadSignature, ValueError):
-        raise exceptions.AuthenticationFailed("The access token is not valid.") from None
+        raise exceptions.AuthenticationFailed(_("The access token is not valid.")) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), str):
-        raise exceptions.AuthenticationFailed("The access token is not valid.")
+        raise exceptions.AuthenticationFailed(_("The access token is not valid."))
     session = (
         PatientSession.objects.select_related("patient__clinic", "patient__call_user")
         .filter(key=payload["s"])
@@ -253,9 +254,9 @@ def session_for_token(token: str) -> PatientSession:
     if session is None or not hmac.compare_digest(
         str(payload.get("e", "")), _email_tag(session.patient.email)
     ):
-        raise exceptions.AuthenticationFailed("The access token is not valid.")
+        raise exceptions.AuthenticationFailed(_("The access token is not valid."))
     if session.expires_at < timezone.now():
-        raise exceptions.AuthenticationFailed("The access token has expired.")
+        raise exceptions.AuthenticationFailed(_("The access token has expired."))
     user = session.patient.call_user
     revoked = user.revoke_tokens_issued_before
     if (
@@ -263,7 +264,7 @@ def session_for_token(token: str) -> PatientSession:
         or user.deactivated_at is not None
         or (revoked is not None and session.created_at < revoked)
     ):
-        raise exceptions.AuthenticationFailed("The access token has been revoked.")
+        raise exceptions.AuthenticationFailed(_("The access token has been revoked."))
     return session
 
 
@@ -283,11 +284,11 @@ class PatientTokenAuthentication(BaseAuthentication):
         if not parts or parts[0].lower() != self.keyword.encode():
             return None
         if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Send `Authorization: Bearer <access_token>`.")
+            raise exceptions.AuthenticationFailed(_("Send `Authorization: Bearer <access_token>`."))
         try:
             token = parts[1].decode("ascii")
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("The access token is not valid.") from None
+            raise exceptions.AuthenticationFailed(_("The access token is not valid.")) from None
         session = session_for_token(token)
         return session.patient, session
 

@@ -16,6 +16,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -59,7 +60,7 @@ class Conflict(exceptions.APIException):
 
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
-    default_detail = "The request conflicts with the current state of the object."
+    default_detail = _("The request conflicts with the current state of the object.")
 
 
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
@@ -102,7 +103,7 @@ def _from_django_validation(exc: DjangoValidationError) -> exceptions.APIExcepti
                 for k, v in exc.message_dict.items()
             }
         )
-    return Conflict(" ".join(exc.messages) or Conflict.default_detail)
+    return Conflict(" ".join(exc.messages) or str(Conflict.default_detail))
 
 
 def _from_calls_error(exc: CallsError) -> exceptions.APIException:
@@ -111,7 +112,7 @@ def _from_calls_error(exc: CallsError) -> exceptions.APIException:
             return exceptions.ValidationError({k: [v] for k, v in exc.fields.items()})
         return exceptions.ValidationError({"non_field_errors": [exc.message]})
     if exc.status in (403, 404):
-        return exceptions.NotFound("Not found.")
+        return exceptions.NotFound(_("Not found."))
     return exceptions.APIException()
 
 
@@ -119,10 +120,10 @@ def to_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, exceptions.APIException):
         return exc
     if isinstance(exc, Http404):
-        return exceptions.NotFound(str(exc) or "Not found.")
+        return exceptions.NotFound(str(exc) or _("Not found."))
     if isinstance(exc, DjangoPermissionDenied):
         # Patients never learn that another person's object exists: a refusal reads as 404.
-        return exceptions.NotFound("Not found.")
+        return exceptions.NotFound(_("Not found."))
     if isinstance(exc, DjangoValidationError):
         return _from_django_validation(exc)
     if isinstance(exc, CallsError):
@@ -137,7 +138,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         view = context.get("view")
         logger.exception("unhandled error in %s", type(view).__name__ if view else "view")
         return Response(
-            error_body("server_error", "Something went wrong on our side."),
+            error_body("server_error", _("Something went wrong on our side.")),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     code = next((c for klass, c in _DRF_CODES if isinstance(api_exc, klass)), None)
@@ -150,7 +151,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         headers["Retry-After"] = str(int(api_exc.wait))  # type: ignore[attr-defined]
     if code == "invalid":
         fields = _flatten(api_exc.detail)
-        message = _first_message(fields, "The request is invalid; see fields.")
+        message = _first_message(fields, _("The request is invalid; see fields."))
         if list(fields) == ["non_field_errors"]:
             fields = {}
         body = error_body(code, message, fields)
@@ -164,7 +165,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 @csrf_exempt  # any method: a 404, never a CSRF page (the API takes no cookies)
 def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Unknown paths under the patient API: 404 in the error shape (never an HTML page)."""
-    return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    return JsonResponse(error_body("not_found", _("No such endpoint.")), status=404)
 
 
 # --- schema ----------------------------------------------------------------------------------

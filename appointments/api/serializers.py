@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
@@ -26,11 +27,11 @@ class StrictSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
-            errors = {str(name): ["Unknown field."] for name in data if name not in self.fields}
+            errors = {str(name): [_("Unknown field.")] for name in data if name not in self.fields}
             for name, field in self.fields.items():
                 value = data.get(name)
                 if isinstance(field, serializers.CharField) and not isinstance(value, str | None):
-                    errors[name] = ["Not a valid string."]
+                    errors[name] = [_("Not a valid string.")]
             if errors:
                 raise serializers.ValidationError(dict(sorted(errors.items())))
         return super().to_internal_value(data)
@@ -68,7 +69,7 @@ class TokenRequestSerializer(CodeRequestSerializer):
     code = serializers.RegexField(
         r"^[0-9]{6}$",
         help_text="The 6-digit code from the email.",
-        error_messages={"invalid": "Enter the 6-digit code from the email."},
+        error_messages={"invalid": _("Enter the 6-digit code from the email.")},
     )
 
 
@@ -127,7 +128,7 @@ class PreferencesUpdateSerializer(StrictSerializer):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             wrong = {
-                str(name): ["Must be a boolean."]
+                str(name): [_("Must be a boolean.")]
                 for name in ("email", "sms", "push")
                 if name in data and not isinstance(data[name], bool)
             }

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -28,6 +29,7 @@ from rest_framework.views import APIView
 
 from appointments import selectors
 from appointments.joining import join_info
+from appointments.languages import activate_for
 from appointments.links import session_grant
 from appointments.messaging import ics
 from appointments.models import Appointment, Patient
@@ -126,9 +128,12 @@ class PatientAPIView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication first: 401 before 400
+        if isinstance(request.user, Patient):
+            # Messages in the patient's language; before sign-in, the Accept-Language one.
+            activate_for(request._request, request.user.preferred_language)
         unknown = sorted(set(request.query_params) - self.query_parameters)
         if unknown:
-            raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
+            raise ValidationError({name: [_("Unknown query parameter.")] for name in unknown})
 
     @property
     def patient(self) -> Patient:
@@ -196,7 +201,7 @@ class SignInCodeView(PublicPatientAPIView):
                     type(exc).__name__,
                 )
         return Response(
-            {"detail": "If this address is registered, a code has been sent."},
+            {"detail": _("If this address is registered, a code has been sent.")},
             status=status.HTTP_202_ACCEPTED,
         )
 
@@ -239,9 +244,11 @@ class TokenView(PublicPatientAPIView):
                 object_type="patient",
                 ip=client_ip(request),
             )
-            raise ValidationError({"code": ["The code is wrong or has expired."]})
+            raise ValidationError({"code": [_("The code is wrong or has expired.")]})
         if len(matches) > 1:  # two clinics' codes coincide (one chance in a million)
-            raise ValidationError({"clinic": ["This address is registered with several clinics."]})
+            raise ValidationError(
+                {"clinic": [_("This address is registered with several clinics.")]}
+            )
         patient = matches[0]
         auth.code_attempt_succeeded(email)
         logger.info("patient %s signed in", patient.pk)
@@ -338,7 +345,8 @@ class AppointmentPagination(LimitOffsetPagination):
         if raw is None:
             return default
         if not re.fullmatch(r"[0-9]{1,7}", raw) or not least <= int(raw) <= most:
-            raise ValidationError({name: [f"Enter a whole number from {least} to {most}."]})
+            message = _("Enter a whole number from %(least)s to %(most)s.")
+            raise ValidationError({name: [message % {"least": least, "most": most}]})
         return int(raw)
 
     def get_limit(self, request: Request) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
@@ -130,13 +131,13 @@ def _replaces(body: dict[str, Any], endpoint: str) -> str:
 
 def _push_device(request: HttpRequest, user_for_link) -> HttpResponse:
     if webpush_application_server_key() is None:
-        return _error(404, "webpush_off", "Notifications are not available.")
+        return _error(404, "webpush_off", _("Notifications are not available."))
     try:
         body = _body(request)
         try:
             user_id, opt_in = user_for_link(body["t"])
         except (links.BadLink, Http404):
-            return _error(403, "bad_link", "This link does not work any more.")
+            return _error(403, "bad_link", _("This link does not work any more."))
         if request.method == "POST":
             endpoint, keys = _subscription(body)
             register = functools.partial(

@@ -18,13 +18,18 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.i18n import JavaScriptCatalog
 
 from appointments import joining, links
 from appointments.access import clinic_appointment, clinic_view
+from appointments.languages import activate_for, language_for, supported
 from appointments.messaging import ics
+from appointments.messaging.texts import local_start
 from appointments.models import Appointment, Clinic, StaffMember
 from calls.realtime.routing import RTC_PATH
 from calls.services.devices import webpush_application_server_key
@@ -34,15 +39,20 @@ RTC_WS_PATH = f"/{RTC_PATH}"
 
 # What each state says when there is no call to join (the page shows no controls then).
 CLOSED_STATES = {
-    "ended": ("This appointment has ended", "The call is over and cannot be joined again."),
+    "ended": (
+        _("This appointment has ended"),
+        _("The call is over and cannot be joined again."),
+    ),
     "cancelled": (
-        "This appointment was cancelled",
-        "There is no call to join. Contact the clinic if you need a new appointment.",
+        _("This appointment was cancelled"),
+        _("There is no call to join. Contact the clinic if you need a new appointment."),
     ),
     "unavailable": (
-        "You cannot join this call",
-        "You are not one of the people in this appointment's call, or the clinic removed you "
-        "from it. Contact the clinic if you think this is a mistake.",
+        _("You cannot join this call"),
+        _(
+            "You are not one of the people in this appointment's call, or the clinic removed "
+            "you from it. Contact the clinic if you think this is a mistake."
+        ),
     ),
 }
 
@@ -81,6 +91,14 @@ def _room(
         "back_url": back_url,
         "chat_max_chars": settings.CALLS_CHAT_MAX_CHARS,
     }
+    starts = local_start(appointment.starts_at, time_zone)
+    # The zone's name keeps its own direction inside a right-to-left sentence.
+    starts["zone"] = format_html("<bdi>{}</bdi>", starts["zone"])
+    starts["time"] = format_html(  # join/room.js keeps it right if the start moves
+        '<time id="room-starts" datetime="{}">{}</time>',
+        timezone.localtime(appointment.starts_at, zoneinfo.ZoneInfo(time_zone)).isoformat(),
+        starts["time"],
+    )
     with timezone.override(zoneinfo.ZoneInfo(time_zone)):
         response = render(
             request,
@@ -93,6 +111,7 @@ def _room(
                 "appointment": appointment,
                 "clinic": appointment.clinic,
                 "time_zone": time_zone,
+                "starts": starts,
                 "name": name,
                 "back_url": back_url,
                 "calendar_url": calendar_url,
@@ -130,35 +149,41 @@ def appointment_join(
 # What a refused link says, by the refusal (the first that matches): the page is then an error
 # page, never the room.
 LinkErrors = dict[type[Exception], tuple[str, str, int]]
+EXPIRED = _("This link has expired")
+BAD_LINK = _("This link does not work")
 PATIENT_LINK_ERRORS: LinkErrors = {
     links.ExpiredLink: (
-        "This link has expired",
-        "The appointment it was for is over. Contact the clinic if you need help.",
+        EXPIRED,
+        _("The appointment it was for is over. Contact the clinic if you need help."),
         403,
     ),
     links.ReplacedLink: (
-        "This link was replaced",
-        "The clinic has sent a new link for this appointment. Use the newest one, or contact "
-        "the clinic.",
+        _("This link was replaced"),
+        _(
+            "The clinic has sent a new link for this appointment. Use the newest one, or "
+            "contact the clinic."
+        ),
         403,
     ),
     links.BadLink: (
-        "This link does not work",
-        "Check that you opened the whole link from your invitation, or ask the clinic to send "
-        "it again.",
+        BAD_LINK,
+        _(
+            "Check that you opened the whole link from your invitation, or ask the clinic to "
+            "send it again."
+        ),
         403,
     ),
     Http404: (
-        "No such appointment",
-        "This appointment does not exist any more. Contact the clinic.",
+        _("No such appointment"),
+        _("This appointment does not exist any more. Contact the clinic."),
         404,
     ),
 }
 GUEST_LINK_ERRORS: LinkErrors = {
-    links.ExpiredLink: ("This link has expired", "The appointment it was for is over.", 403),
+    links.ExpiredLink: (EXPIRED, _("The appointment it was for is over."), 403),
     links.BadLink: (
-        "This link does not work",
-        "Check that you opened the whole link, or ask the person who sent it.",
+        BAD_LINK,
+        _("Check that you opened the whole link, or ask the person who sent it."),
         403,
     ),
 }
@@ -207,6 +232,7 @@ def patient_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
     if (checked := _link_check(request)) is not None:
         return checked
     patient = appointment.patient
+    activate_for(request, patient.preferred_language)
     info = joining.join_info(
         patient=patient, appointment=appointment, now=now, grant=links.link_grant(appointment)
     )
@@ -256,6 +282,7 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         return _link_error(request, GUEST_LINK_ERRORS, refusal)
     if (checked := _link_check(request)) is not None:
         return checked
+    activate_for(request, member.call_user.language)  # else the browser's (Accept-Language)
     info = joining.guest_join_info(member=member, appointment=appointment, now=now)
     return _room(
         request,
@@ -266,3 +293,12 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         time_zone=appointment.patient.time_zone,
         back_url=None,
     )
+
+
+def javascript_catalog(request: HttpRequest) -> HttpResponse:
+    """Django's JavaScript catalog (the join pages' scripts' texts) in the page's language:
+    the page asks with `?lang=` its own (a patient's preference may differ from the browser's),
+    else the request's."""
+    code = supported(request.GET.get("lang")) or language_for(None, request)
+    with translation.override(code):
+        return JavaScriptCatalog.as_view()(request)

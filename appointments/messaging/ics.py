@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from appointments import links
+from appointments.languages import language_for
 from appointments.models import Appointment
 
 PRODID = "-//appointment-calls//patient messages//EN"
@@ -52,7 +53,7 @@ def calendar(
     tz = zoneinfo.ZoneInfo(time_zone)
     clinic = appointment.clinic
     cancelled = method(appointment) == "CANCEL"
-    with translation.override(language or settings.LANGUAGE_CODE):
+    with translation.override(language_for(language)):
         summary = _("Video appointment with %(clinic)s") % {"clinic": clinic.name}
         description = _("Join from this link, on a phone or a computer with a camera: %(link)s") % {
             "link": link

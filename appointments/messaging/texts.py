@@ -8,11 +8,12 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
+from appointments.languages import language_for
 from appointments.models import Appointment, MessageDelivery
 
 Kind = MessageDelivery.Kind
@@ -37,24 +38,43 @@ class Email:
     html: str
 
 
-def when(appointment: Appointment, person: Person, *, short: bool = False) -> dict[str, str]:
-    """The start in the person's zone: a date, a time and the zone's name (its abbreviation
-    at that date and its IANA name: "CET, Europe/Paris"; a text says "CET" only)."""
-    tz = zoneinfo.ZoneInfo(person.time_zone)
-    starts: datetime = timezone.localtime(appointment.starts_at, tz)
+# The dates of messages and join pages, in each language's order (Django's date format letters,
+# with its translated day and month names).
+DATE_FORMATS = {
+    # Translators: a full date in Django's date format letters (l weekday, j day, F month,
+    # Y year; a backslash escapes a letter, as in "j \\d\\e F").
+    False: pgettext_lazy("date format", "l j F Y"),
+    # Translators: a short date for text messages (D weekday, j day, M month).
+    True: pgettext_lazy("date format", "D j M"),
+}
+
+
+def local_start(starts_at: datetime, time_zone: str, *, short: bool = False) -> dict[str, str]:
+    """A start in a person's zone, in the active language: its date (the language's order and
+    names: "mardi 8 décembre 2026", "Dienstag, 8. Dezember 2026"), its time (24-hour) and the
+    zone's name (its abbreviation at that date and its IANA name: "CET, Europe/Paris"; a
+    short text says "CET" only). The one rule for times shown to patients: messages and join
+    pages."""
+    tz = zoneinfo.ZoneInfo(time_zone)
+    starts: datetime = timezone.localtime(starts_at, tz)
     abbreviation = starts.tzname() or ""
     named = abbreviation.isalpha()  # "CET", not "-03" (zones without an abbreviation)
     if short:
-        zone = abbreviation if named else person.time_zone
-    elif named and abbreviation != person.time_zone:
-        zone = f"{abbreviation}, {person.time_zone}"
+        zone = abbreviation if named else time_zone
+    elif named and abbreviation != time_zone:
+        zone = f"{abbreviation}, {time_zone}"
     else:
-        zone = person.time_zone
+        zone = time_zone
     return {
-        "date": formats.date_format(starts, "D j M" if short else "l j F Y"),
+        "date": formats.date_format(starts, str(DATE_FORMATS[short])),
         "time": formats.time_format(starts, "H:i"),
         "zone": zone,
     }
+
+
+def when(appointment: Appointment, person: Person, *, short: bool = False) -> dict[str, str]:
+    """The start in the person's zone (`local_start`)."""
+    return local_start(appointment.starts_at, person.time_zone, short=short)
 
 
 def _headline(kind: str, appointment: Appointment, values: dict[str, str]) -> tuple[str, str]:
@@ -110,7 +130,7 @@ def _calendar_note(kind: str) -> str:
 
 
 def email(kind: str, appointment: Appointment, person: Person) -> Email:
-    with translation.override(person.language or settings.LANGUAGE_CODE):
+    with translation.override(language_for(person.language)):
         values = when(appointment, person)
         subject, headline = _headline(kind, appointment, values)
         cancelled = kind == Kind.CANCELLATION
@@ -127,6 +147,7 @@ def email(kind: str, appointment: Appointment, person: Person) -> Email:
             "calendar": _calendar_note(kind),
             "cancelled": cancelled,
             "language": translation.get_language(),
+            "bidi": translation.get_language_bidi(),  # Arabic: right to left
         }
         text = render_to_string("messages/email.txt", context)
         html = render_to_string("messages/email.html", context)
@@ -135,7 +156,7 @@ def email(kind: str, appointment: Appointment, person: Person) -> Email:
 
 def sms(kind: str, appointment: Appointment, person: Person) -> str:
     """One short text: the clinic, the time in the person's zone, the link."""
-    with translation.override(person.language or settings.LANGUAGE_CODE):
+    with translation.override(language_for(person.language)):
         values = {
             "clinic": appointment.clinic.name,
             "link": person.link,

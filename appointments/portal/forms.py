@@ -13,7 +13,7 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils import timezone
 
-from appointments import selectors
+from appointments import languages, selectors
 from appointments.models import Appointment, Clinic, Patient, StaffMember
 from appointments.phones import phone_normalise
 from appointments.services.booking import Booking
@@ -336,12 +336,12 @@ class PatientForm(forms.Form):
     time_zone = forms.ChoiceField(
         choices=[(z, z.replace("_", " ")) for z in TIME_ZONES], label="Time zone"
     )
-    preferred_language = forms.CharField(
-        max_length=16,
+    preferred_language = forms.ChoiceField(
+        choices=languages.choices,
         required=False,
         initial="en",
         label="Preferred language",
-        help_text="A language code such as en, fr or es.",
+        help_text="Their join page, emails, texts and notifications are in this language.",
     )
     notify_email = forms.BooleanField(
         required=False, initial=True, label="Email confirmations, changes and reminders"

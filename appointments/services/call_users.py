@@ -18,13 +18,27 @@ def call_user_id_for(prefix: str, text: str) -> str:
 
 
 def call_user_sync(
-    *, user_id: str, name: str, teams: list[str], role: str = "user", staff: bool = False
+    *,
+    user_id: str,
+    name: str,
+    teams: list[str],
+    role: str = "user",
+    staff: bool = False,
+    language: str = "",
 ) -> None:
-    """Write the calls user (a full replace); `staff`: staff of each of these teams."""
+    """Write the calls user (a full replace); `staff`: staff of each of these teams;
+    `language`: a patient's, which their pushes are written in (calls.outbox.push)."""
     teams_role = dict.fromkeys(sorted(teams), STAFF_TEAM_ROLE) if staff else None
     users_upsert(
         actor=SERVER,
         users=[
-            UserSpec(id=user_id, name=name, role=role, teams=sorted(teams), teams_role=teams_role)
+            UserSpec(
+                id=user_id,
+                name=name,
+                role=role,
+                teams=sorted(teams),
+                teams_role=teams_role,
+                language=language or None,
+            )
         ],
     )

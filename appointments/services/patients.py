@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from appointments import selectors
+from appointments.languages import language_normalise
 from appointments.models import (
     CALL_TYPE,
     Appointment,
@@ -43,6 +44,15 @@ def _phone(value: str) -> str:
         raise ValidationError({"phone": exc.messages}) from None
 
 
+def _language(value: str) -> str:
+    """One of our languages ("" is none), or the error on the field (appointments.languages:
+    the one rule)."""
+    try:
+        return language_normalise(value)
+    except ValidationError as exc:
+        raise ValidationError({"preferred_language": exc.messages}) from None
+
+
 def patient_create(
     *,
     clinic: Clinic,
@@ -56,11 +66,14 @@ def patient_create(
     notify_push: bool = True,
 ) -> Patient:
     """A patient and their calls user. The calls user id carries no personal data. The phone
-    number is kept in E.164."""
+    number is kept in E.164, the language as one of ours."""
     phone = _phone(phone)
+    preferred_language = _language(preferred_language)
     with transaction.atomic():
         call_user_id = f"patient-{new_appointment_id()}"
-        call_user_sync(user_id=call_user_id, name=name, teams=[clinic.slug])
+        call_user_sync(
+            user_id=call_user_id, name=name, teams=[clinic.slug], language=preferred_language
+        )
         _email_taken(clinic=clinic, email=email.strip().lower())
         patient = Patient(
             clinic=clinic,
@@ -116,6 +129,8 @@ def patient_update(*, patient: Patient, **fields: Any) -> Patient:
         raise ValidationError("This patient's data was erased: there is nothing to edit.")
     if "phone" in fields:
         fields["phone"] = _phone(fields["phone"])
+    if "preferred_language" in fields:
+        fields["preferred_language"] = _language(fields["preferred_language"])
     with transaction.atomic():
         # As stored (an admin form has already set the new values on `patient`).
         stored = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -132,7 +147,12 @@ def patient_update(*, patient: Patient, **fields: Any) -> Patient:
         _email_taken(clinic=patient.clinic, email=patient.email, exclude=patient.pk)
         patient.full_clean()
         patient.save()
-        call_user_sync(user_id=patient.call_user_id, name=patient.name, teams=[patient.clinic.slug])
+        call_user_sync(
+            user_id=patient.call_user_id,
+            name=patient.name,
+            teams=[patient.clinic.slug],
+            language=patient.preferred_language,  # the language of their pushes
+        )
         if patient.notify_push != stored.notify_push:
             # Pushes off: the patient's phones and browsers are sent nothing (push dispatch
             # only reaches active devices); on again: they come back.

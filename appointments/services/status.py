@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from appointments import selectors
 from appointments.models import CALL_TYPE, Appointment, StaffMember
@@ -24,7 +25,7 @@ def appointment_check_in(*, appointment: Appointment) -> Appointment:
     with transaction.atomic():
         appointment = appointment_locked(appointment)
         if not appointment.is_open:
-            raise ValidationError("This appointment is no longer open.")
+            raise ValidationError(_("This appointment is no longer open."))
         fields = [] if appointment.checked_in_at else ["checked_in_at"]
         appointment.checked_in_at = appointment.checked_in_at or timezone.now()
         if appointment.status == Appointment.Status.SCHEDULED:
@@ -53,7 +54,7 @@ def appointment_request_cancel(*, appointment: Appointment) -> Appointment:
     with transaction.atomic():
         appointment = appointment_locked(appointment)
         if not appointment.is_open:
-            raise ValidationError("This appointment is no longer open.")
+            raise ValidationError(_("This appointment is no longer open."))
         fields = [] if appointment.cancel_requested_at else ["cancel_requested_at"]
         appointment.cancel_requested_at = appointment.cancel_requested_at or timezone.now()
         appointment.save()

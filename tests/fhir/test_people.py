@@ -156,3 +156,21 @@ def test_a_clinic_admin_registers_clients_for_their_clinic_only(client, clinic, 
     assert client.post("/admin/fhir_api/client/add/", form).status_code == 200
     assert not EhrClient.objects.filter(name="Sneaky").exists()
     assert client.get(f"/admin/fhir_api/client/{theirs.pk}/change/").status_code == 302
+
+
+def test_a_patients_language_is_one_the_app_speaks(fhir):
+    # The patients' one language rule (appointments.languages): a regional tag is its
+    # language; one the app does not speak is refused on the element, and nothing is stored.
+    def communication(code):
+        return [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": code}]}}]
+
+    answer = fhir.post("Patient", dict(PATIENT, communication=communication("fr-CA")))
+    assert answer.status_code == 201, answer.content
+    assert Patient.objects.get(pk=answer.json()["id"]).preferred_language == "fr"
+    refused = fhir.post(
+        "Patient",
+        dict(PATIENT, identifier=[], name=[{"text": "X"}], communication=communication("tlh")),
+    )
+    assert refused.status_code == 422
+    assert refused.json()["issue"][0]["expression"] == ["Patient.communication"]
+    assert not Patient.objects.filter(name="X").exists()

@@ -128,8 +128,8 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     # Not the event's payload: a ring's lists every member (449 KiB at 1,000), and each of its
     # deliveries would read and decode it again (bench/push.py); the message needs none of it.
     rows = list(
-        PushDelivery.objects.select_related("device", "event__call__type")
-        .defer("event__payload")
+        PushDelivery.objects.select_related("device__user", "event__call__type")
+        .defer("event__payload", "device__user__custom")
         .filter(pk__in=claimed)
         .order_by("pk")
     )
@@ -144,7 +144,9 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
             results[row.pk] = Result(Outcome.FAILED, error="ring expired")
             continue
         try:
-            message = message_for(row.event, row.purpose, delivery_id=row.pk)
+            message = message_for(
+                row.event, row.purpose, delivery_id=row.pk, language=row.device.user.language
+            )
             sends.append((row, provider_for(row.device.kind), message))
         except Exception as exc:
             logger.exception("push delivery %s: could not build its push", row.pk)

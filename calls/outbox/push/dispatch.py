@@ -28,6 +28,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 
 from calls.call_settings import BUILTIN_NOTIFICATION_SETTINGS
 from calls.models import CallEvent, CallMember, PushDelivery, PushDevice
@@ -54,9 +56,12 @@ TO_CALL_MEMBERS = {"call.live_started", "call.reminder"}
 CALL_MEMBER_ROLE = "call_member"
 
 # Reminders have no notification_settings entry of their own (Stream has no such event).
-REMINDER_TEXT = ("Upcoming call", "Your call starts soon.")
+REMINDER_TEXT = (gettext_noop("Upcoming call"), gettext_noop("Your call starts soon."))
 # A ring that could not be sent in time: fixed text, like reminders (no call or caller data).
-RING_FAILED_TEXT = ("Call waiting", "You have a call waiting. Open the app to join.")
+RING_FAILED_TEXT = (
+    gettext_noop("Call waiting"),
+    gettext_noop("You have a call waiting. Open the app to join."),
+)
 FIXED_TEXT = {"call.reminder": REMINDER_TEXT, "call.ring_failed": RING_FAILED_TEXT}
 _TEMPLATE = re.compile(r"{{|}}")
 MAX_TEXT = 120
@@ -179,9 +184,20 @@ def push_id(delivery_id: int) -> str:
     return str(uuid.uuid5(PUSH_ID_NAMESPACE, f"push-delivery:{delivery_id}"))
 
 
-def message_for(event: CallEvent, purpose: str, *, delivery_id: int) -> Message:
-    """The push message of one delivery: the cid, the event type, generic text and the
-    delivery's stable identifiers only."""
+def _in_language(language: str) -> translation.override:
+    """The user's language (Stream's `User.language`; the clinic layer sets a patient's) if
+    the site speaks it ("fr-CA" is French), else the default."""
+    try:
+        code = translation.get_supported_language_variant(language.replace("_", "-").lower())
+    except LookupError:
+        code = settings.LANGUAGE_CODE
+    return translation.override(code)
+
+
+def message_for(event: CallEvent, purpose: str, *, delivery_id: int, language: str = "") -> Message:
+    """The push message of one delivery: the cid, the event type, generic text in the
+    device's user's `language` (the built-in texts are translated; a call type's own text is
+    sent as written) and the delivery's stable identifiers only."""
     cid = event.call_cid
     call_type, _, call_id = cid.partition(":")
     if event.type in FIXED_TEXT:
@@ -194,6 +210,8 @@ def message_for(event: CallEvent, purpose: str, *, delivery_id: int) -> Message:
             configured = _settings_for(event.call.type.notification_settings, key).get("apns", {})
         title = _generic(configured.get("title"), default["title"])
         body = _generic(configured.get("body"), default["body"])
+    with _in_language(language):
+        title, body = gettext(title), gettext(body)
     return Message(
         purpose=purpose,
         event_type=event.type,

@@ -224,3 +224,49 @@ def test_deliveries_stranded_in_queued_are_sent_by_a_second_relay(
 
     assert set(PushDelivery.objects.values_list("state", flat=True)) == {"sent"}
     assert len(webpush_service.received) == 1
+
+
+def test_a_push_speaks_its_users_language(
+    patient, patient_browser, webpush_service, django_capture_on_commit_callbacks
+):
+    # Stream's `User.language` (the clinic layer sets a patient's from their preferred
+    # language): the built-in texts come in it; a regional tag is its language.
+    patient.language = "fr-CA"
+    patient.save(update_fields=["language"])
+    call = ring_call(django_capture_on_commit_callbacks)
+    emit(django_capture_on_commit_callbacks, call, "call.reminder", starts_in_seconds=600)
+    texts = {
+        p.payload["type"]: (p.payload["title"], p.payload["body"]) for p in webpush_service.received
+    }
+    assert texts["call.ring"] == ("Appel entrant", "Touchez pour répondre.")
+    assert texts["call.reminder"] == ("Appel à venir", "Votre appel commence bientôt.")
+    # A language the site does not speak: English.
+    patient.language = "tlh"
+    patient.save(update_fields=["language"])
+    webpush_service.received.clear()
+    ring_call(django_capture_on_commit_callbacks, call_id="visit-2")
+    [push] = webpush_service.received
+    assert (push.payload["title"], push.payload["body"]) == ("Incoming call", "Tap to answer.")
+
+
+def test_a_call_types_own_text_is_sent_as_written_in_any_language(
+    patient, patient_browser, webpush_service, django_capture_on_commit_callbacks
+):
+    patient.language = "de"
+    patient.save(update_fields=["language"])
+    call_type = CallType.objects.get(name="default")
+    call_type.notification_settings = {
+        **call_type.notification_settings,
+        "call_ring": {
+            "enabled": True,
+            "apns": {"title": "Clinic calling", "body": "Tap to answer."},
+        },
+    }
+    call_type.save()
+    ring_call(django_capture_on_commit_callbacks)
+    [push] = webpush_service.received
+    # Ours is translated wherever it appears; theirs is not ours to translate.
+    assert (push.payload["title"], push.payload["body"]) == (
+        "Clinic calling",
+        "Tippen Sie, um anzunehmen.",
+    )

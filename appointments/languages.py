@@ -1,0 +1,72 @@
+"""The one rule for a person's language (docs/architecture.md, "Languages").
+
+The languages are `settings.LANGUAGES` (English, French, Spanish, German, Portuguese, Arabic).
+A patient hears from the clinic in their `preferred_language` when it is one of them; else, on
+a page, in the browser's language (`Accept-Language`, as `LocaleMiddleware` chose it); else in
+English. A tag names its language however it is written: "fr-CA", "FR" and "fr_FR" are "fr",
+"pt-BR" is "pt". What is stored is checked by the same rule (`language_normalise`), so an
+unknown language is refused where patients are created or edited, never stored.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from django.utils import translation
+from django.utils.translation import gettext_lazy
+
+
+def codes() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
+
+
+def choices() -> list[tuple[str, str]]:
+    """(code, the language's own name): what a form offers."""
+    return [(code, str(name)) for code, name in settings.LANGUAGES]
+
+
+def supported(tag: str | None) -> str | None:
+    """The code of ours that a language tag names ("fr-CA" → "fr"), or None."""
+    if not isinstance(tag, str):
+        return None
+    tag = tag.strip().replace("_", "-").lower()
+    known = codes()
+    if tag in known:
+        return tag
+    primary = tag.split("-", 1)[0]
+    return primary if primary in known else None
+
+
+def language_normalise(value: str) -> str:
+    """A stored preference: one of ours ("" is none), or ValidationError."""
+    if not (value or "").strip():
+        return ""
+    code = supported(value)
+    if code is None:
+        raise ValidationError(
+            gettext_lazy("Choose one of these languages: %(languages)s."),
+            code="language",
+            params={"languages": ", ".join(codes())},
+        )
+    return code
+
+
+def language_for(preferred: str | None, request: HttpRequest | None = None) -> str:
+    """The language to speak to someone in: their preference if it is one of ours, else the
+    request's (Accept-Language, as LocaleMiddleware chose it), else the default (English)."""
+    code = supported(preferred)
+    if code is None and request is not None:
+        code = supported(getattr(request, "LANGUAGE_CODE", None)) or supported(
+            translation.get_language_from_request(request)
+        )
+    return code or supported(settings.LANGUAGE_CODE) or "en"
+
+
+def activate_for(request: HttpRequest, preferred: str | None) -> str:
+    """Speak `language_for(preferred, request)` for the rest of this request (the page, its
+    answer's Content-Language) and return it."""
+    code = language_for(preferred, request)
+    translation.activate(code)
+    request.LANGUAGE_CODE = code  # type: ignore[attr-defined]
+    return code
