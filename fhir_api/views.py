@@ -454,17 +454,17 @@ def smart_configuration(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_http_methods(["POST"])
 def token(request: HttpRequest) -> HttpResponse:
-    if request.content_type != "application/x-www-form-urlencoded":
-        body = {"error": "invalid_request", "error_description": "Send a form (urlencoded)."}
-        return JsonResponse(body, status=400)
-    if len(request.body) > auth.MAX_ASSERTION_BYTES * 2:
-        body = {"error": "invalid_request", "error_description": "The request is too large."}
-        return JsonResponse(body, status=400)
     try:
+        auth.token_rate_limit_ip(client_ip(request) or "unknown")
+        if request.content_type != "application/x-www-form-urlencoded":
+            raise auth.OAuthError("invalid_request", "Send a form (urlencoded).")
+        if len(request.body) > auth.MAX_ASSERTION_BYTES * 2:
+            raise auth.OAuthError("invalid_request", "The request is too large.")
         answer = auth.token_issue(form=request.POST, token_url=_token_url(request))
     except auth.OAuthError as exc:
         body = {"error": exc.error, "error_description": exc.description}
-        return JsonResponse(body, status=exc.status, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store", **exc.headers}
+        return JsonResponse(body, status=exc.status, headers=headers)
     return JsonResponse(answer, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
