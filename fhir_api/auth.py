@@ -174,6 +174,8 @@ def token_issue(*, form: Mapping[str, str], token_url: str) -> dict[str, Any]:
     except IntegrityError:
         raise OAuthError("invalid_client", "This assertion was already used.") from None
     granted = scopes.grant(requested=form.get("scope", ""), allowed=client.scopes)
+    if ("Practitioner", "c") in granted and not client.may_create_staff():
+        granted -= {("Practitioner", "c")}  # creating staff: a clinic admin's client only
     if not granted:
         raise OAuthError("invalid_scope", "None of the requested scopes can be granted.")
     ttl = settings.FHIR_ACCESS_TOKEN_TTL_SECONDS

@@ -106,8 +106,9 @@ def test_practitioners_are_the_clinics_staff_read_only(fhir, clinic, doctor, out
     ours = f"urn:appointment-calls:practitioner|{doctor.pk}"
     assert ids(fhir.get("Practitioner", {"identifier": ours})) == [str(doctor.pk)]
     assert str(outsider.pk) not in ids(fhir.get("Practitioner"))
+    # Creating staff needs system/Practitioner.c (test_practitioner_create.py).
     answer = fhir.post("Practitioner", {"resourceType": "Practitioner"})
-    assert answer.status_code == 405
+    assert answer.status_code == 403
     assert answer.json()["resourceType"] == "OperationOutcome"
 
 
@@ -122,11 +123,16 @@ def test_the_capability_statement_says_what_is_supported(client):
     assert [i["code"] for i in by_type["Slot"]["interaction"]] == ["search-type"]
     assert {i["code"] for i in by_type["Appointment"]["interaction"]} == {
         "read",
+        "vread",
         "create",
         "update",
         "search-type",
     }
-    assert {i["code"] for i in by_type["Practitioner"]["interaction"]} == {"read", "search-type"}
+    assert {i["code"] for i in by_type["Practitioner"]["interaction"]} == {
+        "read",
+        "create",
+        "search-type",
+    }
     names = {p["name"] for p in by_type["Appointment"]["searchParam"]}
     assert names >= {"date", "patient", "practitioner", "status", "_lastUpdated", "identifier"}
     token = rest["security"]["extension"][0]["extension"][0]["valueUri"]
