@@ -24,6 +24,7 @@ class ClientForm(forms.ModelForm):
         required=False,
         max_length=500,
         assume_scheme="https",
+        widget=forms.URLInput(attrs={"class": "vURLField"}),
         help_text="Where the EHR publishes its JWK set (https): fetched when it asks for a "
         "token, kept for a while, fetched again when it signs with a new key.",
     )
