@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.apps import apps
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -265,6 +266,17 @@ def appointment_for_patient(*, patient: Patient, appointment_id: str) -> Appoint
     if appointment is None:
         raise Http404(gettext("No such appointment."))  # the patient API's answer
     return appointment
+
+
+def clinic_ehr_clients(*, clinic: Clinic) -> dict[str, str]:
+    """The clinic's EHR systems (FHIR clients, active or not), client id → name, for the audit
+    page's "Who". The FHIR facade sits above the clinic layer and nothing imports it: its table
+    is read by its model label, and without the app there are none."""
+    if not apps.is_installed("fhir_api"):
+        return {}
+    model = apps.get_model("fhir_api", "Client")
+    rows = model.objects.filter(clinic=clinic).order_by("name", "client_id")
+    return dict(rows.values_list("client_id", "name"))
 
 
 def clinic_audit_entries(*, clinic: Clinic) -> QuerySet[AuditEntry]:

@@ -42,6 +42,7 @@ class Action(models.TextChoices):
     PATIENT_ERASED = "patient.erased", "Erased a patient's personal data"
     LINK_SENT = "link.sent", "Emailed a join link"
     LINK_REPLACED = "link.replaced", "Replaced a join link"
+    STAFF_CREATED = "staff.created", "Added a staff member"
     SIGNED_IN = "sign_in.succeeded", "Signed in"
     SIGN_IN_FAILED = "sign_in.failed", "Failed to sign in"
     SIGNED_OUT = "sign_out", "Signed out"

@@ -14,7 +14,8 @@ address its host resolves to is a public one. Refused, with the rule named:
 - IPv6 addresses that embed an IPv4 one (IPv4-mapped ::ffff:a.b.c.d, 6to4, NAT64
   64:ff9b::/96) are judged by the IPv4 address.
 
-`check_url` is the check at save time. `post` is the check at send time, against DNS
+`check_url` is the check at save time. `post` (and `get`, for documents such as an EHR's
+JWK set) is the check at send time, against DNS
 rebinding: it resolves the host once, checks every address, and connects to a checked address
 itself (the URL's host replaced by the address), while the Host header, TLS SNI and certificate
 verification stay on the hostname (httpcore's `sni_hostname` request extension). A lookup that
@@ -444,21 +445,55 @@ def post(
         return _post_checked(target, client, content, headers, timeout)
 
 
+def get(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    allow_http: bool,
+    allow_private: bool,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+    http_setting: str = WEBHOOK_SETTINGS["http_setting"],
+    private_setting: str = WEBHOOK_SETTINGS["private_setting"],
+) -> Answer:
+    """GET `url` with the same guard as `post` (checked addresses only, no second lookup, no
+    redirects, no proxy). A body longer than `max_bytes` is refused (Refused, code
+    `too_large`) rather than cut: a document read in part must not be used."""
+    target = check_url(
+        url,
+        allow_http=allow_http,
+        allow_private=allow_private,
+        resolve_timeout=min(timeout, RESOLVE_TIMEOUT_S),
+        http_setting=http_setting,
+        private_setting=private_setting,
+    )
+    with _client(timeout) as client:
+        answer = _post_checked(
+            target, client, b"", headers, timeout, method="GET", limit=max_bytes + 1
+        )
+    if len(answer.content) > max_bytes:
+        raise Refused(f"Refused: the answer is larger than {max_bytes} bytes.", code="too_large")
+    return answer
+
+
 def _post_checked(
     target: Target,
     client: httpx.Client,
     content: bytes,
     headers: Mapping[str, str],
     timeout: float,
+    *,
+    method: str = "POST",
+    limit: int = MAX_RESPONSE_BYTES,
 ) -> Answer:
     host_header = target.url.netloc.decode("ascii")
     extensions = {} if target.is_literal else {"sni_hostname": target.hostname}
     candidates = target.addresses[:MAX_CONNECT_ADDRESSES]
     for tried, address in enumerate(candidates, start=1):
         request = client.build_request(
-            "POST",
+            method,
             target.url.copy_with(host=str(address)),
-            content=content,
+            content=None if method == "GET" else content,
             headers={**headers, "Host": host_header},
             extensions=extensions,
             timeout=timeout,
@@ -474,7 +509,7 @@ def _post_checked(
                 status_code=response.status_code,
                 reason_phrase=response.reason_phrase,
                 headers=response.headers,
-                content=_read_at_most(response, MAX_RESPONSE_BYTES, seconds=timeout),
+                content=_read_at_most(response, limit, seconds=timeout),
             )
         finally:
             response.close()

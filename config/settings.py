@@ -608,3 +608,21 @@ FHIR_MAX_OFFSET = env.int("FHIR_MAX_OFFSET", default=10_000)
 FHIR_MAX_SEARCH_PARAMS = env.int("FHIR_MAX_SEARCH_PARAMS", default=20)
 # Our identifiers' system URIs start with this (`<it>:appointment`, `<it>:patient`, ...).
 FHIR_IDENTIFIER_SYSTEM = env.str("FHIR_IDENTIFIER_SYSTEM", default="urn:appointment-calls")
+# The token endpoint's rate limits (docs/limits.md): per client IP every request counts, per
+# client the requests whose assertion is signed by the client's key; per window, then 429.
+FHIR_TOKEN_RATE_WINDOW_SECONDS = env.int("FHIR_TOKEN_RATE_WINDOW_SECONDS", default=60)
+FHIR_TOKEN_MAX_PER_IP = env.int("FHIR_TOKEN_MAX_PER_IP", default=60)
+FHIR_TOKEN_MAX_PER_CLIENT = env.int("FHIR_TOKEN_MAX_PER_CLIENT", default=20)
+# A client's JWKS URL (fhir_api.jwks): https only unless FHIR_JWKS_ALLOW_HTTP; public addresses
+# only unless FHIR_JWKS_ALLOW_PRIVATE_NETWORKS (an EHR inside the clinic's own network), as the
+# SSRF guard rules webhooks. The set is kept for its Cache-Control max-age within the MIN and
+# MAX bounds (DEFAULT without one); an unknown `kid` refetches at most once per
+# FHIR_JWKS_REFETCH_MIN_SECONDS per client. A larger answer than FHIR_JWKS_MAX_BYTES is refused.
+FHIR_JWKS_ALLOW_HTTP = env.bool("FHIR_JWKS_ALLOW_HTTP", default=False)
+FHIR_JWKS_ALLOW_PRIVATE_NETWORKS = env.bool("FHIR_JWKS_ALLOW_PRIVATE_NETWORKS", default=False)
+FHIR_JWKS_TIMEOUT_SECONDS = env.float("FHIR_JWKS_TIMEOUT_SECONDS", default=5.0)
+FHIR_JWKS_MAX_BYTES = env.int("FHIR_JWKS_MAX_BYTES", default=64 * 1024)
+FHIR_JWKS_CACHE_MIN_SECONDS = env.int("FHIR_JWKS_CACHE_MIN_SECONDS", default=60)
+FHIR_JWKS_CACHE_DEFAULT_SECONDS = env.int("FHIR_JWKS_CACHE_DEFAULT_SECONDS", default=600)
+FHIR_JWKS_CACHE_MAX_SECONDS = env.int("FHIR_JWKS_CACHE_MAX_SECONDS", default=3600)
+FHIR_JWKS_REFETCH_MIN_SECONDS = env.int("FHIR_JWKS_REFETCH_MIN_SECONDS", default=60)

@@ -9,7 +9,9 @@ bearer token (HS256 under a key derived from SECRET_KEY) for one clinic and the 
 scopes, living `FHIR_ACCESS_TOKEN_TTL_SECONDS`. Each FHIR request re-reads the client: a
 deactivated client's tokens stop at once, narrowed scopes apply at once.
 
-Only JWK sets stored with the client are used: a JWKS URL is not fetched (docs/fhir.md)."""
+The keys are the JWK set stored with the client and, when it has a JWKS URL, the set its
+EHR publishes there (`jwks`: fetched through the SSRF guard, cached, fetched again for an
+unknown `kid`)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from . import scopes
+from appointments.rates import Exceeded, Limit, rate_limit
+
+from . import jwks, scopes
 from .models import Client, UsedAssertion
 from .outcome import FhirError
 
@@ -36,12 +40,46 @@ MAX_ASSERTION_BYTES = 8 * 1024
 _ISSUER = "appointment-calls/fhir"
 
 
+def _token_limit(kind: str) -> Limit:
+    """The token endpoint's rate limits (`appointments.rates`, Django's cache): `ip`, every
+    request of a client IP counts, before anything is parsed; `client`, the requests whose
+    assertion the client's key signed (nobody without the key can use up its allowance)."""
+    maximum = settings.FHIR_TOKEN_MAX_PER_IP if kind == "ip" else settings.FHIR_TOKEN_MAX_PER_CLIENT
+    return Limit(
+        f"token-{kind}", maximum, settings.FHIR_TOKEN_RATE_WINDOW_SECONDS, namespace="fhir"
+    )
+
+
+def token_rate_limit_ip(ip: str) -> None:
+    """Count a token request of this IP; OAuthError 429 past the allowance."""
+    _limited(_token_limit("ip"), ip)
+
+
+def _limited(limit: Limit, subject: str) -> None:
+    try:
+        rate_limit(limit, subject)
+    except Exceeded as exc:
+        raise OAuthError(
+            "slow_down",
+            "Too many token requests; try again later.",
+            status=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+
+
 class OAuthError(Exception):
     """An RFC 6749 error answer (`{"error": ..., "error_description": ...}`, 400)."""
 
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
+        self.headers = headers or {}
 
 
 def _key() -> bytes:
@@ -49,12 +87,28 @@ def _key() -> bytes:
 
 
 def _public_keys(client: Client, kid: str | None, alg: str) -> list[Any]:
+    """The client's keys of the assertion's family (`kid` picks one when given): stored with
+    the client and published at its JWKS URL (`jwks`, fetched and cached)."""
     try:
-        keyset = jwt.PyJWKSet.from_dict(client.jwks)
-    except (jwt.PyJWKSetError, jwt.InvalidKeyError, TypeError, ValueError):
-        return []
+        candidates = jwks.keys_of(client, kid=kid)
+    except jwks.Unavailable as exc:
+        if exc.temporary:
+            raise OAuthError(
+                "temporarily_unavailable",
+                "The client's JWK set could not be fetched; try again later.",
+                status=503,
+            ) from None
+        raise OAuthError("invalid_client", "The client's JWK set is not usable.") from None
     family = "RSA" if alg.startswith("RS") else "EC"
-    return [k.key for k in keyset.keys if k.key_type == family and (kid is None or k.key_id == kid)]
+    keys = []
+    for data in candidates:
+        if data.get("kty") != family or (kid is not None and data.get("kid") != kid):
+            continue
+        try:
+            keys.append(jwt.PyJWK.from_dict(data).key)
+        except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, ValueError):
+            continue
+    return keys
 
 
 def token_issue(*, form: Mapping[str, str], token_url: str) -> dict[str, Any]:
@@ -103,6 +157,7 @@ def token_issue(*, form: Mapping[str, str], token_url: str) -> dict[str, Any]:
             raise OAuthError("invalid_client", f"The client assertion is invalid: {exc}") from None
     if claims is None:
         raise OAuthError("invalid_client", "The assertion's signature matches no key.")
+    _limited(_token_limit("client"), client.client_id)
     if claims["sub"] != client.client_id:
         raise OAuthError("invalid_client", "The assertion's sub must be the client id.")
     now = timezone.now()
@@ -119,6 +174,8 @@ def token_issue(*, form: Mapping[str, str], token_url: str) -> dict[str, Any]:
     except IntegrityError:
         raise OAuthError("invalid_client", "This assertion was already used.") from None
     granted = scopes.grant(requested=form.get("scope", ""), allowed=client.scopes)
+    if ("Practitioner", "c") in granted and not client.may_create_staff():
+        granted -= {("Practitioner", "c")}  # creating staff: a clinic admin's client only
     if not granted:
         raise OAuthError("invalid_scope", "None of the requested scopes can be granted.")
     ttl = settings.FHIR_ACCESS_TOKEN_TTL_SECONDS

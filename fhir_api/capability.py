@@ -11,7 +11,8 @@ SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/o
 
 RESOURCES: dict[str, dict[str, Any]] = {
     "Appointment": {
-        "interactions": ["read", "create", "update", "search-type"],
+        # vread: the current version only (readHistory false); no history interaction.
+        "interactions": ["read", "vread", "create", "update", "search-type"],
         "conditionalCreate": True,
         "params": {
             "_id": "token",
@@ -24,7 +25,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
         },
     },
     "Patient": {
-        "interactions": ["read", "create", "search-type"],
+        "interactions": ["read", "create", "update", "search-type"],
         "conditionalCreate": True,
         "params": {
             "_id": "token",
@@ -35,8 +36,9 @@ RESOURCES: dict[str, dict[str, Any]] = {
         },
     },
     "Practitioner": {
-        "interactions": ["read", "search-type"],
-        "conditionalCreate": False,
+        # create: only for a client a clinic admin registered (system/Practitioner.c).
+        "interactions": ["read", "create", "search-type"],
+        "conditionalCreate": True,
         "params": {"_id": "token", "identifier": "token", "name": "string", "email": "token"},
     },
     "Schedule": {
@@ -53,16 +55,35 @@ RESOURCES: dict[str, dict[str, Any]] = {
 }
 
 
+# What an interaction does not do that a client might expect.
+INTERACTION_NOTES = {
+    ("Appointment", "vread"): "The current version only: earlier versions are not kept "
+    "(readHistory false); an older versionId is 404.",
+    ("Appointment", "update"): "Reschedule, change people, reason and notes, or cancel "
+    "(status cancelled); other statuses follow the call. If-Match optional (412 on conflict).",
+    ("Patient", "update"): "Name, email and phone as sent; language when it maps to a "
+    "supported one. If-Match optional (412 on conflict).",
+    ("Practitioner", "create"): "Only for a client registered by an admin of its clinic "
+    "(scope system/Practitioner.c): a clinician without a password.",
+}
+
+
 def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
     resources = []
     for kind, spec in RESOURCES.items():
         resources.append(
             {
                 "type": kind,
-                "interaction": [{"code": code} for code in spec["interactions"]],
+                "interaction": [
+                    {"code": code, "documentation": INTERACTION_NOTES[(kind, code)]}
+                    if (kind, code) in INTERACTION_NOTES
+                    else {"code": code}
+                    for code in spec["interactions"]
+                ],
+                # meta.versionId (and ETag / If-Match) on Appointment and Patient only.
                 "versioning": "versioned-update"
                 if "update" in spec["interactions"]
-                else "versioned",
+                else "no-version",
                 "readHistory": False,
                 "updateCreate": False,
                 "conditionalCreate": spec["conditionalCreate"],

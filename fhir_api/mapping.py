@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from fhir.resources.R4B.appointment import Appointment as FhirAppointment
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement as FhirCapability
@@ -21,6 +23,7 @@ from fhir.resources.R4B.schedule import Schedule as FhirSchedule
 from fhir.resources.R4B.slot import Slot as FhirSlot
 from pydantic import ValidationError
 
+from appointments.languages import supported
 from appointments.models import Appointment, AppointmentMember, Patient, StaffMember
 
 from .outcome import FhirError, issue
@@ -387,8 +390,9 @@ class PatientIn:
     name: str
     email: str
     phone: str
-    preferred_language: str
+    preferred_language: str | None  # None: not given, or none of ours (`language_in`)
     identifiers: list[tuple[str, str]]
+    active: bool = True
 
 
 def patient_in(data: Any) -> PatientIn:
@@ -410,26 +414,42 @@ def patient_in(data: Any) -> PatientIn:
             phone = telecom.value or ""
         if len(telecom.value or "") > 200:
             raise _unprocessable("Too long.", f"Patient.telecom[{i}].value")
-    language = "en"
-    for comm in resource.communication or []:
-        codes = [c.code for c in comm.language.coding or [] if c.code]
-        if codes:
-            language = codes[0][:16]
-            break
+    # The first language the patient speaks that the app speaks too; none of them: None (a
+    # new patient gets English, an update keeps theirs). Never a refusal: the patient is
+    # real whatever languages they speak.
+    language = next(
+        (
+            code
+            for comm in resource.communication or []
+            for coding in comm.language.coding or []
+            if coding.code and (code := language_in(coding.code))
+        ),
+        None,
+    )
     return PatientIn(
         name=name,
         email=email,
         phone=phone[:32],
         preferred_language=language,
         identifiers=identifiers_in(resource, "patient"),
+        active=resource.active is not False,
     )
 
 
-def practitioner_out(staff: StaffMember) -> dict[str, Any]:
+def language_in(code: str) -> str | None:
+    """A BCP 47 code (`pt-BR`) as one of the languages patients hear from the clinic, by the
+    patients' one language rule (`appointments.languages.supported`), or None."""
+    return supported(code[:16])
+
+
+def practitioner_out(
+    staff: StaffMember, identifiers: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Practitioner",
         "id": str(staff.pk),
-        "identifier": [{"system": system("practitioner"), "value": str(staff.pk)}],
+        "identifier": [{"system": system("practitioner"), "value": str(staff.pk)}]
+        + [{"system": s, "value": v} for s, v in identifiers or []],
         "active": staff.user.is_active,
         "name": [{"text": staff.display_name}],
     }
@@ -461,4 +481,45 @@ def slot_out(staff: StaffMember, status: str, start: datetime, end: datetime) ->
             "start": _instant(start),
             "end": _instant(end),
         }
+    )
+
+
+# --- Practitioner in (a clinic admin's client creating staff) --------------------------------
+
+
+@dataclass
+class PractitionerIn:
+    name: str
+    email: str
+    identifiers: list[tuple[str, str]]
+
+
+def practitioner_in(data: Any) -> PractitionerIn:
+    resource = validate("Practitioner", data)
+    names = resource.name or []
+    first = names[0] if names else None
+    name = ""
+    if first is not None:
+        name = first.text or " ".join(
+            [*(first.prefix or []), *(first.given or []), first.family or ""]
+        )
+    name = " ".join(name.split())
+    if not name:
+        raise _unprocessable("A practitioner needs a name.", "Practitioner.name")
+    if len(name) > 200:
+        raise _unprocessable("A name is at most 200 characters.", "Practitioner.name[0]")
+    email = ""
+    for i, telecom in enumerate(resource.telecom or []):
+        if telecom.system == "email" and not email:
+            email = (telecom.value or "").strip().lower()
+            try:
+                validate_email(email)
+            except DjangoValidationError:
+                raise _unprocessable(
+                    "Not an email address.", f"Practitioner.telecom[{i}].value"
+                ) from None
+    if resource.active is False:
+        raise _unprocessable("A new practitioner is active.", "Practitioner.active")
+    return PractitionerIn(
+        name=name, email=email, identifiers=identifiers_in(resource, "practitioner")
     )

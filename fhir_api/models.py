@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from appointments.models import Appointment, Clinic
+from appointments.models import Appointment, Clinic, ClinicMembership
 
 
 def new_client_id() -> str:
@@ -23,14 +24,27 @@ class Client(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="fhir_clients")
     name = models.CharField(max_length=200)
     client_id = models.CharField(max_length=64, unique=True, default=new_client_id)
-    # The public keys, as a JWK set ({"keys": [...]}): RS384 (RSA) or ES384 (P-384).
-    jwks = models.JSONField("public keys (JWK set)")
+    # The public keys, as a JWK set ({"keys": [...]}): RS384 (RSA) or ES384 (P-384); empty
+    # when the EHR publishes them at `jwks_url` (one of the two at least).
+    jwks = models.JSONField("public keys (JWK set)", default=dict, blank=True)
+    # Where the EHR publishes its JWK set (fetched through the SSRF guard: fhir_api.jwks).
+    jwks_url = models.URLField("JWKS URL", max_length=500, blank=True, default="")
     # Space-separated SMART scopes the client may be granted (`system/Appointment.cruds`, ...).
     scopes = models.TextField(
         "allowed scopes", default="system/Appointment.cruds system/Patient.crs"
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who registered it (the admin sets it). Only a client registered by an admin of its
+    # clinic may create staff (`system/Practitioner.c`: `may_create_staff`).
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["clinic__name", "name"]
@@ -39,6 +53,17 @@ class Client(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.client_id})"
+
+    def may_create_staff(self) -> bool:
+        """Registered by someone who is, now, an admin of the client's clinic."""
+        return (
+            self.registered_by_id is not None
+            and ClinicMembership.objects.filter(
+                staff__user_id=self.registered_by_id,
+                clinic_id=self.clinic_id,
+                role=ClinicMembership.Role.ADMIN,
+            ).exists()
+        )
 
 
 class UsedAssertion(models.Model):
@@ -63,16 +88,17 @@ class UsedAssertion(models.Model):
 
 
 class Identifier(models.Model):
-    """An EHR's identifier of one of the clinic's appointments or patients: one
+    """An EHR's identifier of one of the clinic's appointments, patients or staff: one
     (system, value) names one resource per clinic and type (a database constraint)."""
 
     class ResourceType(models.TextChoices):
         APPOINTMENT = "Appointment"
         PATIENT = "Patient"
+        PRACTITIONER = "Practitioner"  # staff the EHR created (system/Practitioner.c)
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
     resource_type = models.CharField(max_length=16, choices=ResourceType.choices)
-    # The appointment's id, or the patient's id as text.
+    # The appointment's id, or the patient's or staff member's id as text.
     resource_id = models.CharField(max_length=32)
     system = models.CharField(max_length=255)
     value = models.CharField(max_length=255)
@@ -85,7 +111,7 @@ class Identifier(models.Model):
                 name="%(app_label)s_%(class)s_unique",
             ),
             models.CheckConstraint(
-                condition=Q(resource_type__in=["Appointment", "Patient"]),
+                condition=Q(resource_type__in=["Appointment", "Patient", "Practitioner"]),
                 name="%(app_label)s_%(class)s_type_valid",
             ),
         ]

@@ -220,15 +220,10 @@ def patients(clinic: Clinic, params: list[tuple[str, str]]) -> Search:
 
 
 def practitioners(clinic: Clinic, params: list[tuple[str, str]]) -> Search:
-    def ours(_: str, v: str) -> Q:
-        sys_, _, value = v.rpartition("|")
-        if sys_ not in ("", mapping.system("practitioner")) or not is_id(value):
-            return Q(pk__in=[])
-        return Q(pk=int(value))
-
     handlers: dict[str, Handler] = {
         "_id": lambda _, v: Q(pk=int(v)) if is_id(v) else Q(pk__in=[]),
-        "identifier": ours,
+        # Ours (the staff id), or one an EHR gave a staff member it created.
+        "identifier": lambda _, v: identifier_q("Practitioner", v, clinic, "practitioner"),
         "name": lambda m, v: _name_q("display_name", m, v),
         "email": lambda _, v: Q(user__email__iexact=v.strip()),
     }

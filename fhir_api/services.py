@@ -7,13 +7,14 @@ query, so an EHR that retries (or sends twenty at once) books once."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from appointments.models import Appointment, Patient, StaffMember
+from appointments.models import Appointment, ClinicMembership, Patient, StaffMember
 from appointments.services.booking import (
     Booking,
     appointment_book,
@@ -21,10 +22,12 @@ from appointments.services.booking import (
     appointment_update,
     booking_of,
 )
-from appointments.services.patients import patient_create
+from appointments.services.patients import patient_create, patient_update
+from appointments.services.staff import staff_create
+from audit.record import Action, record
 
 from . import mapping, search
-from .mapping import AppointmentIn, PatientIn
+from .mapping import AppointmentIn, PatientIn, PractitionerIn
 from .models import AppointmentCodes, Identifier
 from .outcome import FhirError, issue
 from .scopes import Principal
@@ -300,9 +303,102 @@ def patient_add(
                     email=data.email,
                     phone=data.phone,
                     time_zone=principal.clinic.time_zone,
-                    preferred_language=data.preferred_language,
+                    preferred_language=data.preferred_language or "en",
                 )
         except ValidationError as exc:
             raise unprocessable(exc, PATIENT_PATHS, "Patient") from None
         _identifiers_set(principal, "Patient", patient.pk, data.identifiers)
         return patient, True
+
+
+# --- Patient update, Practitioner create (fhir-rest) ----------------------------------------
+
+
+def patient_change(
+    *, principal: Principal, patient_id: str, data: PatientIn, if_match: str | None
+) -> Patient:
+    """A PUT of a Patient, through `patient_update` (its rules: the one phone rule, one email
+    per clinic, the audit entry). The name, email and phone are replaced as sent (an absent
+    one is removed); the language only when it maps to one of ours. With `if_match`, a
+    version conflict is 412."""
+    with transaction.atomic():
+        patient = (
+            Patient.objects.select_for_update()
+            .select_related("clinic")
+            .filter(clinic=principal.clinic, pk=int(patient_id))
+            .first()
+            if search.is_id(patient_id)
+            else None
+        )
+        if patient is None:
+            raise FhirError(404, "No such Patient.", code="not-found")
+        if if_match is not None and if_match != mapping.version_of(patient.updated_at):
+            raise FhirError(
+                412, "The patient has changed since that version (If-Match).", code="conflict"
+            )
+        if not data.active:
+            raise FhirError(
+                422,
+                "A patient cannot be made inactive over FHIR (staff erase a patient's data).",
+                code="business-rule",
+                expression=["Patient.active"],
+            )
+        _identifiers_free(principal, "Patient", data.identifiers, patient.pk)
+        fields: dict[str, Any] = {"name": data.name, "email": data.email, "phone": data.phone}
+        if data.preferred_language is not None:
+            fields["preferred_language"] = data.preferred_language
+        try:
+            with transaction.atomic():
+                patient = patient_update(patient=patient, **fields)
+        except ValidationError as exc:
+            raise unprocessable(exc, PATIENT_PATHS, "Patient") from None
+        _identifiers_set(principal, "Patient", patient.pk, data.identifiers)
+        return patient
+
+
+def practitioner_create(
+    *,
+    principal: Principal,
+    data: PractitionerIn,
+    if_none_exist: Sequence[tuple[str, str]] | None = None,
+) -> tuple[StaffMember, bool]:
+    """A staff member of the client's clinic, through `staff_create` (its calls user and
+    teams), for a client a clinic admin registered (`Client.may_create_staff`). Least
+    privilege: a clinician, no password (no sign-in until they set one through the portal's
+    password reset), no admin site. Or, with `if_none_exist`, the one it finds."""
+    if not principal.client.may_create_staff():
+        raise FhirError(
+            403,
+            "Only a client registered by an admin of this clinic may create practitioners.",
+            code="forbidden",
+        )
+    with transaction.atomic():
+        if if_none_exist is not None:
+            _lock(principal.clinic.pk, "Practitioner", sorted(if_none_exist))
+            found = list(
+                search.practitioners(principal.clinic, list(if_none_exist))
+                .queryset.order_by("pk")
+                .distinct()[:2]
+            )
+            if len(found) > 1:
+                raise FhirError(
+                    412, "If-None-Exist matches more than one resource.", code="multiple-matches"
+                )
+            if found:
+                return found[0], False
+        _identifiers_free(principal, "Practitioner", data.identifiers)
+        staff = staff_create(
+            username=f"ehr-{secrets.token_hex(8)}",
+            password=None,
+            display_name=data.name,
+            memberships={principal.clinic: ClinicMembership.Role.CLINICIAN},
+            email=data.email,
+        )
+        record(
+            action=Action.STAFF_CREATED,
+            clinic=principal.clinic.slug,
+            object_type="staff",
+            object_id=staff.user_id,
+        )
+        _identifiers_set(principal, "Practitioner", staff.pk, data.identifiers)
+        return StaffMember.objects.select_related("user").get(pk=staff.pk), True

@@ -17,6 +17,18 @@ urlpatterns = [
         name="smart-configuration",
     ),
     path("r4/metadata", views.metadata, name="metadata"),
+    # vread (the current version) and history (not kept: refused), before the instance route.
+    path("r4/Appointment/_history", views.appointment_history, name="appointments-history"),
+    path(
+        "r4/Appointment/<str:appointment_id>/_history",
+        views.appointment_history,
+        name="appointment-history",
+    ),
+    path(
+        "r4/Appointment/<str:appointment_id>/_history/<str:version_id>",
+        views.appointment_version,
+        name="appointment-version",
+    ),
     path("r4/Appointment", views.appointment_type, name="appointments"),
     path("r4/Appointment/<str:appointment_id>", views.appointment_instance, name="appointment"),
     path("r4/Patient", views.patient_type, name="patients"),

@@ -274,7 +274,9 @@ def _bundle(
             resources = [mapping.schedule_out(s) for s in page]
             ids, audit_type = [], ""
         else:
-            resources = [mapping.practitioner_out(s) for s in page]
+            staff = list(page)
+            idents = _identifiers_of("Practitioner", [s.pk for s in staff])
+            resources = [mapping.practitioner_out(s, idents.get(str(s.pk), [])) for s in staff]
             ids, audit_type = [], ""
         if ids and audit_type:
             _viewed(principal, audit_type, ids)
@@ -348,8 +350,10 @@ def patient_type(request: HttpRequest, principal: Principal) -> HttpResponse:
     return _bundle(request, principal, "Patient", found)
 
 
-@fhir_view("Patient")
+@fhir_view("Patient", ("GET", "PUT"))
 def patient_instance(request: HttpRequest, principal: Principal, patient_id: str) -> HttpResponse:
+    if request.method == "PUT":
+        return _patient_put(request, principal, patient_id)
     _require(principal, "Patient", "r")
     patient = (
         Patient.objects.filter(clinic=principal.clinic, pk=int(patient_id)).first()
@@ -365,8 +369,10 @@ def patient_instance(request: HttpRequest, principal: Principal, patient_id: str
 # --- Practitioner (staff: read only) ---------------------------------------------------------
 
 
-@fhir_view("Practitioner")
+@fhir_view("Practitioner", ("GET", "POST"))
 def practitioner_type(request: HttpRequest, principal: Principal) -> HttpResponse:
+    if request.method == "POST":
+        return _practitioner_post(request, principal)
     _require(principal, "Practitioner", "s")
     found = search.practitioners(principal.clinic, search.as_pairs(request.GET))
     return _bundle(request, principal, "Practitioner", found)
@@ -386,7 +392,7 @@ def practitioner_instance(
     )
     if staff is None:
         raise FhirError(404, "No such Practitioner.", code="not-found")
-    return response(mapping.practitioner_out(staff))
+    return _practitioner_response(staff)
 
 
 # --- Schedule and Slot (free/busy, read only) ------------------------------------------------
@@ -435,6 +441,86 @@ def slot_type(request: HttpRequest, principal: Principal) -> HttpResponse:
     return response({k: v for k, v in bundle.items() if v is not None})
 
 
+# --- Patient update, Practitioner create, Appointment vread and history (fhir-rest) -----------
+
+
+def _identifiers_of(resource_type: str, ids: list[int]) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    rows = Identifier.objects.filter(
+        resource_type=resource_type, resource_id__in=[str(i) for i in ids]
+    ).order_by("pk")
+    for row in rows:
+        out.setdefault(row.resource_id, []).append((row.system, row.value))
+    return out
+
+
+def _patient_put(request: HttpRequest, principal: Principal, patient_id: str) -> HttpResponse:
+    _require(principal, "Patient", "u")
+    body = _body(request)
+    if isinstance(body, dict) and body.get("id") != patient_id:
+        raise FhirError(400, "The resource's id must be the URL's.", expression=["Patient.id"])
+    patient = services.patient_change(
+        principal=principal,
+        patient_id=patient_id,
+        data=mapping.patient_in(body),
+        if_match=_if_match(request),
+    )
+    return _patient_response(patient)
+
+
+def _practitioner_response(staff: StaffMember, status: int = 200) -> HttpResponse:
+    idents = _identifiers_of("Practitioner", [staff.pk]).get(str(staff.pk), [])
+    return response(mapping.practitioner_out(staff, idents), status)
+
+
+def _practitioner_post(request: HttpRequest, principal: Principal) -> HttpResponse:
+    _require(principal, "Practitioner", "c")
+    data = mapping.practitioner_in(_body(request))
+    staff, created = services.practitioner_create(
+        principal=principal, data=data, if_none_exist=_if_none_exist(request)
+    )
+    answer = _practitioner_response(staff, 201 if created else 200)
+    if created:
+        answer["Location"] = f"{_base(request)}/Practitioner/{staff.pk}"
+    return answer
+
+
+# History is not kept: `meta.versionId` names the current version only (the row's last
+# change). vread answers that version; an older one, or a history, is refused (404, as FHIR
+# says for a server that does not keep them), and the CapabilityStatement says so.
+NO_HISTORY = (
+    "Earlier versions are not kept: only the current version can be read "
+    "(CapabilityStatement: readHistory false, no history interaction). "
+    "Poll _lastUpdated to learn of changes."
+)
+
+
+@fhir_view("Appointment")
+def appointment_version(
+    request: HttpRequest, principal: Principal, appointment_id: str, version_id: str
+) -> HttpResponse:
+    _require(principal, "Appointment", "r")
+    appointment = Appointment.objects.filter(clinic=principal.clinic, pk=appointment_id).first()
+    if appointment is None:
+        raise FhirError(404, "No such Appointment.", code="not-found")
+    if version_id != mapping.version_of(appointment.updated_at):
+        raise FhirError(404, NO_HISTORY, code="not-supported")
+    _viewed(principal, "appointment", [appointment_id])
+    return _one(request, principal, appointment_id)
+
+
+@fhir_view("Appointment")
+def appointment_history(
+    request: HttpRequest, principal: Principal, appointment_id: str = ""
+) -> HttpResponse:
+    _require(principal, "Appointment", "r")
+    if appointment_id and not (
+        Appointment.objects.filter(clinic=principal.clinic, pk=appointment_id).exists()
+    ):
+        raise FhirError(404, "No such Appointment.", code="not-found")
+    raise FhirError(404, NO_HISTORY, code="not-supported")
+
+
 # --- metadata, SMART, token, anything else ---------------------------------------------------
 
 
@@ -454,17 +540,17 @@ def smart_configuration(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_http_methods(["POST"])
 def token(request: HttpRequest) -> HttpResponse:
-    if request.content_type != "application/x-www-form-urlencoded":
-        body = {"error": "invalid_request", "error_description": "Send a form (urlencoded)."}
-        return JsonResponse(body, status=400)
-    if len(request.body) > auth.MAX_ASSERTION_BYTES * 2:
-        body = {"error": "invalid_request", "error_description": "The request is too large."}
-        return JsonResponse(body, status=400)
     try:
+        auth.token_rate_limit_ip(client_ip(request) or "unknown")
+        if request.content_type != "application/x-www-form-urlencoded":
+            raise auth.OAuthError("invalid_request", "Send a form (urlencoded).")
+        if len(request.body) > auth.MAX_ASSERTION_BYTES * 2:
+            raise auth.OAuthError("invalid_request", "The request is too large.")
         answer = auth.token_issue(form=request.POST, token_url=_token_url(request))
     except auth.OAuthError as exc:
         body = {"error": exc.error, "error_description": exc.description}
-        return JsonResponse(body, status=exc.status, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store", **exc.headers}
+        return JsonResponse(body, status=exc.status, headers=headers)
     return JsonResponse(answer, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 

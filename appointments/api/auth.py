@@ -38,14 +38,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 import unicodedata
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
-from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -57,7 +54,9 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from appointments import rates
 from appointments.models import Patient, PatientSession
+from appointments.rates import Limit, rate_count, rate_reset
 from appointments.services.patient_sessions import patient_session_start
 from audit.record import client_ip as record_client_ip
 
@@ -69,7 +68,6 @@ RATE_WINDOW_SECONDS = 600
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 
 _TOKEN_SALT = "appointments.api.patient-token"  # noqa: S105 - a salt, not a secret
-_KEY_SALT = "appointments.api.rate-key"
 
 
 def token_ttl_seconds() -> int:
@@ -114,20 +112,6 @@ def client_ip(request: HttpRequest) -> str:
 # --- rate limits -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Limit:
-    name: str
-    default_max: int
-    window_seconds: int
-    setting: str | None = None  # a setting that overrides `default_max`
-
-    @property
-    def max_hits(self) -> int:
-        if self.setting is None:
-            return self.default_max
-        return int(getattr(settings, self.setting, self.default_max))
-
-
 CODE_REQUESTS = Limit("code-requests", MAX_CODE_REQUESTS, RATE_WINDOW_SECONDS)
 # Every verification counts; a success clears the count. So 5 failures are allowed.
 CODE_ATTEMPTS = Limit("code-attempts", MAX_CODE_FAILURES, RATE_WINDOW_SECONDS)
@@ -148,49 +132,25 @@ GLOBAL_FAILURES = Limit(
 EVERYONE = ""  # the subject of the global limits
 
 
-def _rate_keys(limit: Limit, subject: str) -> tuple[str, str]:
-    digest = salted_hmac(_KEY_SALT, subject, algorithm="sha256").hexdigest()
-    base = f"patient-api:{limit.name}:{digest[:32]}"
-    return f"{base}:count", f"{base}:since"
-
-
-def _throttled(limit: Limit, since_key: str) -> exceptions.Throttled:
-    since = cache.get(since_key) or time.time()
-    wait = max(1, int(since + limit.window_seconds - time.time()))
-    return exceptions.Throttled(wait=wait, detail=_("Too many attempts; try again later."))
-
-
-def rate_count(limit: Limit, subject: str) -> int:
-    """Count a hit for `subject` (an address's canonical form, an IP, EVERYONE); the count so
-    far in this window. Counting first makes concurrent hits safe: each gets its own number.
-    The window starts at the first hit and lasts `window_seconds`."""
-    count_key, since_key = _rate_keys(limit, subject)
-    cache.add(since_key, time.time(), timeout=limit.window_seconds)
-    cache.add(count_key, 0, timeout=limit.window_seconds)
-    try:
-        return cache.incr(count_key)
-    except ValueError:  # expired between add and incr
-        cache.set(count_key, 1, timeout=limit.window_seconds)
-        return 1
+def _throttled(exc: rates.Exceeded) -> exceptions.Throttled:
+    return exceptions.Throttled(
+        wait=exc.retry_after, detail=_("Too many attempts; try again later.")
+    )
 
 
 def rate_limit(limit: Limit, subject: str) -> None:
-    """Count a hit and raise Throttled (429, with Retry-After) past the allowance. Refused
-    hits count too but do not extend the window."""
-    if rate_count(limit, subject) > limit.max_hits:
-        raise _throttled(limit, _rate_keys(limit, subject)[1])
+    """Count a hit (`appointments.rates`); 429 with Retry-After past the allowance."""
+    try:
+        rates.rate_limit(limit, subject)
+    except rates.Exceeded as exc:
+        raise _throttled(exc) from None
 
 
 def rate_check(limit: Limit, subject: str) -> None:
-    """Raise Throttled if the allowance is used up, without counting (`rate_count` counts
-    what should count, e.g. only failures)."""
-    count_key, since_key = _rate_keys(limit, subject)
-    if (cache.get(count_key) or 0) >= limit.max_hits:
-        raise _throttled(limit, since_key)
-
-
-def rate_reset(limit: Limit, subject: str) -> None:
-    cache.delete_many(list(_rate_keys(limit, subject)))
+    try:
+        rates.rate_check(limit, subject)
+    except rates.Exceeded as exc:
+        raise _throttled(exc) from None
 
 
 def limit_code_request(request: HttpRequest, email: str) -> None:

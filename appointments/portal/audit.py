@@ -50,7 +50,12 @@ def _field_words(fields: list[str]) -> str:
     return ", ".join(FIELD_LABELS.get(f, f.replace("_", " ")) for f in fields)
 
 
-def _rows(clinic: Clinic, entries: list[AuditEntry], staff_names: dict[str, str]) -> list[dict]:
+def _rows(
+    clinic: Clinic,
+    entries: list[AuditEntry],
+    staff_names: dict[str, str],
+    client_names: dict[str, str] | None = None,
+) -> list[dict]:
     """Each entry in words: who, what, which record (names looked up in one query)."""
     patient_ids = {
         int(e.actor_id) for e in entries if e.actor_kind == "patient" and e.actor_id.isdigit()
@@ -67,7 +72,9 @@ def _rows(clinic: Clinic, entries: list[AuditEntry], staff_names: dict[str, str]
         elif e.actor_kind == AuditEntry.ActorKind.SYSTEM:
             who = "The system"
         elif e.actor_kind == AuditEntry.ActorKind.CLIENT:
-            who = f"EHR system (client {e.actor_id})"
+            name = (client_names or {}).get(e.actor_id)
+            label = f"EHR system: {name}" if name else "EHR system"
+            who = f"{label} (client {e.actor_id})"
         else:
             who = "Someone not signed in"
         record_label, url = "", ""
@@ -107,7 +114,7 @@ def audit_log(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) -> Ht
             "clinic": clinic,
             "form": form,
             "page": found,
-            "rows": _rows(clinic, list(found.object_list), form.staff_names),
+            "rows": _rows(clinic, list(found.object_list), form.staff_names, form.client_names),
             "query": form.query_string(),
         },
     )
@@ -128,7 +135,7 @@ def audit_export(request: HttpRequest, *, staff: StaffMember, clinic: Clinic) ->
     response["Content-Disposition"] = f'attachment; filename="audit-{clinic.slug}-{day}.csv"'
     writer = csv.writer(response)
     writer.writerow(CSV_COLUMNS)
-    for row in _rows(clinic, entries, form.staff_names):
+    for row in _rows(clinic, entries, form.staff_names, form.client_names):
         e: Any = row["entry"]
         writer.writerow(
             [

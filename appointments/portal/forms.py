@@ -421,12 +421,25 @@ class AuditFilterForm(forms.Form):
         self.staff_names = {
             str(s.user_id): s.display_name for s in selectors.clinic_staff(clinic=clinic)
         }
-        self.fields["actor"].choices = [
+        self.client_names = selectors.clinic_ehr_clients(clinic=clinic)
+        choices: list[Any] = [
             ("", "Anyone"),
             ("patient", "Patients"),
             ("system", "The system"),
-            *((f"staff:{uid}", name) for uid, name in self.staff_names.items()),
+            ("Staff", [(f"staff:{uid}", name) for uid, name in self.staff_names.items()]),
         ]
+        if self.client_names:
+            choices.append(
+                (
+                    "EHR systems",
+                    [("client", "Any EHR system")]
+                    + [
+                        (f"client:{cid}", f"{name} (EHR)")
+                        for cid, name in self.client_names.items()
+                    ],
+                )
+            )
+        self.fields["actor"].choices = choices
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -449,6 +462,10 @@ class AuditFilterForm(forms.Form):
         if actor.startswith("staff:"):
             entries = entries.filter(
                 actor_kind=AuditEntry.ActorKind.STAFF, actor_id=actor.removeprefix("staff:")
+            )
+        elif actor.startswith("client:"):
+            entries = entries.filter(
+                actor_kind=AuditEntry.ActorKind.CLIENT, actor_id=actor.removeprefix("client:")
             )
         elif actor:
             entries = entries.filter(actor_kind=actor)

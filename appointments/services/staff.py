@@ -22,12 +22,13 @@ def clinic_create(*, slug: str, name: str, time_zone: str = "UTC") -> Clinic:
 def staff_create(
     *,
     username: str,
-    password: str,
+    password: str | None,
     display_name: str,
     memberships: dict[Clinic, str],
     email: str = "",
 ) -> StaffMember:
-    """A staff login with its calls user (teams = its clinics)."""
+    """A staff login with its calls user (teams = its clinics). Without a password (None) the
+    account cannot sign in until one is set (the portal's password reset)."""
     with transaction.atomic():
         user = get_user_model().objects.create_user(username, email, password)
         call_user_id = call_user_id_for("staff", username)

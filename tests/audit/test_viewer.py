@@ -149,9 +149,48 @@ def test_the_log_runs_the_same_queries_for_1_or_30_entries(
             object_id=patient.pk,
         )
     # the session, the user, the verified two-factor device, the staff member, the clinic with
-    # their role (5); the clinic's staff for the "Who" choices (1); the staff's user ids for
-    # their sign-ins (1); the count and the page of entries (2); the patients named on the page
-    # (1); the header's clinics (1)
-    with django_assert_num_queries(11):
+    # their role (5); the clinic's staff and its EHR systems for the "Who" choices (2); the
+    # staff's user ids for their sign-ins (1); the count and the page of entries (2); the
+    # patients named on the page (1); the header's clinics (1)
+    with django_assert_num_queries(12):
         response = client.get(URL)
     assert len(response.context["rows"]) == min(how_many + 2, 50)
+
+
+def test_the_who_filter_picks_the_clinics_ehr_systems(client_for, chief, patient, other_clinic):
+    from fhir_api.models import Client as EhrClient
+    from tests.fhir.ehr import jwks
+
+    epic = EhrClient.objects.create(clinic=chief.clinics.get(), name="Epic", jwks=jwks())
+    oracle = EhrClient.objects.create(clinic=chief.clinics.get(), name="Oracle", jwks=jwks())
+    EhrClient.objects.create(clinic=other_clinic, name="Elsewhere", jwks=jwks())
+    for ehr in (epic, oracle, epic):
+        record(
+            action=Action.PATIENT_VIEWED,
+            actor=Actor.client(ehr.client_id),
+            clinic="clinic-a",
+            object_type="patient",
+            object_id=patient.pk,
+        )
+    client = client_for(chief)
+    page = client.get(URL).content.decode()
+    assert '<optgroup label="EHR systems">' in page
+    assert f'<option value="client:{epic.client_id}">Epic (EHR)</option>' in page
+    assert "Elsewhere" not in page
+
+    def who(**query) -> list[str]:
+        response = client.get(URL, query)
+        assert response.status_code == 200
+        return [r["who"] for r in response.context["rows"]]
+
+    epic_who = f"EHR system: Epic (client {epic.client_id})"
+    assert who(actor=f"client:{epic.client_id}") == [epic_who, epic_who]
+    assert who(actor="client") == [
+        epic_who,
+        f"EHR system: Oracle (client {oracle.client_id})",
+        epic_who,
+    ]
+    # A client id that is not the clinic's is not a choice.
+    answer = client.get(URL, {"actor": "client:ehr-nobody"})
+    assert answer.context["rows"] == []
+    assert "Select a valid choice" in answer.content.decode()

@@ -18,7 +18,7 @@ from tests.fhir.ehr import Fhir, jwks, token_for
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.mark.parametrize(("width", "height"), [(390, 844), (1366, 768)])
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)])
 def test_an_admin_registers_an_ehr_and_sees_it_in_the_audit_log(
     app_server, new_page, console, artifacts, clinic, doctor, patient, width, height
 ):
@@ -47,7 +47,16 @@ def test_an_admin_registers_an_ehr_and_sees_it_in_the_audit_log(
     fhir = Fhir(Client(), token_for(ehr, "system/Appointment.rs"))
     assert fhir.get(f"Appointment/{appointment.pk}").status_code == 200
     page.goto(f"{app_server.url}/c/{clinic.slug}/audit/")
-    expect(page.locator("table.audit")).to_contain_text(f"EHR system (client {ehr.client_id})")
+    expect(page.locator("table.audit")).to_contain_text(
+        f"EHR system: Epic (client {ehr.client_id})"
+    )
+    # "Who" picks the EHR: only its entries remain.
+    page.get_by_label("Who").select_option(label="Epic (EHR)")
+    page.get_by_role("button", name="Show entries").click()
+    expect(page.get_by_label("Who")).to_have_value(f"client:{ehr.client_id}")
+    rows = page.locator("table.audit tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Opened an appointment")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     page.screenshot(path=str(artifacts / f"fhir-audit-{width}.png"), full_page=True)

@@ -21,7 +21,7 @@ TOKEN_URL = "http://testserver/fhir/auth/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FHIR_JSON = "application/fhir+json"
 ALL_SCOPES = (
-    "system/Appointment.cruds system/Patient.crs system/Practitioner.rs system/Schedule.rs "
+    "system/Appointment.cruds system/Patient.crus system/Practitioner.rs system/Schedule.rs "
     "system/Slot.s"
 )
 

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.test import Client
 
+from appointments.models import MessageDelivery
 from appointments.selectors import staff_actor
 from appointments.services.booking import NO_SHOW_AFTER_MINUTES
 from calls.models import Call, CallEvent
@@ -46,7 +47,10 @@ def booked(eager_tasks, ehr, patient, doctor, django_capture_on_commit_callbacks
     return answer.json()
 
 
-def test_the_ehr_cancels_and_the_call_ends(booked, ehr, django_capture_on_commit_callbacks):
+def test_the_ehr_cancels_and_the_call_ends(
+    booked, ehr, patient, mailoutbox, django_capture_on_commit_callbacks
+):
+    mailoutbox.clear()  # the booking's confirmation
     with (
         time_machine.travel(T - timedelta(hours=2), tick=False),
         django_capture_on_commit_callbacks(execute=True),
@@ -57,6 +61,12 @@ def test_the_ehr_cancels_and_the_call_ends(booked, ehr, django_capture_on_commit
     call = Call.objects.get(call_id=booked["id"])
     assert call.ended_at is not None
     assert CallEvent.objects.filter(call_cid=f"appointment:{booked['id']}", type="call.ended")
+    # The patient is told, by the clinic's cancellation message (appointments.messaging).
+    (message,) = mailoutbox
+    assert message.to == [patient.email]
+    assert message.subject == "Cancelled: your video appointment with Riverside Clinic"
+    delivery = MessageDelivery.objects.get(appointment_id=booked["id"], kind="cancellation")
+    assert delivery.state == MessageDelivery.State.SENT
     # No join link for a cancelled appointment.
     assert "addressUrl" not in answer.content.decode()
     # Cancelling again changes nothing; un-cancelling is refused.
@@ -77,6 +87,16 @@ def test_lobby_arrived_then_fulfilled(
     with time_machine.travel(T - timedelta(minutes=5), tick=False), capture(execute=True):
         enter(patient_actor(patient), appointment)  # waits in the lobby
     assert status_at(ehr, booked["id"], T - timedelta(minutes=4)) == "arrived"
+    # An EHR that polls learns it: changed since its last poll.
+    with time_machine.travel(T - timedelta(minutes=4), tick=False):
+        since = (T - timedelta(minutes=6)).isoformat()
+        polled = fhir_at(ehr).get("Appointment", {"_lastUpdated": f"gt{since}"}).json()
+        earlier = (T - timedelta(minutes=4)).isoformat()
+        later = fhir_at(ehr).get("Appointment", {"_lastUpdated": f"gt{earlier}"}).json()
+    assert [(e["resource"]["id"], e["resource"]["status"]) for e in polled["entry"]] == [
+        (booked["id"], "arrived")
+    ]
+    assert later["total"] == 0
     run_due(T, capture)  # live at the start: in the call
     assert status_at(ehr, booked["id"], T + timedelta(minutes=1)) == "arrived"
     with time_machine.travel(T + timedelta(minutes=20), tick=False), capture(execute=True):
