@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.i18n import JavaScriptCatalog
+
+from appointments.join.views import PageCatalog
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,6 +13,7 @@ urlpatterns = [
     path("", include("calls.api.urls")),
     path("", include("appointments.join.urls")),
     path("", include("appointments.portal.urls")),
-    # The join pages' scripts translate their texts with Django's catalog (gettext in JS).
-    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    # The join pages' scripts translate their texts with Django's catalog (gettext in JS), in
+    # the page's language (in the URL: a page's language may not be the browser's).
+    path("jsi18n/<str:lang>/", PageCatalog.as_view(), name="javascript-catalog"),
 ]

@@ -18,9 +18,10 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.i18n import JavaScriptCatalog
 
 from appointments import joining, links
 from appointments.access import clinic_appointment, clinic_view
@@ -266,3 +267,19 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         time_zone=appointment.patient.time_zone,
         back_url=None,
     )
+
+
+class PageCatalog(JavaScriptCatalog):
+    """The join pages' scripts' texts (the `djangojs` catalogue, gettext in JS) in the language
+    named in the URL: the page's own (`{% get_current_language %}`), which may be the patient's
+    chosen language rather than the browser's Accept-Language that a bare /jsi18n/ would
+    negotiate. An unknown language is a 404."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        lang = kwargs.pop("lang")
+        if lang not in dict(settings.LANGUAGES):
+            raise Http404("unknown language")
+        with translation.override(lang):
+            response = super().get(request, *args, **kwargs)
+        response["Content-Language"] = lang
+        return response

@@ -1,11 +1,18 @@
 /* The join pages' service worker (served at /join/sw.js, scope /join/): "Notify me on this
    device". A push's payload (calls.outbox.push: cid, type, title, body, tag) holds no patient
    data and no link; a click opens the join page this browser subscribed from, which the page
-   stored in Cache Storage under LINKS (by call cid, and the latest under "latest"). */
+   stored in Cache Storage under LINKS (by call cid, and the latest under "latest"), beside the
+   title a push without one gets, in the page's language ("title"; notify.js). */
 "use strict";
 
 const LINKS = "join-links";
 const LINK_KEY = "/join/sw-link/";
+
+async function storedTitle() {
+  const cache = await caches.open(LINKS);
+  const answer = await cache.match(LINK_KEY + "title");
+  return answer ? answer.text() : "";
+}
 
 async function storedLink(cid) {
   const cache = await caches.open(LINKS);
@@ -28,7 +35,6 @@ self.addEventListener("push", (event) => {
     data = {};
   }
   const text = (value) => (typeof value === "string" ? value.slice(0, 200) : "");
-  const title = text(data.title) || "Video appointment";
   const options = {
     body: text(data.body),
     data: { cid: text(data.cid), type: text(data.type) },
@@ -38,7 +44,11 @@ self.addEventListener("push", (event) => {
     options.tag = text(data.tag);
     options.renotify = true;
   }
-  event.waitUntil(self.registration.showNotification(title, options));
+  // A push always carries its title (in the person's language); the stored one is a fallback.
+  event.waitUntil((async () => {
+    const title = text(data.title) || text(await storedTitle()) || "Video appointment";
+    return self.registration.showNotification(title, options);
+  })());
 });
 
 self.addEventListener("notificationclick", (event) => {
