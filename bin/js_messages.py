@@ -523,12 +523,14 @@ t(
 )
 
 # --- room.js: the call's controls ---------------------------------------------------------
+# Short: a control's label has a phone's button, about ten letters a line (German's
+# "Stummschalten" would break inside the word).
 
 t(
     "Unmute",
     fr="Activer le micro",
     es="Reactivar audio",
-    de="Ton einschalten",
+    de="Mikro an",
     pt="Ativar som",
     ar="إلغاء الكتم",
 )
@@ -536,7 +538,7 @@ t(
     "Mute",
     fr="Couper le micro",
     es="Silenciar",
-    de="Stummschalten",
+    de="Mikro aus",
     pt="Desativar som",
     ar="كتم الصوت",
 )
@@ -544,7 +546,7 @@ t(
     ("call control", "Camera off"),
     fr="Couper la caméra",
     es="Apagar cámara",
-    de="Kamera ausschalten",
+    de="Kamera aus",
     pt="Desligar câmara",
     ar="إيقاف الكاميرا",
 )
@@ -552,7 +554,7 @@ t(
     ("call control", "Camera on"),
     fr="Activer la caméra",
     es="Encender cámara",
-    de="Kamera einschalten",
+    de="Kamera an",
     pt="Ligar câmara",
     ar="تشغيل الكاميرا",
 )
