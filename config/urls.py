@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from appointments.join.views import javascript_catalog
+from appointments.join.views import PageCatalog
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,6 +14,6 @@ urlpatterns = [
     path("", include("appointments.join.urls")),
     path("", include("appointments.portal.urls")),
     # The join pages' scripts translate their texts with Django's catalog (gettext in JS), in
-    # the page's language (`?lang=`).
-    path("jsi18n/", javascript_catalog, name="javascript-catalog"),
+    # the page's language (in the URL: a page's language may not be the browser's).
+    path("jsi18n/<str:lang>/", PageCatalog.as_view(), name="javascript-catalog"),
 ]

@@ -27,7 +27,7 @@ from django.views.i18n import JavaScriptCatalog
 
 from appointments import joining, links
 from appointments.access import clinic_appointment, clinic_view
-from appointments.languages import activate_for, language_for, supported
+from appointments.languages import activate_for
 from appointments.messaging import ics
 from appointments.messaging.texts import local_start
 from appointments.models import Appointment, Clinic, StaffMember
@@ -295,10 +295,17 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
     )
 
 
-def javascript_catalog(request: HttpRequest) -> HttpResponse:
-    """Django's JavaScript catalog (the join pages' scripts' texts) in the page's language:
-    the page asks with `?lang=` its own (a patient's preference may differ from the browser's),
-    else the request's."""
-    code = supported(request.GET.get("lang")) or language_for(None, request)
-    with translation.override(code):
-        return JavaScriptCatalog.as_view()(request)
+class PageCatalog(JavaScriptCatalog):
+    """The join pages' scripts' texts (the `djangojs` catalogue, gettext in JS) in the language
+    named in the URL: the page's own (`{% get_current_language %}`), which may be the patient's
+    chosen language rather than the browser's Accept-Language that a bare /jsi18n/ would
+    negotiate. An unknown language is a 404."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        lang = kwargs.pop("lang")
+        if lang not in dict(settings.LANGUAGES):
+            raise Http404("unknown language")
+        with translation.override(lang):
+            response = super().get(request, *args, **kwargs)
+        response["Content-Language"] = lang
+        return response

@@ -30,15 +30,16 @@ CASES = {
     "fr": (
         "Europe/Paris",
         "Votre rendez-vous vidéo",
-        "Entrer dans la salle d'attente",
-        "Votre praticien va bientôt vous recevoir. Merci de garder cette page ouverte.",
+        "Entrer dans la salle d’attente",  # noqa: RUF001 - French typography
+        "Votre praticien va vous recevoir dans quelques instants. "
+        "Merci de garder cette page ouverte.",
         "votre heure",
     ),
     "ar": (
         "Asia/Riyadh",
         "موعدك عبر الفيديو",
         "الدخول إلى غرفة الانتظار",
-        "سيكون مقدّم الرعاية معك قريبًا. يُرجى إبقاء هذه الصفحة مفتوحة.",
+        "سيكون طبيبك معك قريبًا. يُرجى إبقاء هذه الصفحة مفتوحة.",
         "بتوقيتك:",
     ),
 }

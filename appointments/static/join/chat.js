@@ -23,6 +23,9 @@
     });
   };
 
+  // Numbers in the page's language (<html lang>, the language its texts are in).
+  var number = new Intl.NumberFormat(document.documentElement.lang || undefined);
+
   function $(id) {
     return document.getElementById(id);
   }
@@ -47,10 +50,11 @@
     function setUnread(n) {
       count = n;
       badge.hidden = n === 0;
-      badge.textContent = n ? String(n) : "";
+      badge.textContent = n ? number.format(n) : "";
       button.classList.toggle("has-unread", n > 0);
-      var label = _("Chat");
-      if (n) label += " (" + fmt(ngettext("%(n)s new message", "%(n)s new messages", n), { n: n }, true) + ")";
+      var label = n
+        ? fmt(ngettext("Chat (%(n)s new message)", "Chat (%(n)s new messages)", n), { n: number.format(n) }, true)
+        : _("Chat");
       button.setAttribute("aria-label", label);
     }
 
@@ -72,6 +76,7 @@
       meta.textContent = who + (at ? " · " + at : "");
       var text = document.createElement("span");
       text.className = "chat-text";
+      text.dir = "auto"; // a message keeps its own direction (French in an Arabic page)
       text.textContent = message.text; // text, never HTML
       item.appendChild(meta);
       item.appendChild(text);

@@ -3,27 +3,38 @@
    clinician is in the call, gets no signaling and sends no media. This file only says so:
    - the lobby's status text ("Your clinician will be with you shortly", then "Running late —
      N min" once the clinic's minutes have passed since the start, or "knows you are here"
-     when a clinician is in and admits by hand), translated on the server (join/_lobby.html);
+     when a clinician is in and admits by hand), through Django's JavaScript catalog (gettext),
+     numbers and times in the page's language;
    - the clinic's lobby message, live (`lobby` messages carry `waiting_room.message`);
    - for a host in the call, an Admit button per person waiting.
    room.js calls window.RoomLobby at a few marked hooks; nothing here may throw. */
 (function () {
   "use strict";
 
-  var textsEl = document.getElementById("lobby-texts");
   var messageEl = document.getElementById("lobby-message");
   var admitEl = document.getElementById("lobby-admit");
-  if (!textsEl || !messageEl || !admitEl) return;
+  if (!messageEl || !admitEl) return;
 
-  function t(name) {
-    return textsEl.getAttribute("data-" + name) || "";
-  }
+  var _ = window.gettext || function (s) {
+    return s;
+  };
+  var ngettext = window.ngettext || function (one, many, n) {
+    return n === 1 ? one : many;
+  };
+  var fmt = window.interpolate || function (s, args) {
+    return s.replace(/%\((\w+)\)s/g, function (m, k) {
+      return args[k];
+    });
+  };
+  // Numbers and times in the page's language (<html lang>, the language its texts are in).
+  var lang = document.documentElement.lang || undefined;
+  var number = new Intl.NumberFormat(lang);
 
   var room = { enabled: false, auto_admit: true, running_late_after_seconds: null, message: "" };
   var inLobby = false;
 
   function showMessage() {
-    var text = inLobby && room.message ? t("message") + " " + room.message : "";
+    var text = inLobby && room.message ? fmt(_("Message from the clinic: %(message)s"), { message: room.message }, true) : "";
     messageEl.hidden = !text;
     if (messageEl.textContent !== text) messageEl.textContent = text;
   }
@@ -38,7 +49,7 @@
   }
 
   // The page's own time zone (the clinic's for staff, the patient's for them) and 24-hour
-  // clock, like every other time on the page; not the browser's.
+  // clock, like every other time on the page; not the browser's zone, nor its language.
   var configEl = document.getElementById("room-config");
   var zone = undefined;
   try {
@@ -48,15 +59,15 @@
   }
   var clock;
   try {
-    clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone });
+    clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone });
   } catch (e) {
-    clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   }
 
   function waitingSince(iso) {
     var at = new Date(iso);
     if (isNaN(at.getTime())) return "";
-    return " · " + t("waiting") + " " + clock.format(at);
+    return " · " + fmt(_("Waiting since %(time)s"), { time: clock.format(at) }, true);
   }
 
   window.RoomLobby = {
@@ -69,10 +80,17 @@
     /* The lobby's status text, or null to keep room.js's own (a call still in backstage). */
     text: function (call, hostPresent, now) {
       if (!room.enabled || !call || call.backstage) return null;
-      if (hostPresent) return t("admitting");
+      if (hostPresent) return _("Your clinician knows you are here and will let you in shortly.");
       var late = minutesLate(call, now);
-      if (late !== null) return t("late").replace("%(minutes)s", String(late));
-      return t("shortly");
+      if (late !== null) {
+        var text = ngettext(
+          "Running late — %(minutes)s min. Your clinician will be with you as soon as possible: please keep this page open.",
+          "Running late — %(minutes)s min. Your clinician will be with you as soon as possible: please keep this page open.",
+          late
+        );
+        return fmt(text, { minutes: number.format(late) }, true);
+      }
+      return _("Your clinician will be with you shortly. Please keep this page open.");
     },
     /* room.js's seam (showLobby): the same as `update`. */
     show: function (m) {
@@ -93,11 +111,12 @@
       list.forEach(function (p) {
         var item = document.createElement("li");
         var name = document.createElement("span");
-        name.textContent = ((p.user && (p.user.name || p.user.id)) || "Someone") + waitingSince(p.waiting_since);
+        name.textContent = ((p.user && (p.user.name || p.user.id)) || _("Someone")) + waitingSince(p.waiting_since);
         var button = document.createElement("button");
         button.type = "button";
         button.className = "btn btn-small btn-primary";
-        button.textContent = t("admit");
+        button.textContent = _("Admit");
+        button.setAttribute("aria-label", fmt(_("Admit %(name)s"), { name: (p.user && (p.user.name || p.user.id)) || _("Someone") }, true));
         button.setAttribute("data-admit", p.user_session_id);
         button.addEventListener("click", function () {
           button.disabled = true;

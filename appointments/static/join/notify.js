@@ -3,7 +3,9 @@
    notifications. Subscribing registers /join/sw.js, asks for permission, subscribes with the
    clinic server's VAPID key, stores this page's URL for the service worker (a notification
    click opens it: pushes never carry the link) and sends the subscription to the server with
-   the link's token; stopping removes it on both sides (and what the page stored). */
+   the link's token; stopping removes it on both sides (and what the page stored). The service
+   worker has no page to translate with: the page stores, beside the link, the title a push
+   without one gets, in the page's language (Django's JavaScript catalog). */
 "use strict";
 
 (function () {
@@ -20,6 +22,7 @@
   const LINKS = "join-links";
   const LINK_KEY = "/join/sw-link/";
   const PUSH_KEY = "/join/sw-push/";
+  const _ = window.gettext || ((s) => s);
 
   function keyBytes(key) {
     const base64 = key.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - key.length % 4) % 4);
@@ -62,6 +65,8 @@
     await cache.put(PUSH_KEY + encodeURIComponent(text.cid), new Response(JSON.stringify(where), {
       headers: { "Content-Type": "application/json" },
     }));
+    const title = _("Video appointment");
+    await cache.put(LINK_KEY + "title", new Response(title, { headers: { "Content-Type": "text/plain" } }));
   }
 
   async function start() {

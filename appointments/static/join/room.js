@@ -21,6 +21,14 @@
   var _ = window.gettext || function (s) {
     return s;
   };
+  var ngettext = window.ngettext || function (one, many, n) {
+    return n === 1 ? one : many;
+  };
+  var pgettext = window.pgettext || function (context, s) {
+    return s;
+  };
+  // Numbers, times and lists in the page's language (<html lang>, the language its texts are in).
+  var lang = document.documentElement.lang || undefined;
 
   var RETRY_MIN_MS = 500;
   var RETRY_MAX_MS = 5000;
@@ -87,12 +95,14 @@
     return Date.now() + clockOffset;
   }
 
-  var timeFormat = new Intl.DateTimeFormat(undefined, {
+  var timeFormat = new Intl.DateTimeFormat(lang, {
     hour: "2-digit",
     minute: "2-digit",
     hourCycle: "h23",
     timeZone: cfg.time_zone,
   });
+
+  var number = new Intl.NumberFormat(lang);
 
   function clockTime(iso) {
     return iso ? timeFormat.format(new Date(iso)) : "";
@@ -160,9 +170,9 @@
 
   function joinLabel() {
     if (state === "backstage" || (state === "too_early" && cfg.then === "backstage")) {
-      return "Enter backstage";
+      return _("Enter backstage");
     }
-    return state === "live" ? "Join the call" : "Enter the waiting room";
+    return state === "live" ? _("Join the call") : _("Enter the waiting room");
   }
 
   function isOpen() {
@@ -175,18 +185,22 @@
     if (room) return room;
     var late = call.backstage && call.starts_at && serverNow() > Date.parse(call.starts_at);
     if (hostPresent) {
-      return "The clinician is getting ready. You will be let in automatically: keep this page open.";
+      return _("The clinician is getting ready. You will be let in automatically: keep this page open.");
     }
     if (late) {
-      return "The clinician is running late. Please stay on this page: you will be let in as soon as the call starts.";
+      return _(
+        "The clinician is running late. Please stay on this page: you will be let in as soon as the call starts."
+      );
     }
-    return (
-      "You are in the waiting room. " +
-      (cfg.role === "patient" ? "Your" : "The") +
-      " appointment starts at " +
-      clockTime(call.starts_at) +
-      ": you will be let in automatically when the clinician starts the call."
-    );
+    var starts =
+      cfg.role === "patient"
+        ? _(
+            "You are in the waiting room. Your appointment starts at %(time)s: you will be let in automatically when the clinician starts the call."
+          )
+        : _(
+            "You are in the waiting room. The appointment starts at %(time)s: you will be let in automatically when the clinician starts the call."
+          );
+    return interpolate(starts, { time: clockTime(call.starts_at) });
   }
 
   function render() {
@@ -196,12 +210,17 @@
       el.join.disabled = !open || !devicesChecked || !cfg.token;
       if (!open) {
         setStatus(
-          (cfg.then === "backstage" ? "You can enter backstage from " : "The waiting room opens at ") +
-            clockTime(cfg.opens_at) +
-            ". Keep this page open: the button below works from then."
+          interpolate(
+            cfg.then === "backstage"
+              ? _("You can enter backstage from %(time)s. Keep this page open: the button below works from then.")
+              : _("The waiting room opens at %(time)s. Keep this page open: the button below works from then."),
+            { time: clockTime(cfg.opens_at) }
+          )
         );
       } else if (devicesChecked) {
-        setStatus("Check your camera and microphone below, then select “" + joinLabel() + "”.");
+        setStatus(
+          interpolate(_("Check your camera and microphone below, then select “%(button)s”."), { button: joinLabel() })
+        );
       }
     } else if (phase === "connecting") {
       setStatus(reconnecting ? _("The connection was lost. Reconnecting…") : _("Connecting…"));
@@ -226,21 +245,28 @@
     renderWaiting();
   }
 
+  var listFormat = window.Intl && Intl.ListFormat ? new Intl.ListFormat(lang, { type: "conjunction" }) : null;
+
   function names(list) {
-    if (list.length <= 1) return list.join("");
-    return list.slice(0, -1).join(", ") + " and " + list[list.length - 1];
+    if (listFormat) return listFormat.format(list);
+    return list.join(", ");
   }
 
   function renderWaiting() {
     if (!el.waiting) return;
     var who = waiting.map(function (p) {
-      return (p.user && p.user.name) || "Someone";
+      return (p.user && p.user.name) || _("Someone");
     });
     var show = phase === "joined" && who.length > 0;
     // [waiting room hook] Admit buttons for hosts (lobby.js).
     if (window.RoomLobby) window.RoomLobby.waiting(waiting, caps, phase === "joined", send);
     el.waiting.hidden = !show;
-    var text = show ? names(who) + (who.length === 1 ? " is" : " are") + " waiting in the lobby." : "";
+    var text = show
+      ? interpolate(
+          ngettext("%(names)s is waiting in the lobby.", "%(names)s are waiting in the lobby.", who.length),
+          { names: names(who) }
+        )
+      : "";
     if (el.waiting.textContent !== text) el.waiting.textContent = text;
   }
 
@@ -264,22 +290,18 @@
   var hasMediaDevices = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
 
   var PROBLEMS = {
-    denied:
-      "Your browser is not allowing this page to use your camera and microphone. To allow them, " +
-      "select the camera icon or the padlock next to the web address, choose Allow, then select " +
-      "“Try again”. You can also join without them: you will see and hear the others, but they " +
-      "will not see or hear you.",
-    missing:
-      "No camera or microphone was found. Connect one and select “Try again”, or join without " +
-      "them: you will see and hear the others, but they will not see or hear you.",
-    "missing-camera": "No camera was found: you will join with sound only.",
-    "missing-mic": "No microphone was found: the others will see you but not hear you.",
-    busy:
-      "Your camera or microphone is being used by another application. Close it, then select " +
-      "“Try again”.",
-    unsupported:
-      "This browser cannot use a camera or microphone on this page. You can still join to see " +
-      "and hear the others.",
+    denied: _(
+      "Your browser is not allowing this page to use your camera and microphone. To allow them, select the camera icon or the padlock next to the web address, choose Allow, then select “Try again”. You can also join without them: you will see and hear the others, but they will not see or hear you."
+    ),
+    missing: _(
+      "No camera or microphone was found. Connect one and select “Try again”, or join without them: you will see and hear the others, but they will not see or hear you."
+    ),
+    "missing-camera": _("No camera was found: you will join with sound only."),
+    "missing-mic": _("No microphone was found: the others will see you but not hear you."),
+    busy: _("Your camera or microphone is being used by another application. Close it, then select “Try again”."),
+    unsupported: _(
+      "This browser cannot use a camera or microphone on this page. You can still join to see and hear the others."
+    ),
   };
 
   function showProblem(kind) {
@@ -351,7 +373,7 @@
     [el.preview, el.selfVideo].forEach(function (v) {
       v.srcObject = view;
     });
-    var offText = cfg.audio_only ? "Audio only" : wantCamera ? "No camera" : "Camera off";
+    var offText = cfg.audio_only ? _("Audio only") : wantCamera ? _("No camera") : _("Camera off");
     el.previewOff.textContent = offText;
     el.selfOff.textContent = offText;
     el.previewOff.hidden = !!view;
@@ -406,7 +428,9 @@
     devices.forEach(function (device, i) {
       var option = document.createElement("option");
       option.value = device.deviceId;
-      option.textContent = device.label || (select === el.camSelect ? "Camera " : "Microphone ") + (i + 1);
+      option.textContent =
+        device.label ||
+        interpolate(select === el.camSelect ? _("Camera %(n)s") : _("Microphone %(n)s"), { n: number.format(i + 1) });
       select.appendChild(option);
     });
     if (!devices.length) {
@@ -439,8 +463,8 @@
         return d.kind === kind && d.deviceId;
       });
     };
-    fillSelect(el.camSelect, usable("videoinput"), currentDevice("video"), "No camera available");
-    fillSelect(el.micSelect, usable("audioinput"), currentDevice("audio"), "No microphone available");
+    fillSelect(el.camSelect, usable("videoinput"), currentDevice("video"), _("No camera available"));
+    fillSelect(el.micSelect, usable("audioinput"), currentDevice("audio"), _("No microphone available"));
     el.camSelect.closest(".field").hidden = cfg.audio_only;
   }
 
@@ -478,6 +502,13 @@
     button.classList.toggle("is-off", !!off);
   }
 
+  // The controls whose label says their state, from that state (in the page's language).
+  function renderControls() {
+    setControl(el.mic, micMuted ? _("Unmute") : _("Mute"), micMuted);
+    setControl(el.cam, wantCamera ? pgettext("call control", "Camera off") : pgettext("call control", "Camera on"), !wantCamera);
+    renderShare();
+  }
+
   function setMicMuted(muted) {
     micMuted = muted;
     local.getAudioTracks().forEach(function (t) {
@@ -490,7 +521,7 @@
 
   function setCamera(on) {
     wantCamera = on;
-    setControl(el.cam, wantCamera ? _("Camera off") : _("Camera on"), !wantCamera);
+    setControl(el.cam, wantCamera ? pgettext("call control", "Camera off") : pgettext("call control", "Camera on"), !wantCamera);
     if (wantCamera) switchDevice("video");
     else useLocal("video", null); // stops the camera (its light goes off)
   }
@@ -816,15 +847,11 @@
       );
     } else if (m.type === "timer_warning") {
       var minutes = Math.max(1, Math.round((m.remaining_seconds || 0) / 60));
-      var about = window.ngettext
-        ? window.ngettext("in about %(n)s minute", "in about %(n)s minutes", minutes)
-        : minutes === 1
-          ? "in about %(n)s minute"
-          : "in about %(n)s minutes";
+      var about = ngettext("in about %(n)s minute", "in about %(n)s minutes", minutes);
       notice(
         interpolate(_("The call ends automatically at %(time)s (%(about)s)."), {
           time: clockTime(m.timer_ends_at),
-          about: interpolate(about, { n: minutes }),
+          about: interpolate(about, { n: number.format(minutes) }),
         })
       );
     } else if (m.type === "error") {
@@ -941,6 +968,7 @@
     el.prejoin.hidden = true;
     el.call.hidden = false;
     if (el.pickers.parentNode !== el.devicesPanel) el.devicesPanel.appendChild(el.pickers);
+    renderControls();
     showSelf();
     stage.start();
     el.banner.focus();
@@ -983,7 +1011,7 @@
       remove.className = "tile-remove";
       remove.textContent = _("Remove");
       remove.addEventListener("click", function () {
-        var who = people[id] ? people[id].name : "this person";
+        var who = people[id] ? people[id].name : _("this person");
         if (window.confirm(interpolate(_("Remove %(name)s from the call? They can join again."), { name: who }))) {
           send({ type: "remove", user_session_id: id });
         }

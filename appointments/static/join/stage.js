@@ -25,12 +25,20 @@
     return document.getElementById(id);
   }
 
+  // Numbers in the page's language (<html lang>, the language its texts are in).
+  var lang = document.documentElement.lang || undefined;
+  var number = new Intl.NumberFormat(lang, { maximumFractionDigits: 0 });
+  var twoDigits = new Intl.NumberFormat(lang, { minimumIntegerDigits: 2, useGrouping: false });
+  var percent = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
+  var list = window.Intl && Intl.ListFormat ? new Intl.ListFormat(lang, { type: "unit", style: "short" }) : null;
+
+  // The call's length as m:ss or h:mm:ss, the digits in the page's language.
   function duration(ms) {
     var s = Math.max(0, Math.floor(ms / 1000));
     var h = Math.floor(s / 3600);
     var m = Math.floor((s % 3600) / 60);
-    var sec = String(s % 60).padStart(2, "0");
-    return h ? h + ":" + String(m).padStart(2, "0") + ":" + sec : m + ":" + sec;
+    var sec = twoDigits.format(s % 60);
+    return h ? number.format(h) + ":" + twoDigits.format(m) + ":" + sec : number.format(m) + ":" + sec;
   }
 
   // good / fair / poor from round-trip time, packet loss and the receiving bitrate.
@@ -52,10 +60,10 @@
 
   function describe(name, q) {
     var parts = [];
-    if (q.rtt != null) parts.push(fmt(_("%(ms)s ms delay"), { ms: Math.round(q.rtt) }, true));
-    if (q.loss != null) parts.push(fmt(_("%(pct)s%% lost"), { pct: (q.loss * 100).toFixed(1) }, true));
-    if (q.kbps != null) parts.push(fmt(_("%(kbps)s kbit/s"), { kbps: Math.round(q.kbps) }, true));
-    return LEVELS[name] + (parts.length ? " (" + parts.join(", ") + ")" : "");
+    if (q.rtt != null) parts.push(fmt(_("%(ms)s ms delay"), { ms: number.format(q.rtt) }, true));
+    if (q.loss != null) parts.push(fmt(_("%(lost)s lost"), { lost: percent.format(q.loss) }, true));
+    if (q.kbps != null) parts.push(fmt(_("%(kbps)s kbit/s"), { kbps: number.format(q.kbps) }, true));
+    return parts.length ? fmt(_("%(level)s (%(details)s)"), { level: LEVELS[name], details: list ? list.format(parts) : parts.join(", ") }, true) : LEVELS[name];
   }
 
   function create(options) {
@@ -122,7 +130,7 @@
     /* --- the timer --- */
 
     function tick() {
-      var text = since ? duration(options.now() - since) : "0:00";
+      var text = duration(since ? options.now() - since : 0);
       if (timer.textContent !== text) timer.textContent = text;
     }
 

@@ -5,12 +5,20 @@
    When the push service replaces the subscription (`pushsubscriptionchange`), the worker
    subscribes again if the browser has not, and tells the server for every link this browser
    subscribed from (the page stored, under PUSH_KEY, where to and with which link token), so
-   rings keep reaching a patient who never opens the page again. */
+   rings keep reaching a patient who never opens the page again.
+   The page also stores the title a push without one gets, in the page's language ("title";
+   notify.js). */
 "use strict";
 
 const LINKS = "join-links";
 const LINK_KEY = "/join/sw-link/";
 const PUSH_KEY = "/join/sw-push/";
+
+async function storedTitle() {
+  const cache = await caches.open(LINKS);
+  const answer = await cache.match(LINK_KEY + "title");
+  return answer ? answer.text() : "";
+}
 
 async function storedLink(cid) {
   const cache = await caches.open(LINKS);
@@ -103,7 +111,6 @@ self.addEventListener("push", (event) => {
     data = {};
   }
   const text = (value) => (typeof value === "string" ? value.slice(0, 200) : "");
-  const title = text(data.title) || "Video appointment";
   const options = {
     body: text(data.body),
     data: { cid: text(data.cid), type: text(data.type) },
@@ -113,7 +120,11 @@ self.addEventListener("push", (event) => {
     options.tag = text(data.tag);
     options.renotify = true;
   }
-  event.waitUntil(self.registration.showNotification(title, options));
+  // A push always carries its title (in the person's language); the stored one is a fallback.
+  event.waitUntil((async () => {
+    const title = text(data.title) || text(await storedTitle()) || "Video appointment";
+    return self.registration.showNotification(title, options);
+  })());
 });
 
 self.addEventListener("notificationclick", (event) => {
