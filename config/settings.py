@@ -470,11 +470,18 @@ CALLS_EVENT_CONSUMERS: list[str] = [
     "calls.outbox.push.dispatch.on_event",
     "calls.outbox.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
     "appointments.events.on_event",  # the appointment follows its call; reminders, "ready"
+    # FHIR Subscriptions: an appointment's status moved → notifications (after the line above,
+    # which moves it)
+    "fhir_api.subscriptions.on_event",
 ]
 
 # Sweeps of other apps' outbox rows, run by the scheduler beside its own
-# (calls.scheduling.scheduler.run_sweeps): the patient messages.
-CALLS_EXTRA_SWEEPS: list[str] = ["appointments.messaging.delivery.sweep"]
+# (calls.scheduling.scheduler.run_sweeps): the patient messages; the FHIR Subscriptions'
+# heartbeats and ends.
+CALLS_EXTRA_SWEEPS: list[str] = [
+    "appointments.messaging.delivery.sweep",
+    "fhir_api.subscriptions.sweep",
+]
 
 # Calls tokens minted under a grant (a patient's join link, an app session) live while this
 # says the grant does (calls/tokens.py `grant_is_live`).
@@ -587,6 +594,9 @@ WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
 # that delivers to its own intranet turns this on. Link-local (cloud metadata), multicast and
 # reserved addresses stay refused.
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)
+# Endpoints that another layer owns (WebhookEndpoint.kind) → the module that makes their
+# requests and hears their outcomes (calls.outbox.webhooks).
+WEBHOOK_KINDS: dict[str, str] = {"fhir-subscription": "fhir_api.subscriptions"}
 # ---- end of webhooks -----------------------------------------------------------------------
 
 # --- FHIR facade (fhir_api, docs/fhir.md) ---------------------------------------------------
