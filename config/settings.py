@@ -600,6 +600,8 @@ WEBHOOK_KINDS: dict[str, str] = {"fhir-subscription": "fhir_api.subscriptions"}
 # ---- end of webhooks -----------------------------------------------------------------------
 
 # --- FHIR facade (fhir_api, docs/fhir.md) ---------------------------------------------------
+# Subscriptions (R4B backport) one EHR client may hold (docs/limits.md).
+FHIR_MAX_SUBSCRIPTIONS = env.int("FHIR_MAX_SUBSCRIPTIONS", default=10)
 # Access tokens from /fhir/auth/token live this long (SMART recommends at most 5 minutes).
 FHIR_ACCESS_TOKEN_TTL_SECONDS = env.int("FHIR_ACCESS_TOKEN_TTL_SECONDS", default=300)
 # The largest FHIR request body (413 OperationOutcome above it; docs/limits.md).

@@ -39,12 +39,12 @@ from django.utils.dateparse import parse_datetime
 
 from appointments.events import FOLLOWED
 from appointments.models import CALL_TYPE, Appointment, Clinic, Patient
-from audit.record import Action, Actor, record_many
+from audit.record import Action, Actor, record, record_many
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint, validate_webhook_url
 from calls.outbox import webhooks
 
 from . import mapping, services
-from .models import AppointmentStatusSent, Subscription
+from .models import AppointmentStatusSent, Client, Subscription
 from .outcome import FHIR_JSON, FhirError
 from .scopes import Principal
 
@@ -330,6 +330,16 @@ def subscription_get(principal: Principal, subscription_id: str) -> Subscription
 def subscription_create(*, principal: Principal, data: SubscriptionIn) -> Subscription:
     """Store it `requested` (whatever status was sent) and send the handshake."""
     with transaction.atomic():
+        # At most FHIR_MAX_SUBSCRIPTIONS per client, counted under the client's row lock.
+        Client.objects.select_for_update().filter(pk=principal.client.pk).first()
+        limit = settings.FHIR_MAX_SUBSCRIPTIONS
+        if Subscription.objects.filter(client=principal.client).count() >= limit:
+            raise FhirError(
+                422,
+                f"A client has at most {limit} subscriptions: delete one first.",
+                code="too-costly",
+                expression=["Subscription"],
+            )
         endpoint = WebhookEndpoint.objects.create(
             url=data.endpoint, team=principal.clinic.slug, kind=KIND
         )
@@ -339,8 +349,20 @@ def subscription_create(*, principal: Principal, data: SubscriptionIn) -> Subscr
         _apply(sub, data)
         sub.status = Subscription.Status.REQUESTED
         sub.save()
+        _audit(Action.SUBSCRIPTION_CREATED, sub)
         _send(sub, "handshake")
     return sub
+
+
+def _audit(action: str, sub: Subscription, fields: Iterable[str] = ()) -> None:
+    """Who subscribed, changed or deleted it (the request's actor: the client)."""
+    record(
+        action=action,
+        clinic=sub.clinic.slug,
+        object_type="subscription",
+        object_id=sub.pk,
+        fields=fields,
+    )
 
 
 def subscription_change(
@@ -352,6 +374,7 @@ def subscription_change(
         sub = subscription_get(principal, subscription_id)
         sub = Subscription.objects.select_for_update().select_related("endpoint").get(pk=sub.pk)
         moved = data.endpoint != sub.endpoint.url
+        before = _snapshot(sub)
         _apply(sub, data)
         S = Subscription.Status
         restart = data.status in (S.REQUESTED, S.ACTIVE) and (
@@ -364,6 +387,8 @@ def subscription_change(
         elif restart:
             sub.status, sub.error = S.REQUESTED, ""
         sub.save()
+        after = {**_snapshot(sub), "endpoint": data.endpoint}
+        _audit(Action.SUBSCRIPTION_CHANGED, sub, [k for k in after if after[k] != before[k]])
         # An endpoint that is off sends nothing more (its queued deliveries end `dead`).
         WebhookEndpoint.objects.filter(pk=sub.endpoint_id).update(
             url=data.endpoint, active=sub.status != S.OFF
@@ -378,7 +403,17 @@ def subscription_delete(*, principal: Principal, subscription_id: str) -> None:
     """Gone, with its endpoint and its deliveries (nothing more is sent)."""
     sub = subscription_get(principal, subscription_id)
     with transaction.atomic():
+        _audit(Action.SUBSCRIPTION_DELETED, sub)
         WebhookEndpoint.objects.filter(pk=sub.endpoint_id).delete()
+
+
+def _snapshot(sub: Subscription) -> dict[str, Any]:
+    fields = ("status", "reason", "content", "headers", "heartbeat_seconds", "max_count", "end")
+    return {
+        **{name: getattr(sub, name) for name in fields},
+        "filter": sub.filter_text,
+        "endpoint": sub.endpoint.url,
+    }
 
 
 def _apply(sub: Subscription, data: SubscriptionIn) -> None:

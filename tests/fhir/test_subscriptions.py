@@ -294,6 +294,11 @@ def test_another_clinic_cannot_see_it_and_scopes_are_checked(
     assert deleted.status_code == 204
     assert mine.get(path).status_code == 404
     assert not WebhookEndpoint.objects.filter(kind=subscriptions.KIND).exists()
+    written = AuditEntry.objects.filter(object_type="subscription", object_id=created["id"])
+    assert list(written.order_by("pk").values_list("action", "actor_kind")) == [
+        ("subscription.created", "client"),
+        ("subscription.deleted", "client"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -342,6 +347,14 @@ def test_what_we_do_not_support_is_refused_naming_the_element(receiver, subscrib
         answer = fhir.post("Subscription", body)
         assert answer.status_code in (400, 422), (path, answer.content)
         assert path in answer.json()["issue"][0]["expression"][0], (path, answer.json())
+
+
+def test_a_client_holds_a_bounded_number_of_subscriptions(receiver, subscriber, settings):
+    settings.FHIR_MAX_SUBSCRIPTIONS = 2
+    fhir = fhir_at(subscriber)
+    answers = [fhir.post("Subscription", subscription_body(receiver.url)) for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 422]
+    assert answers[2].json()["issue"][0]["code"] == "too-costly"
 
 
 def test_heartbeats_when_nothing_was_sent_for_the_period(
@@ -411,6 +424,8 @@ def test_a_failing_receiver_is_retried_then_the_subscription_is_in_error(
     with time_machine.travel(start + timedelta(minutes=3), tick=False), capture(execute=True):
         off = fhir.put(f"Subscription/{created['id']}", dict(read, status="off"))
     assert off.json()["status"] == "off"
+    changed = AuditEntry.objects.filter(action="subscription.changed").order_by("pk")
+    assert [e.fields for e in changed] == [["status"], ["status"]]
     assert not WebhookEndpoint.objects.get(kind=subscriptions.KIND).active
 
 
