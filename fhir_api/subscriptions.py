@@ -369,7 +369,8 @@ def subscription_change(
     *, principal: Principal, subscription_id: str, data: SubscriptionIn
 ) -> Subscription:
     """Replace what the EHR sets. `off` stops it; a new endpoint, or `requested` / `active`
-    for a subscription that is off or in error, starts over with a handshake."""
+    for a subscription that is off or in error, starts over with a handshake; otherwise the
+    status stays ours (an `error` sent back as read keeps it in error)."""
     with transaction.atomic():
         sub = subscription_get(principal, subscription_id)
         sub = Subscription.objects.select_for_update().select_related("endpoint").get(pk=sub.pk)
@@ -382,8 +383,6 @@ def subscription_change(
         )
         if data.status == S.OFF:
             sub.status = S.OFF
-        elif data.status == S.ERROR:
-            raise _unprocessable("status error is ours to set.", "Subscription.status")
         elif restart:
             sub.status, sub.error = S.REQUESTED, ""
         sub.save()
@@ -488,13 +487,15 @@ def on_events(events: list[CallEvent]) -> None:
 def appointment_status_notify(*, appointment_id: str) -> int:
     """Tell the clinic's subscriptions that match of the appointment's status, if it is not
     the one they were last told of. Returns how many notifications were queued."""
+    if not Appointment.objects.filter(pk=appointment_id).exists():
+        return 0
     with transaction.atomic():
         AppointmentStatusSent.objects.get_or_create(
             appointment_id=appointment_id, defaults={"status": Appointment.Status.SCHEDULED}
         )
         sent = AppointmentStatusSent.objects.select_for_update().get(appointment_id=appointment_id)
-        appointment = Appointment.objects.get(pk=appointment_id)
-        if appointment.status == sent.status:
+        appointment = Appointment.objects.filter(pk=appointment_id).first()
+        if appointment is None or appointment.status == sent.status:
             return 0
         sent.status = appointment.status
         sent.save(update_fields=["status"])

@@ -414,18 +414,25 @@ def test_a_failing_receiver_is_retried_then_the_subscription_is_in_error(
     assert read["status"] == "error"
     assert "handshake not delivered: HTTP 500" in read["error"]
     assert status["entry"][0]["resource"]["status"] == "error"
+    # Sent back as read (status error) with a change: still in error, no new handshake.
+    sent = len(receiver.requests)
+    with time_machine.travel(start + timedelta(minutes=1), tick=False), capture(execute=True):
+        same = fhir.put(f"Subscription/{created['id']}", dict(read, reason="Renamed"))
+    assert same.status_code == 200, same.content
+    assert (same.json()["status"], same.json()["reason"]) == ("error", "Renamed")
+    assert len(receiver.requests) == sent
     # The EHR fixes its receiver and asks again: a new handshake, then active.
     receiver.default = 200
     with time_machine.travel(start + timedelta(minutes=2), tick=False), capture(execute=True):
-        again = fhir.put(f"Subscription/{created['id']}", dict(read, status="requested"))
+        again = fhir.put(f"Subscription/{created['id']}", dict(same.json(), status="requested"))
     assert again.status_code == 200, again.content
     assert Subscription.objects.get().status == "active"
     # Off: nothing more goes out (a queued delivery ends dead, the subscription stays off).
     with time_machine.travel(start + timedelta(minutes=3), tick=False), capture(execute=True):
-        off = fhir.put(f"Subscription/{created['id']}", dict(read, status="off"))
+        off = fhir.put(f"Subscription/{created['id']}", dict(same.json(), status="off"))
     assert off.json()["status"] == "off"
     changed = AuditEntry.objects.filter(action="subscription.changed").order_by("pk")
-    assert [e.fields for e in changed] == [["status"], ["status"]]
+    assert [e.fields for e in changed] == [["reason"], ["status"], ["status"]]
     assert not WebhookEndpoint.objects.get(kind=subscriptions.KIND).active
 
 
