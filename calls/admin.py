@@ -168,8 +168,17 @@ class DueActionAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    list_display = ["id", "url", "team", "event_types", "active", "from_app_settings", "created_at"]
-    list_filter = ["active", "team"]
+    list_display = [
+        "id",
+        "url",
+        "team",
+        "kind",
+        "event_types",
+        "active",
+        "from_app_settings",
+        "created_at",
+    ]
+    list_filter = ["active", "team", "kind"]
     search_fields = ["url", "team"]
     # Endpoint URLs are https (calls.models.validate_webhook_url): so is a schemeless entry.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -222,4 +231,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="event type", ordering="event__type")
     def event_type(self, obj: WebhookDelivery) -> str:
+        if obj.event is None:  # an endpoint of another kind (a FHIR Subscription's)
+            return f"{obj.endpoint.kind}: {(obj.payload or {}).get('type', '')}"
         return obj.event.type

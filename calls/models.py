@@ -589,7 +589,14 @@ def validate_webhook_url(value: str) -> None:
 
 class WebhookEndpoint(models.Model):
     """Where the app's events are POSTed (calls.outbox.webhooks), Stream-style: signed with the API
-    secret. `team` narrows it to the events of one clinic's calls; `event_types` to a list."""
+    secret. `team` narrows it to the events of one clinic's calls; `event_types` to a list.
+
+    `kind` other than `events`: an endpoint that another layer owns (a FHIR Subscription's
+    rest-hook: `fhir-subscription`). It gets no call events; its deliveries carry a `payload`
+    that the module named in `settings.WEBHOOK_KINDS[kind]` turns into the request (body and
+    headers) at send time, and that module hears each attempt's outcome."""
+
+    EVENTS = "events"
 
     url = models.URLField(max_length=1000, validators=[validate_webhook_url])
     # Null = every team of the app (and teamless calls); else only calls of this team.
@@ -597,6 +604,7 @@ class WebhookEndpoint(models.Model):
     # Empty = every event type; else only these (new types are not added automatically).
     event_types = models.JSONField(default=list, blank=True)
     active = models.BooleanField(default=True)
+    kind = models.CharField(max_length=32, default=EVENTS, editable=False)
     # The app's own endpoint, set through the calls API (Stream's `webhook_url` and
     # `webhook_events` in PATCH /api/v2/app): at most one.
     from_app_settings = models.BooleanField(default=False, editable=False)
@@ -612,6 +620,9 @@ class WebhookEndpoint(models.Model):
                 fields=["from_app_settings"],
                 condition=Q(from_app_settings=True),
                 name="%(app_label)s_%(class)s_one_from_app_settings",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=""), name="%(app_label)s_%(class)s_kind_not_empty"
             ),
         ]
 
@@ -636,9 +647,17 @@ class WebhookDelivery(DeliveryAttempts):
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
     )
+    # The event POSTed; null for an endpoint of another kind, whose `payload` says what to send.
     event = models.ForeignKey(
-        CallEvent, on_delete=models.CASCADE, related_name="webhook_deliveries"
+        CallEvent,
+        on_delete=models.CASCADE,
+        related_name="webhook_deliveries",
+        null=True,
+        blank=True,
     )
+    # Ids and codes only (never patient data): the endpoint's kind renders the body from it
+    # when it sends, so the delivery log holds no copy of a resource.
+    payload = models.JSONField(null=True, blank=True)
     webhook_id = models.CharField(max_length=36, unique=True, editable=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -658,6 +677,12 @@ class WebhookDelivery(DeliveryAttempts):
                 condition=Q(state__in=["pending", "sending", "delivered", "retrying", "dead"]),
                 name="%(app_label)s_%(class)s_state_valid",
             ),
+            # An event's delivery, or a payload's: exactly one.
+            models.CheckConstraint(
+                condition=Q(event__isnull=False, payload__isnull=True)
+                | Q(event__isnull=True, payload__isnull=False),
+                name="%(app_label)s_%(class)s_event_or_payload",
+            ),
         ]
         indexes = [
             # The webhook sweep: retries that are due, and rows stuck in pending / sending.
@@ -669,4 +694,5 @@ class WebhookDelivery(DeliveryAttempts):
         ]
 
     def __str__(self) -> str:
-        return f"webhook {self.webhook_id} (event {self.event_id} → endpoint {self.endpoint_id})"
+        what = f"event {self.event_id}" if self.event_id else "notification"
+        return f"webhook {self.webhook_id} ({what} → endpoint {self.endpoint_id})"

@@ -474,11 +474,18 @@ CALLS_EVENT_CONSUMERS: list[str] = [
     "calls.outbox.push.dispatch.on_event",
     "calls.outbox.webhooks.on_event",  # webhooks: every event → matching endpoints (signed POST)
     "appointments.events.on_event",  # the appointment follows its call; reminders, "ready"
+    # FHIR Subscriptions: an appointment's status moved → notifications (after the line above,
+    # which moves it)
+    "fhir_api.subscriptions.on_event",
 ]
 
 # Sweeps of other apps' outbox rows, run by the scheduler beside its own
-# (calls.scheduling.scheduler.run_sweeps): the patient messages.
-CALLS_EXTRA_SWEEPS: list[str] = ["appointments.messaging.delivery.sweep"]
+# (calls.scheduling.scheduler.run_sweeps): the patient messages; the FHIR Subscriptions'
+# heartbeats and ends.
+CALLS_EXTRA_SWEEPS: list[str] = [
+    "appointments.messaging.delivery.sweep",
+    "fhir_api.subscriptions.sweep",
+]
 # Retention of other apps' rows, run with the calls' own (hourly, calls.services.retention):
 # the patient messages' delivery rows (MESSAGE_RETENTION_DAYS).
 CALLS_EXTRA_RETENTION: list[str] = ["appointments.messaging.delivery.retention_sweep"]
@@ -594,9 +601,14 @@ WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
 # that delivers to its own intranet turns this on. Link-local (cloud metadata), multicast and
 # reserved addresses stay refused.
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)
+# Endpoints that another layer owns (WebhookEndpoint.kind) → the module that makes their
+# requests and hears their outcomes (calls.outbox.webhooks).
+WEBHOOK_KINDS: dict[str, str] = {"fhir-subscription": "fhir_api.subscriptions"}
 # ---- end of webhooks -----------------------------------------------------------------------
 
 # --- FHIR facade (fhir_api, docs/fhir.md) ---------------------------------------------------
+# Subscriptions (R4B backport) one EHR client may hold (docs/limits.md).
+FHIR_MAX_SUBSCRIPTIONS = env.int("FHIR_MAX_SUBSCRIPTIONS", default=10)
 # Access tokens from /fhir/auth/token live this long (SMART recommends at most 5 minutes).
 FHIR_ACCESS_TOKEN_TTL_SECONDS = env.int("FHIR_ACCESS_TOKEN_TTL_SECONDS", default=300)
 # The largest FHIR request body (413 OperationOutcome above it; docs/limits.md).

@@ -8,6 +8,8 @@ from typing import Any
 from . import scopes
 
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
+TOPIC_CANONICAL = f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 
 RESOURCES: dict[str, dict[str, Any]] = {
     "Appointment": {
@@ -52,6 +54,21 @@ RESOURCES: dict[str, dict[str, Any]] = {
         "conditionalCreate": False,
         "params": {"schedule": "reference", "start": "date", "status": "token"},
     },
+    # Topic-based subscriptions (the R4B backport): rest-hook, handshake, heartbeat, $status.
+    "Subscription": {
+        "interactions": ["read", "create", "update", "delete", "search-type"],
+        "conditionalCreate": False,
+        "params": {"_id": "token", "status": "token"},
+        "operations": [("status", f"{BACKPORT}/OperationDefinition/backport-subscription-status")],
+        "profile": f"{BACKPORT}/StructureDefinition/backport-subscription",
+    },
+    # Our one topic, readable without a token.
+    "SubscriptionTopic": {
+        "interactions": ["read", "search-type"],
+        "conditionalCreate": False,
+        "params": {"url": "uri", "_id": "token"},
+        "paging": False,
+    },
 }
 
 
@@ -68,11 +85,21 @@ INTERACTION_NOTES = {
 }
 
 
-def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
+def capability_statement(*, base_url: str, token_url: str, topic_url: str) -> dict[str, Any]:
     resources = []
     for kind, spec in RESOURCES.items():
+        extra: dict[str, Any] = {}
+        if "operations" in spec:
+            extra["operation"] = [
+                {"name": name, "definition": url} for name, url in spec["operations"]
+            ]
+        if "profile" in spec:
+            extra["supportedProfile"] = [spec["profile"]]
+        if kind == "Subscription":
+            extra["extension"] = [{"url": TOPIC_CANONICAL, "valueCanonical": topic_url}]
         resources.append(
             {
+                **extra,
                 "type": kind,
                 "interaction": [
                     {"code": code, "documentation": INTERACTION_NOTES[(kind, code)]}
@@ -90,10 +117,14 @@ def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
                 "conditionalUpdate": False,
                 "conditionalDelete": "not-supported",
                 "searchParam": [{"name": n, "type": t} for n, t in spec["params"].items()]
-                + [
-                    {"name": "_count", "type": "number"},
-                    {"name": "_summary", "type": "token"},
-                ],
+                + (
+                    [
+                        {"name": "_count", "type": "number"},
+                        {"name": "_summary", "type": "token"},
+                    ]
+                    if spec.get("paging", True)
+                    else []
+                ),
             }
         )
     return {
@@ -103,6 +134,7 @@ def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
         "kind": "instance",
         "software": {"name": "appointment-calls"},
         "implementation": {"description": "Video appointments (FHIR R4 facade)", "url": base_url},
+        "instantiates": [f"{BACKPORT}/CapabilityStatement/backport-subscription-server"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "rest": [

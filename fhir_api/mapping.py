@@ -21,6 +21,9 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.practitioner import Practitioner as FhirPractitioner
 from fhir.resources.R4B.schedule import Schedule as FhirSchedule
 from fhir.resources.R4B.slot import Slot as FhirSlot
+from fhir.resources.R4B.subscription import Subscription as FhirSubscription
+from fhir.resources.R4B.subscriptionstatus import SubscriptionStatus as FhirSubscriptionStatus
+from fhir.resources.R4B.subscriptiontopic import SubscriptionTopic as FhirSubscriptionTopic
 from pydantic import ValidationError
 
 from appointments.languages import supported
@@ -36,6 +39,9 @@ MODELS = {
     "Slot": FhirSlot,
     "Bundle": FhirBundle,
     "CapabilityStatement": FhirCapability,
+    "Subscription": FhirSubscription,
+    "SubscriptionStatus": FhirSubscriptionStatus,
+    "SubscriptionTopic": FhirSubscriptionTopic,
 }
 
 # Appointment.status ← our status (FHIR has no "in progress": the patient is there).

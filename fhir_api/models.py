@@ -135,3 +135,97 @@ class AppointmentCodes(models.Model):
 
     def __str__(self) -> str:
         return f"codes of appointment {self.appointment_id}"
+
+
+def new_subscription_id() -> str:
+    return secrets.token_hex(8)
+
+
+class Subscription(models.Model):
+    """A topic-based FHIR Subscription (R4B backport, docs/fhir.md): one client's rest-hook on
+    the appointment-status topic. Its notifications are deliveries of its own webhook endpoint
+    (`endpoint`, kind `fhir-subscription`): the webhook machinery sends, retries and logs them.
+
+    `events_since_start` is the topic's event counter for this subscription: it is raised
+    under this row's lock (`select_for_update`), so event numbers are gapless and never
+    repeat, whatever runs at once."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested"
+        ACTIVE = "active"
+        ERROR = "error"
+        OFF = "off"
+
+    class Content(models.TextChoices):
+        EMPTY = "empty"
+        ID_ONLY = "id-only"
+        FULL_RESOURCE = "full-resource"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_subscription_id)
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="subscriptions")
+    # Deleting the subscription deletes its endpoint, with its deliveries.
+    endpoint = models.OneToOneField(
+        "calls.WebhookEndpoint", on_delete=models.CASCADE, related_name="fhir_subscription"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    # The filter as the EHR sent it (`Appointment?patient=Patient/1&status=noshow`), and parsed:
+    # a patient id and FHIR statuses.
+    filter_text = models.CharField(max_length=500, blank=True, default="")
+    filter_patient = models.PositiveIntegerField(null=True, blank=True)
+    filter_statuses = models.JSONField(default=list, blank=True)
+    content = models.CharField(max_length=16, choices=Content.choices, default=Content.ID_ONLY)
+    # `channel.header`: "Name: value" lines the EHR asked us to send (its receiver's own token).
+    headers = models.JSONField(default=list, blank=True)
+    heartbeat_seconds = models.PositiveIntegerField(null=True, blank=True)
+    max_count = models.PositiveIntegerField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
+    events_since_start = models.BigIntegerField(default=0)
+    # When its last notification (of any type) was queued: the heartbeat's clock.
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    # Our words only (why it is `error`), never the receiver's answer.
+    error = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["requested", "active", "error", "off"]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(content__in=["empty", "id-only", "full-resource"]),
+                name="%(app_label)s_%(class)s_content_valid",
+            ),
+        ]
+        indexes = [
+            # The relay consumer: a clinic's subscriptions that are not off.
+            models.Index(
+                fields=["clinic"], condition=~Q(status="off"), name="fhir_subscription_live_idx"
+            ),
+            # The heartbeat sweep.
+            models.Index(
+                fields=["last_sent_at"],
+                condition=Q(status="active", heartbeat_seconds__isnull=False),
+                name="fhir_subscription_beat_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Subscription/{self.pk} ({self.status})"
+
+
+class AppointmentStatusSent(models.Model):
+    """The last status of an appointment that the subscriptions were told of: an event relayed
+    twice, or one that moved nothing, notifies no one."""
+
+    appointment = models.OneToOneField(
+        Appointment, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    status = models.CharField(max_length=16)
+
+    def __str__(self) -> str:
+        return f"appointment {self.appointment_id}: {self.status} sent"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-RESOURCE_TYPES = ("Appointment", "Patient", "Practitioner", "Schedule", "Slot")
+RESOURCE_TYPES = ("Appointment", "Patient", "Practitioner", "Schedule", "Slot", "Subscription")
 LETTERS = "cruds"
 V1 = {"read": "rs", "write": "cud", "*": LETTERS}
 _SCOPE = re.compile(r"^system/(?P<type>[A-Za-z]+|\*)\.(?P<perm>[a-z*]+)$")

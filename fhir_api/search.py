@@ -18,7 +18,7 @@ from django.utils.dateparse import parse_datetime
 from appointments.models import Appointment, Clinic, Patient, StaffMember
 
 from . import mapping
-from .models import Identifier
+from .models import Identifier, Subscription
 from .outcome import FhirError
 
 PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb")
@@ -228,6 +228,17 @@ def practitioners(clinic: Clinic, params: list[tuple[str, str]]) -> Search:
         "email": lambda _, v: Q(user__email__iexact=v.strip()),
     }
     qs = StaffMember.objects.filter(memberships__clinic=clinic).select_related("user")
+    return _search(qs, params, handlers)
+
+
+def subscriptions(clinic: Clinic, params: list[tuple[str, str]]) -> Search:
+    def status(_: str, value: str) -> Q:
+        if value not in ("requested", "active", "error", "off"):
+            raise _bad(f"status: unknown code {value!r}.", "status")
+        return Q(status=value)
+
+    handlers: dict[str, Handler] = {"_id": lambda _, v: Q(pk=v), "status": status}
+    qs = Subscription.objects.filter(clinic=clinic).select_related("endpoint")
     return _search(qs, params, handlers)
 
 

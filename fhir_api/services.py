@@ -14,7 +14,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from appointments.models import Appointment, ClinicMembership, Patient, StaffMember
+from appointments.links import join_link_path
+from appointments.models import Appointment, Clinic, ClinicMembership, Patient, StaffMember
 from appointments.services.booking import (
     Booking,
     appointment_book,
@@ -48,6 +49,41 @@ PATIENT_PATHS = {
     "phone": "Patient.telecom",
     "preferred_language": "Patient.communication",
 }
+
+
+def appointments_of(clinic: Clinic, ids: list[str]) -> list[Appointment]:
+    """The clinic's appointments with these ids, in that order, members prefetched."""
+    rows = (
+        Appointment.objects.filter(clinic=clinic, pk__in=ids)
+        .select_related("clinic", "patient")
+        .prefetch_related("members")
+    )
+    by_id = {a.pk: a for a in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def appointment_resources(appointments: list[Appointment], *, site: str) -> list[dict]:
+    """Appointment resources as the API hands them out (a read, a search, a Subscription's
+    full-resource notification): the EHR's identifiers and codes (two queries) and, while the
+    appointment is open, the patient's join URL on `site` (never a staff member's)."""
+    ids = [a.pk for a in appointments]
+    idents: dict[str, list[tuple[str, str]]] = {}
+    for row in Identifier.objects.filter(resource_type="Appointment", resource_id__in=ids).order_by(
+        "pk"
+    ):
+        idents.setdefault(row.resource_id, []).append((row.system, row.value))
+    codes = {c.appointment_id: c for c in AppointmentCodes.objects.filter(appointment_id__in=ids)}
+    out = []
+    for a in appointments:
+        code = codes.get(a.pk)
+        extras = mapping.AppointmentExtras(
+            identifiers=idents.get(a.pk, []),
+            service_type=code.service_type if code else [],
+            appointment_type=code.appointment_type if code else None,
+            patient_join_url=f"{site}{join_link_path(a)}" if a.is_open else "",
+        )
+        out.append(mapping.appointment_out(a, extras))
+    return out
 
 
 def unprocessable(exc: ValidationError, paths: dict[str, str], resource_type: str) -> FhirError:

@@ -38,5 +38,18 @@ urlpatterns = [
     path("r4/Schedule", views.schedule_type, name="schedules"),
     path("r4/Schedule/<str:staff_id>", views.schedule_instance, name="schedule"),
     path("r4/Slot", views.slot_type, name="slots"),
+    path("r4/Subscription", views.subscription_type, name="subscriptions"),
+    path(
+        "r4/Subscription/<str:subscription_id>/$status",
+        views.subscription_status,
+        name="subscription-status",
+    ),
+    path(
+        "r4/Subscription/<str:subscription_id>",
+        views.subscription_instance,
+        name="subscription",
+    ),
+    path("r4/SubscriptionTopic", views.topic_type, name="topics"),
+    path("r4/SubscriptionTopic/<str:topic_id>", views.topic_instance, name="topic"),
     re_path(r"^(?P<rest>[\s\S]*)\Z", views.not_found),
 ]

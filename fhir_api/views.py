@@ -17,7 +17,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from appointments.links import join_link_path
 from appointments.models import Appointment, Patient, StaffMember
 from audit.record import (
     Action,
@@ -31,8 +30,8 @@ from audit.record import (
 from calls.errors import CallsError
 from calls.limits import parse_json
 
-from . import auth, capability, mapping, search, services
-from .models import AppointmentCodes, Identifier
+from . import auth, capability, mapping, search, services, subscriptions
+from .models import Identifier
 from .outcome import FhirError, error_response, from_calls_error, response
 from .scopes import Principal
 
@@ -141,36 +140,15 @@ def _etag(version: str) -> dict[str, str]:
 
 
 def _appointments(principal: Principal, ids: list[str]) -> list[Appointment]:
-    """The client's clinic's appointments with these ids, in that order, members prefetched."""
-    rows = (
-        Appointment.objects.filter(clinic=principal.clinic, pk__in=ids)
-        .select_related("clinic", "patient")
-        .prefetch_related("members")
-    )
-    by_id = {a.pk: a for a in rows}
-    return [by_id[i] for i in ids if i in by_id]
+    return services.appointments_of(principal.clinic, ids)
+
+
+def _site(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
 
 
 def _appointment_resources(request: HttpRequest, appointments: list[Appointment]) -> list[dict]:
-    ids = [a.pk for a in appointments]
-    idents: dict[str, list[tuple[str, str]]] = {}
-    for row in Identifier.objects.filter(resource_type="Appointment", resource_id__in=ids).order_by(
-        "pk"
-    ):
-        idents.setdefault(row.resource_id, []).append((row.system, row.value))
-    codes = {c.appointment_id: c for c in AppointmentCodes.objects.filter(appointment_id__in=ids)}
-    out = []
-    for a in appointments:
-        code = codes.get(a.pk)
-        extras = mapping.AppointmentExtras(
-            identifiers=idents.get(a.pk, []),
-            service_type=code.service_type if code else [],
-            appointment_type=code.appointment_type if code else None,
-            # The patient's own link (never a staff member's), while it can be used.
-            patient_join_url=request.build_absolute_uri(join_link_path(a)) if a.is_open else "",
-        )
-        out.append(mapping.appointment_out(a, extras))
-    return out
+    return services.appointment_resources(appointments, site=_site(request))
 
 
 def _viewed(principal: Principal, object_type: str, ids: list[Any]) -> None:
@@ -273,6 +251,9 @@ def _bundle(
         elif resource_type == "Schedule":
             resources = [mapping.schedule_out(s) for s in page]
             ids, audit_type = [], ""
+        elif resource_type == "Subscription":
+            resources = [subscriptions.subscription_out(s) for s in page]
+            ids, audit_type = [], ""
         else:
             staff = list(page)
             idents = _identifiers_of("Practitioner", [s.pk for s in staff])
@@ -312,6 +293,7 @@ _ORDER = {
     "Patient": ("pk",),
     "Practitioner": ("pk",),
     "Schedule": ("pk",),
+    "Subscription": ("created_at", "pk"),
 }
 
 
@@ -521,13 +503,101 @@ def appointment_history(
     raise FhirError(404, NO_HISTORY, code="not-supported")
 
 
+# --- Subscriptions (R4B backport: subscriptions.py) ------------------------------------------
+
+
+def _subscription_response(sub, status: int = 200) -> HttpResponse:
+    resource = subscriptions.subscription_out(sub)
+    return response(resource, status, _etag(resource["meta"]["versionId"]))
+
+
+@fhir_view("Subscription", ("GET", "POST"))
+def subscription_type(request: HttpRequest, principal: Principal) -> HttpResponse:
+    if request.method == "POST":
+        _require(principal, "Subscription", "c")
+        data = subscriptions.subscription_in(_body(request), principal.clinic)
+        sub = subscriptions.subscription_create(principal=principal, data=data)
+        response_ = _subscription_response(sub, 201)
+        response_["Location"] = f"{_base(request)}/Subscription/{sub.pk}"
+        return response_
+    _require(principal, "Subscription", "s")
+    found = search.subscriptions(principal.clinic, search.as_pairs(request.GET))
+    return _bundle(request, principal, "Subscription", found)
+
+
+@fhir_view("Subscription", ("GET", "PUT", "DELETE"))
+def subscription_instance(
+    request: HttpRequest, principal: Principal, subscription_id: str
+) -> HttpResponse:
+    if request.method == "PUT":
+        _require(principal, "Subscription", "u")
+        body = _body(request)
+        if isinstance(body, dict) and body.get("id") != subscription_id:
+            raise FhirError(
+                400, "The resource's id must be the URL's.", expression=["Subscription.id"]
+            )
+        data = subscriptions.subscription_in(body, principal.clinic)
+        sub = subscriptions.subscription_change(
+            principal=principal, subscription_id=subscription_id, data=data
+        )
+        return _subscription_response(subscriptions.subscription_get(principal, sub.pk))
+    if request.method == "DELETE":
+        _require(principal, "Subscription", "d")
+        subscriptions.subscription_delete(principal=principal, subscription_id=subscription_id)
+        return HttpResponse(status=204)
+    _require(principal, "Subscription", "r")
+    return _subscription_response(subscriptions.subscription_get(principal, subscription_id))
+
+
+@fhir_view("Subscription")
+def subscription_status(
+    request: HttpRequest, principal: Principal, subscription_id: str
+) -> HttpResponse:
+    """`$status`: where the subscription stands (its status, events since start, error)."""
+    _require(principal, "Subscription", "r")
+    sub = subscriptions.subscription_get(principal, subscription_id)
+    return response(subscriptions.status_bundle(sub))
+
+
+@fhir_view()
+def topic_type(request: HttpRequest, principal: None) -> HttpResponse:
+    """The topics (one), readable without a token like the CapabilityStatement."""
+    pairs = search.as_pairs(request.GET)
+    if any(name not in ("url", "_id") for name, _ in pairs):
+        raise FhirError(400, "Search SubscriptionTopic by url or _id.", code="not-supported")
+    topic = subscriptions.topic()
+    match = all(
+        (name != "url" or value == topic["url"]) and (name != "_id" or value == topic["id"])
+        for name, value in pairs
+    )
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": int(match)}
+    if match:
+        bundle["entry"] = [
+            {
+                "fullUrl": topic["url"],
+                "resource": topic,
+                "search": {"mode": "match"},
+            }
+        ]
+    return response(bundle)
+
+
+@fhir_view()
+def topic_instance(request: HttpRequest, principal: None, topic_id: str) -> HttpResponse:
+    if topic_id != subscriptions.TOPIC_ID:
+        raise FhirError(404, "No such SubscriptionTopic.", code="not-found")
+    return response(subscriptions.topic())
+
+
 # --- metadata, SMART, token, anything else ---------------------------------------------------
 
 
 @fhir_view()
 def metadata(request: HttpRequest, principal: None) -> HttpResponse:
     statement = capability.capability_statement(
-        base_url=_base(request), token_url=_token_url(request)
+        base_url=_base(request),
+        token_url=_token_url(request),
+        topic_url=subscriptions.topic_url(),
     )
     return response(mapping.checked_out(statement))
 

@@ -22,6 +22,14 @@ attempt is dead at once (no retries), with the rule in `last_error`.
 Resend: `deliveries_requeue` (an admin action) puts dead and retrying deliveries back to
 pending with a fresh attempt budget and the same X-Webhook-Id, so receivers still dedupe.
 
+Endpoints of another kind (`WebhookEndpoint.kind`, e.g. a FHIR Subscription's rest-hook):
+`deliveries_add` writes rows with a `payload` (ids and codes) instead of an event, and the
+kind's module (`settings.WEBHOOK_KINDS[kind]`) makes each attempt's request
+(`webhook_request(delivery) -> (body, headers)`) and hears its outcome
+(`webhook_recorded(delivery, state)`). Everything else is the same path: the claim, the SSRF
+guard, retries and backoff, the sweep, the log, resend. Those requests carry `X-Webhook-Id`
+and `X-Webhook-Attempt`, not the API key nor its signature (the receiver is not ours).
+
 Logs carry ids, event types, states and status codes: never payloads, bodies or URLs (a
 refusal by the guard names the host and the address, not the path).
 """
@@ -36,6 +44,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import import_module
+from types import ModuleType
+from typing import Any
 
 import httpx
 from django.conf import settings
@@ -96,7 +107,7 @@ def on_events(events: list[CallEvent]) -> None:
     teams = {event.call.team for event in events if event.call is not None and event.call.team}
     endpoints = list(
         WebhookEndpoint.objects.filter(
-            Q(team__isnull=True) | Q(team__in=teams), active=True
+            Q(team__isnull=True) | Q(team__in=teams), active=True, kind=WebhookEndpoint.EVENTS
         ).order_by("pk")
     )
     if not endpoints:
@@ -138,8 +149,37 @@ def matching_endpoints(event: CallEvent) -> list[WebhookEndpoint]:
     scope = Q(team__isnull=True)
     if team:
         scope |= Q(team=team)
-    endpoints = WebhookEndpoint.objects.filter(scope, active=True).order_by("pk")
+    endpoints = WebhookEndpoint.objects.filter(
+        scope, active=True, kind=WebhookEndpoint.EVENTS
+    ).order_by("pk")
     return [e for e in endpoints if not e.event_types or event.type in e.event_types]
+
+
+def deliveries_add(
+    *, endpoint: WebhookEndpoint, payloads: list[dict[str, Any]]
+) -> list[WebhookDelivery]:
+    """For an endpoint of another kind: one delivery per payload, in the caller's transaction,
+    enqueued after its commit (a lost enqueue is the sweep's)."""
+    now = timezone.now()
+    rows = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                endpoint=endpoint,
+                payload=payload,
+                webhook_id=str(uuid.uuid4()),
+                next_attempt_at=now,
+            )
+            for payload in payloads
+        ]
+    )
+    ids = [row.pk for row in rows]
+    transaction.on_commit(lambda: _enqueue(ids))
+    return rows
+
+
+def kind_module(kind: str) -> ModuleType:
+    """The module that speaks for endpoints of `kind` (settings.WEBHOOK_KINDS)."""
+    return import_module(settings.WEBHOOK_KINDS[kind])
 
 
 def _enqueue(ids: Iterable[int]) -> None:
@@ -184,15 +224,22 @@ def deliver(delivery_id: int) -> str | None:
     return _record(delivery, result)
 
 
-def _post(delivery: WebhookDelivery) -> Result:
+def _request(delivery: WebhookDelivery) -> tuple[bytes, dict[str, str]]:
+    ids = {"X-Webhook-Id": delivery.webhook_id, "X-Webhook-Attempt": str(delivery.attempts)}
+    if delivery.event is None:
+        body, headers = kind_module(delivery.endpoint.kind).webhook_request(delivery)
+        return body, {**headers, **ids}
     body = body_of(delivery.event)
-    headers = {
+    return body, {
         "Content-Type": "application/json",
-        "X-Webhook-Id": delivery.webhook_id,
-        "X-Webhook-Attempt": str(delivery.attempts),
+        **ids,
         "X-Api-Key": settings.CALLS_API_KEY,
         "X-Signature": sign(body, settings.CALLS_API_SECRET),
     }
+
+
+def _post(delivery: WebhookDelivery) -> Result:
+    body, headers = _request(delivery)
     try:
         response = netguard.post(
             delivery.endpoint.url,
@@ -264,12 +311,17 @@ def _record(delivery: WebhookDelivery, result: Result) -> str:
     log(
         "webhook delivery %s (%s, endpoint %s) attempt %d: %s%s",
         delivery.pk,
-        delivery.event.type,
+        delivery.event.type if delivery.event is not None else delivery.endpoint.kind,
         delivery.endpoint_id,
         delivery.attempts,
         state,
         f" ({result.error})" if result.error else "",
     )
+    if delivery.event is None:
+        try:
+            kind_module(delivery.endpoint.kind).webhook_recorded(delivery, state)
+        except Exception:  # its bug must not undo the record
+            logger.exception("webhook delivery %s: the kind's hook failed", delivery.pk)
     return state
 
 

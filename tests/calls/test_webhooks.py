@@ -223,6 +223,8 @@ def test_endpoints_filter_by_team_and_event_type(settings, django_capture_on_com
     clinic_a = endpoint("https://hooks.example/a", team="clinic-a")
     clinic_b = endpoint("https://hooks.example/b", team="clinic-b")
     endpoint("https://hooks.example/off", active=False)
+    # Another layer's endpoint (a FHIR Subscription's): it never gets call events.
+    other_kind = endpoint("https://hooks.example/fhir", team="clinic-a", kind="fhir-subscription")
     call_a = CallFactory(team="clinic-a")
     teamless = CallFactory()
 
@@ -246,6 +248,8 @@ def test_endpoints_filter_by_team_and_event_type(settings, django_capture_on_com
     assert endpoints_of(ended_teamless) == {everything.pk, ended_only.pk}
     assert endpoints_of(user_event) == {everything.pk}
     assert clinic_b.deliveries.count() == 0
+    webhooks.on_events([created_a, ended_a, ended_teamless, user_event])  # the batch path
+    assert other_kind.deliveries.count() == 0
 
 
 @pytest.mark.django_db

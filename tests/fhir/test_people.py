@@ -119,7 +119,15 @@ def test_the_capability_statement_says_what_is_supported(client):
     CapabilityStatement.model_validate(body)
     (rest,) = body["rest"]
     by_type = {r["type"]: r for r in rest["resource"]}
-    assert set(by_type) == {"Appointment", "Patient", "Practitioner", "Schedule", "Slot"}
+    assert set(by_type) == {
+        "Appointment",
+        "Patient",
+        "Practitioner",
+        "Schedule",
+        "Slot",
+        "Subscription",
+        "SubscriptionTopic",
+    }
     assert [i["code"] for i in by_type["Slot"]["interaction"]] == ["search-type"]
     assert {i["code"] for i in by_type["Appointment"]["interaction"]} == {
         "read",
