@@ -94,7 +94,9 @@ def _users_write(users: list[CallUser], existing: dict[str, CallUser]) -> None:
         if user.id in created_at:
             user.created_at = created_at[user.id]
         user._state.adding = False
-    events_emit_unbound(type="user.updated", fields=[{"user": wire.user_response(u)} for u in users])
+    events_emit_unbound(
+        type="user.updated", fields=[{"user": wire.user_response(u)} for u in users]
+    )
 
 
 _USER_FIELD_TYPES: dict[str, tuple[type, Any]] = {
