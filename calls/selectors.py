@@ -318,6 +318,14 @@ def _members_of_cid_sql() -> str:
     return _members_sql()[0].replace(f"m.{q('call_id')} = %s", f"m.{q('call_id')} = {call_pk}")
 
 
+@cache
+def client_side_binding() -> bool:
+    """Does this connection bind parameters client-side (psycopg 3's ClientCursor, Django's
+    default on PostgreSQL), so one execute may hold several statements?"""
+    with connection.cursor() as cursor:
+        return _one_round_trip(cursor)
+
+
 def _one_round_trip(cursor: Any) -> bool:
     """Can this cursor run two statements in one execute (psycopg's client-side binding, the
     Django default on PostgreSQL)?"""

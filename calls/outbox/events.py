@@ -36,6 +36,19 @@ def event_emit(*, type: str, for_call: Call | None, call_cid: str = "", **fields
     return event
 
 
+def event_prepare(*, type: str, for_call: Call | None, **fields: Any) -> CallEvent:
+    """The row `event_emit` would write, unwritten: for a service that writes it in its own
+    statement (the call's creation writes the call, its members and `call.created` in one),
+    then calls `event_written` in the same transaction."""
+    cid = for_call.cid if for_call is not None else ""
+    return _row(type, for_call, cid, fields, timezone.now())
+
+
+def event_written(event: CallEvent) -> None:
+    """The hand-off of an `event_prepare`d row, once written with its `pk` (as `event_emit`)."""
+    relay_on_commit(event)
+
+
 def events_emit_for_calls(
     *, type: str, fields: list[tuple[Call, dict[str, Any]]]
 ) -> list[CallEvent]:
