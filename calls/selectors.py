@@ -431,6 +431,30 @@ def users_by_id(*, ids: list[str]) -> dict[str, CallUser]:
     return {user.id: user for user in (cols.build(row, 0) for row in rows)}
 
 
+def call_type_and_users(*, name: str, user_ids: list[str]) -> tuple[CallType, dict[str, CallUser]]:
+    """`call_type_get` and `users_by_id` in one round trip (a call's creation reads both; on
+    PostgreSQL both statements in one execute, elsewhere two)."""
+    unique = list(dict.fromkeys(user_ids))
+    if not unique:
+        return call_type_get(name=name), {}
+    type_sql, type_cols = _call_type_sql()
+    users_sql, user_cols = _users_sql()
+    with _hot_cursor() as cursor:
+        if not _one_round_trip(cursor):
+            cursor.close()
+            return call_type_get(name=name), users_by_id(ids=unique)
+        cursor.execute(
+            f"{type_sql}; {users_sql}({', '.join(['%s'] * len(unique))})", [name, *unique]
+        )
+        row = cursor.fetchone()
+        cursor.nextset()
+        rows = cursor.fetchall()
+    if row is None:
+        raise NotFound(f"call type {name} does not exist")
+    users = {user.id: user for user in (user_cols.build(r, 0) for r in rows)}
+    return _call_type_from_row(row, 0, type_cols), users
+
+
 def member_of(*, actor: Actor, call: Call) -> CallMember | None:
     if actor.is_server:
         return None

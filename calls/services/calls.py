@@ -181,8 +181,12 @@ def call_get_or_create(
     )
     if found is not None:
         return _existing_call_view(actor=actor, call=found[0], members=found[1], **answer)
-    call_type = selectors.call_type_get(name=type_name)
     members = members or []
+    # The type and the users the request names (members, the creator) in one round trip.
+    wanted = [m.user_id for m in members]
+    if actor.is_server and created_by is None and created_by_id:
+        wanted.append(created_by_id)
+    call_type, users = selectors.call_type_and_users(name=type_name, user_ids=wanted)
     override = settings_or_error(settings_override, "data.settings_override")
     _members_shape_check(members)
     check_custom(custom, field="data.custom")
@@ -201,14 +205,16 @@ def call_get_or_create(
     one_statement = not (ring or notify) and starts_at is None and created_by is None
     try:
         with nullcontext() if one_statement and _one_statement_inserts() else transaction.atomic():
-            creator, users = _creator_and_members(
+            creator = _creator(
                 actor=actor,
                 call_type=call_type,
                 created_by_id=created_by_id,
                 created_by=created_by,
                 team=team,
-                members=members,
+                users=users,
             )
+            users[creator.id] = creator
+            _members_missing(members, users)
             created = _insert(call_type, call_id, creator, members, users, fields)
             if created is not None:
                 call, rows = created.call, created.members
@@ -233,33 +239,6 @@ def call_get_or_create(
         # The answer shows what `call.created` carries: rendered once, for both.
         wire=(created.call_data, created.members_data[cut]),
     )
-
-
-def _creator_and_members(
-    *,
-    actor: Actor,
-    call_type: CallType,
-    created_by_id: str | None,
-    created_by: UserSpec | None,
-    team: str | None,
-    members: list[MemberSpec],
-) -> tuple[CallUser, dict[str, CallUser]]:
-    """Who creates the call, and the members' users by id (all must exist; one query)."""
-    wanted = [m.user_id for m in members]
-    if actor.is_server and created_by is None and created_by_id:
-        wanted.append(created_by_id)
-    users = selectors.users_by_id(ids=wanted)
-    creator = _creator(
-        actor=actor,
-        call_type=call_type,
-        created_by_id=created_by_id,
-        created_by=created_by,
-        team=team,
-        users=users,
-    )
-    users[creator.id] = creator
-    _members_missing(members, users)
-    return creator, users
 
 
 @dataclass

@@ -17,6 +17,7 @@ from rest_framework.renderers import JSONRenderer
 from calls import selectors
 from calls.api.base import StreamJSONRenderer
 from calls.capabilities import SERVER
+from calls.errors import NotFound
 from calls.models import Call, CallSession, CallUser
 
 from .conftest import CLINIC_A, assert_ok, call_path, members_of
@@ -97,6 +98,21 @@ def test_users_by_id_reads_what_in_bulk_reads(busy_call):
     assert sorted(users) == sorted(expected) == ["b-0", "b-1", "dr-host"]
     assert {k: _fields(u) for k, u in users.items()} == {k: _fields(u) for k, u in expected.items()}
     assert selectors.users_by_id(ids=[]) == {}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ids", [["b-1", "dr-host", "nobody", "b-1"], []], ids=["users", "none"])
+def test_the_type_and_users_read_together_are_what_they_read_apart(
+    busy_call, ids, django_assert_num_queries
+):
+    with django_assert_num_queries(1):
+        call_type, users = selectors.call_type_and_users(name="default", user_ids=ids)
+
+    assert _fields(call_type) == _fields(selectors.call_type_get(name="default"))
+    expected = selectors.users_by_id(ids=ids)
+    assert {k: _fields(u) for k, u in users.items()} == {k: _fields(u) for k, u in expected.items()}
+    with pytest.raises(NotFound):
+        selectors.call_type_and_users(name="nope", user_ids=ids)
 
 
 @pytest.mark.django_db
