@@ -28,7 +28,7 @@ from calls.capabilities import (
     require_in_scope,
     team_allows,
 )
-from calls.errors import InputError, NotAllowed
+from calls.errors import InputError, NotAllowed, NotFound
 from calls.limits import check_custom
 from calls.models import Call, CallEvent, CallMember, CallType, CallUser, Task
 from calls.outbox.events import event_emit, event_prepare, event_written
@@ -216,18 +216,22 @@ def call_get_or_create(
             users[creator.id] = creator
             _members_missing(members, users)
             created = _insert(call_type, call_id, creator, members, users, fields)
-            if created is not None:
-                call, rows = created.call, created.members
-                ring_and_notify(
-                    call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
-                )
-                due_actions_sync(call, new=True)
-    except IntegrityError:
-        created = None
-    if created is None:  # another request created it first
+            if created is None:
+                raise _LostRace  # undoes what this transaction wrote (an inline creator)
+            call, rows = created.call, created.members
+            ring_and_notify(
+                call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
+            )
+            due_actions_sync(call, new=True)
+    except IntegrityError:  # the ORM's way: another request created it first (or a bug)
         existing = selectors.call_find(type_name=type_name, call_id=call_id)
         if existing is None:
-            raise IntegrityError(f"call {type_name}:{call_id} could not be created")
+            raise
+        return _existing_call_view(actor=actor, call=existing, **answer)
+    except _LostRace:  # the one statement's way: another request created it first
+        existing = selectors.call_find(type_name=type_name, call_id=call_id)
+        if existing is None:  # and it is gone again (deleted meanwhile)
+            raise NotFound(f"call {type_name}:{call_id} was deleted as it was created") from None
         return _existing_call_view(actor=actor, call=existing, **answer)
     mine = next((m for m in rows if m.user_id == actor.user_id), None)
     cut = slice(None) if members_limit is None else slice(members_limit)
@@ -239,6 +243,10 @@ def call_get_or_create(
         # The answer shows what `call.created` carries: rendered once, for both.
         wire=(created.call_data, created.members_data[cut]),
     )
+
+
+class _LostRace(Exception):
+    """The call's id was taken by another request while this one created it."""
 
 
 @dataclass

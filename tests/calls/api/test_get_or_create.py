@@ -464,3 +464,32 @@ def test_creation_writes_and_answers_the_same_on_the_orm_path(api, host, monkeyp
 
 def assert_ns(dt):
     return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("inline_creator", [False, True], ids=["one-statement", "transaction"])
+def test_a_call_created_meanwhile_is_answered_and_nothing_is_written(
+    api, create_call, host, monkeypatch, inline_creator
+):
+    """The existence read missed the call (another request created it just after): the
+    creation's INSERT finds the id taken, writes nothing (nor the inline creator's upsert),
+    and the answer is the existing call."""
+    from calls import selectors
+    from calls.models import CallEvent
+
+    create_call("taken", team=CLINIC_A, members=members_of(2, "t"))
+    events = CallEvent.objects.count()
+    monkeypatch.setattr(selectors, "call_find_with_members", lambda **_: None)
+    data = {"team": CLINIC_A, "members": members_of(1, "late")}
+    if inline_creator:
+        data["created_by"] = {"id": "inline-late", "name": "Late"}
+    else:
+        data["created_by_id"] = host.id
+
+    body = assert_ok(api.post(call_path("default", "taken"), {"data": data}), 201)
+
+    assert body["created"] is False
+    assert [m["user_id"] for m in body["members"]] == ["dr-host", "t-0"]
+    assert CallMember.objects.filter(call__call_id="taken").count() == 2
+    assert CallEvent.objects.count() == events
+    assert not CallUser.objects.filter(id="inline-late").exists()
