@@ -325,9 +325,9 @@ def _insert_in_one(
     params = [f.get_db_prep_save(getattr(call, f.attname), connection) for f in call_fields]
     params += [
         now,
-        [m.user_id for m in rows],
-        [m.role for m in rows],
-        [_json_text(m.custom) for m in rows],
+        # The members as one JSON array (psycopg writes three arrays of a hundred in Python,
+        # ten times slower than orjson writes this).
+        _json_text([{"user_id": m.user_id, "role": m.role, "custom": m.custom} for m in rows]),
         event.call_cid,
         event.type,
         _json_text(event.payload),
@@ -397,9 +397,10 @@ def _insert_sql() -> tuple[str, list[Field]]:
         f"ON CONFLICT ({q('type_id')}, {q('call_id')}) WHERE {q('deleted_at')} IS NULL "
         f"DO NOTHING RETURNING {q('id')}), "
         f"m AS (INSERT INTO {q(CallMember._meta.db_table)} ({member_columns}) "
-        "SELECT c.id, x.user_id, x.role, x.custom::jsonb, t.now, t.now "
+        "SELECT c.id, x.user_id, x.role, x.custom, t.now, t.now "
         "FROM c CROSS JOIN (SELECT %s::timestamptz AS now) t "
-        "CROSS JOIN unnest(%s::varchar[], %s::varchar[], %s::text[]) WITH ORDINALITY "
+        "CROSS JOIN ROWS FROM (jsonb_to_recordset(%s::jsonb) "
+        "AS (user_id varchar, role varchar, custom jsonb)) WITH ORDINALITY "
         "AS x(user_id, role, custom, n) ORDER BY x.n), "
         f"e AS (INSERT INTO {q(CallEvent._meta.db_table)} ({event_columns}) "
         f"SELECT c.id, %s, %s, %s::jsonb, %s, NULL FROM c RETURNING {q('id')}) "
