@@ -318,6 +318,14 @@ def _members_of_cid_sql() -> str:
     return _members_sql()[0].replace(f"m.{q('call_id')} = %s", f"m.{q('call_id')} = {call_pk}")
 
 
+@cache
+def client_side_binding() -> bool:
+    """Does this connection bind parameters client-side (psycopg 3's ClientCursor, Django's
+    default on PostgreSQL), so one execute may hold several statements?"""
+    with connection.cursor() as cursor:
+        return _one_round_trip(cursor)
+
+
 def _one_round_trip(cursor: Any) -> bool:
     """Can this cursor run two statements in one execute (psycopg's client-side binding, the
     Django default on PostgreSQL)?"""
@@ -421,6 +429,30 @@ def users_by_id(*, ids: list[str]) -> dict[str, CallUser]:
         cursor.execute(f"{sql}({', '.join(['%s'] * len(unique))})", unique)
         rows = cursor.fetchall()
     return {user.id: user for user in (cols.build(row, 0) for row in rows)}
+
+
+def call_type_and_users(*, name: str, user_ids: list[str]) -> tuple[CallType, dict[str, CallUser]]:
+    """`call_type_get` and `users_by_id` in one round trip (a call's creation reads both; on
+    PostgreSQL both statements in one execute, elsewhere two)."""
+    unique = list(dict.fromkeys(user_ids))
+    if not unique:
+        return call_type_get(name=name), {}
+    type_sql, type_cols = _call_type_sql()
+    users_sql, user_cols = _users_sql()
+    with _hot_cursor() as cursor:
+        if not _one_round_trip(cursor):
+            cursor.close()
+            return call_type_get(name=name), users_by_id(ids=unique)
+        cursor.execute(
+            f"{type_sql}; {users_sql}({', '.join(['%s'] * len(unique))})", [name, *unique]
+        )
+        row = cursor.fetchone()
+        cursor.nextset()
+        rows = cursor.fetchall()
+    if row is None:
+        raise NotFound(f"call type {name} does not exist")
+    users = {user.id: user for user in (user_cols.build(r, 0) for r in rows)}
+    return _call_type_from_row(row, 0, type_cols), users
 
 
 def member_of(*, actor: Actor, call: Call) -> CallMember | None:

@@ -67,9 +67,13 @@ def _user_spec(data: dict[str, Any]) -> UserSpec:
 
 
 def _call_view_body(view: call_base.CallView) -> dict[str, Any]:
+    call, members = view.wire or (
+        wire.call_response(view.call),
+        [wire.member_response(m) for m in view.members],
+    )
     return {
-        "call": wire.call_response(view.call),
-        "members": [wire.member_response(m) for m in view.members],
+        "call": call,
+        "members": members,
         "own_capabilities": view.own_capabilities,
         "blocked_users": [],
     }

@@ -36,6 +36,19 @@ def event_emit(*, type: str, for_call: Call | None, call_cid: str = "", **fields
     return event
 
 
+def event_prepare(*, type: str, for_call: Call | None, **fields: Any) -> CallEvent:
+    """The row `event_emit` would write, unwritten: for a service that writes it in its own
+    statement (the call's creation writes the call, its members and `call.created` in one),
+    then calls `event_written` in the same transaction."""
+    cid = for_call.cid if for_call is not None else ""
+    return _row(type, for_call, cid, fields, timezone.now())
+
+
+def event_written(event: CallEvent) -> None:
+    """The hand-off of an `event_prepare`d row, once written with its `pk` (as `event_emit`)."""
+    relay_on_commit(event)
+
+
 def events_emit_for_calls(
     *, type: str, fields: list[tuple[Call, dict[str, Any]]]
 ) -> list[CallEvent]:
@@ -44,6 +57,18 @@ def events_emit_for_calls(
     events = CallEvent.objects.bulk_create(
         [_row(type, call, call.cid, extra, now) for call, extra in fields]
     )
+    for event in events:
+        relay_on_commit(event)
+    return events
+
+
+def events_emit_unbound(*, type: str, fields: list[dict[str, Any]]) -> list[CallEvent]:
+    """`event_emit` with no call (`user.updated`), for many events at once (one INSERT): the
+    same rows, the same hand-off, one transaction's events in one relay task."""
+    if not fields:
+        return []
+    now = timezone.now()
+    events = CallEvent.objects.bulk_create([_row(type, None, "", extra, now) for extra in fields])
     for event in events:
         relay_on_commit(event)
     return events

@@ -31,6 +31,9 @@ class CallView:
     members: list[CallMember]
     own_capabilities: list[str]
     created: bool = False
+    # The call's and the members' wire shapes, when the service has rendered them already
+    # (a creation: those of its `call.created` event).
+    wire: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
 
 def settings_or_error(data: dict[str, Any] | None, path: str) -> dict[str, Any]:

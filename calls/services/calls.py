@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, transaction
+import orjson
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from calls import selectors, wire
@@ -21,10 +28,10 @@ from calls.capabilities import (
     require_in_scope,
     team_allows,
 )
-from calls.errors import InputError, NotAllowed
+from calls.errors import InputError, NotAllowed, NotFound
 from calls.limits import check_custom
 from calls.models import Call, CallEvent, CallMember, CallType, CallUser, Task
-from calls.outbox.events import event_emit
+from calls.outbox.events import event_emit, event_prepare, event_written
 from calls.outbox.queue import enqueue, enqueue_each
 from calls.scheduling.due import due_actions_sync
 
@@ -174,8 +181,12 @@ def call_get_or_create(
     )
     if found is not None:
         return _existing_call_view(actor=actor, call=found[0], members=found[1], **answer)
-    call_type = selectors.call_type_get(name=type_name)
     members = members or []
+    # The type and the users the request names (members, the creator) in one round trip.
+    wanted = [m.user_id for m in members]
+    if actor.is_server and created_by is None and created_by_id:
+        wanted.append(created_by_id)
+    call_type, users = selectors.call_type_and_users(name=type_name, user_ids=wanted)
     override = settings_or_error(settings_override, "data.settings_override")
     _members_shape_check(members)
     check_custom(custom, field="data.custom")
@@ -189,60 +200,61 @@ def call_get_or_create(
         "reminder_offsets": _reminder_offsets_or_error(reminder_offsets, "data.reminder_offsets"),
         "no_show_after_seconds": no_show_after_seconds,
     }
+    # Without a ring, a start time (due actions) or an inline creator to upsert, the creation
+    # is one statement (`_insert_in_one`), atomic on its own: no transaction to open and commit.
+    one_statement = not (ring or notify) and starts_at is None and created_by is None
     try:
-        with transaction.atomic():
-            creator, users = _creator_and_members(
+        with nullcontext() if one_statement and _one_statement_inserts() else transaction.atomic():
+            creator = _creator(
                 actor=actor,
                 call_type=call_type,
                 created_by_id=created_by_id,
                 created_by=created_by,
                 team=team,
-                members=members,
+                users=users,
             )
-            call, rows = _insert(call_type, call_id, creator, members, users, fields)
+            users[creator.id] = creator
+            _members_missing(members, users)
+            created = _insert(call_type, call_id, creator, members, users, fields)
+            if created is None:
+                raise _LostRace  # undoes what this transaction wrote (an inline creator)
+            call, rows = created.call, created.members
             ring_and_notify(
                 call=call, members=rows, caller=creator, ring=ring, notify=notify, video=video
             )
             due_actions_sync(call, new=True)
-    except IntegrityError:
+    except IntegrityError:  # the ORM's way: another request created it first (or a bug)
         existing = selectors.call_find(type_name=type_name, call_id=call_id)
         if existing is None:
             raise
         return _existing_call_view(actor=actor, call=existing, **answer)
+    except _LostRace:  # the one statement's way: another request created it first
+        existing = selectors.call_find(type_name=type_name, call_id=call_id)
+        if existing is None:  # and it is gone again (deleted meanwhile)
+            raise NotFound(f"call {type_name}:{call_id} was deleted as it was created") from None
+        return _existing_call_view(actor=actor, call=existing, **answer)
     mine = next((m for m in rows if m.user_id == actor.user_id), None)
+    cut = slice(None) if members_limit is None else slice(members_limit)
     return CallView(
         call=call,
-        members=rows if members_limit is None else rows[:members_limit],
+        members=rows[cut],
         own_capabilities=capabilities_for(actor, call, mine),
         created=True,
+        # The answer shows what `call.created` carries: rendered once, for both.
+        wire=(created.call_data, created.members_data[cut]),
     )
 
 
-def _creator_and_members(
-    *,
-    actor: Actor,
-    call_type: CallType,
-    created_by_id: str | None,
-    created_by: UserSpec | None,
-    team: str | None,
-    members: list[MemberSpec],
-) -> tuple[CallUser, dict[str, CallUser]]:
-    """Who creates the call, and the members' users by id (all must exist; one query)."""
-    wanted = [m.user_id for m in members]
-    if actor.is_server and created_by is None and created_by_id:
-        wanted.append(created_by_id)
-    users = selectors.users_by_id(ids=wanted)
-    creator = _creator(
-        actor=actor,
-        call_type=call_type,
-        created_by_id=created_by_id,
-        created_by=created_by,
-        team=team,
-        users=users,
-    )
-    users[creator.id] = creator
-    _members_missing(members, users)
-    return creator, users
+class _LostRace(Exception):
+    """The call's id was taken by another request while this one created it."""
+
+
+@dataclass
+class _Created:
+    call: Call
+    members: list[CallMember]
+    call_data: dict[str, Any]
+    members_data: list[dict[str, Any]]
 
 
 def _insert(
@@ -252,19 +264,24 @@ def _insert(
     members: list[MemberSpec],
     users: dict[str, CallUser],
     fields: dict[str, Any],
-) -> tuple[Call, list[CallMember]]:
-    """The call row, its member rows and `call.created`. The call's INSERT runs in a savepoint:
-    a lost race (IntegrityError) leaves the caller's transaction usable."""
+) -> _Created | None:
+    """The call row, its member rows and `call.created`; None when another request created
+    the call first. On PostgreSQL one statement (`_insert_in_one`); elsewhere the ORM's, the
+    call's INSERT in a savepoint (a lost race, IntegrityError, leaves the caller's
+    transaction usable)."""
     backstage = overlay(call_type.settings, fields["settings_override"])["backstage"]
+    values = {
+        "type": call_type,
+        "call_id": call_id,
+        "cid": f"{call_type.name}:{call_id}",
+        "created_by": creator,
+        "backstage": bool(backstage.get("enabled")),
+        **fields,
+    }
+    if _one_statement_inserts():
+        return _insert_in_one(values, members, users)
     with transaction.atomic():
-        call = Call.objects.create(
-            type=call_type,
-            call_id=call_id,
-            cid=f"{call_type.name}:{call_id}",
-            created_by=creator,
-            backstage=bool(backstage.get("enabled")),
-            **fields,
-        )
+        call = Call.objects.create(**values)
     rows = CallMember.objects.bulk_create(
         [
             CallMember(
@@ -276,13 +293,120 @@ def _insert(
             for m in members
         ]
     )
-    event_emit(
-        type="call.created",
-        for_call=call,
-        call=wire.call_response(call),
-        members=[wire.member_response(m) for m in rows],
+    call_data = wire.call_response(call)
+    members_data = [wire.member_response(m) for m in rows]
+    event_emit(type="call.created", for_call=call, call=call_data, members=members_data)
+    return _Created(call, rows, call_data, members_data)
+
+
+def _one_statement_inserts() -> bool:
+    """PostgreSQL through psycopg's client-side binding (Django's default there)."""
+    return connection.vendor == "postgresql" and selectors.client_side_binding()
+
+
+def _insert_in_one(
+    values: dict[str, Any], members: list[MemberSpec], users: dict[str, CallUser]
+) -> _Created | None:
+    """The call, its members and `call.created` in one INSERT … ON CONFLICT DO NOTHING with
+    two more INSERTs hung on it (data-modifying CTEs): one round trip, atomic on its own. The
+    rows are built here, stamped with one time, so the answer and the event are built from
+    what is written, not read back. No row back: the call's id was taken meanwhile (the
+    statement waited for that transaction, then did nothing)."""
+    now = timezone.now()
+    call = Call(**values, created_at=now, updated_at=now)
+    rows = [
+        _member(call, users[m.user_id], m.role or "call_member", m.custom or {}, now)
+        for m in members
+    ]
+    call_data = wire.call_response(call)
+    members_data = [wire.member_response(m) for m in rows]
+    event = event_prepare(type="call.created", for_call=call, call=call_data, members=members_data)
+    sql, call_fields = _insert_sql()
+    params = [f.get_db_prep_save(getattr(call, f.attname), connection) for f in call_fields]
+    params += [
+        now,
+        # The members as one JSON array (psycopg writes three arrays of a hundred in Python,
+        # ten times slower than orjson writes this).
+        _json_text([{"user_id": m.user_id, "role": m.role, "custom": m.custom} for m in rows]),
+        event.call_cid,
+        event.type,
+        _json_text(event.payload),
+        event.created_at,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    call.pk, event.pk = found
+    call._state.adding = False
+    call._state.db = connection.alias
+    for row in rows:
+        row.call_id = call.pk
+    event.call_id = call.pk
+    event_written(event)
+    return _Created(call, rows, call_data, members_data)
+
+
+def _member(call: Call, user: CallUser, role: str, custom: Any, now: datetime) -> CallMember:
+    """A member row as written by `_insert_in_one`, without `Model.__init__`'s cost (a
+    hundred members)."""
+    member = CallMember.__new__(CallMember)
+    member.__dict__.update(
+        id=None,
+        call_id=None,
+        user_id=user.id,
+        role=role,
+        custom=custom,
+        created_at=now,
+        updated_at=now,
     )
-    return call, rows
+    member._state = ModelState()
+    member._state.adding, member._state.db = False, connection.alias
+    CallMember.user.field.set_cached_value(member, user)
+    return member
+
+
+def _json_text(value: Any) -> str:
+    """JSON for a jsonb column (PostgreSQL stores the value, not the text): orjson's, or
+    Python's for what orjson does not write (integers past 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError included
+        return json.dumps(value)
+
+
+@cache
+def _insert_sql() -> tuple[str, list[Field]]:
+    """`_insert_in_one`'s statement, written once per process from the models' columns."""
+    q = connection.ops.quote_name
+    call_fields = [f for f in Call._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(q(f.column) for f in call_fields)
+    holders = ", ".join(["%s"] * len(call_fields))
+    member_columns = ", ".join(
+        q(CallMember._meta.get_field(name).column)
+        for name in ("call", "user", "role", "custom", "created_at", "updated_at")
+    )
+    event_columns = ", ".join(
+        q(CallEvent._meta.get_field(name).column)
+        for name in ("call", "call_cid", "type", "payload", "created_at", "relayed_at")
+    )
+    # S608: names from the models' metadata, values bound.
+    sql = (
+        f"WITH c AS (INSERT INTO {q(Call._meta.db_table)} ({columns}) VALUES ({holders}) "  # noqa: S608
+        f"ON CONFLICT ({q('type_id')}, {q('call_id')}) WHERE {q('deleted_at')} IS NULL "
+        f"DO NOTHING RETURNING {q('id')}), "
+        f"m AS (INSERT INTO {q(CallMember._meta.db_table)} ({member_columns}) "
+        "SELECT c.id, x.user_id, x.role, x.custom, t.now, t.now "
+        "FROM c CROSS JOIN (SELECT %s::timestamptz AS now) t "
+        "CROSS JOIN ROWS FROM (jsonb_to_recordset(%s::jsonb) "
+        "AS (user_id varchar, role varchar, custom jsonb)) WITH ORDINALITY "
+        "AS x(user_id, role, custom, n) ORDER BY x.n), "
+        f"e AS (INSERT INTO {q(CallEvent._meta.db_table)} ({event_columns}) "
+        f"SELECT c.id, %s, %s, %s::jsonb, %s, NULL FROM c RETURNING {q('id')}) "
+        "SELECT c.id, e.id FROM c CROSS JOIN e"
+    )
+    return sql, call_fields
 
 
 def _existing_call_view(

@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from calls import wire
 from calls.capabilities import Actor
 from calls.errors import InputError, NotAllowed, NotFound
 from calls.limits import check_custom
 from calls.models import CallUser
-from calls.outbox.events import event_emit
+from calls.outbox.events import event_emit, events_emit_unbound
 from calls.tokens import revocation_point
 
 MAX_TEAMS = 250  # Stream's limits (§3.15)
@@ -48,15 +49,22 @@ def _clean_teams(
     return merged, dict(sorted(teams_role.items()))
 
 
+# The fields a user's upsert or update writes (all the others are the API's own).
+_WRITTEN = ["name", "image", "role", "custom", "language", "invisible", "teams", "teams_role"]
+
+
 def users_upsert(*, actor: Actor, users: list[UserSpec]) -> list[CallUser]:
-    """Full-replace upsert (Stream's POST /users): absent fields go back to their defaults."""
+    """Full-replace upsert (Stream's POST /users): absent fields go back to their defaults.
+    However many users: the existing rows read and locked, one INSERT … ON CONFLICT DO UPDATE,
+    one INSERT of their `user.updated` events."""
     if not actor.is_server:
         raise NotAllowed("only server-side requests may upsert users")
+    specs = list({spec.id: spec for spec in users}.values())  # one row per id: the last wins
     with transaction.atomic():
-        ids = [u.id for u in users]
+        ids = [u.id for u in specs]
         existing = {u.id: u for u in CallUser.objects.select_for_update().filter(id__in=ids)}
         saved: list[CallUser] = []
-        for spec in users:
+        for spec in specs:
             check_custom(spec.custom, field=f"users.{spec.id}.custom")
             user = existing.get(spec.id) or CallUser(id=spec.id)
             user.name = spec.name or ""
@@ -68,10 +76,27 @@ def users_upsert(*, actor: Actor, users: list[UserSpec]) -> list[CallUser]:
             user.teams, user.teams_role = _clean_teams(
                 spec.teams, spec.teams_role, f"users.{spec.id}.teams"
             )
-            user.save()
             saved.append(user)
-            event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
-        return saved
+        _users_write(saved, existing)
+        by_id = {u.id: u for u in saved}
+        return [by_id[u.id] for u in users]
+
+
+def _users_write(users: list[CallUser], existing: dict[str, CallUser]) -> None:
+    """Insert the new users and update the existing ones in one statement, then their events.
+    The existing keep their `created_at` (the statement does not write it, and the instances
+    get theirs back: the bulk INSERT stamps every instance as new)."""
+    created_at = {u.id: u.created_at for u in users if u.id in existing}
+    CallUser.objects.bulk_create(
+        users, update_conflicts=True, unique_fields=["id"], update_fields=[*_WRITTEN, "updated_at"]
+    )
+    for user in users:
+        if user.id in created_at:
+            user.created_at = created_at[user.id]
+        user._state.adding = False
+    events_emit_unbound(
+        type="user.updated", fields=[{"user": wire.user_response(u)} for u in users]
+    )
 
 
 _USER_FIELD_TYPES: dict[str, tuple[type, Any]] = {
@@ -129,9 +154,16 @@ def users_partial_update(
             user.teams, user.teams_role = _clean_teams(
                 user.teams, user.teams_role, f"users.{user_id}.set.teams"
             )
-            user.save()
-            event_emit(type="user.updated", for_call=None, user=wire.user_response(user))
-        return [found[i] for i in dict.fromkeys(ids)]
+        changed = [found[i] for i in dict.fromkeys(ids)]
+        now = timezone.now()  # bulk_update leaves auto_now alone
+        for user in changed:
+            user.updated_at = now
+        # One UPDATE and one INSERT of events, however many users.
+        CallUser.objects.bulk_update(changed, [*_WRITTEN, "updated_at"])
+        events_emit_unbound(
+            type="user.updated", fields=[{"user": wire.user_response(u)} for u in changed]
+        )
+        return changed
 
 
 def user_tokens_revoke(*, user_id: str, minted_until: datetime) -> CallUser:

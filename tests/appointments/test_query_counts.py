@@ -113,14 +113,14 @@ CASES = [
     pytest.param("get", page("appointment_new"), None, SIGNED_IN + 1 + 3 + PAGE_FRAME, id="new"),
     # the form: the patient (2), the staff choices (1); the checks: clinic memberships, the
     # clinicians' lock, a clash (3); the appointment and its members (2); the call: none yet,
-    # its type, the members' users, the call, its members, its event, its due actions, the
-    # scheduler's wake-up (8); three atomic blocks; the confirmation's delivery rows: guests
-    # with contact details, the rows, their ids (MESSAGES)
+    # its type with the members' users, one statement for the call, its members and its event,
+    # its due actions, the scheduler's wake-up (5); two atomic blocks; the confirmation's
+    # delivery rows: guests with contact details, the rows, their ids (MESSAGES)
     pytest.param(
         "post",
         page("appointment_new"),
         booking_form,
-        SIGNED_IN + 3 + 3 + 2 + 8 + 3 * ATOMIC + AUDIT + MESSAGES,
+        SIGNED_IN + 3 + 3 + 2 + 5 + 2 * ATOMIC + AUDIT + MESSAGES,
         id="new-post",
     ),
     # the call; the staff member's calls user and member row (their capabilities: the buttons
@@ -180,14 +180,14 @@ CASES = [
         SIGNED_IN + APPOINTMENT + 3,
         id="staff-join",
     ),
-    # the lock, the guests so far (2); the guest's calls user: lock, update, create, event
-    # (4); the member row (1); the call: lock, users, members, the new member, members with
-    # users, update, event (7); three atomic blocks
+    # the lock, the guests so far (2); the guest's calls user: lock, upsert, event (3); the
+    # member row (1); the call: lock, users, members, the new member, members with users,
+    # update, event (7); three atomic blocks
     pytest.param(
         "post",
         page("appointment_guest_invite", appointment_id),
         lambda v: {"name": "Jo Lima"},
-        SIGNED_IN + APPOINTMENT + 14 + 3 * ATOMIC + AUDIT,
+        SIGNED_IN + APPOINTMENT + 13 + 3 * ATOMIC + AUDIT,
         id="guest-invite",
     ),
     # the lock, the guest, its removal (3); the kick: call, users (2), participants, event
@@ -231,14 +231,14 @@ CASES = [
     # the page of patients (1) and their count (1)
     pytest.param("get", page("patients"), None, SIGNED_IN + 2 + PAGE_FRAME, id="patients"),
     pytest.param("get", page("patient_new"), None, SIGNED_IN + PAGE_FRAME, id="patient-new"),
-    # the form's email check (1); the calls user: lock, update, create, event (4); the
+    # the form's email check (1); the calls user: lock, upsert, event (3); the
     # service's email check (1); full_clean: the clinic, the calls user, the email (3), a
     # constraint check (1); the patient (1); three atomic blocks
     pytest.param(
         "post",
         page("patient_new"),
         patient_form,
-        SIGNED_IN + 11 + 3 * ATOMIC + AUDIT,
+        SIGNED_IN + 10 + 3 * ATOMIC + AUDIT,
         id="patient-new-post",
     ),
     # the matching patients (1)

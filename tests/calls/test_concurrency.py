@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection, connections
@@ -25,7 +26,14 @@ pytestmark = [
 PARALLEL = 50
 
 
-def test_parallel_get_or_create_creates_exactly_one_call():
+@pytest.mark.parametrize(
+    "starts_at",
+    # None: the creation is one statement on its own; a start time: in a transaction (its
+    # due actions are written with it).
+    [None, datetime(2031, 1, 1, tzinfo=UTC)],
+    ids=["one-statement", "transaction"],
+)
+def test_parallel_get_or_create_creates_exactly_one_call(starts_at):
     users_upsert(actor=SERVER, users=[UserSpec(id="doc"), UserSpec(id="pat")])
     barrier = threading.Barrier(PARALLEL)
 
@@ -41,6 +49,8 @@ def test_parallel_get_or_create_creates_exactly_one_call():
                     MemberSpec(user_id="doc", role="host"),
                     MemberSpec(user_id="pat"),
                 ],
+                starts_at=starts_at,
+                go_live_at_start=starts_at is not None,
             )
             return view.created
         finally:

@@ -3,6 +3,8 @@ create where, and its query counts."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -405,15 +407,89 @@ def test_create_call_query_count_does_not_grow_with_members(
             {"data": {"created_by_id": host.id, "team": CLINIC_A, "members": members}},
         )
 
-    # 10: (1) "does it exist" (with its members, in one round trip), (2) the call type (its
-    # JSON decoded only when it changed), (3) savepoint, (4) the creator and the
-    # members in one lookup, (5) savepoint, (6) INSERT the call, (7) release, (8) one bulk
-    # INSERT of the members, (9) the call.created outbox row, (10) release.
+    # 3 (10 before issue 17): (1) "does it exist" (with its members, in one round trip), (2)
+    # the call type (its JSON decoded only when it changed) and the creator and the members
+    # in one lookup (two statements, one execute), (3) one statement: INSERT the call (ON
+    # CONFLICT DO NOTHING), its members and the call.created outbox row. No transaction of
+    # its own: one statement is atomic.
     for call_id, members in (("new-one", members_of(1, "x")), ("new-fifty", members_of(50, "y"))):
-        with django_assert_max_num_queries(10):
+        with django_assert_max_num_queries(3):
             response = create(call_id, members)
 
         body = assert_ok(response, 201)
         assert body["created"] is True
         assert len(body["members"]) == len(members)
     assert CallMember.objects.filter(call__call_id="new-fifty").count() == 50
+
+
+@pytest.mark.django_db
+def test_creation_writes_and_answers_the_same_on_the_orm_path(api, host, monkeypatch):
+    """PostgreSQL creates a call in one statement; other databases through the ORM. Both write
+    the same rows and answer the same body, which is what `call.created` carries."""
+    from calls.models import CallEvent
+    from calls.services import calls as call_services
+
+    def create(call_id):
+        members = members_of(3, "m")
+        members[0]["role"] = "host"
+        members[1]["custom"] = {"seat": 1, "tiny": 1e-07, "text": "caf\u00e9 \u2028"}
+        body = {"data": {"created_by_id": host.id, "team": CLINIC_A, "members": members}}
+        return assert_ok(api.post(call_path("default", call_id), body), 201)
+
+    def stored(call_id):
+        call = Call.objects.get(call_id=call_id)
+        members = CallMember.objects.filter(call=call).order_by("created_at", "pk")
+        event = CallEvent.objects.get(call=call, type="call.created")
+        return call, [(m.user_id, m.role, m.custom) for m in members], event.payload
+
+    fast = create("in-one")
+    monkeypatch.setattr(call_services, "_one_statement_inserts", lambda: False)
+    orm = create("by-orm")
+
+    def same(body):
+        text = json.dumps(body).replace("in-one", "X").replace("by-orm", "X")
+        return re.sub(r'"(created_at|updated_at|duration)": ("[^"]*"|\d+)', "", text)
+
+    assert same(fast) == same(orm)
+    (fast_call, fast_members, fast_event), (_, orm_members, orm_event) = map(
+        stored, ("in-one", "by-orm")
+    )
+    assert fast_members == orm_members
+    for body, event in ((fast, fast_event), (orm, orm_event)):
+        assert event["call"] == body["call"]
+        assert event["members"] == body["members"]
+    assert fast["call"]["created_at"] == assert_ns(fast_call.created_at)
+    assert fast["members"][0]["created_at"] == fast["call"]["created_at"]
+
+
+def assert_ns(dt):
+    return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("inline_creator", [False, True], ids=["one-statement", "transaction"])
+def test_a_call_created_meanwhile_is_answered_and_nothing_is_written(
+    api, create_call, host, monkeypatch, inline_creator
+):
+    """The existence read missed the call (another request created it just after): the
+    creation's INSERT finds the id taken, writes nothing (nor the inline creator's upsert),
+    and the answer is the existing call."""
+    from calls import selectors
+    from calls.models import CallEvent
+
+    create_call("taken", team=CLINIC_A, members=members_of(2, "t"))
+    events = CallEvent.objects.count()
+    monkeypatch.setattr(selectors, "call_find_with_members", lambda **_: None)
+    data = {"team": CLINIC_A, "members": members_of(1, "late")}
+    if inline_creator:
+        data["created_by"] = {"id": "inline-late", "name": "Late"}
+    else:
+        data["created_by_id"] = host.id
+
+    body = assert_ok(api.post(call_path("default", "taken"), {"data": data}), 201)
+
+    assert body["created"] is False
+    assert [m["user_id"] for m in body["members"]] == ["dr-host", "t-0"]
+    assert CallMember.objects.filter(call__call_id="taken").count() == 2
+    assert CallEvent.objects.count() == events
+    assert not CallUser.objects.filter(id="inline-late").exists()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from calls.models import CallUser
+from calls.models import CallEvent, CallUser
 from tests.factories import CallUserFactory
 
 from .conftest import (
@@ -193,15 +193,15 @@ def _rename(n: int) -> dict[str, Any]:
 
 @pytest.mark.django_db
 def test_upsert_and_partial_update_of_a_user_query_counts(api, django_assert_num_queries):
-    # 6: (1) savepoint, (2) the users, locked, (3) UPDATE (no row yet), (4) INSERT the user,
-    # (5) the user.updated outbox row, (6) release.
-    with django_assert_num_queries(6):
+    # 5: (1) savepoint, (2) the users, locked, (3) INSERT … ON CONFLICT DO UPDATE the users,
+    # (4) the user.updated outbox rows, (5) release.
+    with django_assert_num_queries(5):
         created = api.post("/api/v2/users", _upsert(1))
 
     assert list(assert_ok(created, 201)["users"]) == ["u-0"]
 
-    # 5: (1) savepoint, (2) the users, locked, (3) UPDATE the user, (4) the user.updated outbox
-    # row, (5) release.
+    # 5: (1) savepoint, (2) the users, locked, (3) UPDATE the users, (4) the user.updated
+    # outbox rows, (5) release.
     with django_assert_num_queries(5):
         renamed = api.patch("/api/v2/users", _rename(1))
 
@@ -209,17 +209,44 @@ def test_upsert_and_partial_update_of_a_user_query_counts(api, django_assert_num
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="known: an UPDATE, an INSERT and an event row per user")
 def test_upserting_many_users_costs_what_one_does(api, django_assert_num_queries):
-    # The 6 of upserting one user (test_upsert_and_partial_update_of_a_user_query_counts).
-    with django_assert_num_queries(6):
+    # The 5 of upserting one user (test_upsert_and_partial_update_of_a_user_query_counts).
+    with django_assert_num_queries(5):
         response = api.post("/api/v2/users", _upsert(20))
 
     assert len(assert_ok(response, 201)["users"]) == 20
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="known: an UPDATE and an event row per user")
+def test_upserting_existing_and_new_users_at_once_keeps_what_was_there(api):
+    first = assert_ok(api.post("/api/v2/users", _upsert(2)), 201)["users"]
+    CallEvent.objects.all().delete()
+
+    again = api.post(
+        "/api/v2/users",
+        {"users": {i: {"id": i, "name": f"Name {i}"} for i in ("u-1", "new-1", "new-2")}},
+    )
+
+    users = assert_ok(again, 201)["users"]
+    assert list(users) == ["u-1", "new-1", "new-2"]
+    # The existing user keeps its creation time (in the answer and the row); full replace
+    # drops its teams; the new ones are created.
+    assert users["u-1"]["created_at"] == first["u-1"]["created_at"]
+    assert users["u-1"]["updated_at"] > first["u-1"]["updated_at"]
+    assert users["u-1"]["teams"] == []
+    stored = CallUser.objects.get(id="u-1")
+    assert (stored.name, stored.teams) == ("Name u-1", [])
+    assert users["u-1"]["created_at"] == int(stored.created_at.timestamp() * 1e6) * 1000
+    assert CallUser.objects.filter(id__in=["new-1", "new-2"]).count() == 2
+    # One user.updated per user, each carrying that user as answered (its user fields).
+    events = list(CallEvent.objects.filter(type="user.updated").order_by("id"))
+    assert [{k: users[e.payload["user"]["id"]][k] for k in e.payload["user"]} for e in events] == [
+        e.payload["user"] for e in events
+    ]
+    assert [e.payload["user"]["id"] for e in events] == ["u-1", "new-1", "new-2"]
+
+
+@pytest.mark.django_db
 def test_updating_many_users_costs_what_one_does(api, django_assert_num_queries):
     assert_ok(api.post("/api/v2/users", _upsert(20)), 201)
 
