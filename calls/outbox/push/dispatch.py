@@ -77,14 +77,7 @@ def on_event(event: CallEvent) -> None:
     user_ids = _targets(event)
     if not user_ids:
         return
-    # What choosing reads of a device (not its token and keys: a ring's thousand devices
-    # would be decoded for nothing).
-    devices = list(
-        PushDevice.objects.filter(user_id__in=user_ids, active=True)
-        .only("id", "kind", "user_id")
-        .order_by("pk")
-    )
-    chosen = choose_devices(devices, purpose)
+    chosen = choose_devices(_active_devices(user_ids), purpose)
     if not chosen:
         return
     _deliveries_create(event, [d.pk for d in chosen], purpose)
@@ -97,6 +90,27 @@ def on_event(event: CallEvent) -> None:
     )
     urgent = purpose == Purpose.RING
     transaction.on_commit(lambda: enqueue_deliveries(ids, urgent=urgent))
+
+
+def _active_devices(user_ids: set[str]) -> list[PushDevice]:
+    """These users' active devices with what choosing reads (not their tokens and keys: a
+    ring's thousand devices would be decoded for nothing). On PostgreSQL the ids go as one
+    array (`= ANY(%s)`): a thousand-placeholder IN list cost the driver more than the query."""
+    if connection.vendor != "postgresql":
+        return list(
+            PushDevice.objects.filter(user_id__in=user_ids, active=True)
+            .only("id", "kind", "user_id")
+            .order_by("pk")
+        )
+    table = connection.ops.quote_name(PushDevice._meta.db_table)
+    return list(
+        PushDevice.objects.raw(
+            # S608: only the table's name is formatted in; the ids are one parameter.
+            f"SELECT id, kind, user_id FROM {table} "  # noqa: S608
+            "WHERE active AND user_id = ANY(%s) ORDER BY id",
+            [sorted(user_ids)],
+        )
+    )
 
 
 def _deliveries_create(event: CallEvent, device_ids: list[int], purpose: str) -> None:

@@ -16,6 +16,7 @@ RFC 8291 requires), signed once per push service origin (py_vapid, one token reu
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -127,20 +128,26 @@ class WebPushProvider:
         results: list[Result | None] = [None] * len(sends)
         requests: list[netguard.Request] = []
         positions: list[int] = []
+        # A batch is mostly one message (its rows differ in push_id only, which Web Push does
+        # not carry) to a few push services: each payload and header set is made once.
+        plaintexts: dict[Message, tuple[bytes, dict[str, str]]] = {}
+        vapid: dict[str, dict[str, str]] = {}
         for position, (device, message) in enumerate(sends):
             endpoint = device.token
             if not (endpoint.startswith("https://") or self.allow_http):
                 results[position] = Result(Outcome.FAILED, error="endpoint is not https")
                 continue
+            key = dataclasses.replace(message, push_id="")
+            if key not in plaintexts:
+                plaintexts[key] = (json.dumps(message.data()).encode(), _headers(message))
+            plaintext, headers = plaintexts[key]
+            path_at = endpoint.find("/", len("https://"))
+            origin = endpoint[:path_at] if path_at > 0 else endpoint
             try:
-                body = encrypt(json.dumps(message.data()).encode(), device.keys)
-                headers = {
-                    "TTL": str(RING_TTL if message.ring else NOTIFY_TTL),
-                    "Content-Encoding": "aes128gcm",
-                    "Urgency": "high" if message.ring else "normal",
-                    "Topic": topic(message.tag),
-                    **self.vapid_headers(endpoint),
-                }
+                if origin not in vapid:
+                    vapid[origin] = self.vapid_headers(endpoint)
+                body = encrypt(plaintext, device.keys)
+                headers = {**headers, **vapid[origin]}
             except (KeyError, ValueError, TypeError):  # malformed subscription keys
                 results[position] = Result(Outcome.FAILED, error="invalid subscription keys")
                 continue
@@ -176,6 +183,15 @@ class WebPushProvider:
                 self._vapid.clear()
             self._vapid[audience] = (signed, now + VAPID_REUSE_S)
         return signed
+
+
+def _headers(message: Message) -> dict[str, str]:
+    return {
+        "TTL": str(RING_TTL if message.ring else NOTIFY_TTL),
+        "Content-Encoding": "aes128gcm",
+        "Urgency": "high" if message.ring else "normal",
+        "Topic": topic(message.tag),
+    }
 
 
 def _outcome(answer: netguard.Answer | Exception) -> Result:
