@@ -446,7 +446,8 @@ class Pool:
     Connections are kept per checked address, host name and port, so a kept connection only
     ever goes where a check sent it; at most `per_origin` per address (and `origins`
     addresses: the least recently used is closed). A batch's requests to one push service
-    are pipelined (RFC 9112 9.3): written at once, `PIPELINE_DEPTH` at most on a connection,
+    are pipelined (RFC 9112 9.3): written `depth` at a time (PUSH_PIPELINE_DEPTH; 1: one
+    request at a time, for a server that mishandles pipelining) on a connection,
     over at most `per_origin` connections in parallel, their answers read in order. A
     request whose answer did not come is an error of its own (a network error: its outcome
     is unknown), except after an answer that closed the connection: those were not processed
@@ -454,8 +455,11 @@ class Pool:
     is replaced once. A pool used after a fork starts empty (a child never writes on its
     parent's sockets)."""
 
-    def __init__(self, *, per_origin: int = 8, origins: int = 64) -> None:
+    def __init__(
+        self, *, per_origin: int = 8, origins: int = 64, depth: int = PIPELINE_DEPTH
+    ) -> None:
         self.per_origin = per_origin
+        self.depth = max(1, depth)
         self.origins = origins
         self._lock = threading.Lock()
         self._idle: OrderedDict[tuple, list[_Connection]] = OrderedDict()
@@ -543,7 +547,7 @@ class Pool:
         each request's answer or its error (httpx's), in order."""
         host = target.url.netloc.decode("ascii")
         wire = [_request_bytes(path, host, content, headers) for content, headers, path in requests]
-        count = min(self.per_origin, -(-len(wire) // PIPELINE_DEPTH))
+        count = min(self.per_origin, -(-len(wire) // self.depth))
         size = -(-len(wire) // max(count, 1))
         chunks = [list(range(i, min(i + size, len(wire)))) for i in range(0, len(wire), size)]
         results: list[Answer | Exception | None] = [None] * len(wire)
@@ -578,13 +582,14 @@ class Pool:
                     results[index] = exc
                 return
             answered, keep, error = 0, True, None
+            window = pending[: self.depth]
             try:
                 conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
-                conn.sock.sendall(b"".join(wire[i] for i in pending))
+                conn.sock.sendall(b"".join(wire[i] for i in window))
             except OSError:
                 pass  # what was answered before the server went is still to be read
             try:
-                for index in pending:
+                for index in window:
                     results[index], keep = _read_answer(conn, deadline)
                     answered += 1
                     if not keep:
@@ -602,6 +607,7 @@ class Pool:
             except (OSError, ssl.SSLError) as exc:
                 error = httpx.ReadError(type(exc).__name__)
             pending = pending[answered:]
+            replaced_stale = replaced_stale and not answered
             if error is None and keep:
                 self._checkin(key, conn)
             else:

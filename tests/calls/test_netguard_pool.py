@@ -8,6 +8,7 @@ kept connection the server closed while idle is replaced; every URL still meets 
 
 from __future__ import annotations
 
+import select
 import socket
 import socketserver
 import threading
@@ -27,11 +28,14 @@ class Server:
     def __init__(self, answer: Callable[[int, str], bytes | None]) -> None:
         self.answer = answer
         self.seen: list[tuple[int, str, bytes]] = []  # (connection, path, body)
+        self.queued: list[bool] = []  # per request: was another already waiting behind it?
         self.connections = 0
         self.lock = threading.Lock()
         server = self
 
         class Handler(socketserver.StreamRequestHandler):
+            rbufsize = 0  # read off the socket as needed: what waits behind stays there
+
             def handle(self):
                 with server.lock:
                     server.connections += 1
@@ -46,9 +50,13 @@ class Server:
                         name, _, value = header.decode().partition(":")
                         if name.lower() == "content-length":
                             length = int(value)
-                    body = self.rfile.read(length)
+                    body = b""
+                    while len(body) < length and (more := self.rfile.read(length - len(body))):
+                        body += more
+                    waiting, _, _ = select.select([self.connection], [], [], 0)
                     with server.lock:
                         server.seen.append((number, path, body))
+                        server.queued.append(bool(waiting))
                     reply = server.answer(number, path)
                     if reply is None:
                         self.connection.shutdown(socket.SHUT_RDWR)
@@ -210,3 +218,20 @@ def test_every_url_of_a_batch_meets_the_guard(serve):
     )
     assert private[0].code == "address_refused"
     assert server.paths() == ["/ok"]
+
+
+def test_depth_one_writes_each_request_after_the_answer_before(serve):
+    """PUSH_PIPELINE_DEPTH=1, for a push service that mishandles pipelining: the server never
+    has a request waiting behind one it has not answered (with the default depth it has)."""
+    server = serve(lambda conn, path: reply(201))
+    paths = [f"/p/{n}" for n in range(5)]
+
+    answers = post_many(server, paths, netguard.Pool(per_origin=1, depth=1))
+
+    assert statuses(answers) == [201] * 5
+    assert server.paths() == paths
+    assert server.connections == 1
+    assert server.queued == [False] * 5
+
+    post_many(server, paths, netguard.Pool(per_origin=1))
+    assert server.queued[5] is True  # pipelined: the other four were already there

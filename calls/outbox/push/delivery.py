@@ -90,6 +90,7 @@ _SETTINGS = {
         "WEBPUSH_ALLOW_PRIVATE_NETWORKS",
         "PUSH_TIMEOUT_SECONDS",
         "PUSH_SEND_CONCURRENCY",
+        "PUSH_PIPELINE_DEPTH",
     ),
     apns.provider: (
         "APNS_KEY_ID",

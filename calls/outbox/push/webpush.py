@@ -108,6 +108,7 @@ class WebPushProvider:
         allow_http: bool,
         allow_private: bool = False,
         connections: int = 8,
+        pipeline_depth: int = netguard.PIPELINE_DEPTH,
     ):
         self.vapid = _load_key(private_key)
         self.subject = subject
@@ -115,7 +116,7 @@ class WebPushProvider:
         self.allow_http = allow_http
         self.allow_private = allow_private
         # Shared by the tasks and threads of this process (`delivery.deliver_many`).
-        self.pool = netguard.Pool(per_origin=connections)
+        self.pool = netguard.Pool(per_origin=connections, depth=pipeline_depth)
         self._lock = threading.Lock()
         self._vapid: dict[str, tuple[dict[str, str], float]] = {}
 
@@ -241,4 +242,5 @@ def provider(settings) -> WebPushProvider | DisabledProvider:
         allow_http=settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS,
         allow_private=settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS,
         connections=settings.PUSH_SEND_CONCURRENCY,
+        pipeline_depth=settings.PUSH_PIPELINE_DEPTH,
     )
