@@ -18,8 +18,9 @@ worker runs in a subprocess as deployed (`celery -A config worker`, prefork, its
 concurrency = CPU count unless `--concurrency`), on Redis. The clock starts just before
 `services.ringing.call_ring` (the doctor rings every member); the ring event is relayed by the
 worker (`relay_events`), the push consumer writes one PushDelivery per device and enqueues them
-in `deliver_pushes` tasks of PUSH_BATCH_SIZE rows, each sent concurrently on
-PUSH_SEND_CONCURRENCY threads over kept-alive connections; the clock stops when the push
+in `deliver_pushes` tasks of PUSH_BATCH_SIZE rows, each encrypted and then pipelined over at
+most PUSH_SEND_CONCURRENCY kept-alive connections (PUSH_PIPELINE_DEPTH requests ahead on
+each); the clock stops when the push
 service has accepted the Nth push.
 
 Baseline, in the same run: a sequential loop of pywebpush `webpush()` calls (its default HTTP
@@ -595,7 +596,8 @@ def main() -> int:
     _print_design(
         f"ours: call_ring -> Celery worker (prefork, concurrency {conc}, Redis) -> "
         f"relay -> PushDelivery rows -> deliver_pushes ({settings.PUSH_BATCH_SIZE} rows a task, "
-        f"{settings.PUSH_SEND_CONCURRENCY} sending threads a process)",
+        f"pipelined {settings.PUSH_PIPELINE_DEPTH} deep over at most "
+        f"{settings.PUSH_SEND_CONCURRENCY} connections)",
         ours,
         count,
     )
