@@ -18,8 +18,9 @@ worker runs in a subprocess as deployed (`celery -A config worker`, prefork, its
 concurrency = CPU count unless `--concurrency`), on Redis. The clock starts just before
 `services.ringing.call_ring` (the doctor rings every member); the ring event is relayed by the
 worker (`relay_events`), the push consumer writes one PushDelivery per device and enqueues them
-in `deliver_pushes` tasks of PUSH_BATCH_SIZE rows, each sent concurrently on
-PUSH_SEND_CONCURRENCY threads over kept-alive connections; the clock stops when the push
+in `deliver_pushes` tasks of PUSH_BATCH_SIZE rows, each encrypted and then pipelined over at
+most PUSH_SEND_CONCURRENCY kept-alive connections (PUSH_PIPELINE_DEPTH requests ahead on
+each); the clock stops when the push
 service has accepted the Nth push.
 
 Baseline, in the same run: a sequential loop of pywebpush `webpush()` calls (its default HTTP
@@ -258,6 +259,8 @@ def _wait_relayed(timeout: float) -> None:
 
 
 def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dict:
+    from django.utils import timezone
+
     from calls.capabilities import SERVER
     from calls.models import CallEvent, PushDelivery
     from calls.services.ringing import call_ring
@@ -266,6 +269,7 @@ def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dic
     arrivals.start()
     load = os.getloadavg()
     cpu_worker, cpu_self = _session_cpu(worker.process.pid), _self_cpu()
+    wall0 = timezone.now()
     t0 = time.perf_counter()
     rung = call_ring(actor=SERVER, type_name=CALL_TYPE, call_id=call_id)
     t_ring = time.perf_counter()
@@ -290,6 +294,16 @@ def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dic
     )
     not_sent = sum(1 for state, attempts, *_ in rows if state != "sent" or attempts != 1)
     sends = [(sent - claimed).total_seconds() for _, _, claimed, sent in rows if sent and claimed]
+    since = lambda at: (at - wall0).total_seconds() if at else float("nan")  # noqa: E731
+    phases = {
+        "ring committed": since(event.created_at),
+        "event relayed, rows written": since(event.relayed_at),
+        "first claimed": since(min((c for _, _, c, _ in rows if c), default=None)),
+        "first accepted": min(arrivals.times, default=t0) - t0,
+        "last claimed": since(max((c for _, _, c, _ in rows if c), default=None)),
+        "last accepted": max(arrivals.times, default=t0) - t0,
+        "last recorded": since(max((t for *_, t in rows if t), default=None)),
+    }
     return {
         "done": done,
         "accepted": len(arrivals.times),
@@ -299,6 +313,7 @@ def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dic
         "rows": len(rows),
         "rows_not_sent_once": not_sent,
         "send_s": sends,  # claim -> recorded, per delivery, in the worker
+        "phases": phases,
         "cpu": {"worker": cpu_worker, "this process (push service, ring)": cpu_self},
         "load": load,
         "tag": f"ring-{event.pk}",
@@ -307,13 +322,23 @@ def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dic
     }
 
 
-def _run_baseline(subscriptions, payload: dict, private_key: str, arrivals: Arrivals) -> dict:
+def _run_baseline(
+    subscriptions, payload: dict, private_key: str, arrivals: Arrivals, *, keep_alive: bool
+) -> dict:
+    """pywebpush's `webpush()` for each subscription in turn. As documented and commonly
+    written: the key as a string, a new requests call (so a new connection) each time; or,
+    `keep_alive`, the best a sequential loop does: one `requests.Session` (kept-alive
+    connection) and the key parsed once."""
+    import requests
+    from py_vapid import Vapid
     from pywebpush import webpush
 
     from calls.outbox.push.webpush import topic
 
     data = json.dumps(payload)
     headers = {"Urgency": "high", "Topic": topic(payload["tag"])}
+    session = requests.Session() if keep_alive else None
+    key = Vapid.from_string(private_key) if keep_alive else private_key
     arrivals.start()
     load = os.getloadavg()
     cpu_self = _self_cpu()
@@ -324,17 +349,20 @@ def _run_baseline(subscriptions, payload: dict, private_key: str, arrivals: Arri
         response = webpush(
             subscription_info={"endpoint": subscription.endpoint, "keys": subscription.keys},
             data=data,
-            vapid_private_key=private_key,
+            vapid_private_key=key,
             vapid_claims={"sub": SUBJECT},
             ttl=0,
             headers=dict(headers),
             timeout=10,
+            requests_session=session,
         )
         rtts.append(time.perf_counter() - t)
         if response.status_code != 201:
             raise BenchFailure(f"baseline push answered {response.status_code}")
     t_end = time.perf_counter()
     cpu_self = _self_cpu() - cpu_self
+    if session is not None:
+        session.close()
     return {
         "done": len(arrivals.times) == len(subscriptions),
         "accepted": len(arrivals.times),
@@ -347,12 +375,12 @@ def _run_baseline(subscriptions, payload: dict, private_key: str, arrivals: Arri
 
 
 def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
-    """Where a batch's time goes: the measured ring's rows are queued again (their event made
-    fresh, so the ring is not expired) and `count` of them sent in this process in batches of
-    PUSH_BATCH_SIZE (`delivery.deliver_many`, the worker's code path without Celery) under
-    cProfile, with the sends run one after another in this thread (cProfile sees one thread:
-    the sending threads are replaced by an inline executor)."""
-    import concurrent.futures
+    """Where a push's CPU goes in the worker: the measured ring's rows are queued again (their
+    event made fresh, so the ring is not expired) and `count` of them sent in this process in
+    batches of PUSH_BATCH_SIZE (`delivery.deliver_many`, the worker's code path without
+    Celery) under cProfile timed by this thread's CPU clock, on one connection (so every
+    pipeline runs in this thread; the push service's threads, in this process too, are not
+    counted)."""
     import cProfile
     import pstats
 
@@ -362,60 +390,61 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     from calls.models import CallEvent, PushDelivery
     from calls.outbox.push import delivery
 
-    class Inline(concurrent.futures.Executor):
-        def submit(self, fn, /, *args, **kwargs):
-            future: concurrent.futures.Future = concurrent.futures.Future()
-            future.set_result(fn(*args, **kwargs))
-            return future
-
     [event] = CallEvent.objects.filter(call_cid=f"{CALL_TYPE}:{call_id}", type="call.ring")
     CallEvent.objects.filter(pk=event.pk).update(created_at=timezone.now())
     ids = list(PushDelivery.objects.filter(event=event).order_by("pk").values_list("pk", flat=True))
     ids = ids[:count]
     PushDelivery.objects.filter(pk__in=ids).update(state="queued", attempts=0)
+    concurrency = settings.PUSH_SEND_CONCURRENCY
+    settings.PUSH_SEND_CONCURRENCY = 1  # one connection: the pipelines run in this thread
     delivery.deliver(ids.pop())  # warm: the provider is built once per process
     arrivals.start()
-    real_senders = delivery._senders
-    delivery._senders = Inline
-    profiler = cProfile.Profile()
-    cpu, wall = _self_cpu(), time.perf_counter()
+    profiler = cProfile.Profile(time.thread_time)
+    cpu, wall = time.thread_time(), time.perf_counter()
     profiler.enable()
     size = settings.PUSH_BATCH_SIZE
     for start in range(0, len(ids), size):
         delivery.deliver_many(ids[start : start + size])
     profiler.disable()
-    cpu, wall = _self_cpu() - cpu, time.perf_counter() - wall
-    delivery._senders = real_senders
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    settings.PUSH_SEND_CONCURRENCY = concurrency
     n = len(ids)
     stats = pstats.Stats(profiler)
 
     def per(path: str, func: str) -> str:
         # The largest cumulative time of a function of that name in that file (a subclass
-        # calling its parent's method of the same name is not counted twice).
+        # calling its parent's method of the same name is not counted twice); C functions
+        # ("~") by a part of their name.
         found = [
             entry[3]
             for (file, _line, name), entry in stats.stats.items()
-            if name == func and file.endswith(path)
+            if (name == func and file.endswith(path)) or (file == "~" == path and func in name)
         ]
-        return f"{max(found, default=0.0) * 1000 / n:6.2f} ms"
+        return f"{max(found, default=0.0) * 1000 / n:6.3f} ms"
 
     print(
-        f"\nprofile: {n} deliveries sent in batches, one after another in this process "
-        "(cProfile on; "
-        f"wall {wall * 1000 / n:.2f} ms, CPU {cpu * 1000 / n:.2f} ms per delivery incl. the "
-        "push service's decrypt in the same process)"
+        f"\nprofile: {n} deliveries sent in batches of {size} by `delivery.deliver_many` in this "
+        f"process (cProfile on, this thread's CPU: {cpu * 1000 / n:.3f} ms per delivery; "
+        f"wall {wall * 1000 / n:.2f} ms, with the push service in this process)"
     )
-    print("  per delivery, cumulative (stages overlap: each includes those indented below it):")
+    print("  CPU per delivery, cumulative (each includes those indented below it):")
     rows = [
         ("delivery.deliver_many", "outbox/push/delivery.py", "deliver_many"),
-        ("  WebPushProvider.send", "outbox/push/webpush.py", "send"),
-        ("    pywebpush encrypt (aes128gcm)", "pywebpush/__init__.py", "encode"),
-        ("    VAPID sign (py_vapid)", "py_vapid/__init__.py", "sign"),
-        ("    netguard.post", "calls/netguard.py", "post"),
-        ("      check_url", "calls/netguard.py", "check_url"),
-        ("      httpx.create_ssl_context", "httpx/_config.py", "create_ssl_context"),
-        ("      httpx Client.send", "httpx/_client.py", "send"),
-        ("  message_for", "outbox/push/dispatch.py", "message_for"),
+        ("  claim (one UPDATE … RETURNING)", "outbox/push/delivery.py", "_claim"),
+        ("  read rows, devices, the event", "django/db/models/query.py", "_fetch_all"),
+        ("  message_for (once per event)", "outbox/push/dispatch.py", "message_for"),
+        ("  WebPushProvider.send_many", "outbox/push/webpush.py", "send_many"),
+        ("    encrypt (RFC 8291 aes128gcm)", "outbox/push/webpush.py", "encrypt"),
+        ("      ephemeral P-256 key", "~", "generate_private_key"),
+        ("      ECDH", "~", "'exchange'"),
+        ("      AES-128-GCM", "~", "'encrypt' of"),
+        ("    VAPID header (one per origin)", "outbox/push/webpush.py", "vapid_headers"),
+        ("    netguard.post_many", "calls/netguard.py", "post_many"),
+        ("      check_url (once per origin)", "calls/netguard.py", "check_url"),
+        ("      request bytes", "calls/netguard.py", "_request_bytes"),
+        ("      socket writes", "~", "'sendall'"),
+        ("      read answers", "calls/netguard.py", "_read_answer"),
+        ("  record (UPDATEs by outcome)", "outbox/push/delivery.py", "_record_all"),
         ("  SQL (CursorWrapper.execute)", "db/backends/utils.py", "execute"),
     ]
     for label, name, func in rows:
@@ -424,7 +453,7 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     top = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:12]
     for (file, line, func), entry in top:
         where = f"{Path(file).name}:{line} {func}"
-        print(f"    {entry[2] * 1000 / n:6.2f} ms  {where}")
+        print(f"    {entry[2] * 1000 / n:6.3f} ms  {where}")
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -464,6 +493,9 @@ def main() -> int:
         "--concurrency", type=int, default=None, help="worker processes (default: CPU count)"
     )
     parser.add_argument(
+        "--port", type=int, default=0, help="the push service's port (default: any free one)"
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=200,
@@ -500,7 +532,7 @@ def main() -> int:
     )
 
     service = WebPushService()
-    service.start()
+    service.start(args.port)
     logs = Path(tempfile.mkdtemp(prefix="bench-push-"))
     python = sys.executable
     cmd = [python, "-m", "celery", "-A", "config", "worker", "-n", "bench-push@bench"]
@@ -535,9 +567,14 @@ def main() -> int:
         ]
         payload = next(iter(service.received)).payload
 
-        base = _run_baseline(subscriptions, payload, private_key, arrivals)
+        base = _run_baseline(subscriptions, payload, private_key, arrivals, keep_alive=False)
         failures += [
             f"baseline: {p}"
+            for p in _check_payloads(service, subscriptions, ours["cid"], ours["tag"])
+        ]
+        kept = _run_baseline(subscriptions, payload, private_key, arrivals, keep_alive=True)
+        failures += [
+            f"kept-alive loop: {p}"
             for p in _check_payloads(service, subscriptions, ours["cid"], ours["tag"])
         ]
         load_after = os.getloadavg()
@@ -559,19 +596,33 @@ def main() -> int:
     _print_design(
         f"ours: call_ring -> Celery worker (prefork, concurrency {conc}, Redis) -> "
         f"relay -> PushDelivery rows -> deliver_pushes ({settings.PUSH_BATCH_SIZE} rows a task, "
-        f"{settings.PUSH_SEND_CONCURRENCY} sending threads a process)",
+        f"pipelined {settings.PUSH_PIPELINE_DEPTH} deep over at most "
+        f"{settings.PUSH_SEND_CONCURRENCY} connections)",
         ours,
         count,
     )
     print(f"  call_ring (the service call, until commit): {_ms(ours['ring_call_s'])}")
     print(
+        "  timeline from the ring: "
+        + ", ".join(f"{name} {_ms(at)}" for name, at in ours["phases"].items())
+    )
+    print(
         f"  the call.ring event's payload (read back by each delivery): "
         f"{ours['event_bytes'] / 1024:,.0f} KiB"
     )
     _print_design("baseline: sequential pywebpush webpush() loop, same payloads", base, count)
+    _print_design(
+        "for comparison: the same loop with one requests.Session (kept alive), key parsed once",
+        kept,
+        count,
+    )
     print(f"\nload after (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load_after)}")
     ratio = base["total"] / ours["total"]
     print(f"ours / baseline total time: {ours['total'] / base['total']:.3f} ({ratio:.2f}x faster)")
+    print(
+        f"ours / kept-alive loop total time: {ours['total'] / kept['total']:.3f} "
+        f"({kept['total'] / ours['total']:.2f}x faster)"
+    )
     valid = not failures
     print(f"every payload valid, one per device: {'yes' if valid else 'NO'}")
     for failure in failures[:20]:

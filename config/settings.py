@@ -575,6 +575,9 @@ if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
 # connections (at most that many per push service address).
 PUSH_BATCH_SIZE = env.int("PUSH_BATCH_SIZE", default=100)
 PUSH_SEND_CONCURRENCY = env.int("PUSH_SEND_CONCURRENCY", default=8)
+# Web Push requests written ahead of their answers on one connection (HTTP/1.1 pipelining,
+# calls.netguard.Pool); 1 sends one at a time, for a push service that mishandles pipelining.
+PUSH_PIPELINE_DEPTH = env.int("PUSH_PIPELINE_DEPTH", default=32)
 # A ring push is not sent once its event is older than this (a phone ringing for a call that
 # started long ago); a ring that could not be sent in time falls back to a notify push and a
 # staff alert (calls.services.ringing.rings_unsent_sweep).

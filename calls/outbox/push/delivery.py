@@ -29,6 +29,7 @@ notification. A ring is never sent once its event is older than `ring_max_age()`
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import threading
@@ -38,16 +39,17 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
-from calls.models import PushDelivery, PushDevice
+from calls.models import CallEvent, PushDelivery, PushDevice
 
 from . import apns, fcm, webpush
 from .base import Message, Outcome, Provider, Result
-from .dispatch import enqueue_deliveries, message_for
+from .dispatch import enqueue_deliveries, message_for, push_id
 
 logger = logging.getLogger("calls.push")
 
@@ -60,6 +62,19 @@ SWEEP_BATCH = 500
 # A batch starts its sends within PUSH_SEND_TIME_LIMIT_SECONDS - 2 x PUSH_TIMEOUT_SECONDS (5 s
 # by default) of its start, never less than this: the rest go back for another run.
 MIN_START_WINDOW_S = 1.0
+
+# What a send reads of a device, and of its event (`dispatch.message_for`, the ring's age).
+DEVICE_FIELDS = ("id", "user_id", "kind", "token", "keys", "active")
+EVENT_FIELDS = (
+    "id",
+    "type",
+    "call_cid",
+    "created_at",
+    "call__id",
+    "call__type_id",
+    "call__type__name",
+    "call__type__notification_settings",
+)
 
 _FACTORIES = {
     PushDevice.Kind.WEBPUSH: webpush.provider,
@@ -75,6 +90,7 @@ _SETTINGS = {
         "WEBPUSH_ALLOW_PRIVATE_NETWORKS",
         "PUSH_TIMEOUT_SECONDS",
         "PUSH_SEND_CONCURRENCY",
+        "PUSH_PIPELINE_DEPTH",
     ),
     apns.provider: (
         "APNS_KEY_ID",
@@ -125,28 +141,49 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     claimed = _claim(delivery_ids, now)
     if not claimed:
         return {}
-    # Not the event's payload: a ring's lists every member (449 KiB at 1,000), and each of its
-    # deliveries would read and decode it again (bench/push.py); the message needs none of it.
+    # The rows with their devices' fields that a send reads, and each event once (a batch
+    # is one event's, usually): not its payload (a ring's lists every member, 449 KiB at
+    # 1,000) nor the call's other fields, which every row would decode again (bench/push.py).
     rows = list(
-        PushDelivery.objects.select_related("device__user", "event__call__type")
-        .defer("event__payload", "device__user__custom")
+        PushDelivery.objects.select_related("device__user")
+        .only(
+            "id",
+            "event_id",
+            "device_id",
+            "purpose",
+            "device__user__language",
+            *(f"device__{f}" for f in DEVICE_FIELDS),
+        )
         .filter(pk__in=claimed)
         .order_by("pk")
     )
+    events = {
+        event.pk: event
+        for event in CallEvent.objects.select_related("call__type")
+        .only(*EVENT_FIELDS)
+        .filter(pk__in={row.event_id for row in rows})
+    }
+    messages: dict[tuple[int, str, str], Message] = {}
     results: dict[int, Result | None] = {}
     sends: list[tuple[PushDelivery, Provider, Message]] = []
     for row in rows:
         row.attempts = claimed[row.pk]
+        event = events[row.event_id]
         if not row.device.active:
             results[row.pk] = Result(Outcome.FAILED, error="device inactive")
             continue
-        if row.purpose == PushDelivery.Purpose.RING and now - row.event.created_at > ring_max_age():
+        if row.purpose == PushDelivery.Purpose.RING and now - event.created_at > ring_max_age():
             results[row.pk] = Result(Outcome.FAILED, error="ring expired")
             continue
         try:
-            message = message_for(
-                row.event, row.purpose, delivery_id=row.pk, language=row.device.user.language
-            )
+            # One message per event, purpose and language (the device's user's: built-in
+            # texts are translated, bench/push.py's ring builds one).
+            key = (row.event_id, row.purpose, row.device.user.language)
+            if key not in messages:
+                messages[key] = message_for(
+                    event, row.purpose, delivery_id=row.pk, language=row.device.user.language
+                )
+            message = dataclasses.replace(messages[key], push_id=push_id(row.pk))
             sends.append((row, provider_for(row.device.kind), message))
         except Exception as exc:
             logger.exception("push delivery %s: could not build its push", row.pk)
@@ -174,23 +211,34 @@ def _claim(ids: list[int], now: datetime) -> dict[int, int]:
 
 
 def _send_all(sends: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, Result | None]:
-    """Each push's Result (None: not started before the batch's start deadline). One push is
-    sent in this thread; more on the process's sending threads. A send may start only while
-    it can still end inside the task's time limit (at most two requests of
-    PUSH_TIMEOUT_SECONDS: FCM's token, then the push), so no send outlives its claim's
-    PUSH_SENDING_STALE_SECONDS."""
+    """Each push's Result (None: not started before the batch's start deadline). A provider
+    that sends many at once (Web Push: `send_many`, pipelined over kept-alive connections)
+    gets its rows in one call, in this thread; the others' pushes go one by one: one in this
+    thread, more on the process's sending threads. A send may start only while it can still
+    end inside the task's time limit (at most two requests of PUSH_TIMEOUT_SECONDS: FCM's
+    token, then the push), so no send outlives its claim's PUSH_SENDING_STALE_SECONDS."""
     start_by = time.monotonic() + max(
         MIN_START_WINDOW_S,
         settings.PUSH_SEND_TIME_LIMIT_SECONDS - 2 * settings.PUSH_TIMEOUT_SECONDS,
     )
-    if len(sends) == 1:
-        row, provider, message = sends[0]
-        return {row.pk: _send_one(row, provider, message, start_by=None)}
+    results: dict[int, Result | None] = {}
+    batched: dict[int, list[tuple[PushDelivery, Provider, Message]]] = defaultdict(list)
+    single = []
+    for send in sends:
+        if hasattr(send[1], "send_many"):
+            batched[id(send[1])].append(send)
+        else:
+            single.append(send)
+    for group in batched.values():
+        results.update(_send_batch(group))
+    if len(single) == 1:
+        row, provider, message = single[0]
+        results[row.pk] = _send_one(row, provider, message, start_by=start_by)
+        return results
     futures = {
         _senders().submit(_send_one, row, provider, message, start_by=start_by): row.pk
-        for row, provider, message in sends
+        for row, provider, message in single
     }
-    results: dict[int, Result | None] = {}
     try:
         for future in concurrent.futures.as_completed(futures):
             results[futures[future]] = future.result()
@@ -205,6 +253,23 @@ def _send_all(sends: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, 
             len(futures),
         )
     return results
+
+
+def _send_batch(group: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, Result]:
+    """One provider's `send_many` over these rows. The task's soft time limit stops it with
+    nothing recorded (the rows stay `sending`: the sweep's); any other error leaves every
+    row's outcome unknown: retried with the same identifiers."""
+    provider = group[0][1]
+    try:
+        answers = provider.send_many([(row.device, message) for row, _, message in group])
+    except SoftTimeLimitExceeded:
+        logger.warning("push batch stopped with %d sends unanswered", len(group))
+        return {}
+    except Exception as exc:
+        logger.exception("push batch of %d: provider error", len(group))
+        error = Result(Outcome.RETRY, error=f"outcome unknown: {type(exc).__name__}")
+        return {row.pk: error for row, _, _ in group}
+    return {row.pk: answer for (row, _, _), answer in zip(group, answers, strict=True)}
 
 
 def _send_one(

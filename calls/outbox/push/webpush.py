@@ -1,4 +1,4 @@
-"""Web Push (RFC 8030 delivery, RFC 8291 aes128gcm encryption, RFC 8292 VAPID) via pywebpush.
+"""Web Push (RFC 8030 delivery, RFC 8291 aes128gcm encryption, RFC 8292 VAPID).
 
 Every push carries a `Topic` (RFC 8030 §5.4) derived from the message's tag, and the tag in its
 payload: a resend of the same delivery replaces a copy still waiting at the push service, and
@@ -6,28 +6,32 @@ the service worker shows it with the same `tag`, replacing the one already on sc
 
 A subscription's endpoint is a URL that a browser (so anyone with a patient's login) hands us,
 and the worker POSTs to it from inside the network: every send goes through the SSRF guard
-(`calls.netguard.post`: https, public addresses only unless WEBPUSH_ALLOW_PRIVATE_NETWORKS,
-connected to the address it checked). pywebpush encrypts, py_vapid signs (one token per push
-service origin, reused: `vapid_headers`); `_GuardedSession` is the "requests session"
-pywebpush posts through, over the provider's keep-alive connections.
+(`calls.netguard.post_many`: https, public addresses only unless
+WEBPUSH_ALLOW_PRIVATE_NETWORKS, connected to the address it checked). A batch's pushes are
+encrypted here (`encrypt`: `cryptography`'s primitives, a new ephemeral key per message as
+RFC 8291 requires), signed once per push service origin (py_vapid, one token reused:
+`vapid_headers`) and pipelined over the provider's kept-alive connections (`netguard.Pool`).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import hmac
 import json
 import os
+import struct
 import threading
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
-import requests
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from py_vapid import Vapid
-from pywebpush import WebPusher, WebPushException
 
 from calls import netguard
 
@@ -41,6 +45,9 @@ NOTIFY_TTL = 3600
 VAPID_EXPIRY_S = 12 * 3600  # a VAPID token's `exp` (RFC 8292: at most 24 hours)
 VAPID_REUSE_S = 3600  # signed again after this
 VAPID_CACHE_SIZE = 256  # push service origins
+RECORD_SIZE = 4096  # aes128gcm `rs`: one record holds a whole push (at most 4 KiB)
+_P256 = ec.SECP256R1()
+_X962 = (serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
 
 def _load_key(value: str) -> Vapid:
@@ -52,28 +59,40 @@ def _load_key(value: str) -> Vapid:
     return Vapid.from_string(value)  # raw base64url (32 bytes) or DER base64
 
 
-class _GuardedSession:
-    """The `requests_session` pywebpush posts through: the SSRF guard's `post`, over the
-    provider's keep-alive connections (a ring's pushes to one push service share a few)."""
+def _b64url_decode(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
-    def __init__(self, *, allow_http: bool, allow_private: bool, pool: netguard.Pool) -> None:
-        self.allow_http = allow_http
-        self.allow_private = allow_private
-        self.pool = pool
 
-    def post(
-        self, url: str, *, data: bytes | None, headers: dict, timeout: float
-    ) -> netguard.Answer:
-        return netguard.post(
-            url,
-            content=data or b"",
-            headers=dict(headers),
-            timeout=timeout,
-            allow_http=self.allow_http,
-            allow_private=self.allow_private,
-            pool=self.pool,
-            **netguard.WEBPUSH_SETTINGS,
-        )
+def _hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.digest(key, message, "sha256")
+
+
+def encrypt(plaintext: bytes, keys: dict[str, str]) -> bytes:
+    """The aes128gcm body (RFC 8188) of a push to a subscription with these `p256dh` and
+    `auth` keys (RFC 8291 §3): ECDH with a new ephemeral P-256 key for this message alone,
+    the HKDF steps (one HMAC-SHA-256 each: every output is at most 32 bytes), AES-128-GCM over
+    the plaintext and its last-record delimiter, in one record. Raises ValueError or KeyError
+    for keys that are not a subscription's."""
+    user_agent_public = _b64url_decode(keys["p256dh"])
+    auth_secret = _b64url_decode(keys["auth"])
+    if len(auth_secret) != 16:
+        raise ValueError("auth is not 16 bytes")
+    if len(plaintext) + 1 + 16 > RECORD_SIZE:
+        raise ValueError("payload too large for one record")
+    peer = ec.EllipticCurvePublicKey.from_encoded_point(_P256, user_agent_public)
+    ephemeral = ec.generate_private_key(_P256)
+    server_public = ephemeral.public_key().public_bytes(*_X962)
+    shared = ephemeral.exchange(ec.ECDH(), peer)
+    # HKDF(auth_secret, ecdh_secret, "WebPush: info" 0x00 ua_public as_public, 32)
+    prk_key = _hmac(auth_secret, shared)
+    ikm = _hmac(prk_key, b"WebPush: info\x00" + user_agent_public + server_public + b"\x01")
+    salt = os.urandom(16)
+    prk = _hmac(salt, ikm)
+    cek = _hmac(prk, b"Content-Encoding: aes128gcm\x00\x01")[:16]
+    nonce = _hmac(prk, b"Content-Encoding: nonce\x00\x01")[:12]
+    record = AESGCM(cek).encrypt(nonce, plaintext + b"\x02", None)
+    header = salt + struct.pack("!IB", RECORD_SIZE, len(server_public)) + server_public
+    return header + record
 
 
 class WebPushProvider:
@@ -89,49 +108,63 @@ class WebPushProvider:
         allow_http: bool,
         allow_private: bool = False,
         connections: int = 8,
+        pipeline_depth: int = netguard.PIPELINE_DEPTH,
     ):
         self.vapid = _load_key(private_key)
         self.subject = subject
         self.timeout = timeout
         self.allow_http = allow_http
-        # Shared by the sending threads of this process (`delivery.deliver_many`).
-        self.pool = netguard.Pool(per_origin=connections)
+        self.allow_private = allow_private
+        # Shared by the tasks and threads of this process (`delivery.deliver_many`).
+        self.pool = netguard.Pool(per_origin=connections, depth=pipeline_depth)
         self._lock = threading.Lock()
         self._vapid: dict[str, tuple[dict[str, str], float]] = {}
-        self.session = _GuardedSession(
-            allow_http=allow_http, allow_private=allow_private, pool=self.pool
-        )
 
     def send(self, device: PushDevice, message: Message) -> Result:
-        endpoint = device.token
-        if not (endpoint.startswith("https://") or self.allow_http):
-            return Result(Outcome.FAILED, error="endpoint is not https")
-        headers = {"Urgency": "high" if message.ring else "normal", "Topic": topic(message.tag)}
-        try:
-            pusher = WebPusher(
-                {"endpoint": endpoint, "keys": device.keys}, requests_session=self.session
-            )
-            response = pusher.send(
-                json.dumps(message.data()),
-                {**headers, **self.vapid_headers(endpoint)},
-                ttl=RING_TTL if message.ring else NOTIFY_TTL,
-                content_encoding="aes128gcm",
-                timeout=self.timeout,
-            )
-        except WebPushException as exc:
-            if exc.response is None:
-                return Result(Outcome.FAILED, error="could not encrypt or sign")
-            return _answer(exc.response)
-        except netguard.Refused as exc:
-            # The rule and the address, never the endpoint's path (the subscription's id).
-            return Result(Outcome.FAILED, error=str(exc)[:200])
-        except httpx.TimeoutException:
-            return Result(Outcome.RETRY, error="timeout")
-        except httpx.HTTPError as exc:  # connection refused or reset, name not resolved
-            return Result(Outcome.RETRY, error=f"connection error: {type(exc).__name__}")
-        except (KeyError, ValueError, TypeError):  # malformed subscription keys
-            return Result(Outcome.FAILED, error="invalid subscription keys")
-        return _answer(response)  # type: ignore[arg-type]
+        return self.send_many([(device, message)])[0]
+
+    def send_many(self, sends: list[tuple[PushDevice, Message]]) -> list[Result]:
+        """Each push's Result, in order: encrypted one by one, then sent together (pipelined
+        over kept-alive connections, per push service)."""
+        results: list[Result | None] = [None] * len(sends)
+        requests: list[netguard.Request] = []
+        positions: list[int] = []
+        # A batch is mostly one message (its rows differ in push_id only, which Web Push does
+        # not carry) to a few push services: each payload and header set is made once.
+        plaintexts: dict[Message, tuple[bytes, dict[str, str]]] = {}
+        vapid: dict[str, dict[str, str]] = {}
+        for position, (device, message) in enumerate(sends):
+            endpoint = device.token
+            if not (endpoint.startswith("https://") or self.allow_http):
+                results[position] = Result(Outcome.FAILED, error="endpoint is not https")
+                continue
+            key = dataclasses.replace(message, push_id="")
+            if key not in plaintexts:
+                plaintexts[key] = (json.dumps(message.data()).encode(), _headers(message))
+            plaintext, headers = plaintexts[key]
+            path_at = endpoint.find("/", len("https://"))
+            origin = endpoint[:path_at] if path_at > 0 else endpoint
+            try:
+                if origin not in vapid:
+                    vapid[origin] = self.vapid_headers(endpoint)
+                body = encrypt(plaintext, device.keys)
+                headers = {**headers, **vapid[origin]}
+            except (KeyError, ValueError, TypeError):  # malformed subscription keys
+                results[position] = Result(Outcome.FAILED, error="invalid subscription keys")
+                continue
+            requests.append(netguard.Request(endpoint, body, headers))
+            positions.append(position)
+        answers = netguard.post_many(
+            requests,
+            timeout=self.timeout,
+            allow_http=self.allow_http,
+            allow_private=self.allow_private,
+            pool=self.pool,
+            **netguard.WEBPUSH_SETTINGS,
+        )
+        for position, answer in zip(positions, answers, strict=True):
+            results[position] = _outcome(answer)
+        return results  # type: ignore[return-value]
 
     def vapid_headers(self, endpoint: str) -> dict[str, str]:
         """The VAPID Authorization header (RFC 8292) for the endpoint's push service: one
@@ -153,7 +186,29 @@ class WebPushProvider:
         return signed
 
 
-def _answer(response: netguard.Answer | requests.Response) -> Result:
+def _headers(message: Message) -> dict[str, str]:
+    return {
+        "TTL": str(RING_TTL if message.ring else NOTIFY_TTL),
+        "Content-Encoding": "aes128gcm",
+        "Urgency": "high" if message.ring else "normal",
+        "Topic": topic(message.tag),
+    }
+
+
+def _outcome(answer: netguard.Answer | Exception) -> Result:
+    if isinstance(answer, netguard.Refused):
+        # The rule and the address, never the endpoint's path (the subscription's id).
+        return Result(Outcome.FAILED, error=str(answer)[:200])
+    if isinstance(answer, httpx.TimeoutException):
+        return Result(Outcome.RETRY, error="timeout")
+    if isinstance(answer, httpx.HTTPError):  # connection refused or reset, name not resolved
+        return Result(Outcome.RETRY, error=f"connection error: {type(answer).__name__}")
+    if isinstance(answer, Exception):
+        return Result(Outcome.RETRY, error=f"outcome unknown: {type(answer).__name__}")
+    return _answer(answer)
+
+
+def _answer(response: netguard.Answer) -> Result:
     status = response.status_code
     if status in (404, 410):  # the subscription expired or was unsubscribed
         return Result(Outcome.DEAD_TOKEN, status, error=f"HTTP {status}")
@@ -187,4 +242,5 @@ def provider(settings) -> WebPushProvider | DisabledProvider:
         allow_http=settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS,
         allow_private=settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS,
         connections=settings.PUSH_SEND_CONCURRENCY,
+        pipeline_depth=settings.PUSH_PIPELINE_DEPTH,
     )

@@ -23,26 +23,29 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import functools
 import ipaddress
 import json
 import re
 import secrets
 import socket
+import socketserver
 import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
 import http_ece
 import jwt
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 
@@ -126,37 +129,89 @@ class _Base:
         return len(self.received) >= count
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    410: "Gone",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+MAX_LINE = 64 * 1024
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """HTTP/1.1 with keep-alive, requests answered in order (a client may pipeline them), one
+    write per answer. Lean on purpose (http.server's parsing cost more than the push's own
+    checks): a request line, headers, a Content-Length body."""
+
     server_obj: Any = None
+    rbufsize = 64 * 1024
 
-    def log_message(self, format, *args):  # quiet test output
-        pass
-
-    def setup(self):
-        super().setup()
+    def handle(self):
         with self.server_obj.lock:
             self.server_obj.connections += 1
+        while self._one():
+            pass
 
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        status, answer, extra = self.server_obj.handle(self.path, dict(self.headers), body)
+    def _one(self) -> bool:
+        line = self.rfile.readline(MAX_LINE)
+        while line in (b"\r\n", b"\n"):
+            line = self.rfile.readline(MAX_LINE)
+        if not line:
+            return False
+        try:
+            method, path, version = line.decode("latin-1").split()
+        except ValueError:
+            self._write(400, b"", {}, close=True)
+            return False
+        headers: dict[str, str] = {}
+        while True:
+            raw = self.rfile.readline(MAX_LINE)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers[name.strip()] = value.strip()
+        lowered = {k.lower(): v for k, v in headers.items()}
+        body = self.rfile.read(int(lowered.get("content-length") or 0))
+        close = lowered.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+        if method != "POST":
+            self._write(405, b"", {}, close=close)
+            return not close
+        status, answer, extra = self.server_obj.handle(path, headers, body)
         data = json.dumps(answer).encode() if answer is not None else b""
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        with contextlib.suppress(OSError):  # the sender may be gone (killed by a fault test)
-            self.wfile.write(data)
+        return self._write(status, data, extra, close=close) and not close
+
+    def _write(self, status: int, data: bytes, extra: dict[str, str], *, close: bool) -> bool:
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+        head += [f"{name}: {value}" for name, value in extra.items()]
+        head += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
+        if close:
+            head.append("Connection: close")
+        try:  # the sender may be gone (killed by a fault test)
+            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+        except OSError:
+            return False
+        return True
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
 
 
 class _HttpServer:
-    def start(self) -> None:
+    def start(self, port: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"server_obj": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _TcpServer(("127.0.0.1", port), handler)
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -177,6 +232,35 @@ class Subscription:
     private_key: Any
     auth: bytes
     application_server_key: str
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(k: str) -> ec.EllipticCurvePublicKey:
+    """An application server key (`k`), as a P-256 public key (ValueError if it is not)."""
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(k))
+
+
+def _verify_es256(token: str, public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    """The claims of a compact ES256 JWT (RFC 7515, RFC 7518 3.4) signed by this key; raises
+    ValueError for anything else. Written out (PyJWT costs twice as much per push, and the
+    push service's time is the benchmark's: bench/push.py)."""
+    try:
+        head, body, signature = token.split(".")
+        header = json.loads(b64url_decode(head))
+        raw = b64url_decode(signature)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not a compact JWS") from exc
+    if not isinstance(header, dict) or header.get("alg") != "ES256" or len(raw) != 64:
+        raise ValueError("not ES256")
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        public_key.verify(der, f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise ValueError("bad signature") from exc
+    claims = json.loads(b64url_decode(body))
+    if not isinstance(claims, dict):
+        raise ValueError("claims are not an object")
+    return claims
 
 
 class WebPushService(_Base, _HttpServer):
@@ -264,17 +348,16 @@ class WebPushService(_Base, _HttpServer):
             return "vapid header needs t and k"
         if k != subscription.application_server_key:
             return "k is not the subscription's application server key"
-        public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(k))
         try:
-            claims = jwt.decode(
-                token,
-                public_key,
-                algorithms=["ES256"],
-                audience=self.base_url,
-                options={"require": ["aud", "exp", "sub"]},
-            )
-        except jwt.PyJWTError as exc:
+            claims = _verify_es256(token, _public_key(k))
+        except ValueError as exc:
             return f"VAPID JWT rejected: {exc}"
+        if claims.get("aud") != self.base_url:
+            return "VAPID JWT rejected: aud is not the push service's origin"
+        if not all(name in claims for name in ("aud", "exp", "sub")):
+            return "VAPID JWT rejected: aud, exp and sub are required"
+        if not isinstance(claims["exp"], int) or claims["exp"] <= time.time():
+            return "VAPID JWT rejected: expired"
         if claims["exp"] > time.time() + 24 * 3600:
             return "VAPID exp more than 24 hours ahead"
         if not str(claims["sub"]).startswith(("mailto:", "https:")):
