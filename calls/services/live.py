@@ -74,7 +74,11 @@ def calls_go_live_at_start(*, call_pks: list[int]) -> list[int]:
         now = timezone.now()
         for call in simple:
             _mark_live(call, now)
-        Call.objects.bulk_update(simple, _LIVE_FIELDS)
+        # They all take the same values (`_mark_live`): one UPDATE, not a CASE per row.
+        if simple:
+            Call.objects.filter(pk__in=[c.pk for c in simple]).update(
+                **{name: getattr(simple[0], name) for name in _LIVE_FIELDS}
+            )
         # Their due actions need no change: going live only drops a pending go-live, and the
         # scheduler has marked that one done (calls.scheduling.due).
         events_emit_for_calls(
