@@ -129,7 +129,7 @@ def on_events(events: list[CallEvent]) -> None:
     )
     # A batch's deliveries leave in tasks of BATCH rows (`deliver_many`), not one task each:
     # a broker message per delivery cost the relay more than everything else it does.
-    transaction.on_commit(lambda: enqueue_chunks(DELIVER_MANY, ids, size=BATCH))
+    transaction.on_commit(lambda: _enqueue_batch(ids))
 
 
 on_event.many = on_events  # type: ignore[attr-defined]
@@ -163,6 +163,10 @@ def deliver_many(delivery_ids: list[int]) -> int:
             return done
         deliver(pk)
     return len(delivery_ids)
+
+
+def _enqueue_batch(ids: list[int]) -> None:
+    enqueue_chunks(DELIVER_MANY, ids, size=BATCH)
 
 
 def _enqueue(ids: Iterable[int]) -> None:

@@ -37,9 +37,10 @@ def due_calls(count: int, prefix: str) -> list[Call]:
     return calls
 
 
-# Scheduler's batch: lock the calls (with type, creator, session), who is present, one
-# UPDATE, one INSERT of the events; a savepoint's statements around them.
-GO_LIVE_QUERIES = 6
+# Scheduler's batch: lock the calls (with creator, session), their type (the process's
+# cache: one query per type), who is present, one UPDATE, one INSERT of the events; a
+# savepoint's statements around them.
+GO_LIVE_QUERIES = 7
 # Relay: claim, the fresh ones waiting; sockets: teams, previous events; pushes: members,
 # devices, INSERT, queued rows; webhooks: endpoints, INSERT, pending rows; appointments:
 # none (not appointments' calls); mark relayed; the transaction's savepoint and lock.
