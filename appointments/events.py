@@ -18,7 +18,7 @@ from calls.wire import to_ns
 
 from .messaging.delivery import messages_plan, patient_in_call, reminder_key
 from .models import CALL_TYPE, Appointment, AppointmentMember, MessageDelivery
-from .services.status import appointment_call_event
+from .services.status import appointment_call_event, appointments_went_live
 
 # The events that move an appointment (appointments.services.status.appointment_call_event).
 FOLLOWED = frozenset(
@@ -42,6 +42,28 @@ def on_event(event: CallEvent) -> None:
         _remind(call_id, event.payload)
     elif event.type == "call.session_participant_joined":
         _host_joined(call_id, event.payload)
+
+
+def on_events(events: list[CallEvent]) -> None:
+    """`on_event` for a relay batch (the relay's `many`), in order: a run of
+    `call.live_started` events of appointments' calls (the scheduler's go-lives at the top of
+    the hour) is one UPDATE, as `appointment_call_event` makes it for one; every other event
+    goes through `on_event` as before, in its place."""
+    live: list[str] = []
+    for event in events:
+        type_name, _, call_id = event.call_cid.partition(":")
+        if type_name == CALL_TYPE and event.type == "call.live_started":
+            live.append(call_id)
+            continue
+        if live:
+            appointments_went_live(appointment_ids=live)
+            live = []
+        on_event(event)
+    if live:
+        appointments_went_live(appointment_ids=live)
+
+
+on_event.many = on_events  # type: ignore[attr-defined]
 
 
 def _open_appointment(call_id: str) -> Appointment | None:

@@ -440,6 +440,10 @@ CALLS_CUSTOM_MAX_BYTES = env.int("CALLS_CUSTOM_MAX_BYTES", default=5 * 1024)
 # open sockets per user across all web processes (4009 above it).
 CALLS_WS_MAX_MESSAGE_BYTES = env.int("CALLS_WS_MAX_MESSAGE_BYTES", default=128 * 1024)
 CALLS_WS_SEND_QUEUE = env.int("CALLS_WS_SEND_QUEUE", default=256)
+# An events socket is slow (4008) once over CALLS_WS_SEND_QUEUE events wait while a write has
+# waited this long for its client to read (a client that reads is never closed for a burst;
+# docs/limits.md); or over 40 times that many wait, reading or not.
+CALLS_WS_STALL_SECONDS = env.float("CALLS_WS_STALL_SECONDS", default=2.0)
 CALLS_WS_MAX_CONNECTIONS_PER_USER = env.int("CALLS_WS_MAX_CONNECTIONS_PER_USER", default=20)
 # In-call chat (calls.services.chat): the longest message in characters, messages one person
 # may send per minute in one call, and messages one call may hold in all.

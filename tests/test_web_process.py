@@ -29,7 +29,7 @@ from websockets.sync.client import connect
 
 from calls.capabilities import SERVER
 from calls.realtime import groups
-from calls.realtime.publish import EVENT_MESSAGE
+from calls.realtime.publish import EVENT_MESSAGE, frame
 from calls.services.calls import MemberSpec, call_get_or_create
 from calls.tokens import mint_user_token
 from tests.calls.realtime_server import free_port
@@ -141,7 +141,8 @@ def test_sigterm_ends_the_web_process_promptly_and_the_log_shows_no_tokens(call_
         blob = "x" * 64_000
         for i in range(1, 129):
             message = {"type": EVENT_MESSAGE, "id": 10**6 + i, "cid": call_cid, "call": None}
-            message.update(team=None, prev=None, payload={"type": "custom", "custom": {"b": blob}})
+            payload = {"type": "custom", "custom": {"b": blob}}
+            message.update(team=None, prev=None, kind="custom", frame=frame(10**6 + i, payload))
             async_to_sync(layer.group_send)(groups.call_group(call_cid), message)
         # The reader gets them (and so the server has sent the slow one's share too).
         received = 0

@@ -86,15 +86,22 @@ def appointment_call_event(
             status=S.IN_PROGRESS, updated_at=now
         )
     elif event_type == "call.live_started":
-        rows.filter(status__in=[S.SCHEDULED, S.WAITING]).update(
-            status=S.IN_PROGRESS, updated_at=now
-        )
+        appointments_went_live(appointment_ids=[appointment.pk], now=now)
     elif event_type == "call.ended":
         rows.filter(status=S.IN_PROGRESS).update(status=S.COMPLETED, updated_at=now)
     elif event_type == "call.no_show" and patient_id in (payload.get("user_ids") or []):
         rows.filter(status__in=[S.SCHEDULED, S.WAITING, S.IN_PROGRESS]).update(
             status=S.NO_SHOW, updated_at=now
         )
+
+
+def appointments_went_live(*, appointment_ids: list[str], now=None) -> int:
+    """Their calls went live (`call.live_started`): scheduled or waiting → in progress, in
+    one conditional UPDATE (a second delivery changes nothing). Returns how many changed."""
+    S = Appointment.Status
+    return Appointment.objects.filter(
+        pk__in=appointment_ids, status__in=[S.SCHEDULED, S.WAITING]
+    ).update(status=S.IN_PROGRESS, updated_at=now or timezone.now())
 
 
 CALL_ACTIONS = ("go_live", "stop_live", "end", "ring")

@@ -80,3 +80,10 @@ def deliver_webhook(delivery_id: int) -> str | None:
     Retries are due in the database (`next_attempt_at`) and enqueued by the sweep, not by
     countdowns."""
     return webhooks.deliver(delivery_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=40, soft_time_limit=30)
+def deliver_webhooks(delivery_ids: list[int]) -> int:
+    """POST a relay batch's webhook deliveries (up to webhooks.BATCH), each as
+    `deliver_webhook` does; rows not started in time leave again as a batch."""
+    return webhooks.deliver_many(delivery_ids)

@@ -40,6 +40,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from django.utils import timezone
 from calls import netguard
 from calls.models import CallEvent, WebhookDelivery, WebhookEndpoint
 
-from .queue import enqueue_each
+from .queue import enqueue_chunks, enqueue_each
 
 logger = logging.getLogger("calls.outbox.webhooks")
 
@@ -137,7 +138,9 @@ def on_events(events: list[CallEvent]) -> None:
             event__in=[event.pk for event in events], state=State.PENDING
         ).values_list("pk", flat=True)
     )
-    transaction.on_commit(lambda: _enqueue(ids))
+    # A batch's deliveries leave in tasks of BATCH rows (`deliver_many`), not one task each:
+    # a broker message per delivery cost the relay more than everything else it does.
+    transaction.on_commit(lambda: _enqueue_batch(ids))
 
 
 on_event.many = on_events  # type: ignore[attr-defined]
@@ -180,6 +183,30 @@ def deliveries_add(
 def kind_module(kind: str) -> ModuleType:
     """The module that speaks for endpoints of `kind` (settings.WEBHOOK_KINDS)."""
     return import_module(settings.WEBHOOK_KINDS[kind])
+
+
+DELIVER_MANY = "calls.outbox.tasks.deliver_webhooks"
+BATCH = 20  # rows per `deliver_webhooks` task
+# A batch starts no POST after this many seconds (each ends within WEBHOOK_TIMEOUT_SECONDS,
+# inside the task's soft time limit); the rest leave again as a batch of their own.
+BATCH_START_WINDOW_S = 15.0
+
+
+def deliver_many(delivery_ids: list[int]) -> int:
+    """`deliver` for each of these rows in turn (one task's batch), each claimed, sent and
+    recorded exactly as alone. Rows it had no time to start are enqueued again (refused: the
+    sweep sends them). Returns how many it handled."""
+    deadline = time.monotonic() + BATCH_START_WINDOW_S
+    for done, pk in enumerate(delivery_ids):
+        if time.monotonic() > deadline:
+            enqueue_chunks(DELIVER_MANY, delivery_ids[done:], size=BATCH)
+            return done
+        deliver(pk)
+    return len(delivery_ids)
+
+
+def _enqueue_batch(ids: list[int]) -> None:
+    enqueue_chunks(DELIVER_MANY, ids, size=BATCH)
 
 
 def _enqueue(ids: Iterable[int]) -> None:

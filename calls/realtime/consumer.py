@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -62,12 +61,16 @@ from calls.errors import (
 
 from . import connections, fanout, groups
 from .outbound import CLOSE_SLOW_CONSUMER
-from .publish import EVENT_MESSAGE, remember_server_loop
+from .publish import EVENT_MESSAGE, event_payload, frame, remember_server_loop
+from .wsprotocol import SEND_FRAMES
 
 logger = logging.getLogger("calls.realtime")
 
 AUTH_TIMEOUT_S = 5.0
 REPLAY_BATCH = 500
+# Events waiting for a connection, reading or not, beyond which it is slow in any case:
+# CALLS_WS_SEND_QUEUE times this (references to messages shared by the process's connections).
+SEND_QUEUE_HARD_FACTOR = 40
 MAX_SUBSCRIPTIONS = 100
 # WebSocket close codes: 4000 + the Stream error code (§2, §5).
 CLOSE_BASE = 4000
@@ -198,6 +201,7 @@ class EventsConsumer(JsonSocket):
 
     async def connect(self) -> None:
         remember_server_loop(asyncio.get_running_loop())
+        self._raw_send, self.base_send = self.base_send, self._ordered_send
         self.channel_layer = get_channel_layer()
         self.fanout = fanout.for_layer(self.channel_layer)
         self.inbox: deque[dict[str, Any]] = deque()  # at most CALLS_WS_SEND_QUEUE
@@ -252,12 +256,23 @@ class EventsConsumer(JsonSocket):
             await super().dispatch(message)
 
     def deliver(self, message: dict[str, Any]) -> None:
-        """A group message from the process fan-out: queue it (returns at once). A connection
-        whose queue is full is not keeping up (a client that stops reading blocks our sends):
-        it is closed with CLOSE_SLOW_CONSUMER, and reconnects with its last event id."""
+        """A group message from the process fan-out: queue it (returns at once).
+
+        A connection is slow when its client stopped reading: more than CALLS_WS_SEND_QUEUE
+        events wait while a write has waited for the client for CALLS_WS_STALL_SECONDS (a
+        client that reads finishes its writes, however large the burst), or, reading or not,
+        SEND_QUEUE_HARD_FACTOR times that many wait. It is closed with CLOSE_SLOW_CONSUMER and
+        reconnects with its last event id (docs/limits.md)."""
         if self.slow:
             return
-        if len(self.inbox) >= settings.CALLS_WS_SEND_QUEUE:
+        waiting = len(self.inbox)
+        if waiting >= settings.CALLS_WS_SEND_QUEUE and (
+            waiting >= settings.CALLS_WS_SEND_QUEUE * SEND_QUEUE_HARD_FACTOR
+            or (
+                self._writing_since is not None
+                and time.monotonic() - self._writing_since >= settings.CALLS_WS_STALL_SECONDS
+            )
+        ):
             self.slow = True
             self.inbox.clear()
             self.actor = None  # nothing more is handled or sent
@@ -272,17 +287,24 @@ class EventsConsumer(JsonSocket):
             self.draining = asyncio.create_task(self._drain())
 
     async def _close_slow(self) -> None:
-        logger.info("closing a slow events socket (%d queued)", settings.CALLS_WS_SEND_QUEUE)
+        logger.info("closing a slow events socket (over %d queued)", settings.CALLS_WS_SEND_QUEUE)
         with contextlib.suppress(ClientDisconnected, ConnectionError):
             await self.close(code=CLOSE_SLOW_CONSUMER)
 
     async def _drain(self) -> None:
+        """Handle what is queued, in order, and write the events it sends in one go (one
+        write for a burst: `_frames`), then whatever came meanwhile. The queue counts what is
+        not yet written: a client that reads keeps it short, one that stops reading lets it
+        reach CALLS_WS_SEND_QUEUE while the write waits for it (`deliver`)."""
         try:
             async with self._serial():
                 while self.inbox:
-                    message = self.inbox.popleft()
-                    if message.get("type") == EVENT_MESSAGE:
-                        await self.calls_event(message)
+                    self._frames = []
+                    while self.inbox:
+                        message = self.inbox.popleft()
+                        if message.get("type") == EVENT_MESSAGE:
+                            await self.calls_event(message)
+                    await self._flush()
         except (ClientDisconnected, ConnectionError):
             self.actor = None  # gone while an event was on its way: the disconnect follows
         except Exception:
@@ -292,7 +314,35 @@ class EventsConsumer(JsonSocket):
             self.actor = None  # calls_event ignores whatever is still queued
             await self.close(code=1011)
         finally:
+            self._frames = None
             self.draining = None
+
+    # Events waiting to be written together (a drain collects them), else None: sent at once.
+    _frames: list[bytes] | None = None
+    # When the write under way started (monotonic): it waits while the client does not read.
+    _writing_since: float | None = None
+
+    async def _flush(self) -> None:
+        frames, self._frames = self._frames, ([] if self._frames is not None else None)
+        if not frames:
+            return
+        self._writing_since = time.monotonic()
+        try:
+            if SEND_FRAMES in (self.scope.get("extensions") or {}):
+                await self._raw_send({"type": SEND_FRAMES, "texts": frames})
+            else:  # another ASGI server: one message each
+                for text in frames:
+                    await self._raw_send({"type": "websocket.send", "text": text.decode()})
+        finally:
+            self._writing_since = None
+
+    async def _ordered_send(self, message: dict[str, Any]) -> None:
+        """The connection's ASGI send (`connect` puts it in place of Channels' `base_send`):
+        every other message (`subscribed`, `unsubscribed`, an error, a close) goes out
+        behind the events already collected."""
+        if self._frames:
+            await self._flush()
+        await self._raw_send(message)
 
     # --- incoming messages -------------------------------------------------------------------
 
@@ -452,7 +502,9 @@ class EventsConsumer(JsonSocket):
                 for event_id, cid, call_pk, payload in rows:
                     cursor = event_id
                     if cid in self.call_subs or await self._team_allows(sub, cid, call_pk):
-                        replayed += await self._send(cid, event_id, payload, floor=after)
+                        replayed += await self._send(
+                            cid, event_id, frame(event_id, payload), floor=after
+                        )
                 if len(rows) < REPLAY_BATCH:
                     break
             newest = cursor
@@ -480,13 +532,21 @@ class EventsConsumer(JsonSocket):
 
     # --- sending -----------------------------------------------------------------------------
 
-    async def _send(self, cid: str, event_id: int, payload: dict, *, floor: int | None) -> int:
-        """Send one event unless this connection already sent it (or something later)."""
+    async def _send(self, cid: str, event_id: int, text: bytes, *, floor: int | None) -> int:
+        """Send one event (its rendered message, `publish.frame`) unless this connection
+        already sent it (or something later). In a drain it joins the drain's write."""
         last = self.last_sent.get(cid, floor)
         if last is not None and event_id <= last:
             return 0
         self.last_sent[cid] = event_id
-        await self.send(text_data=_encoded_event(event_id, payload))
+        if self._frames is not None:
+            self._frames.append(text)
+        else:
+            self._frames = [text]
+            try:
+                await self._flush()
+            finally:
+                self._frames = None
         return 1
 
     async def _send_call_events(self, cid: str, call_pk: int, *, upto: int | None) -> int:
@@ -498,7 +558,7 @@ class EventsConsumer(JsonSocket):
                 call_pk=call_pk, after=after, upto=upto, limit=REPLAY_BATCH
             )
             for event_id, payload in rows:
-                sent += await self._send(cid, event_id, payload, floor=after)
+                sent += await self._send(cid, event_id, frame(event_id, payload), floor=after)
             if len(rows) < REPLAY_BATCH:
                 return sent
 
@@ -515,16 +575,17 @@ class EventsConsumer(JsonSocket):
         if self.actor is None:
             return
         cid, event_id, call_pk = message["cid"], message["id"], message.get("call")
-        payload = message["payload"]
-        if payload.get("type") == "user.updated":
-            if (payload.get("user") or {}).get("id") == self.actor.user_id:
+        kind = message.get("kind")
+        if kind == "user.updated":
+            if message.get("user") == self.actor.user_id:
                 await self.user_changed()
             return
         call_sub = self.call_subs.get(cid)
         team_sub = self.team_subs.get(message.get("team") or "")
         if call_sub is None and team_sub is None:
             return
-        concerns_me = _concerns(self.actor, payload)
+        # Only the events that may change access are read (decoded once per process).
+        concerns_me = kind in ACCESS_EVENTS and _concerns(self.actor, event_payload(message))
         if call_sub is None:
             assert team_sub is not None  # noqa: S101
             allowed_before = await self._team_allows(team_sub, cid, call_pk)
@@ -556,9 +617,9 @@ class EventsConsumer(JsonSocket):
             # A gap: the call's events in between never reached us. Read them first.
             await self._send_call_events(cid, call_pk, upto=event_id)
             if self.last_sent.get(cid, 0) < event_id:
-                await self._send(cid, event_id, payload, floor=last)
+                await self._send(cid, event_id, message["frame"], floor=last)
         else:
-            await self._send(cid, event_id, payload, floor=last)
+            await self._send(cid, event_id, message["frame"], floor=last)
         if concerns_me and call_sub is not None:
             await self._recheck_call(cid, call_sub)
 
@@ -594,22 +655,6 @@ class EventsConsumer(JsonSocket):
                 self.team_subs[team].readable.clear()
         for cid, sub in list(self.call_subs.items()):
             await self._recheck_call(cid, sub)
-
-
-_ENCODED: dict[int, str] = {}
-_ENCODED_KEEP = 256
-
-
-def _encoded_event(event_id: int, payload: dict[str, Any]) -> str:
-    """The client message of an event, encoded once per process: every connection of a call
-    sends the same text (500 subscribers, one json.dumps)."""
-    text = _ENCODED.get(event_id)
-    if text is None:
-        text = json.dumps({"type": "event", "id": event_id, "event": payload})
-        _ENCODED[event_id] = text
-        if len(_ENCODED) > _ENCODED_KEEP:
-            del _ENCODED[next(iter(_ENCODED))]  # the oldest
-    return text
 
 
 def _last_id(content: dict[str, Any]) -> int | None:

@@ -13,7 +13,9 @@ joins with its own channel, so every process receives every event of the groups 
 members in. Messages of other types that reach the process channel are ignored.
 
 - A relay batch reaches the process as one layer message per group (`calls.events`, the
-  group's events in id order), handed out as the single events it carries.
+  group's events in id order), handed out at once as the single events it carries; each
+  event's client message is already rendered (`frame`, publish.frame), the same bytes for
+  every connection.
 - One message per event and member: an event goes to a call's and a team's group, so the
   process channel may get it twice; the first copy goes to the members of all the event's
   groups (`publish.message_groups`), later copies of the same event id are dropped.
@@ -161,14 +163,10 @@ class Fanout:
                 logger.exception("reading the fan-out channel failed")
                 await asyncio.sleep(RETRY_S)
                 continue
-            if message.get("type") == EVENTS_MESSAGE:
-                # One event at a time, letting the members' senders run in between: a batch
-                # is a burst, not a slow client (their queues are bounded: CALLS_WS_SEND_QUEUE).
-                for event in message.get("events") or ():
-                    self.dispatch(event)
-                    await asyncio.sleep(0)
-            else:
-                self.dispatch(message)
+            # A relay batch is handed out whole: each member queues its events and writes
+            # what it has queued in one go (`EventsConsumer._drain`), so a burst costs a
+            # member one write, not one per event.
+            self.dispatch(message)
 
     async def _refresh(self) -> None:
         while True:

@@ -27,7 +27,9 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+import orjson
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import connection
 from django.db.models import Max, OuterRef, Q, Subquery
 
 from calls.models import Call, CallEvent
@@ -98,6 +100,25 @@ def event_message(event: CallEvent) -> tuple[dict[str, Any], list[str]]:
         )
         if row is not None:
             team, prev = row
+    message = _message(event, team, prev)
+    return message, message_groups(message)
+
+
+def frame(event_id: int, payload: dict[str, Any]) -> bytes:
+    """The events socket's message for one event, as UTF-8 JSON: what a client receives
+    (`{"type": "event", "id", "event"}`), rendered once per event with orjson, and the same
+    bytes for every group and every connection."""
+    return orjson.dumps({"type": "event", "id": event_id, "event": payload})
+
+
+def _message(event: CallEvent, team: str | None, prev: int | None) -> dict[str, Any]:
+    """The channel-layer message of an event: where it belongs (cid, call, team, `user` for
+    `user.updated`), `prev` (the call's previous event), its type (`kind`) and its client
+    message already rendered (`frame`). The payload itself does not travel as a structure: a
+    layer message is packed per group and unpacked per process, and most events are only
+    passed on; the few consumers that read it decode the frame (`event_payload`)."""
+    payload = event.payload
+    kind = payload.get("type")
     message = {
         "type": EVENT_MESSAGE,
         "id": event.pk,
@@ -105,9 +126,23 @@ def event_message(event: CallEvent) -> tuple[dict[str, Any], list[str]]:
         "call": event.call_id,
         "team": team,
         "prev": prev,
-        "payload": event.payload,
+        "kind": kind,
+        "frame": frame(event.pk, payload),
     }
-    return message, message_groups(message)
+    if kind == "user.updated":
+        user_id = (payload.get("user") or {}).get("id")
+        if isinstance(user_id, str) and user_id:
+            message["user"] = user_id
+    return message
+
+
+def event_payload(message: dict[str, Any]) -> dict[str, Any]:
+    """The event of a layer message (`_message`), decoded from its frame once per message
+    (the fan-out shares one message among the process's connections)."""
+    payload = message.get("payload")
+    if payload is None:
+        payload = message["payload"] = orjson.loads(message["frame"])["event"]
+    return payload
 
 
 def message_groups(message: dict[str, Any]) -> list[str]:
@@ -118,11 +153,8 @@ def message_groups(message: dict[str, Any]) -> list[str]:
         names.append(groups.call_group(message["cid"]))
     if message.get("team"):
         names.append(groups.team_group(message["team"]))
-    payload = message.get("payload") or {}
-    if payload.get("type") == "user.updated":
-        user_id = (payload.get("user") or {}).get("id")
-        if isinstance(user_id, str) and user_id:
-            names.append(groups.user_group(user_id))
+    if message.get("user"):
+        names.append(groups.user_group(message["user"]))
     return names
 
 
@@ -157,7 +189,19 @@ def event_messages(events: list[CallEvent]) -> list[tuple[dict[str, Any], list[s
         if event.call_id is not None:
             first.setdefault(event.call_id, event.pk)
     before: dict[Any, int | None] = {}
-    if first:
+    if first and connection.vendor == "postgresql":
+        # One index probe per call (calls_event_call_id_idx); an OR of hundreds of
+        # conditions cost more to build in the ORM than the rest of the relay's fan-out.
+        table = connection.ops.quote_name(CallEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT f.call_id, (SELECT max(e.id) FROM "  # noqa: S608 - the model's table
+                f"{table} e WHERE e.call_id = f.call_id AND e.id < f.first) "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS f(call_id, first)",
+                [list(first), list(first.values())],
+            )
+            before = dict(cursor.fetchall())
+    elif first:
         scope = Q()
         for call_id, pk in first.items():
             scope |= Q(call_id=call_id, pk__lt=pk)
@@ -174,15 +218,7 @@ def event_messages(events: list[CallEvent]) -> list[tuple[dict[str, Any], list[s
         if event.call_id is not None:
             prev = last.get(event.call_id, before.get(event.call_id))
             last[event.call_id] = event.pk
-        message = {
-            "type": EVENT_MESSAGE,
-            "id": event.pk,
-            "cid": event.call_cid,
-            "call": event.call_id,
-            "team": teams.get(event.call_id),
-            "prev": prev,
-            "payload": event.payload,
-        }
+        message = _message(event, teams.get(event.call_id), prev)
         messages.append((message, message_groups(message)))
     return messages
 

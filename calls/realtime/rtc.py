@@ -47,7 +47,7 @@ from calls.services.sessions import (
 from . import groups, page
 from .consumer import CLOSE_BASE, JsonSocket, origin_allowed
 from .outbound import BoundedSend
-from .publish import remember_server_loop
+from .publish import event_payload, remember_server_loop
 
 logger = logging.getLogger("calls.realtime")
 
@@ -428,7 +428,7 @@ class RtcConsumer(JsonSocket):
         for this tab; the `_on_<step>` methods carry it out."""
         if self.closing or message.get("cid") != self.cid:
             return
-        payload = message["payload"]
+        payload = event_payload(message)
         tab = page.Tab(
             state=self.state,
             user_session_id=self.user_session_id,

@@ -14,6 +14,12 @@ order): a client that reads again receives what was sent, then the close code. I
 handshake is not complete `close_timeout` (10 s) later, because the client has not read up to
 the close frame and answered it, the connection is aborted (TCP reset, no close code): a client
 that never reads is gone within that bound (docs/limits.md).
+
+It also takes several text messages at once (`SEND_FRAMES`, announced in the scope's
+`extensions`): their frames go out in one write, once the transport is writable, and they are
+UTF-8 bytes already (an event's message is rendered once for every connection,
+`calls.realtime.publish.frame`). The events socket writes a burst of events this way, one
+write instead of one await and one write per event.
 """
 
 from __future__ import annotations
@@ -24,9 +30,21 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
+# ASGI extension: {"type": SEND_FRAMES, "texts": [bytes, ...]}, each a UTF-8 text message.
+SEND_FRAMES = "calls.websocket.send_frames"
+
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][SEND_FRAMES] = {}
+
     async def send(self, message: Any) -> None:
+        if message["type"] == SEND_FRAMES:
+            await self._send_frames(message["texts"])
+            return
         if message["type"] != "websocket.close" or not self._open():
             await super().send(message)
             return
@@ -45,6 +63,17 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         self._end_within_close_timeout()
+
+    async def _send_frames(self, texts: list[bytes]) -> None:
+        await self.writable.wait()
+        if self.disconnected or not self._open():
+            raise ClientDisconnected()
+        try:
+            for text in texts:
+                self.conn.send_text(text)
+        except InvalidState as exc:
+            raise ClientDisconnected() from exc
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()  # a close frame (1011) and a close that waits for the buffer

@@ -36,7 +36,7 @@ from .due import NOTIFY_CHANNEL, should_go_live, wake_up
 logger = logging.getLogger("calls.scheduling.scheduler")
 
 MAX_ATTEMPTS = 5
-BATCH_SIZE = 20
+BATCH_SIZE = 200  # go-lives due together leave in one transaction (bench/golive_profile.py)
 # How long a scheduler waits when everything due is locked by another one, instead of
 # polling in a tight loop while that one works.
 LOCKED_BACKOFF = 0.05

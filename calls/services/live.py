@@ -63,8 +63,21 @@ def calls_go_live_at_start(*, call_pks: list[int]) -> list[int]:
     (`should_go_live`: already live, ended, or no longer asked to) is left alone. Returns the
     pks of the calls that went live."""
     with transaction.atomic():
-        locked = selectors.calls_base().select_for_update(of=("self",)).filter(pk__in=call_pks)
-        calls = [c for c in locked.order_by("pk") if should_go_live(c)]
+        # Their types from the process's cache (`selectors.call_type_get`, shared, read-only):
+        # joined to each row, a type's settings were decoded again for every call.
+        locked = (
+            Call.objects.filter(deleted_at__isnull=True, pk__in=call_pks)
+            .select_related("created_by", "session")
+            .select_for_update(of=("self",))
+        )
+        types: dict[str, Any] = {}
+        calls = []
+        for call in locked.order_by("pk"):
+            if call.type_id not in types:
+                types[call.type_id] = selectors.call_type_get(name=call.type_id)
+            call.type = types[call.type_id]
+            if should_go_live(call):
+                calls.append(call)
         present = set(
             CallParticipant.objects.filter(call__in=calls)
             .exclude(state=CallParticipant.State.LEFT)
@@ -74,7 +87,11 @@ def calls_go_live_at_start(*, call_pks: list[int]) -> list[int]:
         now = timezone.now()
         for call in simple:
             _mark_live(call, now)
-        Call.objects.bulk_update(simple, _LIVE_FIELDS)
+        # They all take the same values (`_mark_live`): one UPDATE, not a CASE per row.
+        if simple:
+            Call.objects.filter(pk__in=[c.pk for c in simple]).update(
+                **{name: getattr(simple[0], name) for name in _LIVE_FIELDS}
+            )
         # Their due actions need no change: going live only drops a pending go-live, and the
         # scheduler has marked that one done (calls.scheduling.due).
         events_emit_for_calls(

@@ -8,6 +8,7 @@ and for several processes a second uvicorn server in a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from django.db import connection
 from calls import selectors
 from calls.models import CallEvent
 from calls.realtime import fanout, groups
-from calls.realtime.publish import server_loop
+from calls.realtime.publish import event_payload, server_loop
 from tests.factories import CallUserFactory
 
 from .realtime_server import Rest, free_port, ws_connect
@@ -214,11 +215,15 @@ def test_an_ordinary_channel_layer_member_of_the_call_group_still_gets_the_event
         on_server_loop(layer.group_add(name, channel))
         call.request("POST", f"{CALL_PATH}/go_live")
         message = on_server_loop(asyncio.wait_for(layer.receive(channel), 5))
-        assert ws.expect("event")["id"] == message["id"] == event_ids()[-1]
+        ws_last_event = ws.expect("event")
+        assert ws_last_event["id"] == message["id"] == event_ids()[-1]
         on_server_loop(layer.group_discard(name, channel))
     assert message["type"] == "calls.event"
     assert message["cid"] == CID
-    assert message["payload"]["type"] == "call.live_started"
+    assert message["kind"] == "call.live_started"
+    # The event travels rendered once (the client's message), decoded by those who read it.
+    assert json.loads(message["frame"]) == ws_last_event
+    assert event_payload(message)["type"] == "call.live_started"
 
 
 # --- several web processes -----------------------------------------------------------------

@@ -103,3 +103,27 @@ def test_a_batch_reaches_a_team_subscriber_in_order_in_one_layer_message_per_gro
     assert [m["event"]["custom"]["n"] for m in received] == list(range(30))
     # One message per group (three calls' groups and the team's), not two per event.
     assert sorted(kind for _, kind in sends) == ["calls.events"] * 4
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_burst_far_over_the_queue_bound_reaches_a_reading_client_whole(base, settings):
+    """A client that reads is not a slow consumer for a burst over its queue bound: 300
+    events in one relay batch (layer messages of 100 events for the team, handed out at
+    once) reach a team subscriber whose bound is 8, all of them, once, in order, and it
+    stays connected. (The hard bound, 40 times that, still holds; a client that stops
+    reading is closed: test_socket_limits.)"""
+    settings.CALLS_WS_SEND_QUEUE = 8
+    calls = create_calls(3)
+    with ws_connect(base, user_id="dr") as ws:
+        ws.send({"type": "subscribe_team", "team": "clinic-a"})
+        ws.expect("subscribed")
+        with transaction.atomic():
+            events = events_emit_for_calls(
+                type="custom", fields=[(calls[n % 3], {"custom": {"n": n}}) for n in range(300)]
+            )
+        received = ws.events(300)
+        ws.send({"type": "ping"})
+        assert ws.expect("pong") == {"type": "pong"}  # still open, nothing else in between
+
+    assert [m["id"] for m in received] == [event.pk for event in events]

@@ -49,6 +49,7 @@ def test_a_client_that_stops_reading_is_closed_as_a_slow_consumer(
     base, call, settings, monkeypatch
 ):
     settings.CALLS_WS_SEND_QUEUE = QUEUE
+    settings.CALLS_WS_STALL_SECONDS = 0  # over the bound while a write waits: slow at once
     queued: list[int] = []
     deliver = consumer.EventsConsumer.deliver
 
@@ -265,6 +266,7 @@ def stopped_reader(base: str, call, settings):
     keepalive is off: its pings would go unanswered (the server's pongs wait behind the data it
     does not read) and it would fail the connection itself, discarding what it reads."""
     settings.CALLS_WS_SEND_QUEUE = QUEUE
+    settings.CALLS_WS_STALL_SECONDS = 0
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     host, port = base.split(":")

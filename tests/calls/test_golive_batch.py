@@ -1,0 +1,71 @@
+"""The go-live of calls due together, and the relay of their events, in a number of queries
+that does not grow with the number of calls: one `call.live_started` per call, one push row
+per device of each call's members, one webhook row per event; the appointments follow."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from calls.models import Call, CallEvent, PushDelivery, PushDevice, WebhookDelivery, WebhookEndpoint
+from calls.outbox import relay
+from calls.services import live
+from tests.factories import CallFactory, CallMemberFactory, CallUserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def due_calls(count: int, prefix: str) -> list[Call]:
+    host = CallUserFactory(id=f"{prefix}-dr", teams=["clinic-a"])
+    patient = CallUserFactory(id=f"{prefix}-pt")
+    PushDevice.objects.create(
+        user=patient, kind=PushDevice.Kind.FCM, token=f"{prefix}-token", token_hash=prefix
+    )
+    calls = [
+        CallFactory(
+            call_id=f"{prefix}-{n}",
+            created_by=host,
+            team="clinic-a",
+            backstage=True,
+            go_live_at_start=True,
+            starts_at=timezone.now(),
+        )
+        for n in range(count)
+    ]
+    for call in calls:
+        CallMemberFactory(call=call, user=patient, role="call_member")
+    return calls
+
+
+# Scheduler's batch: lock the calls (with creator, session), their type (the process's
+# cache: one query per type), who is present, one UPDATE, one INSERT of the events; a
+# savepoint's statements around them.
+GO_LIVE_QUERIES = 7
+# Relay: claim, the fresh ones waiting; sockets: teams, previous events; pushes: members,
+# devices, INSERT, queued rows; webhooks: endpoints, INSERT, pending rows; appointments:
+# none (not appointments' calls); mark relayed; the transaction's savepoint and lock.
+RELAY_QUERIES = 17
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_a_batch_goes_live_in_the_same_queries_whatever_its_size(
+    count, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    calls = due_calls(count, f"b{count}")
+    WebhookEndpoint.objects.create(url="https://hooks.example/x", team="clinic-a")
+    with django_assert_max_num_queries(GO_LIVE_QUERIES):
+        went = live.calls_go_live_at_start(call_pks=[c.pk for c in calls])
+    assert sorted(went) == sorted(c.pk for c in calls)
+    assert Call.objects.filter(pk__in=went, backstage=False, live_started_at__isnull=False).count()
+    events = CallEvent.objects.filter(type="call.live_started", call__in=calls)
+    assert sorted(events.values_list("call_id", flat=True)) == sorted(c.pk for c in calls)
+
+    ids = list(events.values_list("pk", flat=True))
+    # (the tasks enqueued at commit are not the subject here)
+    with django_capture_on_commit_callbacks(), django_assert_max_num_queries(RELAY_QUERIES):
+        assert relay.relay(ids) == count
+    assert PushDelivery.objects.filter(event__in=ids).count() == count
+    assert WebhookDelivery.objects.filter(event__in=ids).count() == count
+    # Again (a second relay of the same events, as after a crash): nothing doubles.
+    assert live.calls_go_live_at_start(call_pks=[c.pk for c in calls]) == []
+    assert events.count() == count
