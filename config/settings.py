@@ -501,6 +501,11 @@ CALLS_TOKEN_GRANT_CHECK = "appointments.links.grant_is_live"  # noqa: S105 - a f
 # The scheduler sleeps until the next due action, never longer than this (seconds); a new
 # nearer action wakes it at once (PostgreSQL NOTIFY, or in-process).
 CALLS_SCHEDULER_MAX_SLEEP = env.float("CALLS_SCHEDULER_MAX_SLEEP", default=1.0)
+# How many due actions a scheduler claims in one transaction (go-lives due together are applied
+# in one go). 1 disables the batching (bench/scheduler.py measures design "ours-b1" so).
+CALLS_SCHEDULER_BATCH_SIZE = env.int("CALLS_SCHEDULER_BATCH_SIZE", default=200)
+if CALLS_SCHEDULER_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("CALLS_SCHEDULER_BATCH_SIZE must be at least 1")
 
 # Every record goes through one handler whose filter blanks secrets in URLs (join-link `?t=`,
 # socket `?token=`, codes, password-reset paths: config.log_filters). uvicorn's own loggers are

@@ -36,7 +36,8 @@ from .due import NOTIFY_CHANNEL, should_go_live, wake_up
 logger = logging.getLogger("calls.scheduling.scheduler")
 
 MAX_ATTEMPTS = 5
-BATCH_SIZE = 200  # go-lives due together leave in one transaction (bench/golive_profile.py)
+# Due actions claimed per transaction: go-lives due together leave in one (bench/golive_profile.py).
+BATCH_SIZE = settings.CALLS_SCHEDULER_BATCH_SIZE
 # How long a scheduler waits when everything due is locked by another one, instead of
 # polling in a tight loop while that one works.
 LOCKED_BACKOFF = 0.05
