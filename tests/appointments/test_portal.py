@@ -311,8 +311,10 @@ def test_the_schedule_offers_join_to_its_clinicians_from_their_join_ahead_time(
 
 
 def test_today_page_query_count_does_not_grow_with_appointments(
-    clinic, doctor, django_assert_max_num_queries, client_for
+    frozen, clinic, doctor, django_assert_max_num_queries, client_for
 ):
+    # On a fixed morning: the twenty appointments span five hours, which from a real clock
+    # late in the clinic's evening would run into tomorrow (and off the Today page).
     client = client_for(doctor)
     url = "/c/clinic-a/today/"
     start = timezone.now() + dt.timedelta(minutes=30)
