@@ -24,7 +24,7 @@ from calls import wire
 from calls.call_settings import effective
 from calls.capabilities import SERVER, TIMER_END_REASON
 from calls.errors import CallsError
-from calls.models import DueAction
+from calls.models import Call, DueAction
 from calls.outbox import relay, webhooks
 from calls.outbox.events import event_emit
 from calls.outbox.push import delivery as push_delivery
@@ -148,6 +148,23 @@ def _ring_too_late(action: DueAction) -> None:
         logger.exception("due action %s: the ring's fallback failed", action.pk)
 
 
+def _calls_free(claimed: list[DueAction]) -> set[int]:
+    """The claimed actions' calls this scheduler can lock now (SKIP LOCKED), locked for the
+    rest of its transaction. A call that a service holds (a move, an end: it locks the call,
+    then changes its due actions, whose rows this scheduler holds) is left for the next round
+    rather than waited for: waiting would deadlock with that service, which PostgreSQL then
+    breaks by failing one of the two (the move, a 5xx). Its actions stay pending, and the
+    service commits first: a move takes them away, anything else leaves them due."""
+    if not claimed:
+        return set()
+    return set(
+        Call.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=sorted({action.call_id for action in claimed}))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     """Claim and apply up to `limit` due actions in one transaction. Returns how many."""
     now = now or timezone.now()
@@ -158,7 +175,9 @@ def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
             .filter(state=DueAction.State.PENDING, due_at__lte=now)
             .order_by("due_at", "pk")[:limit]
         )
-        for action in _go_live_together(claimed, now):
+        free = _calls_free(claimed)
+        ready = [action for action in claimed if action.call_id in free]
+        for action in _go_live_together(ready, now):
             rows = DueAction.objects.filter(pk=action.pk)
             try:
                 with transaction.atomic():
