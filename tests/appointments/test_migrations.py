@@ -105,3 +105,21 @@ def test_open_appointments_booked_before_the_waiting_room_get_one(clinic, doctor
     assert backstage["running_late_after_seconds"] == 7 * 60
     assert backstage["hosts_join_ahead_seconds"] == old.staff_join_ahead_minutes * 60  # kept
     assert "waiting_room" not in _backstage(done)  # finished: left as it was
+
+
+def test_patients_made_before_their_pushes_spoke_their_language_get_it(clinic):
+    from tests.factories import make_patient
+
+    copy = importlib.import_module("appointments.migrations.0013_call_users_language")
+    french = make_patient(clinic, name="Amélie", preferred_language="fr")
+    german = make_patient(clinic, name="Jonas", preferred_language="de")
+    CallUser.objects.filter(pk__in=[french.call_user_id, german.call_user_id]).update(
+        language=""  # as made before
+    )
+    CallUser.objects.create(id="staff-x", language="")
+
+    copy.copy_languages(apps, None)
+
+    assert CallUser.objects.get(pk=french.call_user_id).language == "fr"
+    assert CallUser.objects.get(pk=german.call_user_id).language == "de"
+    assert CallUser.objects.get(pk="staff-x").language == ""  # not a patient: left alone
