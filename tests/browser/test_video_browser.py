@@ -181,7 +181,7 @@ def test_clinician_and_patient_meet_in_a_video_call(
     patient_page = launch_chromium(width=390, height=844)
     patient_page.goto(f"{base}{join_link_path(appointment)}")
     # The start in the patient's time zone (Recife), not the clinic's (Paris).
-    expect(patient_page.locator("#room-when")).to_contain_text("your time, America/Recife")
+    expect(patient_page.locator("#room-when")).to_contain_text("(your time: America/Recife)")
     expect(patient_page.locator("#room-starts")).to_have_text(f"{start.astimezone(RECIFE):%H:%M}")
     enter(patient_page, "Enter the waiting room")
     expect(patient_page.locator("#room-status")).to_contain_text("The clinician is getting ready")
