@@ -642,6 +642,26 @@ def _request_bytes(path: str, host: str, content: bytes, headers: Mapping[str, s
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content
 
 
+def _checked(
+    url: str,
+    timeout: float,
+    allow_http: bool,
+    allow_private: bool,
+    http_setting: str,
+    private_setting: str,
+) -> Target:
+    """`check_url` as every request of this module asks it: the name resolved within the
+    request's timeout (at most RESOLVE_TIMEOUT_S)."""
+    return check_url(
+        url,
+        allow_http=allow_http,
+        allow_private=allow_private,
+        resolve_timeout=min(timeout, RESOLVE_TIMEOUT_S),
+        http_setting=http_setting,
+        private_setting=private_setting,
+    )
+
+
 def _client(timeout: float) -> httpx.Client:
     # Straight to the checked address, never through an environment proxy (it would resolve
     # the name again, and httpcore's proxy tunnel ignores sni_hostname).
@@ -664,14 +684,7 @@ def post(
     """POST to `url` at a checked address (never a second DNS lookup), without following
     redirects; the answer's body is read up to `MAX_RESPONSE_BYTES`. Raises Refused, or httpx
     errors like httpx.post. The connection is closed after (`post_many` keeps them)."""
-    target = check_url(
-        url,
-        allow_http=allow_http,
-        allow_private=allow_private,
-        resolve_timeout=min(timeout, RESOLVE_TIMEOUT_S),
-        http_setting=http_setting,
-        private_setting=private_setting,
-    )
+    target = _checked(url, timeout, allow_http, allow_private, http_setting, private_setting)
     with _client(timeout) as client:
         return _post_checked(target, client, content, headers, timeout)
 
@@ -690,14 +703,7 @@ def get(
     """GET `url` with the same guard as `post` (checked addresses only, no second lookup, no
     redirects, no proxy). A body longer than `max_bytes` is refused (Refused, code
     `too_large`) rather than cut: a document read in part must not be used."""
-    target = check_url(
-        url,
-        allow_http=allow_http,
-        allow_private=allow_private,
-        resolve_timeout=min(timeout, RESOLVE_TIMEOUT_S),
-        http_setting=http_setting,
-        private_setting=private_setting,
-    )
+    target = _checked(url, timeout, allow_http, allow_private, http_setting, private_setting)
     with _client(timeout) as client:
         answer = _post_checked(
             target, client, b"", headers, timeout, method="GET", limit=max_bytes + 1
@@ -732,13 +738,13 @@ def post_many(
         origins.setdefault(origin, []).append((index, path))
     for sends in origins.values():
         try:
-            target = check_url(
+            target = _checked(
                 requests[sends[0][0]].url,
-                allow_http=allow_http,
-                allow_private=allow_private,
-                resolve_timeout=min(timeout, RESOLVE_TIMEOUT_S),
-                http_setting=http_setting,
-                private_setting=private_setting,
+                timeout,
+                allow_http,
+                allow_private,
+                http_setting,
+                private_setting,
             )
             wire = [(requests[i].content, requests[i].headers, path) for i, path in sends]
             answers = pool.post_many(target, wire, timeout)

@@ -114,6 +114,16 @@ def _body(request: HttpRequest) -> Any:
     return parse_json(request.body, max_bytes=limit)
 
 
+def _body_of(request: HttpRequest, resource_type: str, resource_id: str) -> Any:
+    """An update's body (`_body`), whose `id` must be the URL's (FHIR's update rule)."""
+    body = _body(request)
+    if isinstance(body, dict) and body.get("id") != resource_id:
+        raise FhirError(
+            400, "The resource's id must be the URL's.", expression=[f"{resource_type}.id"]
+        )
+    return body
+
+
 def _if_none_exist(request: HttpRequest) -> list[tuple[str, str]] | None:
     raw = request.headers.get("If-None-Exist")
     if raw is None:
@@ -191,11 +201,7 @@ def appointment_instance(
 ) -> HttpResponse:
     if request.method == "PUT":
         _require(principal, "Appointment", "u")
-        body = _body(request)
-        if isinstance(body, dict) and body.get("id") != appointment_id:
-            raise FhirError(
-                400, "The resource's id must be the URL's.", expression=["Appointment.id"]
-            )
+        body = _body_of(request, "Appointment", appointment_id)
         data = mapping.appointment_in(body)
         appointment = services.appointment_change(
             principal=principal,
@@ -438,9 +444,7 @@ def _identifiers_of(resource_type: str, ids: list[int]) -> dict[str, list[tuple[
 
 def _patient_put(request: HttpRequest, principal: Principal, patient_id: str) -> HttpResponse:
     _require(principal, "Patient", "u")
-    body = _body(request)
-    if isinstance(body, dict) and body.get("id") != patient_id:
-        raise FhirError(400, "The resource's id must be the URL's.", expression=["Patient.id"])
+    body = _body_of(request, "Patient", patient_id)
     patient = services.patient_change(
         principal=principal,
         patient_id=patient_id,
@@ -531,11 +535,7 @@ def subscription_instance(
 ) -> HttpResponse:
     if request.method == "PUT":
         _require(principal, "Subscription", "u")
-        body = _body(request)
-        if isinstance(body, dict) and body.get("id") != subscription_id:
-            raise FhirError(
-                400, "The resource's id must be the URL's.", expression=["Subscription.id"]
-            )
+        body = _body_of(request, "Subscription", subscription_id)
         data = subscriptions.subscription_in(body, principal.clinic)
         sub = subscriptions.subscription_change(
             principal=principal, subscription_id=subscription_id, data=data
