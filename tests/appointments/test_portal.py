@@ -25,9 +25,19 @@ from appointments.services.status import appointment_call_action
 from calls.capabilities import Actor
 from calls.models import Call, CallUser
 from calls.services.sessions import participant_enter, participant_leave
-from tests.factories import make_appointment, make_patient, make_staff
+from tests.factories import NOW, make_appointment, make_patient, make_staff
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _a_clinic_morning():
+    """Today's page lists the clinic's today (Europe/Paris): these tests book from the clock,
+    so late in the evening their appointments fell on tomorrow. They run on a morning, the
+    clock ticking (tests that freeze it travel again inside)."""
+    with time_machine.travel(NOW, tick=True):
+        yield
+
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 

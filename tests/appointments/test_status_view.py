@@ -147,7 +147,7 @@ def test_today_and_the_appointment_page_agree_through_a_visit(clinic, doctor, pa
 
 
 @pytest.mark.django_db
-def test_a_cancelled_appointment_reads_cancelled(clinic, doctor, patient, client_for):
+def test_a_cancelled_appointment_reads_cancelled(frozen, clinic, doctor, patient, client_for):
     appointment = make_appointment(clinic, host=doctor, patient=patient)
     appointment_cancel(appointment=appointment, by=doctor)
     html = client_for(doctor).get(reverse("portal:today", args=[clinic.slug])).content.decode()
