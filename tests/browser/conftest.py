@@ -125,7 +125,8 @@ def launch_chromium(browser, console):
     """Start another Chromium process (a separate person on a separate machine, not just
     another context) and open a page in it, watched for errors like `new_page`'s.
     `fake_devices` / `fake_ui` control the fake camera and microphone and their automatic
-    permission; `permissions` are granted to the context (none: the browser decides)."""
+    permission; `permissions` are granted to the context (none: the browser decides);
+    `locale` is the browser's language (none: Chromium's default)."""
     launched = []
     playwright = browser.browser_type
 
@@ -136,6 +137,7 @@ def launch_chromium(browser, console):
         permissions: list[str] | None = None,
         width: int = 1280,
         height: int = 900,
+        locale: str | None = None,
     ):
         args = list(CHROMIUM_ARGS)
         if fake_devices:
@@ -145,7 +147,9 @@ def launch_chromium(browser, console):
         instance = playwright.launch(executable_path=CHROMIUM, args=args)
         launched.append(instance)
         context = instance.new_context(
-            viewport={"width": width, "height": height}, permissions=permissions or []
+            viewport={"width": width, "height": height},
+            permissions=permissions or [],
+            locale=locale,  # the browser's language (Accept-Language, navigator.language)
         )
         context.set_default_timeout(10_000)
         page = context.new_page()

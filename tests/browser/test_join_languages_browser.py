@@ -21,7 +21,6 @@ from playwright.sync_api import expect
 from appointments.links import join_link_path
 from appointments.services.status import appointment_call_action
 from appointments.services.waiting import appointment_lobby_message
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, FAKE_MEDIA_ARGS
 from tests.browser.test_video_browser import enter, sign_in
 from tests.factories import make_appointment
 
@@ -84,31 +83,9 @@ OVERFLOWS = """() => {
 }"""
 
 
-@pytest.fixture
-def launch_in(browser, console):
-    """A patient's own Chromium (fake camera and microphone) whose language is `locale`."""
-    launched = []
-
-    def open_page(locale: str, width: int, height: int):
-        instance = browser.browser_type.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *FAKE_MEDIA_ARGS]
-        )
-        launched.append(instance)
-        context = instance.new_context(locale=locale, viewport={"width": width, "height": height})
-        context.set_default_timeout(10_000)
-        page = context.new_page()
-        page.on("console", console.on_console)
-        page.on("pageerror", console.on_page_error)
-        return page
-
-    yield open_page
-    for instance in launched:
-        instance.close()
-
-
 @pytest.mark.parametrize("language", ["fr", "ar"])
 def test_the_patient_waits_and_calls_in_their_language(
-    app_server, launch_in, launch_chromium, console, eager_tasks, clinic, doctor, patient, language
+    app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient, language
 ):
     words = WORDS[language]
     start = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
@@ -120,7 +97,7 @@ def test_the_patient_waits_and_calls_in_their_language(
     base = app_server.url
 
     # --- the waiting room, in the patient's language ---
-    page = launch_in(words["locale"], **PHONE)
+    page = launch_chromium(locale=words["locale"], **PHONE)
     page.goto(f"{base}{join_link_path(appointment)}")
     assert page.evaluate("document.documentElement.lang") == language
     assert page.evaluate("document.documentElement.dir") == words["dir"]
