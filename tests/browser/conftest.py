@@ -4,11 +4,13 @@ errors and uncaught exceptions; tests assert none."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -160,3 +162,24 @@ def launch_chromium(browser, console):
     yield open_page
     for instance in launched:
         instance.close()
+
+
+def a_morning_zone(now: dt.datetime) -> str:
+    """A time zone where it is now about ten in the morning (POSIX signs: Etc/GMT-3 is UTC+3)."""
+    hours = (10 - now.astimezone(dt.UTC).hour) % 24
+    if hours > 14:  # UTC-12 .. UTC+14 exist
+        hours -= 24
+    return f"Etc/GMT{-hours:+d}" if hours else "Etc/GMT"
+
+
+@pytest.fixture
+def clinic_in_its_morning(clinic):
+    """The clinic, working in a zone where it is morning now.
+
+    Browser tests drive the real server on the real clock, and the today page shows the clinic's
+    one day: in a clinic whose evening it is, appointments booked for the next hour fall on its
+    tomorrow and the page shows an empty day. Tests that read the day's rows use this fixture.
+    """
+    clinic.time_zone = a_morning_zone(timezone.now())
+    clinic.save(update_fields=["time_zone"])
+    return clinic

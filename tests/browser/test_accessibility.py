@@ -170,7 +170,17 @@ PAGES = [
 
 
 @pytest.fixture
-def visit(app_server, new_page, launch_chromium, eager_tasks, clinic, doctor, colleague, patient):
+def visit(
+    app_server,
+    new_page,
+    launch_chromium,
+    eager_tasks,
+    clinic_in_its_morning,
+    doctor,
+    colleague,
+    patient,
+):
+    clinic = clinic_in_its_morning
     # A working day: the appointment (starting in 5 minutes: staff may enter, the lobby is
     # open), another with a guest, one cancelled.
     start = timezone.now().replace(second=0, microsecond=0) + dt.timedelta(minutes=5)

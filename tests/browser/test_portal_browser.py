@@ -22,8 +22,16 @@ from tests.factories import make_appointment, make_patient
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 PASSWORD = "pw-test-1"
+
+
+@pytest.fixture(autouse=True)
+def _morning(clinic_in_its_morning):
+    """The today page on the real clock shows the clinic's one day: see clinic_in_its_morning."""
+
+
+def clinic_zone(clinic) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(clinic.time_zone)
 
 
 def sign_in(page, base_url: str, username: str) -> None:
@@ -34,9 +42,9 @@ def sign_in(page, base_url: str, username: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def a_start_today(now: dt.datetime) -> dt.datetime:
-    """About 30 minutes from now, on today's date in Paris (the today page shows one day)."""
-    local = timezone.localtime(now, PARIS).replace(second=0, microsecond=0)
+def a_start_today(now: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """About 30 minutes from now, on the clinic's today (the today page shows one day)."""
+    local = timezone.localtime(now, zone).replace(second=0, microsecond=0)
     start = local + dt.timedelta(minutes=30)
     if start.date() != local.date():
         start = local.replace(hour=23, minute=59)
@@ -84,7 +92,7 @@ def test_schedule_go_live_and_isolation(
 ):
     # Tasks in-process (as in the embedded default): the relay publishes each change to the
     # page's WebSocket without a Celery worker.
-    start = a_start_today(timezone.now())
+    start = a_start_today(timezone.now(), clinic_zone(clinic))
     seed_the_day(clinic, doctor, colleague, start)
     base = app_server.url
 
@@ -155,7 +163,7 @@ def test_schedule_go_live_and_isolation(
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Schedule").click()
     expect(status).to_have_text("Scheduled")
     page.evaluate("window.__notReloaded = true")
-    arrived = timezone.localtime(timezone.now(), PARIS)
+    arrived = timezone.localtime(timezone.now(), clinic_zone(clinic))
     participant_enter(
         actor=Actor.of(CallUser.objects.get(pk=patient.call_user_id)),
         type_name="appointment",
