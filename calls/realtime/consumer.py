@@ -293,15 +293,20 @@ class EventsConsumer(JsonSocket):
 
     async def _drain(self) -> None:
         """Handle what is queued, in order, and write the events it sends in one go (one
-        write for a burst: `_frames`), then whatever came meanwhile. The queue counts what is
-        not yet written: a client that reads keeps it short, one that stops reading lets it
-        reach CALLS_WS_SEND_QUEUE while the write waits for it (`deliver`)."""
+        write for a burst: `_frames`), then whatever came meanwhile, as the next round. A
+        round takes only what was queued when it began: events that keep arriving while it
+        handles them (its reads wait for the database) wait for the next round rather than
+        hold this one's write back (a steady stream was written only once it stopped). The
+        queue counts what is not yet written: a client that reads keeps it short, one that
+        stops reading lets it reach CALLS_WS_SEND_QUEUE while the write waits for it
+        (`deliver`)."""
         try:
             async with self._serial():
                 while self.inbox:
                     self._frames = []
-                    while self.inbox:
-                        message = self.inbox.popleft()
+                    batch = [self.inbox.popleft() for _ in range(len(self.inbox))]
+                    await self._check_teams(batch)
+                    for message in batch:
                         if message.get("type") == EVENT_MESSAGE:
                             await self.calls_event(message)
                     await self._flush()
@@ -561,6 +566,27 @@ class EventsConsumer(JsonSocket):
                 sent += await self._send(cid, event_id, frame(event_id, payload), floor=after)
             if len(rows) < REPLAY_BATCH:
                 return sent
+
+    async def _check_teams(self, messages: list[dict[str, Any]]) -> None:
+        """Read, in one go, whether this connection may read the calls of these team events
+        that it has not checked yet (`_team_allows` then finds them cached): at the top of
+        the hour a team's calls go live together, each one's first event on this socket."""
+        if self.actor is None:
+            return
+        unchecked: dict[int, tuple[TeamSub, str]] = {}
+        for message in messages:
+            cid, call_pk = message.get("cid"), message.get("call")
+            sub = self.team_subs.get(message.get("team") or "")
+            if sub is None or call_pk is None or cid in self.call_subs or cid in sub.readable:
+                continue
+            unchecked[call_pk] = (sub, cid)
+        if len(unchecked) < 2:
+            return  # one call: `_team_allows` reads it as it always did
+        readable = await database_sync_to_async(selectors.calls_readable)(
+            actor=self.actor, call_pks=list(unchecked)
+        )
+        for call_pk, (sub, cid) in unchecked.items():
+            sub.readable[cid] = call_pk in readable
 
     async def _team_allows(self, sub: TeamSub, cid: str, call_pk: int | None) -> bool:
         if cid not in sub.readable:
