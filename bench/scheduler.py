@@ -3,6 +3,7 @@
 Run from the repo root:
     .venv/bin/python bench/scheduler.py [--calls 10000] [--window 60] [--designs ...]
         [--no-kill | --only-kill] [--no-burst] [--no-move] [--grace 15] [--json out.json]
+        [--timings out.csv]
     .venv/bin/python bench/scheduler.py --quick   # 1,000 across 10 s, ours, with the kill: ~1 min
 
 Uses DATABASE_URL (default: the local PostgreSQL database `appointment_calls_bench`, created
@@ -36,8 +37,9 @@ once the processes are up, `starts_at` spread evenly over `--window` from a few 
 Designs, each in real processes started here (bench/_procs.py; DEBUG off, as in production),
 with the web process and the socket client in every design:
   ours     `--procs` x `manage.py run_scheduler` (DueAction rows, SKIP LOCKED, batches of
-           CALLS_SCHEDULER_BATCH_SIZE) and one Celery worker (prefork, concurrency = CPU
-           count) relaying the events, sending pushes and webhooks: the README's production;
+           CALLS_SCHEDULER_BATCH_SIZE), one Celery worker (prefork, concurrency = CPU
+           count) sending pushes and webhooks and relaying too, and one relay worker (`-Q
+           relay`, the same): the README's production;
   trivial  (a) the scheduling floor: `--procs` x Celery worker (concurrency 1), one
            `apply_async(eta=starts_at)` per call of a task that only notes when it ran
            (bench/scheduler_tasks.py `trivial`; no go-live, so only `database` is measured,
@@ -48,9 +50,10 @@ with the web process and the socket client in every design:
   ours-b1  (c) ours with the batching off: CALLS_SCHEDULER_BATCH_SIZE=1.
 
 Passes: per design, without a kill and with one (unless `--no-kill`): in the middle of the
-window the first go-live process is SIGKILLed (ours: the first scheduler and the worker; ETA:
-the first worker) and started again `--restart-after` seconds later. Then two scenarios of
-ours (the first design of the list that is ours or ours-b1):
+window the first go-live process is SIGKILLed (ours: the first scheduler and the relay
+worker, whose events the other worker then relays; ETA: the first worker) and started again
+`--restart-after` seconds later. Then two scenarios of ours (the first design of the list
+that is ours or ours-b1):
   burst  `--burst-calls` (default `--calls`) due within one second: the time from the first
          due until all are live, all events are on the socket and all pushes accepted;
   move   `--move-calls` (default 1,000) due across `--move-window` (30) s, each moved
@@ -508,13 +511,16 @@ def _processes(design: str, procs: int, logs: Path) -> tuple[list[Proc], list[Pr
     if design.startswith("ours"):
         schedulers = [_procs.scheduler(f"scheduler-{i}", logs, env) for i in range(procs)]
         worker = _procs.worker("ours-worker", logs, env)
-        return [web, *schedulers, worker], [schedulers[0], worker]
+        # The dedicated relay worker of README "Production"; the other worker takes the
+        # relay queue too (no -Q), so it relays while this one is down: the one killed.
+        relayer = _procs.worker("ours-relay", logs, env, queues="relay")
+        return [web, *schedulers, worker, relayer], [schedulers[0], relayer]
     workers = [
         _procs.worker(
             f"{design}-worker-{i}",
             logs,
             env,
-            queues=f"{QUEUE},celery",
+            queues=f"{QUEUE},celery,relay",
             concurrency=1,
             include="bench.scheduler_tasks",
         )
@@ -564,7 +570,34 @@ def _done_count(design: str, client: TeamSocket, obs: Observers) -> tuple[int, i
     return live, others
 
 
-def _measure(result: Result, design: str, client: TeamSocket, obs: Observers) -> None:
+def _write_timings(path: Path, rows: list, received: dict[str, dict[str, list]]) -> None:
+    """One CSV line per call (`--timings`), in seconds since the epoch: when it was due, went
+    live, its `call.live_started` was committed and relayed (the outbox row), and first
+    reached the socket, the push service and the webhook receiver: where a late one waited."""
+    from calls.models import CallEvent
+
+    events = {
+        cid: (created, relayed)
+        for cid, created, relayed in CallEvent.objects.filter(
+            call_cid__startswith=f"{CALL_TYPE}:{PREFIX}", type=EVENT
+        ).values_list("call_cid", "created_at", "relayed_at")
+    }
+
+    def stamp(at) -> str:
+        return "" if at is None else f"{at if isinstance(at, float) else at.timestamp():.3f}"
+
+    lines = ["cid,due,live,created,relayed,socket,push,webhook"]
+    for cid, _, starts_at, live_started_at in rows:
+        created, relayed = events.get(cid, (None, None))
+        firsts = [min(received.get(m, {}).get(cid) or [None]) for m in MEASURES[1:]]
+        values = [starts_at, live_started_at, created, relayed, *firsts]
+        lines.append(",".join([cid, *(stamp(v) for v in values)]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _measure(
+    result: Result, design: str, client: TeamSocket, obs: Observers, timings: Path | None = None
+) -> None:
     from django.db.models import Count
 
     from calls.models import Call, CallEvent
@@ -606,7 +639,10 @@ def _measure(result: Result, design: str, client: TeamSocket, obs: Observers) ->
         )
         result.gone_live = len(lives)
     result.measures["database"] = db
-    for name, arrivals in _received(design, client, obs).items():
+    received = _received(design, client, obs)
+    if timings is not None:
+        _write_timings(timings, rows, received)
+    for name, arrivals in received.items():
         m = Measure()
         firsts = []
         for cid, at in due.items():
@@ -676,7 +712,10 @@ def _cleanup_broker() -> None:
         if _is_ours(raw):
             client.hdel("unacked", tag)
             client.zrem("unacked_index", tag)
-    for key in client.scan_iter(match="celery*", _type="LIST"):
+    for key in [
+        *client.scan_iter(match="celery*", _type="LIST"),
+        *client.scan_iter(match="relay*", _type="LIST"),
+    ]:
         for raw in client.lrange(key, 0, -1):
             if _is_ours(raw):
                 client.lrem(key, 1, raw)
@@ -840,7 +879,10 @@ def _run_pass(
         # At the end of the grace period, with the processes still running.
         result.cpu = {name: p.cpu() - cpu0[name] for p in procs for name in [p.name]}
         result.load_after = os.getloadavg()
-        _measure(result, design, client, obs)
+        timings = args.timings and args.timings.with_name(
+            f"{args.timings.stem}-{design}-{scenario}-{'kill' if kill else 'no-kill'}.csv"
+        )
+        _measure(result, design, client, obs, timings)
         if scenario == "move":
             stop_mover.set()
             for mover in movers:
@@ -1088,6 +1130,9 @@ def main() -> int:
         "--quick", action="store_true", help="1,000 across 10 s, ours, the kill pass only"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--timings", type=Path, default=None, help="per-call CSVs: PATH-<design>-<pass>.csv"
+    )
     parser.add_argument("--keep-logs", type=Path, default=None, help="the processes' logs")
     parser.add_argument("--strict", action="store_true", help="exit 1 on a MISSES")
     args = parser.parse_args()

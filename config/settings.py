@@ -361,6 +361,17 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 # which kombu's Redis transport keeps in a list of its own (step 3 of its priority steps) and
 # reads after the urgent one.
 CELERY_TASK_DEFAULT_PRIORITY = 5
+# The relay (calls.outbox.relay) has a queue of its own, so a go-live's socket event never
+# waits behind the pushes and webhooks of earlier ones. A worker started without `-Q` takes
+# both queues; a dedicated relay worker (`-Q relay`, README "Production") keeps relaying while
+# the others send, and each is the other's stand-in when one dies (bench/scheduler.py).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CALLS_RELAY_QUEUE = "relay"
+CELERY_TASK_QUEUES = {
+    CELERY_TASK_DEFAULT_QUEUE: {"routing_key": CELERY_TASK_DEFAULT_QUEUE},
+    CALLS_RELAY_QUEUE: {"routing_key": CALLS_RELAY_QUEUE},
+}
+CELERY_TASK_ROUTES = {"calls.outbox.tasks.relay_events": {"queue": CALLS_RELAY_QUEUE}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     # redis-py's own timeouts for the broker's sockets: connecting is bounded like the

@@ -106,12 +106,20 @@ def _drop_connections() -> None:
     current_app.amqp._producer_pool = None
 
 
-def queued_tasks(server: PrivateRedis, queue: str = "celery") -> list[tuple[str, list]]:
-    """(task name, args) of the messages waiting in a queue, oldest first."""
+def queued_tasks(
+    server: PrivateRedis, queues: tuple[str, ...] = ("celery", "relay")
+) -> list[tuple[str, list]]:
+    """(task name, args) of the messages waiting in these queues (the default one and the
+    relay's, settings.CELERY_TASK_QUEUES), oldest first within each queue."""
     found = []
     client = server.client()
     # kombu keeps each priority step in a list of its own: `celery`, `celery\x06\x163`, ...
-    raws = [raw for key in sorted(client.keys(f"{queue}*")) for raw in client.lrange(key, 0, -1)]
+    raws = [
+        raw
+        for queue in queues
+        for key in sorted(client.keys(f"{queue}*"))
+        for raw in client.lrange(key, 0, -1)
+    ]
     for raw in reversed(raws):
         message = json.loads(raw)
         body = json.loads(base64.b64decode(message["body"]))

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from calls import selectors
 from calls.capabilities import (
     ALL_CAPABILITIES,
     BUILTIN_GRANTS,
@@ -277,3 +278,16 @@ def test_the_read_rule_and_its_sql_agree_over_a_persona_x_call_matrix(django_ass
     assert readable[("other team", calls["appointment-b"].call_id)] is False  # not a member
     assert readable[("other team", calls["default-b"].call_id)] is True
     assert readable[("teamless", calls["default-teamless"].call_id)] is True
+
+
+def test_the_socket_batch_read_check_agrees_with_the_one_call_check(django_assert_num_queries):
+    """`selectors.calls_readable` (a team socket's first events of a burst of calls) says
+    what `selectors.call_readable` says of each call, in two queries for all of them."""
+    calls, personas = _read_matrix()
+    pks = [call.pk for call in calls.values()]
+    for name, who in personas.items():
+        with django_assert_num_queries(1 if who.is_server else 2):  # grants; the calls
+            batch = selectors.calls_readable(actor=who, call_pks=pks)
+        one_by_one = {pk for pk in pks if selectors.call_readable(actor=who, call_pk=pk)}
+        assert batch == one_by_one, name
+    assert selectors.calls_readable(actor=personas["member"], call_pks=[]) == set()
