@@ -363,17 +363,22 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_TASK_DEFAULT_PRIORITY = 5
 # The relay (calls.outbox.relay) has a queue of its own, so a go-live's socket event never
 # waits behind the pushes and webhooks of earlier ones. A worker started without `-Q` takes
-# both queues; a dedicated relay worker (`-Q relay`, README "Production") keeps relaying while
-# the others send, and each is the other's stand-in when one dies (bench/scheduler.py).
+# both queues, the relay's first (`queue_order_strategy` below: a free worker process takes a
+# waiting relay before a send of the same priority); a dedicated relay worker (`-Q relay`,
+# README "Production") keeps relaying while the others send, and they relay while it is down
+# (bench/scheduler.py kills it).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CALLS_RELAY_QUEUE = "relay"
 CELERY_TASK_QUEUES = {
-    CELERY_TASK_DEFAULT_QUEUE: {"routing_key": CELERY_TASK_DEFAULT_QUEUE},
     CALLS_RELAY_QUEUE: {"routing_key": CALLS_RELAY_QUEUE},
+    CELERY_TASK_DEFAULT_QUEUE: {"routing_key": CELERY_TASK_DEFAULT_QUEUE},
 }
 CELERY_TASK_ROUTES = {"calls.outbox.tasks.relay_events": {"queue": CALLS_RELAY_QUEUE}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
+    # A worker's queues are read in the order it lists them (CELERY_TASK_QUEUES, or `-Q`),
+    # within each priority step: not round robin.
+    "queue_order_strategy": "priority",
     # redis-py's own timeouts for the broker's sockets: connecting is bounded like the
     # publish; reads (a publish's reply on a half-open connection) allow for the worker's
     # blocking BRPOP (1 s) with a margin.
