@@ -73,6 +73,33 @@ def test_a_run_takes_the_fresh_waiting_events_along_and_hands_them_over_at_once(
     assert CallEvent.objects.filter(relayed_at__isnull=True).count() == 0
 
 
+def explode_many(events: list[CallEvent]) -> None:
+    batches.append([event.pk for event in events])
+    raise RuntimeError("the worker died mid-run")
+
+
+@pytest.mark.django_db
+def test_a_dead_run_s_events_go_with_the_next_run_at_once(settings, eager_tasks, monkeypatch):
+    """A relay worker killed mid-run (bench/scheduler.py SIGKILLs it): its transaction rolls
+    back, its task waits unacknowledged for the broker's visibility timeout, and its events,
+    unlocked, wait. The next run, on any worker, takes them with its own, without waiting for
+    the sweep."""
+    settings.CALLS_EVENT_CONSUMERS = ["tests.calls.test_relay_batch.record"]
+    batches.clear()
+    create_calls(3)
+    ids = list(CallEvent.objects.order_by("pk").values_list("pk", flat=True))
+    monkeypatch.setattr(record, "many", explode_many)
+    with pytest.raises(RuntimeError):
+        relay.relay(ids[:2])  # the run that dies: it had taken all three
+    assert CallEvent.objects.filter(relayed_at__isnull=True).count() == 3
+    monkeypatch.setattr(record, "many", record_many)
+    batches.clear()
+
+    assert relay.relay([ids[2]]) == 3  # the next run: the dead run's events go with it
+    assert batches == [ids]
+    assert relay.sweep(now=timezone.now() + relay.SWEEP_AFTER * 2) == 0  # nothing left
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_a_batch_reaches_a_team_subscriber_in_order_in_one_layer_message_per_group(

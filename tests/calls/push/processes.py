@@ -102,12 +102,17 @@ def purge_tasks() -> int:
     return celery_app.control.purge()
 
 
-def start_worker(env: dict[str, str], *, pool: str = "solo", concurrency: int = 1) -> Process:
+def start_worker(
+    env: dict[str, str], *, pool: str = "solo", concurrency: int = 1, queues: str = ""
+) -> Process:
     """A Celery worker: solo (one task at a time in the main process) or prefork (children in
-    the same process group, so `kill()` takes them all, as a crash of the machine would)."""
+    the same process group, so `kill()` takes them all, as a crash of the machine would); of
+    every queue, or of `queues` (`-Q`)."""
     name = f"e2e-{uuid.uuid4().hex[:8]}@%h"
     args = ["-m", "celery", "-A", "config", "worker", f"--pool={pool}", "-n", name]
     args += [f"--concurrency={concurrency}"]
+    if queues:
+        args += ["-Q", queues]
     args += ["--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     return Process("worker", args, env, ready="ready.")
 

@@ -98,6 +98,71 @@ def test_a_call_rings_the_patient_through_the_worker_at_its_start(
     assert "calls.outbox.tasks.deliver_push" in worker.read_text()  # sent by the worker, not by us
 
 
+def _wait_until(what: str, done, log_paths) -> None:
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, f"{what}:\n" + "\n".join(
+            path.read_text()[-2000:] for path in log_paths
+        )
+        time.sleep(0.05)
+
+
+def test_a_relay_worker_relays_and_the_other_workers_send(
+    postgres_only, provider_settings, vapid_keys, patient_browser, webpush_service
+):
+    """README "Production": a worker started with `-Q relay` relays committed events and
+    nothing else (the pushes they make wait for a worker of the default queue); a worker
+    started without `-Q` takes both queues."""
+    require_postgres_and_redis()
+    purge_tasks()
+    env = process_env(
+        WEBPUSH_VAPID_PRIVATE_KEY=vapid_keys[0],
+        WEBPUSH_VAPID_SUBJECT=provider_settings.WEBPUSH_VAPID_SUBJECT,
+        WEBPUSH_ALLOW_HTTP_ENDPOINTS="true",
+        WEBPUSH_ALLOW_PRIVATE_NETWORKS="true",
+    )
+    relayer = start_worker(env, queues="relay")
+    relayer.wait_ready()
+    sender = None
+    try:
+        call = call_get_or_create(
+            actor=SERVER,
+            type_name="default",
+            call_id="relay-queue",
+            created_by_id="doc-1",
+            members=[MemberSpec(user_id="doc-1"), MemberSpec(user_id="pat-1")],
+            notify=True,
+        ).call
+        [event] = events_of(call, "call.notification")
+        _wait_until(
+            "the relay worker did not relay the event",
+            lambda: PushDelivery.objects.filter(event=event).exists(),
+            [relayer.log_path],
+        )
+        event.refresh_from_db()
+        assert event.relayed_at is not None
+        [row] = PushDelivery.objects.filter(event=event)
+        assert row.state == "queued"  # its task waits in the default queue: not the relay's
+        assert webpush_service.received == []
+
+        sender = start_worker(env)  # every queue
+        sender.wait_ready()
+        _wait_until(
+            "the default worker did not send the push",
+            lambda: PushDelivery.objects.filter(pk=row.pk, state="sent").exists(),
+            [relayer.log_path, sender.log_path],
+        )
+    finally:
+        relayer.stop()
+        if sender is not None:
+            sender.stop()
+    [push] = webpush_service.received
+    assert push.token == patient_browser.sub_id
+    ran = relayer.log_path.read_text()  # "Task <name>[<id>] received" per task it took
+    assert "calls.outbox.tasks.relay_events[" in ran
+    assert "calls.outbox.tasks.deliver_pushes[" not in ran
+
+
 def notify_delivery(browser, call_id: str) -> PushDelivery:
     """A notify push to the patient's browser, as a row for the test to drive by hand."""
     call = call_get_or_create(
