@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -57,6 +58,7 @@ def relay(event_ids: list[int]) -> int:
     batch at once (`realtime.publish`, `webhooks.on_event`: one query and one round of sends
     for the batch); the others, each event in turn."""
     ids = sorted({int(pk) for pk in event_ids})[:RELAY_BATCH]
+    _queued.clear()  # before the claim: what commits from now on hands off a run of its own
     with transaction.atomic():
         pending = CallEvent.objects.select_related("call").select_for_update(
             of=("self",), skip_locked=True
@@ -82,6 +84,9 @@ def relay(event_ids: list[int]) -> int:
         CallEvent.objects.filter(pk__in=[event.pk for event in events]).update(
             relayed_at=timezone.now()
         )
+    if len(events) == RELAY_BATCH:
+        # Full: more may wait whose hand-offs found this run queued (`_hand_off`).
+        enqueue(RELAY_TASK, [])
     return len(events)
 
 
@@ -97,15 +102,89 @@ def relay_on_commit(event: CallEvent) -> None:
     that rolled back cannot take the others' with it; the first to run sends them all, and an
     id whose row was rolled back is simply not found by `relay`."""
     connection = transaction.get_connection()
-    connection.__dict__.setdefault(_PENDING, []).append((event.pk, event.type in URGENT_TYPES))
+    pending = connection.__dict__.setdefault(_PENDING, [])
+    pending.append((event.pk, event.type in URGENT_TYPES, event.created_at))
     transaction.on_commit(lambda: _hand_off(connection))
 
 
 def _hand_off(connection) -> None:
     pending = connection.__dict__.pop(_PENDING, None)
-    if pending:
-        urgent = any(flag for _, flag in pending)
-        enqueue(RELAY_TASK, [pk for pk, _ in pending], priority=URGENT if urgent else None)
+    if not pending:
+        return
+    urgent = any(flag for _, flag, _ in pending)
+    # A queued run takes fresh events only (`relay`): one of a long transaction goes by id.
+    oldest = min((at for _, _, at in pending if at is not None), default=None)
+    fresh = oldest is not None and timezone.now() - oldest < SWEEP_AFTER / 2
+    if fresh and not urgent and not _queued.mark():
+        return  # a run queued moments ago has not started: it takes these events along
+    ids = [pk for pk, _, _ in pending]
+    if not enqueue(RELAY_TASK, ids, priority=URGENT if urgent else None):
+        _queued.clear()
+
+
+class _QueuedRun:
+    """Whether a relay run was handed to the broker and has not started yet: a Redis key
+    (SET NX with a short expiry) beside the broker, which a run deletes as it starts.
+
+    Under load the workers are busy and the scheduler commits go-lives many times a second:
+    one run per commit was hundreds of runs of a few events each, whose fixed cost (a dozen
+    queries and their consumers' tasks) took the workers' time from the pushes and webhooks
+    (bench/scheduler.py). A commit that finds a run queued sends none: that run claims after
+    it starts, so it takes this commit's events along (fresh waiting events, up to
+    RELAY_BATCH; a full run queues the next). Idle workers start a run at once, so nothing
+    is coalesced, nor delayed, when they keep up. The key expires after QUEUED_FOR_MS, so a
+    queued run that never starts (its worker was killed holding it) holds back the hand-offs
+    of that long at most; their events then go with the next run, or the sweep's. Without a
+    Redis broker (tasks in-process, tests) every commit hands off its own run; with Redis
+    unreachable, likewise (the enqueue then fails too, and the sweep relays)."""
+
+    KEY = "calls:relay:queued"
+    QUEUED_FOR_MS = 500
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._url: str | None = None
+
+    def _redis(self) -> Any:
+        from celery import current_app
+
+        if current_app.conf.task_always_eager:
+            return None
+        url = current_app.conf.broker_url or ""
+        if not url.startswith(("redis://", "rediss://")):
+            return None
+        if self._client is None or self._url != url:
+            import redis
+
+            timeout = settings.CELERY_BROKER_CONNECTION_TIMEOUT
+            self._client = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            self._url = url
+        return self._client
+
+    def mark(self) -> bool:
+        """Mark a run as queued; False when one already is (the caller sends none)."""
+        client = self._redis()
+        if client is None:
+            return True
+        try:
+            return bool(client.set(self.KEY, 1, nx=True, px=self.QUEUED_FOR_MS))
+        except Exception as exc:
+            logger.warning("relay run marker unavailable (%s)", type(exc).__name__)
+            return True
+
+    def clear(self) -> None:
+        client = self._redis()
+        if client is None:
+            return
+        try:
+            client.delete(self.KEY)
+        except Exception as exc:
+            logger.warning("relay run marker unavailable (%s)", type(exc).__name__)
+
+
+_queued = _QueuedRun()
 
 
 # Events this process's sweep handed to the broker, and when (monotonic): while the workers

@@ -154,3 +154,40 @@ def test_a_ring_jumps_the_queue_of_a_worker_back_from_an_outage(broker):
     [later] = [key for key in client.keys("relay*") if key != b"relay"]
     [other] = [json.loads(raw)["headers"] for raw in client.lrange(later, 0, -1)]
     assert other["task"] == RELAY
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commits_while_a_relay_run_is_queued_send_none_and_that_run_takes_their_events(
+    broker, settings, monkeypatch
+):
+    """The workers are busy (nothing takes the queue here): the first commit queues a run,
+    the next ones find it queued and send nothing; the run, once it starts, takes every
+    event along. A run that starts lets the next commit queue one again; a ring never
+    waits behind the marker (calls.outbox.relay._QueuedRun)."""
+    settings.CALLS_EVENT_CONSUMERS = []
+    # The marker outlives this test's commits however slow the machine (it expires after
+    # half a second in production: a queued run whose worker died holds nothing back long).
+    monkeypatch.setattr(relay._QueuedRun, "QUEUED_FOR_MS", 600_000)
+    CallUserFactory(id="doc")
+
+    def create(call_id: str, **extra) -> None:
+        call_get_or_create(
+            actor=SERVER, type_name="default", call_id=call_id, created_by_id="doc", **extra
+        )
+
+    for n in range(3):
+        create(f"coalesce-{n}")
+    relays = [args for name, args in queued_tasks(broker) if name == RELAY]
+    [first] = CallEvent.objects.filter(call__call_id="coalesce-0")
+    assert relays == [[[first.pk]]]  # one run queued, for the first commit only
+
+    assert relay.relay(relays[0][0]) == 3  # the run: the other commits' events go with it
+    assert not CallEvent.objects.filter(relayed_at__isnull=True).exists()
+    create("coalesce-3")  # the run started: this commit queues the next
+    relays = [args for name, args in queued_tasks(broker) if name == RELAY]
+    assert len(relays) == 2
+
+    CallUserFactory(id="pat")
+    create("rings", members=[MemberSpec(user_id="doc"), MemberSpec(user_id="pat")], ring=True)
+    relays = [args for name, args in queued_tasks(broker) if name == RELAY]
+    assert len(relays) == 3  # behind a queued run, a ring still sends its own
