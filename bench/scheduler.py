@@ -36,8 +36,9 @@ once the processes are up, `starts_at` spread evenly over `--window` from a few 
 Designs, each in real processes started here (bench/_procs.py; DEBUG off, as in production),
 with the web process and the socket client in every design:
   ours     `--procs` x `manage.py run_scheduler` (DueAction rows, SKIP LOCKED, batches of
-           CALLS_SCHEDULER_BATCH_SIZE) and one Celery worker (prefork, concurrency = CPU
-           count) relaying the events, sending pushes and webhooks: the README's production;
+           CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE go-lives) and one Celery worker (prefork,
+           concurrency = CPU count) relaying the events, sending pushes and webhooks: the
+           README's production;
   trivial  (a) the scheduling floor: `--procs` x Celery worker (concurrency 1), one
            `apply_async(eta=starts_at)` per call of a task that only notes when it ran
            (bench/scheduler_tasks.py `trivial`; no go-live, so only `database` is measured,
@@ -45,7 +46,8 @@ with the web process and the socket client in every design:
   eta      (b) the same per-call work: the same workers, one ETA task per call calling our
            single-call go-live (`call_go_live`, bench/scheduler_tasks.py `go_live`); the
            workers also relay the events, send pushes and webhooks, as one pool would;
-  ours-b1  (c) ours with the batching off: CALLS_SCHEDULER_BATCH_SIZE=1.
+  ours-b1  (c) ours with the batching off: CALLS_SCHEDULER_BATCH_SIZE and
+           CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE 1.
 
 Passes: per design, without a kill and with one (unless `--no-kill`): in the middle of the
 window the first go-live process is SIGKILLed (ours: the first scheduler and the worker; ETA:
@@ -504,6 +506,7 @@ def _processes(design: str, procs: int, logs: Path) -> tuple[list[Proc], list[Pr
     env = _procs.process_env()
     if design == "ours-b1":
         env["CALLS_SCHEDULER_BATCH_SIZE"] = "1"
+        env["CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE"] = "1"
     web = _procs.web(logs, env)
     if design.startswith("ours"):
         schedulers = [_procs.scheduler(f"scheduler-{i}", logs, env) for i in range(procs)]
