@@ -506,6 +506,11 @@ CALLS_SCHEDULER_MAX_SLEEP = env.float("CALLS_SCHEDULER_MAX_SLEEP", default=1.0)
 CALLS_SCHEDULER_BATCH_SIZE = env.int("CALLS_SCHEDULER_BATCH_SIZE", default=200)
 if CALLS_SCHEDULER_BATCH_SIZE < 1:
     raise ImproperlyConfigured("CALLS_SCHEDULER_BATCH_SIZE must be at least 1")
+# How many due go-lives a scheduler claims and applies in one transaction (go-lives due at
+# the same time: a clinic's top of the hour; bench/scheduler.py's burst).
+CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE = env.int("CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE", default=1000)
+if CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE must be at least 1")
 
 # Every record goes through one handler whose filter blanks secrets in URLs (join-link `?t=`,
 # socket `?token=`, codes, password-reset paths: config.log_filters). uvicorn's own loggers are
