@@ -428,6 +428,9 @@ PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES = env.int("PATIENT_SIGN_IN_GLOBAL_MAX_FAILUR
 
 # Calls engine knobs.
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
+# The calls API's hot reads are prepared once per database session (calls.selectors.execute_hot).
+# Turn off behind a pooler that does not keep sessions (PgBouncer in transaction mode).
+CALLS_PREPARED_STATEMENTS = env.bool("CALLS_PREPARED_STATEMENTS", default=True)
 # Browser origins (besides the page's own host) allowed to open the events WebSocket.
 CALLS_WS_ALLOWED_ORIGINS = env.list("CALLS_WS_ALLOWED_ORIGINS", default=[])
 
