@@ -112,7 +112,7 @@ def members_base() -> QuerySet[CallMember]:
 # Each is one SQL statement written once per process from the models' columns and read back
 # through Django's own converters (`get_db_converters`, as the ORM does), so the same rows make
 # the same instances as `calls_base()` / `members_base()`, on every database Django supports.
-# Building an ORM query costs more than running it here (bench/api.py, docs/performance.md).
+# Building an ORM query costs more than running it here (bench/api.py).
 
 
 # A JSON column's most common values, decoded without a parser (`{}` custom data, `[]` teams).
