@@ -395,8 +395,9 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     ids = list(PushDelivery.objects.filter(event=event).order_by("pk").values_list("pk", flat=True))
     ids = ids[:count]
     PushDelivery.objects.filter(pk__in=ids).update(state="queued", attempts=0)
-    concurrency = settings.PUSH_SEND_CONCURRENCY
-    settings.PUSH_SEND_CONCURRENCY = 1  # one connection: the pipelines run in this thread
+    concurrency, depth = settings.PUSH_SEND_CONCURRENCY, settings.PUSH_PIPELINE_DEPTH
+    # One connection and a batch in one window: its pipeline runs in this thread.
+    settings.PUSH_SEND_CONCURRENCY, settings.PUSH_PIPELINE_DEPTH = 1, settings.PUSH_BATCH_SIZE
     delivery.deliver(ids.pop())  # warm: the provider is built once per process
     arrivals.start()
     profiler = cProfile.Profile(time.thread_time)
@@ -407,7 +408,7 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
         delivery.deliver_many(ids[start : start + size])
     profiler.disable()
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-    settings.PUSH_SEND_CONCURRENCY = concurrency
+    settings.PUSH_SEND_CONCURRENCY, settings.PUSH_PIPELINE_DEPTH = concurrency, depth
     n = len(ids)
     stats = pstats.Stats(profiler)
 
@@ -432,6 +433,7 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
         ("delivery.deliver_many", "outbox/push/delivery.py", "deliver_many"),
         ("  claim (one UPDATE … RETURNING)", "outbox/push/delivery.py", "_claim"),
         ("  read rows, devices, the event", "django/db/models/query.py", "_fetch_all"),
+        ("  provider_for", "outbox/push/delivery.py", "provider_for"),
         ("  message_for (once per event)", "outbox/push/dispatch.py", "message_for"),
         ("  WebPushProvider.send_many", "outbox/push/webpush.py", "send_many"),
         ("    encrypt (RFC 8291 aes128gcm)", "outbox/push/webpush.py", "encrypt"),
@@ -441,7 +443,7 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
         ("    VAPID header (one per origin)", "outbox/push/webpush.py", "vapid_headers"),
         ("    netguard.post_many", "calls/netguard.py", "post_many"),
         ("      check_url (once per origin)", "calls/netguard.py", "check_url"),
-        ("      request bytes", "calls/netguard.py", "_request_bytes"),
+        ("      request lines", "calls/netguard.py", "_request_line"),
         ("      socket writes", "~", "'sendall'"),
         ("      read answers", "calls/netguard.py", "_read_answer"),
         ("  record (UPDATEs by outcome)", "outbox/push/delivery.py", "_record_all"),

@@ -24,6 +24,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -124,38 +125,14 @@ class WebPushProvider:
         return self.send_many([(device, message)])[0]
 
     def send_many(self, sends: list[tuple[PushDevice, Message]]) -> list[Result]:
-        """Each push's Result, in order: encrypted one by one, then sent together (pipelined
-        over kept-alive connections, per push service)."""
+        """Each push's Result, in order. The pushes are encrypted one by one as
+        `netguard.post_many` reads them, and leave in pipelined windows as they are made (per
+        push service, over kept-alive connections): the first answers come back while the
+        rest are being encrypted."""
         results: list[Result | None] = [None] * len(sends)
-        requests: list[netguard.Request] = []
         positions: list[int] = []
-        # A batch is mostly one message (its rows differ in push_id only, which Web Push does
-        # not carry) to a few push services: each payload and header set is made once.
-        plaintexts: dict[Message, tuple[bytes, dict[str, str]]] = {}
-        vapid: dict[str, dict[str, str]] = {}
-        for position, (device, message) in enumerate(sends):
-            endpoint = device.token
-            if not (endpoint.startswith("https://") or self.allow_http):
-                results[position] = Result(Outcome.FAILED, error="endpoint is not https")
-                continue
-            key = dataclasses.replace(message, push_id="")
-            if key not in plaintexts:
-                plaintexts[key] = (json.dumps(message.data()).encode(), _headers(message))
-            plaintext, headers = plaintexts[key]
-            path_at = endpoint.find("/", len("https://"))
-            origin = endpoint[:path_at] if path_at > 0 else endpoint
-            try:
-                if origin not in vapid:
-                    vapid[origin] = self.vapid_headers(endpoint)
-                body = encrypt(plaintext, device.keys)
-                headers = {**headers, **vapid[origin]}
-            except (KeyError, ValueError, TypeError):  # malformed subscription keys
-                results[position] = Result(Outcome.FAILED, error="invalid subscription keys")
-                continue
-            requests.append(netguard.Request(endpoint, body, headers))
-            positions.append(position)
         answers = netguard.post_many(
-            requests,
+            self._requests(sends, results, positions),
             timeout=self.timeout,
             allow_http=self.allow_http,
             allow_private=self.allow_private,
@@ -165,6 +142,38 @@ class WebPushProvider:
         for position, answer in zip(positions, answers, strict=True):
             results[position] = _outcome(answer)
         return results  # type: ignore[return-value]
+
+    def _requests(
+        self,
+        sends: list[tuple[PushDevice, Message]],
+        results: list[Result | None],
+        positions: list[int],
+    ) -> Iterator[netguard.Request]:
+        """The request of each push that can be made, encrypted when it is asked for (its
+        position appended to `positions`); the others' Result set in `results`. A batch is
+        mostly one message (its rows differ in push_id only, which Web Push does not carry)
+        to a few push services: each payload and header set is made once."""
+        plaintexts: dict[Message, bytes] = {}
+        headers: dict[tuple[Message, str], dict[str, str]] = {}
+        for position, (device, message) in enumerate(sends):
+            endpoint = device.token
+            if not (endpoint.startswith("https://") or self.allow_http):
+                results[position] = Result(Outcome.FAILED, error="endpoint is not https")
+                continue
+            key = dataclasses.replace(message, push_id="")
+            if key not in plaintexts:
+                plaintexts[key] = json.dumps(message.data()).encode()
+            path_at = endpoint.find("/", len("https://"))
+            origin = endpoint[:path_at] if path_at > 0 else endpoint
+            try:
+                if (key, origin) not in headers:
+                    headers[key, origin] = {**_headers(message), **self.vapid_headers(endpoint)}
+                body = encrypt(plaintexts[key], device.keys)
+            except (KeyError, ValueError, TypeError):  # malformed subscription keys
+                results[position] = Result(Outcome.FAILED, error="invalid subscription keys")
+                continue
+            positions.append(position)
+            yield netguard.Request(endpoint, body, headers[key, origin])
 
     def vapid_headers(self, endpoint: str) -> dict[str, str]:
         """The VAPID Authorization header (RFC 8292) for the endpoint's push service: one
