@@ -4,6 +4,7 @@ With no environment at all the app runs in its *embedded default*: SQLite, tasks
 development credentials. Production sets DJANGO_DEBUG=false, which makes the secrets mandatory.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -581,8 +582,11 @@ if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
     )
 # One delivery task sends up to PUSH_BATCH_SIZE rows (a ring's deliveries leave in a few
 # tasks, not one each), on PUSH_SEND_CONCURRENCY threads per worker process over keep-alive
-# connections (at most that many per push service address).
-PUSH_BATCH_SIZE = env.int("PUSH_BATCH_SIZE", default=100)
+# connections (at most that many per push service address). The rows of one hand-off are
+# spread over PUSH_BATCH_SPREAD tasks (the worker processes: Celery's prefork default is the
+# CPU count) of at least PUSH_PIPELINE_DEPTH rows (calls.outbox.push.dispatch.batch_size).
+PUSH_BATCH_SIZE = env.int("PUSH_BATCH_SIZE", default=500)
+PUSH_BATCH_SPREAD = env.int("PUSH_BATCH_SPREAD", default=os.cpu_count() or 1)
 PUSH_SEND_CONCURRENCY = env.int("PUSH_SEND_CONCURRENCY", default=8)
 # Web Push requests written ahead of their answers on one connection (HTTP/1.1 pipelining,
 # calls.netguard.Pool); 1 sends one at a time, for a push service that mishandles pipelining.

@@ -233,14 +233,17 @@ def _claim(ids: list[int], now: datetime) -> dict[int, int]:
         return {}
     table = connection.ops.quote_name(PushDelivery._meta.db_table)
     stamp = connection.ops.adapt_datetimefield_value(now)
-    # S608: only the table name and one "%s" per id are formatted in; values are parameters.
+    if connection.vendor == "postgresql":  # the ids as one array: no placeholder per id
+        where, values = "id = ANY(%s)", [ids]
+    else:
+        where, values = f"id IN ({', '.join(['%s'] * len(ids))})", ids
+    # S608: only the table name and the placeholders are formatted in; values are parameters.
     sql = (
         f"UPDATE {table} SET state = %s, attempts = attempts + 1, claimed_at = %s, "  # noqa: S608
-        f"updated_at = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) "
-        "AND state IN (%s, %s) RETURNING id, attempts"
+        f"updated_at = %s WHERE {where} AND state IN (%s, %s) RETURNING id, attempts"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [State.SENDING, stamp, stamp, *ids, State.QUEUED, State.RETRYING])
+        cursor.execute(sql, [State.SENDING, stamp, stamp, *values, State.QUEUED, State.RETRYING])
         return dict(cursor.fetchall())
 
 

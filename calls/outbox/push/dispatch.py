@@ -15,7 +15,8 @@ which, unlike a ring, does not expire.
 Each type's `notification_settings` switch applies (reminders follow `call_notification`).
 Idempotent: rows are unique per (event, device, purpose), so a second relay adds nothing, and
 the delivery task's claim makes a second enqueue harmless. An event's rows leave in a few
-tasks (PUSH_BATCH_SIZE rows each), not one per device.
+tasks (`batch_size`: one per worker process, at most PUSH_BATCH_SIZE rows each), not one
+per device.
 """
 
 from __future__ import annotations
@@ -225,15 +226,26 @@ def call_type_settings(call: Any) -> dict[str, Any]:
 
 
 def enqueue_deliveries(ids: Iterable[int], *, urgent: bool = False) -> None:
-    """`deliver_pushes` tasks (`calls.outbox.tasks`) of up to PUSH_BATCH_SIZE rows each: a
-    ring to a thousand devices is ten tasks, each sending its rows concurrently over
+    """`deliver_pushes` tasks (`calls.outbox.tasks`) of `batch_size` rows each: a ring to a
+    thousand devices is a few tasks, one per worker process, each sending its rows over
     kept-alive connections (`delivery.deliver_many`). Rings are urgent."""
+    ids = list(ids)
     enqueue_chunks(
         "calls.outbox.tasks.deliver_pushes",
         ids,
-        size=settings.PUSH_BATCH_SIZE,
+        size=batch_size(len(ids)),
         priority=URGENT if urgent else None,
     )
+
+
+def batch_size(count: int) -> int:
+    """Rows per task for `count` rows handed off together: spread over PUSH_BATCH_SPREAD tasks
+    (the worker's processes, so that each encrypts its share on a core of its own), never
+    fewer than a pipelined window (PUSH_PIPELINE_DEPTH) nor more than PUSH_BATCH_SIZE. A
+    task's rows leave as they are encrypted, so one task of many rows costs less than many
+    of few (each is a claim, a read, a record and a hand-off: bench/push.py)."""
+    share = -(-count // max(settings.PUSH_BATCH_SPREAD, 1))
+    return max(1, min(settings.PUSH_BATCH_SIZE, max(settings.PUSH_PIPELINE_DEPTH, share)))
 
 
 def _targets(event: CallEvent) -> set[str]:

@@ -24,7 +24,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 RING_TTL = 0  # ring now or never: a late ring is worse than none
 NOTIFY_TTL = 3600
 VAPID_EXPIRY_S = 12 * 3600  # a VAPID token's `exp` (RFC 8292: at most 24 hours)
-VAPID_REUSE_S = 3600  # signed again after this
+VAPID_RENEW_BEFORE_S = 600  # signed again this long before its `exp` (none leaves near it)
 VAPID_CACHE_SIZE = 256  # push service origins
 RECORD_SIZE = 4096  # aes128gcm `rs`: one record holds a whole push (at most 4 KiB)
 _P256 = ec.SECP256R1()
@@ -110,6 +110,7 @@ class WebPushProvider:
         allow_private: bool = False,
         connections: int = 8,
         pipeline_depth: int = netguard.PIPELINE_DEPTH,
+        clock: Callable[[], float] = time.time,
     ):
         self.vapid = _load_key(private_key)
         self.subject = subject
@@ -120,6 +121,7 @@ class WebPushProvider:
         self.pool = netguard.Pool(per_origin=connections, depth=pipeline_depth)
         self._lock = threading.Lock()
         self._vapid: dict[str, tuple[dict[str, str], float]] = {}
+        self._clock = clock
 
     def send(self, device: PushDevice, message: Message) -> Result:
         return self.send_many([(device, message)])[0]
@@ -177,21 +179,22 @@ class WebPushProvider:
 
     def vapid_headers(self, endpoint: str) -> dict[str, str]:
         """The VAPID Authorization header (RFC 8292) for the endpoint's push service: one
-        signed token per origin, reused for VAPID_REUSE_S of its VAPID_EXPIRY_S (a ring to a
-        thousand browsers signs a few tokens, not a thousand)."""
+        signed token per origin (its `aud`), reused until VAPID_RENEW_BEFORE_S before its
+        `exp` (VAPID_EXPIRY_S after it was signed), as RFC 8292 allows: a ring to a thousand
+        browsers signs a token per push service, not a thousand."""
         url = urlsplit(endpoint)
         audience = f"{url.scheme}://{url.netloc}"
-        now = time.time()
+        now = self._clock()
         with self._lock:
             cached = self._vapid.get(audience)
-            if cached is not None and cached[1] > now:
+            if cached is not None and now < cached[1]:
                 return cached[0]
-        claims = {"sub": self.subject, "aud": audience, "exp": int(now) + VAPID_EXPIRY_S}
-        signed = self.vapid.sign(claims)
+        exp = int(now) + VAPID_EXPIRY_S
+        signed = self.vapid.sign({"sub": self.subject, "aud": audience, "exp": exp})
         with self._lock:
             if len(self._vapid) >= VAPID_CACHE_SIZE:
                 self._vapid.clear()
-            self._vapid[audience] = (signed, now + VAPID_REUSE_S)
+            self._vapid[audience] = (signed, exp - VAPID_RENEW_BEFORE_S)
         return signed
 
 
