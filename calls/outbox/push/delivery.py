@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -169,26 +170,12 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     the provider asked to retry (and, with no delay, those left unsent at the batch's start
     deadline: handed back unattempted). A row another run holds is not sent."""
     now = timezone.now()
-    claimed = _claim(delivery_ids, now)
-    if not claimed:
+    rows = _claim(delivery_ids, now)
+    if not rows:
         return {}
-    # The rows with their devices' fields that a send reads, as plain values (model
-    # instances, three a row, cost more than the rest of the read), and each event once (a
-    # batch is one event's, usually): not its payload (a ring's lists every member, 449 KiB at
-    # 1,000) nor the call's other fields, which every row would decode again (bench/push.py).
-    rows = [
-        Claimed(pk, event_id, device_id, purpose, claimed[pk], Device(*device))
-        for pk, event_id, device_id, purpose, *device in PushDelivery.objects.filter(pk__in=claimed)
-        .order_by("pk")
-        .values_list(
-            "id",
-            "event_id",
-            "device_id",
-            "purpose",
-            *(f"device__{f}" for f in DEVICE_FIELDS),
-            "device__user__language",
-        )
-    ]
+    # Each event once (a batch is one event's, usually): not its payload (a ring's lists every
+    # member, 449 KiB at 1,000) nor the call's other fields, which every row would decode
+    # again (bench/push.py).
     events = {
         event.pk: event
         for event in CallEvent.objects.select_related("call__type")
@@ -226,25 +213,68 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     return _record_all(rows, results)
 
 
-def _claim(ids: list[int], now: datetime) -> dict[int, int]:
-    """queued|retrying → sending, attempts + 1, in one statement: {row: its attempts}."""
+def _claim(ids: list[int], now: datetime) -> list[Claimed]:
+    """queued|retrying → sending, attempts + 1, in one statement; the rows it claimed, by id,
+    with their devices' fields that a send reads, as plain values (model instances, three a
+    row, cost more than the rest of the read). On PostgreSQL the claim returns them itself
+    (`UPDATE … FROM` the device and its user `RETURNING` them, the ids as one array)."""
     ids = sorted({int(pk) for pk in ids})
     if not ids:
-        return {}
-    table = connection.ops.quote_name(PushDelivery._meta.db_table)
+        return []
     stamp = connection.ops.adapt_datetimefield_value(now)
-    if connection.vendor == "postgresql":  # the ids as one array: no placeholder per id
-        where, values = "id = ANY(%s)", [ids]
-    else:
-        where, values = f"id IN ({', '.join(['%s'] * len(ids))})", ids
-    # S608: only the table name and the placeholders are formatted in; values are parameters.
+    table = connection.ops.quote_name(PushDelivery._meta.db_table)
+    if connection.vendor == "postgresql":
+        return _claim_returning_devices(ids, stamp)
+    # S608: only the table name and one "%s" per id are formatted in; values are parameters.
     sql = (
         f"UPDATE {table} SET state = %s, attempts = attempts + 1, claimed_at = %s, "  # noqa: S608
-        f"updated_at = %s WHERE {where} AND state IN (%s, %s) RETURNING id, attempts"
+        f"updated_at = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+        "AND state IN (%s, %s) RETURNING id, attempts"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [State.SENDING, stamp, stamp, *values, State.QUEUED, State.RETRYING])
-        return dict(cursor.fetchall())
+        cursor.execute(sql, [State.SENDING, stamp, stamp, *ids, State.QUEUED, State.RETRYING])
+        claimed = dict(cursor.fetchall())
+    if not claimed:
+        return []
+    return [
+        Claimed(pk, event_id, device_id, purpose, claimed[pk], Device(*device))
+        for pk, event_id, device_id, purpose, *device in PushDelivery.objects.filter(pk__in=claimed)
+        .order_by("pk")
+        .values_list(
+            "id",
+            "event_id",
+            "device_id",
+            "purpose",
+            *(f"device__{f}" for f in DEVICE_FIELDS),
+            "device__user__language",
+        )
+    ]
+
+
+def _claim_returning_devices(ids: list[int], stamp: Any) -> list[Claimed]:
+    quote = connection.ops.quote_name
+    device = PushDevice._meta
+    user = device.get_field("user").related_model._meta
+    columns = ", ".join(f"v.{quote(device.get_field(f).column)}" for f in DEVICE_FIELDS)
+    # S608: only table and column names are formatted in; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(PushDelivery._meta.db_table)} AS d SET state = %s, "  # noqa: S608
+        "attempts = d.attempts + 1, claimed_at = %s, updated_at = %s "
+        f"FROM {quote(device.db_table)} AS v, {quote(user.db_table)} AS u "
+        "WHERE d.id = ANY(%s) AND d.state IN (%s, %s) AND v.id = d.device_id "
+        "AND u.id = v.user_id "
+        f"RETURNING d.id, d.event_id, d.device_id, d.purpose, d.attempts, {columns}, u.language"
+    )
+    keys_at = 5 + DEVICE_FIELDS.index("keys")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [State.SENDING, stamp, stamp, ids, State.QUEUED, State.RETRYING])
+        found = sorted(cursor.fetchall())
+    rows = []
+    for row in found:
+        keys = row[keys_at]
+        values = [*row[5:keys_at], json.loads(keys) if isinstance(keys, str) else keys]
+        rows.append(Claimed(*row[:5], Device(*values, *row[keys_at + 1 :])))
+    return rows
 
 
 def _send_all(sends: list[tuple[Claimed, Provider, Message]]) -> dict[int, Result | None]:
