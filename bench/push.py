@@ -20,7 +20,7 @@ concurrency = CPU count unless `--concurrency`), on Redis. The clock starts just
 worker (`relay_events`), the push consumer writes one PushDelivery per device and enqueues them
 in `deliver_pushes` tasks (`dispatch.batch_size`: one per worker process, at most
 PUSH_BATCH_SIZE rows), whose pushes are encrypted one by one and leave as they are made,
-pipelined over at most PUSH_SEND_CONCURRENCY kept-alive connections (PUSH_PIPELINE_DEPTH
+pipelined over at most WEBPUSH_CONNECTIONS kept-alive connections (PUSH_PIPELINE_DEPTH
 requests ahead on each); the clock stops when the push service has accepted the Nth push.
 The processes are started through bench/_procs.py; the push service listens on a port of
 BENCH_PORTS.
@@ -379,9 +379,9 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     ids = ids[:count]
     PushDelivery.objects.filter(pk__in=ids).update(state="queued", attempts=0)
     size = dispatch.batch_size(len(ids))
-    concurrency, depth = settings.PUSH_SEND_CONCURRENCY, settings.PUSH_PIPELINE_DEPTH
+    concurrency, depth = settings.WEBPUSH_CONNECTIONS, settings.PUSH_PIPELINE_DEPTH
     # One connection and a batch in one window: its pipeline runs in this thread.
-    settings.PUSH_SEND_CONCURRENCY, settings.PUSH_PIPELINE_DEPTH = 1, size
+    settings.WEBPUSH_CONNECTIONS, settings.PUSH_PIPELINE_DEPTH = 1, size
     delivery.deliver(ids.pop())  # warm: the provider is built once per process
     arrivals.start()
     profiler = cProfile.Profile(time.thread_time)
@@ -391,7 +391,7 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
         delivery.deliver_many(ids[start : start + size])
     profiler.disable()
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-    settings.PUSH_SEND_CONCURRENCY, settings.PUSH_PIPELINE_DEPTH = concurrency, depth
+    settings.WEBPUSH_CONNECTIONS, settings.PUSH_PIPELINE_DEPTH = concurrency, depth
     n = len(ids)
     stats = pstats.Stats(profiler)
 
@@ -579,7 +579,7 @@ def main() -> int:
         f"ours: call_ring -> Celery worker (prefork, concurrency {conc}, Redis) -> "
         f"relay -> PushDelivery rows -> deliver_pushes ({batch_size(count)} rows a task, "
         f"pipelined {settings.PUSH_PIPELINE_DEPTH} deep over at most "
-        f"{settings.PUSH_SEND_CONCURRENCY} connections)",
+        f"{settings.WEBPUSH_CONNECTIONS} connections)",
         ours,
         count,
     )

@@ -253,6 +253,6 @@ def provider(settings) -> WebPushProvider | DisabledProvider:
         timeout=settings.PUSH_TIMEOUT_SECONDS,
         allow_http=settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS,
         allow_private=settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS,
-        connections=settings.PUSH_SEND_CONCURRENCY,
+        connections=settings.WEBPUSH_CONNECTIONS,
         pipeline_depth=settings.PUSH_PIPELINE_DEPTH,
     )

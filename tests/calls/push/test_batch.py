@@ -29,6 +29,7 @@ def browsers(push_settings, webpush_device, fresh_providers, settings):
     """A doctor and 30 patients, each with one browser subscribed to the stand-in."""
     settings.PUSH_BATCH_SIZE = 10
     settings.PUSH_SEND_CONCURRENCY = 4
+    settings.WEBPUSH_CONNECTIONS = 3
     doctor = CallUserFactory(id="doc-1")
     patients = [CallUserFactory(id=f"pat-{i}") for i in range(30)]
     return doctor, [webpush_device(p) for p in patients]
@@ -76,7 +77,7 @@ def test_a_ring_to_thirty_browsers_is_three_tasks_over_at_most_four_connections(
     # its batch's task; a worker enqueues it as a batch of its own after the backoff).
     assert [len(b) for b in batches] == [10, 10, 10]
     assert len(pushes) == 3
-    assert webpush_service.connections <= 4  # PUSH_SEND_CONCURRENCY per push service address
+    assert webpush_service.connections <= 3  # WEBPUSH_CONNECTIONS per push service address
 
     event = CallEvent.objects.get(call_cid="default:many", type="call.ring")
     received = {push.token: push for push in webpush_service.received}
