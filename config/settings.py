@@ -590,7 +590,8 @@ PUSH_BATCH_SPREAD = env.int("PUSH_BATCH_SPREAD", default=os.cpu_count() or 1)
 PUSH_SEND_CONCURRENCY = env.int("PUSH_SEND_CONCURRENCY", default=8)
 # Web Push connections per push service address in a worker process, each pipelined
 # PUSH_PIPELINE_DEPTH deep: a few deep pipelines cost less CPU per push than many shallow ones
-# (a thread each; bench/push.py: 8 -> 2 took a ring to 1,000 from 0.82 to 0.70 s).
+# (a thread each; bench/push.py, a ring to 1,000: 8 -> 2 took its sends from 0.5-0.7 s to
+# about 0.45 s).
 WEBPUSH_CONNECTIONS = env.int("WEBPUSH_CONNECTIONS", default=2)
 # Web Push requests written ahead of their answers on one connection (HTTP/1.1 pipelining,
 # calls.netguard.Pool); 1 sends one at a time, for a push service that mishandles pipelining.
