@@ -19,7 +19,7 @@ measures them from outside:
 - `free_port()`: a free TCP port in BENCH_PORTS (18100-18199 unless set), for the servers a
   bench runs on this shared machine.
 
-bench/scheduler.py, relay.py, events.py and slow_reader.py start their processes here.
+bench/scheduler.py, relay.py, push.py, events.py and slow_reader.py start their processes here.
 """
 
 from __future__ import annotations

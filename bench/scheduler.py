@@ -101,12 +101,6 @@ from bench._procs import BenchFailure, Proc, wait_ready  # noqa: E402
 from bench.api import _ensure_database, _percentile  # noqa: E402
 from tests.calls.push.standins import WebPushService, vapid_keypair  # noqa: E402
 
-# What bench/relay.py and bench/push.py import from here (they may import bench._procs now).
-_bootstrap = _procs.bootstrap
-_env = _procs.process_env
-_wait_ready = wait_ready
-__all__ = ["BenchFailure", "Proc", "_bootstrap", "_env", "_wait_ready"]
-
 PREFIX = "bench-sched-"
 USER = "bench-sched-doctor"
 PATIENT = "bench-sched-p"
