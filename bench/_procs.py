@@ -19,10 +19,7 @@ measures them from outside:
 - `free_port()`: a free TCP port in BENCH_PORTS (18100-18199 unless set), for the servers a
   bench runs on this shared machine.
 
-Adopting it elsewhere: bench/relay.py and bench/push.py import `Proc`, `_bootstrap`, `_env`
-and `_wait_ready` from bench/scheduler.py, which re-exports them from here; they can import
-`bootstrap`, `process_env`, `wait_ready`, `Proc` and the `web` / `worker` builders from this
-module instead, and use `Proc.cpu()` for their `_session_cpu` readings.
+bench/scheduler.py, relay.py, push.py, events.py and slow_reader.py start their processes here.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ against the latency targets of bench/api.py turned into throughput (GET call at 
 >= 1/1.5 of the baseline's req/s, at 100 members >= 1/2.5). The clients share the machine's
 two cores with the server: they cost the same per request for every case, so the ratio stays
 fair, while the absolute req/s understate what the server does alone. Any non-200 answer
-fails the run. Uses DATABASE_URL (default as bench/api.py).
+fails the run. Uses DATABASE_URL (default as bench/api.py); the server listens on a free port of
+BENCH_PORTS (bench/_procs.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import api as bench_api
+from bench._procs import free_port
 
 ROOT = bench_api.ROOT
 TARGETS = {1: 1 / 1.5, 10: 1 / 2.5, 100: 1 / 2.5}  # GET call req/s / baseline req/s, at least
@@ -40,12 +41,6 @@ TARGETS = {1: 1 / 1.5, 10: 1 / 2.5, 100: 1 / 2.5}  # GET call req/s / baseline r
 
 class BenchFailure(Exception):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _load() -> str:
@@ -172,7 +167,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--port", type=int, default=0, help="the server's port (default: a free one)"
+        "--port", type=int, default=0, help="the server's port (default: a free one in BENCH_PORTS)"
     )
     args = parser.parse_args()
 
@@ -186,7 +181,7 @@ def main() -> int:
     bench_api._cleanup(users=True)
     bench_api._seed()
     connection.close()
-    port = args.port or _free_port()
+    port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile(prefix="bench-web-", suffix=".log", delete=False)  # noqa: SIM115
     server = subprocess.Popen(  # noqa: S603 - our own bin/web

@@ -6,19 +6,21 @@ Run from the repo root:  .venv/bin/python bench/events.py [--calls 1] [--clients
 
 Uses DATABASE_URL (default: the local PostgreSQL database `appointment_calls_bench`, created
 if missing, as bench/api.py) and REDIS_URL (default redis://127.0.0.1:6379/0) for the Redis
-channel layer. It migrates, seeds a user and `--calls` calls, starts uvicorn in a subprocess
-(config.asgi: HTTP + WebSockets, DEBUG off), connects `--clients` WebSocket clients (asyncio,
-in this process) spread over the calls, then makes `--changes` call changes through the REST
-API (PATCH custom), one at a time, round-robin over the calls. For each change it waits until
-every subscriber of that call has the event, then times a REST GET of the same call.
+channel layer. It migrates, seeds a user and `--calls` calls, starts `bin/web` in a
+subprocess as a deployment does (bench/_procs.py: uvicorn, config.asgi, HTTP + WebSockets,
+DEBUG off), connects `--clients` WebSocket clients (asyncio, in this process) spread over the
+calls, then makes `--changes` call changes through the REST API (PATCH custom), one at a
+time, round-robin over the calls. For each change it waits until every subscriber of that
+call has the event, then times a REST GET of the same call.
 
 Delivery latency of one client = the time it received the event minus the event's
 `created_at` (written by `event_emit` inside the transaction, just before COMMIT: so this
 slightly over-counts commit → client). Both clocks are this machine's. Clients stamp each
 frame when it arrives and parse it after the run (see `Subscriber`; `--parse-inline` parses
-on arrival, as the first version of this script did). The relay runs in the
-web process after commit (as in the embedded default), or with `--worker` in a Celery worker
-subprocess (the production path: commit → broker → worker → channel layer → web → client).
+on arrival, as the first version of this script did). The relay runs in the web process
+after commit (as in the embedded default), or with `--worker` in a Celery worker subprocess
+(prefork, as deployed; the production path: commit → broker → worker → channel layer → web
+→ client).
 
 Timings never fail the run (the target, p99 < 100 ms, is printed with the figures); a lost
 event or an HTTP error does. Everything it writes has an id starting with `bench-ws-` and is
@@ -33,10 +35,8 @@ import gc
 import json
 import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import _procs  # noqa: E402
+from bench._procs import BenchFailure  # noqa: E402
 from bench.api import _bootstrap, _ensure_database, _percentile  # noqa: E402
 
 PREFIX = "bench-ws-"
@@ -55,10 +57,6 @@ TARGET_P99_MS = 100.0
 CONNECT_CONCURRENCY = 50
 EVENT_TIMEOUT_S = 10.0
 WARMUP_CHANGES = 5
-
-
-class BenchFailure(Exception):
-    pass
 
 
 def _raise_fd_limit(needed: int) -> None:
@@ -81,14 +79,16 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _cleanup() -> None:
+    import redis
+    from django.conf import settings
+
     from calls.models import Call, CallEvent, CallUser
+    from calls.realtime.connections import user_key
+
+    # The seeded user's socket leases (calls.realtime.connections) left by a server stopped
+    # with its clients connected: they would count against the next run's clients for a minute.
+    redis.Redis.from_url(settings.REDIS_URL).delete(user_key(USER))
 
     CallEvent.objects.filter(call_cid__startswith=f"{CALL_TYPE}:{PREFIX}").delete()
     Call.objects.filter(call_id__startswith=PREFIX).delete()
@@ -114,57 +114,6 @@ def _seed(calls: int) -> list[str]:
             members=[MemberSpec(user_id=USER, role="host")],
         )
     return ids
-
-
-def _server_env(*, eager: bool) -> dict[str, str]:
-    from django.conf import settings
-
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_DEBUG": "false",  # as in production: no query log
-            # Production must choose an email backend; the benchmark talks plain http locally.
-            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-            "SECURE_SSL_REDIRECT": "false",
-            "SECRET_KEY": settings.SECRET_KEY,
-            "CALLS_API_KEY": settings.CALLS_API_KEY,
-            "CALLS_API_SECRET": settings.CALLS_API_SECRET,
-            "CELERY_TASK_ALWAYS_EAGER": "true" if eager else "false",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    return env
-
-
-def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
-
-
-def _stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-async def _wait_for_http(base: str, server: subprocess.Popen) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise BenchFailure(f"the server exited with {server.returncode}")
-            try:
-                await client.get(f"http://{base}/api/v2/video/calls", timeout=1)
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.2)
-    raise BenchFailure("the server did not answer within 30 s")
 
 
 class Countdown:
@@ -418,35 +367,39 @@ def main() -> int:
     _cleanup()
     call_ids = _seed(args.calls)
     connection.close()
-    port = _free_port()
-    base = f"127.0.0.1:{port}"
-    python = sys.executable
-    server = worker = None
+    logs = Path(tempfile.mkdtemp(prefix="bench-events-"))
+    # The relay in the web process after commit (the embedded default), or in a worker.
+    env = _procs.process_env(
+        CELERY_TASK_ALWAYS_EAGER="false" if args.worker else "true",
+        # Every client signs in as the one seeded user: lift the per-user socket cap (a
+        # deployment keeps it; the bench measures delivery, not that limit).
+        CALLS_WS_MAX_CONNECTIONS_PER_USER=str(args.clients),
+    )
+    if args.server_deflate:  # bin/web turns per-message deflate off, as production does
+        port = _procs.free_port()
+        cmd = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
+        cmd += ["--lifespan", "on", "--log-level", "warning", "--no-access-log"]
+        cmd += ["--ws-per-message-deflate", "true"]
+        web = _procs.Proc("web", cmd, env, logs / "web.log", port=port)
+    else:
+        web = _procs.web(logs, env)
+    procs = [web]
+    if args.worker:
+        procs.append(_procs.worker("bench-events", logs, env))
+    base = f"127.0.0.1:{web.port}"
     started = time.perf_counter()
     try:
-        env = _server_env(eager=not args.worker)
-        server_cmd = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
-        # Lifespan on, as in production: startup tunes the collector (config.lifespan).
-        server_cmd += ["--lifespan", "on", "--log-level", "warning", "--no-access-log"]
-        # As in production (README): no per-message deflate, unless measuring its cost.
-        server_cmd += ["--ws-per-message-deflate", "true" if args.server_deflate else "false"]
-        server = _start(server_cmd, env)
-        if args.worker:
-            worker = _start(
-                [
-                    *(python, "-m", "celery", "-A", "config", "worker", "--pool=solo"),
-                    *("--loglevel=WARNING", "--without-heartbeat", "--without-mingle"),
-                ],
-                env,
-            )
-        asyncio.run(_wait_for_http(base, server))
-        result = asyncio.run(_run(args, base, call_ids, server.pid))
+        for proc in procs:
+            proc.start()
+        _procs.wait_ready(procs)
+        assert web.process is not None
+        result = asyncio.run(_run(args, base, call_ids, web.process.pid))
     except BenchFailure as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
-        _stop(server)
-        _stop(worker)
+        for proc in procs:
+            proc.stop()
         _cleanup()
     _report(args, result)
     print(f"\ntotal {time.perf_counter() - started:.1f} s")

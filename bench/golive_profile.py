@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._procs import bootstrap as _bootstrap  # noqa: E402
 from bench.api import _ensure_database  # noqa: E402
-from bench.scheduler import _bootstrap  # noqa: E402
 
 PREFIX = "bench-golive-"
 CLINIC = "bench-golive-clinic"

@@ -18,10 +18,12 @@ worker runs in a subprocess as deployed (`celery -A config worker`, prefork, its
 concurrency = CPU count unless `--concurrency`), on Redis. The clock starts just before
 `services.ringing.call_ring` (the doctor rings every member); the ring event is relayed by the
 worker (`relay_events`), the push consumer writes one PushDelivery per device and enqueues them
-in `deliver_pushes` tasks of PUSH_BATCH_SIZE rows, each encrypted and then pipelined over at
-most PUSH_SEND_CONCURRENCY kept-alive connections (PUSH_PIPELINE_DEPTH requests ahead on
-each); the clock stops when the push
-service has accepted the Nth push.
+in `deliver_pushes` tasks (`dispatch.batch_size`: one per worker process, at most
+PUSH_BATCH_SIZE rows), whose pushes are encrypted one by one and leave as they are made,
+pipelined over at most WEBPUSH_CONNECTIONS kept-alive connections (PUSH_PIPELINE_DEPTH
+requests ahead on each); the clock stops when the push service has accepted the Nth push.
+The processes are started through bench/_procs.py; the push service listens on a port of
+BENCH_PORTS.
 
 Baseline, in the same run: a sequential loop of pywebpush `webpush()` calls (its default HTTP
 client, one request at a time) sending the same N payloads, with the same VAPID key, TTL and
@@ -53,8 +55,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import _procs  # noqa: E402
+from bench._procs import BenchFailure, Proc, wait_ready  # noqa: E402
 from bench.api import _ensure_database, _percentile  # noqa: E402
-from bench.scheduler import Proc, _bootstrap, _env, _wait_ready  # noqa: E402
 from tests.calls.push.standins import WebPushService, vapid_keypair  # noqa: E402
 
 PREFIX = "bench-push-"
@@ -70,26 +73,7 @@ TIMEOUT_S = 300.0
 WARM_UP = 8  # devices rung once before the measured ring
 
 
-class BenchFailure(Exception):
-    pass
-
-
 # --- measuring ---------------------------------------------------------------------------------
-
-
-def _session_cpu(sid: int) -> float:
-    """User + system CPU seconds of every process in a session (the worker and its prefork
-    children, with the children it has reaped), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # field 6 of stat: session id
-            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return total / ticks
 
 
 def _self_cpu() -> float:
@@ -265,10 +249,9 @@ def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dic
     from calls.models import CallEvent, PushDelivery
     from calls.services.ringing import call_ring
 
-    assert worker.process is not None
     arrivals.start()
     load = os.getloadavg()
-    cpu_worker, cpu_self = _session_cpu(worker.process.pid), _self_cpu()
+    cpu_worker, cpu_self = worker.cpu(), _self_cpu()
     wall0 = timezone.now()
     t0 = time.perf_counter()
     rung = call_ring(actor=SERVER, type_name=CALL_TYPE, call_id=call_id)
@@ -283,7 +266,7 @@ def _run_ours(call_id: str, count: int, arrivals: Arrivals, worker: Proc) -> dic
         and time.monotonic() < deadline
     ):
         time.sleep(0.1)
-    cpu_worker = _session_cpu(worker.process.pid) - cpu_worker
+    cpu_worker = worker.cpu() - cpu_worker
     cpu_self = _self_cpu() - cpu_self
     if len(rung) != count:
         raise BenchFailure(f"call_ring rang {len(rung)} members, not {count}")
@@ -377,10 +360,10 @@ def _run_baseline(
 def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     """Where a push's CPU goes in the worker: the measured ring's rows are queued again (their
     event made fresh, so the ring is not expired) and `count` of them sent in this process in
-    batches of PUSH_BATCH_SIZE (`delivery.deliver_many`, the worker's code path without
-    Celery) under cProfile timed by this thread's CPU clock, on one connection (so every
-    pipeline runs in this thread; the push service's threads, in this process too, are not
-    counted)."""
+    batches of `dispatch.batch_size` (`delivery.deliver_many`, the worker's code path without
+    Celery) under cProfile timed by this thread's CPU clock, on one connection and a batch
+    in one window (so its pipeline runs in this thread; the push service's threads, in this
+    process too, are not counted)."""
     import cProfile
     import pstats
 
@@ -388,26 +371,27 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     from django.utils import timezone
 
     from calls.models import CallEvent, PushDelivery
-    from calls.outbox.push import delivery
+    from calls.outbox.push import delivery, dispatch
 
     [event] = CallEvent.objects.filter(call_cid=f"{CALL_TYPE}:{call_id}", type="call.ring")
     CallEvent.objects.filter(pk=event.pk).update(created_at=timezone.now())
     ids = list(PushDelivery.objects.filter(event=event).order_by("pk").values_list("pk", flat=True))
     ids = ids[:count]
     PushDelivery.objects.filter(pk__in=ids).update(state="queued", attempts=0)
-    concurrency = settings.PUSH_SEND_CONCURRENCY
-    settings.PUSH_SEND_CONCURRENCY = 1  # one connection: the pipelines run in this thread
+    size = dispatch.batch_size(len(ids))
+    concurrency, depth = settings.WEBPUSH_CONNECTIONS, settings.PUSH_PIPELINE_DEPTH
+    # One connection and a batch in one window: its pipeline runs in this thread.
+    settings.WEBPUSH_CONNECTIONS, settings.PUSH_PIPELINE_DEPTH = 1, size
     delivery.deliver(ids.pop())  # warm: the provider is built once per process
     arrivals.start()
     profiler = cProfile.Profile(time.thread_time)
     cpu, wall = time.thread_time(), time.perf_counter()
     profiler.enable()
-    size = settings.PUSH_BATCH_SIZE
     for start in range(0, len(ids), size):
         delivery.deliver_many(ids[start : start + size])
     profiler.disable()
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-    settings.PUSH_SEND_CONCURRENCY = concurrency
+    settings.WEBPUSH_CONNECTIONS, settings.PUSH_PIPELINE_DEPTH = concurrency, depth
     n = len(ids)
     stats = pstats.Stats(profiler)
 
@@ -432,6 +416,7 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
         ("delivery.deliver_many", "outbox/push/delivery.py", "deliver_many"),
         ("  claim (one UPDATE … RETURNING)", "outbox/push/delivery.py", "_claim"),
         ("  read rows, devices, the event", "django/db/models/query.py", "_fetch_all"),
+        ("  provider_for", "outbox/push/delivery.py", "provider_for"),
         ("  message_for (once per event)", "outbox/push/dispatch.py", "message_for"),
         ("  WebPushProvider.send_many", "outbox/push/webpush.py", "send_many"),
         ("    encrypt (RFC 8291 aes128gcm)", "outbox/push/webpush.py", "encrypt"),
@@ -441,7 +426,7 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
         ("    VAPID header (one per origin)", "outbox/push/webpush.py", "vapid_headers"),
         ("    netguard.post_many", "calls/netguard.py", "post_many"),
         ("      check_url (once per origin)", "calls/netguard.py", "check_url"),
-        ("      request bytes", "calls/netguard.py", "_request_bytes"),
+        ("      request lines", "calls/netguard.py", "_request_line"),
         ("      socket writes", "~", "'sendall'"),
         ("      read answers", "calls/netguard.py", "_read_answer"),
         ("  record (UPDATEs by outcome)", "outbox/push/delivery.py", "_record_all"),
@@ -493,7 +478,10 @@ def main() -> int:
         "--concurrency", type=int, default=None, help="worker processes (default: CPU count)"
     )
     parser.add_argument(
-        "--port", type=int, default=0, help="the push service's port (default: any free one)"
+        "--port",
+        type=int,
+        default=0,
+        help="the push service's port (default: a free one in BENCH_PORTS)",
     )
     parser.add_argument(
         "--profile",
@@ -515,12 +503,13 @@ def main() -> int:
             "WEBPUSH_ALLOW_PRIVATE_NETWORKS": "true",
         }
     )
-    _bootstrap("config.settings")
+    _procs.bootstrap("config.settings")
     _ensure_database()
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
 
+    from calls.outbox.push.dispatch import batch_size
     from config.celery import app
 
     call_command("migrate", verbosity=0)
@@ -532,21 +521,14 @@ def main() -> int:
     )
 
     service = WebPushService()
-    service.start(args.port)
+    service.start(args.port or _procs.free_port())
     logs = Path(tempfile.mkdtemp(prefix="bench-push-"))
-    python = sys.executable
-    cmd = [python, "-m", "celery", "-A", "config", "worker", "-n", "bench-push@bench"]
-    cmd += ["--loglevel=WARNING", "--without-heartbeat", "--without-mingle", "--without-gossip"]
-    if args.concurrency:
-        cmd += [f"--concurrency={args.concurrency}"]
-    worker = Proc(
-        "worker", cmd, _env("config.settings"), logs / "worker.log", ping="bench-push@bench"
-    )
+    worker = _procs.worker("bench-push", logs, _procs.process_env(), concurrency=args.concurrency)
     failures: list[str] = []
     profile_out = io.StringIO()
     try:
         worker.start()
-        _wait_ready([worker])
+        wait_ready([worker])
         t = time.perf_counter()
         call_id, subscriptions = _seed(service, application_server_key, count)
         arrivals = Arrivals(service)
@@ -595,9 +577,9 @@ def main() -> int:
     conc = args.concurrency or os.cpu_count()
     _print_design(
         f"ours: call_ring -> Celery worker (prefork, concurrency {conc}, Redis) -> "
-        f"relay -> PushDelivery rows -> deliver_pushes ({settings.PUSH_BATCH_SIZE} rows a task, "
+        f"relay -> PushDelivery rows -> deliver_pushes ({batch_size(count)} rows a task, "
         f"pipelined {settings.PUSH_PIPELINE_DEPTH} deep over at most "
-        f"{settings.PUSH_SEND_CONCURRENCY} connections)",
+        f"{settings.WEBPUSH_CONNECTIONS} connections)",
         ours,
         count,
     )

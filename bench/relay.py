@@ -9,10 +9,11 @@ the channel layer; the worker takes the default queue, so give the run a Redis d
 other worker uses).
 
 After a warm-up (one event per call, so the connection has checked each call once), the
-production shape: uvicorn (config.asgi) in a subprocess, a Celery worker in a subprocess
-as deployed (`celery -A config worker`, prefork, concurrency = CPU count unless
-`--concurrency`), one WebSocket client in this process (asyncio thread) subscribed to the
-clinic's team (`subscribe_team`, as a staff page is) over `--calls` calls.
+production shape, started as a deployment starts it (bench/_procs.py): `bin/web` (uvicorn,
+config.asgi) and a Celery worker (`celery -A config worker`, prefork, concurrency = CPU
+count unless `--concurrency`), each in a subprocess, one WebSocket client in this process
+(asyncio thread) subscribed to the clinic's team (`subscribe_team`, as a staff page is) over
+`--calls` calls.
 
 - ours: `--events` events committed in transactions of `--per-commit` (as the scheduler's
   go-live batches commit: `events_emit_for_calls`, one INSERT, the outbox hand-off at commit:
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -47,9 +49,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import _procs  # noqa: E402
+from bench._procs import BenchFailure, Proc  # noqa: E402
 from bench.api import _ensure_database, _percentile  # noqa: E402
-from bench.push import _self_cpu, _session_cpu  # noqa: E402
-from bench.scheduler import BenchFailure, Proc, _bootstrap, _env, _wait_ready  # noqa: E402
 
 PREFIX = "bench-relay-"
 USER = "bench-relay-doctor"
@@ -59,12 +61,9 @@ TARGET_EVENTS_PER_S = 1000.0
 TIMEOUT_S = 60.0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cleanup() -> None:
@@ -273,7 +272,7 @@ def _run_ours(calls, count: int, per_commit: int, client: Client, worker: Proc) 
     assert worker.process is not None
     started: dict[int, float] = {}
     load = os.getloadavg()
-    cpu_worker, cpu_self = _session_cpu(worker.process.pid), _self_cpu()
+    cpu_worker, cpu_self = worker.cpu(), _self_cpu()
     t0 = time.time()
     for start in range(0, count, per_commit):
         fields = [
@@ -294,7 +293,7 @@ def _run_ours(calls, count: int, per_commit: int, client: Client, worker: Proc) 
     ):
         time.sleep(0.1)
     result["cpu"] = {
-        "worker": _session_cpu(worker.process.pid) - cpu_worker,
+        "worker": worker.cpu() - cpu_worker,
         "this process (commits)": _self_cpu() - cpu_self,
     }
     return result
@@ -342,7 +341,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    _bootstrap("config.settings")
+    _procs.bootstrap("config.settings")
     _ensure_database()
     from django.conf import settings
     from django.core.management import call_command
@@ -360,39 +359,31 @@ def main() -> int:
         f"transactions of {args.per_commit}, over {args.calls} calls of one team"
     )
     logs = Path(tempfile.mkdtemp(prefix="bench-relay-"))
-    python = sys.executable
-    env = _env("config.settings")
-    port = _free_port()
-    web_cmd = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
-    web_cmd += ["--lifespan", "on", "--log-level", "info", "--no-access-log"]
-    web_cmd += ["--ws-per-message-deflate", "false"]
-    web = Proc("web", web_cmd, env, logs / "web.log", ready_line="Application startup complete")
-    cmd = [python, "-m", "celery", "-A", "config", "worker", "-n", "bench-relay@bench"]
-    cmd += ["--loglevel=WARNING", "--without-heartbeat", "--without-mingle", "--without-gossip"]
-    if args.concurrency:
-        cmd += [f"--concurrency={args.concurrency}"]
-    worker = Proc("worker", cmd, env, logs / "worker.log", ping="bench-relay@bench")
+    env = _procs.process_env("config.settings")
+    # The production processes (bench/_procs.py): bin/web (uvicorn, config.asgi) and a
+    # prefork Celery worker.
+    web = _procs.web(logs, env)
+    worker = _procs.worker("bench-relay", logs, env, concurrency=args.concurrency)
     client = None
     failures: list[str] = []
     try:
         web.start()
         worker.start()
-        _wait_ready([web, worker])
+        _procs.wait_ready([web, worker])
         sets = _seed(args.calls)
         _wait_relayed(120)
         token = mint_user_token(USER, expires_in=3600)
         client = Client(
-            f"ws://127.0.0.1:{port}/ws/v1/events?api_key={settings.CALLS_API_KEY}&token={token}"
+            f"ws://127.0.0.1:{web.port}/ws/v1/events?api_key={settings.CALLS_API_KEY}&token={token}"
         )
         client.start()
         _warm_up(sets, client)
-        assert web.process is not None
-        cpu_web = _session_cpu(web.process.pid)
+        cpu_web = web.cpu()
         base = _run_baseline(sets["base"], args.events, args.per_commit, client)
-        cpu_web_base = _session_cpu(web.process.pid) - cpu_web
-        cpu_web = _session_cpu(web.process.pid)
+        cpu_web_base = web.cpu() - cpu_web
+        cpu_web = web.cpu()
         ours = _run_ours(sets["ours"], args.events, args.per_commit, client, worker)
-        cpu_web_ours = _session_cpu(web.process.pid) - cpu_web
+        cpu_web_ours = web.cpu() - cpu_web
         load_after = os.getloadavg()
     finally:
         try:

@@ -37,9 +37,9 @@ once the processes are up, `starts_at` spread evenly over `--window` from a few 
 Designs, each in real processes started here (bench/_procs.py; DEBUG off, as in production),
 with the web process and the socket client in every design:
   ours     `--procs` x `manage.py run_scheduler` (DueAction rows, SKIP LOCKED, batches of
-           CALLS_SCHEDULER_BATCH_SIZE), one Celery worker (prefork, concurrency = CPU
-           count) sending pushes and webhooks and relaying too, and one relay worker (`-Q
-           relay`, the same): the README's production;
+           CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE go-lives), one Celery worker (prefork,
+           concurrency = CPU count) sending pushes and webhooks and relaying too, and one
+           relay worker (`-Q relay`, the same): the README's production;
   trivial  (a) the scheduling floor: `--procs` x Celery worker (concurrency 1), one
            `apply_async(eta=starts_at)` per call of a task that only notes when it ran
            (bench/scheduler_tasks.py `trivial`; no go-live, so only `database` is measured,
@@ -47,7 +47,8 @@ with the web process and the socket client in every design:
   eta      (b) the same per-call work: the same workers, one ETA task per call calling our
            single-call go-live (`call_go_live`, bench/scheduler_tasks.py `go_live`); the
            workers also relay the events, send pushes and webhooks, as one pool would;
-  ours-b1  (c) ours with the batching off: CALLS_SCHEDULER_BATCH_SIZE=1.
+  ours-b1  (c) ours with the batching off: CALLS_SCHEDULER_BATCH_SIZE and
+           CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE 1.
 
 Passes: per design, without a kill and with one (unless `--no-kill`): in the middle of the
 window the first go-live process is SIGKILLed (ours: the first scheduler and the relay
@@ -55,7 +56,8 @@ worker, whose events the other worker then relays; ETA: the first worker) and st
 `--restart-after` seconds later. Then two scenarios of ours (the first design of the list
 that is ours or ours-b1):
   burst  `--burst-calls` (default `--calls`) due within one second: the time from the first
-         due until all are live, all events are on the socket and all pushes accepted;
+         due until all are live, all events are on the socket and all pushes accepted; with
+         `trivial` among the designs, its burst too (the floor: until all its tasks ran);
   move   `--move-calls` (default 1,000) due across `--move-window` (30) s, each moved
          `--move-by` (10) s later `--move-before` (5) s before its start, through the service
          the API's PATCH uses (`services.calls.call_update`), from `--movers` (4) threads here;
@@ -100,12 +102,6 @@ from bench import _procs  # noqa: E402
 from bench._procs import BenchFailure, Proc, wait_ready  # noqa: E402
 from bench.api import _ensure_database, _percentile  # noqa: E402
 from tests.calls.push.standins import WebPushService, vapid_keypair  # noqa: E402
-
-# What bench/relay.py and bench/push.py import from here (they may import bench._procs now).
-_bootstrap = _procs.bootstrap
-_env = _procs.process_env
-_wait_ready = wait_ready
-__all__ = ["BenchFailure", "Proc", "_bootstrap", "_env", "_wait_ready"]
 
 PREFIX = "bench-sched-"
 USER = "bench-sched-doctor"
@@ -507,6 +503,7 @@ def _processes(design: str, procs: int, logs: Path) -> tuple[list[Proc], list[Pr
     env = _procs.process_env()
     if design == "ours-b1":
         env["CALLS_SCHEDULER_BATCH_SIZE"] = "1"
+        env["CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE"] = "1"
     web = _procs.web(logs, env)
     if design.startswith("ours"):
         schedulers = [_procs.scheduler(f"scheduler-{i}", logs, env) for i in range(procs)]
@@ -1030,6 +1027,17 @@ def _report(args: argparse.Namespace, results: list[Result]) -> list[tuple[str, 
                 f"{r.cpu_per_1000 / max(base.cpu_per_1000, 1e-9):.1f}x"
             )
 
+    bursts = {r.design: r for r in results if r.scenario == "burst"}
+    if "trivial" in bursts and len(bursts) > 1:
+        base = bursts["trivial"].measures["database"].last_s
+        n = bursts["trivial"].calls
+        print(f"\nburst: (a) all {n} tasks ran {base:.2f} s after the first due")
+        for design, r in bursts.items():
+            if design != "trivial":
+                live = r.measures["database"].last_s
+                ratio = live / max(base, 1e-9)
+                print(f"  {LABELS[design]:<17} all live {live:.2f} s ({ratio:.1f}x)")
+
     verdicts: list[tuple[str, bool]] = []
     ours = next((d for d in args.designs if d.startswith("ours")), None)
     print("\ntargets (issue 17), ours:")
@@ -1179,6 +1187,8 @@ def main() -> int:
         passes += [] if args.no_spread else [(design, "spread", kill) for kill in kills]
     if ours and not args.no_burst:
         passes.append((ours, "burst", False))
+        if "trivial" in args.designs:  # the floor of a burst, in the same run
+            passes.append(("trivial", "burst", False))
     if ours and not args.no_move:
         passes.append((ours, "move", False))
     people = max(args.calls, args.burst_calls if not args.no_burst else 0, args.move_calls)

@@ -4,12 +4,12 @@ Run from the repo root:  .venv/bin/python bench/slow_reader.py [--events 1200] [
                                                   [--send-queue N]
 
 Uses DATABASE_URL (default: the local PostgreSQL database `appointment_calls_bench`, created
-if missing) and REDIS_URL (default redis://127.0.0.1:6379/0). It starts uvicorn in a
-subprocess with the production flags (README), connects one client (small receive buffer)
-that subscribes to a call and then reads nothing, and publishes `--events` outbox events of
-`--kib` KiB each to the call's group, as the relay does. It prints the server's resident
-memory before and after, and how the connection ended. `--send-queue` sets the server's
-CALLS_WS_SEND_QUEUE (a very large value shows what an unbounded queue costs).
+if missing) and REDIS_URL (default redis://127.0.0.1:6379/0). It starts `bin/web` (uvicorn
+with the production flags, bench/_procs.py) in a subprocess, connects one client (small
+receive buffer) that subscribes to a call and then reads nothing, and publishes `--events`
+outbox events of `--kib` KiB each to the call's group, as the relay does. It prints the
+server's resident memory before and after, and how the connection ended. `--send-queue` sets
+the server's CALLS_WS_SEND_QUEUE (a very large value shows what an unbounded queue costs).
 
 On a 2-core machine, 1,200 events of 64 KiB: +5 MiB with the default queue (256; the socket is
 closed as a slow consumer and its queue freed; +21 MiB since the close is written at once),
@@ -27,6 +27,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -34,14 +35,8 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import _procs  # noqa: E402
 from bench.api import _bootstrap, _ensure_database  # noqa: E402
-from bench.events import (  # noqa: E402
-    DEFAULT_REDIS_URL,
-    _free_port,
-    _server_env,
-    _start,
-    _stop,
-)
 
 CALL_ID = "bench-slow-1"
 USER = "bench-slow-doctor"
@@ -52,18 +47,6 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def _wait_for_port(port: int, server) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError("the server did not start within 30 s")
 
 
 def _cleanup() -> None:
@@ -80,7 +63,7 @@ def main() -> None:
     parser.add_argument("--kib", type=int, default=64)
     parser.add_argument("--send-queue", type=int, default=None)
     args = parser.parse_args()
-    os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
+    os.environ.setdefault("REDIS_URL", _procs.DEFAULT_REDIS_URL)
     _bootstrap()
     _ensure_database()
     from django.conf import settings
@@ -102,34 +85,17 @@ def main() -> None:
     call = call_get_or_create(
         actor=SERVER, type_name="default", call_id=CALL_ID, created_by_id=USER
     ).call
-    env = _server_env(eager=True)
+    env = _procs.process_env(CELERY_TASK_ALWAYS_EAGER="true")
     if args.send_queue is not None:
         env["CALLS_WS_SEND_QUEUE"] = str(args.send_queue)
-    port = _free_port()
-    ws = settings.UVICORN_WS_OPTIONS
-    server = _start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--ws-max-size",
-            str(ws["ws_max_size"]),
-            "--ws-max-queue",
-            str(ws["ws_max_queue"]),
-            "--ws",
-            ws["ws"],
-            "--ws-per-message-deflate",
-            "false",
-        ],
-        env,
-    )
+    # bin/web: uvicorn with the production flags (calls.realtime.wsprotocol, its limits).
+    web = _procs.web(Path(tempfile.mkdtemp(prefix="bench-slow-")), env)
+    port = web.port
     try:
-        _wait_for_port(port, server)
+        web.start()
+        _procs.wait_ready([web])
+        assert web.process is not None
+        server = web.process
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         query = urlencode({"api_key": settings.CALLS_API_KEY, "token": mint_server_token()})
@@ -171,7 +137,7 @@ def main() -> None:
         print(f"  server RSS {before:.0f} MiB -> {after:.0f} MiB (+{after - before:.0f} MiB)")
         print(f"  the client then read {received} events; close code {code}")
     finally:
-        _stop(server)
+        web.stop()
         _cleanup()
 
 

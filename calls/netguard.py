@@ -36,7 +36,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -541,56 +541,48 @@ class Pool:
             return _key(target, address), _Connection(sock)
         raise ResolveError(f"could not resolve {target.hostname}")  # no address: not reached
 
-    def post_many(
-        self, target: Target, requests: list[tuple[bytes, Mapping[str, str], str]], timeout: float
-    ) -> list[Answer | Exception]:
-        """POST each (content, headers, path) to the target's checked addresses, pipelined;
-        each request's answer or its error (httpx's), in order."""
-        host = target.url.netloc.decode("ascii")
-        wire = [_request_bytes(path, host, content, headers) for content, headers, path in requests]
-        count = min(self.per_origin, -(-len(wire) // self.depth))
-        size = -(-len(wire) // max(count, 1))
-        chunks = [list(range(i, min(i + size, len(wire)))) for i in range(0, len(wire), size)]
-        results: list[Answer | Exception | None] = [None] * len(wire)
-        if len(chunks) == 1:
-            self._pipeline(target, wire, chunks[0], results, timeout)
-        else:
-            futures = [
-                self._executor().submit(self._pipeline, target, wire, chunk, results, timeout)
-                for chunk in chunks
-            ]
-            for future in futures:
-                future.result()
-        return [r if r is not None else httpx.RemoteProtocolError("no answer") for r in results]
-
-    def _pipeline(
+    def send(
         self,
         target: Target,
-        wire: list[bytes],
-        pending: list[int],
-        results: list[Answer | Exception | None],
-        timeout: float,
+        window: list[tuple[int, bytes]],
+        results: dict[int, Answer | Exception],
+        deadline: float,
+    ) -> concurrent.futures.Future:
+        """Pipeline this window of (index, request bytes) to the target's checked addresses
+        on one of the pool's threads (at most `per_origin` at once: a window waits for a
+        thread, so for a connection); each answer or error lands in `results` by index."""
+        return self._executor().submit(self.pipeline, target, window, results, deadline)
+
+    def pipeline(
+        self,
+        target: Target,
+        window: list[tuple[int, bytes]],
+        results: dict[int, Answer | Exception],
+        deadline: float,
     ) -> None:
-        deadline = time.monotonic() + timeout
+        """`send`'s work, in this thread: the requests written `depth` at a time on a kept
+        (or new) connection, their answers read in order, until `deadline`."""
+        wire = dict(window)
+        pending = [index for index, _ in window]
         keys = [_key(target, a) for a in target.addresses[:MAX_CONNECT_ADDRESSES]]
         replaced_stale = False
         while pending:
             kept = self._checkout(keys)
             try:
-                key, conn = kept or self._connect(target, time.monotonic() + timeout)
+                key, conn = kept or self._connect(target, deadline)
             except httpx.HTTPError as exc:
                 for index in pending:
                     results[index] = exc
                 return
             answered, keep, error = 0, True, None
-            window = pending[: self.depth]
+            written = pending[: self.depth]
             try:
                 conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
-                conn.sock.sendall(b"".join(wire[i] for i in window))
+                conn.sock.sendall(b"".join(wire[i] for i in written))
             except OSError:
                 pass  # what was answered before the server went is still to be read
             try:
-                for index in window:
+                for index in written:
                     results[index], keep = _read_answer(conn, deadline)
                     answered += 1
                     if not keep:
@@ -631,15 +623,21 @@ def _key(target: Target, address: IPAddress) -> tuple:
     return (target.url.scheme, target.hostname, str(address), target.url.port)
 
 
-def _request_bytes(path: str, host: str, content: bytes, headers: Mapping[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(content)}"]
+def _request_line(path: str, host: str, length: int) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n".encode("latin-1")
+
+
+def _header_block(headers: Mapping[str, str]) -> bytes:
+    """The request's own header fields and the blank line that ends them (those the
+    connection sets itself are left out). Raises ValueError for a field with a line break."""
+    lines = []
     for name, value in headers.items():
         if name.lower() in ("host", "content-length", "connection", "transfer-encoding"):
             continue
         if any(c in f"{name}{value}" for c in "\r\n\0"):
             raise ValueError("a header with a line break")
-        lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content
+        lines.append(f"{name}: {value}\r\n")
+    return ("".join(lines) + "\r\n").encode("latin-1")
 
 
 def _checked(
@@ -714,7 +712,7 @@ def get(
 
 
 def post_many(
-    requests: list[Request],
+    requests: Iterable[Request],
     *,
     timeout: float,
     allow_http: bool,
@@ -724,35 +722,65 @@ def post_many(
     private_setting: str = WEBHOOK_SETTINGS["private_setting"],
 ) -> list[Answer | Exception]:
     """POST each request, as `post` does, over the pool's kept-alive connections; each one's
-    answer or its error (Refused, ResolveError, httpx's), in order. Every URL is checked; its
-    host is resolved and every address checked once per batch (its requests then go only to
-    those addresses), so a name cannot point elsewhere between the check and the send."""
-    results: list[Answer | Exception | None] = [None] * len(requests)
-    origins: dict[tuple, list[tuple[int, str]]] = {}
+    answer or its error (Refused, ResolveError, ValueError for a header with a line break,
+    httpx's), in order. Every URL is checked; its host is resolved and every address checked
+    once per call (its requests then go only to those addresses), so a name cannot point
+    elsewhere between the check and the send.
+
+    `requests` is read as it is sent: each origin's requests leave in windows of the pool's
+    `depth`, a window as soon as it is full (on the pool's threads), so a caller that makes
+    its requests in a generator (Web Push: encrypting each push) has the first answers back
+    while it makes the rest. A call that is one window sends it in this thread. Every
+    request's answer is due `timeout` after the call starts."""
+    deadline = time.monotonic() + timeout
+    results: dict[int, Answer | Exception] = {}
+    targets: dict[tuple, Target | Exception] = {}
+    windows: dict[tuple, list[tuple[int, bytes]]] = {}
+    heads: dict[int, tuple[Mapping[str, str], bytes]] = {}  # by the headers object's id
+    futures: list[concurrent.futures.Future] = []
+    count = 0
     for index, request in enumerate(requests):
+        count = index + 1
         try:
             origin, path = _origin_and_path(request.url)
         except (httpx.InvalidURL, TypeError, UnicodeError):
             results[index] = Refused("Not a valid URL.", code="invalid")
             continue
-        origins.setdefault(origin, []).append((index, path))
-    for sends in origins.values():
+        if origin not in targets:
+            try:
+                targets[origin] = _checked(
+                    request.url, timeout, allow_http, allow_private, http_setting, private_setting
+                )
+            except (Refused, httpx.HTTPError) as exc:
+                targets[origin] = exc
+        target = targets[origin]
+        if isinstance(target, Exception):
+            results[index] = target
+            continue
         try:
-            target = _checked(
-                requests[sends[0][0]].url,
-                timeout,
-                allow_http,
-                allow_private,
-                http_setting,
-                private_setting,
-            )
-            wire = [(requests[i].content, requests[i].headers, path) for i, path in sends]
-            answers = pool.post_many(target, wire, timeout)
-        except (Refused, httpx.HTTPError, ValueError) as exc:
-            answers = [exc] * len(sends)
-        for (index, _), answer in zip(sends, answers, strict=True):
-            results[index] = answer
-    return [r if r is not None else Refused("Not a valid URL.", code="invalid") for r in results]
+            # A batch's requests mostly share one headers object: its lines are made once.
+            headers = request.headers
+            head = heads.get(id(headers))
+            if head is None or head[0] is not headers:
+                head = heads[id(headers)] = (headers, _header_block(headers))
+        except ValueError as exc:
+            results[index] = exc
+            continue
+        host = target.url.netloc.decode("ascii")
+        wire = _request_line(path, host, len(request.content)) + head[1] + request.content
+        window = windows.setdefault(origin, [])
+        window.append((index, wire))
+        if len(window) >= pool.depth:
+            futures.append(pool.send(target, windows.pop(origin), results, deadline))
+    left = [(targets[origin], window) for origin, window in windows.items()]
+    if len(left) == 1 and not futures:
+        pool.pipeline(*left[0], results, deadline)
+    else:
+        futures += [pool.send(target, window, results, deadline) for target, window in left]
+    for future in futures:
+        future.result()
+    missing = httpx.RemoteProtocolError("no answer")
+    return [results.get(i, missing) for i in range(count)]
 
 
 # scheme://host[:port] and a path (with its query) of only these: the common case (a push

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import JSONField, Model, Prefetch, QuerySet
 from django.db.models.base import ModelState
 
@@ -110,7 +113,7 @@ def members_base() -> QuerySet[CallMember]:
 # Each is one SQL statement written once per process from the models' columns and read back
 # through Django's own converters (`get_db_converters`, as the ORM does), so the same rows make
 # the same instances as `calls_base()` / `members_base()`, on every database Django supports.
-# Building an ORM query costs more than running it here (bench/api.py, docs/performance.md).
+# Building an ORM query costs more than running it here (bench/api.py).
 
 
 # A JSON column's most common values, decoded without a parser (`{}` custom data, `[]` teams).
@@ -177,6 +180,83 @@ def _hot_cursor() -> Iterator[Any]:
         if loader is not None and connection.timezone_name == "UTC":
             cursor.cursor.adapters.register_loader("timestamptz", loader)
         yield cursor
+
+
+# --- prepared statements ----------------------------------------------------------------------
+#
+# PostgreSQL plans every statement it is sent, and planning the hot reads' joins takes longer
+# than running them (about 0.4 ms each against 0.1 ms; bench/api.py). So on
+# PostgreSQL with client-side binding each is prepared once per database session (PREPARE, on
+# the session's first use of it) and then sent as EXECUTE, several in one execute as before:
+# the same rows, one round trip, no planning once PostgreSQL settles on its generic plan.
+
+
+@dataclass(frozen=True)
+class HotStatement:
+    """A statement with `%s` placeholders and the name it is prepared under."""
+
+    name: str
+    sql: str
+
+    @property
+    def arity(self) -> int:
+        return self.sql.count("%s")
+
+    def prepare_sql(self) -> str:
+        numbers = iter(range(1, self.arity + 1))
+        return f"PREPARE {self.name} AS " + re.sub("%s", lambda _m: f"${next(numbers)}", self.sql)
+
+    def execute_sql(self) -> str:
+        return f"EXECUTE {self.name}({', '.join(['%s'] * self.arity)})"
+
+
+# The statements prepared on each database session (psycopg connection, pooled or not). A
+# session's prepared statements live as long as it does, whatever its transactions do (PREPARE
+# is not undone by a rollback), so this is the truth unless something else deallocates them.
+_prepared_on: WeakKeyDictionary[Any, set[str]] = WeakKeyDictionary()
+
+
+def _prepared(cursor: Any, statements: list[HotStatement]) -> bool:
+    """Are these statements prepared on the cursor's session (preparing those that are not)?
+    False where statements are not prepared: not client-side binding on PostgreSQL. The
+    PREPAREs run on the session itself, not through Django's cursor: like the connection's own
+    setup, they read no data and are not counted as the request's queries."""
+    if not _one_round_trip(cursor) or not settings.CALLS_PREPARED_STATEMENTS:
+        return False
+    raw = cursor.cursor.connection
+    done = _prepared_on.setdefault(raw, set())
+    missing = [s for s in statements if s.name not in done]
+    if missing:
+        cursor.cursor.execute("; ".join(s.prepare_sql() for s in missing))
+        done.update(s.name for s in missing)
+    return True
+
+
+def _deallocated(exc: DatabaseError) -> bool:
+    """The error of a prepared statement the session no longer has (DEALLOCATE, DISCARD ALL)."""
+    return getattr(exc.__cause__, "sqlstate", None) == "26000"  # invalid_sql_statement_name
+
+
+def execute_hot(cursor: Any, statements: list[tuple[HotStatement, list[Any]]]) -> None:
+    """Run these statements in one execute on a `_hot_cursor`: prepared where they can be
+    (`_prepared`), else as they are. A session that lost its prepared statements (something
+    ran DISCARD ALL) prepares them again: at once outside a transaction, and from the next
+    request inside one (the error has aborted it)."""
+    params = [p for _statement, values in statements for p in values]
+    if _prepared(cursor, [s for s, _values in statements]):
+        try:
+            cursor.execute("; ".join(s.execute_sql() for s, _values in statements), params)
+            return
+        except DatabaseError as exc:
+            if not _deallocated(exc):
+                raise
+            _prepared_on.pop(cursor.cursor.connection, None)
+            if connection.in_atomic_block or not connection.get_autocommit():
+                raise
+            _prepared(cursor, [s for s, _values in statements])
+            cursor.execute("; ".join(s.execute_sql() for s, _values in statements), params)
+            return
+    cursor.execute("; ".join(s.sql for s, _values in statements), params)
 
 
 @cache
@@ -250,9 +330,9 @@ def _call_type_from_row(row: tuple[Any, ...], start: int, cols: _Columns) -> Cal
 def call_type_get(*, name: str) -> CallType:
     """The call type (shared, read-only: never mutate it; services re-read what they change).
     One query; its JSON is decoded only when the row changed since this process last read it."""
-    sql, cols = _call_type_sql()
+    cols = _call_type_sql()[1]
     with _hot_cursor() as cursor:
-        cursor.execute(sql, [name])
+        execute_hot(cursor, [(_hot_statement("call_type"), [name])])
         row = cursor.fetchone()
     if row is None:
         raise NotFound(f"call type {name} does not exist")
@@ -299,11 +379,10 @@ def _members_from_rows(rows: list[tuple[Any, ...]]) -> list[CallMember]:
 
 
 def _call_row(type_name: str, call_id: str, *, for_update: bool) -> Call | None:
-    sql = _call_sql()[0]
-    if for_update and connection.features.has_select_for_update:
-        sql += " FOR UPDATE OF c" if connection.features.has_select_for_update_of else " FOR UPDATE"
+    locks = for_update and connection.features.has_select_for_update
+    statement = _hot_statement("call_for_update" if locks else "call")
     with _hot_cursor() as cursor:
-        cursor.execute(sql, [type_name, call_id])
+        execute_hot(cursor, [(statement, [type_name, call_id])])
         row = cursor.fetchone()
     return None if row is None else _call_from_row(row)
 
@@ -337,6 +416,29 @@ def _one_round_trip(cursor: Any) -> bool:
     return isinstance(getattr(cursor, "cursor", None), ClientCursor)
 
 
+@cache
+def _hot_statement(name: str) -> HotStatement:
+    """The hot reads' statements by name, as `execute_hot` runs them."""
+    sql = {
+        "call": lambda: _call_sql()[0],
+        # Only the call row is locked (the joined rows need no lock).
+        "call_for_update": lambda: (
+            _call_sql()[0]
+            + (
+                " FOR UPDATE OF c"
+                if connection.features.has_select_for_update_of
+                else " FOR UPDATE"
+            )
+        ),
+        "members_of_cid": _members_of_cid_sql,
+        "members_of_cid_limit": lambda: f"{_members_of_cid_sql()} LIMIT %s",
+        "call_type": lambda: _call_type_sql()[0],
+        # The users as one array parameter: one statement for any number of users.
+        "users": lambda: f"{_users_sql()[0].removesuffix(' IN ')} = ANY(%s)",
+    }[name]()
+    return HotStatement(f"calls_hot_{name}", sql)
+
+
 def call_find_with_members(
     *, type_name: str, call_id: str, limit: int | None = None
 ) -> tuple[Call, list[CallMember]] | None:
@@ -345,16 +447,19 @@ def call_find_with_members(
     if limit == 0:
         call = call_find(type_name=type_name, call_id=call_id)
         return None if call is None else (call, [])
-    limit_sql = "" if limit is None else " LIMIT %s"
     params: list[Any] = [type_name, call_id]
     with _hot_cursor() as cursor:
         if not _one_round_trip(cursor):
             cursor.close()
             call = call_find(type_name=type_name, call_id=call_id)
             return None if call is None else (call, call_members(call=call, limit=limit))
-        cursor.execute(
-            f"{_call_sql()[0]}; {_members_of_cid_sql()}{limit_sql}",
-            params + params + ([] if limit is None else [limit]),
+        members = _hot_statement("members_of_cid" + ("" if limit is None else "_limit"))
+        execute_hot(
+            cursor,
+            [
+                (_hot_statement("call"), params),
+                (members, params + ([] if limit is None else [limit])),
+            ],
         )
         row = cursor.fetchone()
         cursor.nextset()
@@ -438,14 +543,14 @@ def call_type_and_users(*, name: str, user_ids: list[str]) -> tuple[CallType, di
     unique = list(dict.fromkeys(user_ids))
     if not unique:
         return call_type_get(name=name), {}
-    type_sql, type_cols = _call_type_sql()
-    users_sql, user_cols = _users_sql()
+    type_cols = _call_type_sql()[1]
+    user_cols = _users_sql()[1]
     with _hot_cursor() as cursor:
         if not _one_round_trip(cursor):
             cursor.close()
             return call_type_get(name=name), users_by_id(ids=unique)
-        cursor.execute(
-            f"{type_sql}; {users_sql}({', '.join(['%s'] * len(unique))})", [name, *unique]
+        execute_hot(
+            cursor, [(_hot_statement("call_type"), [name]), (_hot_statement("users"), [unique])]
         )
         row = cursor.fetchone()
         cursor.nextset()

@@ -4,6 +4,7 @@ With no environment at all the app runs in its *embedded default*: SQLite, tasks
 development credentials. Production sets DJANGO_DEBUG=false, which makes the secrets mandatory.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -444,6 +445,9 @@ PATIENT_SIGN_IN_GLOBAL_MAX_FAILURES = env.int("PATIENT_SIGN_IN_GLOBAL_MAX_FAILUR
 
 # Calls engine knobs.
 CALLS_TOKEN_LEEWAY_SECONDS = env.int("CALLS_TOKEN_LEEWAY_SECONDS", default=5)
+# The calls API's hot reads are prepared once per database session (calls.selectors.execute_hot).
+# Turn off behind a pooler that does not keep sessions (PgBouncer in transaction mode).
+CALLS_PREPARED_STATEMENTS = env.bool("CALLS_PREPARED_STATEMENTS", default=True)
 # Browser origins (besides the page's own host) allowed to open the events WebSocket.
 CALLS_WS_ALLOWED_ORIGINS = env.list("CALLS_WS_ALLOWED_ORIGINS", default=[])
 
@@ -522,6 +526,11 @@ CALLS_SCHEDULER_MAX_SLEEP = env.float("CALLS_SCHEDULER_MAX_SLEEP", default=1.0)
 CALLS_SCHEDULER_BATCH_SIZE = env.int("CALLS_SCHEDULER_BATCH_SIZE", default=200)
 if CALLS_SCHEDULER_BATCH_SIZE < 1:
     raise ImproperlyConfigured("CALLS_SCHEDULER_BATCH_SIZE must be at least 1")
+# How many due go-lives a scheduler claims and applies in one transaction (go-lives due at
+# the same time: a clinic's top of the hour; bench/scheduler.py's burst).
+CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE = env.int("CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE", default=1000)
+if CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE must be at least 1")
 
 # Every record goes through one handler whose filter blanks secrets in URLs (join-link `?t=`,
 # socket `?token=`, codes, password-reset paths: config.log_filters). uvicorn's own loggers are
@@ -597,9 +606,17 @@ if PUSH_SENDING_STALE_SECONDS <= PUSH_SEND_TIME_LIMIT_SECONDS:
     )
 # One delivery task sends up to PUSH_BATCH_SIZE rows (a ring's deliveries leave in a few
 # tasks, not one each), on PUSH_SEND_CONCURRENCY threads per worker process over keep-alive
-# connections (at most that many per push service address).
-PUSH_BATCH_SIZE = env.int("PUSH_BATCH_SIZE", default=100)
+# connections (at most that many per push service address). The rows of one hand-off are
+# spread over PUSH_BATCH_SPREAD tasks (the worker processes: Celery's prefork default is the
+# CPU count) of at least PUSH_PIPELINE_DEPTH rows (calls.outbox.push.dispatch.batch_size).
+PUSH_BATCH_SIZE = env.int("PUSH_BATCH_SIZE", default=500)
+PUSH_BATCH_SPREAD = env.int("PUSH_BATCH_SPREAD", default=os.cpu_count() or 1)
 PUSH_SEND_CONCURRENCY = env.int("PUSH_SEND_CONCURRENCY", default=8)
+# Web Push connections per push service address in a worker process, each pipelined
+# PUSH_PIPELINE_DEPTH deep: a few deep pipelines cost less CPU per push than many shallow ones
+# (a thread each; bench/push.py, a ring to 1,000: 8 -> 2 took its sends from 0.5-0.7 s to
+# about 0.45 s).
+WEBPUSH_CONNECTIONS = env.int("WEBPUSH_CONNECTIONS", default=2)
 # Web Push requests written ahead of their answers on one connection (HTTP/1.1 pipelining,
 # calls.netguard.Pool); 1 sends one at a time, for a push service that mishandles pipelining.
 PUSH_PIPELINE_DEPTH = env.int("PUSH_PIPELINE_DEPTH", default=32)

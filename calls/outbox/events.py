@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from django.db import connection
 from django.utils import timezone
 
@@ -55,7 +57,7 @@ def events_emit_for_calls(
 ) -> list[CallEvent]:
     """`event_emit` for many calls at once (one INSERT): the same rows, the same hand-off."""
     now = timezone.now()
-    events = _insert([_row(type, call, call.cid, extra, now) for call, extra in fields])
+    events = _insert(type, now, [_row(type, call, call.cid, extra, now) for call, extra in fields])
     for event in events:
         relay_on_commit(event)
     return events
@@ -73,28 +75,38 @@ def events_emit_unbound(*, type: str, fields: list[dict[str, Any]]) -> list[Call
     return events
 
 
-def _insert(events: list[CallEvent]) -> list[CallEvent]:
-    """`bulk_create` of event rows. On PostgreSQL Django 5.2 inserts many rows as arrays
-    (`UNNEST`), and psycopg quotes an array of JSON documents element by element with a
-    regular-expression substitution per quote: two thirds of a go-live batch's CPU
-    (bench/golive_profile.py). One multi-row VALUES statement, each payload a parameter of
-    its own (escaped by libpq), writes the same rows."""
+def json_text(value: Any) -> str:
+    """JSON for a jsonb column (PostgreSQL stores the value, not the text): orjson's, or
+    Python's for what orjson does not write (integers past 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError included
+        return json.dumps(value)
+
+
+def _insert(type: str, now: datetime, events: list[CallEvent]) -> list[CallEvent]:
+    """`bulk_create` of event rows of one type and time. On PostgreSQL, one statement with
+    three parameters a row (the call, its cid, the payload as orjson's text), the type and
+    the time given once: Django 5.2's `UNNEST` of arrays made psycopg quote each JSON payload
+    with a regular-expression substitution per quote, and Python's JSON and psycopg's parsing
+    of six placeholders a row were most of a go-live batch's CPU (bench/golive_profile.py)."""
     if connection.vendor != "postgresql" or len(events) < 2:
         return CallEvent.objects.bulk_create(events)
-    fields = [f for f in CallEvent._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [
-        f.get_db_prep_save(getattr(event, f.attname), connection)
-        for event in events
-        for f in fields
-    ]
-    table = connection.ops.quote_name(CallEvent._meta.db_table)
-    pk = connection.ops.quote_name(CallEvent._meta.pk.column)
+    q = connection.ops.quote_name
+    columns = ", ".join(
+        q(CallEvent._meta.get_field(name).column)
+        for name in ("call", "call_cid", "type", "payload", "created_at")
+    )
+    params: list[Any] = [type, now]
+    for event in events:
+        params += [event.call_id, event.call_cid, json_text(event.payload)]
+    table = q(CallEvent._meta.db_table)
+    pk = q(CallEvent._meta.pk.column)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(events))} "  # noqa: S608 - names from the model
-            f"RETURNING {pk}",
+            f"INSERT INTO {table} ({columns}) SELECT v.call, v.cid, %s, v.payload::jsonb, %s "  # noqa: S608 - names from the model
+            f"FROM (VALUES {', '.join(['(%s::bigint, %s, %s)'] * len(events))}) "
+            f"AS v(call, cid, payload) RETURNING {pk}",
             params,
         )
         ids = [pk_ for (pk_,) in cursor.fetchall()]

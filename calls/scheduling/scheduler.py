@@ -36,8 +36,11 @@ from .due import NOTIFY_CHANNEL, should_go_live, wake_up
 logger = logging.getLogger("calls.scheduling.scheduler")
 
 MAX_ATTEMPTS = 5
-# Due actions claimed per transaction: go-lives due together leave in one (bench/golive_profile.py).
+# Due actions claimed per transaction, go-lives apart: a go-live costs a fraction of what
+# other actions do, and a clinic's calls fall due together at the top of the hour (10,000 in
+# one second must all be live within 2 s: bench/scheduler.py's burst).
 BATCH_SIZE = settings.CALLS_SCHEDULER_BATCH_SIZE
+GO_LIVE_BATCH_SIZE = settings.CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE
 # How long a scheduler waits when everything due is locked by another one, instead of
 # polling in a tight loop while that one works.
 LOCKED_BACKOFF = 0.05
@@ -74,12 +77,16 @@ def _check_fresh(action: DueAction, now: datetime) -> None:
         ends_at = session.timer_ends_at if session and session.timer_ends_at else action.due_at
         limit = (ends_at - action.due_at).total_seconds() - 1
     elif action.kind == DueAction.Kind.GO_LIVE:
-        limit = effective(call)["limits"].get("max_duration_seconds") or GO_LIVE_STALE_SECONDS
+        limit = _go_live_limit(call)
     else:  # a reminder is pointless once the call has started, or half its notice is gone
         starts_at = call.starts_at or action.due_at
         limit = min(int(action.key) / 2, (starts_at - action.due_at).total_seconds())
     if late > limit:
         raise Stale(f"skipped: {int(late)} s late (limit {int(limit)} s)")
+
+
+def _go_live_limit(call: Call) -> float:
+    return effective(call)["limits"].get("max_duration_seconds") or GO_LIVE_STALE_SECONDS
 
 
 def _apply(action: DueAction, now: datetime) -> None:
@@ -110,34 +117,6 @@ def _apply(action: DueAction, now: datetime) -> None:
         )
 
 
-def _go_live_together(claimed: list[DueAction], now: datetime) -> list[DueAction]:
-    """Apply the batch's fresh go-lives in one go (`calls_go_live_at_start`: at the top of the
-    hour a clinic's calls are due together), marking them done in the same savepoint. Returns
-    the actions left for one-by-one handling (everything, if the batch went wrong: each is
-    then tried, and retried, on its own)."""
-    go_lives = []
-    for action in claimed:
-        if action.kind == DueAction.Kind.GO_LIVE:
-            try:
-                _check_fresh(action, now)
-            except Stale:
-                continue
-            go_lives.append(action)
-    if len(go_lives) < 2:
-        return claimed
-    try:
-        with transaction.atomic():
-            DueAction.objects.filter(pk__in=[a.pk for a in go_lives]).update(
-                state=DueAction.State.DONE, done_at=now
-            )
-            live.calls_go_live_at_start(call_pks=[a.call_id for a in go_lives])
-    except Exception:
-        logger.exception("batch go-live failed; going one by one")
-        return claimed
-    done = {a.pk for a in go_lives}
-    return [a for a in claimed if a.pk not in done]
-
-
 def _ring_too_late(action: DueAction) -> None:
     """A ring at the start that is too late to ring (the scheduler was down) falls back like
     a ring that could not be sent: a notify push and the staff alert."""
@@ -165,51 +144,124 @@ def _calls_free(claimed: list[DueAction]) -> set[int]:
     )
 
 
-def run_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
-    """Claim and apply up to `limit` due actions in one transaction. Returns how many."""
-    now = now or timezone.now()
+def _go_lives_run(now: datetime, limit: int) -> tuple[int, bool]:
+    """Claim up to `limit` due go-lives and apply them in one transaction, read lean: the
+    claim reads the actions' ids alone, and the calls are locked once, with what their
+    go-live and its event read (`live.calls_lock_for_go_live`); a call a service holds is
+    left for the next round, as in `_calls_free`. The fresh ones go live together
+    (`live.calls_go_live_at_start`), marked done in the same savepoint; the stale ones, and
+    all of them if the batch went wrong, go one by one (`_one_by_one`), which skips, or
+    tries and retries, each on its own. Returns (how many it claimed, whether it was full)."""
+    with transaction.atomic():
+        claimed = list(
+            DueAction.objects.select_for_update(skip_locked=True)
+            .filter(state=DueAction.State.PENDING, kind=DueAction.Kind.GO_LIVE, due_at__lte=now)
+            .order_by("due_at", "pk")
+            .values_list("pk", "call_id", "due_at")[:limit]
+        )
+        if not claimed:
+            return 0, False
+        calls = {
+            call.pk: call
+            for call in live.calls_lock_for_go_live(
+                [call_id for _, call_id, _ in claimed], skip_locked=True
+            )
+        }
+        fresh, stale = [], []
+        for pk, call_id, due_at in claimed:
+            call = calls.get(call_id)
+            if call is None:
+                continue
+            late = (now - due_at).total_seconds() > _go_live_limit(call)
+            (stale if late else fresh).append((pk, call))
+        try:
+            with transaction.atomic():
+                DueAction.objects.filter(pk__in=[pk for pk, _ in fresh]).update(
+                    state=DueAction.State.DONE, done_at=now
+                )
+                live.calls_go_live_at_start(calls=[call for _, call in fresh])
+        except Exception:
+            logger.exception("batch go-live failed; going one by one")
+            stale += fresh
+        if stale:
+            _one_by_one(
+                list(
+                    DueAction.objects.select_related(
+                        "call", "call__type", "call__created_by", "call__session"
+                    )
+                    .filter(pk__in=[pk for pk, _ in stale])
+                    .order_by("due_at", "pk")
+                ),
+                now,
+            )
+    return len(claimed), len(claimed) == limit
+
+
+def _one_by_one(actions: list[DueAction], now: datetime) -> None:
+    """Apply each action in a savepoint of its own, marked done with its effect; a stale one
+    is skipped, a refused one is done, a failing one is pushed forward with backoff and
+    given up after MAX_ATTEMPTS."""
+    for action in actions:
+        rows = DueAction.objects.filter(pk=action.pk)
+        try:
+            with transaction.atomic():
+                # Marked done first, so the service's own re-sync sees it as done.
+                rows.update(state=DueAction.State.DONE, done_at=now)
+                _apply(action, now)
+        except Stale as exc:
+            rows.update(state=DueAction.State.DONE, done_at=now, last_error=str(exc))
+            logger.warning("due action %s (%s) %s", action.pk, action.kind, exc)
+            if action.kind == DueAction.Kind.RING:
+                _ring_too_late(action)
+        except CallsError as exc:
+            # The call no longer allows it (ended, nobody to ring...): final, not retried.
+            rows.update(state=DueAction.State.DONE, done_at=now, last_error=exc.message[:500])
+        except Exception as exc:
+            logger.exception("due action %s (%s) failed", action.pk, action.kind)
+            attempts = action.attempts + 1
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if attempts >= MAX_ATTEMPTS:
+                rows.update(
+                    state=DueAction.State.FAILED,
+                    done_at=now,
+                    attempts=attempts,
+                    last_error=error,
+                )
+            else:
+                rows.update(
+                    attempts=attempts,
+                    last_error=error,
+                    due_at=now + timedelta(seconds=2**attempts),
+                )
+
+
+def _run_due(now: datetime, limit: int, go_live_limit: int) -> tuple[int, bool]:
+    """One pass: the due go-lives (`_go_lives_run`), then up to `limit` due actions of the
+    other kinds in one transaction. Returns (how many it claimed, whether a claim was full:
+    more may be due)."""
+    go_lives, full = _go_lives_run(now, go_live_limit)
     with transaction.atomic():
         claimed = list(
             DueAction.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("call", "call__type", "call__created_by", "call__session")
             .filter(state=DueAction.State.PENDING, due_at__lte=now)
+            .exclude(kind=DueAction.Kind.GO_LIVE)
             .order_by("due_at", "pk")[:limit]
         )
         free = _calls_free(claimed)
-        ready = [action for action in claimed if action.call_id in free]
-        for action in _go_live_together(ready, now):
-            rows = DueAction.objects.filter(pk=action.pk)
-            try:
-                with transaction.atomic():
-                    # Marked done first, so the service's own re-sync sees it as done.
-                    rows.update(state=DueAction.State.DONE, done_at=now)
-                    _apply(action, now)
-            except Stale as exc:
-                rows.update(state=DueAction.State.DONE, done_at=now, last_error=str(exc))
-                logger.warning("due action %s (%s) %s", action.pk, action.kind, exc)
-                if action.kind == DueAction.Kind.RING:
-                    _ring_too_late(action)
-            except CallsError as exc:
-                # The call no longer allows it (ended, nobody to ring...): final, not retried.
-                rows.update(state=DueAction.State.DONE, done_at=now, last_error=exc.message[:500])
-            except Exception as exc:
-                logger.exception("due action %s (%s) failed", action.pk, action.kind)
-                attempts = action.attempts + 1
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                if attempts >= MAX_ATTEMPTS:
-                    rows.update(
-                        state=DueAction.State.FAILED,
-                        done_at=now,
-                        attempts=attempts,
-                        last_error=error,
-                    )
-                else:
-                    rows.update(
-                        attempts=attempts,
-                        last_error=error,
-                        due_at=now + timedelta(seconds=2**attempts),
-                    )
-    return len(claimed)
+        _one_by_one([action for action in claimed if action.call_id in free], now)
+    return go_lives + len(claimed), full or len(claimed) == limit
+
+
+def run_due(
+    *,
+    now: datetime | None = None,
+    limit: int = BATCH_SIZE,
+    go_live_limit: int = GO_LIVE_BATCH_SIZE,
+) -> int:
+    """Claim and apply up to `go_live_limit` due go-lives in one transaction, then up to
+    `limit` due actions of the other kinds in another. Returns how many it claimed."""
+    return _run_due(now or timezone.now(), limit, go_live_limit)[0]
 
 
 def run_sweeps(*, now: datetime | None = None) -> None:
@@ -295,9 +347,12 @@ def run_forever(*, max_sleep: float | None = None, stop: Callable[[], bool] | No
     try:
         while not (stop and stop()):
             try:
-                # A batch that is not full took everything due that no other scheduler holds.
-                while (claimed := run_due()) == BATCH_SIZE:
-                    pass
+                # A pass whose claims were not full took everything due that no other
+                # scheduler holds.
+                while True:
+                    claimed, full = _run_due(timezone.now(), BATCH_SIZE, GO_LIVE_BATCH_SIZE)
+                    if not full:
+                        break
                 wait = seconds_until_next()
                 # The sweeps are housekeeping: at most once per `max_sleep`, and put off while
                 # due work is waiting, for up to SWEEP_PUT_OFF seconds, so they do not make a

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -10,7 +9,6 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Field
 from django.db.models.base import ModelState
@@ -32,6 +30,7 @@ from calls.errors import InputError, NotAllowed, NotFound
 from calls.limits import check_custom
 from calls.models import Call, CallEvent, CallMember, CallType, CallUser, Task
 from calls.outbox.events import event_emit, event_prepare, event_written
+from calls.outbox.events import json_text as _json_text
 from calls.outbox.queue import enqueue, enqueue_each
 from calls.scheduling.due import due_actions_sync
 
@@ -334,7 +333,10 @@ def _insert_in_one(
         event.created_at,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        # Prepared once per database session (its plan costs more than its run).
+        selectors.execute_hot(
+            cursor, [(selectors.HotStatement("calls_hot_insert_call", sql), params)]
+        )
         found = cursor.fetchone()
     if found is None:
         return None
@@ -365,15 +367,6 @@ def _member(call: Call, user: CallUser, role: str, custom: Any, now: datetime) -
     member._state.adding, member._state.db = False, connection.alias
     CallMember.user.field.set_cached_value(member, user)
     return member
-
-
-def _json_text(value: Any) -> str:
-    """JSON for a jsonb column (PostgreSQL stores the value, not the text): orjson's, or
-    Python's for what orjson does not write (integers past 64 bits)."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # orjson.JSONEncodeError included
-        return json.dumps(value)
 
 
 @cache

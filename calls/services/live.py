@@ -12,7 +12,7 @@ from django.utils import timezone
 from calls import selectors, wire
 from calls.call_settings import effective
 from calls.capabilities import SERVER, Actor
-from calls.models import Call, CallMember, CallParticipant, CallRing
+from calls.models import Call, CallMember, CallParticipant, CallRing, CallUser
 from calls.outbox.events import event_emit, events_emit_for_calls
 from calls.scheduling.due import due_actions_sync, ring_timeout_clear, should_go_live
 
@@ -55,29 +55,46 @@ def call_go_live(*, actor: Actor, type_name: str, call_id: str) -> Call:
         return call
 
 
-def calls_go_live_at_start(*, call_pks: list[int]) -> list[int]:
+def calls_lock_for_go_live(call_pks: list[int], *, skip_locked: bool = False) -> list[Call]:
+    """The calls of `call_pks` (deleted ones included: `should_go_live` says no to them),
+    locked until the transaction ends, in pk order, with what their go-live reads: the
+    session, their type from the process's cache (`selectors.call_type_get`, shared,
+    read-only) and their creators read once each (joined to every row, the type's settings
+    and the creator's JSON were decoded again for every call: bench/golive_profile.py).
+    `skip_locked` leaves out the calls another transaction holds (the scheduler's way,
+    `calls.scheduling.scheduler._go_lives_run`)."""
+    calls = list(
+        Call.objects.filter(pk__in=call_pks)
+        .select_related("session")
+        .select_for_update(of=("self",), skip_locked=skip_locked)
+        .order_by("pk")
+    )
+    types: dict[str, Any] = {}
+    creators = CallUser.objects.in_bulk({call.created_by_id for call in calls})
+    for call in calls:
+        if call.type_id not in types:
+            types[call.type_id] = selectors.call_type_get(name=call.type_id)
+        call.type = types[call.type_id]
+        call.created_by = creators[call.created_by_id]
+    return calls
+
+
+def calls_go_live_at_start(
+    *, calls: list[Call] | None = None, call_pks: list[int] | None = None
+) -> list[int]:
     """The scheduler's go-live for a batch of calls due together: each call exactly as
     `call_go_live` leaves it (live, `call.live_started`), in one transaction and a handful of
-    queries instead of ten per call. A call with people in its lobby or session goes through
-    `call_go_live` (they are admitted); a call that should no longer go live at its start
-    (`should_go_live`: already live, ended, or no longer asked to) is left alone. Returns the
-    pks of the calls that went live."""
-    with transaction.atomic():
-        # Their types from the process's cache (`selectors.call_type_get`, shared, read-only):
-        # joined to each row, a type's settings were decoded again for every call.
-        locked = (
-            Call.objects.filter(deleted_at__isnull=True, pk__in=call_pks)
-            .select_related("created_by", "session")
-            .select_for_update(of=("self",))
-        )
-        types: dict[str, Any] = {}
-        calls = []
-        for call in locked.order_by("pk"):
-            if call.type_id not in types:
-                types[call.type_id] = selectors.call_type_get(name=call.type_id)
-            call.type = types[call.type_id]
-            if should_go_live(call):
-                calls.append(call)
+    queries instead of ten per call. `calls` are locked by the caller in this transaction
+    (`calls_lock_for_go_live`); `call_pks` are locked here. A call with people in its lobby
+    or session goes through `call_go_live` (they are admitted); a call that should no longer
+    go live at its start (`should_go_live`: already live, ended, deleted, or no longer asked
+    to) is left alone. Returns the pks of the calls that went live. All or nothing: in a
+    caller's transaction, an error dooms it (the scheduler's savepoint), no savepoint of its
+    own."""
+    with transaction.atomic(savepoint=False):
+        if calls is None:
+            calls = calls_lock_for_go_live(call_pks or [])
+        calls = [call for call in calls if should_go_live(call)]
         present = set(
             CallParticipant.objects.filter(call__in=calls)
             .exclude(state=CallParticipant.State.LEFT)

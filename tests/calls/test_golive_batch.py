@@ -7,8 +7,17 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from calls.models import Call, CallEvent, PushDelivery, PushDevice, WebhookDelivery, WebhookEndpoint
+from calls.models import (
+    Call,
+    CallEvent,
+    DueAction,
+    PushDelivery,
+    PushDevice,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from calls.outbox import relay
+from calls.scheduling import scheduler
 from calls.services import live
 from tests.factories import CallFactory, CallMemberFactory, CallUserFactory
 
@@ -37,10 +46,10 @@ def due_calls(count: int, prefix: str) -> list[Call]:
     return calls
 
 
-# Scheduler's batch: lock the calls (with creator, session), their type (the process's
-# cache: one query per type), who is present, one UPDATE, one INSERT of the events; a
-# savepoint's statements around them.
-GO_LIVE_QUERIES = 7
+# Scheduler's batch: lock the calls (with their session), their type (the process's cache:
+# one query per type), their creators (once each), who is present, one UPDATE, one INSERT of
+# the events.
+GO_LIVE_QUERIES = 6
 # Relay: claim, the fresh ones waiting; sockets: teams, previous events; pushes: members,
 # devices, INSERT, queued rows; webhooks: endpoints, INSERT, pending rows; appointments:
 # none (not appointments' calls); mark relayed; the transaction's savepoint and lock.
@@ -69,3 +78,37 @@ def test_a_batch_goes_live_in_the_same_queries_whatever_its_size(
     # Again (a second relay of the same events, as after a crash): nothing doubles.
     assert live.calls_go_live_at_start(call_pks=[c.pk for c in calls]) == []
     assert events.count() == count
+
+
+# A scheduler's pass over due go-lives: claim them (ids alone), then GO_LIVE_QUERIES with
+# the actions marked done in the savepoint, then the claim of the other kinds (nothing due);
+# each transaction's savepoint around them.
+SCHEDULER_QUERIES = 15
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_a_burst_of_go_lives_is_claimed_and_applied_in_the_same_queries_whatever_its_size(
+    count, django_assert_max_num_queries
+):
+    calls = due_calls(count, f"s{count}")
+    DueAction.objects.bulk_create(
+        [DueAction(call=c, kind=DueAction.Kind.GO_LIVE, due_at=c.starts_at) for c in calls]
+    )
+    with django_assert_max_num_queries(SCHEDULER_QUERIES):
+        assert scheduler.run_due() == count
+    assert Call.objects.filter(pk__in=[c.pk for c in calls], backstage=False).count() == count
+    assert CallEvent.objects.filter(type="call.live_started", call__in=calls).count() == count
+    assert not DueAction.objects.filter(state="pending").exists()
+
+
+def test_go_lives_are_claimed_up_to_their_own_batch_size_in_due_order():
+    calls = due_calls(3, "order")
+    DueAction.objects.bulk_create(
+        [DueAction(call=c, kind=DueAction.Kind.GO_LIVE, due_at=c.starts_at) for c in calls]
+    )
+    assert scheduler.run_due(go_live_limit=2) == 2
+    live_now = set(Call.objects.filter(backstage=False).values_list("pk", flat=True))
+    assert live_now == {calls[0].pk, calls[1].pk}  # the first due first
+    assert scheduler.run_due(go_live_limit=2) == 1
+    assert scheduler.run_due(go_live_limit=2) == 0
+    assert CallEvent.objects.filter(type="call.live_started").count() == 3

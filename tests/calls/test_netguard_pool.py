@@ -12,6 +12,7 @@ import select
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -235,3 +236,55 @@ def test_depth_one_writes_each_request_after_the_answer_before(serve):
 
     post_many(server, paths, netguard.Pool(per_origin=1))
     assert server.queued[5] is True  # pipelined: the other four were already there
+
+
+def test_a_window_leaves_as_soon_as_it_is_full_while_the_rest_are_being_made(serve):
+    """`requests` may be a generator (Web Push encrypts each push as it is read): a full
+    window is sent before the next request is asked for, so its answers come back while the
+    rest are made; a call of one window sends it in the calling thread."""
+    server = serve(lambda conn, path: reply(201))
+    pool = netguard.Pool(per_origin=2, depth=3)
+    seen_when_asked: list[int] = []
+
+    def requests():
+        for n in range(7):
+            if n == 3:  # the first window (three) is full: it leaves before the fourth is made
+                for _ in range(500):  # at most 5 s
+                    if len(server.seen) >= 3:
+                        break
+                    time.sleep(0.01)
+            seen_when_asked.append(len(server.seen))
+            yield netguard.Request(f"{server.url}/p/{n}", b"x", {"TTL": "0"})
+
+    answers = netguard.post_many(
+        requests(), timeout=5.0, pool=pool, allow_http=True, allow_private=True
+    )
+
+    assert statuses(answers) == [201] * 7
+    assert seen_when_asked[:3] == [0, 0, 0]
+    assert seen_when_asked[3] == 3  # the first window was answered before the fourth was made
+    assert sorted(server.paths()) == [f"/p/{n}" for n in range(7)]
+
+    caller = threading.get_ident()
+    threads = []
+    pipeline = pool.pipeline
+    pool.pipeline = lambda *args: threads.append(threading.get_ident()) or pipeline(*args)
+    assert statuses(post_many(server, ["/one", "/two"], pool)) == [201, 201]
+    assert threads == [caller]
+
+
+def test_a_header_with_a_line_break_fails_its_request_alone(serve):
+    server = serve(lambda conn, path: reply(201))
+    good = {"TTL": "0"}
+    requests = [
+        netguard.Request(f"{server.url}/a", b"", good),
+        netguard.Request(f"{server.url}/b", b"", {"TTL": "0\r\nX-Evil: 1"}),
+        netguard.Request(f"{server.url}/c", b"", good),
+    ]
+
+    answers = netguard.post_many(
+        requests, timeout=5.0, pool=netguard.Pool(), allow_http=True, allow_private=True
+    )
+
+    assert statuses(answers) == [201, ValueError, 201]
+    assert server.paths() == ["/a", "/c"]

@@ -183,6 +183,8 @@ def test_a_failing_action_backs_off_then_fails_without_looping(monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database hiccup")
 
+    # The batch fails, then the action on its own, each time.
+    monkeypatch.setattr(live, "calls_go_live_at_start", broken)
     monkeypatch.setattr(live, "call_go_live", broken)
     now = T
     for attempt in range(1, scheduler.MAX_ATTEMPTS + 1):

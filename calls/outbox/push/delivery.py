@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -76,6 +77,37 @@ EVENT_FIELDS = (
     "call__type__notification_settings",
 )
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Device:
+    """What a send reads of a PushDevice (DEVICE_FIELDS, by the same names, and its user's
+    language): what a provider's `send` is given as its device."""
+
+    id: int
+    user_id: str
+    kind: str
+    token: str
+    keys: dict[str, str]
+    active: bool
+    language: str
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery row this run claimed: `attempts` is the claim's (the record's condition)."""
+
+    pk: int
+    event_id: int
+    device_id: int
+    purpose: str
+    attempts: int
+    device: Device
+
+
 _FACTORIES = {
     PushDevice.Kind.WEBPUSH: webpush.provider,
     PushDevice.Kind.APNS: apns.provider,
@@ -89,7 +121,7 @@ _SETTINGS = {
         "WEBPUSH_ALLOW_HTTP_ENDPOINTS",
         "WEBPUSH_ALLOW_PRIVATE_NETWORKS",
         "PUSH_TIMEOUT_SECONDS",
-        "PUSH_SEND_CONCURRENCY",
+        "WEBPUSH_CONNECTIONS",
         "PUSH_PIPELINE_DEPTH",
     ),
     apns.provider: (
@@ -138,25 +170,12 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     the provider asked to retry (and, with no delay, those left unsent at the batch's start
     deadline: handed back unattempted). A row another run holds is not sent."""
     now = timezone.now()
-    claimed = _claim(delivery_ids, now)
-    if not claimed:
+    rows = _claim(delivery_ids, now)
+    if not rows:
         return {}
-    # The rows with their devices' fields that a send reads, and each event once (a batch
-    # is one event's, usually): not its payload (a ring's lists every member, 449 KiB at
-    # 1,000) nor the call's other fields, which every row would decode again (bench/push.py).
-    rows = list(
-        PushDelivery.objects.select_related("device__user")
-        .only(
-            "id",
-            "event_id",
-            "device_id",
-            "purpose",
-            "device__user__language",
-            *(f"device__{f}" for f in DEVICE_FIELDS),
-        )
-        .filter(pk__in=claimed)
-        .order_by("pk")
-    )
+    # Each event once (a batch is one event's, usually): not its payload (a ring's lists every
+    # member, 449 KiB at 1,000) nor the call's other fields, which every row would decode
+    # again (bench/push.py).
     events = {
         event.pk: event
         for event in CallEvent.objects.select_related("call__type")
@@ -164,10 +183,10 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
         .filter(pk__in={row.event_id for row in rows})
     }
     messages: dict[tuple[int, str, str], Message] = {}
+    providers: dict[str, Provider] = {}
     results: dict[int, Result | None] = {}
-    sends: list[tuple[PushDelivery, Provider, Message]] = []
+    sends: list[tuple[Claimed, Provider, Message]] = []
     for row in rows:
-        row.attempts = claimed[row.pk]
         event = events[row.event_id]
         if not row.device.active:
             results[row.pk] = Result(Outcome.FAILED, error="device inactive")
@@ -178,13 +197,15 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
         try:
             # One message per event, purpose and language (the device's user's: built-in
             # texts are translated, bench/push.py's ring builds one).
-            key = (row.event_id, row.purpose, row.device.user.language)
+            key = (row.event_id, row.purpose, row.device.language)
             if key not in messages:
                 messages[key] = message_for(
-                    event, row.purpose, delivery_id=row.pk, language=row.device.user.language
+                    event, row.purpose, delivery_id=row.pk, language=row.device.language
                 )
             message = dataclasses.replace(messages[key], push_id=push_id(row.pk))
-            sends.append((row, provider_for(row.device.kind), message))
+            if row.device.kind not in providers:
+                providers[row.device.kind] = provider_for(row.device.kind)
+            sends.append((row, providers[row.device.kind], message))
         except Exception as exc:
             logger.exception("push delivery %s: could not build its push", row.pk)
             results[row.pk] = Result(Outcome.RETRY, error=f"outcome unknown: {type(exc).__name__}")
@@ -192,13 +213,18 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     return _record_all(rows, results)
 
 
-def _claim(ids: list[int], now: datetime) -> dict[int, int]:
-    """queued|retrying → sending, attempts + 1, in one statement: {row: its attempts}."""
+def _claim(ids: list[int], now: datetime) -> list[Claimed]:
+    """queued|retrying → sending, attempts + 1, in one statement; the rows it claimed, by id,
+    with their devices' fields that a send reads, as plain values (model instances, three a
+    row, cost more than the rest of the read). On PostgreSQL the claim returns them itself
+    (`UPDATE … FROM` the device and its user `RETURNING` them, the ids as one array)."""
     ids = sorted({int(pk) for pk in ids})
     if not ids:
-        return {}
-    table = connection.ops.quote_name(PushDelivery._meta.db_table)
+        return []
     stamp = connection.ops.adapt_datetimefield_value(now)
+    table = connection.ops.quote_name(PushDelivery._meta.db_table)
+    if connection.vendor == "postgresql":
+        return _claim_returning_devices(ids, stamp)
     # S608: only the table name and one "%s" per id are formatted in; values are parameters.
     sql = (
         f"UPDATE {table} SET state = %s, attempts = attempts + 1, claimed_at = %s, "  # noqa: S608
@@ -207,10 +233,51 @@ def _claim(ids: list[int], now: datetime) -> dict[int, int]:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [State.SENDING, stamp, stamp, *ids, State.QUEUED, State.RETRYING])
-        return dict(cursor.fetchall())
+        claimed = dict(cursor.fetchall())
+    if not claimed:
+        return []
+    return [
+        Claimed(pk, event_id, device_id, purpose, claimed[pk], Device(*device))
+        for pk, event_id, device_id, purpose, *device in PushDelivery.objects.filter(pk__in=claimed)
+        .order_by("pk")
+        .values_list(
+            "id",
+            "event_id",
+            "device_id",
+            "purpose",
+            *(f"device__{f}" for f in DEVICE_FIELDS),
+            "device__user__language",
+        )
+    ]
 
 
-def _send_all(sends: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, Result | None]:
+def _claim_returning_devices(ids: list[int], stamp: Any) -> list[Claimed]:
+    quote = connection.ops.quote_name
+    device = PushDevice._meta
+    user = device.get_field("user").related_model._meta
+    columns = ", ".join(f"v.{quote(device.get_field(f).column)}" for f in DEVICE_FIELDS)
+    # S608: only table and column names are formatted in; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(PushDelivery._meta.db_table)} AS d SET state = %s, "  # noqa: S608
+        "attempts = d.attempts + 1, claimed_at = %s, updated_at = %s "
+        f"FROM {quote(device.db_table)} AS v, {quote(user.db_table)} AS u "
+        "WHERE d.id = ANY(%s) AND d.state IN (%s, %s) AND v.id = d.device_id "
+        "AND u.id = v.user_id "
+        f"RETURNING d.id, d.event_id, d.device_id, d.purpose, d.attempts, {columns}, u.language"
+    )
+    keys_at = 5 + DEVICE_FIELDS.index("keys")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [State.SENDING, stamp, stamp, ids, State.QUEUED, State.RETRYING])
+        found = sorted(cursor.fetchall())
+    rows = []
+    for row in found:
+        keys = row[keys_at]
+        values = [*row[5:keys_at], json.loads(keys) if isinstance(keys, str) else keys]
+        rows.append(Claimed(*row[:5], Device(*values, *row[keys_at + 1 :])))
+    return rows
+
+
+def _send_all(sends: list[tuple[Claimed, Provider, Message]]) -> dict[int, Result | None]:
     """Each push's Result (None: not started before the batch's start deadline). A provider
     that sends many at once (Web Push: `send_many`, pipelined over kept-alive connections)
     gets its rows in one call, in this thread; the others' pushes go one by one: one in this
@@ -222,7 +289,7 @@ def _send_all(sends: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, 
         settings.PUSH_SEND_TIME_LIMIT_SECONDS - 2 * settings.PUSH_TIMEOUT_SECONDS,
     )
     results: dict[int, Result | None] = {}
-    batched: dict[int, list[tuple[PushDelivery, Provider, Message]]] = defaultdict(list)
+    batched: dict[int, list[tuple[Claimed, Provider, Message]]] = defaultdict(list)
     single = []
     for send in sends:
         if hasattr(send[1], "send_many"):
@@ -255,7 +322,7 @@ def _send_all(sends: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, 
     return results
 
 
-def _send_batch(group: list[tuple[PushDelivery, Provider, Message]]) -> dict[int, Result]:
+def _send_batch(group: list[tuple[Claimed, Provider, Message]]) -> dict[int, Result]:
     """One provider's `send_many` over these rows. The task's soft time limit stops it with
     nothing recorded (the rows stay `sending`: the sweep's); any other error leaves every
     row's outcome unknown: retried with the same identifiers."""
@@ -273,7 +340,7 @@ def _send_batch(group: list[tuple[PushDelivery, Provider, Message]]) -> dict[int
 
 
 def _send_one(
-    row: PushDelivery, provider: Provider, message: Message, *, start_by: float | None
+    row: Claimed, provider: Provider, message: Message, *, start_by: float | None
 ) -> Result | None:
     if start_by is not None and time.monotonic() > start_by:
         return None
@@ -305,11 +372,11 @@ def _senders() -> concurrent.futures.ThreadPoolExecutor:
         return _pool[1]
 
 
-def _record_all(rows: list[PushDelivery], results: dict[int, Result | None]) -> dict[int, float]:
+def _record_all(rows: list[Claimed], results: dict[int, Result | None]) -> dict[int, float]:
     """Record every answered row; returns the retry delays. Rows without an answer are left
     `sending` (the sweep's), rows not started are handed back unattempted (delay 0)."""
     retries: dict[int, float] = {}
-    by_outcome: dict[tuple, list[PushDelivery]] = defaultdict(list)
+    by_outcome: dict[tuple, list[Claimed]] = defaultdict(list)
     not_started = []
     for row in rows:
         if row.pk not in results:
@@ -342,7 +409,7 @@ def _record_all(rows: list[PushDelivery], results: dict[int, Result | None]) -> 
     return retries
 
 
-def _record_group(group: list[PushDelivery], state: str, result: Result, attempts: int) -> None:
+def _record_group(group: list[Claimed], state: str, result: Result, attempts: int) -> None:
     """`_record` for rows with the same outcome and attempt count, in one UPDATE."""
     if len(group) == 1:
         _record(group[0], state, result)
@@ -377,7 +444,7 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
     return min(settings.PUSH_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
 
 
-def _record(delivery: PushDelivery, state: str, result: Result) -> bool:
+def _record(delivery: Claimed, state: str, result: Result) -> bool:
     """Record the outcome, only while the claim is still ours (a row the sweep took back
     belongs to a newer attempt). Returns whether it was recorded."""
     now = timezone.now()

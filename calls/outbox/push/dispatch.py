@@ -15,7 +15,8 @@ which, unlike a ring, does not expire.
 Each type's `notification_settings` switch applies (reminders follow `call_notification`).
 Idempotent: rows are unique per (event, device, purpose), so a second relay adds nothing, and
 the delivery task's claim makes a second enqueue harmless. An event's rows leave in a few
-tasks (PUSH_BATCH_SIZE rows each), not one per device.
+tasks (`batch_size`: one per worker process, at most PUSH_BATCH_SIZE rows each), not one
+per device.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -97,25 +98,34 @@ def on_event(event: CallEvent) -> None:
     transaction.on_commit(lambda: enqueue_deliveries(ids, urgent=urgent))
 
 
-def _active_devices(user_ids: set[str]) -> list[PushDevice]:
+class Candidate(NamedTuple):
+    """What choosing reads of an active device (a ring's thousand are not model instances)."""
+
+    pk: int
+    kind: str
+    user_id: str
+
+
+def _active_devices(user_ids: set[str]) -> list[Candidate]:
     """These users' active devices with what choosing reads (not their tokens and keys: a
     ring's thousand devices would be decoded for nothing). On PostgreSQL the ids go as one
     array (`= ANY(%s)`): a thousand-placeholder IN list cost the driver more than the query."""
     if connection.vendor != "postgresql":
-        return list(
+        rows = (
             PushDevice.objects.filter(user_id__in=user_ids, active=True)
-            .only("id", "kind", "user_id")
             .order_by("pk")
+            .values_list("id", "kind", "user_id")
         )
+        return [Candidate(*row) for row in rows]
     table = connection.ops.quote_name(PushDevice._meta.db_table)
-    return list(
-        PushDevice.objects.raw(
+    with connection.cursor() as cursor:
+        cursor.execute(
             # S608: only the table's name is formatted in; the ids are one parameter.
             f"SELECT id, kind, user_id FROM {table} "  # noqa: S608
             "WHERE active AND user_id = ANY(%s) ORDER BY id",
             [sorted(user_ids)],
         )
-    )
+        return [Candidate(*row) for row in cursor.fetchall()]
 
 
 def _deliveries_create(event: CallEvent, device_ids: list[int], purpose: str) -> None:
@@ -123,31 +133,47 @@ def _deliveries_create(event: CallEvent, device_ids: list[int], purpose: str) ->
     _deliveries_create_many([(event.pk, device_id, purpose) for device_id in device_ids])
 
 
-def _deliveries_create_many(rows: list[tuple[int, int, str]]) -> None:
+def _deliveries_create_many(
+    rows: list[tuple[int, int, str]], *, queued_of: list[int] | None = None
+) -> list[tuple[int, str]]:
     """Queued deliveries (event id, device id, purpose), none twice, in one statement. On
     PostgreSQL an INSERT … SELECT over three arrays: a ring to a thousand devices was a tenth
-    of a second of `bulk_create` assembling its SQL (bench/push.py)."""
-    if not rows:
-        return
+    of a second of `bulk_create` assembling its SQL (bench/push.py). With `queued_of` (event
+    ids), returns (id, purpose) of every row of those events now queued, the new ones and any
+    written before (on PostgreSQL in the same statement: the rows it inserted, and those its
+    snapshot already held)."""
+    if not rows and not queued_of:
+        return []
+    queued = PushDelivery.objects.filter(event__in=queued_of or [], state=PushDelivery.State.QUEUED)
     if connection.vendor != "postgresql":
         PushDelivery.objects.bulk_create(
             [PushDelivery(event_id=e, device_id=d, purpose=p) for e, d, p in rows],
             ignore_conflicts=True,
         )
-        return
+        return list(queued.values_list("pk", "purpose")) if queued_of else []
     now = timezone.now()
     table = connection.ops.quote_name(PushDelivery._meta.db_table)
-    events, devices, purposes = (list(column) for column in zip(*rows, strict=True))
+    events, devices, purposes = [list(c) for c in zip(*rows, strict=True)] or [[], [], []]
+    insert = (
+        # S608: only the table's name is formatted in; every value is a parameter.
+        f"INSERT INTO {table} (event_id, device_id, purpose, state, attempts, "  # noqa: S608
+        "last_error, created_at, updated_at) "
+        "SELECT e, d, p, %s, 0, '', %s, %s "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS r(e, d, p) "
+        "ON CONFLICT DO NOTHING"
+    )
+    params = [PushDelivery.State.QUEUED, now, now, events, devices, purposes]
     with connection.cursor() as cursor:
+        if not queued_of:
+            cursor.execute(insert, params)
+            return []
         cursor.execute(
-            # S608: only the table's name is formatted in; every value is a parameter.
-            f"INSERT INTO {table} (event_id, device_id, purpose, state, attempts, "  # noqa: S608
-            "last_error, created_at, updated_at) "
-            "SELECT e, d, p, %s, 0, '', %s, %s "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS r(e, d, p) "
-            "ON CONFLICT DO NOTHING",
-            [PushDelivery.State.QUEUED, now, now, events, devices, purposes],
+            f"WITH created AS ({insert} RETURNING id, purpose) "  # noqa: S608
+            f"SELECT id, purpose FROM created UNION ALL SELECT id, purpose FROM {table} "
+            "WHERE event_id = ANY(%s::bigint[]) AND state = %s",
+            [*params, list(queued_of), PushDelivery.State.QUEUED],
         )
+        return cursor.fetchall()
 
 
 def on_events(events: list[CallEvent]) -> None:
@@ -188,7 +214,7 @@ def on_events(events: list[CallEvent]) -> None:
     everyone = set().union(*(user_ids for _, _, user_ids in wanted))
     if not everyone:
         return
-    by_user: dict[str, list[PushDevice]] = {}
+    by_user: dict[str, list[Candidate]] = {}
     for device in _active_devices(everyone):
         by_user.setdefault(device.user_id, []).append(device)
     rows: list[tuple[int, int, str]] = []
@@ -198,11 +224,9 @@ def on_events(events: list[CallEvent]) -> None:
         rows += [(event.pk, d.pk, purpose) for d in choose_devices(devices, purpose)]
     if not rows:
         return
-    _deliveries_create_many(rows)  # the whole batch's in one INSERT
-    # Every row of these events still queued: the new ones, and any whose enqueue was lost.
-    queued = PushDelivery.objects.filter(
-        event__in=[event.pk for event, _, _ in wanted], state=PushDelivery.State.QUEUED
-    ).values_list("pk", "purpose")
+    # The whole batch's in one INSERT, which also reads every row of these events still
+    # queued: the new ones, and any whose enqueue was lost.
+    queued = _deliveries_create_many(rows, queued_of=[event.pk for event, _, _ in wanted])
     rings = [pk for pk, purpose in queued if purpose == Purpose.RING]
     others = [pk for pk, purpose in queued if purpose != Purpose.RING]
 
@@ -225,15 +249,26 @@ def call_type_settings(call: Any) -> dict[str, Any]:
 
 
 def enqueue_deliveries(ids: Iterable[int], *, urgent: bool = False) -> None:
-    """`deliver_pushes` tasks (`calls.outbox.tasks`) of up to PUSH_BATCH_SIZE rows each: a
-    ring to a thousand devices is ten tasks, each sending its rows concurrently over
+    """`deliver_pushes` tasks (`calls.outbox.tasks`) of `batch_size` rows each: a ring to a
+    thousand devices is a few tasks, one per worker process, each sending its rows over
     kept-alive connections (`delivery.deliver_many`). Rings are urgent."""
+    ids = list(ids)
     enqueue_chunks(
         "calls.outbox.tasks.deliver_pushes",
         ids,
-        size=settings.PUSH_BATCH_SIZE,
+        size=batch_size(len(ids)),
         priority=URGENT if urgent else None,
     )
+
+
+def batch_size(count: int) -> int:
+    """Rows per task for `count` rows handed off together: spread over PUSH_BATCH_SPREAD tasks
+    (the worker's processes, so that each encrypts its share on a core of its own), never
+    fewer than a pipelined window (PUSH_PIPELINE_DEPTH) nor more than PUSH_BATCH_SIZE. A
+    task's rows leave as they are encrypted, so one task of many rows costs less than many
+    of few (each is a claim, a read, a record and a hand-off: bench/push.py)."""
+    share = -(-count // max(settings.PUSH_BATCH_SPREAD, 1))
+    return max(1, min(settings.PUSH_BATCH_SIZE, max(settings.PUSH_PIPELINE_DEPTH, share)))
 
 
 def _targets(event: CallEvent) -> set[str]:
@@ -259,7 +294,7 @@ def _member_user_id(member: Any) -> str | None:
     return None
 
 
-def choose_devices(devices: list[PushDevice], purpose: str) -> list[PushDevice]:
+def choose_devices(devices: list[Candidate], purpose: str) -> list[Candidate]:
     """Which of these (active) devices get this purpose's push.
 
     A ring goes to VoIP devices (CallKit) and, for a user without one, to plain APNs devices

@@ -24,6 +24,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 RING_TTL = 0  # ring now or never: a late ring is worse than none
 NOTIFY_TTL = 3600
 VAPID_EXPIRY_S = 12 * 3600  # a VAPID token's `exp` (RFC 8292: at most 24 hours)
-VAPID_REUSE_S = 3600  # signed again after this
+VAPID_RENEW_BEFORE_S = 600  # signed again this long before its `exp` (none leaves near it)
 VAPID_CACHE_SIZE = 256  # push service origins
 RECORD_SIZE = 4096  # aes128gcm `rs`: one record holds a whole push (at most 4 KiB)
 _P256 = ec.SECP256R1()
@@ -109,6 +110,7 @@ class WebPushProvider:
         allow_private: bool = False,
         connections: int = 8,
         pipeline_depth: int = netguard.PIPELINE_DEPTH,
+        clock: Callable[[], float] = time.time,
     ):
         self.vapid = _load_key(private_key)
         self.subject = subject
@@ -119,43 +121,20 @@ class WebPushProvider:
         self.pool = netguard.Pool(per_origin=connections, depth=pipeline_depth)
         self._lock = threading.Lock()
         self._vapid: dict[str, tuple[dict[str, str], float]] = {}
+        self._clock = clock
 
     def send(self, device: PushDevice, message: Message) -> Result:
         return self.send_many([(device, message)])[0]
 
     def send_many(self, sends: list[tuple[PushDevice, Message]]) -> list[Result]:
-        """Each push's Result, in order: encrypted one by one, then sent together (pipelined
-        over kept-alive connections, per push service)."""
+        """Each push's Result, in order. The pushes are encrypted one by one as
+        `netguard.post_many` reads them, and leave in pipelined windows as they are made (per
+        push service, over kept-alive connections): the first answers come back while the
+        rest are being encrypted."""
         results: list[Result | None] = [None] * len(sends)
-        requests: list[netguard.Request] = []
         positions: list[int] = []
-        # A batch is mostly one message (its rows differ in push_id only, which Web Push does
-        # not carry) to a few push services: each payload and header set is made once.
-        plaintexts: dict[Message, tuple[bytes, dict[str, str]]] = {}
-        vapid: dict[str, dict[str, str]] = {}
-        for position, (device, message) in enumerate(sends):
-            endpoint = device.token
-            if not (endpoint.startswith("https://") or self.allow_http):
-                results[position] = Result(Outcome.FAILED, error="endpoint is not https")
-                continue
-            key = dataclasses.replace(message, push_id="")
-            if key not in plaintexts:
-                plaintexts[key] = (json.dumps(message.data()).encode(), _headers(message))
-            plaintext, headers = plaintexts[key]
-            path_at = endpoint.find("/", len("https://"))
-            origin = endpoint[:path_at] if path_at > 0 else endpoint
-            try:
-                if origin not in vapid:
-                    vapid[origin] = self.vapid_headers(endpoint)
-                body = encrypt(plaintext, device.keys)
-                headers = {**headers, **vapid[origin]}
-            except (KeyError, ValueError, TypeError):  # malformed subscription keys
-                results[position] = Result(Outcome.FAILED, error="invalid subscription keys")
-                continue
-            requests.append(netguard.Request(endpoint, body, headers))
-            positions.append(position)
         answers = netguard.post_many(
-            requests,
+            self._requests(sends, results, positions),
             timeout=self.timeout,
             allow_http=self.allow_http,
             allow_private=self.allow_private,
@@ -166,23 +145,56 @@ class WebPushProvider:
             results[position] = _outcome(answer)
         return results  # type: ignore[return-value]
 
+    def _requests(
+        self,
+        sends: list[tuple[PushDevice, Message]],
+        results: list[Result | None],
+        positions: list[int],
+    ) -> Iterator[netguard.Request]:
+        """The request of each push that can be made, encrypted when it is asked for (its
+        position appended to `positions`); the others' Result set in `results`. A batch is
+        mostly one message (its rows differ in push_id only, which Web Push does not carry)
+        to a few push services: each payload and header set is made once."""
+        plaintexts: dict[Message, bytes] = {}
+        headers: dict[tuple[Message, str], dict[str, str]] = {}
+        for position, (device, message) in enumerate(sends):
+            endpoint = device.token
+            if not (endpoint.startswith("https://") or self.allow_http):
+                results[position] = Result(Outcome.FAILED, error="endpoint is not https")
+                continue
+            key = dataclasses.replace(message, push_id="")
+            if key not in plaintexts:
+                plaintexts[key] = json.dumps(message.data()).encode()
+            path_at = endpoint.find("/", len("https://"))
+            origin = endpoint[:path_at] if path_at > 0 else endpoint
+            try:
+                if (key, origin) not in headers:
+                    headers[key, origin] = {**_headers(message), **self.vapid_headers(endpoint)}
+                body = encrypt(plaintexts[key], device.keys)
+            except (KeyError, ValueError, TypeError):  # malformed subscription keys
+                results[position] = Result(Outcome.FAILED, error="invalid subscription keys")
+                continue
+            positions.append(position)
+            yield netguard.Request(endpoint, body, headers[key, origin])
+
     def vapid_headers(self, endpoint: str) -> dict[str, str]:
         """The VAPID Authorization header (RFC 8292) for the endpoint's push service: one
-        signed token per origin, reused for VAPID_REUSE_S of its VAPID_EXPIRY_S (a ring to a
-        thousand browsers signs a few tokens, not a thousand)."""
+        signed token per origin (its `aud`), reused until VAPID_RENEW_BEFORE_S before its
+        `exp` (VAPID_EXPIRY_S after it was signed), as RFC 8292 allows: a ring to a thousand
+        browsers signs a token per push service, not a thousand."""
         url = urlsplit(endpoint)
         audience = f"{url.scheme}://{url.netloc}"
-        now = time.time()
+        now = self._clock()
         with self._lock:
             cached = self._vapid.get(audience)
-            if cached is not None and cached[1] > now:
+            if cached is not None and now < cached[1]:
                 return cached[0]
-        claims = {"sub": self.subject, "aud": audience, "exp": int(now) + VAPID_EXPIRY_S}
-        signed = self.vapid.sign(claims)
+        exp = int(now) + VAPID_EXPIRY_S
+        signed = self.vapid.sign({"sub": self.subject, "aud": audience, "exp": exp})
         with self._lock:
             if len(self._vapid) >= VAPID_CACHE_SIZE:
                 self._vapid.clear()
-            self._vapid[audience] = (signed, now + VAPID_REUSE_S)
+            self._vapid[audience] = (signed, exp - VAPID_RENEW_BEFORE_S)
         return signed
 
 
@@ -241,6 +253,6 @@ def provider(settings) -> WebPushProvider | DisabledProvider:
         timeout=settings.PUSH_TIMEOUT_SECONDS,
         allow_http=settings.WEBPUSH_ALLOW_HTTP_ENDPOINTS,
         allow_private=settings.WEBPUSH_ALLOW_PRIVATE_NETWORKS,
-        connections=settings.PUSH_SEND_CONCURRENCY,
+        connections=settings.WEBPUSH_CONNECTIONS,
         pipeline_depth=settings.PUSH_PIPELINE_DEPTH,
     )

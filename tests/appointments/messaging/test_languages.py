@@ -48,14 +48,14 @@ def test_a_french_patients_email_and_invite_are_french(book, clinic, smtp_server
         "(CEST, Europe/Paris)." in mail.text
     )
     assert "Rejoignez-le depuis ce lien" in mail.text
-    assert "L'invitation jointe l'ajoute à votre agenda." in mail.text
+    assert "L’invitation jointe l’ajoute à votre agenda." in mail.text  # noqa: RUF001 - French typography
     assert '<html lang="fr" dir="ltr">' in mail.html
     assert "Rejoindre votre rendez-vous" in mail.html
     calendar, _ = invite_of(mail)
     (event,) = calendar.walk("VEVENT")
     assert str(event["SUMMARY"]) == "Rendez-vous vidéo avec Riverside Clinic"
     assert str(event["DESCRIPTION"]).startswith(
-        "Rejoignez-le depuis ce lien, sur un téléphone ou un ordinateur équipé d'une caméra\u00a0: "
+        "Rejoignez-le depuis ce lien, sur un téléphone ou un ordinateur équipé d’une caméra\u00a0: "  # noqa: RUF001
     )
     for english in ("Your video appointment", "Join your appointment", "Video appointment"):
         assert english not in mail.text + mail.html + str(event["SUMMARY"])

@@ -116,6 +116,17 @@ def test_the_type_and_users_read_together_are_what_they_read_apart(
 
 
 @pytest.mark.django_db
+def test_the_users_array_parameter_keeps_each_id_whole(busy_call):
+    """The users are one array parameter (`= ANY(%s)`): an id with a comma, quotes, braces or
+    the word NULL is one id, never split into others or read as a null."""
+    odd = ["b-1,dr-host", "NULL", 'b-1"', "{b-1}", " b-1", "b-1\\"]
+
+    _type, users = selectors.call_type_and_users(name="default", user_ids=[*odd, "b-0"])
+
+    assert sorted(users) == ["b-0"]
+
+
+@pytest.mark.django_db
 def test_an_unknown_call_reads_as_none(db):
     assert selectors.call_find_with_members(type_name="default", call_id="nope") is None
     assert selectors.call_find(type_name="default", call_id="nope") is None

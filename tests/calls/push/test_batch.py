@@ -13,7 +13,9 @@ from django.utils import timezone
 
 from calls.capabilities import SERVER
 from calls.models import CallEvent, PushDelivery, PushDevice
+from calls.outbox import queue
 from calls.outbox.push import delivery
+from calls.outbox.push.dispatch import enqueue_deliveries
 from calls.outbox.push.webpush import topic
 from calls.services.base import MemberSpec
 from calls.services.calls import call_get_or_create
@@ -27,6 +29,7 @@ def browsers(push_settings, webpush_device, fresh_providers, settings):
     """A doctor and 30 patients, each with one browser subscribed to the stand-in."""
     settings.PUSH_BATCH_SIZE = 10
     settings.PUSH_SEND_CONCURRENCY = 4
+    settings.WEBPUSH_CONNECTIONS = 3
     doctor = CallUserFactory(id="doc-1")
     patients = [CallUserFactory(id=f"pat-{i}") for i in range(30)]
     return doctor, [webpush_device(p) for p in patients]
@@ -74,7 +77,7 @@ def test_a_ring_to_thirty_browsers_is_three_tasks_over_at_most_four_connections(
     # its batch's task; a worker enqueues it as a batch of its own after the backoff).
     assert [len(b) for b in batches] == [10, 10, 10]
     assert len(pushes) == 3
-    assert webpush_service.connections <= 4  # PUSH_SEND_CONCURRENCY per push service address
+    assert webpush_service.connections <= 3  # WEBPUSH_CONNECTIONS per push service address
 
     event = CallEvent.objects.get(call_cid="default:many", type="call.ring")
     received = {push.token: push for push in webpush_service.received}
@@ -139,3 +142,36 @@ def test_a_batch_cut_by_a_crash_is_sent_again_by_the_sweep_exactly_once(
         assert len(copies) == (2 if token in first_four else 1)
         assert {c.payload["tag"] for c in copies} == {f"ring-{event.pk}"}
         assert {c.headers["topic"] for c in copies} == {topic(f"ring-{event.pk}")}
+
+
+@pytest.mark.parametrize(
+    ("count", "spread", "sizes"),
+    [
+        (1000, 2, [500, 500]),  # a ring to a thousand on two cores: a task per process
+        (1000, 8, [125] * 8),
+        (1000, 1, [500, 500]),  # at most PUSH_BATCH_SIZE
+        (100, 8, [32, 32, 32, 4]),  # never less than a pipelined window
+        (20, 2, [20]),
+    ],
+)
+def test_an_event_s_rows_are_spread_over_the_worker_processes(
+    settings, monkeypatch, count, spread, sizes
+):
+    settings.PUSH_BATCH_SIZE = 500
+    settings.PUSH_PIPELINE_DEPTH = 32
+    settings.PUSH_BATCH_SPREAD = spread
+    tasks: list[tuple[str, list[int], int | None]] = []
+
+    def enqueue(task: str, ids: list[int], priority: int | None = None) -> bool:
+        tasks.append((task, ids, priority))
+        return True
+
+    monkeypatch.setattr(queue, "enqueue", enqueue)
+
+    enqueue_deliveries(range(count), urgent=True)
+
+    assert [len(ids) for _, ids, _ in tasks] == sizes
+    assert [pk for _, ids, _ in tasks for pk in ids] == list(range(count))  # each row once
+    assert {(task, priority) for task, _, priority in tasks} == {
+        ("calls.outbox.tasks.deliver_pushes", queue.URGENT)
+    }

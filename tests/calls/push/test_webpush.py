@@ -9,8 +9,10 @@ import re
 import pytest
 
 from calls.models import PushDelivery
+from calls.outbox.push.webpush import VAPID_EXPIRY_S, VAPID_RENEW_BEFORE_S, WebPushProvider
 
 from .helpers import ring_call
+from .standins import _public_key, _verify_es256, vapid_keypair
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("push_settings")]
 
@@ -45,3 +47,41 @@ def test_an_endpoint_inside_the_network_is_refused_at_send_time(
     assert "WEBPUSH_ALLOW_PRIVATE_NETWORKS=true" in row.last_error
     assert "/push/" not in row.last_error  # never the subscription's path
     assert webpush_service.received == []
+
+
+def test_one_vapid_token_per_push_service_reused_until_shortly_before_its_exp():
+    """RFC 8292 lets a token serve many pushes to its audience until its `exp`: a ring to a
+    thousand browsers signs one per push service, and a new one is signed
+    VAPID_RENEW_BEFORE_S before the old one expires (on a controlled clock)."""
+    private_key, application_server_key = vapid_keypair()
+    now = [1_800_000_000.5]
+    provider = WebPushProvider(
+        private_key=private_key,
+        subject="mailto:ops@clinic.example",
+        timeout=5.0,
+        allow_http=False,
+        clock=lambda: now[0],
+    )
+
+    def claims(header: dict[str, str]) -> dict:
+        params = dict(p.strip().split("=", 1) for p in header["Authorization"][6:].split(","))
+        assert params["k"] == application_server_key
+        return _verify_es256(params["t"], _public_key(params["k"]))
+
+    first = provider.vapid_headers("https://push.example/push/a")
+    assert claims(first) == {
+        "sub": "mailto:ops@clinic.example",
+        "aud": "https://push.example",
+        "exp": 1_800_000_000 + VAPID_EXPIRY_S,
+    }
+    assert provider.vapid_headers("https://push.example/push/b") is first  # same origin
+    other = provider.vapid_headers("https://other.example:8443/x")
+    assert claims(other)["aud"] == "https://other.example:8443"
+
+    now[0] += VAPID_EXPIRY_S - VAPID_RENEW_BEFORE_S - 1
+    assert provider.vapid_headers("https://push.example/push/c") is first
+    now[0] += 1
+    renewed = provider.vapid_headers("https://push.example/push/c")
+    assert renewed != first
+    assert claims(renewed)["exp"] == int(now[0]) + VAPID_EXPIRY_S
+    assert provider.vapid_headers("https://push.example/push/d") is renewed
