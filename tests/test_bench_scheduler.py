@@ -84,6 +84,7 @@ def test_the_smallest_run_reports_every_measure_and_loses_nothing(tmp_path):
         ("ours", "spread"),
         ("trivial", "spread"),
         ("ours", "burst"),
+        ("trivial", "burst"),  # the burst's same-run floor
         ("ours", "move"),
     }
     for (design, _), result in passes.items():
