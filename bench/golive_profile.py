@@ -154,7 +154,7 @@ class Timed:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=None, help="the scheduler's claim size")
+    parser.add_argument("--batch", type=int, default=None, help="go-lives claimed at once")
     parser.add_argument("--profile", choices=["scheduler", "relay"], default=None)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -183,10 +183,10 @@ def main() -> int:
     _cleanup()
     app.control.purge()
     call_pks = _seed(args.calls)
-    batch = args.batch or scheduler.BATCH_SIZE
+    batch = args.batch or scheduler.GO_LIVE_BATCH_SIZE
     load = os.getloadavg()
     print(
-        f"{args.calls} go-lives due now; scheduler batch {batch}, relay batch "
+        f"{args.calls} go-lives due now; scheduler go-live batch {batch}, relay batch "
         f"{relay.RELAY_BATCH}; load {' / '.join(f'{x:.2f}' for x in load)}"
     )
     cpu: dict[str, float] = {}
@@ -196,7 +196,7 @@ def main() -> int:
         start, wall = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        while scheduler.run_due(limit=batch) > 0:
+        while scheduler.run_due(go_live_limit=batch) > 0:
             pass
         if profiler:
             profiler.disable()
