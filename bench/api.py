@@ -101,16 +101,13 @@ def _bootstrap() -> None:
     django.setup()
 
 
-def _ensure_database() -> None:
-    """CREATE DATABASE when a PostgreSQL target does not exist yet."""
+def maintenance_connection():
+    """An autocommit psycopg connection to the server's `postgres` database, with the
+    configured database's host, port and credentials: for CREATE and DROP DATABASE."""
+    import psycopg
     from django.conf import settings
 
     db = settings.DATABASES["default"]
-    if "postgresql" not in db["ENGINE"]:
-        return
-    import psycopg
-    from psycopg import sql
-
     params = {
         "dbname": "postgres",
         "host": db.get("HOST") or None,
@@ -118,7 +115,19 @@ def _ensure_database() -> None:
         "user": db.get("USER") or None,
         "password": db.get("PASSWORD") or None,
     }
-    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
+    return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
+
+
+def _ensure_database() -> None:
+    """CREATE DATABASE when a PostgreSQL target does not exist yet."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if "postgresql" not in db["ENGINE"]:
+        return
+    from psycopg import sql
+
+    with maintenance_connection() as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
         if exists.fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import api as bench_api
-from bench._procs import free_port
+from bench._procs import free_port, process_env
 
 ROOT = bench_api.ROOT
 TARGETS = {1: 1 / 1.5, 10: 1 / 2.5, 100: 1 / 2.5}  # GET call req/s / baseline req/s, at least
@@ -48,26 +48,14 @@ def _load() -> str:
 
 
 def _server_env(port: int) -> dict[str, str]:
-    from django.conf import settings
-
-    env = dict(os.environ)
-    env.update(
-        {
-            "WEB_APP": "bench.asgi:application",
-            "WEB_HOST": "127.0.0.1",
-            "PORT": str(port),
-            "PYTHON": sys.executable,
-            "DJANGO_DEBUG": "false",
-            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-            "SECURE_SSL_REDIRECT": "false",
-            "SECRET_KEY": settings.SECRET_KEY,
-            "CALLS_API_KEY": settings.CALLS_API_KEY,
-            "CALLS_API_SECRET": settings.CALLS_API_SECRET,
-            "CELERY_TASK_ALWAYS_EAGER": "false",
-            "LOG_LEVEL": "WARNING",
-        }
+    """The production web process's environment (`_procs.process_env`), serving bench.asgi
+    (the app plus the minimal endpoint) on `port`."""
+    return process_env(
+        WEB_APP="bench.asgi:application",
+        WEB_HOST="127.0.0.1",
+        PORT=str(port),
+        PYTHON=sys.executable,
     )
-    return env
 
 
 async def _wait_for_http(base: str, server: subprocess.Popen) -> None:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection
 
 from bench import _procs
+from bench.api import maintenance_connection
 from tests.calls.private_redis import PrivateRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,18 +42,9 @@ def _bench_database_url() -> tuple[str, str]:
 
 
 def _drop_database(name: str) -> None:
-    import psycopg
     from psycopg import sql
 
-    db = settings.DATABASES["default"]
-    params = {
-        "dbname": "postgres",
-        "host": db.get("HOST") or None,
-        "port": db.get("PORT") or None,
-        "user": db.get("USER") or None,
-        "password": db.get("PASSWORD") or None,
-    }
-    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
+    with maintenance_connection() as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
