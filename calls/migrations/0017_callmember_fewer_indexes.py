@@ -53,32 +53,27 @@ def backwards(apps, schema_editor):
         schema_editor.execute(f"CREATE INDEX {q(USER_INDEX)} ON {table} ({q('user_id')})")
 
 
+def _key_without_index(name, related_name, to):
+    return migrations.AlterField(
+        model_name="callmember",
+        name=name,
+        field=models.ForeignKey(
+            db_index=False,
+            on_delete=django.db.models.deletion.CASCADE,
+            related_name=related_name,
+            to=to,
+        ),
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [("calls", "0016_event_payload_lz4")]
 
     operations = [
         migrations.SeparateDatabaseAndState(
             state_operations=[
-                migrations.AlterField(
-                    model_name="callmember",
-                    name="call",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="members",
-                        to="calls.call",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="callmember",
-                    name="user",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="call_memberships",
-                        to="calls.calluser",
-                    ),
-                ),
+                _key_without_index("call", "members", "calls.call"),
+                _key_without_index("user", "call_memberships", "calls.calluser"),
                 migrations.AddIndex(
                     model_name="callmember",
                     index=models.Index(fields=["user"], name=NEW_USER_INDEX),
