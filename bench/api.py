@@ -9,8 +9,8 @@ load hits every case alike): median, p95, ratio to the baseline's median and que
 request. Each case's ratio is taken round by round (its median in the round over the
 baseline's median in the same round) and the median of those is reported, with MEETS /
 MISSES against its target (issue 17): GET call <= 1.5x at 1 member and <= 2.5x at 10 and
-100; get-or-create of an existing call <= 2x; creation <= 4x with at most 2 queries (10 before
-issue 17's work, then 3; the issue asked for no more than that). The
+100; get-or-create of an existing call <= 2x; creation <= 4x with at most 3 queries (10 before
+issue 17's work; the issue asked for no more than that). The
 machine's load average is printed before and after. Timings never fail the run; an error
 status from any request does. As in production, the relay runs in a worker, never inside
 the request (CELERY_TASK_ALWAYS_EAGER off; without REDIS_URL the broker is in memory).
@@ -51,7 +51,7 @@ TARGETS: dict[tuple[str, int], float] = {
     **{("POST get-or-create (get)", n): 2.0 for n in MEMBER_COUNTS},
     **{("POST get-or-create (new)", n): 4.0 for n in MEMBER_COUNTS},
 }
-MAX_QUERIES = {"GET call": 2, "POST get-or-create (get)": 2, "POST get-or-create (new)": 2}
+MAX_QUERIES = {"GET call": 2, "POST get-or-create (get)": 2, "POST get-or-create (new)": 3}
 
 # Timed iterations per case, spread over ROUNDS interleaved rounds. If the measuring takes
 # longer than TIME_BUDGET_S (a loaded machine), it stops after the current round (at least

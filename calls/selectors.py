@@ -387,20 +387,14 @@ def _call_row(type_name: str, call_id: str, *, for_update: bool) -> Call | None:
     return None if row is None else _call_from_row(row)
 
 
-def _live_call_sql(select: str) -> str:
-    """A subquery of the live call with this (type, id), selecting `select`."""
-    q = connection.ops.quote_name
-    return (
-        f"(SELECT {select} FROM {q(Call._meta.db_table)} WHERE {q('type_id')} = %s "  # noqa: S608
-        f"AND {q('call_id')} = %s AND {q('deleted_at')} IS NULL)"
-    )
-
-
 @cache
 def _members_of_cid_sql() -> str:
-    """The members statement for the call with this (type, id)."""
+    """The members statement for the call with this (type, id), as a subquery."""
     q = connection.ops.quote_name
-    call_pk = _live_call_sql(q("id"))
+    call_pk = (
+        f"(SELECT {q('id')} FROM {q(Call._meta.db_table)} WHERE {q('type_id')} = %s "  # noqa: S608
+        f"AND {q('call_id')} = %s AND {q('deleted_at')} IS NULL)"
+    )
     return _members_sql()[0].replace(f"m.{q('call_id')} = %s", f"m.{q('call_id')} = {call_pk}")
 
 
@@ -441,12 +435,6 @@ def _hot_statement(name: str) -> HotStatement:
         "call_type": lambda: _call_type_sql()[0],
         # The users as one array parameter: one statement for any number of users.
         "users": lambda: f"{_users_sql()[0].removesuffix(' IN ')} = ANY(%s)",
-        # The same, only while no live call has this (type, id): GetOrCreateCall's read of
-        # the users a creation names, which an existing call does not need.
-        "users_if_no_call": lambda: (
-            f"{_users_sql()[0].removesuffix(' IN ')} = ANY(%s) AND NOT EXISTS "
-            + _live_call_sql("1")
-        ),
     }[name]()
     return HotStatement(f"calls_hot_{name}", sql)
 
@@ -479,55 +467,6 @@ def call_find_with_members(
     if row is None:
         return None
     return _call_from_row(row), _members_from_rows(rows)
-
-
-def call_find_or_creation_reads(
-    *, type_name: str, call_id: str, limit: int | None, user_ids: list[str]
-) -> tuple[tuple[Call, list[CallMember]] | None, CallType | None, dict[str, CallUser]]:
-    """GetOrCreateCall's reads in one round trip: `call_find_with_members`, and with it what
-    creating the call would need (`call_type_and_users`: the type and the users the request
-    names), so a creation reads once, not twice. An existing call comes back with no type or
-    users (None, {}: the call's type is read with the call, and its users are not read at
-    all: clients send the same members with every get-or-create); an unknown call with the
-    type (NotFound when there is none) and the users. On PostgreSQL four statements in one
-    execute; elsewhere the reads apart. Unfiltered: callers check access."""
-    with _hot_cursor() as cursor:
-        if not _one_round_trip(cursor):
-            cursor.close()
-            found = call_find_with_members(type_name=type_name, call_id=call_id, limit=limit)
-            if found is not None:
-                return found, None, {}
-            return None, *call_type_and_users(name=type_name, user_ids=user_ids)
-        unique = list(dict.fromkeys(user_ids))
-        params: list[Any] = [type_name, call_id]
-        members = _hot_statement("members_of_cid" + ("" if limit is None else "_limit"))
-        execute_hot(
-            cursor,
-            [
-                (_hot_statement("call"), params),
-                (members, params + ([] if limit is None else [limit])),
-                (_hot_statement("call_type"), [type_name]),
-                (_hot_statement("users_if_no_call"), [unique, *params]),
-            ],
-        )
-        row = cursor.fetchone()
-        cursor.nextset()
-        member_rows = cursor.fetchall()
-        cursor.nextset()
-        type_row = cursor.fetchone()
-        cursor.nextset()
-        user_rows = cursor.fetchall()
-    if row is not None:
-        return (_call_from_row(row), _members_from_rows(member_rows)), None, {}
-    if type_row is None:
-        raise NotFound(f"call type {type_name} does not exist")
-    user_cols = _users_sql()[1]
-    users = {user.id: user for user in (user_cols.build(r, 0) for r in user_rows)}
-    if len(users) < len(unique):
-        # Unknown users, or the call was created between the first statement and the last
-        # (each statement reads what is committed when it starts): read them again, apart.
-        users = users_by_id(ids=unique)
-    return None, _call_type_from_row(type_row, 0, _call_type_sql()[1]), users
 
 
 def call_find(*, type_name: str, call_id: str) -> Call | None:

@@ -174,18 +174,18 @@ def call_get_or_create(
     """
     answer = {"ring": ring, "notify": notify, "video": video, "members_limit": members_limit}
     require_in_scope(actor, f"{type_name}:{call_id}")
-    members = members or []
-    # The users the request names (members, the creator), read with the call: an existing
-    # call and its members, or the type and those users to create it, in one round trip.
-    wanted = [m.user_id for m in members]
-    if actor.is_server and created_by is None and created_by_id:
-        wanted.append(created_by_id)
-    found, call_type, users = selectors.call_find_or_creation_reads(
-        type_name=type_name, call_id=call_id, limit=members_limit, user_ids=wanted
+    # An existing call and its members come in one round trip (the common case).
+    found = selectors.call_find_with_members(
+        type_name=type_name, call_id=call_id, limit=members_limit
     )
     if found is not None:
         return _existing_call_view(actor=actor, call=found[0], members=found[1], **answer)
-    assert call_type is not None  # noqa: S101 - no call: the read raised or found the type
+    members = members or []
+    # The type and the users the request names (members, the creator) in one round trip.
+    wanted = [m.user_id for m in members]
+    if actor.is_server and created_by is None and created_by_id:
+        wanted.append(created_by_id)
+    call_type, users = selectors.call_type_and_users(name=type_name, user_ids=wanted)
     override = settings_or_error(settings_override, "data.settings_override")
     _members_shape_check(members)
     check_custom(custom, field="data.custom")

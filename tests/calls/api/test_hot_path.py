@@ -116,63 +116,6 @@ def test_the_type_and_users_read_together_are_what_they_read_apart(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("limit", [None, 2, 0])
-def test_get_or_create_reads_an_existing_call_as_the_hot_read_does(
-    busy_call, limit, django_assert_num_queries
-):
-    """An existing call comes with its members, and neither the type nor the users the
-    request names are read for it (one round trip)."""
-    with django_assert_num_queries(1):
-        found, call_type, users = selectors.call_find_or_creation_reads(
-            type_name="default", call_id="busy", limit=limit, user_ids=["b-1", "dr-host"]
-        )
-
-    assert found is not None
-    expected = selectors.call_find_with_members(type_name="default", call_id="busy", limit=limit)
-    assert expected is not None
-    assert _fields(found[0]) == _fields(expected[0])
-    assert [_fields(m) for m in found[1]] == [_fields(m) for m in expected[1]]
-    assert [_fields(m.user) for m in found[1]] == [_fields(m.user) for m in expected[1]]
-    assert (call_type, users) == (None, {})
-
-
-@pytest.mark.django_db
-def test_get_or_create_reads_what_a_creation_needs_in_one_round_trip(
-    busy_call, django_assert_num_queries
-):
-    ids = ["b-1", "dr-host", "b-1"]
-
-    with django_assert_num_queries(1):
-        found, call_type, users = selectors.call_find_or_creation_reads(
-            type_name="default", call_id="new", limit=None, user_ids=ids
-        )
-
-    assert found is None
-    assert call_type is not None
-    assert _fields(call_type) == _fields(selectors.call_type_get(name="default"))
-    expected = selectors.users_by_id(ids=ids)
-    assert {k: _fields(u) for k, u in users.items()} == {k: _fields(u) for k, u in expected.items()}
-    with pytest.raises(NotFound):
-        selectors.call_find_or_creation_reads(
-            type_name="nope", call_id="new", limit=None, user_ids=ids
-        )
-
-
-@pytest.mark.django_db
-def test_users_missing_from_the_creation_read_are_read_again(busy_call, django_assert_num_queries):
-    """The users statement reads nothing once the call exists, so users missing from its
-    answer (unknown ones, or a call created between the first statement and the last) are
-    read again on their own: the known ones come back, the unknown ones stay missing."""
-    with django_assert_num_queries(2):
-        found, _type, users = selectors.call_find_or_creation_reads(
-            type_name="default", call_id="new", limit=None, user_ids=["b-1", "nobody"]
-        )
-
-    assert found is None
-    assert sorted(users) == ["b-1"]
-
-
-@pytest.mark.django_db
 def test_the_users_array_parameter_keeps_each_id_whole(busy_call):
     """The users are one array parameter (`= ANY(%s)`): an id with a comma, quotes, braces or
     the word NULL is one id, never split into others or read as a null."""
