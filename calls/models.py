@@ -145,9 +145,7 @@ class CallMember(models.Model):
     # No index of its own: the unique (call, user) constraint's index leads with the call and
     # serves every lookup by call. Each index is one more write per member row a creation
     # inserts (a hundred at most).
-    call = models.ForeignKey(
-        Call, on_delete=models.CASCADE, related_name="members", db_index=False
-    )
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="members", db_index=False)
     # Indexed in Meta (a plain index: nothing searches member user ids by prefix, which is
     # what the `varchar_pattern_ops` index Django adds to a string key's own index is for).
     user = models.ForeignKey(
