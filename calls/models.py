@@ -142,8 +142,15 @@ class Call(models.Model):
 
 
 class CallMember(models.Model):
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="members")
-    user = models.ForeignKey(CallUser, on_delete=models.CASCADE, related_name="call_memberships")
+    # No index of its own: the unique (call, user) constraint's index leads with the call and
+    # serves every lookup by call. Each index is one more write per member row a creation
+    # inserts (a hundred at most).
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="members", db_index=False)
+    # Indexed in Meta (a plain index: nothing searches member user ids by prefix, which is
+    # what the `varchar_pattern_ops` index Django adds to a string key's own index is for).
+    user = models.ForeignKey(
+        CallUser, on_delete=models.CASCADE, related_name="call_memberships", db_index=False
+    )
     role = models.CharField(max_length=64, default="call_member")
     custom = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -151,6 +158,8 @@ class CallMember(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+        # A user's memberships: retention's erasure, and deleting a user (CASCADE).
+        indexes = [models.Index(fields=["user"], name="calls_member_user_idx")]
         constraints = [
             models.UniqueConstraint(fields=["call", "user"], name="%(app_label)s_%(class)s_unique"),
             models.CheckConstraint(condition=~Q(role=""), name="%(app_label)s_%(class)s_role_set"),

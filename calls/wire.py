@@ -5,7 +5,7 @@ Every datetime is an integer of Unix nanoseconds (§1.5); never RFC 3339 in a re
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .call_settings import effective
@@ -14,10 +14,19 @@ if TYPE_CHECKING:
     from .models import Call, CallMember, CallParticipant, CallSession, CallType, CallUser
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def to_ns(dt: datetime | None) -> int | None:
+    # Exact integer arithmetic, and a third faster than `timestamp()` (a member's answer
+    # holds four of these; a hundred members, four hundred).
     if dt is None:
         return None
-    return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+    try:
+        return (dt - _EPOCH) // _MICROSECOND * 1000
+    except TypeError:  # a naive datetime, read as local time as `timestamp()` reads it
+        return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
 
 
 def user_response(user: CallUser) -> dict[str, Any]:
