@@ -170,3 +170,56 @@ def test_the_patient_waits_and_calls_in_their_language(
     expect(page.locator("#chat-log li.is-mine .chat-text")).to_have_count(1)
     page.screenshot(path=f"{SHOTS}/i18n-{language}-chat-1280x800.png")
     assert console.errors == []
+
+
+def test_the_call_still_works_in_english_when_the_catalogue_fails_to_load(
+    app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient
+):
+    """/jsi18n/ answers 500: join/i18n.js's fallback gives the scripts gettext, ngettext,
+    pgettext and interpolate, so the waiting room (lobby.js), the call screen (room.js,
+    stage.js) and the chat (chat.js) still work, their words in English (the source texts)
+    on a page whose server-rendered words are French. Nothing throws."""
+    start = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
+    patient.preferred_language = "fr"
+    patient.save(update_fields=["preferred_language"])
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    base = app_server.url
+
+    page = launch_chromium(locale="fr-FR", **PHONE)
+    refused = []
+
+    def fail(route):
+        refused.append(route.request.url)
+        route.fulfill(status=500, content_type="text/plain", body="down")
+
+    page.route("**/jsi18n/**", fail)
+    page.goto(f"{base}{join_link_path(appointment)}")
+    assert page.evaluate("document.documentElement.lang") == "fr"
+    # room.js's label, in English
+    expect(page.locator("#join-button")).to_have_text("Enter the waiting room")
+    enter(page, "Enter the waiting room")
+    expect(page.locator("#room-status")).to_have_text(
+        "Your clinician will be with you shortly. Please keep this page open."
+    )
+    appointment_lobby_message(appointment=appointment, text="Nous arrivons")
+    expect(page.locator("#lobby-message")).to_have_text("Message from the clinic: Nous arrivons")
+
+    clinician = launch_chromium()
+    sign_in(clinician, base, "drhouse")
+    clinician.goto(f"{base}/c/clinic-a/appointments/{appointment.id}/join/")
+    enter(clinician, "Join the call")
+    expect(page.locator("#room-status")).to_have_text("You are in the call.")
+    expect(page.locator("#call-banner")).to_have_text("Live")
+    expect(page.locator("#mic-toggle")).to_have_accessible_name("Mute")
+    expect(page.locator("#cam-toggle")).to_have_accessible_name("Camera off")
+    expect(page.locator("#call-timer")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.locator("#chat-toggle").click()
+    page.locator("#chat-input").fill("Bonjour")
+    page.locator("#chat-send").click()
+    expect(page.locator("#chat-log li.is-mine .chat-text")).to_have_text("Bonjour")
+
+    assert refused == [f"{base}/jsi18n/fr/"]
+    # The one error is the refused catalogue itself.
+    assert [e for e in console.errors if "status of 500" not in e] == []
+    assert len(console.errors) == 1
