@@ -18,7 +18,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from appointments.links import join_link_path
+from appointments.links import guest_link_path, join_link_path
+from appointments.services.guests import appointment_guest_invite
 from appointments.services.status import appointment_call_action
 from appointments.services.waiting import appointment_lobby_message
 from tests.browser.test_video_browser import enter, sign_in
@@ -223,3 +224,37 @@ def test_the_call_still_works_in_english_when_the_catalogue_fails_to_load(
     # The one error is the refused catalogue itself.
     assert [e for e in console.errors if "status of 500" not in e] == []
     assert len(console.errors) == 1
+
+
+def test_a_guest_reads_their_browsers_language_else_the_patients(
+    app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient
+):
+    """The patient chose German. A guest whose browser asks for French gets French, the
+    server's words and the scripts' (the catalogue follows the page); a guest whose browser
+    asks for none of ours (Japanese) gets the patient's German, not English
+    (appointments.languages, `guest=True`)."""
+    patient.preferred_language = "de"
+    patient.save(update_fields=["preferred_language"])
+    start = timezone.now().replace(microsecond=0) + dt.timedelta(minutes=5)
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    french = appointment_guest_invite(appointment=appointment, by=doctor, name="Léa")
+    japanese = appointment_guest_invite(appointment=appointment, by=doctor, name="Kenji")
+
+    page = launch_chromium(locale="fr-FR", **PHONE)
+    page.goto(f"{app_server.url}{guest_link_path(french)}")
+    assert page.evaluate("document.documentElement.lang") == "fr"
+    expect(page.locator("#room-title")).to_have_text("Rendez-vous vidéo à Riverside Clinic")
+    enter(page, WORDS["fr"]["enter"])
+    expect(page.locator("#room-status")).to_contain_text(
+        "Vous êtes dans la salle d’attente. Le rendez-vous commence à"  # noqa: RUF001
+    )
+
+    page = launch_chromium(locale="ja-JP", **PHONE)
+    page.goto(f"{app_server.url}{guest_link_path(japanese)}")
+    assert page.evaluate("document.documentElement.lang") == "de"
+    expect(page.locator("#room-title")).to_have_text("Videotermin bei Riverside Clinic")
+    enter(page, "Wartezimmer betreten")
+    expect(page.locator("#room-status")).to_contain_text(
+        "Sie sind im Wartezimmer. Der Termin beginnt um"
+    )
+    assert console.errors == []
