@@ -84,17 +84,24 @@ OVERFLOWS = """() => {
 }"""
 
 
+def live_appointment(clinic, doctor, patient, *, preferred_language: str):
+    """An appointment that started a minute ago, its call live, for a patient with this
+    language ("": none chosen)."""
+    patient.preferred_language = preferred_language
+    patient.save(update_fields=["preferred_language"])
+    start = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    return appointment
+
+
 @pytest.mark.parametrize("language", ["fr", "ar"])
 def test_the_patient_waits_and_calls_in_their_language(
     app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient, language
 ):
     words = WORDS[language]
-    start = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
     # No language chosen for the patient: their browser's (appointments.languages).
-    patient.preferred_language = ""
-    patient.save(update_fields=["preferred_language"])
-    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
-    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment = live_appointment(clinic, doctor, patient, preferred_language="")
     base = app_server.url
 
     # --- the waiting room, in the patient's language ---
@@ -180,11 +187,7 @@ def test_the_call_still_works_in_english_when_the_catalogue_fails_to_load(
     pgettext and interpolate, so the waiting room (lobby.js), the call screen (room.js,
     stage.js) and the chat (chat.js) still work, their words in English (the source texts)
     on a page whose server-rendered words are French. Nothing throws."""
-    start = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
-    patient.preferred_language = "fr"
-    patient.save(update_fields=["preferred_language"])
-    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
-    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment = live_appointment(clinic, doctor, patient, preferred_language="fr")
     base = app_server.url
 
     page = launch_chromium(locale="fr-FR", **PHONE)
@@ -240,21 +243,30 @@ def test_a_guest_reads_their_browsers_language_else_the_patients(
     french = appointment_guest_invite(appointment=appointment, by=doctor, name="Léa")
     japanese = appointment_guest_invite(appointment=appointment, by=doctor, name="Kenji")
 
-    page = launch_chromium(locale="fr-FR", **PHONE)
-    page.goto(f"{app_server.url}{guest_link_path(french)}")
-    assert page.evaluate("document.documentElement.lang") == "fr"
-    expect(page.locator("#room-title")).to_have_text("Rendez-vous vidéo à Riverside Clinic")
-    enter(page, WORDS["fr"]["enter"])
-    expect(page.locator("#room-status")).to_contain_text(
-        "Vous êtes dans la salle d’attente. Le rendez-vous commence à"  # noqa: RUF001
-    )
-
-    page = launch_chromium(locale="ja-JP", **PHONE)
-    page.goto(f"{app_server.url}{guest_link_path(japanese)}")
-    assert page.evaluate("document.documentElement.lang") == "de"
-    expect(page.locator("#room-title")).to_have_text("Videotermin bei Riverside Clinic")
-    enter(page, "Wartezimmer betreten")
-    expect(page.locator("#room-status")).to_contain_text(
-        "Sie sind im Wartezimmer. Der Termin beginnt um"
-    )
+    seen = [
+        # (the guest, their browser's language, the page's, its title, button, status)
+        (
+            french,
+            "fr-FR",
+            "fr",
+            "Rendez-vous vidéo à Riverside Clinic",
+            WORDS["fr"]["enter"],
+            "Vous êtes dans la salle d’attente. Le rendez-vous commence à",  # noqa: RUF001
+        ),
+        (
+            japanese,
+            "ja-JP",
+            "de",
+            "Videotermin bei Riverside Clinic",
+            "Wartezimmer betreten",
+            "Sie sind im Wartezimmer. Der Termin beginnt um",
+        ),
+    ]
+    for guest, locale, lang, title, button, status in seen:
+        page = launch_chromium(locale=locale, **PHONE)
+        page.goto(f"{app_server.url}{guest_link_path(guest)}")
+        assert page.evaluate("document.documentElement.lang") == lang
+        expect(page.locator("#room-title")).to_have_text(title)
+        enter(page, button)
+        expect(page.locator("#room-status")).to_contain_text(status)
     assert console.errors == []
