@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext_lazy
+from django.utils.translation.trans_real import parse_accept_lang_header  # Django's own parser
 
 
 def codes() -> list[str]:
@@ -60,7 +61,7 @@ def browser_language(request: HttpRequest) -> str | None:
     preference: "de-CH, fr;q=0.9" is German), or None when it asks for none of them. Unlike
     LocaleMiddleware's choice this is never the default: "none of ours" is not "English"."""
     header = request.META.get("HTTP_ACCEPT_LANGUAGE", "")
-    for tag, _quality in translation.trans_real.parse_accept_lang_header(header):
+    for tag, _quality in parse_accept_lang_header(header):
         if code := supported(tag):
             return code
     return None
