@@ -48,6 +48,7 @@ class Action(models.TextChoices):
     SIGNED_OUT = "sign_out", "Signed out"
     AUDIT_EXPORTED = "audit.exported", "Downloaded the audit log"
     RETENTION_PURGED = "retention.purged", "Deleted old call records"
+    SUBSCRIPTION_VIEWED = "subscription.viewed", "Read a subscription (FHIR)"
     SUBSCRIPTION_CREATED = "subscription.created", "Subscribed to appointment changes (FHIR)"
     SUBSCRIPTION_CHANGED = "subscription.changed", "Changed a subscription (FHIR)"
     SUBSCRIPTION_DELETED = "subscription.deleted", "Deleted a subscription (FHIR)"

@@ -80,6 +80,8 @@ INTERACTION_NOTES = {
     "(status cancelled); other statuses follow the call. If-Match optional (412 on conflict).",
     ("Patient", "update"): "Name, email and phone as sent; language when it maps to a "
     "supported one. If-Match optional (412 on conflict).",
+    ("Subscription", "update"): "What the EHR sets (endpoint, headers, payload, filter, "
+    "heartbeat, end; status requested, active or off). If-Match optional (412 on conflict).",
     ("Practitioner", "create"): "Only for a client registered by an admin of its clinic "
     "(scope system/Practitioner.c): a clinician without a password.",
 }
@@ -107,7 +109,8 @@ def capability_statement(*, base_url: str, token_url: str, topic_url: str) -> di
                     else {"code": code}
                     for code in spec["interactions"]
                 ],
-                # meta.versionId (and ETag / If-Match) on Appointment and Patient only.
+                # meta.versionId (and ETag / If-Match) on what can be updated: Appointment,
+                # Patient and Subscription (`services.version_check`).
                 "versioning": "versioned-update"
                 if "update" in spec["interactions"]
                 else "no-version",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -96,6 +97,19 @@ def unprocessable(exc: ValidationError, paths: dict[str, str], resource_type: st
         issue(m, code="business-rule", expression=[paths.get(k, resource_type)]) for k, m in pairs
     ]
     return FhirError(422, issues[0]["diagnostics"], code="business-rule", issues=issues)
+
+
+def version_check(if_match: str | None, updated_at: datetime, noun: str) -> None:
+    """The one versioned-update rule of every PUT (Appointment, Patient, Subscription): an
+    `If-Match` version (the view's `_if_match`: the ETag's bare version) that is not the
+    resource's current `meta.versionId` (`mapping.version_of`) is 412 and nothing changes.
+    Without If-Match the update is made whatever the version (the last writer wins): FHIR
+    leaves If-Match to the client. Call it under the row's lock, so the version cannot move
+    between the check and the write."""
+    if if_match is not None and if_match != mapping.version_of(updated_at):
+        raise FhirError(
+            412, f"The {noun} has changed since that version (If-Match).", code="conflict"
+        )
 
 
 def _lock(*parts: Any) -> None:
@@ -278,12 +292,7 @@ def appointment_change(
         )
         if appointment is None:
             raise FhirError(404, "No such Appointment.", code="not-found")
-        if if_match is not None and if_match != mapping.version_of(appointment.updated_at):
-            raise FhirError(
-                412,
-                "The appointment has changed since that version (If-Match).",
-                code="conflict",
-            )
+        version_check(if_match, appointment.updated_at, "appointment")
         current = mapping.STATUS_OUT[appointment.status]
         _identifiers_free(principal, "Appointment", data.identifiers, appointment.pk)
         try:
@@ -368,10 +377,7 @@ def patient_change(
         )
         if patient is None:
             raise FhirError(404, "No such Patient.", code="not-found")
-        if if_match is not None and if_match != mapping.version_of(patient.updated_at):
-            raise FhirError(
-                412, "The patient has changed since that version (If-Match).", code="conflict"
-            )
+        version_check(if_match, patient.updated_at, "patient")
         if not data.active:
             raise FhirError(
                 422,

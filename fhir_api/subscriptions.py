@@ -366,14 +366,20 @@ def _audit(action: str, sub: Subscription, fields: Iterable[str] = ()) -> None:
 
 
 def subscription_change(
-    *, principal: Principal, subscription_id: str, data: SubscriptionIn
+    *,
+    principal: Principal,
+    subscription_id: str,
+    data: SubscriptionIn,
+    if_match: str | None = None,
 ) -> Subscription:
     """Replace what the EHR sets. `off` stops it; a new endpoint, or `requested` / `active`
     for a subscription that is off or in error, starts over with a handshake; otherwise the
-    status stays ours (an `error` sent back as read keeps it in error)."""
+    status stays ours (an `error` sent back as read keeps it in error). With `if_match`, a
+    version conflict is 412 (`services.version_check`, as for a Patient)."""
     with transaction.atomic():
         sub = subscription_get(principal, subscription_id)
         sub = Subscription.objects.select_for_update().select_related("endpoint").get(pk=sub.pk)
+        services.version_check(if_match, sub.updated_at, "subscription")
         moved = data.endpoint != sub.endpoint.url
         before = _snapshot(sub)
         _apply(sub, data)

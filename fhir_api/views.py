@@ -161,10 +161,21 @@ def _appointment_resources(request: HttpRequest, appointments: list[Appointment]
     return services.appointment_resources(appointments, site=_site(request))
 
 
+# A read's audit entry, by what was read (a read, a search's page, a conditional create's
+# match, `$status`).
+VIEWED = {
+    "appointment": Action.APPOINTMENT_VIEWED,
+    "patient": Action.PATIENT_VIEWED,
+    "subscription": Action.SUBSCRIPTION_VIEWED,
+}
+
+
 def _viewed(principal: Principal, object_type: str, ids: list[Any]) -> None:
-    action = Action.APPOINTMENT_VIEWED if object_type == "appointment" else Action.PATIENT_VIEWED
     record_many(
-        action=action, clinic=principal.clinic.slug, object_type=object_type, object_ids=ids
+        action=VIEWED[object_type],
+        clinic=principal.clinic.slug,
+        object_type=object_type,
+        object_ids=ids,
     )
 
 
@@ -258,8 +269,9 @@ def _bundle(
             resources = [mapping.schedule_out(s) for s in page]
             ids, audit_type = [], ""
         elif resource_type == "Subscription":
-            resources = [subscriptions.subscription_out(s) for s in page]
-            ids, audit_type = [], ""
+            subs = list(page)
+            resources = [subscriptions.subscription_out(s) for s in subs]
+            ids, audit_type = [s.pk for s in subs], "subscription"
         else:
             staff = list(page)
             idents = _identifiers_of("Practitioner", [s.pk for s in staff])
@@ -538,7 +550,10 @@ def subscription_instance(
         body = _body_of(request, "Subscription", subscription_id)
         data = subscriptions.subscription_in(body, principal.clinic)
         sub = subscriptions.subscription_change(
-            principal=principal, subscription_id=subscription_id, data=data
+            principal=principal,
+            subscription_id=subscription_id,
+            data=data,
+            if_match=_if_match(request),
         )
         return _subscription_response(subscriptions.subscription_get(principal, sub.pk))
     if request.method == "DELETE":
@@ -546,7 +561,9 @@ def subscription_instance(
         subscriptions.subscription_delete(principal=principal, subscription_id=subscription_id)
         return HttpResponse(status=204)
     _require(principal, "Subscription", "r")
-    return _subscription_response(subscriptions.subscription_get(principal, subscription_id))
+    sub = subscriptions.subscription_get(principal, subscription_id)
+    _viewed(principal, "subscription", [sub.pk])
+    return _subscription_response(sub)
 
 
 @fhir_view("Subscription")
@@ -556,6 +573,7 @@ def subscription_status(
     """`$status`: where the subscription stands (its status, events since start, error)."""
     _require(principal, "Subscription", "r")
     sub = subscriptions.subscription_get(principal, subscription_id)
+    _viewed(principal, "subscription", [sub.pk])
     return response(subscriptions.status_bundle(sub))
 
 

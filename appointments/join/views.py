@@ -272,7 +272,8 @@ def patient_calendar(request: HttpRequest, appointment_id: str) -> HttpResponse:
 @require_GET
 def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
     """A guest's room (family, a carer), from their link: the lobby like the patient; times
-    in the patient's time zone. A removed guest's link is an error page."""
+    in the patient's time zone, words in the guest's browser's language, else the patient's.
+    A removed guest's link is an error page."""
     now = timezone.now()
     try:
         appointment, member = links.guest_from_link(
@@ -282,7 +283,8 @@ def guest_join(request: HttpRequest, appointment_id: str) -> HttpResponse:
         return _link_error(request, GUEST_LINK_ERRORS, refusal)
     if (checked := _link_check(request)) is not None:
         return checked
-    activate_for(request, member.call_user.language)  # else the browser's (Accept-Language)
+    # The guest's browser's language, else the patient's (appointments.languages).
+    activate_for(request, appointment.patient.preferred_language, guest=True)
     info = joining.guest_join_info(member=member, appointment=appointment, now=now)
     return _room(
         request,

@@ -16,6 +16,8 @@ import pytest
 from django.conf import settings
 
 from appointments.links import join_link_path
+from appointments.services.booking import appointment_cancel
+from tests.calls.push.standins import vapid_keypair
 from tests.factories import make_appointment
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -186,6 +188,50 @@ def test_the_join_page_names_its_language_and_direction_and_loads_its_catalogue(
     catalogue_at = html.index(f'src="/jsi18n/{lang}/"')
     assert catalogue_at < html.index("join/room.js")
     assert catalogue_at < html.index("join/lobby.js")
+
+
+# The scripts that show a text, each of which reads gettext & co from the window.
+TEXT_SCRIPTS = ["join/stage.js", "join/chat.js", "join/room.js", "join/lobby.js", "join/notify.js"]
+
+
+def _scripts_after_catalogue_and_fallback(html: str, lang: str) -> list[str]:
+    """The text scripts this page loads, each checked to come after the catalogue and then
+    join/i18n.js (deferred scripts run in document order)."""
+    catalogue_at = html.index(f'src="/jsi18n/{lang}/"')
+    fallback_at = html.index("join/i18n.js")
+    assert catalogue_at < fallback_at
+    loaded = [name for name in TEXT_SCRIPTS if name in html]
+    for name in loaded:
+        assert fallback_at < html.index(name), name
+    return loaded
+
+
+@pytest.mark.django_db
+def test_every_text_script_comes_after_the_catalogue_and_its_one_fallback(
+    client, clinic, doctor, patient, settings
+):
+    """Open, the room loads all five (the waiting room's and "Notify me"'s included); closed
+    (cancelled), none of them, so it needs neither."""
+    settings.WEBPUSH_VAPID_PRIVATE_KEY, _public = vapid_keypair()
+    settings.WEBPUSH_VAPID_SUBJECT = "mailto:ops@clinic.example"
+    patient.preferred_language = "fr"
+    patient.save(update_fields=["preferred_language"])
+    appointment = make_appointment(clinic, host=doctor, patient=patient)
+    html = client.get(join_link_path(appointment)).content.decode()
+    assert _scripts_after_catalogue_and_fallback(html, "fr") == TEXT_SCRIPTS
+    appointment_cancel(appointment=appointment, by=doctor)
+    html = client.get(join_link_path(appointment)).content.decode()
+    assert 'id="room-closed"' in html
+    assert [name for name in TEXT_SCRIPTS if name in html] == []
+
+
+def test_no_script_keeps_a_fallback_of_its_own():
+    """join/i18n.js is the one fallback for a catalogue that did not load: a script that
+    defined its own (`window.gettext || …`) would drift from it."""
+    static = BASE_DIR / "appointments" / "static" / "join"
+    own = re.compile(r"window\.(n|p)?gettext\s*\|\||window\.interpolate\s*\|\|")
+    keeping = sorted(f.name for f in static.glob("*.js") if own.search(f.read_text()))
+    assert keeping == ["i18n.js"]
 
 
 @pytest.mark.django_db

@@ -95,6 +95,34 @@ def test_the_preference_wins_then_the_browser_then_english(rf):
     assert language_for(None) == "en"
 
 
+@pytest.mark.parametrize(
+    ("accept", "patients", "code"),
+    [
+        ("es-ES,es;q=0.9", "fr", "es"),  # the guest's browser asks for one of ours
+        ("en-US,en;q=0.9", "fr", "en"),  # English asked for is English, not "nothing"
+        ("ja, de;q=0.5", "fr", "de"),  # the first of ours in the browser's order
+        ("de;q=0.4, pt-BR;q=0.8", "fr", "pt"),  # by quality, not by place
+        ("ja, zh-Hans", "fr", "fr"),  # none of ours: the patient's
+        ("", "ar", "ar"),  # no header: the patient's
+        ("*", "de", "de"),
+        ("ja", "", "en"),  # neither: English
+        ("ja", "tlh", "en"),
+    ],
+)
+def test_a_guest_gets_their_browsers_language_then_the_patients_then_english(
+    rf, accept, patients, code
+):
+    request = rf.get("/", HTTP_ACCEPT_LANGUAGE=accept) if accept else rf.get("/")
+    assert language_for(patients, request, guest=True) == code
+
+
+def test_a_patient_keeps_their_preference_over_the_browser_guest_or_not(rf):
+    """The guest rule is the guest's: a patient's stored choice still wins on their pages."""
+    spanish_browser = rf.get("/", HTTP_ACCEPT_LANGUAGE="es")
+    assert language_for("fr", spanish_browser) == "fr"
+    assert language_for("fr", spanish_browser, guest=True) == "es"
+
+
 # --- the join pages ---------------------------------------------------------------------------
 
 
@@ -147,7 +175,25 @@ def test_a_guests_page_speaks_their_browsers_language(at_the_lobby, clinic, doct
     member = appointment_guest_invite(appointment=appointment, by=doctor, name="Lucía")
     page = Client().get(links.guest_link_path(member), HTTP_ACCEPT_LANGUAGE="es-ES,es")
     assert html_tag(page) == '<html lang="es" dir="ltr">'
+    assert page["Content-Language"] == "es"
     assert "Videoconsulta en Riverside Clinic" in text_of(page)
+    assert '/jsi18n/es/"' in page.content.decode()  # the scripts' texts follow the page
+
+
+def test_a_guests_page_falls_back_to_the_patients_language_then_english(
+    at_the_lobby, clinic, doctor
+):
+    """A browser asking for none of ours: the patient's language (not LocaleMiddleware's
+    English); with no patient's language either, English."""
+    appointment = booked(clinic, doctor, preferred_language="fr")
+    member = appointment_guest_invite(appointment=appointment, by=doctor, name="Kenji")
+    path = links.guest_link_path(member)
+    page = Client().get(path, HTTP_ACCEPT_LANGUAGE="ja-JP,ja;q=0.9")
+    assert html_tag(page) == '<html lang="fr" dir="ltr">'
+    assert "Rendez-vous vidéo à Riverside Clinic" in text_of(page)
+    assert html_tag(Client().get(path)) == '<html lang="fr" dir="ltr">'  # no header at all
+    Patient.objects.filter(pk=appointment.patient_id).update(preferred_language="")
+    assert html_tag(Client().get(path, HTTP_ACCEPT_LANGUAGE="ja")) == '<html lang="en" dir="ltr">'
 
 
 def test_a_refused_link_says_so_in_the_browsers_language(at_the_lobby, clinic, doctor):

@@ -18,7 +18,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from appointments.links import join_link_path
+from appointments.links import guest_link_path, join_link_path
+from appointments.services.guests import appointment_guest_invite
 from appointments.services.status import appointment_call_action
 from appointments.services.waiting import appointment_lobby_message
 from tests.browser.test_video_browser import enter, sign_in
@@ -83,17 +84,24 @@ OVERFLOWS = """() => {
 }"""
 
 
+def live_appointment(clinic, doctor, patient, *, preferred_language: str):
+    """An appointment that started a minute ago, its call live, for a patient with this
+    language ("": none chosen)."""
+    patient.preferred_language = preferred_language
+    patient.save(update_fields=["preferred_language"])
+    start = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    return appointment
+
+
 @pytest.mark.parametrize("language", ["fr", "ar"])
 def test_the_patient_waits_and_calls_in_their_language(
     app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient, language
 ):
     words = WORDS[language]
-    start = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=1)
     # No language chosen for the patient: their browser's (appointments.languages).
-    patient.preferred_language = ""
-    patient.save(update_fields=["preferred_language"])
-    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
-    appointment_call_action(appointment=appointment, staff=doctor, action="go_live")
+    appointment = live_appointment(clinic, doctor, patient, preferred_language="")
     base = app_server.url
 
     # --- the waiting room, in the patient's language ---
@@ -169,4 +177,96 @@ def test_the_patient_waits_and_calls_in_their_language(
     page.locator("#chat-send").click()
     expect(page.locator("#chat-log li.is-mine .chat-text")).to_have_count(1)
     page.screenshot(path=f"{SHOTS}/i18n-{language}-chat-1280x800.png")
+    assert console.errors == []
+
+
+def test_the_call_still_works_in_english_when_the_catalogue_fails_to_load(
+    app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient
+):
+    """/jsi18n/ answers 500: join/i18n.js's fallback gives the scripts gettext, ngettext,
+    pgettext and interpolate, so the waiting room (lobby.js), the call screen (room.js,
+    stage.js) and the chat (chat.js) still work, their words in English (the source texts)
+    on a page whose server-rendered words are French. Nothing throws."""
+    appointment = live_appointment(clinic, doctor, patient, preferred_language="fr")
+    base = app_server.url
+
+    page = launch_chromium(locale="fr-FR", **PHONE)
+    refused = []
+
+    def fail(route):
+        refused.append(route.request.url)
+        route.fulfill(status=500, content_type="text/plain", body="down")
+
+    page.route("**/jsi18n/**", fail)
+    page.goto(f"{base}{join_link_path(appointment)}")
+    assert page.evaluate("document.documentElement.lang") == "fr"
+    # room.js's label, in English
+    expect(page.locator("#join-button")).to_have_text("Enter the waiting room")
+    enter(page, "Enter the waiting room")
+    expect(page.locator("#room-status")).to_have_text(
+        "Your clinician will be with you shortly. Please keep this page open."
+    )
+    appointment_lobby_message(appointment=appointment, text="Nous arrivons")
+    expect(page.locator("#lobby-message")).to_have_text("Message from the clinic: Nous arrivons")
+
+    clinician = launch_chromium()
+    sign_in(clinician, base, "drhouse")
+    clinician.goto(f"{base}/c/clinic-a/appointments/{appointment.id}/join/")
+    enter(clinician, "Join the call")
+    expect(page.locator("#room-status")).to_have_text("You are in the call.")
+    expect(page.locator("#call-banner")).to_have_text("Live")
+    expect(page.locator("#mic-toggle")).to_have_accessible_name("Mute")
+    expect(page.locator("#cam-toggle")).to_have_accessible_name("Camera off")
+    expect(page.locator("#call-timer")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.locator("#chat-toggle").click()
+    page.locator("#chat-input").fill("Bonjour")
+    page.locator("#chat-send").click()
+    expect(page.locator("#chat-log li.is-mine .chat-text")).to_have_text("Bonjour")
+
+    assert refused == [f"{base}/jsi18n/fr/"]
+    # The one error is the refused catalogue itself.
+    assert [e for e in console.errors if "status of 500" not in e] == []
+    assert len(console.errors) == 1
+
+
+def test_a_guest_reads_their_browsers_language_else_the_patients(
+    app_server, launch_chromium, console, eager_tasks, clinic, doctor, patient
+):
+    """The patient chose German. A guest whose browser asks for French gets French, the
+    server's words and the scripts' (the catalogue follows the page); a guest whose browser
+    asks for none of ours (Japanese) gets the patient's German, not English
+    (appointments.languages, `guest=True`)."""
+    patient.preferred_language = "de"
+    patient.save(update_fields=["preferred_language"])
+    start = timezone.now().replace(microsecond=0) + dt.timedelta(minutes=5)
+    appointment = make_appointment(clinic, host=doctor, patient=patient, starts_at=start)
+    french = appointment_guest_invite(appointment=appointment, by=doctor, name="Léa")
+    japanese = appointment_guest_invite(appointment=appointment, by=doctor, name="Kenji")
+
+    seen = [
+        # (the guest, their browser's language, the page's, its title, button, status)
+        (
+            french,
+            "fr-FR",
+            "fr",
+            "Rendez-vous vidéo à Riverside Clinic",
+            WORDS["fr"]["enter"],
+            "Vous êtes dans la salle d’attente. Le rendez-vous commence à",  # noqa: RUF001
+        ),
+        (
+            japanese,
+            "ja-JP",
+            "de",
+            "Videotermin bei Riverside Clinic",
+            "Wartezimmer betreten",
+            "Sie sind im Wartezimmer. Der Termin beginnt um",
+        ),
+    ]
+    for guest, locale, lang, title, button, status in seen:
+        page = launch_chromium(locale=locale, **PHONE)
+        page.goto(f"{app_server.url}{guest_link_path(guest)}")
+        assert page.evaluate("document.documentElement.lang") == lang
+        expect(page.locator("#room-title")).to_have_text(title)
+        enter(page, button)
+        expect(page.locator("#room-status")).to_contain_text(status)
     assert console.errors == []

@@ -297,8 +297,85 @@ def test_another_clinic_cannot_see_it_and_scopes_are_checked(
     written = AuditEntry.objects.filter(object_type="subscription", object_id=created["id"])
     assert list(written.order_by("pk").values_list("action", "actor_kind")) == [
         ("subscription.created", "client"),
+        ("subscription.viewed", "client"),  # the reader's read (the other clinic's: 404s)
+        ("subscription.viewed", "client"),  # in the search
         ("subscription.deleted", "client"),
     ]
+
+
+def test_a_put_honours_if_match_as_a_patient_put_does(
+    receiver, subscriber, django_capture_on_commit_callbacks
+):
+    """`meta.versionId` and the ETag agree on every answer; a stale If-Match is 412 (an
+    OperationOutcome, `conflict`) and changes nothing; the current one goes through; without
+    If-Match the last writer wins (services.version_check, Patient's and Appointment's rule)."""
+    capture = django_capture_on_commit_callbacks
+    start = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+    created = subscribe(subscriber, subscription_body(receiver.url), start, capture)
+    path = f"Subscription/{created['id']}"
+    with time_machine.travel(start, tick=False):
+        fhir = fhir_at(subscriber)  # a token of that time
+
+    def at(seconds: int, send):
+        """Each step at its own instant: a write there makes a new version."""
+        with (
+            time_machine.travel(start + timedelta(seconds=seconds), tick=False),
+            capture(execute=True),
+        ):
+            return send()
+
+    read = at(1, lambda: fhir.get(path))
+    assert read["ETag"] == f'W/"{read.json()["meta"]["versionId"]}"'
+    current = read.json()
+    changed = at(
+        2, lambda: fhir.put(path, dict(current, reason="Renamed"), **{"If-Match": read["ETag"]})
+    )
+    assert changed.status_code == 200, changed.content
+    assert changed["ETag"] == f'W/"{changed.json()["meta"]["versionId"]}"'
+    assert changed.json()["meta"]["versionId"] != current["meta"]["versionId"]
+    assert at(3, lambda: fhir.get(path)).json() == changed.json()
+    # The version just replaced is stale now: 412, and nothing changes; a strong ETag (no W/)
+    # is read the same way.
+    for seconds, etag in ((4, read["ETag"]), (5, f'"{current["meta"]["versionId"]}"')):
+        stale = at(
+            seconds,
+            lambda etag=etag: fhir.put(path, dict(current, reason="Stale"), **{"If-Match": etag}),
+        )
+        assert stale.status_code == 412, stale.content
+        assert stale.json()["resourceType"] == "OperationOutcome"
+        assert stale.json()["issue"][0]["code"] == "conflict"
+        assert Subscription.objects.get().reason == "Renamed"
+    # No If-Match: made whatever the version (the last writer wins).
+    blind = at(6, lambda: fhir.put(path, dict(current, reason="Blind")))
+    assert blind.status_code == 200, blind.content
+    assert Subscription.objects.get().reason == "Blind"
+    changes = AuditEntry.objects.filter(action="subscription.changed").order_by("pk")
+    assert [e.fields for e in changes] == [["reason"], ["reason"]]
+
+
+def test_reads_of_a_subscription_are_audited_like_other_reads(
+    receiver, subscriber, other_clinic, django_capture_on_commit_callbacks
+):
+    """A read, `$status` and each subscription a search returns: `subscription.viewed` by the
+    client (`views._viewed`, as Appointment and Patient reads); another clinic's 404 is not."""
+    capture = django_capture_on_commit_callbacks
+    now = datetime.now(UTC)
+    first = subscribe(subscriber, subscription_body(receiver.url), now, capture)
+    second = subscribe(subscriber, subscription_body(receiver.url), now, capture)
+    fhir = fhir_at(subscriber)
+    viewed = AuditEntry.objects.filter(action="subscription.viewed").order_by("pk")
+    assert fhir.get(f"Subscription/{first['id']}").status_code == 200
+    assert fhir.get(f"Subscription/{first['id']}/$status").status_code == 200
+    assert fhir.get("Subscription").json()["total"] == 2
+    assert fhir.get("Subscription", {"_summary": "count"}).json()["total"] == 2  # no resources
+    theirs = fhir_at(register(other_clinic, scopes=SCOPES))
+    assert theirs.get(f"Subscription/{first['id']}").status_code == 404
+    assert {(e.actor_kind, e.actor_id, e.clinic) for e in viewed} == {
+        ("client", subscriber.client_id, subscriber.clinic.slug)
+    }
+    read, status, *searched = [e.object_id for e in viewed]
+    assert (read, status) == (str(first["id"]), str(first["id"]))
+    assert sorted(searched) == sorted([str(first["id"]), str(second["id"])])
 
 
 @pytest.mark.parametrize(

@@ -11,17 +11,10 @@
 (function () {
   "use strict";
 
-  var _ = window.gettext || function (s) {
-    return s;
-  };
-  var ngettext = window.ngettext || function (one, many, n) {
-    return n === 1 ? one : many;
-  };
-  var fmt = window.interpolate || function (s, args) {
-    return s.replace(/%\((\w+)\)s/g, function (m, k) {
-      return args[k];
-    });
-  };
+  // Django's JavaScript catalog, or join/i18n.js's fallback when it did not load.
+  var _ = window.gettext;
+  var ngettext = window.ngettext;
+  var fmt = window.interpolate;
 
   // Numbers in the page's language (<html lang>, the language its texts are in).
   var number = new Intl.NumberFormat(document.documentElement.lang || undefined);

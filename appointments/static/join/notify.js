@@ -22,7 +22,7 @@
   const LINKS = "join-links";
   const LINK_KEY = "/join/sw-link/";
   const PUSH_KEY = "/join/sw-push/";
-  const _ = window.gettext || ((s) => s);
+  const _ = window.gettext; // the catalogue's, or join/i18n.js's fallback
 
   function keyBytes(key) {
     const base64 = key.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - key.length % 4) % 4);

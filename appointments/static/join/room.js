@@ -18,15 +18,10 @@
   var config = document.getElementById("room-config");
   if (!config) return;
   var cfg = JSON.parse(config.textContent);
-  var _ = window.gettext || function (s) {
-    return s;
-  };
-  var ngettext = window.ngettext || function (one, many, n) {
-    return n === 1 ? one : many;
-  };
-  var pgettext = window.pgettext || function (context, s) {
-    return s;
-  };
+  // Django's JavaScript catalog, or join/i18n.js's fallback when it did not load.
+  var _ = window.gettext;
+  var ngettext = window.ngettext;
+  var pgettext = window.pgettext;
   // Numbers, times and lists in the page's language (<html lang>, the language its texts are in).
   var lang = document.documentElement.lang || undefined;
 
@@ -138,10 +133,7 @@
   });
 
   function interpolate(text, args) {
-    if (window.interpolate) return window.interpolate(text, args, true);
-    return text.replace(/%\((\w+)\)s/g, function (m, k) {
-      return args[k];
-    });
+    return window.interpolate(text, args, true);
   }
 
   // The panels over the stage (devices, chat, the end dialog): one at a time.

@@ -12,14 +12,9 @@
   "use strict";
 
   var QUALITY_MS = 2000;
-  var _ = window.gettext || function (s) {
-    return s;
-  };
-  var fmt = window.interpolate || function (s, args) {
-    return s.replace(/%\((\w+)\)s/g, function (m, k) {
-      return args[k];
-    });
-  };
+  // Django's JavaScript catalog, or join/i18n.js's fallback when it did not load.
+  var _ = window.gettext;
+  var fmt = window.interpolate;
 
   function $(id) {
     return document.getElementById(id);
