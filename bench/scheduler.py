@@ -517,7 +517,7 @@ def _processes(design: str, procs: int, logs: Path) -> tuple[list[Proc], list[Pr
             f"{design}-worker-{i}",
             logs,
             env,
-            queues=f"{QUEUE},celery,relay",
+            queues=f"{QUEUE},celery,relay,webhooks",
             concurrency=1,
             include="bench.scheduler_tasks",
         )

@@ -18,6 +18,7 @@ BENCH_PORTS for the receiver.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import http.client
 import json
@@ -102,13 +103,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
 
-    os.environ["DJANGO_DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", "bench-webhooks-not-a-secret")
-    os.environ.setdefault("CALLS_API_KEY", "bench-webhooks-key")
-    os.environ.setdefault("CALLS_API_SECRET", "bench-webhooks-secret-bench-webhooks-secret")
-    os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
-    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    _procs.production_env("webhooks")
     os.environ["WEBHOOKS_ALLOW_HTTP"] = "true"
     os.environ["WEBHOOKS_ALLOW_PRIVATE_NETWORKS"] = "true"
     _bootstrap("config.settings")
@@ -153,14 +148,11 @@ def main() -> int:
             f"{len(ids)} webhook deliveries ({args.calls} go-lives x {args.endpoints} "
             f"endpoint(s)) in tasks of {webhooks.BATCH}; load {_load()}"
         )
-        profiler = cProfile.Profile() if args.profile else None
+        profiler = cProfile.Profile()
         cpu, wall = time.process_time(), time.perf_counter()
-        if profiler:
-            profiler.enable()
-        for n in range(0, len(ids), webhooks.BATCH):
-            webhooks.deliver_many(ids[n : n + webhooks.BATCH])
-        if profiler:
-            profiler.disable()
+        with profiler if args.profile else contextlib.nullcontext():
+            for n in range(0, len(ids), webhooks.BATCH):
+                webhooks.deliver_many(ids[n : n + webhooks.BATCH])
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         delivered = WebhookDelivery.objects.filter(pk__in=ids, state="delivered").count()
         seen = _stats(port)
@@ -187,7 +179,7 @@ def main() -> int:
         f"{floor_wall * 1000 / count:8.3f}"
     )
     print(f"ratio (CPU) {cpu / floor_cpu:.1f}x; load after {_load()}")
-    if profiler:
+    if args.profile:
         stats = pstats.Stats(profiler)
         stats.sort_stats("cumulative").print_stats(args.top)
         stats.sort_stats("tottime").print_stats(args.top)

@@ -6,18 +6,31 @@ Wire (reference §7.2): the body is the event's wire JSON, serialized once; head
 keyed with the API secret).
 
 At least once. `on_event` (a relay consumer) writes one row per (endpoint, event), so a second
-relay adds nothing. `deliver` claims a row with a conditional UPDATE (pending|retrying →
-sending, attempts + 1) before it sends, so two runs never send at the same time. 2xx →
-delivered; 408, 429, 5xx, timeouts and network errors → retrying at `next_attempt_at` (backoff)
-until WEBHOOK_MAX_ATTEMPTS, then dead; any other answer → dead at once. Retries are picked up
-by `sweep()` (the scheduler loop) from the database, never scheduled only in the broker; the
-sweep also resends rows whose worker died mid-send (a duplicate is allowed, a loss is not).
+relay adds nothing. Deliveries leave in `deliver_webhooks` tasks of BATCH rows, on the
+`webhooks` queue (settings.CELERY_TASK_ROUTES: read after the default queue, so a push never
+waits behind a webhook). `deliver_many` claims a task's rows in one conditional UPDATE
+(pending|retrying → sending, attempts + 1, `RETURNING` the rows it took) before it sends, so
+two runs never send the same row at the same time. 2xx → delivered; 408, 429, 5xx, timeouts
+and network errors → retrying at `next_attempt_at` (backoff; a longer Retry-After wins) until
+WEBHOOK_MAX_ATTEMPTS, then dead; any other answer → dead at once. The outcomes are recorded in
+one UPDATE, each row only while the claim is still its own. Retries are picked up by `sweep()`
+(the scheduler loop) from the database, never scheduled only in the broker; the sweep also
+resends rows whose worker died mid-send (a duplicate is allowed, a loss is not).
 
-SSRF guard (calls.netguard): every attempt resolves the endpoint's host once, checks every
-address (no loopback, private, link-local / cloud metadata, ... unless
-WEBHOOKS_ALLOW_PRIVATE_NETWORKS lets private ones through) and connects to a checked address,
-so a DNS answer that changed since the endpoint was saved cannot reach inside. A refused
-attempt is dead at once (no retries), with the rule in `last_error`.
+Sending: each endpoint's rows go in turn, one request at a time (never pipelined: a receiver
+is anyone's server), over the worker process's kept-alive connections (`_pool`), each with
+its own WEBHOOK_TIMEOUT_SECONDS; a batch's endpoints are sent to at once, so a slow receiver
+holds back only its own rows. After a row that timed out, could not connect or was answered
+429, its endpoint's other rows of the batch are held back (retrying at that row's retry time,
+their attempt not counted); rows not started within BATCH_START_WINDOW_S go back to pending
+and leave again at once.
+
+SSRF guard (calls.netguard, `post_many`): every attempt resolves the endpoint's host once,
+checks every address (no loopback, private, link-local / cloud metadata, ... unless
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS lets private ones through) and connects to a checked address
+(a kept connection only ever goes to the address a check chose), so a DNS answer that changed
+since the endpoint was saved cannot reach inside. A refused attempt is dead at once (no
+retries), with the rule in `last_error`.
 
 Resend: `deliveries_requeue` (an admin action) puts dead and retrying deliveries back to
 pending with a fresh attempt budget and the same X-Webhook-Id, so receivers still dedupe.
@@ -40,8 +53,6 @@ import concurrent.futures
 import hashlib
 import hmac
 import logging
-import os
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -194,7 +205,7 @@ BATCH = 20  # rows per `deliver_webhooks` task
 # A batch starts no POST after this many seconds (each ends within WEBHOOK_TIMEOUT_SECONDS,
 # inside the task's soft time limit); the rest leave again as a batch of their own.
 BATCH_START_WINDOW_S = 15.0
-# Endpoints of one batch sent to at once, each on a thread of its own (one endpoint: this
+# Endpoints of one batch sent to at once, each on a thread of the batch (one endpoint: this
 # thread). More wait for a thread, inside the same start window.
 ENDPOINT_THREADS = 8
 # What a record writes of a row (`_record_all`, one UPDATE per batch).
@@ -333,21 +344,9 @@ def _request(
     }
 
 
+# This process's kept-alive connections to receivers (at most ENDPOINT_THREADS per checked
+# address, idle between batches); depth 1: one request at a time on a connection.
 _pool = netguard.Pool(per_origin=ENDPOINT_THREADS, depth=1)
-_threads: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
-_threads_lock = threading.Lock()
-
-
-def _endpoint_threads() -> concurrent.futures.ThreadPoolExecutor:
-    """This process's threads for a batch's endpoints (made again after a fork)."""
-    global _threads
-    with _threads_lock:
-        if _threads is None or _threads[0] != os.getpid():
-            executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=ENDPOINT_THREADS, thread_name_prefix="webhook-send"
-            )
-            _threads = (os.getpid(), executor)
-        return _threads[1]
 
 
 def _send_all(
@@ -355,23 +354,27 @@ def _send_all(
     start_by: float,
     results: dict[int, Result | HeldBack | None],
 ) -> None:
-    """Each endpoint's rows (`_send_endpoint`): one endpoint in this thread, more at once on
-    this process's endpoint threads, so a slow receiver holds back only its own rows."""
+    """Each endpoint's rows (`_send_endpoint`): one endpoint in this thread, several at once
+    on threads of this batch (at most ENDPOINT_THREADS), so a slow receiver holds back only
+    its own rows."""
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     rules = netguard.webhook_rules()
     if len(groups) == 1:
         _send_endpoint(groups[0], start_by, timeout, rules, results)
         return
-    futures = [
-        _endpoint_threads().submit(_send_endpoint, group, start_by, timeout, rules, results)
-        for group in groups
-    ]
+    threads = concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(len(groups), ENDPOINT_THREADS), thread_name_prefix="webhook-send"
+    )
     try:
+        futures = [
+            threads.submit(_send_endpoint, group, start_by, timeout, rules, results)
+            for group in groups
+        ]
         for future in concurrent.futures.as_completed(futures):
             future.result()
     finally:
-        for future in futures:
-            future.cancel()  # the task's soft time limit: no endpoint starts after it
+        # The task's soft time limit: no endpoint starts after it, none is waited for.
+        threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _send_endpoint(
