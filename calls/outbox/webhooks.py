@@ -516,11 +516,9 @@ def _update_claimed(rows: list[WebhookDelivery], claimed: dict[int, int], now: d
     meta = WebhookDelivery._meta
     quote = connection.ops.quote_name
     fields = [meta.get_field(name) for name in RECORDED_FIELDS if name != "updated_at"]
-    typed = connection.vendor == "postgresql"
-    holders = ", ".join(
-        ["%s::bigint", "%s::integer"]
-        + [f"%s::{f.cast_db_type(connection)}" if typed else "%s" for f in fields]
-    )
+    types = ["bigint", "integer"] + [f.cast_db_type(connection) for f in fields]
+    typed = connection.vendor == "postgresql"  # SQLite's values keep the types they have
+    holders = ", ".join(f"%s::{t}" if typed else "%s" for t in types)
     params: list[Any] = []
     for row in rows:
         params += [row.pk, claimed[row.pk]]
