@@ -42,11 +42,10 @@ def webhook_recorded(delivery: WebhookDelivery, state: str) -> None:
 
 @pytest.fixture
 def batch_settings(hook_settings):
-    """Webhooks to local receivers, no relay (rows are made by hand), a test kind, and no
-    connection kept from an earlier test (each test counts its own)."""
+    """Webhooks to local receivers (no connection kept from an earlier test: each test counts
+    its own), no relay (rows are made by hand), a test kind."""
     hook_settings.CALLS_EVENT_CONSUMERS = []
     hook_settings.WEBHOOK_KINDS = {**hook_settings.WEBHOOK_KINDS, KIND: __name__}
-    webhooks._pool.close()
     recorded.clear()
     yield hook_settings
     webhooks._pool.close()
