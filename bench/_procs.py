@@ -4,7 +4,8 @@ Not a benchmark. A bench starts the same processes as a deployment (README "Prod
 measures them from outside:
 
 - `bootstrap(settings_module)`: Django set up in the bench process (DATABASE_URL, REDIS_URL;
-  tasks really enqueued, never eager);
+  tasks really enqueued, never eager); `production_env(name)` before it: the bench process
+  itself as production runs (DEBUG off), for benches that time code in their own process;
 - `process_env(settings_module)`: the environment of the processes it starts (DEBUG off as
   in production, the bench process's keys and secrets, quiet logs);
 - `web(...)`, `worker(...)`, `scheduler(...)`: a `Proc` for `bin/web` (uvicorn serving the
@@ -136,6 +137,19 @@ def bootstrap(settings_module: str) -> None:
     import django
 
     django.setup()
+
+
+def production_env(name: str) -> None:
+    """This bench process as production runs (DEBUG off: no query log), with what production
+    must set made up for the run (keys and secrets named after the bench), locmem email, no
+    https redirect, warnings only. Call before `bootstrap`."""
+    os.environ["DJANGO_DEBUG"] = "false"
+    os.environ.setdefault("SECRET_KEY", f"bench-{name}-not-a-secret")
+    os.environ.setdefault("CALLS_API_KEY", f"bench-{name}-key")
+    os.environ.setdefault("CALLS_API_SECRET", f"bench-{name}-secret-bench-{name}-secret")
+    os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
 def process_env(settings_module: str = "config.settings", **extra: str) -> dict[str, str]:

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._procs import bootstrap as _bootstrap  # noqa: E402
+from bench._procs import production_env  # noqa: E402
 from bench.api import _ensure_database  # noqa: E402
 
 PREFIX = "bench-golive-"
@@ -160,14 +161,7 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "false")
-    # As in production (no query log); what production must set, set for this run.
-    os.environ["DJANGO_DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", "bench-golive-not-a-secret")
-    os.environ.setdefault("CALLS_API_KEY", "bench-golive-key")
-    os.environ.setdefault("CALLS_API_SECRET", "bench-golive-secret-bench-golive-secret")
-    os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
-    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    production_env("golive")
     _bootstrap("config.settings")
     _ensure_database()
     from django.conf import settings

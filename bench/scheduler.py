@@ -38,8 +38,9 @@ Designs, each in real processes started here (bench/_procs.py; DEBUG off, as in 
 with the web process and the socket client in every design:
   ours     `--procs` x `manage.py run_scheduler` (DueAction rows, SKIP LOCKED, batches of
            CALLS_SCHEDULER_GO_LIVE_BATCH_SIZE go-lives), one Celery worker (prefork,
-           concurrency = CPU count) sending pushes and webhooks and relaying too, and one
-           relay worker (`-Q relay`, the same): the README's production;
+           concurrency = CPU count) sending pushes and webhooks and relaying too, one
+           relay worker (`-Q relay`, the same) and one webhook worker (`-Q webhooks`, the
+           same): the README's production;
   trivial  (a) the scheduling floor: `--procs` x Celery worker (concurrency 1), one
            `apply_async(eta=starts_at)` per call of a task that only notes when it ran
            (bench/scheduler_tasks.py `trivial`; no go-live, so only `database` is measured,
@@ -511,13 +512,16 @@ def _processes(design: str, procs: int, logs: Path) -> tuple[list[Proc], list[Pr
         # The dedicated relay worker of README "Production"; the other worker takes the
         # relay queue too (no -Q), so it relays while this one is down: the one killed.
         relayer = _procs.worker("ours-relay", logs, env, queues="relay")
-        return [web, *schedulers, worker, relayer], [schedulers[0], relayer]
+        # README "Production"'s webhook worker: receivers' answers never hold the processes
+        # that send pushes (which the other worker takes before webhooks).
+        hooks = _procs.worker("ours-webhooks", logs, env, queues="webhooks")
+        return [web, *schedulers, worker, relayer, hooks], [schedulers[0], relayer]
     workers = [
         _procs.worker(
             f"{design}-worker-{i}",
             logs,
             env,
-            queues=f"{QUEUE},celery,relay",
+            queues=f"{QUEUE},celery,relay,webhooks",
             concurrency=1,
             include="bench.scheduler_tasks",
         )

@@ -368,13 +368,23 @@ CELERY_TASK_DEFAULT_PRIORITY = 5
 # waiting relay before a send of the same priority); a dedicated relay worker (`-Q relay`,
 # README "Production") keeps relaying while the others send, and they relay while it is down
 # (bench/scheduler.py kills it).
+# Webhook deliveries (calls.outbox.webhooks: machines' receivers) have a queue of their own
+# too, listed after the default one: a worker that takes both takes a waiting push (a
+# person's phone) before a webhook of the same priority; a webhook worker (`-Q webhooks`,
+# README "Production") keeps slow receivers off the processes that send pushes.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CALLS_RELAY_QUEUE = "relay"
+CALLS_WEBHOOK_QUEUE = "webhooks"
 CELERY_TASK_QUEUES = {
     CALLS_RELAY_QUEUE: {"routing_key": CALLS_RELAY_QUEUE},
     CELERY_TASK_DEFAULT_QUEUE: {"routing_key": CELERY_TASK_DEFAULT_QUEUE},
+    CALLS_WEBHOOK_QUEUE: {"routing_key": CALLS_WEBHOOK_QUEUE},
 }
-CELERY_TASK_ROUTES = {"calls.outbox.tasks.relay_events": {"queue": CALLS_RELAY_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "calls.outbox.tasks.relay_events": {"queue": CALLS_RELAY_QUEUE},
+    "calls.outbox.tasks.deliver_webhooks": {"queue": CALLS_WEBHOOK_QUEUE},
+    "calls.outbox.tasks.deliver_webhook": {"queue": CALLS_WEBHOOK_QUEUE},
+}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     # A worker's queues are read in the order it lists them (CELERY_TASK_QUEUES, or `-Q`),

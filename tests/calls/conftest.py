@@ -8,6 +8,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 
+from calls.outbox import webhooks
 from calls.realtime import connections
 
 from .realtime_server import running_server
@@ -60,5 +61,8 @@ def hook_settings(settings, receiver, eager_tasks):
     settings.WEBHOOK_MAX_ATTEMPTS = 4
     settings.WEBHOOK_TIMEOUT_SECONDS = 2.0
     receiver.reset(settings.CALLS_API_SECRET)
+    # No connection kept from an earlier test: a stopped test server's kept connections live
+    # on in its handler threads, and a new server may take its port.
+    webhooks._pool.close()
     yield settings
     assert receiver.errors == []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from celery import current_app
+from django.conf import settings
 from kombu import pools
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -107,10 +108,12 @@ def _drop_connections() -> None:
 
 
 def queued_tasks(
-    server: PrivateRedis, queues: tuple[str, ...] = ("celery", "relay")
+    server: PrivateRedis, queues: tuple[str, ...] | None = None
 ) -> list[tuple[str, list]]:
-    """(task name, args) of the messages waiting in these queues (the default one and the
-    relay's, settings.CELERY_TASK_QUEUES), oldest first within each queue."""
+    """(task name, args) of the messages waiting in these queues (by default every queue of
+    settings.CELERY_TASK_QUEUES: the default one, the relay's and the webhooks'), oldest
+    first within each queue."""
+    queues = tuple(settings.CELERY_TASK_QUEUES) if queues is None else queues
     found = []
     client = server.client()
     # kombu keeps each priority step in a list of its own: `celery`, `celery\x06\x163`, ...

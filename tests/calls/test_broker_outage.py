@@ -117,7 +117,7 @@ def test_every_kind_of_row_an_enqueue_missed_is_handed_again_by_the_sweeps(broke
     relayed = {pk for name, args in sent if name == RELAY for pk in args[0]}
     assert event.pk in relayed
     assert ("calls.outbox.tasks.deliver_pushes", [[push.pk]]) in sent
-    assert ("calls.outbox.tasks.deliver_webhook", [webhook.pk]) in sent
+    assert ("calls.outbox.tasks.deliver_webhooks", [[webhook.pk]]) in sent
     assert ("calls.tasks.run_task", [task.pk]) in sent
 
 

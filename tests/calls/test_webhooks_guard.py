@@ -455,7 +455,7 @@ def test_resend_gets_a_fresh_budget_and_the_sweep_sends_a_lost_enqueue(
     delivery = only_delivery()
     assert (delivery.state, delivery.attempts) == (State.DEAD, 4)
 
-    monkeypatch.setattr(webhooks, "_enqueue", lambda ids: None)  # the broker lost it
+    monkeypatch.setattr(webhooks, "_enqueue_batch", lambda ids: None)  # the broker lost it
     assert messages_of(resend(admin_client, delivery.pk)) == [
         "Requeued 1 webhook delivery for resending."
     ]

@@ -43,6 +43,8 @@ class Receiver:
         self.errors: list[str] = []
         self.statuses: list[int] = []  # answers to give next, then 200
         self.body = b""  # what those answers say (the 200s say nothing)
+        self.headers: dict[str, str] = {}  # and the header fields they carry (Retry-After)
+        self.connections = 0  # TCP connections accepted (kept-alive ones count once)
         self.delay = 0.0  # seconds before answering (processed first, like a slow receiver)
         self.server_names: list[str | None] = []  # TLS SNI of each handshake (https only)
         self._seen: set[str] = set()
@@ -58,6 +60,11 @@ class Receiver:
             def log_message(self, format, *args):  # quiet test output
                 pass
 
+            def setup(self):
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = receiver.handle(dict(self.headers), body)
@@ -65,6 +72,8 @@ class Receiver:
                     time.sleep(receiver.delay)
                 answer = b"" if status == 200 else receiver.body
                 self.send_response(status)
+                for name, value in ({} if status == 200 else receiver.headers).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
@@ -94,6 +103,8 @@ class Receiver:
             self._seen.clear()
             self.delay = 0.0
             self.body = b""
+            self.headers = {}
+            self.connections = 0
 
     def handle(self, headers: dict[str, str], body: bytes) -> int:
         with self._lock:
