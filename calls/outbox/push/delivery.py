@@ -51,7 +51,7 @@ from calls.selectors import call_type_get
 
 from . import apns, fcm, webpush
 from .base import Message, Outcome, Provider, Result
-from .dispatch import enqueue_deliveries, message_of, push_id, push_texts
+from .dispatch import URGENT_EVENTS, enqueue_deliveries, message_of, push_id, push_texts
 
 logger = logging.getLogger("calls.push")
 
@@ -166,15 +166,24 @@ def deliver(delivery_id: int) -> float | None:
     return deliver_many([delivery_id]).get(delivery_id)
 
 
-def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
+def deliver_many(delivery_ids: list[int], *, take_waiting: bool = False) -> dict[int, float]:
     """Claim, send and record these deliveries (one task's batch: a ring's to many devices).
     The rows are claimed in one conditional UPDATE (each exactly as `deliver` claims one),
     sent concurrently on this process's sending threads over kept-alive connections, and
     recorded in a few UPDATEs. Returns {row: delay before its next attempt} for the rows
     the provider asked to retry (and, with no delay, those left unsent at the batch's start
-    deadline: handed back unattempted). A row another run holds is not sent."""
+    deadline: handed back unattempted). A row another run holds is not sent.
+
+    `take_waiting` (the `deliver_pushes` task, which hands every returned retry on): the
+    claim also takes the urgent rows of other events still queued (`dispatch.is_urgent`:
+    rings, go-lives), up to PUSH_BATCH_SIZE in all, on PostgreSQL. Under load each relay
+    batch's few go-live pushes wait in a task of their own; the first of those tasks to run
+    sends them all, and the others find their rows taken (one query). The rows of this
+    batch's own events are left to their own tasks (a ring spread over the worker's
+    processes stays spread)."""
     now = timezone.now()
-    rows = _claim(delivery_ids, now)
+    waiting = max(settings.PUSH_BATCH_SIZE - len(delivery_ids), 0) if take_waiting else 0
+    rows = _claim(delivery_ids, now, waiting=waiting)
     if not rows:
         return {}
     # The texts once per event type, call type and language (the device's user's: built-in
@@ -227,19 +236,20 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     return _record_all(rows, results)
 
 
-def _claim(ids: list[int], now: datetime) -> list[Claimed]:
+def _claim(ids: list[int], now: datetime, *, waiting: int = 0) -> list[Claimed]:
     """queued|retrying → sending, attempts + 1, in one statement; the rows it claimed, by id,
     with what a send reads of their devices and events, as plain values (model instances,
     three a row, cost more than the rest of the read). On PostgreSQL the claim returns them
     itself (`UPDATE … FROM` the device, its user and the event with its call `RETURNING`
-    them, the ids as one array): the claim is the batch's only read."""
+    them, the ids as one array): the claim is the batch's only read. There it also claims up
+    to `waiting` urgent rows of other events still queued (`deliver_many`'s take_waiting)."""
     ids = sorted({int(pk) for pk in ids})
     if not ids:
         return []
     stamp = connection.ops.adapt_datetimefield_value(now)
     table = connection.ops.quote_name(PushDelivery._meta.db_table)
     if connection.vendor == "postgresql":
-        return _claim_returning_rows(ids, stamp)
+        return _claim_returning_rows(ids, stamp, waiting)
     # S608: only the table name and one "%s" per id are formatted in; values are parameters.
     sql = (
         f"UPDATE {table} SET state = %s, attempts = attempts + 1, claimed_at = %s, "  # noqa: S608
@@ -268,7 +278,7 @@ def _claim(ids: list[int], now: datetime) -> list[Claimed]:
     ]
 
 
-def _claim_returning_rows(ids: list[int], stamp: Any) -> list[Claimed]:
+def _claim_returning_rows(ids: list[int], stamp: Any, waiting: int) -> list[Claimed]:
     quote = connection.ops.quote_name
     device = PushDevice._meta
     user = device.get_field("user").related_model._meta
@@ -278,15 +288,28 @@ def _claim_returning_rows(ids: list[int], stamp: Any) -> list[Claimed]:
     event_columns = ", ".join(
         f"e.{quote(event.get_field(f).column)}" for f in EVENT_FIELDS if "__" not in f
     )
+    table = quote(PushDelivery._meta.db_table)
+    where, params = "d.id = ANY(%s)", [ids]
+    if waiting:
+        # The urgent rows (`dispatch.is_urgent`'s rule) of other events still queued, oldest
+        # first; a row another claim has locked is skipped (SKIP LOCKED), not waited for.
+        where = (
+            f"({where} OR d.id IN (SELECT x.id FROM {table} AS x "  # noqa: S608
+            f"JOIN {quote(event.db_table)} AS xe ON xe.id = x.event_id "
+            "WHERE x.state = %s AND (x.purpose = %s OR xe.type = ANY(%s)) "
+            f"AND x.event_id <> ALL(SELECT event_id FROM {table} WHERE id = ANY(%s)) "
+            "ORDER BY x.id LIMIT %s FOR UPDATE OF x SKIP LOCKED))"
+        )
+        params += [State.QUEUED, PushDelivery.Purpose.RING, sorted(URGENT_EVENTS), ids, waiting]
     # S608: only table and column names are formatted in; every value is a parameter. The
     # call may be gone (its events keep a null call): joined outside the claim's conditions.
     sql = (
-        f"UPDATE {quote(PushDelivery._meta.db_table)} AS d SET state = %s, "  # noqa: S608
+        f"UPDATE {table} AS d SET state = %s, "  # noqa: S608
         "attempts = d.attempts + 1, claimed_at = %s, updated_at = %s "
         f"FROM {quote(device.db_table)} AS v, {quote(user.db_table)} AS u, "
         f"{quote(event.db_table)} AS e LEFT JOIN {quote(call.db_table)} AS c "
         f"ON c.{quote(call.pk.column)} = e.{quote(event.get_field('call').column)} "
-        "WHERE d.id = ANY(%s) AND d.state IN (%s, %s) AND v.id = d.device_id "
+        f"WHERE {where} AND d.state IN (%s, %s) AND v.id = d.device_id "
         "AND u.id = v.user_id AND e.id = d.event_id "
         f"RETURNING d.id, d.event_id, d.device_id, d.purpose, d.attempts, {columns}, u.language, "
         f"{event_columns}, c.{quote(call.get_field('type').column)}"
@@ -294,7 +317,10 @@ def _claim_returning_rows(ids: list[int], stamp: Any) -> list[Claimed]:
     keys_at = 5 + DEVICE_FIELDS.index("keys")
     event_at = 5 + len(DEVICE_FIELDS) + 1
     with connection.cursor() as cursor:
-        cursor.execute(sql, [State.SENDING, stamp, stamp, ids, State.QUEUED, State.RETRYING])
+        cursor.execute(
+            sql,
+            [State.SENDING, stamp, stamp, *params, State.QUEUED, State.RETRYING],
+        )
         found = sorted(cursor.fetchall())
     rows = []
     for row in found:
