@@ -297,7 +297,8 @@ def _claim_returning_rows(ids: list[int], stamp: Any, waiting: int) -> list[Clai
             f"({where} OR d.id IN (SELECT x.id FROM {table} AS x "  # noqa: S608
             f"JOIN {quote(event.db_table)} AS xe ON xe.id = x.event_id "
             "WHERE x.state = %s AND (x.purpose = %s OR xe.type = ANY(%s)) "
-            f"AND x.event_id <> ALL(SELECT event_id FROM {table} WHERE id = ANY(%s)) "
+            # ARRAY(…): the batch's events read once, not once per queued row.
+            f"AND x.event_id <> ALL(ARRAY(SELECT event_id FROM {table} WHERE id = ANY(%s))) "
             "ORDER BY x.id LIMIT %s FOR UPDATE OF x SKIP LOCKED))"
         )
         params += [State.QUEUED, PushDelivery.Purpose.RING, sorted(URGENT_EVENTS), ids, waiting]
