@@ -422,10 +422,11 @@ def _profile(call_id: str, count: int, arrivals: Arrivals) -> None:
     print("  CPU per delivery, cumulative (each includes those indented below it):")
     rows = [
         ("delivery.deliver_many", "outbox/push/delivery.py", "deliver_many"),
-        ("  claim (one UPDATE … RETURNING)", "outbox/push/delivery.py", "_claim"),
-        ("  read rows, devices, the event", "django/db/models/query.py", "_fetch_all"),
+        ("  claim (rows, devices, events)", "outbox/push/delivery.py", "_claim"),
+        ("  other reads (ORM)", "django/db/models/query.py", "_fetch_all"),
         ("  provider_for", "outbox/push/delivery.py", "provider_for"),
-        ("  message_for (once per event)", "outbox/push/dispatch.py", "message_for"),
+        ("  push_texts (once per language)", "outbox/push/dispatch.py", "push_texts"),
+        ("  message_of (once per event)", "outbox/push/dispatch.py", "message_of"),
         ("  WebPushProvider.send_many", "outbox/push/webpush.py", "send_many"),
         ("    encrypt (RFC 8291 aes128gcm)", "outbox/push/webpush.py", "encrypt"),
         ("      ephemeral P-256 key", "~", "generate_private_key"),
