@@ -16,7 +16,7 @@ Each type's `notification_settings` switch applies (reminders follow `call_notif
 Idempotent: rows are unique per (event, device, purpose), so a second relay adds nothing, and
 the delivery task's claim makes a second enqueue harmless. An event's rows leave in a few
 tasks (`batch_size`: one per worker process, at most PUSH_BATCH_SIZE rows each), not one
-per device.
+per device. Rings and the call going live are urgent (`is_urgent`): their tasks go first.
 """
 
 from __future__ import annotations
