@@ -30,7 +30,9 @@ logger = logging.getLogger("calls.outbox.queue")
 # Message priorities (Redis: 0 is taken first; CELERY_TASK_DEFAULT_PRIORITY puts every other
 # message behind it). Rings, and the relay of the events that ring, are URGENT: a worker that
 # comes back from an outage to a backlog rings the calls starting now before it works through
-# the backlog, instead of letting their rings expire behind it.
+# the backlog, instead of letting their rings expire behind it. So are the pushes of a call
+# going live (`push.dispatch.is_urgent`): a patient is waiting for them now, while webhooks,
+# reminders and the other pushes can wait a few seconds behind them.
 URGENT = 0
 
 

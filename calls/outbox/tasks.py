@@ -57,7 +57,8 @@ def deliver_pushes(self, delivery_ids: list[int]) -> int:
     recorded as `deliver_push` does, sent concurrently (push.delivery.deliver_many). Rows the
     provider asks to retry leave again in batches, after their backoff. Returns how many
     rows were handed to a retry."""
-    retries = push_delivery.deliver_many(delivery_ids)
+    # With the urgent pushes of other events still waiting for their tasks (`take_waiting`).
+    retries = push_delivery.deliver_many(delivery_ids, take_waiting=True)
     while retries and self.request.is_eager:
         retries = push_delivery.deliver_many(list(retries))  # as deliver_push, in-process
     by_delay: dict[float, list[int]] = {}

@@ -1,7 +1,8 @@
 """APNs over HTTP/2 with token (JWT, ES256) authentication.
 
 Rings go as VoIP pushes (PushKit: topic `<bundle>.voip`, priority 10, expiration 0, so a ring
-is delivered now or never); notify and missed go as alerts. The collapse id is the call cid,
+is delivered now or never); notify and missed go as alerts, priority 10 and time-sensitive
+when urgent (the call going live: `Message.urgent`), else 5. The collapse id is the call cid,
 so a newer push about the same call replaces the older one on the lock screen, and a resend of
 the same push replaces its first copy; `apns-id` is the delivery's stable push id (the same on
 every attempt, so Apple's error reports and our rows name the same push), and the payload
@@ -89,14 +90,14 @@ class ApnsProvider:
         else:
             alert = {"title": message.title, "body": message.body}
             body = {"aps": {"alert": alert, "sound": "default"}, **data}
-            if message.ring:
+            if message.urgent:
                 body["aps"]["interruption-level"] = "time-sensitive"
         expiration = 0 if message.ring else int(time.time()) + NOTIFY_EXPIRATION
         headers = {
             "authorization": f"bearer {self.bearer()}",
             "apns-topic": f"{self.topic}.voip" if voip else self.topic,
             "apns-push-type": "voip" if voip else "alert",
-            "apns-priority": "10" if message.ring else "5",
+            "apns-priority": "10" if message.urgent else "5",
             "apns-expiration": str(expiration),
             "apns-collapse-id": _collapse_id(message.cid),
             "apns-id": message.push_id,

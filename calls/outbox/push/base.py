@@ -41,6 +41,11 @@ class Message:
       (`ring-1234`); in the payload (a service worker's `showNotification` tag, the app's
       notification id), and the source of the Web Push `Topic`;
     - `push_id`: a UUID per delivery row (APNs `apns-id`).
+
+    `urgent`: someone is waiting for this person now (a ring, the call going live: the
+    patient in the lobby waiting for "your clinician is ready"; `dispatch.is_urgent`): the
+    push services are asked to deliver it at once (Web Push `Urgency: high`, APNs priority 10
+    and time-sensitive), not when the device next wakes.
     """
 
     purpose: str  # PushDelivery.Purpose
@@ -52,6 +57,7 @@ class Message:
     body: str
     tag: str
     push_id: str
+    urgent: bool = False
 
     @property
     def ring(self) -> bool:

@@ -46,11 +46,12 @@ from django.db import connection
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
-from calls.models import CallEvent, PushDelivery, PushDevice
+from calls.models import PushDelivery, PushDevice
+from calls.selectors import call_type_get
 
 from . import apns, fcm, webpush
 from .base import Message, Outcome, Provider, Result
-from .dispatch import enqueue_deliveries, message_for, push_id
+from .dispatch import URGENT_EVENTS, enqueue_deliveries, message_of, push_id, push_texts
 
 logger = logging.getLogger("calls.push")
 
@@ -64,18 +65,9 @@ SWEEP_BATCH = 500
 # by default) of its start, never less than this: the rest go back for another run.
 MIN_START_WINDOW_S = 1.0
 
-# What a send reads of a device, and of its event (`dispatch.message_for`, the ring's age).
+# What a send reads of a device, and of its event (its message, the ring's age).
 DEVICE_FIELDS = ("id", "user_id", "kind", "token", "keys", "active")
-EVENT_FIELDS = (
-    "id",
-    "type",
-    "call_cid",
-    "created_at",
-    "call__id",
-    "call__type_id",
-    "call__type__name",
-    "call__type__notification_settings",
-)
+EVENT_FIELDS = ("type", "call_cid", "created_at", "call__type_id")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,6 +89,17 @@ class Device:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """What a send reads of its event (EVENT_FIELDS): not its payload (a ring's lists every
+    member, 449 KiB at 1,000) nor the call's other fields."""
+
+    type: str
+    call_cid: str
+    created_at: datetime
+    call_type: str | None  # None: the call is gone
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Claimed:
     """A delivery row this run claimed: `attempts` is the claim's (the record's condition)."""
 
@@ -106,6 +109,7 @@ class Claimed:
     purpose: str
     attempts: int
     device: Device
+    event: Event
 
 
 _FACTORIES = {
@@ -162,32 +166,38 @@ def deliver(delivery_id: int) -> float | None:
     return deliver_many([delivery_id]).get(delivery_id)
 
 
-def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
+def deliver_many(delivery_ids: list[int], *, take_waiting: bool = False) -> dict[int, float]:
     """Claim, send and record these deliveries (one task's batch: a ring's to many devices).
     The rows are claimed in one conditional UPDATE (each exactly as `deliver` claims one),
     sent concurrently on this process's sending threads over kept-alive connections, and
     recorded in a few UPDATEs. Returns {row: delay before its next attempt} for the rows
     the provider asked to retry (and, with no delay, those left unsent at the batch's start
-    deadline: handed back unattempted). A row another run holds is not sent."""
+    deadline: handed back unattempted). A row another run holds is not sent.
+
+    `take_waiting` (the `deliver_pushes` task, which hands every returned retry on): the
+    claim also takes the urgent rows of other events still queued (`dispatch.is_urgent`:
+    rings, go-lives), up to PUSH_BATCH_SIZE in all, on PostgreSQL. Under load each relay
+    batch's few go-live pushes wait in a task of their own; the first of those tasks to run
+    sends them all, and the others find their rows taken (one query). The rows of this
+    batch's own events are left to their own tasks (a ring spread over the worker's
+    processes stays spread)."""
     now = timezone.now()
-    rows = _claim(delivery_ids, now)
+    waiting = max(settings.PUSH_BATCH_SIZE - len(delivery_ids), 0) if take_waiting else 0
+    rows = _claim(delivery_ids, now, waiting=waiting)
     if not rows:
         return {}
-    # Each event once (a batch is one event's, usually): not its payload (a ring's lists every
-    # member, 449 KiB at 1,000) nor the call's other fields, which every row would decode
-    # again (bench/push.py).
-    events = {
-        event.pk: event
-        for event in CallEvent.objects.select_related("call__type")
-        .only(*EVENT_FIELDS)
-        .filter(pk__in={row.event_id for row in rows})
-    }
+    # The texts once per event type, call type and language (the device's user's: built-in
+    # texts are translated), each call type's settings read once (`selectors.call_type_get`,
+    # decoded only when it changed); then one message per event and purpose. A go-live batch
+    # is many events of one type: its texts are built once, not once per event.
+    notification_settings: dict[str | None, dict[str, Any] | None] = {None: None}
+    texts: dict[tuple[str, str | None, str], tuple[str, str]] = {}
     messages: dict[tuple[int, str, str], Message] = {}
     providers: dict[str, Provider] = {}
     results: dict[int, Result | None] = {}
     sends: list[tuple[Claimed, Provider, Message]] = []
     for row in rows:
-        event = events[row.event_id]
+        event = row.event
         if not row.device.active:
             results[row.pk] = Result(Outcome.FAILED, error="device inactive")
             continue
@@ -195,12 +205,25 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
             results[row.pk] = Result(Outcome.FAILED, error="ring expired")
             continue
         try:
-            # One message per event, purpose and language (the device's user's: built-in
-            # texts are translated, bench/push.py's ring builds one).
-            key = (row.event_id, row.purpose, row.device.language)
+            language = row.device.language
+            key = (row.event_id, row.purpose, language)
             if key not in messages:
-                messages[key] = message_for(
-                    event, row.purpose, delivery_id=row.pk, language=row.device.language
+                text_key = (event.type, event.call_type, language)
+                if text_key not in texts:
+                    if event.call_type not in notification_settings:
+                        notification_settings[event.call_type] = call_type_get(
+                            name=event.call_type
+                        ).notification_settings
+                    texts[text_key] = push_texts(
+                        event.type, notification_settings[event.call_type], language
+                    )
+                messages[key] = message_of(
+                    event_id=row.event_id,
+                    event_type=event.type,
+                    cid=event.call_cid,
+                    purpose=row.purpose,
+                    texts=texts[text_key],
+                    delivery_id=row.pk,
                 )
             message = dataclasses.replace(messages[key], push_id=push_id(row.pk))
             if row.device.kind not in providers:
@@ -213,18 +236,20 @@ def deliver_many(delivery_ids: list[int]) -> dict[int, float]:
     return _record_all(rows, results)
 
 
-def _claim(ids: list[int], now: datetime) -> list[Claimed]:
+def _claim(ids: list[int], now: datetime, *, waiting: int = 0) -> list[Claimed]:
     """queued|retrying → sending, attempts + 1, in one statement; the rows it claimed, by id,
-    with their devices' fields that a send reads, as plain values (model instances, three a
-    row, cost more than the rest of the read). On PostgreSQL the claim returns them itself
-    (`UPDATE … FROM` the device and its user `RETURNING` them, the ids as one array)."""
+    with what a send reads of their devices and events, as plain values (model instances,
+    three a row, cost more than the rest of the read). On PostgreSQL the claim returns them
+    itself (`UPDATE … FROM` the device, its user and the event with its call `RETURNING`
+    them, the ids as one array): the claim is the batch's only read. There it also claims up
+    to `waiting` urgent rows of other events still queued (`deliver_many`'s take_waiting)."""
     ids = sorted({int(pk) for pk in ids})
     if not ids:
         return []
     stamp = connection.ops.adapt_datetimefield_value(now)
     table = connection.ops.quote_name(PushDelivery._meta.db_table)
     if connection.vendor == "postgresql":
-        return _claim_returning_devices(ids, stamp)
+        return _claim_returning_rows(ids, stamp, waiting)
     # S608: only the table name and one "%s" per id are formatted in; values are parameters.
     sql = (
         f"UPDATE {table} SET state = %s, attempts = attempts + 1, claimed_at = %s, "  # noqa: S608
@@ -236,9 +261,10 @@ def _claim(ids: list[int], now: datetime) -> list[Claimed]:
         claimed = dict(cursor.fetchall())
     if not claimed:
         return []
+    device_at = 4 + len(DEVICE_FIELDS) + 1  # after the row's four and the device's (language)
     return [
-        Claimed(pk, event_id, device_id, purpose, claimed[pk], Device(*device))
-        for pk, event_id, device_id, purpose, *device in PushDelivery.objects.filter(pk__in=claimed)
+        Claimed(*row[:4], claimed[row[0]], Device(*row[4:device_at]), Event(*row[device_at:]))
+        for row in PushDelivery.objects.filter(pk__in=claimed)
         .order_by("pk")
         .values_list(
             "id",
@@ -247,33 +273,63 @@ def _claim(ids: list[int], now: datetime) -> list[Claimed]:
             "purpose",
             *(f"device__{f}" for f in DEVICE_FIELDS),
             "device__user__language",
+            *(f"event__{f}" for f in EVENT_FIELDS),
         )
     ]
 
 
-def _claim_returning_devices(ids: list[int], stamp: Any) -> list[Claimed]:
+def _claim_returning_rows(ids: list[int], stamp: Any, waiting: int) -> list[Claimed]:
     quote = connection.ops.quote_name
     device = PushDevice._meta
     user = device.get_field("user").related_model._meta
+    event = PushDelivery._meta.get_field("event").related_model._meta
+    call = event.get_field("call").related_model._meta
     columns = ", ".join(f"v.{quote(device.get_field(f).column)}" for f in DEVICE_FIELDS)
-    # S608: only table and column names are formatted in; every value is a parameter.
+    event_columns = ", ".join(
+        f"e.{quote(event.get_field(f).column)}" for f in EVENT_FIELDS if "__" not in f
+    )
+    table = quote(PushDelivery._meta.db_table)
+    where, params = "d.id = ANY(%s)", [ids]
+    if waiting:
+        # The urgent rows (`dispatch.is_urgent`'s rule) of other events still queued, oldest
+        # first; a row another claim has locked is skipped (SKIP LOCKED), not waited for.
+        where = (
+            f"({where} OR d.id IN (SELECT x.id FROM {table} AS x "  # noqa: S608
+            f"JOIN {quote(event.db_table)} AS xe ON xe.id = x.event_id "
+            "WHERE x.state = %s AND (x.purpose = %s OR xe.type = ANY(%s)) "
+            # ARRAY(…): the batch's events read once, not once per queued row.
+            f"AND x.event_id <> ALL(ARRAY(SELECT event_id FROM {table} WHERE id = ANY(%s))) "
+            "ORDER BY x.id LIMIT %s FOR UPDATE OF x SKIP LOCKED))"
+        )
+        params += [State.QUEUED, PushDelivery.Purpose.RING, sorted(URGENT_EVENTS), ids, waiting]
+    # S608: only table and column names are formatted in; every value is a parameter. The
+    # call may be gone (its events keep a null call): joined outside the claim's conditions.
     sql = (
-        f"UPDATE {quote(PushDelivery._meta.db_table)} AS d SET state = %s, "  # noqa: S608
+        f"UPDATE {table} AS d SET state = %s, "  # noqa: S608
         "attempts = d.attempts + 1, claimed_at = %s, updated_at = %s "
-        f"FROM {quote(device.db_table)} AS v, {quote(user.db_table)} AS u "
-        "WHERE d.id = ANY(%s) AND d.state IN (%s, %s) AND v.id = d.device_id "
-        "AND u.id = v.user_id "
-        f"RETURNING d.id, d.event_id, d.device_id, d.purpose, d.attempts, {columns}, u.language"
+        f"FROM {quote(device.db_table)} AS v, {quote(user.db_table)} AS u, "
+        f"{quote(event.db_table)} AS e LEFT JOIN {quote(call.db_table)} AS c "
+        f"ON c.{quote(call.pk.column)} = e.{quote(event.get_field('call').column)} "
+        f"WHERE {where} AND d.state IN (%s, %s) AND v.id = d.device_id "
+        "AND u.id = v.user_id AND e.id = d.event_id "
+        f"RETURNING d.id, d.event_id, d.device_id, d.purpose, d.attempts, {columns}, u.language, "
+        f"{event_columns}, c.{quote(call.get_field('type').column)}"
     )
     keys_at = 5 + DEVICE_FIELDS.index("keys")
+    event_at = 5 + len(DEVICE_FIELDS) + 1
     with connection.cursor() as cursor:
-        cursor.execute(sql, [State.SENDING, stamp, stamp, ids, State.QUEUED, State.RETRYING])
+        cursor.execute(
+            sql,
+            [State.SENDING, stamp, stamp, *params, State.QUEUED, State.RETRYING],
+        )
         found = sorted(cursor.fetchall())
     rows = []
     for row in found:
         keys = row[keys_at]
         values = [*row[5:keys_at], json.loads(keys) if isinstance(keys, str) else keys]
-        rows.append(Claimed(*row[:5], Device(*values, *row[keys_at + 1 :])))
+        rows.append(
+            Claimed(*row[:5], Device(*values, *row[keys_at + 1 : event_at]), Event(*row[event_at:]))
+        )
     return rows
 
 

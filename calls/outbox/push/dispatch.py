@@ -16,7 +16,7 @@ Each type's `notification_settings` switch applies (reminders follow `call_notif
 Idempotent: rows are unique per (event, device, purpose), so a second relay adds nothing, and
 the delivery task's claim makes a second enqueue harmless. An event's rows leave in a few
 tasks (`batch_size`: one per worker process, at most PUSH_BATCH_SIZE rows each), not one
-per device.
+per device. Rings and the call going live are urgent (`is_urgent`): their tasks go first.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ PUSHED_EVENTS: dict[str, tuple[str, str]] = {
     "call.missed": (Purpose.MISSED, "call_missed"),
     "call.ring_failed": (Purpose.NOTIFY, "call_notification"),
 }
+# Pushes someone is waiting for now, besides rings: the call went live (the patient is in
+# the lobby or waiting for "your clinician is ready"), and a ring that could not be sent in
+# time (its "call waiting" fallback). They leave URGENT, before reminders, missed calls and
+# call notifications (and, in a worker, before webhooks), and ask the push services to
+# deliver at once (`Message.urgent`). A reminder is minutes ahead of its call: it waits.
+URGENT_EVENTS = frozenset({"call.live_started", "call.ring_failed"})
 # Events about the call as a whole go to its patients / guests, not to the host who runs it.
 TO_CALL_MEMBERS = {"call.live_started", "call.reminder"}
 CALL_MEMBER_ROLE = "call_member"
@@ -94,8 +100,13 @@ def on_event(event: CallEvent) -> None:
             "pk", flat=True
         )
     )
-    urgent = purpose == Purpose.RING
+    urgent = is_urgent(purpose, event.type)
     transaction.on_commit(lambda: enqueue_deliveries(ids, urgent=urgent))
+
+
+def is_urgent(purpose: str, event_type: str) -> bool:
+    """Whether someone is waiting for this push now: a ring, or URGENT_EVENTS."""
+    return purpose == Purpose.RING or event_type in URGENT_EVENTS
 
 
 class Candidate(NamedTuple):
@@ -135,13 +146,13 @@ def _deliveries_create(event: CallEvent, device_ids: list[int], purpose: str) ->
 
 def _deliveries_create_many(
     rows: list[tuple[int, int, str]], *, queued_of: list[int] | None = None
-) -> list[tuple[int, str]]:
+) -> list[tuple[int, int, str]]:
     """Queued deliveries (event id, device id, purpose), none twice, in one statement. On
     PostgreSQL an INSERT … SELECT over three arrays: a ring to a thousand devices was a tenth
     of a second of `bulk_create` assembling its SQL (bench/push.py). With `queued_of` (event
-    ids), returns (id, purpose) of every row of those events now queued, the new ones and any
-    written before (on PostgreSQL in the same statement: the rows it inserted, and those its
-    snapshot already held)."""
+    ids), returns (id, event id, purpose) of every row of those events now queued, the new
+    ones and any written before (on PostgreSQL in the same statement: the rows it inserted,
+    and those its snapshot already held)."""
     if not rows and not queued_of:
         return []
     queued = PushDelivery.objects.filter(event__in=queued_of or [], state=PushDelivery.State.QUEUED)
@@ -150,7 +161,7 @@ def _deliveries_create_many(
             [PushDelivery(event_id=e, device_id=d, purpose=p) for e, d, p in rows],
             ignore_conflicts=True,
         )
-        return list(queued.values_list("pk", "purpose")) if queued_of else []
+        return list(queued.values_list("pk", "event_id", "purpose")) if queued_of else []
     now = timezone.now()
     table = connection.ops.quote_name(PushDelivery._meta.db_table)
     events, devices, purposes = [list(c) for c in zip(*rows, strict=True)] or [[], [], []]
@@ -168,8 +179,9 @@ def _deliveries_create_many(
             cursor.execute(insert, params)
             return []
         cursor.execute(
-            f"WITH created AS ({insert} RETURNING id, purpose) "  # noqa: S608
-            f"SELECT id, purpose FROM created UNION ALL SELECT id, purpose FROM {table} "
+            f"WITH created AS ({insert} RETURNING id, event_id, purpose) "  # noqa: S608
+            "SELECT id, event_id, purpose FROM created "
+            f"UNION ALL SELECT id, event_id, purpose FROM {table} "
             "WHERE event_id = ANY(%s::bigint[]) AND state = %s",
             [*params, list(queued_of), PushDelivery.State.QUEUED],
         )
@@ -180,8 +192,8 @@ def on_events(events: list[CallEvent]) -> None:
     """`on_event` for a relay batch (the relay's `many`): the same rows, in a handful of
     queries for the whole batch instead of five per event: one for the call members that
     `call.live_started` / `call.reminder` go to, one for the devices of everyone targeted,
-    one INSERT, one read of the rows still queued, and their enqueue at commit (rings first,
-    urgent, in their own tasks)."""
+    one INSERT, one read of the rows still queued, and their enqueue at commit (rings and
+    go-live notifies first, urgent, in their own tasks: `is_urgent`)."""
     wanted: list[tuple[CallEvent, str, set[str]]] = []
     to_members = []
     types: dict[str, dict[str, Any]] = {}  # each call type read once per batch
@@ -227,12 +239,13 @@ def on_events(events: list[CallEvent]) -> None:
     # The whole batch's in one INSERT, which also reads every row of these events still
     # queued: the new ones, and any whose enqueue was lost.
     queued = _deliveries_create_many(rows, queued_of=[event.pk for event, _, _ in wanted])
-    rings = [pk for pk, purpose in queued if purpose == Purpose.RING]
-    others = [pk for pk, purpose in queued if purpose != Purpose.RING]
+    types = {event.pk: event.type for event, _, _ in wanted}
+    urgent = [pk for pk, event_id, purpose in queued if is_urgent(purpose, types[event_id])]
+    others = [pk for pk, event_id, purpose in queued if not is_urgent(purpose, types[event_id])]
 
     def hand_off() -> None:
-        if rings:
-            enqueue_deliveries(rings, urgent=True)
+        if urgent:
+            enqueue_deliveries(urgent, urgent=True)
         if others:
             enqueue_deliveries(others)
 
@@ -251,7 +264,8 @@ def call_type_settings(call: Any) -> dict[str, Any]:
 def enqueue_deliveries(ids: Iterable[int], *, urgent: bool = False) -> None:
     """`deliver_pushes` tasks (`calls.outbox.tasks`) of `batch_size` rows each: a ring to a
     thousand devices is a few tasks, one per worker process, each sending its rows over
-    kept-alive connections (`delivery.deliver_many`). Rings are urgent."""
+    kept-alive connections (`delivery.deliver_many`). Urgent (`is_urgent`): before the
+    others (calls.outbox.queue.URGENT)."""
     ids = list(ids)
     enqueue_chunks(
         "calls.outbox.tasks.deliver_pushes",
@@ -333,9 +347,9 @@ def _generic(text: Any, default: str) -> str:
     return " ".join(text.split())[:MAX_TEXT]
 
 
-def message_tag(event: CallEvent, purpose: str) -> str:
+def message_tag(event_id: int, purpose: str) -> str:
     """The notification's identity on a device: one per event and purpose, on every attempt."""
-    return f"{purpose}-{event.pk}"
+    return f"{purpose}-{event_id}"
 
 
 def push_id(delivery_id: int) -> str:
@@ -357,28 +371,57 @@ def message_for(event: CallEvent, purpose: str, *, delivery_id: int, language: s
     """The push message of one delivery: the cid, the event type, generic text in the
     device's user's `language` (the built-in texts are translated; a call type's own text is
     sent as written) and the delivery's stable identifiers only."""
-    cid = event.call_cid
-    call_type, _, call_id = cid.partition(":")
-    if event.type in FIXED_TEXT:
-        title, body = FIXED_TEXT[event.type]
+    configured = event.call.type.notification_settings if event.call is not None else None
+    return message_of(
+        event_id=event.pk,
+        event_type=event.type,
+        cid=event.call_cid,
+        purpose=purpose,
+        texts=push_texts(event.type, configured, language),
+        delivery_id=delivery_id,
+    )
+
+
+def push_texts(
+    event_type: str, notification_settings: dict[str, Any] | None, language: str
+) -> tuple[str, str]:
+    """(title, body) of this event type's push for a call of a type with these
+    notification settings (None: the call is gone), in `language`. The same for every push of
+    that type, call type and language: a batch builds each once (`delivery.deliver_many`)."""
+    if event_type in FIXED_TEXT:
+        title, body = FIXED_TEXT[event_type]
     else:
-        key = PUSHED_EVENTS[event.type][1]
+        key = PUSHED_EVENTS[event_type][1]
         default = BUILTIN_NOTIFICATION_SETTINGS[key]["apns"]
         configured = {}
-        if event.call is not None:
-            configured = _settings_for(event.call.type.notification_settings, key).get("apns", {})
+        if notification_settings is not None:
+            configured = _settings_for(notification_settings, key).get("apns", {})
         title = _generic(configured.get("title"), default["title"])
         body = _generic(configured.get("body"), default["body"])
     with _in_language(language):
-        title, body = gettext(title), gettext(body)
+        return gettext(title), gettext(body)
+
+
+def message_of(
+    *,
+    event_id: int,
+    event_type: str,
+    cid: str,
+    purpose: str,
+    texts: tuple[str, str],
+    delivery_id: int,
+) -> Message:
+    """The message of one delivery of this event, with its (title, body) (`push_texts`)."""
+    call_type, _, call_id = cid.partition(":")
     return Message(
         purpose=purpose,
-        event_type=event.type,
+        event_type=event_type,
         cid=cid,
         call_type=call_type,
         call_id=call_id,
-        title=title,
-        body=body,
-        tag=message_tag(event, purpose),
+        title=texts[0],
+        body=texts[1],
+        tag=message_tag(event_id, purpose),
         push_id=push_id(delivery_id),
+        urgent=is_urgent(purpose, event_type),
     )

@@ -202,7 +202,7 @@ def _headers(message: Message) -> dict[str, str]:
     return {
         "TTL": str(RING_TTL if message.ring else NOTIFY_TTL),
         "Content-Encoding": "aes128gcm",
-        "Urgency": "high" if message.ring else "normal",
+        "Urgency": "high" if message.urgent else "normal",
         "Topic": topic(message.tag),
     }
 

@@ -85,3 +85,56 @@ def test_one_vapid_token_per_push_service_reused_until_shortly_before_its_exp():
     assert renewed != first
     assert claims(renewed)["exp"] == int(now[0]) + VAPID_EXPIRY_S
     assert provider.vapid_headers("https://push.example/push/d") is renewed
+
+
+def test_a_push_service_that_decrypts_afterwards_still_proves_every_payload(vapid_keys):
+    """`defer_decrypt` (bench/push.py, bench/scheduler.py): the stand-in checks VAPID and
+    answers 201 as a real push service does, storing the ciphertext; `decrypt_deferred`
+    then decrypts every push with its subscription's key, and a body that does not decrypt
+    is an error, as it is in-line."""
+    import dataclasses
+
+    from calls.outbox.push import dispatch
+
+    from .standins import WebPushService
+
+    service = WebPushService(defer_decrypt=True)
+    service.start()
+    try:
+        good, bad = (service.subscribe(vapid_keys[1]) for _ in range(2))
+        provider = WebPushProvider(
+            private_key=vapid_keys[0],
+            subject="mailto:ops@clinic.example",
+            timeout=5.0,
+            allow_http=True,
+            allow_private=True,
+        )
+        message = dispatch.message_of(
+            event_id=7,
+            event_type="call.live_started",
+            cid="appointment:visit-1",
+            purpose="notify",
+            texts=("Call started", "Join now"),
+            delivery_id=70,
+        )
+        device = dataclasses.make_dataclass("Device", ["token", "keys"])
+        wrong_keys = {**bad.keys, "auth": good.keys["auth"]}  # encrypted for another browser
+        results = provider.send_many(
+            [
+                (device(good.endpoint, good.keys), message),
+                (device(bad.endpoint, wrong_keys), message),
+            ]
+        )
+        assert [r.outcome for r in results] == ["sent", "sent"]  # accepted, not yet read
+        assert [push.payload for push in service.received] == [None, None]
+        assert service.errors == []
+
+        assert service.decrypt_deferred() == 2
+        first, second = service.received
+        assert first.payload == message.data()
+        assert first.headers["urgency"] == "high"  # the call went live: someone is waiting
+        assert second.payload is None
+        assert [e.split(":")[0] for e in service.errors] == ["could not decrypt"]
+        assert service.decrypt_deferred() == 0  # each once
+    finally:
+        service.stop()
