@@ -176,9 +176,7 @@ def _go_lives_run(now: datetime, limit: int) -> tuple[int, bool]:
         with _in_due_order():
             claimed = list(
                 DueAction.objects.select_for_update(skip_locked=True)
-                .filter(
-                    state=DueAction.State.PENDING, kind=DueAction.Kind.GO_LIVE, due_at__lte=now
-                )
+                .filter(state=DueAction.State.PENDING, kind=DueAction.Kind.GO_LIVE, due_at__lte=now)
                 .order_by("due_at", "pk")
                 .values_list("pk", "call_id", "due_at")[:limit]
             )
